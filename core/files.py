@@ -1,0 +1,285 @@
+"""Optimizer and parameter files in torch.save format, read safely and written atomically.
+
+Reading always uses ``torch.load(weights_only=True, map_location="cpu")`` with no
+fallback: a pickle that would run code is refused, never executed. A state_dict is
+checked against the session before anything is applied, so a refused file leaves
+the session exactly as it was.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from . import catalogue
+
+OPTIMIZER_KEYS = ("optimizer_state_dict", "optimizer", "optim", "opt")
+PARAMS_KEYS = ("model_state_dict", "params", "model", "state_dict", "parameters")
+EXTENSIONS = (".pt", ".pth", ".pkl")
+_IGNORED_GROUP_KEYS = frozenset({"params", "param_names", "initial_lr"})
+
+
+class LoadError(ValueError):
+    """A file that cannot be loaded into this session; the message names why."""
+
+
+# ----- writing -----
+
+def atomic_write(path, write) -> None:
+    """Call ``write(fileobj)`` on a temp file beside ``path``, then move it into place.
+
+    flush + fsync before ``os.replace``: a crash mid-save leaves the old file (or
+    nothing), never a truncated file under the final name.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def torch_save(obj, path) -> None:
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def params_state(session) -> dict:
+    """The parameters as ``{name: tensor}``, like ``module.state_dict()``."""
+    return {n: p.detach().clone() for n, p in session.params.items()}
+
+
+def save_optimizer(session, path) -> None:
+    torch_save(session.optimizer.state_dict(), path)
+
+
+def save_params(session, path) -> None:
+    torch_save(params_state(session), path)
+
+
+def save_checkpoint(session, path) -> None:
+    """Both together, in the layout of PyTorch's "general checkpoint" recipe."""
+    torch_save({"model_state_dict": params_state(session),
+                "optimizer_state_dict": session.optimizer.state_dict(),
+                "step": session.step_count}, path)
+
+
+# ----- reading -----
+
+def torch_read(source):
+    """torch.load with weights_only=True; every failure becomes one clear LoadError."""
+    name = source if isinstance(source, (str, os.PathLike)) else "the file"
+    if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
+        raise LoadError(f"No such file: {source}")
+    try:
+        return torch.load(source, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if "Weights only load failed" in str(e) or "Unsupported" in str(e) or "global" in str(e).lower():
+            raise LoadError(f"Refused {name}: it holds Python objects other than tensors and plain values "
+                            "(a pickle that could run code); it was not executed") from None
+        raise LoadError(f"{name} is not a torch.save file ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise LoadError(f"{name} is not a readable torch.save file ({first})") from None
+
+
+def split(obj) -> tuple[dict | None, dict | None]:
+    """(optimizer state_dict, parameters) found in a loaded object; either may be None."""
+    if not isinstance(obj, dict):
+        raise LoadError(f"The file holds a {type(obj).__name__}, not a state_dict")
+    if "state" in obj and "param_groups" in obj:
+        return obj, None
+    opt = next((obj[k] for k in OPTIMIZER_KEYS if isinstance(obj.get(k), dict)), None)
+    params = next((obj[k] for k in PARAMS_KEYS if isinstance(obj.get(k), dict)), None)
+    if opt is None and params is None and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        params = obj
+    if opt is None and params is None:
+        raise LoadError("The file holds neither an optimizer state_dict (state, param_groups) "
+                        "nor parameters (name -> tensor)")
+    return opt, params
+
+
+def read_optimizer_state(path) -> dict:
+    opt, _ = split(torch_read(path))
+    if opt is None:
+        raise LoadError(f"{path} holds parameters, not an optimizer state_dict")
+    return opt
+
+
+def read_params(path) -> dict:
+    _, params = split(torch_read(path))
+    if params is None:
+        raise LoadError(f"{path} holds an optimizer state_dict, not parameters")
+    return params
+
+
+# ----- checking against a session -----
+
+def _group_keys(g: dict) -> set:
+    return set(g) - _IGNORED_GROUP_KEYS
+
+
+def check_optimizer_state(session, sd) -> None:
+    """Refuse (LoadError) a state_dict that does not fit the session; change nothing."""
+    if not isinstance(sd, dict) or not isinstance(sd.get("state"), dict) or not isinstance(sd.get("param_groups"), list):
+        raise LoadError("Not an optimizer state_dict: it needs 'state' (a dict) and 'param_groups' (a list)")
+    live = session.optimizer.param_groups
+    saved = sd["param_groups"]
+    name = session.spec.optimizer
+    if not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in saved):
+        raise LoadError("Every param_group in the state_dict needs a 'params' list")
+    if saved:
+        want, got = _group_keys(live[0]), _group_keys(saved[0])
+        if want != got:
+            kinds = [k for k in catalogue.identify(got) if k != name]
+            if kinds:
+                raise LoadError(f"This state_dict is from {' or '.join(kinds)}, but the session uses {name}")
+            extra, missing = sorted(got - want), sorted(want - got)
+            parts = []
+            if extra:
+                parts.append(f"has {', '.join(extra)} that {name} does not know")
+            if missing:
+                parts.append(f"lacks {', '.join(missing)}")
+            raise LoadError(f"The state_dict's param_groups do not match {name}: it {' and '.join(parts)}")
+    if len(saved) != len(live):
+        raise LoadError(f"The state_dict has {len(saved)} parameter group(s); the session has {len(live)}")
+    for i, (g, s) in enumerate(zip(live, saved)):
+        if len(g["params"]) != len(s["params"]):
+            raise LoadError(f"Group {i} of the state_dict has {len(s['params'])} parameter(s); "
+                            f"the session's group {i} has {len(g['params'])}")
+    params = session.param_list
+    names = {i: n for n, i in session.index_of().items()}
+    saved_ids = [pid for s in saved for pid in s["params"]]
+    if sorted(map(_as_int, saved_ids)) != list(range(len(params))):
+        raise LoadError(f"The state_dict's params are numbered {saved_ids}; expected 0..{len(params) - 1}")
+    ref = _reference_state(session, saved)
+    for key, entry in sd["state"].items():
+        k = _as_int(key)
+        if not 0 <= k < len(params) or not isinstance(entry, dict):
+            raise LoadError(f"The state_dict has state for parameter {key!r}, which the session does not have")
+        p = params[k]
+        expected = ref.get(k, {})
+        for sk, v in entry.items():
+            if not isinstance(v, torch.Tensor) or v.dim() == 0:
+                continue
+            e = expected.get(sk)
+            if isinstance(e, torch.Size) and v.shape != e:
+                raise LoadError(f"State {sk!r} of parameter {k} ({names[k]}) has shape {list(v.shape)}; "
+                                f"the session expects {list(e)}")
+            if e is None and v.numel() == p.numel() and v.shape != p.shape:
+                raise LoadError(f"State {sk!r} of parameter {k} ({names[k]}) has shape {list(v.shape)}; "
+                                f"the parameter has shape {list(p.shape)}")
+            if v.is_floating_point() and p.is_floating_point() and e is None and v.numel() not in (1, p.numel()) \
+                    and name not in catalogue.NEEDS_CLOSURE:
+                raise LoadError(f"State {sk!r} of parameter {k} ({names[k]}) has shape {list(v.shape)}, "
+                                f"which does not fit a parameter of shape {list(p.shape)}")
+    _dry_run(session, sd)
+
+
+def _as_int(k) -> int:
+    try:
+        return int(k)
+    except (TypeError, ValueError):
+        raise LoadError(f"The state_dict uses {k!r} as a parameter index; indices are whole numbers") from None
+
+
+def _clones(session):
+    out = []
+    for p in session.param_list:
+        c = p.detach().clone().requires_grad_(True)
+        z = torch.zeros_like(c)
+        c.grad = z.to_sparse() if session.spec.optimizer in catalogue.NEEDS_SPARSE else z
+        out.append(c)
+    return out
+
+
+def _fresh(session, saved_groups, clones):
+    desc = catalogue.info(session.spec.optimizer)
+    groups, i = [], 0
+    for g_live, g_saved in zip(session.optimizer.param_groups, saved_groups):
+        n = len(g_live["params"])
+        hp = {k: v for k, v in g_saved.items() if k in desc.defaults}
+        groups.append({"params": clones[i:i + n], **hp})
+        i += n
+    try:
+        return session.opt_class(groups)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise LoadError(f"The state_dict's hyperparameters are refused by torch: {e}") from None
+
+
+def _step(opt):
+    if isinstance(opt, torch.optim.LBFGS):
+        opt.step(lambda: torch.zeros(()))
+    else:
+        opt.step()
+
+
+def _reference_state(session, saved_groups) -> dict[int, dict]:
+    """Shapes of the state a fresh optimizer with the file's hyperparameters creates."""
+    clones = _clones(session)
+    opt = _fresh(session, saved_groups, clones)
+    try:
+        _step(opt)
+    except Exception:  # noqa: BLE001 - a reference we cannot build checks nothing
+        return {}
+    out = {}
+    for i, c in enumerate(clones):
+        out[i] = {k: v.shape for k, v in opt.state.get(c, {}).items() if isinstance(v, torch.Tensor)}
+    return out
+
+
+def _dry_run(session, sd) -> None:
+    """Load into a copy and take one step there: what breaks there never reaches the session."""
+    clones = _clones(session)
+    opt = _fresh(session, sd["param_groups"], clones)
+    try:
+        opt.load_state_dict(sd)
+        _step(opt)
+    except Exception as e:  # noqa: BLE001 - any failure means the file does not fit
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise LoadError(f"The state_dict does not fit this session: {first}") from None
+
+
+def check_params(session, sd) -> None:
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise LoadError("Parameters must be a dict of name -> tensor")
+    unknown = sorted(set(sd) - set(session.params))
+    missing = sorted(set(session.params) - set(sd))
+    if unknown:
+        raise LoadError(f"The file has parameter(s) the session does not: {', '.join(map(str, unknown))}")
+    if missing:
+        raise LoadError(f"The file lacks parameter(s): {', '.join(missing)}")
+    for n, v in sd.items():
+        p = session.params[n]
+        if v.shape != p.shape:
+            raise LoadError(f"Parameter {n} in the file has shape {list(v.shape)}; the session's has {list(p.shape)}")
+        if v.dtype != p.dtype:
+            raise LoadError(f"Parameter {n} in the file is {str(v.dtype)[6:]}; the session's is {str(p.dtype)[6:]}")
+
+
+def to_bytes(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()

@@ -1,0 +1,133 @@
+"""Turn a live session into a Snapshot of numpy copies (runs on the runner thread).
+
+Small tensors travel whole. Large ones travel as a strided preview of at most
+PREVIEW_SIDE per axis plus whole-tensor statistics: copying a 4096x4096 weight and
+its Adam moments every frame would cost far more than a frame can afford.
+Nothing here changes a tensor, its dtype or its device, or draws random numbers.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .snapshot import (HIST_BINS, PREVIEW_SIDE, WHOLE_LIMIT, ArrayView, GroupSnapshot, History,
+                       Snapshot, TensorSnapshot, frozen)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()
+
+
+def array_view(t: torch.Tensor) -> ArrayView:
+    """An ArrayView of ``t``: whole if small, else a preview with exact statistics."""
+    t = t.detach()
+    if t.is_sparse:
+        t = t.to_dense()
+    shape = tuple(t.shape)
+    dtype = str(t.dtype).replace("torch.", "")
+    if t.numel() <= WHOLE_LIMIT:
+        a = _np(t)
+        if a.size:
+            af = a.astype(np.float64, copy=False)
+            lo, hi, mean, norm = float(af.min()), float(af.max()), float(af.mean()), float(np.sqrt((af * af).sum()))
+        else:
+            lo = hi = mean = norm = float("nan")
+        counts, edges = _hist(a)
+        return ArrayView(shape, dtype, frozen(a), True, (1,) * len(shape), lo, hi, mean, norm, counts, edges)
+    stride = tuple(max(1, math.ceil(s / PREVIEW_SIDE)) for s in shape)
+    preview = t[tuple(slice(None, None, st) for st in stride)]
+    with torch.no_grad():
+        lo, hi = torch.aminmax(t)
+        mean = t.mean(dtype=torch.float64) if t.is_floating_point() else t.double().mean()
+        norm = torch.linalg.vector_norm(t, dtype=torch.float64)
+        stats = torch.stack([lo.double(), hi.double(), mean.double(), norm.double()]).cpu().tolist()
+    a = _np(preview)
+    counts, edges = _hist(a)
+    return ArrayView(shape, dtype, frozen(np.ascontiguousarray(a)), False, stride, *stats, counts, edges)
+
+
+def _hist(a: np.ndarray):
+    finite = a[np.isfinite(a)] if a.size else a
+    if finite.size == 0:
+        return None, None
+    finite = finite.astype(np.float64, copy=False)
+    lo, hi = float(finite.min()), float(finite.max())
+    if not hi - lo > 1e-12 * max(1.0, abs(lo), abs(hi)):
+        lo, hi = lo - 0.5, hi + 0.5  # constant data: one bin in the middle
+    counts, edges = np.histogram(finite, bins=HIST_BINS, range=(lo, hi))
+    return frozen(counts), frozen(edges)
+
+
+def state_value(v):
+    """One optimizer state entry as plain data."""
+    if isinstance(v, torch.Tensor):
+        if v.dim() == 0:
+            return array_view(v)
+        return array_view(v)
+    if isinstance(v, (bool, str)) or v is None:
+        return str(v)
+    if isinstance(v, (int, float)):
+        return v
+    if isinstance(v, (list, tuple)):
+        kinds = {type(x).__name__ for x in v}
+        return f"list of {len(v)} {'/'.join(sorted(kinds)) or 'items'}"
+    return repr(v)[:80]
+
+
+def plain(v):
+    """A hyperparameter as a plain Python value (a tensor lr becomes a float)."""
+    if isinstance(v, torch.Tensor):
+        return v.item() if v.numel() == 1 else v.tolist()
+    if isinstance(v, tuple):
+        return tuple(plain(x) for x in v)
+    return v
+
+
+def make_snapshot(session, seq: int, history: History | None = None, running: bool = False,
+                  paused_reason: str | None = None, error=None, steps_per_second: float = 0.0) -> Snapshot:
+    """Copy what the GUI shows out of ``session``. Call only on the thread that owns it."""
+    opt = session.optimizer
+    index = session.index_of()
+    group_of = session.group_of()
+    tensors = []
+    for name, p in session.params.items():
+        st = opt.state.get(p, {})
+        tensors.append(TensorSnapshot(
+            name=name, index=index[name], group=group_of[name], value=array_view(p),
+            grad=None if p.grad is None else array_view(p.grad),
+            grad_sparse=p.grad is not None and p.grad.is_sparse,
+            state={k: state_value(v) for k, v in st.items()}))
+    tensors.sort(key=lambda t: t.index)
+    names_by_index = {i: n for n, i in index.items()}
+    groups = []
+    start = 0
+    for gi, g in enumerate(opt.param_groups):
+        idx = tuple(range(start, start + len(g["params"])))
+        start += len(g["params"])
+        groups.append(GroupSnapshot(gi, {k: plain(v) for k, v in g.items() if k != "params"}, idx,
+                                    tuple(names_by_index[i] for i in idx)))
+    obj = session.spec.gradient.objective if session.spec.gradient.kind == "objective" else None
+    return Snapshot(seq=seq, step=session.step_count, loss=session.loss_value(), optimizer=session.spec.optimizer,
+                    device=session.device, defaults={k: plain(v) for k, v in opt.defaults.items()},
+                    groups=tuple(groups), tensors=tuple(tensors),
+                    history=history if history is not None else session.history.view(),
+                    running=running, paused_reason=paused_reason, error=error,
+                    steps_per_second=steps_per_second, objective=obj, path=session.history.path())
+
+
+def exact_value(session, name: str, which: str, index: tuple[int, ...]) -> float:
+    """The exact value of one element of a parameter, its gradient or a state tensor."""
+    p = session.params[name]
+    if which == "value":
+        t = p
+    elif which == "grad":
+        t = p.grad
+    else:
+        t = session.optimizer.state.get(p, {}).get(which)
+    if not isinstance(t, torch.Tensor):
+        raise KeyError(f"{name} has no {which}")
+    if t.is_sparse:
+        t = t.to_dense()
+    return float(t.detach()[tuple(index)])

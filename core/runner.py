@@ -1,0 +1,291 @@
+"""The runner: steps a session on its own thread and publishes snapshots.
+
+Only the runner thread touches the session's tensors while it lives. Everyone
+else talks to it through thread-safe commands (run, pause, step N, stop, call)
+and reads ``latest()``, a slot that holds the newest Snapshot. Snapshots and the
+history's measurements are taken on a time budget (a few percent of the loop's
+time, and at most ``max_hz`` snapshots a second), never once per step, so watching
+costs the optimizer almost nothing.
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+import traceback
+from concurrent.futures import Future
+from dataclasses import replace
+
+from .observe import make_snapshot
+from .session import NonFinite, Session
+from .snapshot import RunError, Snapshot
+from .spec import Step
+
+BUDGET = 0.03  # share of wall time spent on probes and snapshots while running
+
+
+class Budget:
+    """Allows costly work while its total stays under ``fraction`` of elapsed time."""
+
+    def __init__(self, fraction: float = BUDGET):
+        self.fraction = fraction
+        self.reset()
+
+    def reset(self) -> None:
+        self.start = time.perf_counter()
+        self.spent = 0.0
+
+    def due(self, now: float) -> bool:
+        return self.spent <= self.fraction * (now - self.start)
+
+    def charge(self, seconds: float) -> None:
+        self.spent += seconds
+
+
+def run_steps(session: Session, n: int, budget: Budget | None = None, cancelled=lambda: False) -> int:
+    """Step ``n`` times on this thread, recording history on the budget. Returns steps done."""
+    budget = budget or Budget()
+    done = 0
+    try:
+        for i in range(n):
+            if cancelled():
+                break
+            now = time.perf_counter()
+            probe = i == n - 1 or budget.due(now)
+            result = session.step_once(probe=probe)
+            done += 1
+            if probe:
+                session.record(result)
+                budget.charge(time.perf_counter() - now)
+    finally:
+        if done:
+            session._record(Step(done))
+    return done
+
+
+class Runner:
+    """Owns a Session on a background thread (plain ``threading``, no Qt)."""
+
+    def __init__(self, session: Session, max_hz: float = 60.0, budget: float = BUDGET):
+        self._session = session
+        self._min_interval = 1.0 / max_hz
+        self._budget = Budget(budget)
+        self._cmds: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stop = False
+        self._running = False
+        self._pending = 0  # steps left of a "step N" request
+        self._batch_total = 0
+        self._batch_done = 0
+        self._rate_limit = 0.0
+        self._unflushed = 0
+        self._seq = 0
+        self._error: RunError | None = None
+        self._paused_reason: str | None = None
+        self._sps = 0.0
+        self._sps_mark = (time.perf_counter(), 0)
+        self._last_step_time = 0.0
+        self._published_at = 0.0
+        self._latest: Snapshot = make_snapshot(session, 0)
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="optimlab-runner", daemon=True)
+        self._thread.start()
+
+    # ----- commands (any thread) -----
+
+    def latest(self) -> Snapshot:
+        with self._lock:
+            return self._latest
+
+    def run(self) -> None:
+        self._post(("run",))
+
+    def pause(self) -> None:
+        self._post(("pause",))
+
+    def step(self, n: int = 1) -> None:
+        self._post(("step", int(n)))
+
+    def cancel(self) -> None:
+        self._post(("cancel",))
+
+    def set_rate_limit(self, steps_per_second: float) -> None:
+        self._post(("rate", float(steps_per_second)))
+
+    def call(self, fn) -> Future:
+        """Run ``fn(session)`` on the runner thread between steps; its result arrives in the Future."""
+        fut: Future = Future()
+        self._post(("call", fn, fut))
+        return fut
+
+    def apply(self, action) -> Future:
+        """Apply a journal action between steps (refused actions raise through the Future)."""
+        return self.call(lambda s: s.apply(action))
+
+    def replace_session(self, session: Session) -> Future:
+        def swap(_):
+            self._session = session
+            self._running = False
+            self._pending = 0
+            self._error = None
+            self._paused_reason = None
+        return self.call(swap)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the thread (within one step) and wait for it."""
+        self._stop = True
+        self._wake.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _post(self, cmd) -> None:
+        self._cmds.put(cmd)
+        self._wake.set()
+
+    # ----- the loop (runner thread) -----
+
+    def _loop(self) -> None:
+        while not self._stop:
+            dirty = self._drain()
+            if self._stop:
+                break
+            busy = self._running or self._pending > 0
+            if not busy:
+                if dirty:
+                    self._publish()
+                self._wake.wait(0.25)
+                self._wake.clear()
+                continue
+            if self._rate_limit > 0 and not self._wait_for_rate():
+                continue
+            self._one_step()
+        self._flush()
+        self._publish()
+
+    def _drain(self) -> bool:
+        dirty = False
+        while True:
+            try:
+                cmd = self._cmds.get_nowait()
+            except queue.Empty:
+                return dirty
+            dirty = True
+            kind = cmd[0]
+            if kind == "run":
+                self._running, self._error, self._paused_reason = True, None, None
+                self._budget.reset()
+                self._sps_mark = (time.perf_counter(), self._session.step_count)
+            elif kind == "pause":
+                self._running = False
+                self._flush()
+            elif kind == "step":
+                if self._pending == 0:
+                    self._batch_done, self._batch_total = 0, 0
+                self._pending += cmd[1]
+                self._batch_total += cmd[1]
+                self._error, self._paused_reason = None, None
+                self._budget.reset()
+            elif kind == "cancel":
+                self._pending = 0
+                self._batch_total = self._batch_done = 0
+                self._flush()
+            elif kind == "rate":
+                self._rate_limit = max(0.0, cmd[1])
+            elif kind == "call":
+                _, fn, fut = cmd
+                self._flush()
+                if fut.set_running_or_notify_cancel():
+                    try:
+                        fut.set_result(fn(self._session))
+                    except BaseException as e:  # noqa: BLE001 - delivered to the caller
+                        fut.set_exception(e)
+
+    def _wait_for_rate(self) -> bool:
+        """Sleep until the next step is allowed; False if a command arrived meanwhile."""
+        due = self._last_step_time + 1.0 / self._rate_limit
+        delay = due - time.perf_counter()
+        if delay > 0:
+            if self._wake.wait(delay):
+                self._wake.clear()
+                return False
+        return True
+
+    def _one_step(self) -> None:
+        s = self._session
+        now = time.perf_counter()
+        self._last_step_time = now
+        last = self._pending == 1
+        probe = last or self._budget.due(now)
+        try:
+            result = s.step_once(probe=probe)
+        except NonFinite as e:
+            self._count_step()
+            self._halt(paused_reason=str(e))
+            return
+        except Exception as e:  # noqa: BLE001 - the run stops; the error travels as data
+            self._halt(error=RunError(type(e).__name__, str(e), traceback.format_exc()))
+            return
+        self._count_step()
+        if probe:
+            s.record(result)
+        after = time.perf_counter()
+        if probe:
+            self._budget.charge(after - now)
+        if last or (after - self._published_at >= self._min_interval and self._budget.due(after)):
+            t0 = time.perf_counter()
+            self._publish()
+            self._budget.charge(time.perf_counter() - t0)
+
+    def _count_step(self) -> None:
+        self._unflushed += 1
+        if self._pending > 0:
+            self._pending -= 1
+            self._batch_done += 1
+            if self._pending == 0:
+                self._batch_total = self._batch_done = 0
+
+    def _halt(self, error: RunError | None = None, paused_reason: str | None = None) -> None:
+        self._running = False
+        self._pending = 0
+        self._batch_total = self._batch_done = 0
+        self._error = error
+        self._paused_reason = paused_reason
+        self._flush()
+        try:
+            self._session.record(None)
+        except Exception:  # noqa: BLE001 - a broken session still gets its error shown
+            pass
+        self._publish()
+
+    def _flush(self) -> None:
+        if self._unflushed:
+            self._session._record(Step(self._unflushed))
+            self._unflushed = 0
+
+    def _publish(self) -> None:
+        now = time.perf_counter()
+        t0, s0 = self._sps_mark
+        steps = self._session.step_count
+        if now - t0 >= 0.25:
+            rate = (steps - s0) / (now - t0)
+            self._sps = rate if (self._running or self._pending) else (self._sps if steps > s0 else 0.0)
+            self._sps_mark = (now, steps)
+        self._seq += 1
+        try:
+            snap = make_snapshot(self._session, self._seq, running=self._running or self._pending > 0,
+                                 paused_reason=self._paused_reason, error=self._error,
+                                 steps_per_second=self._sps if math.isfinite(self._sps) else 0.0)
+        except Exception as e:  # noqa: BLE001 - keep the old picture, report why
+            self._error = RunError(type(e).__name__, str(e), traceback.format_exc())
+            self._running = False
+            return
+        snap = replace(snap, batch_done=self._batch_done, batch_total=self._batch_total,
+                       rate_limit=self._rate_limit)
+        with self._lock:
+            self._latest = snap
+        self._published_at = time.perf_counter()

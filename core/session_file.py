@@ -1,0 +1,132 @@
+"""Whole sessions on disk: spec + journal (JSON) and a checkpoint (torch.save), in one zip.
+
+``NAME.optimlab`` is a zip holding ``session.json`` (human-readable: spec, journal,
+current group layout) and ``checkpoint.pt`` (tensors, gradients, optimizer state,
+the gradient RNG state, history, stored state_dicts), read with weights_only=True.
+A plain ``.json`` file holds only spec + journal and is replayed on open.
+Reopening a saved session continues bit-identically to one that was never closed.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import files, spec as specmod
+from .history import HistoryRecorder
+from .session import Session
+from .spec import AddGroup, GroupSpec, SpecError
+
+SESSION_FORMAT = "optimlab-session"
+SESSION_VERSION = 1
+SESSION_EXT = ".optimlab"
+
+
+def _layout(session: Session) -> dict:
+    added = session.tensor_specs[len(session.spec.tensors):]
+    return {"device": session.device, "step": session.step_count,
+            "groups": [specmod._drop_defaults(g) for g in session.group_specs],
+            "added_tensors": [specmod._drop_defaults(t) for t in added]}
+
+
+def save_session(session: Session, path) -> None:
+    """Write the session atomically (JSON spec only if ``path`` ends in .json)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        text = specmod.dumps(session.spec, session.journal)
+        files.atomic_write(path, lambda f: f.write(text.encode()))
+        return
+    doc = specmod.document(session.spec, session.journal)
+    doc["format"] = SESSION_FORMAT
+    doc["version"] = SESSION_VERSION
+    doc["layout"] = _layout(session)
+    ckpt = {
+        "params": {n: p.detach() for n, p in session.params.items()},
+        "grads": {n: p.grad for n, p in session.params.items() if p.grad is not None},
+        "optimizer": session.optimizer.state_dict(),
+        "grad_rng": session.grad_gen.get_state(),
+        "loss": session.loss,
+        "history": {k: torch.from_numpy(np.array(v)) for k, v in session.history.to_arrays().items()},
+        "blobs": session.blobs,
+    }
+    ckpt_bytes = files.to_bytes(ckpt)
+    text = json.dumps(doc, indent=1).encode()
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+            z.writestr("session.json", text)
+            z.writestr("checkpoint.pt", ckpt_bytes)
+    files.atomic_write(path, write)
+
+
+def load_session(path) -> Session:
+    """Open a .optimlab or .json session; any problem is one LoadError/SpecError, nothing half-built."""
+    path = Path(path)
+    if not path.is_file():
+        raise files.LoadError(f"No such file: {path}")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = set(z.namelist())
+                if "session.json" not in names or "checkpoint.pt" not in names:
+                    raise files.LoadError(f"{path.name} is not an optimlab session (no session.json/checkpoint.pt)")
+                text = z.read("session.json").decode()
+                ckpt_bytes = z.read("checkpoint.pt")
+        except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as e:
+            raise files.LoadError(f"{path.name} is damaged: {e}") from None
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise files.LoadError(f"{path.name} has a damaged session.json: {e}") from None
+        if doc.get("format") != SESSION_FORMAT:
+            raise files.LoadError(f"{path.name} is not an optimlab session")
+        return restore(doc, files.torch_read(io.BytesIO(ckpt_bytes)))
+    try:
+        text = path.read_text()
+    except (UnicodeDecodeError, OSError) as e:
+        raise files.LoadError(f"{path.name} is neither an optimlab session nor JSON ({e})") from None
+    spec, journal = specmod.loads(text)
+    return Session(spec, journal)
+
+
+def restore(doc: dict, ckpt: dict) -> Session:
+    """Rebuild a session from its checkpoint (no replay)."""
+    doc = dict(doc, format=specmod.SPEC_FORMAT)
+    spec, journal = specmod.from_document(doc)
+    layout = doc.get("layout") or {}
+    if not isinstance(ckpt, dict) or "params" not in ckpt or "optimizer" not in ckpt:
+        raise files.LoadError("The session's checkpoint is incomplete (no params or optimizer state)")
+    blobs = ckpt.get("blobs") or {}
+    base_groups = [specmod._build(GroupSpec, g, "group") for g in layout.get("groups", [])]
+    added = [specmod.tensor_from_dict(t) for t in layout.get("added_tensors", [])]
+    # the spec's own groups as they are now (hyperparameters come back with the optimizer state)
+    n_base = len(spec.effective_groups())
+    s = Session(spec, blobs=blobs)
+    by_name = {t.name: t for t in added}
+    for g in base_groups[n_base:]:
+        s._do_addgroup(AddGroup(tuple(by_name[n] for n in g.tensors), g.hparams))
+    if layout.get("device", spec.device) != s.device:
+        s._do_setdevice(specmod.SetDevice(layout["device"]))
+    files.check_params(s, ckpt["params"])
+    s.load_params(ckpt["params"])
+    s.load_optimizer_state(ckpt["optimizer"])
+    for n, p in s.params.items():
+        g = ckpt.get("grads", {}).get(n)
+        p.grad = None if g is None else g.to(p.device)
+    if isinstance(ckpt.get("grad_rng"), torch.Tensor):
+        s.grad_gen.set_state(ckpt["grad_rng"])
+    loss = ckpt.get("loss")
+    s.loss = loss.to(s.device) if isinstance(loss, torch.Tensor) else None
+    s.step_count = int(layout.get("step", 0))
+    hist = ckpt.get("history") or {}
+    s.history = HistoryRecorder.from_arrays({k: v.numpy() for k, v in hist.items()})
+    s.group_specs = base_groups or s.group_specs
+    s.journal = list(journal)
+    return s
+
+
+__all__ = ["save_session", "load_session", "restore", "SESSION_EXT", "SpecError"]

@@ -1,0 +1,134 @@
+"""Plain, read-only data the runner publishes for the GUI: numpy copies, no torch.
+
+Everything here is safe to hand to another thread and to widgets/ (which never
+import torch). Arrays are made read-only so a widget cannot edit what it draws.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Tensors with at most this many elements travel whole in a snapshot; larger ones
+# travel as a display-sized preview plus statistics (exact values on request).
+WHOLE_LIMIT = 65_536
+PREVIEW_SIDE = 256
+HIST_BINS = 64
+
+
+def frozen(a: np.ndarray) -> np.ndarray:
+    """Return ``a`` marked read-only (no copy)."""
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True)
+class ArrayView:
+    """A tensor as the GUI sees it.
+
+    ``values`` is the whole tensor when ``exact`` is true; otherwise it is a
+    downsampled preview (every ``stride``-th element along each axis) and the
+    statistics are of the whole tensor.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    values: np.ndarray
+    exact: bool
+    stride: tuple[int, ...]
+    min: float
+    max: float
+    mean: float
+    norm: float
+    hist_counts: np.ndarray | None = None
+    hist_edges: np.ndarray | None = None
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def is_scalar(self) -> bool:
+        return len(self.shape) == 0
+
+
+@dataclass(frozen=True)
+class TensorSnapshot:
+    """One parameter: its value, gradient and every optimizer state entry."""
+
+    name: str
+    index: int  # position in the optimizer's flat parameter order (state_dict key)
+    group: int
+    value: ArrayView
+    grad: ArrayView | None
+    grad_sparse: bool = False
+    # optimizer state for this parameter: key -> ArrayView, a number, or a short text
+    state: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GroupSnapshot:
+    """One param_group: its hyperparameters (plain Python values) and members."""
+
+    index: int
+    hparams: dict[str, object]
+    params: tuple[int, ...]
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class History:
+    """Downsampled scalar series against the step number (all float64)."""
+
+    step: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    update_norm: np.ndarray
+    lr: tuple[np.ndarray, ...]  # one series per group; NaN before a group existed
+
+    @staticmethod
+    def empty() -> "History":
+        e = frozen(np.zeros(0))
+        return History(e, e, e, e, ())
+
+
+@dataclass(frozen=True)
+class RunError:
+    """An exception raised inside the run, carried to the GUI as data."""
+
+    type: str
+    message: str
+    traceback: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the GUI draws for one moment of the run."""
+
+    seq: int  # increases with every published snapshot
+    step: int
+    loss: float | None
+    optimizer: str
+    device: str
+    defaults: dict[str, object]
+    groups: tuple[GroupSnapshot, ...]
+    tensors: tuple[TensorSnapshot, ...]
+    history: History
+    running: bool = False
+    paused_reason: str | None = None
+    error: RunError | None = None
+    steps_per_second: float = 0.0
+    objective: str | None = None  # name of the analytic objective, if any
+    path: np.ndarray | None = None  # (k, 2) positions for 2-parameter objectives
+    batch_done: int = 0  # progress of a "step N" request
+    batch_total: int = 0
+    rate_limit: float = 0.0  # steps/s cap, 0 = none
+
+    def tensor(self, name: str) -> TensorSnapshot | None:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        return None
