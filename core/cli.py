@@ -16,7 +16,7 @@ from pathlib import Path
 from . import catalogue, files, session_file
 from .runner import Budget, run_steps
 from .session import NonFinite, StepError
-from .spec import SpecError
+from .spec import LoadOptimizer, LoadParams, SpecError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "resources" / "examples"
 RULE = "-" * 60
@@ -33,8 +33,9 @@ def resolve(name: str) -> Path:
     return example_paths()[name]
 
 
-def print_state(session, out=sys.stdout) -> None:
+def print_state(session, out=None) -> None:
     """Print the optimizer the way the seed's walkthrough does (torch's own reprs)."""
+    out = out if out is not None else sys.stdout  # looked up now: callers may redirect sys.stdout
     opt = session.optimizer
     print(f"step {session.step_count}", file=out)
     for name, p in session.params.items():
@@ -52,10 +53,11 @@ def print_state(session, out=sys.stdout) -> None:
 
 def cmd_run(args) -> int:
     s = session_file.load_session(resolve(args.session))
+    # loads go through the journal, so a saved session (.json too) replays them
     if args.load_optimizer:
-        s.load_optimizer_state(files.read_optimizer_state(args.load_optimizer))
+        s.apply(LoadOptimizer(path=str(Path(args.load_optimizer).resolve())))
     if args.load_params:
-        s.load_params(files.read_params(args.load_params))
+        s.apply(LoadParams(path=str(Path(args.load_params).resolve())))
     if args.steps:
         run_steps(s, args.steps, Budget())
     if args.save_optimizer:
@@ -93,8 +95,19 @@ def cmd_examples(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line on stderr and status 2, like every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="optimlab", description="Watch PyTorch optimizers work (headless commands).")
+    ap = _Parser(prog="optimlab", description="Watch PyTorch optimizers work (headless commands).")
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="replay a session's journal, then load, step and save as asked")
     r.add_argument("session", help="a .json spec, a .optimlab session, or an example's name")
@@ -113,14 +126,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # usage error (one line, status 2) or --help (0): return, don't exit
+        return e.code if isinstance(e.code, int) else 2
     if getattr(args, "steps", 0) < 0:
         print("optimlab: --steps must be 0 or more", file=sys.stderr)
         return 2
     try:
         return args.func(args)
     except (SpecError, files.LoadError, StepError, NonFinite, OSError) as e:
-        print(f"optimlab: {e}", file=sys.stderr)
+        print(f"optimlab: {_one_line(e)}", file=sys.stderr)
         return 2
 
 

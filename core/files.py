@@ -87,22 +87,31 @@ def save_checkpoint(session, path) -> None:
 
 # ----- reading -----
 
-def torch_read(source):
+_REFUSED_MARKS = ("GLOBAL", "allowlist", "Can only create new object", "Can only build")
+
+
+def torch_read(source, name: str | None = None):
     """torch.load with weights_only=True; every failure becomes one clear LoadError."""
-    name = source if isinstance(source, (str, os.PathLike)) else "the file"
+    if name is None:
+        name = str(source) if isinstance(source, (str, os.PathLike)) else "The file"
     if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
         raise LoadError(f"No such file: {source}")
     try:
         return torch.load(source, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        if "Weights only load failed" in str(e) or "Unsupported" in str(e) or "global" in str(e).lower():
+        if any(m in str(e) for m in _REFUSED_MARKS):
             raise LoadError(f"Refused {name}: it holds Python objects other than tensors and plain values "
                             "(a pickle that could run code); it was not executed") from None
-        raise LoadError(f"{name} is not a torch.save file ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise LoadError(f"{name} is not a readable torch.save file ({first})") from None
+        raise LoadError(f"{name} is not a readable torch.save file ({_first_line(e)})") from None
+    except Exception as e:  # noqa: BLE001 - garbage makes torch.load fail in many ways (KeyError, struct.error...)
+        raise LoadError(f"{name} is not a readable torch.save file ({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    """The gist of an exception in one line (torch's messages run to paragraphs)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    gist = next((ln for ln in lines if ln.startswith(("Unsupported operand", "WeightsUnpickler error"))), None)
+    return (gist or (lines[0] if lines else type(e).__name__))[:200]
 
 
 def split(obj) -> tuple[dict | None, dict | None]:
@@ -180,6 +189,9 @@ def check_optimizer_state(session, sd) -> None:
         if not 0 <= k < len(params) or not isinstance(entry, dict):
             raise LoadError(f"The state_dict has state for parameter {key!r}, which the session does not have")
         p = params[k]
+        if name in catalogue.NEEDS_CLOSURE:
+            _check_flat_state(entry, sum(q.numel() for q in params), k, names[k])
+            continue
         expected = ref.get(k, {})
         for sk, v in entry.items():
             if not isinstance(v, torch.Tensor) or v.dim() == 0:
@@ -196,6 +208,15 @@ def check_optimizer_state(session, sd) -> None:
                 raise LoadError(f"State {sk!r} of parameter {k} ({names[k]}) has shape {list(v.shape)}, "
                                 f"which does not fit a parameter of shape {list(p.shape)}")
     _dry_run(session, sd)
+
+
+def _check_flat_state(entry: dict, total: int, k: int, pname: str) -> None:
+    """LBFGS keeps its history as flat vectors over all parameters together."""
+    for sk, v in entry.items():
+        for t in (v if isinstance(v, (list, tuple)) else [v]):
+            if isinstance(t, torch.Tensor) and t.dim() > 0 and (t.dim() != 1 or t.numel() != total):
+                raise LoadError(f"State {sk!r} of parameter {k} ({pname}) has shape {list(t.shape)}; "
+                                f"the session expects flat vectors of {total} numbers")
 
 
 def _as_int(k) -> int:
@@ -255,11 +276,27 @@ def _dry_run(session, sd) -> None:
     clones = _clones(session)
     opt = _fresh(session, sd["param_groups"], clones)
     try:
-        opt.load_state_dict(sd)
+        # torch's load_state_dict keeps the file's tensors when dtype and device already
+        # match, and step() then updates them in place: dry-run on a copy, or the real
+        # load would start one step ahead (momentum decayed once more, Adam's step + 1)
+        opt.load_state_dict(_copy_state(sd))
         _step(opt)
     except Exception as e:  # noqa: BLE001 - any failure means the file does not fit
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise LoadError(f"The state_dict does not fit this session: {first}") from None
+
+
+def _copy_state(obj):
+    """A copy of a state_dict whose tensors share no memory with the original."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _copy_state(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_copy_state(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_copy_state(v) for v in obj)
+    return obj
 
 
 def check_params(session, sd) -> None:

@@ -1,11 +1,32 @@
 """Bounded, downsampled scalar series recorded while the optimizer runs."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .snapshot import History, frozen
 
 CAPACITY = 4096  # points kept per series; when full, every other point is dropped
+BUDGET = 0.03  # share of wall time spent on probes and snapshots while running
+
+
+class Budget:
+    """Allows costly work while its total stays under ``fraction`` of elapsed time."""
+
+    def __init__(self, fraction: float = BUDGET):
+        self.fraction = fraction
+        self.reset()
+
+    def reset(self) -> None:
+        self.start = time.perf_counter()
+        self.spent = 0.0
+
+    def due(self, now: float) -> bool:
+        return self.spent <= self.fraction * (now - self.start)
+
+    def charge(self, seconds: float) -> None:
+        self.spent += seconds
 
 
 class HistoryRecorder:

@@ -54,9 +54,13 @@ def _hist(a: np.ndarray):
         return None, None
     finite = finite.astype(np.float64, copy=False)
     lo, hi = float(finite.min()), float(finite.max())
-    if not hi - lo > 1e-12 * max(1.0, abs(lo), abs(hi)):
-        lo, hi = lo - 0.5, hi + 0.5  # constant data: one bin in the middle
-    counts, edges = np.histogram(finite, bins=HIST_BINS, range=(lo, hi))
+    if not hi - lo > 1e-6 * max(1.0, abs(lo), abs(hi)):
+        pad = max(0.5, 1e-3 * abs(lo))  # (nearly) constant data: one bin in the middle
+        lo, hi = lo - pad, hi + pad
+    try:
+        counts, edges = np.histogram(finite, bins=HIST_BINS, range=(lo, hi))
+    except ValueError:  # a range numpy cannot split (huge magnitudes): no histogram
+        return None, None
     return frozen(counts), frozen(edges)
 
 

@@ -17,51 +17,15 @@ import traceback
 from concurrent.futures import Future
 from dataclasses import replace
 
+from .history import BUDGET, Budget
 from .observe import make_snapshot
 from .session import NonFinite, Session
 from .snapshot import RunError, Snapshot
 from .spec import Step
 
-BUDGET = 0.03  # share of wall time spent on probes and snapshots while running
-
-
-class Budget:
-    """Allows costly work while its total stays under ``fraction`` of elapsed time."""
-
-    def __init__(self, fraction: float = BUDGET):
-        self.fraction = fraction
-        self.reset()
-
-    def reset(self) -> None:
-        self.start = time.perf_counter()
-        self.spent = 0.0
-
-    def due(self, now: float) -> bool:
-        return self.spent <= self.fraction * (now - self.start)
-
-    def charge(self, seconds: float) -> None:
-        self.spent += seconds
-
-
 def run_steps(session: Session, n: int, budget: Budget | None = None, cancelled=lambda: False) -> int:
     """Step ``n`` times on this thread, recording history on the budget. Returns steps done."""
-    budget = budget or Budget()
-    done = 0
-    try:
-        for i in range(n):
-            if cancelled():
-                break
-            now = time.perf_counter()
-            probe = i == n - 1 or budget.due(now)
-            result = session.step_once(probe=probe)
-            done += 1
-            if probe:
-                session.record(result)
-                budget.charge(time.perf_counter() - now)
-    finally:
-        if done:
-            session._record(Step(done))
-    return done
+    return session.run(n, budget, cancelled)
 
 
 class Runner:
@@ -283,7 +247,8 @@ class Runner:
         except Exception as e:  # noqa: BLE001 - keep the old picture, report why
             self._error = RunError(type(e).__name__, str(e), traceback.format_exc())
             self._running = False
-            return
+            self._pending = 0
+            snap = replace(self._latest, seq=self._seq, running=False, error=self._error)
         snap = replace(snap, batch_done=self._batch_done, batch_total=self._batch_total,
                        rate_limit=self._rate_limit)
         with self._lock:

@@ -18,7 +18,7 @@ from dataclasses import replace
 import torch
 
 from . import catalogue, objectives
-from .history import HistoryRecorder
+from .history import Budget, HistoryRecorder
 from .spec import (AddGroup, GradientSpec, GroupSpec, LoadOptimizer, LoadParams, ManualGrad, Reset,
                    SessionSpec, SetDevice, SetGrad, SetHparam, SpecError, Step, TensorSpec, ZeroGrad,
                    check_groups)
@@ -118,6 +118,11 @@ class Session:
         for i, t in enumerate(self.tensor_specs):
             self.params[t.name] = make_tensor(t, tensor_seed(spec.seed, i), self.device)
         self.grad_gen = torch.Generator().manual_seed(grad_seed(spec.seed))
+        try:
+            for g in self.group_specs:
+                catalogue.validate_hparams(spec.optimizer, {**spec.hparams, **g.hparams})
+        except ValueError as e:
+            raise SpecError(str(e)) from None
         groups = [{"params": [self.params[n] for n in g.tensors], **g.hparams} for g in self.group_specs]
         try:
             self.optimizer = self.opt_class(groups, **spec.hparams)
@@ -192,8 +197,32 @@ class Session:
             self.journal.append(action)
 
     def _do_step(self, action: Step) -> None:
-        for _ in range(action.n):
-            self.step_once()
+        self._steps(action.n, Budget(), lambda: False)
+
+    def _steps(self, n: int, budget: Budget, cancelled) -> int:
+        """Step ``n`` times, measuring for the curves on the time budget and at the last step."""
+        done = 0
+        for i in range(n):
+            if cancelled():
+                break
+            now = time.perf_counter()
+            probe = i == n - 1 or budget.due(now)
+            result = self.step_once(probe=probe)
+            done += 1
+            if probe:
+                self.record(result)
+                budget.charge(time.perf_counter() - now)
+        return done
+
+    def run(self, n: int, budget: Budget | None = None, cancelled=lambda: False) -> int:
+        """Step up to ``n`` times (stopping early if ``cancelled()``) and journal what was done."""
+        done = 0
+        try:
+            done = self._steps(n, budget or Budget(), cancelled)
+        finally:
+            if done:
+                self._record(Step(done))
+        return done
 
     def step(self, n: int = 1) -> None:
         self.apply(Step(n))
@@ -333,10 +362,11 @@ class Session:
                 raise SpecError(f"Tensor {t.name!r} is already in the optimizer: some parameters appear in more than one parameter group")
         check_groups([GroupSpec(tuple(names), action.hparams)], set(names))
         self._check_optimizer_fits(list(action.tensors), self.group_specs + [GroupSpec(tuple(names))])
-        merged = {**self.optimizer.defaults, **action.hparams}
+        known = catalogue.info(self.spec.optimizer).defaults
+        merged = {k: v for k, v in self.optimizer.defaults.items() if k in known}
+        merged.update(action.hparams)  # unknown names are refused by validate_hparams
         try:
-            catalogue.validate_hparams(self.spec.optimizer, {k: v for k, v in merged.items()
-                                                              if k in catalogue.info(self.spec.optimizer).defaults})
+            catalogue.validate_hparams(self.spec.optimizer, merged)
         except ValueError as e:
             raise SpecError(str(e)) from None
         new = {}

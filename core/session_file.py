@@ -36,7 +36,7 @@ def _layout(session: Session) -> dict:
 def save_session(session: Session, path) -> None:
     """Write the session atomically (JSON spec only if ``path`` ends in .json)."""
     path = Path(path)
-    if path.suffix == ".json":
+    if path.suffix.lower() == ".json":
         text = specmod.dumps(session.spec, session.journal)
         files.atomic_write(path, lambda f: f.write(text.encode()))
         return
@@ -82,9 +82,16 @@ def load_session(path) -> Session:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
             raise files.LoadError(f"{path.name} has a damaged session.json: {e}") from None
-        if doc.get("format") != SESSION_FORMAT:
+        if not isinstance(doc, dict) or doc.get("format") != SESSION_FORMAT:
             raise files.LoadError(f"{path.name} is not an optimlab session")
-        return restore(doc, files.torch_read(io.BytesIO(ckpt_bytes)))
+        ckpt = files.torch_read(io.BytesIO(ckpt_bytes), name=f"The checkpoint in {path.name}")
+        try:
+            return restore(doc, ckpt)
+        except (SpecError, files.LoadError):
+            raise
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise files.LoadError(f"{path.name} is damaged: its session.json and checkpoint do not agree ({first})") from None
     try:
         text = path.read_text()
     except (UnicodeDecodeError, OSError) as e:

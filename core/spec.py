@@ -28,7 +28,7 @@ def _shape(shape) -> tuple[int, ...]:
     except (TypeError, ValueError):
         raise SpecError(f"Invalid shape: {shape!r}") from None
     if any(s <= 0 for s in out) or len(out) > 4:
-        raise SpecError(f"Invalid shape: {list(out)} (1 to 4 positive sizes, or [] is not allowed)")
+        raise SpecError(f"Invalid shape: {list(out)} (up to 4 positive sizes; [] is a scalar)")
     return out
 
 

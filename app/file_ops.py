@@ -1,0 +1,221 @@
+"""File menu, recent files, drag and drop, and the unsaved-changes question.
+
+Every read and write runs on the runner thread (it touches the live session). A
+file that does not fit is refused with a message naming the mismatch; the
+session stays exactly as it was.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from core import files, session_file
+from core.cli import example_paths
+from core.spec import LoadOptimizer, LoadParams
+
+RECENT_MAX = 8
+SESSION_FILTER = "optimlab sessions (*.optimlab *.json)"
+TORCH_FILTER = "torch.save files (*.pt *.pth *.pkl)"
+OPEN_FILTER = f"Sessions and state_dicts (*.optimlab *.json *.pt *.pth *.pkl);;{SESSION_FILTER};;{TORCH_FILTER}"
+
+
+class FileOps:
+    """Mixed into MainWindow: needs ``bridge``, ``settings``, ``show_error`` and ``replace_session``."""
+
+    def init_files(self) -> None:
+        self.path: Path | None = None
+        self.dirty = False
+
+    def set_dirty(self, dirty: bool) -> None:
+        self.dirty = dirty
+        name = self.path.name if self.path else "untitled"
+        self.setWindowTitle(f"{name}{' *' if dirty else ''} — optimlab")
+
+    def build_file_menu(self, menu) -> None:
+        def act(text, slot, shortcut=None):
+            a = QAction(text, self)
+            if shortcut:
+                a.setShortcut(QKeySequence(shortcut))
+            a.triggered.connect(slot)
+            menu.addAction(a)
+            return a
+        act("Open…", self.open_dialog, "Ctrl+O")
+        examples = menu.addMenu("Open example")
+        for name in example_paths():
+            a = QAction(name, self)
+            a.triggered.connect(partial(self.open_example, name))
+            examples.addAction(a)
+        self.recent_menu = menu.addMenu("Open recent")
+        self._fill_recent()
+        menu.addSeparator()
+        act("Save session", self.save_session, "Ctrl+S")
+        act("Save session as…", self.save_session_as)
+        act("Save optimizer state_dict…", self.save_optimizer_dialog, "Ctrl+Shift+S")
+        act("Save parameters…", partial(self._save_dialog, files.save_params, "parameters"))
+        act("Save checkpoint (both)…", partial(self._save_dialog, files.save_checkpoint, "checkpoint"))
+        menu.addSeparator()
+        act("Load optimizer state_dict…", partial(self._load_dialog, "optimizer"))
+        act("Load parameters…", partial(self._load_dialog, "params"))
+        menu.addSeparator()
+        act("Quit", self.close, "Ctrl+Q")
+
+    # ----- recent files -----
+
+    def recent(self) -> list[str]:
+        v = self.settings.value("recent", [])
+        if isinstance(v, str):
+            v = [v]
+        return [p for p in (v or []) if Path(p).exists()]
+
+    def _remember(self, path) -> None:
+        p = str(Path(path).resolve())
+        items = [p] + [x for x in self.recent() if x != p]
+        self.settings.setValue("recent", items[:RECENT_MAX])
+        self._fill_recent()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for p in self.recent():
+            a = QAction(p, self)
+            a.triggered.connect(partial(self.open_path, p))
+            self.recent_menu.addAction(a)
+        self.recent_menu.setEnabled(bool(self.recent()))
+
+    # ----- opening -----
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open", "", OPEN_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_example(self, name: str) -> None:
+        self.open_path(example_paths()[name], remember=False)
+
+    def open_path(self, path, remember: bool = True) -> None:
+        """Open a session (.optimlab/.json) or load a torch.save file into the current session."""
+        path = Path(path)
+        if path.suffix in files.EXTENSIONS:
+            self.load_torch_file(path, remember)
+            return
+        if self.dirty and not self.confirm_discard():
+            return
+
+        def opened():
+            self.path = path if path.suffix == session_file.SESSION_EXT else None
+            self.set_dirty(False)
+            if remember:
+                self._remember(path)
+            self.statusBar().showMessage(f"Opened {path.name}", 5000)
+
+        def build(_):
+            return session_file.load_session(path)
+        self.bridge.call(build, lambda s: self.replace_session(s.spec, session=s, on_ok=opened),
+                         lambda msg, tb: self.show_error("Cannot open", msg))
+
+    def load_torch_file(self, path, remember: bool = True, kind: str | None = None) -> None:
+        """Load an optimizer state_dict, parameters, or both, from a torch.save file."""
+        def load(s):
+            opt, params = files.split(files.torch_read(path))
+            if kind == "optimizer" and opt is None:
+                raise files.LoadError(f"{Path(path).name} holds parameters, not an optimizer state_dict")
+            if kind == "params" and params is None:
+                raise files.LoadError(f"{Path(path).name} holds an optimizer state_dict, not parameters")
+            if kind != "optimizer" and params is not None:
+                files.check_params(s, params)
+            if kind != "params" and opt is not None:
+                files.check_optimizer_state(s, opt)
+            # both checked before either is applied: a refusal changes nothing
+            n = len(s.blobs)
+            if kind != "params" and opt is not None:
+                s.blobs[f"optimizer-{n}"] = opt
+                s.apply(LoadOptimizer(path=str(path), blob=f"optimizer-{n}"))
+            if kind != "optimizer" and params is not None:
+                s.blobs[f"params-{n}"] = params
+                s.apply(LoadParams(path=str(path), blob=f"params-{n}"))
+            return "optimizer state_dict" if params is None else "parameters" if opt is None else "checkpoint"
+
+        def ok(what):
+            self.set_dirty(True)
+            if remember:
+                self._remember(path)
+            self.statusBar().showMessage(f"Loaded the {what} from {Path(path).name}", 5000)
+        self.bridge.call(load, ok, lambda msg, tb: self.show_error("Cannot load", msg))
+
+    def _load_dialog(self, kind: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load", "", TORCH_FILTER)
+        if path:
+            self.load_torch_file(path, kind=kind)
+
+    # ----- saving -----
+
+    def save_session(self) -> None:
+        if self.path is None:
+            self.save_session_as()
+        else:
+            self.save_session_to(self.path)
+
+    def save_session_as(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", "session.optimlab", SESSION_FILTER)
+        if path:
+            if not Path(path).suffix:
+                path += session_file.SESSION_EXT
+            self.save_session_to(path)
+
+    def save_session_to(self, path, on_done=None) -> None:
+        path = Path(path)
+
+        def ok(_):
+            if path.suffix == session_file.SESSION_EXT:
+                self.path = path
+            self.set_dirty(False)
+            self._remember(path)
+            self.statusBar().showMessage(f"Saved {path.name}", 5000)
+            if on_done:
+                on_done()
+        self.bridge.call(lambda s: session_file.save_session(s, path), ok,
+                         lambda msg, tb: self.show_error("Cannot save", msg))
+
+    def save_optimizer_dialog(self) -> None:
+        self._save_dialog(files.save_optimizer, "optimizer state_dict")
+
+    def _save_dialog(self, fn, what: str) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, f"Save {what}", f"{what.split()[0]}.pt", TORCH_FILTER)
+        if path:
+            self.save_torch_to(fn, path)
+
+    def save_torch_to(self, fn, path) -> None:
+        self.bridge.call(lambda s: fn(s, path),
+                         lambda _: self.statusBar().showMessage(f"Saved {Path(path).name}", 5000),
+                         lambda msg, tb: self.show_error("Cannot save", msg))
+
+    # ----- drops and closing -----
+
+    def dragEnterEvent(self, event) -> None:
+        urls = event.mimeData().urls()
+        if urls and all(u.isLocalFile() for u in urls):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        for u in event.mimeData().urls():
+            self.open_path(u.toLocalFile())
+        event.acceptProposedAction()
+
+    def confirm_discard(self) -> bool:
+        """Ask before losing unsaved changes: Save, Discard or Cancel."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Unsaved changes",
+                          "The session has unsaved changes. Save them first?",
+                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard |
+                          QMessageBox.StandardButton.Cancel, self)
+        answer = box.exec()
+        if answer == QMessageBox.StandardButton.Save:
+            if self.path is None:
+                self.save_session_as()
+            else:
+                session_done = self.bridge.runner.call(lambda s: session_file.save_session(s, self.path))
+                session_done.result(30)
+                self.set_dirty(False)
+            return not self.dirty
+        return answer == QMessageBox.StandardButton.Discard

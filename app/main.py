@@ -1,0 +1,89 @@
+"""Start the desktop app, or render it offscreen to a PNG.
+
+    python -m app [SESSION_OR_FILE]
+    python -m app --screenshot out.png [--example seed_walkthrough] [--steps N] [--tensor NAME]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def _session(args):
+    from core import session_file
+    from core.cli import example_paths, resolve
+    from core.spec import loads
+    if args.file:
+        return session_file.load_session(resolve(args.file))
+    name = args.example or "seed_walkthrough"
+    spec, journal = loads(example_paths()[name].read_text())
+    return __import__("core.session", fromlist=["Session"]).Session(spec, journal)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="optimlab", description="optimlab: watch PyTorch optimizers work")
+    ap.add_argument("file", nargs="?", help="a session (.optimlab/.json) or an example's name to open")
+    ap.add_argument("--example", help="open this shipped example (default: seed_walkthrough)")
+    ap.add_argument("--screenshot", metavar="PNG", help="render the window offscreen to PNG and quit")
+    ap.add_argument("--steps", type=int, default=0, help="with --screenshot: steps to run first")
+    ap.add_argument("--tensor", help="with --screenshot: the tensor to show")
+    ap.add_argument("--size", default="1280x800", help="with --screenshot: window size")
+    args = ap.parse_args(argv)
+    if args.screenshot:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from widgets import pg_setup
+    pg_setup.configure()
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("optimlab")
+    app.setOrganizationName("optimlab")
+    from core.files import LoadError
+    from core.spec import SpecError
+    try:
+        session = _session(args)
+    except (LoadError, SpecError, KeyError) as e:
+        print(f"optimlab: {e}", file=sys.stderr)
+        return 2
+    from .main_window import MainWindow
+    if args.screenshot:
+        settings = QSettings(os.path.join(os.path.dirname(os.path.abspath(args.screenshot)), ".optimlab-shot.ini"),
+                             QSettings.Format.IniFormat)
+        settings.clear()
+        win = MainWindow(session, settings)
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        win.resize(w, h)
+        win.show()
+        if args.tensor:
+            win.tensor_combo.setCurrentText(args.tensor)
+        if args.steps:
+            win.bridge.runner.step(args.steps)
+        target = session.step_count + args.steps
+        end = time.monotonic() + 120
+        while time.monotonic() < end:
+            app.processEvents()
+            snap = win.bridge.latest()
+            if snap.step >= target and not snap.running:
+                break
+            time.sleep(0.01)
+        for _ in range(20):
+            win.bridge.poll()
+            app.processEvents()
+            time.sleep(0.02)
+        ok = win.grab().save(args.screenshot)
+        win.dirty = False
+        win.close()
+        os.remove(settings.fileName()) if os.path.exists(settings.fileName()) else None
+        print(f"wrote {args.screenshot}" if ok else f"optimlab: could not write {args.screenshot}")
+        return 0 if ok else 1
+    win = MainWindow(session)
+    win.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

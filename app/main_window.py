@@ -1,0 +1,353 @@
+"""The main window: docks around the tensor views, menus, shortcuts and the status bar.
+
+It owns a RunnerBridge; every user intent becomes a runner command or a call that
+runs on the runner thread. Snapshots are drawn when the bridge says they changed.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtCore import QSettings, Qt, Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QLabel, QMainWindow, QMessageBox, QVBoxLayout,
+                               QWidget)
+
+from core import catalogue, objectives
+from core.observe import exact_value
+from core.session import Session
+from core.spec import AddGroup, Reset, SetHparam, ZeroGrad
+from widgets.curves import CurvesView
+from widgets.landscape import LandscapeView
+from widgets.problem_editor import ProblemEditor
+from widgets.run_controls import RunControls
+from widgets.state_tree import StateTree
+from widgets.status import format_status
+from widgets.tensor_panel import TensorPanel
+
+from .add_group_dialog import AddGroupDialog
+from .bridge import RunnerBridge
+from .file_ops import FileOps
+from .optimizer_panel import OptimizerPanel
+
+LAYOUT_VERSION = 1
+
+
+class MainWindow(FileOps, QMainWindow):
+    """optimlab's window. ``session`` is handed to the runner and never touched here again."""
+
+    def __init__(self, session: Session, settings: QSettings | None = None):
+        super().__init__()
+        self.setWindowTitle("optimlab")
+        self.settings = settings if settings is not None else QSettings("optimlab", "optimlab")
+        self.spec = session.spec
+        self.bridge = RunnerBridge(session, self)
+        self.snapshot = None
+        self.last_error = ""  # the last message shown to the user (tests read it)
+        self._shown_error = None
+        self._landscape_key = None
+        self._history_drawn = None
+        self.init_files()
+        self._build_docks()
+        self._build_menus()
+        self.status = QLabel()
+        self.statusBar().addPermanentWidget(self.status)
+        self.bridge.snapshotChanged.connect(self.on_snapshot)
+        self.setAcceptDrops(True)
+        self.resize(1280, 800)
+        self._restore_layout()
+        self.on_snapshot(self.bridge.latest())
+
+    # ----- layout -----
+
+    def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
+        d = QDockWidget(title, self)
+        d.setObjectName(title.replace(" ", "_").lower())
+        d.setWidget(widget)
+        d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable |
+                      QDockWidget.DockWidgetFeature.DockWidgetFloatable |
+                      QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, d)
+        return d
+
+    def _build_docks(self) -> None:
+        L, R = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
+        # centre: the selected tensor, its gradient and optimizer state
+        centre = QWidget()
+        self.tensor_combo = QComboBox()
+        self.tensor_combo.setToolTip("The tensor shown: its value, gradient and every optimizer state entry")
+        self.tensor_panel = TensorPanel()
+        lay = QVBoxLayout(centre)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.tensor_combo)
+        lay.addWidget(self.tensor_panel, 1)
+        # the tensors are the centre of the window; everything else docks around them
+        self.tensors_view = centre
+        self.setCentralWidget(centre)
+        self.controls = RunControls()
+        self.controls_dock = self._dock("Controls", self.controls, L)
+        self.problem = ProblemEditor()
+        self.problem.setDevices(catalogue.devices())
+        self.problem_dock = self._dock("Problem", self.problem, L)
+        self.optimizer_panel = OptimizerPanel()
+        self.optimizer_dock = self._dock("Optimizer", self.optimizer_panel, L)
+        self.curves = CurvesView()
+        self.curves_dock = self._dock("Curves", self.curves, R)
+        self.state_tree = StateTree()
+        self.state_dock = self._dock("State dict", self.state_tree, R)
+        self.landscape = LandscapeView()
+        self.landscape_dock = self._dock("Landscape", self.landscape, R)
+        self._default_layout()
+
+        self.problem.setSpec(self.spec)
+        self.problem.specEdited.connect(self.on_spec_edited)
+        self.optimizer_panel.optimizerChosen.connect(self.on_optimizer_chosen)
+        self.optimizer_panel.defaultChanged.connect(self.on_default_changed)
+        self.optimizer_panel.groupValueChanged.connect(self.on_group_value)
+        self.tensor_combo.currentTextChanged.connect(lambda _: self._draw_tensor())
+        self.tensor_panel.exactRequested.connect(self.on_exact_requested)
+        c = self.controls
+        c.stepRequested.connect(self.step)
+        c.runRequested.connect(self.run)
+        c.pauseRequested.connect(self.pause)
+        c.cancelRequested.connect(self.bridge.runner.cancel)
+        c.zeroGradRequested.connect(self.zero_grad)
+        c.resetRequested.connect(self.reset)
+        c.addGroupRequested.connect(self.add_group_dialog)
+        c.speedLimitChanged.connect(self.bridge.runner.set_rate_limit)
+        c.setSetToNone(self.spec.set_to_none)
+
+    def _default_layout(self) -> None:
+        """Controls over Optimizer/Problem on the left, tensors in the middle, curves/state right."""
+        L, R = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
+        for d in self.findChildren(QDockWidget):
+            d.setFloating(False)
+        self.addDockWidget(L, self.controls_dock)
+        self.addDockWidget(L, self.optimizer_dock)
+        self.splitDockWidget(self.controls_dock, self.optimizer_dock, Qt.Orientation.Vertical)
+        self.tabifyDockWidget(self.optimizer_dock, self.problem_dock)
+        self.addDockWidget(R, self.curves_dock)
+        self.addDockWidget(R, self.state_dock)
+        self.splitDockWidget(self.curves_dock, self.state_dock, Qt.Orientation.Vertical)
+        self.tabifyDockWidget(self.curves_dock, self.landscape_dock)
+        for d in self.findChildren(QDockWidget):
+            d.show()
+        self.optimizer_dock.raise_()
+        self.curves_dock.raise_()
+        self.resizeDocks([self.controls_dock, self.curves_dock], [360, 400], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.controls_dock, self.optimizer_dock], [150, 600], Qt.Orientation.Vertical)
+        self.resizeDocks([self.curves_dock, self.state_dock], [400, 350], Qt.Orientation.Vertical)
+
+    def _restore_layout(self) -> None:
+        geo = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        if state is not None:
+            self.restoreState(state, LAYOUT_VERSION)
+
+    def save_layout(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
+        self.settings.sync()
+
+    def _build_menus(self) -> None:
+        self.build_file_menu(self.menuBar().addMenu("&File"))
+        run = self.menuBar().addMenu("&Run")
+
+        def act(menu, text, slot, shortcut=None):
+            a = QAction(text, self)
+            if shortcut:
+                a.setShortcut(QKeySequence(shortcut))
+            a.triggered.connect(slot)
+            menu.addAction(a)
+            return a
+        self.run_action = act(run, "Run / Pause", self.toggle_run, "Space")
+        self.step_action = act(run, "Step", lambda: self.step(1), "Right")
+        act(run, "Step N", lambda: self.step(self.controls.stepCount()), "Shift+Right")
+        act(run, "Zero grad", lambda: self.zero_grad(self.controls.setToNone()))
+        act(run, "Reset", self.reset)
+        act(run, "Add param group…", self.add_group_dialog)
+        view = self.menuBar().addMenu("&View")
+        for d in self.findChildren(QDockWidget):
+            view.addAction(d.toggleViewAction())
+        view.addSeparator()
+        act(view, "Reset layout", self._default_layout)
+
+    # ----- driving the runner -----
+
+    def _mark(self) -> None:
+        self.set_dirty(True)
+
+    @Slot(int)
+    def step(self, n: int = 1) -> None:
+        self.bridge.runner.step(n)
+        self._mark()
+
+    @Slot()
+    def run(self) -> None:
+        self.bridge.runner.run()
+        self._mark()
+
+    @Slot()
+    def pause(self) -> None:
+        self.bridge.runner.pause()
+
+    def toggle_run(self) -> None:
+        snap = self.bridge.latest()
+        if snap.running:
+            self.pause()
+        else:
+            self.run()
+
+    def apply(self, action, on_ok=None) -> None:
+        """Apply a journal action on the runner thread; a refusal is shown and changes nothing."""
+        def ok(_):
+            self._mark()
+            if on_ok:
+                on_ok()
+        self.bridge.call(lambda s: s.apply(action), ok, lambda msg, tb: self.show_error("Refused", msg))
+
+    @Slot(bool)
+    def zero_grad(self, set_to_none: bool) -> None:
+        self.apply(ZeroGrad(set_to_none))
+
+    @Slot()
+    def reset(self) -> None:
+        self.bridge.runner.pause()
+        self.apply(Reset())
+
+    @Slot()
+    def add_group_dialog(self) -> None:
+        snap = self.bridge.latest()
+        dlg = AddGroupDialog(self.spec.optimizer, {t.name for t in snap.tensors}, self)
+        dlg.finished.connect(lambda code: self._add_group_done(dlg, code))
+        dlg.open()
+        self.add_dialog = dlg  # tests fill it in
+
+    def _add_group_done(self, dlg, code) -> None:
+        if code and dlg.result_action is not None:
+            self.add_group(dlg.result_action)
+
+    def add_group(self, action: AddGroup) -> None:
+        self.apply(action)
+
+    def replace_session(self, spec, journal=(), session: Session | None = None, on_ok=None) -> None:
+        """Build a new session from ``spec`` on the runner thread and swap it in; refusals change nothing."""
+        runner = self.bridge.runner
+
+        def build(_):
+            s = session if session is not None else Session(spec, journal)
+            runner.replace_session(s)
+            return s.spec
+
+        def ok(new_spec):
+            self.spec = new_spec
+            self.problem.setSpec(new_spec)
+            self.controls.setSetToNone(new_spec.set_to_none)
+            self._landscape_key = None
+            if on_ok:
+                on_ok()
+
+        def fail(msg, tb):
+            self.problem.setSpec(self.spec)
+            self.show_error("Cannot build this session", msg)
+        self.bridge.call(build, ok, fail)
+
+    @Slot(object)
+    def on_spec_edited(self, spec) -> None:
+        self.replace_session(spec, on_ok=self._mark)
+
+    @Slot(str)
+    def on_optimizer_chosen(self, name: str) -> None:
+        known = catalogue.info(name).defaults
+        groups = tuple(replace(g, hparams={k: v for k, v in g.hparams.items() if k in known})
+                       for g in self.spec.groups)
+        hp = {k: v for k, v in self.spec.hparams.items() if k in known}
+        self.replace_session(replace(self.spec, optimizer=name, hparams=hp, groups=groups), on_ok=self._mark)
+
+    @Slot(str, object)
+    def on_default_changed(self, name: str, value) -> None:
+        self.replace_session(replace(self.spec, hparams={**self.spec.hparams, name: value}), on_ok=self._mark)
+
+    @Slot(int, str, object)
+    def on_group_value(self, group: int, name: str, value) -> None:
+        self.apply(SetHparam(group, name, value))
+
+    @Slot(str, str, tuple)
+    def on_exact_requested(self, name: str, which: str, index: tuple) -> None:
+        self.bridge.call(lambda s: exact_value(s, name, which, index),
+                         lambda v: self.tensor_panel.showExact(name, which, index, v))
+
+    # ----- drawing -----
+
+    @Slot(object)
+    def on_snapshot(self, s) -> None:
+        self.snapshot = s
+        busy = s.batch_total > 0
+        self.controls.setRunning(s.running and not busy)
+        self.controls.setBusy(busy)
+        self.controls.setProgress(s.batch_done, s.batch_total)
+        self.problem.setLocked(s.running)
+        names = [t.name for t in s.tensors]
+        if names != [self.tensor_combo.itemText(i) for i in range(self.tensor_combo.count())]:
+            current = self.tensor_combo.currentText()
+            self.tensor_combo.blockSignals(True)
+            self.tensor_combo.clear()
+            self.tensor_combo.addItems(names)
+            self.tensor_combo.setCurrentText(current if current in names else (names[0] if names else ""))
+            self.tensor_combo.blockSignals(False)
+        self._draw_tensor()
+        if s.history is not self._history_drawn:
+            self.curves.setHistory(s.history)
+            self._history_drawn = s.history
+        self.state_tree.setSnapshot(s)
+        self.optimizer_panel.setState(s.optimizer, self.spec.hparams, s.groups)
+        self._draw_landscape(s)
+        self.status.setText(format_status(s.step, s.loss, s.steps_per_second, s.device))
+        if s.error is not None and s.error is not self._shown_error:
+            self._shown_error = s.error
+            self.show_error("The run stopped", f"{s.error.type}: {s.error.message}", s.error.traceback)
+        elif s.paused_reason and s.paused_reason != self.statusBar().currentMessage():
+            self.statusBar().showMessage(s.paused_reason)
+
+    def _draw_tensor(self) -> None:
+        if self.snapshot is None:
+            return
+        self.tensor_panel.setTensor(self.snapshot.tensor(self.tensor_combo.currentText()))
+
+    def _draw_landscape(self, s) -> None:
+        two_d = s.objective is not None and s.path is not None
+        self.landscape_dock.setEnabled(two_d)
+        if not two_d:
+            if self._landscape_key is not None:
+                self.landscape.setPath(None)
+                self._landscape_key = None
+            return
+        g = self.spec.gradient
+        key = (g.objective, g.condition)
+        if key != self._landscape_key:
+            self._landscape_key = key
+            xs, ys, z = objectives.landscape(g.objective, g.condition)
+            self.landscape.setLandscape(xs, ys, z)
+        self.landscape.setPath(s.path)
+
+    def show_error(self, title: str, text: str, details: str = "") -> None:
+        """One clear sentence in a non-blocking message box; the window stays usable."""
+        self.last_error = text
+        self.statusBar().showMessage(text, 10000)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
+        if details:
+            box.setDetailedText(details)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.error_box = box
+
+    # ----- closing -----
+
+    def closeEvent(self, event) -> None:
+        if self.dirty and not self.confirm_discard():
+            event.ignore()
+            return
+        self.save_layout()
+        self.bridge.shutdown()
+        event.accept()
