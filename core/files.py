@@ -11,7 +11,6 @@ import io
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch

@@ -20,8 +20,13 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
-def array_view(t: torch.Tensor) -> ArrayView:
-    """An ArrayView of ``t``: whole if small, else a preview with exact statistics."""
+def array_view(t: torch.Tensor, exact_stats: bool = True) -> ArrayView:
+    """An ArrayView of ``t``: whole if small, else a strided preview plus statistics.
+
+    For a big tensor the statistics are of the whole tensor when ``exact_stats``
+    (three passes, float32 accumulation as torch does), else of the preview
+    (``stats_exact`` False): the runner asks for exact ones when the run is idle.
+    """
     t = t.detach()
     if t.is_sparse:
         t = t.to_dense()
@@ -29,23 +34,29 @@ def array_view(t: torch.Tensor) -> ArrayView:
     dtype = str(t.dtype).replace("torch.", "")
     if t.numel() <= WHOLE_LIMIT:
         a = _np(t)
-        if a.size:
-            af = a.astype(np.float64, copy=False)
-            lo, hi, mean, norm = float(af.min()), float(af.max()), float(af.mean()), float(np.sqrt((af * af).sum()))
-        else:
-            lo = hi = mean = norm = float("nan")
+        lo, hi, mean, norm = _np_stats(a)
         counts, edges = _hist(a)
         return ArrayView(shape, dtype, frozen(a), True, (1,) * len(shape), lo, hi, mean, norm, counts, edges)
     stride = tuple(max(1, math.ceil(s / PREVIEW_SIDE)) for s in shape)
     preview = t[tuple(slice(None, None, st) for st in stride)]
-    with torch.no_grad():
-        lo, hi = torch.aminmax(t)
-        mean = t.mean(dtype=torch.float64) if t.is_floating_point() else t.double().mean()
-        norm = torch.linalg.vector_norm(t, dtype=torch.float64)
-        stats = torch.stack([lo.double(), hi.double(), mean.double(), norm.double()]).cpu().tolist()
-    a = _np(preview)
+    a = np.ascontiguousarray(_np(preview))
+    if exact_stats and t.is_floating_point():
+        with torch.no_grad():
+            lo, hi = torch.aminmax(t)
+            stats = torch.stack([lo, hi, t.mean(), torch.linalg.vector_norm(t)]).double().cpu().tolist()
+    else:
+        stats = list(_np_stats(a))
     counts, edges = _hist(a)
-    return ArrayView(shape, dtype, frozen(np.ascontiguousarray(a)), False, stride, *stats, counts, edges)
+    return ArrayView(shape, dtype, frozen(a), False, stride, *stats, counts, edges,
+                     stats_exact=exact_stats and t.is_floating_point())
+
+
+def _np_stats(a: np.ndarray):
+    if not a.size:
+        nan = float("nan")
+        return nan, nan, nan, nan
+    af = a.astype(np.float64, copy=False)
+    return float(af.min()), float(af.max()), float(af.mean()), float(np.sqrt((af * af).sum()))
 
 
 def _hist(a: np.ndarray):
@@ -64,12 +75,10 @@ def _hist(a: np.ndarray):
     return frozen(counts), frozen(edges)
 
 
-def state_value(v):
+def state_value(v, exact_stats: bool = True):
     """One optimizer state entry as plain data."""
     if isinstance(v, torch.Tensor):
-        if v.dim() == 0:
-            return array_view(v)
-        return array_view(v)
+        return array_view(v, exact_stats)
     if isinstance(v, (bool, str)) or v is None:
         return str(v)
     if isinstance(v, (int, float)):
@@ -91,7 +100,11 @@ def plain(v):
 
 def make_snapshot(session, seq: int, history: History | None = None, running: bool = False,
                   paused_reason: str | None = None, error=None, steps_per_second: float = 0.0) -> Snapshot:
-    """Copy what the GUI shows out of ``session``. Call only on the thread that owns it."""
+    """Copy what the GUI shows out of ``session``. Call only on the thread that owns it.
+
+    While running, big tensors carry preview statistics (cheap); when idle, exact ones.
+    """
+    exact = not running
     opt = session.optimizer
     index = session.index_of()
     group_of = session.group_of()
@@ -99,10 +112,10 @@ def make_snapshot(session, seq: int, history: History | None = None, running: bo
     for name, p in session.params.items():
         st = opt.state.get(p, {})
         tensors.append(TensorSnapshot(
-            name=name, index=index[name], group=group_of[name], value=array_view(p),
-            grad=None if p.grad is None else array_view(p.grad),
+            name=name, index=index[name], group=group_of[name], value=array_view(p, exact),
+            grad=None if p.grad is None else array_view(p.grad, exact),
             grad_sparse=p.grad is not None and p.grad.is_sparse,
-            state={k: state_value(v) for k, v in st.items()}))
+            state={k: state_value(v, exact) for k, v in st.items()}))
     tensors.sort(key=lambda t: t.index)
     names_by_index = {i: n for n, i in index.items()}
     groups = []

@@ -308,17 +308,28 @@ class Session:
         p.grad = None if grad is None else make_grad(grad, p, self.grad_gen)
 
     def _probe(self, before) -> dict:
+        """Gradient norm, update norm and a NaN/inf check, in as few passes as possible.
+
+        Norms accumulate in float32 as torch does (one pass each, no float64 copy of a
+        big tensor). Finiteness is read off each parameter's sum: any NaN/inf makes the
+        sum non-finite; only then is the exact per-element check run.
+        """
         params = self.param_list
         with torch.no_grad():
-            sq = [(p.grad.coalesce().values() if p.grad.is_sparse else p.grad).double().pow(2).sum()
-                  for p in params if p.grad is not None]
-            upd = [(p.detach() - b).double().pow(2).sum() for p, b in zip(params, before)]
-            grad_norm = math.sqrt(float(torch.stack(sq).sum())) if sq else None
-            update_norm = math.sqrt(float(torch.stack(upd).sum())) if upd else 0.0
-            finite = torch.stack([torch.isfinite(p).all() for p in params]).tolist()
-        if not all(finite):
-            bad = [n for n, p in self.params.items() if not torch.isfinite(p).all()]
-            raise NonFinite(f"{', '.join(bad)} became NaN or infinite at step {self.step_count}")
+            gs = [(p.grad.coalesce().values() if p.grad.is_sparse else p.grad) for p in params if p.grad is not None]
+            for b, p in zip(before, params):
+                b.sub_(p.detach())
+            stats = [torch.linalg.vector_norm(g).double() for g in gs] + [torch.linalg.vector_norm(b).double() for b in before] \
+                + [p.detach().sum().double() for p in params]
+            values = torch.stack(stats).cpu().tolist() if stats else []
+        k = len(gs)
+        grad_norm = math.sqrt(sum(v * v for v in values[:k])) if k else None
+        update_norm = math.sqrt(sum(v * v for v in values[k:k + len(before)]))
+        sums = values[k + len(before):]
+        if not all(math.isfinite(v) for v in sums):
+            bad = [n for n, p in self.params.items() if not bool(torch.isfinite(p).all())]
+            if bad:
+                raise NonFinite(f"{', '.join(bad)} became NaN or infinite at step {self.step_count}")
         return {"grad_norm": grad_norm, "update_norm": update_norm}
 
     def lrs(self) -> list[float | None]:
@@ -412,7 +423,8 @@ class Session:
         """Validate against this session, then load (validation failure changes nothing)."""
         from . import files
         files.check_optimizer_state(self, sd)
-        self.optimizer.load_state_dict(sd)
+        # torch keeps tensors that already fit; a copy keeps the caller's dict (a stored blob) unchanged
+        self.optimizer.load_state_dict(files._copy_state(sd))
         for gi, g in enumerate(self.optimizer.param_groups):
             gs = self.group_specs[gi]
             self.group_specs[gi] = GroupSpec(gs.tensors, {**gs.hparams, **{

@@ -42,6 +42,7 @@ class ArrayView:
     norm: float
     hist_counts: np.ndarray | None = None
     hist_edges: np.ndarray | None = None
+    stats_exact: bool = True  # False: min/max/mean/norm are of the preview (big tensor, while running)
 
     @property
     def numel(self) -> int:
