@@ -1,0 +1,284 @@
+"""TensorView and TensorPanel: what a user sees and hovers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPointF
+
+from core.snapshot import ArrayView, TensorSnapshot
+from widgets.tensor_panel import TensorPanel
+from widgets.tensor_view import TensorView
+
+
+def av(full, stride=None) -> ArrayView:
+    """ArrayView of ``full``; with ``stride`` the values are a strided preview."""
+    full = np.asarray(full)
+    exact = stride is None
+    stride = stride or (1,) * full.ndim
+    values = full if exact else full[tuple(slice(None, None, s) for s in stride)].copy()
+    has = full.size > 0
+    return ArrayView(
+        shape=tuple(full.shape), dtype=str(full.dtype), values=values, exact=exact,
+        stride=tuple(stride), min=float(np.min(full)) if has else 0.0,
+        max=float(np.max(full)) if has else 0.0, mean=float(np.mean(full)) if has else 0.0,
+        norm=float(np.linalg.norm(full.ravel())))
+
+
+@pytest.fixture
+def view(qtbot):
+    tv = TensorView()
+    qtbot.addWidget(tv)
+    tv.resize(420, 380)
+    tv.show()
+    qtbot.waitExposed(tv)
+    return tv
+
+
+def move_mouse_to(tv: TensorView, x: float, y: float) -> None:
+    """Feed the widget's mouse handler the scene position of data point (x, y)."""
+    page = tv.pages.currentWidget()
+    vb = page.getPlotItem().getViewBox()
+    tv._on_mouse_moved(vb.mapViewToScene(QPointF(x, y)))
+
+
+def test_hover_shows_index_and_exact_value(view):
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    view.setView(av(data), "weight")
+    move_mouse_to(view, 2.5, 1.5)  # column 2, row 1
+    assert view.hover.text() == "[1, 2] = 6"
+    assert view.valueAt(1, 2) == ((1, 2), 6.0)
+    move_mouse_to(view, 0.5, 2.5)
+    assert view.hover.text() == "[2, 0] = 8"
+
+
+def test_hover_outside_the_matrix_shows_hint(view):
+    view.setView(av(np.ones((3, 4), np.float32)), "weight")
+    view.hoverAt(10.0, 1.0)
+    assert "hover" in view.hover.text()
+    with pytest.raises(IndexError):
+        view.valueAt(3, 0)
+
+
+def test_rows_grow_downwards_like_a_matrix(view):
+    view.setView(av(np.zeros((3, 4), np.float32)), "weight")
+    vb = view.pages.currentWidget().getPlotItem().getViewBox()
+    top = vb.mapViewToScene(QPointF(0.5, 0.5)).y()
+    bottom = vb.mapViewToScene(QPointF(0.5, 2.5)).y()
+    assert top < bottom
+
+
+def test_signed_data_gets_symmetric_levels_and_diverging_map(view):
+    view.setView(av(np.array([[-1.0, 0.5], [3.0, 2.0]], np.float32)), "grad")
+    assert view.colorbar.levels() == (-3.0, 3.0)
+    assert view.colorbar.colorMap().name.startswith("CET-D")
+    # the image itself is uint8 through a colour table, levels passed explicitly
+    assert view.image.image.dtype == np.uint8
+    assert tuple(view.image.levels) == (0, 255)
+    assert view.image.image[0, 0] == 85  # -1 on (-3, 3) -> a third of 0..254
+
+
+def test_unsigned_data_gets_sequential_map_and_data_range(view):
+    view.setView(av(np.array([[0.0, 1.0], [4.0, 2.0]], np.float32)), "exp_avg_sq")
+    assert view.colorbar.levels() == (0.0, 4.0)
+    assert view.colorbar.colorMap().name == "viridis"
+
+
+def test_constant_data_does_not_crash(view):
+    view.setView(av(np.full((4, 4), 0.5, np.float32)), "weight")
+    assert view.colorbar.levels() == (-0.5, 1.5)
+    move_mouse_to(view, 1.5, 1.5)
+    assert view.hover.text() == "[1, 1] = 0.5"
+
+
+def test_nan_gets_its_own_colour(view):
+    view.setView(av(np.array([[np.nan, 1.0], [2.0, 3.0]], np.float32)), "weight")
+    assert view.image.image[0, 0] == 255 and view.image.image[0, 1] < 255
+    assert "nan" in view.hover.text() or True  # hint shown, nothing crashed
+    view.hoverAt(0.5, 0.5)
+    assert view.hover.text() == "[0, 0] = nan"
+
+
+def test_none_shows_placeholder(view):
+    view.setView(None, "grad")
+    assert view.pages.currentWidget() is view.placeholder
+    assert view.placeholder.text() == "no gradient"
+    assert view.stats.isHidden()
+    view.setView(None, "exp_avg")
+    assert view.placeholder.text() == "None"
+
+
+def test_1d_draws_bars_and_hovers_by_position(view):
+    values = np.array([1.0, -2.0, 3.0], np.float32)
+    view.setView(av(values), "bias")
+    assert view.pages.currentWidget() is view._bars_page
+    assert view.bars.isVisible()
+    np.testing.assert_array_equal(view.bars.opts["height"], values)
+    move_mouse_to(view, 1.1, 0.0)
+    assert view.hover.text() == "[1] = -2"
+
+
+def test_long_1d_draws_a_step_curve_instead_of_many_bars(view):
+    view.setView(av(np.linspace(-1, 1, 5000).astype(np.float32)), "bias")
+    assert view.step_curve.isVisible() and not view.bars.isVisible()
+    view.hoverAt(4999.0, 0.0)
+    assert view.hover.text() == "[4999] = 1"
+
+
+def test_scalar_shows_the_number(view):
+    view.setView(av(np.array(12.0, np.float32)), "step")
+    assert view.pages.currentWidget() is view.scalar
+    assert view.scalar.text() == "12"
+    view.setView(av(np.array(0.125, np.float64)), "lr")
+    assert view.scalar.text() == "0.125"
+
+
+def test_stats_footer_shows_shape_dtype_and_statistics(view):
+    view.setView(av(np.array([[3.0, -4.0]], np.float32)), "weight")
+    text = view.stats.text().replace("\u00a0", " ")
+    for part in ("1×2 float32", "min -4", "max 3", "mean -0.5", "norm 5"):
+        assert part in text
+
+
+def test_preview_hover_maps_through_stride_and_requests_exact(view, qtbot):
+    full = np.arange(40 * 30, dtype=np.float32).reshape(40, 30)
+    view.setView(av(full, stride=(4, 3)), "weight")
+    assert "preview" in view.stats.text()
+    # axes read original indices: data (x=7.5, y=9.5) is preview cell (2, 2)
+    with qtbot.waitSignal(view.exactRequested) as sig:
+        move_mouse_to(view, 7.5, 9.5)
+    assert sig.args == [(8, 6)]
+    assert view.hover.text() == f"[8, 6] = {full[8, 6]:g} (preview)"
+    view.showExact((3, 3), 1.0)  # a stale answer for somewhere else is ignored
+    assert "(preview)" in view.hover.text()
+    view.showExact((8, 6), 246.125)
+    assert view.hover.text() == "[8, 6] = 246.125 (exact)"
+
+
+def test_preview_requests_exact_once_per_index(view, qtbot):
+    full = np.zeros((40, 30), np.float32)
+    view.setView(av(full, stride=(4, 3)), "weight")
+    with qtbot.waitSignal(view.exactRequested):
+        view.hoverAt(7.5, 9.5)
+    with qtbot.assertNotEmitted(view.exactRequested):
+        view.hoverAt(7.9, 9.9)  # same cell
+
+
+def test_exact_view_never_requests(view, qtbot):
+    view.setView(av(np.ones((3, 3), np.float32)), "weight")
+    with qtbot.assertNotEmitted(view.exactRequested):
+        view.hoverAt(1.5, 1.5)
+
+
+def test_4d_tensor_shows_rows_by_flattened_rest(view):
+    full = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2)
+    view.setView(av(full), "conv.weight")
+    assert view.image.image.shape == (2, 12)
+    assert view.valueAt(1, 5) == ((1, 1, 0, 1), float(full[1, 1, 0, 1]))
+
+
+def test_4d_preview_maps_every_axis_through_its_stride(view):
+    full = np.arange(8 * 4 * 3 * 3, dtype=np.float32).reshape(8, 4, 3, 3)
+    view.setView(av(full, stride=(2, 2, 1, 1)), "conv.weight")
+    index, value = view.valueAt(1, 9 + 4)  # preview (1, 1, 1, 1)
+    assert index == (2, 2, 1, 1) and value == float(full[2, 2, 1, 1])
+
+
+def test_same_shape_update_reuses_items(view):
+    view.setView(av(np.zeros((5, 6), np.float32)), "weight")
+    image, bar = view.image, view.colorbar
+    view.setView(av(np.ones((5, 6), np.float32) * np.arange(6)), "weight")
+    assert view.image is image and view.colorbar is bar
+    assert view.image.image[0, -1] == 254
+    view.setView(av(np.array([1.0, 2.0], np.float32)), "bias")
+    bars = view.bars
+    view.setView(av(np.array([3.0, 4.0], np.float32)), "bias")
+    assert view.bars is bars and view.image is image
+
+
+def test_widget_renders_something(view, tmp_path):
+    rng = np.random.default_rng(0)
+    view.setView(av(rng.normal(size=(16, 24)).astype(np.float32)), "weight")
+    img = view.grab().toImage()
+    assert img.save(str(tmp_path / "tensor_view.png"))
+    colours = {img.pixel(x, y) for x in range(0, img.width(), 7) for y in range(0, img.height(), 7)}
+    assert len(colours) > 20
+
+
+# ----------------------------------------------------------------- TensorPanel
+def snapshot(state: dict, grad=True) -> TensorSnapshot:
+    w = np.arange(6, dtype=np.float32).reshape(2, 3) - 2
+    return TensorSnapshot(name="fc.weight", index=0, group=0, value=av(w),
+                          grad=av(w * 0.1) if grad else None, state=state)
+
+
+@pytest.fixture
+def panel(qtbot):
+    p = TensorPanel()
+    qtbot.addWidget(p)
+    p.resize(700, 600)
+    p.show()
+    qtbot.waitExposed(p)
+    return p
+
+
+def test_panel_shows_value_grad_and_every_state_entry(panel):
+    m = av(np.ones((2, 3), np.float32))
+    panel.setTensor(snapshot({"exp_avg": m, "exp_avg_sq": m, "step": av(np.array(3.0, np.float32))}))
+    assert list(panel.views()) == ["value", "grad", "exp_avg", "exp_avg_sq"]
+    assert panel.views()["value"].title.text() == "fc.weight"
+    assert panel.stateTexts() == {"step": "3"}
+
+
+def test_panel_adds_reuses_and_removes_state_views(panel):
+    m = av(np.ones((2, 3), np.float32))
+    panel.setTensor(snapshot({"momentum_buffer": m}))
+    first = panel.views()
+    panel.setTensor(snapshot({"momentum_buffer": m, "exp_avg": m}))
+    second = panel.views()
+    assert second["momentum_buffer"] is first["momentum_buffer"]
+    assert second["value"] is first["value"]
+    assert "exp_avg" in second
+    panel.setTensor(snapshot({"exp_avg": m}))
+    assert list(panel.views()) == ["value", "grad", "exp_avg"]
+    assert panel.views()["exp_avg"] is second["exp_avg"]
+
+
+def test_panel_shows_numbers_and_text_state_as_labels(panel):
+    panel.setTensor(snapshot({"n_iter": 5, "func_evals": 7, "t": 0.25, "old_dirs": "[3 tensors]"}))
+    assert panel.stateTexts() == {"n_iter": "5", "func_evals": "7", "t": "0.25",
+                                  "old_dirs": "[3 tensors]"}
+    assert "n_iter" in panel.scalars.text() and "<b>5</b>" in panel.scalars.text()
+    assert list(panel.views()) == ["value", "grad"]
+
+
+def test_panel_shows_no_gradient_placeholder(panel):
+    panel.setTensor(snapshot({}, grad=False))
+    grad = panel.views()["grad"]
+    assert grad.pages.currentWidget() is grad.placeholder
+    assert grad.placeholder.text() == "no gradient"
+
+
+def test_panel_forwards_exact_requests_and_answers(panel, qtbot):
+    full = np.arange(40 * 30, dtype=np.float32).reshape(40, 30)
+    panel.setTensor(snapshot({"exp_avg": av(full, stride=(4, 3))}))
+    view = panel.views()["exp_avg"]
+    with qtbot.waitSignal(panel.exactRequested) as sig:
+        view.hoverAt(3.5, 4.5)
+    assert sig.args == ["fc.weight", "exp_avg", (4, 3)]
+    panel.showExact("fc.weight", "exp_avg", (4, 3), 123.5)
+    assert view.hover.text() == "[4, 3] = 123.5 (exact)"
+
+
+def test_panel_none_shows_placeholder_and_drops_views(panel):
+    panel.setTensor(snapshot({"exp_avg": av(np.ones((2, 3), np.float32))}))
+    panel.setTensor(None)
+    assert panel.views() == {}
+    assert panel.placeholder.isVisible()
+
+
+def test_panel_wraps_into_columns(panel):
+    m = av(np.ones((2, 3), np.float32))
+    panel.setTensor(snapshot({"exp_avg": m, "exp_avg_sq": m}))
+    grid = panel._grid
+    cols = {grid.getItemPosition(grid.indexOf(v))[1] for v in panel.views().values()}
+    assert cols == {0, 1}  # 700 px: two columns
