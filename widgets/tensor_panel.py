@@ -1,0 +1,161 @@
+"""One parameter at a glance: its value, gradient and every optimizer state entry side by side.
+
+Array entries get a ``TensorView`` each (kept across snapshots, so items are reused);
+numbers and short texts (LBFGS ``n_iter``, list summaries) go in one line of labels.
+"""
+from __future__ import annotations
+
+import html
+from functools import partial
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import QGridLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from core.snapshot import ArrayView, TensorSnapshot
+from widgets.tensor_view import TensorView, fmt
+
+COLUMN_WIDTH = 260  # narrowest useful heatmap with its axis and colour bar
+MAX_COLUMNS = 3
+VIEW_MIN_HEIGHT = 210
+TEXT_LIMIT = 60
+
+
+def state_text(value: object) -> str:
+    """A state entry that is not an array, as a short text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        s = str(value)
+        return s if len(s) <= TEXT_LIMIT else s[: TEXT_LIMIT - 1] + "…"
+    return fmt(value, 6)
+
+
+class TensorPanel(QWidget):
+    """Shows one ``TensorSnapshot``; forwards exact-value requests with where they came from.
+
+    ``exactRequested(tensor_name, which, index)`` where ``which`` is "value", "grad" or a
+    state key; answer with ``showExact(tensor_name, which, index, value)``.
+    """
+
+    exactRequested = Signal(str, str, tuple)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._name = ""
+        self._views: dict[str, TensorView] = {}
+        self._texts: dict[str, str] = {}
+        self._columns = 0
+
+        self.header = QLabel(self)
+        self.header.setStyleSheet("color: grey;")
+        self.scalars = QLabel(self)
+        self.scalars.setWordWrap(True)
+        self.scalars.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.placeholder = QLabel("no tensor selected", self)
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setStyleSheet("color: grey; font-style: italic;")
+        self._grid_host = QWidget()
+        self._grid = QGridLayout(self._grid_host)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setSpacing(6)
+        self.scroll = QScrollArea(self)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(self._grid_host)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.header)
+        lay.addWidget(self.scalars)
+        lay.addWidget(self.scroll, 1)
+        lay.addWidget(self.placeholder, 1)
+        self.setTensor(None)
+
+    # ----------------------------------------------------------------- public
+    def views(self) -> dict[str, TensorView]:
+        """The views shown now, by ``which`` ("value", "grad", state keys), in order."""
+        return dict(self._views)
+
+    def stateTexts(self) -> dict[str, str]:
+        """The non-array state entries as shown, by key."""
+        return dict(self._texts)
+
+    def setTensor(self, ts: TensorSnapshot | None) -> None:
+        """Show ``ts``: reuse views of known entries, add new ones, drop vanished ones."""
+        if ts is None:
+            self._name = ""
+            self._sync_views({})
+            self._texts = {}
+            for w in (self.header, self.scalars, self.scroll):
+                w.hide()
+            self.placeholder.show()
+            return
+        self._name = ts.name
+        self.placeholder.hide()
+        self.scroll.show()
+        self.header.show()
+        extra = " · sparse gradient (shown dense)" if ts.grad_sparse else ""
+        self.header.setText(f"{html.escape(ts.name)} · group {ts.group} · param {ts.index}{extra}")
+
+        arrays: dict[str, tuple[ArrayView | None, str]] = {
+            "value": (ts.value, ts.name), "grad": (ts.grad, "grad")}
+        texts: dict[str, str] = {}
+        for key, val in ts.state.items():
+            if isinstance(val, ArrayView) and not val.is_scalar:
+                arrays[key] = (val, key)
+            elif isinstance(val, ArrayView):
+                texts[key] = fmt(val.values.reshape(()).item(), 8)
+            else:
+                texts[key] = state_text(val)
+        self._sync_views(arrays)
+        self._texts = texts
+        self.scalars.setVisible(bool(texts))
+        self.scalars.setText("&nbsp;&nbsp;&nbsp;".join(
+            f"{html.escape(k)}&nbsp;<b>{html.escape(v)}</b>" for k, v in texts.items()))
+
+    @Slot(str, str, tuple, float)
+    def showExact(self, tensor_name: str, which: str, index: tuple, value: float) -> None:
+        """Route an exact value fetched for ``exactRequested`` to its view."""
+        view = self._views.get(which)
+        if tensor_name == self._name and view is not None:
+            view.showExact(index, value)
+
+    # -------------------------------------------------------------- internals
+    def _sync_views(self, arrays: dict[str, tuple[ArrayView | None, str]]) -> None:
+        changed = list(arrays) != list(self._views)
+        for key in [k for k in self._views if k not in arrays]:
+            view = self._views.pop(key)
+            self._grid.removeWidget(view)
+            view.setParent(None)
+            view.deleteLater()
+        for key, (arr, title) in arrays.items():
+            view = self._views.get(key)
+            if view is None:
+                view = TensorView()
+                view.setMinimumSize(COLUMN_WIDTH - 40, VIEW_MIN_HEIGHT)
+                view.exactRequested.connect(partial(self._forward, key))
+                self._views[key] = view
+            view.setView(arr, title)
+        # keep the order value, grad, state keys as the snapshot lists them
+        self._views = {k: self._views[k] for k in arrays}
+        if changed:
+            self._relayout(force=True)
+
+    def _forward(self, which: str, index: tuple) -> None:
+        self.exactRequested.emit(self._name, which, index)
+
+    def _relayout(self, force: bool = False) -> None:
+        width = self.width() - 24  # room for the vertical scroll bar
+        cols = max(1, min(MAX_COLUMNS, width // COLUMN_WIDTH, len(self._views) or 1))
+        if cols == self._columns and not force:
+            return
+        self._columns = cols
+        for view in self._views.values():
+            self._grid.removeWidget(view)
+        for i, view in enumerate(self._views.values()):
+            self._grid.addWidget(view, i // cols, i % cols)
+        for c in range(MAX_COLUMNS):
+            self._grid.setColumnStretch(c, 1 if c < cols else 0)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._relayout()

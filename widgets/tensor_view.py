@@ -1,0 +1,357 @@
+"""One tensor (an ``ArrayView``) drawn as a heatmap, bars or a number, with exact hover values.
+
+Images are mapped to uint8 through a 256-entry colour table here (fast to draw) with
+levels taken from the whole tensor's statistics, so a strided preview keeps the colours
+of the full tensor. Items are made once and updated with ``setImage``/``setOpts``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal, Slot
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QLabel, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget
+
+from core.snapshot import ArrayView
+from widgets.pg_setup import configure
+
+configure()
+
+DIVERGING = "CET-D1"
+SEQUENTIAL = "viridis"
+NAN_RGBA = (255, 0, 255, 255)  # magenta: NaN must stand out in a debugger
+MAX_BARS = 1024  # above this a 1-D tensor is drawn as a filled step curve (cheaper)
+_LUTS: dict[str, np.ndarray] = {}
+
+
+def fmt(v: float, digits: int = 4) -> str:
+    """Short number text; integers stay integers (e.g. Adam's ``step``)."""
+    v = float(v)
+    if math.isfinite(v) and v == int(v) and abs(v) < 1e15:
+        return str(int(v))
+    return f"{v:.{digits}g}"
+
+
+def color_levels(view: ArrayView) -> tuple[float, float, bool]:
+    """Return ``(low, high, signed)``: symmetric around 0 when the data has both signs."""
+    lo, hi = float(view.min), float(view.max)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        finite = view.values[np.isfinite(view.values)] if view.values.size else view.values
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if lo < 0 < hi:
+        m = max(-lo, hi)
+        return -m, m, True
+    if lo == hi:
+        return lo - 1.0, hi + 1.0, False
+    return lo, hi, False
+
+
+def lut(name: str) -> np.ndarray:
+    """256-entry RGBA table of colour map ``name``; the last entry is kept for NaN."""
+    if name not in _LUTS:
+        table = pg.colormap.get(name).getLookupTable(nPts=255, alpha=True)
+        _LUTS[name] = np.ascontiguousarray(np.vstack([table, NAN_RGBA]).astype(np.ubyte))
+    return _LUTS[name]
+
+
+def to_uint8(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map ``[lo, hi]`` to 255 equal bins 0..254 (clipped) and NaN to 255, C-contiguous uint8."""
+    v = np.asarray(values, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = (v - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+        np.clip(scaled, 0, 254, out=scaled)
+    nan = np.isnan(scaled)
+    scaled[nan] = 255
+    return np.ascontiguousarray(scaled.astype(np.uint8))
+
+
+def _compact_tick_strings(values, scale, spacing) -> list[str]:
+    # pyqtgraph drops tick text wider than the axis; "%.3g" keeps 1e-3-sized levels readable
+    return [f"{v * scale:.3g}" for v in values]
+
+
+def as_2d(values: np.ndarray) -> np.ndarray:
+    """Rows are axis 0; every later axis is flattened into the columns."""
+    return values if values.ndim == 2 else values.reshape(values.shape[0], -1)
+
+
+class TensorView(QWidget):
+    """Draws one ``ArrayView`` with a title, hover read-out and a statistics footer.
+
+    Emits ``exactRequested(index)`` (an index of the full tensor) when the user hovers
+    a strided preview; answer with ``showExact(index, value)``.
+    """
+
+    exactRequested = Signal(tuple)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._view: ArrayView | None = None
+        self._disp: np.ndarray | None = None  # 2-D (or 1-D) array actually drawn
+        self._shape_drawn: tuple | None = None
+        self._hover_index: tuple[int, ...] | None = None
+        self._cmap = ""
+        self._image_page: pg.PlotWidget | None = None
+        self._bars_page: pg.PlotWidget | None = None
+        self.image: pg.ImageItem | None = None
+        self.colorbar: pg.ColorBarItem | None = None
+        self.bars: pg.BarGraphItem | None = None
+        self.step_curve: pg.PlotDataItem | None = None
+
+        self.title = QLabel(self)
+        bold = self.title.font()
+        bold.setBold(True)
+        self.title.setFont(bold)
+        self.pages = QStackedWidget(self)
+        self.pages.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.placeholder = QLabel("None", self)
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setStyleSheet("color: grey; font-style: italic;")
+        self.scalar = QLabel(self)
+        self.scalar.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.scalar.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        big = QFont(self.scalar.font())
+        big.setPointSizeF(big.pointSizeF() * 2.6)
+        big.setBold(True)
+        self.scalar.setFont(big)
+        self.pages.addWidget(self.placeholder)
+        self.pages.addWidget(self.scalar)
+        self.hover = QLabel(self)
+        self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.stats = QLabel(self)
+        self.stats.setWordWrap(True)
+        self.stats.setStyleSheet("color: palette(mid);")
+        self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.setSpacing(2)
+        lay.addWidget(self.title)
+        lay.addWidget(self.pages, 1)
+        lay.addWidget(self.hover)
+        lay.addWidget(self.stats)
+        self.setView(None, "")
+
+    # ----------------------------------------------------------------- pages
+    def _make_image_page(self) -> None:
+        pw = pg.PlotWidget(self)
+        pi = pw.getPlotItem()
+        pi.hideButtons()
+        pi.setMenuEnabled(False)
+        pi.invertY(True)  # row 0 at the top, like a printed matrix
+        self.image = pg.ImageItem(axisOrder="row-major")
+        pi.addItem(self.image)
+        self.colorbar = pg.ColorBarItem(interactive=False, colorMapMenu=False, width=12)
+        self.colorbar.axis.tickStrings = _compact_tick_strings
+        self.colorbar.axis.setWidth(52)
+        pi.layout.addItem(self.colorbar, 2, 5)
+        pi.layout.setColumnFixedWidth(4, 4)
+        pi.getViewBox().disableAutoRange()
+        pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self._image_page = pw
+        self.pages.addWidget(pw)
+
+    def _make_bars_page(self) -> None:
+        pw = pg.PlotWidget(self)
+        pi = pw.getPlotItem()
+        pi.hideButtons()
+        pi.setMenuEnabled(False)
+        pi.showGrid(y=True, alpha=0.25)
+        brush = pg.mkBrush(90, 160, 230)
+        self.bars = pg.BarGraphItem(x=[0.0], height=[0.0], width=0.8, brush=brush, pen=None)
+        self.step_curve = pg.PlotDataItem(
+            stepMode="center", fillLevel=0, brush=brush, pen=pg.mkPen(90, 160, 230, width=1),
+            clipToView=True, autoDownsample=True, downsampleMethod="peak")
+        pi.addItem(self.bars)
+        pi.addItem(self.step_curve)
+        pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self._bars_page = pw
+        self.pages.addWidget(pw)
+
+    # ----------------------------------------------------------------- public
+    def view(self) -> ArrayView | None:
+        """The ``ArrayView`` drawn now (``None`` for the placeholder)."""
+        return self._view
+
+    def setView(self, view: ArrayView | None, title: str, placeholder: str | None = None) -> None:
+        """Draw ``view`` under ``title``; ``None`` shows a grey placeholder.
+
+        The placeholder reads "no gradient" for a title containing "grad", else "None".
+        """
+        self.title.setText(title)
+        self._view = view
+        self._hover_index = None
+        if view is None:
+            self._disp = None
+            self.placeholder.setText(placeholder or ("no gradient" if "grad" in title.lower() else "None"))
+            self.pages.setCurrentWidget(self.placeholder)
+            self.hover.hide()
+            self.stats.hide()
+            return
+        self.stats.setText(self._stats_text(view))
+        self.stats.show()
+        if view.numel == 0 and not view.is_scalar:
+            self._disp = None
+            self.placeholder.setText("empty")
+            self.pages.setCurrentWidget(self.placeholder)
+            self.hover.hide()
+            return
+        if view.is_scalar:
+            self._disp = None
+            self.scalar.setText(fmt(view.values.reshape(()).item(), 8))
+            self.pages.setCurrentWidget(self.scalar)
+            self.hover.hide()
+            return
+        self.hover.show()
+        self._set_hint()
+        if len(view.shape) == 1:
+            self._draw_bars(view)
+        else:
+            self._draw_image(view)
+
+    @Slot(tuple, float)
+    def showExact(self, index: tuple, value: float) -> None:
+        """Show the exact value fetched for ``index`` if the cursor is still there."""
+        index = tuple(int(i) for i in index)
+        if index == self._hover_index:
+            self.hover.setText(f"{self._index_text(index)} = {float(value):.8g} (exact)")
+
+    def valueAt(self, row: int, col: int) -> tuple[tuple[int, ...], float]:
+        """Original tensor index and drawn value of display cell ``(row, col)``.
+
+        For 1-D tensors ``row`` must be 0. Raises ``IndexError`` outside the data.
+        """
+        v, d = self._view, self._disp
+        if v is None or d is None:
+            raise IndexError("nothing drawn")
+        if d.ndim == 1:
+            if row != 0 or not 0 <= col < d.shape[0]:
+                raise IndexError((row, col))
+            pidx: tuple[int, ...] = (col,)
+            value = d[col]
+        else:
+            if not (0 <= row < d.shape[0] and 0 <= col < d.shape[1]):
+                raise IndexError((row, col))
+            pidx = (row,) + tuple(int(i) for i in np.unravel_index(col, v.values.shape[1:]))
+            value = d[row, col]
+        index = tuple(int(i) * int(s) for i, s in zip(pidx, v.stride)) if not v.exact else pidx
+        return index, float(value)
+
+    def cellAt(self, x: float, y: float) -> tuple[int, int] | None:
+        """Display cell ``(row, col)`` under data coordinates ``(x, y)``, or ``None``."""
+        v, d = self._view, self._disp
+        if v is None or d is None:
+            return None
+        if d.ndim == 1:
+            s = v.stride[0] if not v.exact else 1
+            col = int(math.floor(x / s + 0.5))
+            return (0, col) if 0 <= col < d.shape[0] else None
+        sy, sx = self._cell_size(v)
+        row, col = int(math.floor(y / sy)), int(math.floor(x / sx))
+        if 0 <= row < d.shape[0] and 0 <= col < d.shape[1]:
+            return row, col
+        return None
+
+    def hoverAt(self, x: float, y: float) -> None:
+        """Update the read-out for data coordinates ``(x, y)`` (what mouse moves call)."""
+        cell = self.cellAt(x, y)
+        if cell is None:
+            self._hover_index = None
+            self._set_hint()
+            return
+        index, value = self.valueAt(*cell)
+        exact = self._view.exact
+        text = f"{self._index_text(index)} = {value:.6g}"
+        self.hover.setText(text if exact else text + " (preview)")
+        if index != self._hover_index:
+            self._hover_index = index
+            if not exact:
+                self.exactRequested.emit(index)
+
+    # ---------------------------------------------------------------- drawing
+    @staticmethod
+    def _cell_size(v: ArrayView) -> tuple[float, float]:
+        """Data units per drawn cell: the stride, so axes read original indices (2-D)."""
+        if v.exact:
+            return 1.0, 1.0
+        return float(v.stride[0]), float(v.stride[1]) if len(v.shape) == 2 else 1.0
+
+    def _draw_image(self, v: ArrayView) -> None:
+        if self._image_page is None:
+            self._make_image_page()
+        d = as_2d(v.values)
+        self._disp = d
+        lo, hi, signed = color_levels(v)
+        cmap = DIVERGING if signed else SEQUENTIAL
+        self.image.setLookupTable(lut(cmap), update=False)
+        self.image.setImage(to_uint8(d, lo, hi), levels=(0, 255), autoLevels=False)
+        if cmap != self._cmap:
+            self._cmap = cmap
+            self.colorbar.setColorMap(cmap)
+        self.colorbar.setLevels((lo, hi))
+        sy, sx = self._cell_size(v)
+        h, w = d.shape[0] * sy, d.shape[1] * sx
+        key = ("image", v.shape, v.stride)
+        if key != self._shape_drawn:
+            self._shape_drawn = key
+            self.image.setRect(0, 0, w, h)
+            pi = self._image_page.getPlotItem()
+            # Lock the aspect only when it keeps the tensor visible (a 1x4096 row would vanish).
+            pi.setAspectLocked(max(h, w) / min(h, w) <= 8, ratio=1)
+            pi.getViewBox().setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
+        self.pages.setCurrentWidget(self._image_page)
+
+    def _draw_bars(self, v: ArrayView) -> None:
+        if self._bars_page is None:
+            self._make_bars_page()
+        d = np.asarray(v.values, dtype=np.float64)
+        self._disp = d
+        s = float(v.stride[0]) if not v.exact else 1.0
+        many = d.shape[0] > MAX_BARS
+        if many:
+            edges = (np.arange(d.shape[0] + 1) - 0.5) * s
+            self.step_curve.setData(edges, np.nan_to_num(d, nan=0.0))
+        else:
+            self.bars.setOpts(x=np.arange(d.shape[0]) * s, height=np.nan_to_num(d, nan=0.0),
+                              width=0.8 * s)
+        self.bars.setVisible(not many)
+        self.step_curve.setVisible(many)
+        key = ("bars", v.shape, v.stride)
+        if key != self._shape_drawn:
+            self._shape_drawn = key
+            self._bars_page.getPlotItem().enableAutoRange()
+        self.pages.setCurrentWidget(self._bars_page)
+
+    # ----------------------------------------------------------------- hover
+    def _on_mouse_moved(self, pos: QPointF) -> None:
+        page = self.pages.currentWidget()
+        if page not in (self._image_page, self._bars_page):
+            return
+        vb = page.getPlotItem().getViewBox()
+        if not vb.sceneBoundingRect().contains(pos):
+            self._hover_index = None
+            self._set_hint()
+            return
+        p = vb.mapSceneToView(pos)
+        self.hoverAt(p.x(), p.y())
+
+    def _set_hint(self) -> None:
+        self.hover.setText("<span style='color: grey'>hover for values</span>")
+
+    @staticmethod
+    def _index_text(index: tuple[int, ...]) -> str:
+        return "[" + ", ".join(str(i) for i in index) + "]"
+
+    @staticmethod
+    def _stats_text(v: ArrayView) -> str:
+        nb = "\u00a0"  # keep each "name value" pair on one line when the footer wraps
+        shape = "×".join(str(s) for s in v.shape) if v.shape else "scalar"
+        parts = [f"{shape}{nb}{v.dtype}"]
+        if v.numel and not v.is_scalar:
+            parts += [f"{k}{nb}{fmt(x)}" for k, x in
+                      (("min", v.min), ("max", v.max), ("mean", v.mean), ("norm", v.norm))]
+        if not v.exact:
+            parts.append(f"preview{nb}1/" + "×".join(str(s) for s in v.stride))
+        return " · ".join(parts)
