@@ -9,6 +9,7 @@ from .snapshot import History, frozen
 
 CAPACITY = 4096  # points kept per series; when full, every other point is dropped
 BUDGET = 0.03  # share of wall time spent on probes and snapshots while running
+_FIXED = ("step", "loss", "grad_norm", "update_norm", "x", "y")
 
 
 class Budget:
@@ -32,9 +33,10 @@ class Budget:
 class HistoryRecorder:
     """Append (step, loss, grad norm, update norm, lr per group[, x, y]) rows.
 
-    Memory stays bounded: when the buffer is full it keeps every other row and
-    from then on records only every ``stride``-th offered row, so a run of any
-    length keeps an evenly thinned curve from step 0 to now.
+    Memory stays bounded: rows live in preallocated numpy columns; when they are
+    full every other row is dropped and from then on only every ``stride``-th
+    offered row is kept, so a run of any length keeps an evenly thinned curve from
+    its first step to now. Reading a view copies at most CAPACITY floats a column.
     """
 
     def __init__(self, capacity: int = CAPACITY):
@@ -42,44 +44,62 @@ class HistoryRecorder:
         self.clear()
 
     def clear(self) -> None:
-        self._rows: list[tuple] = []
+        self._cols = {k: np.full(self.capacity, np.nan) for k in _FIXED}
+        self._lr: list[np.ndarray] = []
+        self._n = 0
         self._stride = 1
         self._offered = 0
+        self._has_xy = False
         self._cache: History | None = None
 
     def add(self, step: int, loss, grad_norm, update_norm, lrs, xy=None) -> None:
         self._offered += 1
         if (self._offered - 1) % self._stride:
             return
-        self._rows.append((step, loss, grad_norm, update_norm, tuple(lrs), xy))
-        if len(self._rows) >= self.capacity:
-            self._rows = self._rows[::2]
-            self._stride *= 2
+        i = self._n
+        c = self._cols
+        nan = np.nan
+        c["step"][i] = step
+        c["loss"][i] = nan if loss is None else loss
+        c["grad_norm"][i] = nan if grad_norm is None else grad_norm
+        c["update_norm"][i] = nan if update_norm is None else update_norm
+        if xy is not None:
+            c["x"][i], c["y"][i] = xy
+            self._has_xy = True
+        while len(self._lr) < len(lrs):
+            self._lr.append(np.full(self.capacity, np.nan))
+        for g, lr in enumerate(lrs):
+            self._lr[g][i] = nan if lr is None else lr
+        self._n += 1
+        if self._n >= self.capacity:
+            self._halve()
         self._cache = None
 
+    def _halve(self) -> None:
+        keep = self._n // 2 + self._n % 2
+        for col in list(self._cols.values()) + self._lr:
+            col[:keep] = col[:self._n:2].copy()
+            col[keep:] = np.nan
+        self._n = keep
+        self._stride *= 2
+
     def __len__(self) -> int:
-        return len(self._rows)
+        return self._n
 
     def view(self) -> History:
-        """Read-only numpy arrays of what was recorded (cached until the next add)."""
-        if self._cache is not None:
-            return self._cache
-        if not self._rows:
-            self._cache = History.empty()
-            return self._cache
-        nan = float("nan")
-        col = lambda i: frozen(np.array([nan if r[i] is None else r[i] for r in self._rows], dtype=np.float64))
-        ngroups = max(len(r[4]) for r in self._rows)
-        lr = tuple(frozen(np.array([r[4][g] if g < len(r[4]) and r[4][g] is not None else nan
-                                    for r in self._rows], dtype=np.float64)) for g in range(ngroups))
-        self._cache = History(col(0), col(1), col(2), col(3), lr)
+        """Read-only copies of what was recorded (cached until the next add)."""
+        if self._cache is None:
+            n = self._n
+            cut = lambda a: frozen(a[:n].copy())
+            c = self._cols
+            self._cache = History(cut(c["step"]), cut(c["loss"]), cut(c["grad_norm"]), cut(c["update_norm"]),
+                                  tuple(cut(a) for a in self._lr))
+            self._path = frozen(np.stack([c["x"][:n], c["y"][:n]], axis=1)) if self._has_xy and n else None
         return self._cache
 
     def path(self) -> np.ndarray | None:
-        pts = [r[5] for r in self._rows if r[5] is not None]
-        if not pts:
-            return None
-        return frozen(np.array(pts, dtype=np.float64))
+        self.view()
+        return self._path
 
     # saving with a session: plain arrays
     def to_arrays(self) -> dict:
@@ -88,22 +108,29 @@ class HistoryRecorder:
                "stride": np.array([self._stride, self._offered])}
         for g, s in enumerate(h.lr):
             out[f"lr{g}"] = s
-        p = self.path()
-        if p is not None:
-            out["path"] = p
+        if self.path() is not None:
+            out["path"] = self.path()
         return out
 
     @classmethod
     def from_arrays(cls, d: dict) -> "HistoryRecorder":
         rec = cls()
-        steps = d.get("step", np.zeros(0))
-        lrs = [d[k] for k in sorted((k for k in d if k.startswith("lr")), key=lambda k: int(k[2:]))]
+        steps = np.asarray(d.get("step", np.zeros(0)), dtype=np.float64)
+        n = min(len(steps), rec.capacity - 1)
+        rec._n = n
+        for k in ("step", "loss", "grad_norm", "update_norm"):
+            if k in d:
+                rec._cols[k][:n] = np.asarray(d[k], dtype=np.float64)[:n]
+        lrs = sorted((k for k in d if k.startswith("lr")), key=lambda k: int(k[2:]))
+        for k in lrs:
+            col = np.full(rec.capacity, np.nan)
+            col[:n] = np.asarray(d[k], dtype=np.float64)[:n]
+            rec._lr.append(col)
         path = d.get("path")
-        for i in range(len(steps)):
-            num = lambda a: None if np.isnan(a[i]) else float(a[i])
-            xy = tuple(path[i]) if path is not None and len(path) == len(steps) else None
-            rec._rows.append((int(steps[i]), num(d["loss"]), num(d["grad_norm"]), num(d["update_norm"]),
-                              tuple(num(s) for s in lrs), xy))
+        if path is not None and len(path) == len(steps):
+            rec._cols["x"][:n] = np.asarray(path)[:n, 0]
+            rec._cols["y"][:n] = np.asarray(path)[:n, 1]
+            rec._has_xy = True
         if "stride" in d:
             rec._stride, rec._offered = int(d["stride"][0]), int(d["stride"][1])
         return rec
