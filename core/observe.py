@@ -35,8 +35,8 @@ def array_view(t: torch.Tensor, exact_stats: bool = True) -> ArrayView:
     if t.numel() <= WHOLE_LIMIT:
         a = _np(t)
         lo, hi, mean, norm = _np_stats(a)
-        counts, edges = _hist(a)
-        return ArrayView(shape, dtype, frozen(a), True, (1,) * len(shape), lo, hi, mean, norm, counts, edges)
+        # no histogram: the whole tensor travels, a widget can bin it if it wants to
+        return ArrayView(shape, dtype, frozen(a), True, (1,) * len(shape), lo, hi, mean, norm)
     stride = tuple(max(1, math.ceil(s / PREVIEW_SIDE)) for s in shape)
     preview = t[tuple(slice(None, None, st) for st in stride)]
     a = np.ascontiguousarray(_np(preview))
