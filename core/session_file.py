@@ -54,7 +54,7 @@ def save_session(session: Session, path) -> None:
         "blobs": session.blobs,
     }
     ckpt_bytes = files.to_bytes(ckpt)
-    text = json.dumps(doc, indent=1).encode()
+    text = specmod.pretty_json(doc).encode()
 
     def write(f):
         with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:

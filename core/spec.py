@@ -316,7 +316,9 @@ def _drop_defaults(obj) -> dict:
     for f in fields(obj):
         v = getattr(obj, f.name)
         default = f.default if f.default_factory is __import__("dataclasses").MISSING else f.default_factory()
-        if f.name in ("name", "shape") or v != default:
+        keep = f.name in ("name", "shape", "optimizer", "init", "kind", "fill", "n", "dtype") or (
+            f.name == "value" and getattr(obj, "fill", getattr(obj, "init", "")) == "constant")
+        if keep or v != default:
             if hasattr(v, "__dataclass_fields__"):
                 v = _drop_defaults(v)
             elif isinstance(v, tuple) and v and hasattr(v[0], "__dataclass_fields__"):
@@ -384,8 +386,20 @@ def document(spec: SessionSpec, journal=()) -> dict:
             "journal": [action_to_dict(a) for a in journal]}
 
 
+def pretty_json(obj, indent: int = 0) -> str:
+    """JSON with objects one key a line and arrays of numbers kept on one line."""
+    pad = "  " * (indent + 1)
+    if isinstance(obj, dict) and obj:
+        items = [f"{pad}{json.dumps(k)}: {pretty_json(v, indent + 1)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + "  " * indent + "}"
+    if isinstance(obj, list) and any(isinstance(x, dict) for x in obj):
+        items = [pad + pretty_json(x, indent + 1) for x in obj]
+        return "[\n" + ",\n".join(items) + "\n" + "  " * indent + "]"
+    return json.dumps(obj)
+
+
 def dumps(spec: SessionSpec, journal=()) -> str:
-    return json.dumps(document(spec, journal), indent=2)
+    return pretty_json(document(spec, journal)) + "\n"
 
 
 def from_document(doc: dict) -> tuple[SessionSpec, list]:
