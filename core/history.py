@@ -9,7 +9,7 @@ from .snapshot import History, frozen
 
 CAPACITY = 4096  # points kept per series; when full, every other point is dropped
 BUDGET = 0.03  # share of wall time spent on probes and snapshots while running
-_FIXED = ("step", "loss", "grad_norm", "update_norm", "x", "y")
+_FIXED = ("step", "loss", "grad_norm", "update_norm", "x", "y", "val_loss", "val_accuracy")
 
 
 class Budget:
@@ -52,7 +52,8 @@ class HistoryRecorder:
         self._has_xy = False
         self._cache: History | None = None
 
-    def add(self, step: int, loss, grad_norm, update_norm, lrs, xy=None) -> None:
+    def add(self, step: int, loss, grad_norm, update_norm, lrs, xy=None, val_loss=None,
+            val_accuracy=None) -> None:
         self._offered += 1
         if (self._offered - 1) % self._stride:
             return
@@ -63,6 +64,8 @@ class HistoryRecorder:
         c["loss"][i] = nan if loss is None else loss
         c["grad_norm"][i] = nan if grad_norm is None else grad_norm
         c["update_norm"][i] = nan if update_norm is None else update_norm
+        c["val_loss"][i] = nan if val_loss is None else val_loss
+        c["val_accuracy"][i] = nan if val_accuracy is None else val_accuracy
         if xy is not None:
             c["x"][i], c["y"][i] = xy
             self._has_xy = True
@@ -93,7 +96,7 @@ class HistoryRecorder:
             cut = lambda a: frozen(a[:n].copy())
             c = self._cols
             self._cache = History(cut(c["step"]), cut(c["loss"]), cut(c["grad_norm"]), cut(c["update_norm"]),
-                                  tuple(cut(a) for a in self._lr))
+                                  tuple(cut(a) for a in self._lr), cut(c["val_loss"]), cut(c["val_accuracy"]))
             self._path = frozen(np.stack([c["x"][:n], c["y"][:n]], axis=1)) if self._has_xy and n else None
         return self._cache
 
@@ -105,6 +108,7 @@ class HistoryRecorder:
     def to_arrays(self) -> dict:
         h = self.view()
         out = {"step": h.step, "loss": h.loss, "grad_norm": h.grad_norm, "update_norm": h.update_norm,
+               "val_loss": h.val_loss, "val_accuracy": h.val_accuracy,
                "stride": np.array([self._stride, self._offered])}
         for g, s in enumerate(h.lr):
             out[f"lr{g}"] = s
@@ -118,7 +122,7 @@ class HistoryRecorder:
         steps = np.asarray(d.get("step", np.zeros(0)), dtype=np.float64)
         n = min(len(steps), rec.capacity - 1)
         rec._n = n
-        for k in ("step", "loss", "grad_norm", "update_norm"):
+        for k in ("step", "loss", "grad_norm", "update_norm", "val_loss", "val_accuracy"):
             if k in d:
                 rec._cols[k][:n] = np.asarray(d[k], dtype=np.float64)[:n]
         lrs = sorted((k for k in d if k.startswith("lr")), key=lambda k: int(k[2:]))

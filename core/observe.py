@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from .snapshot import (HIST_BINS, PREVIEW_SIDE, WHOLE_LIMIT, ArrayView, GroupSnapshot, History,
+from .snapshot import (HIST_BINS, PREVIEW_SIDE, WHOLE_LIMIT, ArrayView, Decision, GroupSnapshot, History,
                        Snapshot, TensorSnapshot, frozen)
 
 
@@ -126,12 +126,20 @@ def make_snapshot(session, seq: int, history: History | None = None, running: bo
         groups.append(GroupSnapshot(gi, {k: plain(v) for k, v in g.items() if k != "params"}, idx,
                                     tuple(names_by_index[i] for i in idx)))
     obj = session.spec.gradient.objective if session.spec.gradient.kind == "objective" else None
+    decision = None
+    grid = session.decision_grid(0.1 if running else 0.0)
+    if grid is not None:
+        decision = Decision(frozen(grid.xs), frozen(grid.ys), frozen(grid.probs), frozen(grid.points),
+                            frozen(grid.labels))
+    task = session.task
     return Snapshot(seq=seq, step=session.step_count, loss=session.loss_value(), optimizer=session.spec.optimizer,
                     device=session.device, defaults={k: plain(v) for k, v in opt.defaults.items()},
                     groups=tuple(groups), tensors=tuple(tensors),
                     history=history if history is not None else session.history.view(),
                     running=running, paused_reason=paused_reason, error=error,
-                    steps_per_second=steps_per_second, objective=obj, path=session.history.path())
+                    steps_per_second=steps_per_second, objective=obj, path=session.history.path(),
+                    decision=decision, epoch=None if task is None else task.epoch,
+                    metrics=dict(session.last_eval))
 
 
 def exact_value(session, name: str, which: str, index: tuple[int, ...]) -> float:

@@ -195,7 +195,7 @@ class Runner:
             self._halt(error=RunError(type(e).__name__, str(e), traceback.format_exc()))
             return
         self._count_step()
-        if probe:
+        if result is not None:
             s.record(result)
         after = time.perf_counter()
         if probe:

@@ -17,8 +17,9 @@ from dataclasses import replace
 
 import torch
 
-from . import catalogue, objectives
+from . import catalogue, objectives, schedulers
 from .history import Budget, HistoryRecorder
+from .tasks import Task
 from .spec import (AddGroup, GradientSpec, GroupSpec, LoadOptimizer, LoadParams, ManualGrad, Reset,
                    SessionSpec, SetDevice, SetGrad, SetHparam, SpecError, Step, TensorSpec, ZeroGrad,
                    check_groups)
@@ -111,12 +112,27 @@ class Session:
         self.opt_class = catalogue.optimizer_classes().get(spec.optimizer)
         if self.opt_class is None:
             raise SpecError(f"Unknown optimizer {spec.optimizer!r}")
-        self.tensor_specs: list[TensorSpec] = list(spec.tensors)
-        self.group_specs: list[GroupSpec] = list(spec.effective_groups())
-        self._check_optimizer_fits(self.tensor_specs, self.group_specs)
+        self.task = None
         self.params: dict[str, torch.Tensor] = {}
+        if spec.gradient.kind == "task":
+            # the model's parameters are the session's tensors, named as named_parameters() names them
+            try:
+                self.task = Task(spec.gradient.task, self.device)
+            except ValueError as e:
+                raise SpecError(str(e)) from None
+            self.params = dict(self.task.named_parameters())
+            self.tensor_specs = [TensorSpec(n, tuple(p.shape), dtype=str(p.dtype)[6:] if p.dtype in
+                                            (torch.float32, torch.float64) else "float32", init="task")
+                                 for n, p in self.params.items()]
+            self.group_specs = list(spec.groups or self.task.default_groups())
+            check_groups(self.group_specs, set(self.params))
+        else:
+            self.tensor_specs = list(spec.tensors)
+            self.group_specs = list(spec.effective_groups())
+        self._check_optimizer_fits(self.tensor_specs, self.group_specs)
         for i, t in enumerate(self.tensor_specs):
-            self.params[t.name] = make_tensor(t, tensor_seed(spec.seed, i), self.device)
+            if t.init != "task":
+                self.params[t.name] = make_tensor(t, tensor_seed(spec.seed, i), self.device)
         self.grad_gen = torch.Generator().manual_seed(grad_seed(spec.seed))
         try:
             for g in self.group_specs:
@@ -128,10 +144,20 @@ class Session:
             self.optimizer = self.opt_class(groups, **spec.hparams)
         except (ValueError, TypeError, RuntimeError) as e:
             raise SpecError(str(e)) from None
+        self.scheduler = None
+        if spec.scheduler is not None:
+            try:  # built right after the optimizer, as in a plain script (it sets initial_lr at once)
+                self.scheduler = schedulers.make_scheduler(spec.scheduler.name, spec.scheduler.params,
+                                                           self.optimizer)
+            except ValueError as e:
+                raise SpecError(f"{spec.scheduler.name}: {e}") from None
         self.step_count = 0
         self.loss: torch.Tensor | None = None
+        self.last_eval: dict = {}
+        self._grid = None
         self.history.clear()
         self._objective_names = self._objective_tensors()
+        self._batch = None
         if spec.gradient.kind == "manual" and spec.gradient.when == "once":
             for t in self.tensor_specs:
                 if t.grad is not None:
@@ -209,8 +235,9 @@ class Session:
             probe = i == n - 1 or budget.due(now)
             result = self.step_once(probe=probe)
             done += 1
-            if probe:
+            if result is not None:
                 self.record(result)
+            if probe:
                 budget.charge(time.perf_counter() - now)
         return done
 
@@ -251,6 +278,8 @@ class Session:
         if self.step_count == 0 or probe:
             self.check_can_step()
         manual_every = spec.gradient.kind == "manual" and spec.gradient.when == "every_step"
+        if self.task is not None:
+            self._batch = self.task.next_batch()  # one batch a step (LBFGS's closure reuses it)
         closure = None
         if self.opt_class is torch.optim.LBFGS:
             closure = self._closure(manual_every)
@@ -259,7 +288,7 @@ class Session:
                 opt.zero_grad(set_to_none=spec.set_to_none)
             if manual_every:
                 self._assign_manual_grads()
-            elif self._objective_names:
+            elif self._objective_names or self.task is not None:
                 loss = self._loss()
                 loss.backward()
                 self.loss = loss.detach()
@@ -270,20 +299,49 @@ class Session:
             ret = opt.step(closure) if closure is not None else opt.step()
         except (ValueError, RuntimeError) as e:
             raise StepError(f"{spec.optimizer}.step() failed: {e}") from e
-        if closure is not None and self._objective_names and ret is not None:
+        if closure is not None and (self._objective_names or self.task is not None) and ret is not None:
             self.loss = ret.detach()
         self.step_count += 1
         if self.loss is not None and not math.isfinite(float(self.loss)):
             raise NonFinite(f"The loss became {float(self.loss)} at step {self.step_count}")
-        if probe:
-            return self._probe(before)
-        return None
+        result = self._probe(before) if probe else None
+        evaluated = self._after_step()
+        if evaluated:
+            result = {**(result or {}), **evaluated}
+        return result
+
+    def _after_step(self) -> dict:
+        """Evaluation every K steps, then the scheduler (documented order; see README)."""
+        metrics = {}
+        task = self.task
+        if task is not None and self.step_count % task.spec.eval_every == 0:
+            metrics = task.evaluate()
+            self.last_eval = metrics
+        if self.scheduler is not None:
+            at_end = task.at_epoch_end if task is not None else True
+            if schedulers.needs_metric(self.spec.scheduler.name):
+                if metrics or task is None:
+                    value = metrics.get("val_loss") if metrics else self.loss_value()
+                    if value is not None:
+                        schedulers.step_scheduler(self.scheduler, value)
+            elif schedulers.should_step(self.spec.scheduler.every, at_end):
+                schedulers.step_scheduler(self.scheduler)
+        return metrics
+
+    def decision_grid(self, max_age: float = 0.1):
+        """The 2-D classifier's decision grid, recomputed at most every ``max_age`` seconds."""
+        if self.task is None or not self.task.has_decision_grid:
+            return None
+        now = time.perf_counter()
+        if self._grid is None or (self._grid[0] != self.step_count and now - self._grid[1] >= max_age):
+            self._grid = (self.step_count, now, self.task.decision_grid())
+        return self._grid[2]
 
     def _closure(self, manual_every: bool):
         opt, spec = self.optimizer, self.spec
 
         def closure():
-            if self._objective_names:
+            if self._objective_names or self.task is not None:
                 opt.zero_grad(set_to_none=spec.set_to_none)
                 loss = self._loss()
                 loss.backward()
@@ -294,6 +352,8 @@ class Session:
         return closure
 
     def _loss(self) -> torch.Tensor:
+        if self.task is not None:
+            return self.task.loss(self._batch)
         g = self.spec.gradient
         fn = objectives.OBJECTIVES[g.objective].fn
         return fn([self.params[n] for n in self._objective_names], g.condition)
@@ -351,7 +411,8 @@ class Session:
         """Add a history row for the current step."""
         probe = probe or {}
         self.history.add(self.step_count, self.loss_value(), probe.get("grad_norm"),
-                         probe.get("update_norm"), self.lrs(), self.xy())
+                         probe.get("update_norm"), self.lrs(), self.xy(),
+                         probe.get("val_loss"), probe.get("val_accuracy"))
 
     def _do_zerograd(self, action: ZeroGrad) -> None:
         s = self.spec.set_to_none if action.set_to_none is None else action.set_to_none
@@ -454,6 +515,8 @@ class Session:
             if p.grad is not None:
                 p.grad = p.grad.to(action.device)
         self.optimizer.load_state_dict(sd)
+        if self.task is not None:
+            self.task.to(action.device)
         self.device = action.device
 
     def _do_reset(self, action: Reset) -> None:

@@ -52,6 +52,9 @@ def save_session(session: Session, path) -> None:
         "loss": session.loss,
         "history": {k: torch.from_numpy(np.array(v)) for k, v in session.history.to_arrays().items()},
         "blobs": session.blobs,
+        "task": session.task.state() if session.task is not None else None,
+        "scheduler": session.scheduler.state_dict() if session.scheduler is not None else None,
+        "last_eval": {k: float(v) for k, v in session.last_eval.items()},
     }
     ckpt_bytes = files.to_bytes(ckpt)
     text = specmod.pretty_json(doc).encode()
@@ -111,8 +114,8 @@ def restore(doc: dict, ckpt: dict) -> Session:
     base_groups = [specmod._build(GroupSpec, g, "group") for g in layout.get("groups", [])]
     added = [specmod.tensor_from_dict(t) for t in layout.get("added_tensors", [])]
     # the spec's own groups as they are now (hyperparameters come back with the optimizer state)
-    n_base = len(spec.effective_groups())
     s = Session(spec, blobs=blobs)
+    n_base = len(s.group_specs)
     by_name = {t.name: t for t in added}
     for g in base_groups[n_base:]:
         s._do_addgroup(AddGroup(tuple(by_name[n] for n in g.tensors), g.hparams))
@@ -129,6 +132,14 @@ def restore(doc: dict, ckpt: dict) -> Session:
     loss = ckpt.get("loss")
     s.loss = loss.to(s.device) if isinstance(loss, torch.Tensor) else None
     s.step_count = int(layout.get("step", 0))
+    try:
+        if s.scheduler is not None and isinstance(ckpt.get("scheduler"), dict):
+            s.scheduler.load_state_dict(ckpt["scheduler"])
+        if s.task is not None and isinstance(ckpt.get("task"), dict):
+            s.task.load_state(ckpt["task"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise files.LoadError(f"The session's task or scheduler state does not fit: {e}") from None
+    s.last_eval = dict(ckpt.get("last_eval") or {})
     hist = ckpt.get("history") or {}
     s.history = HistoryRecorder.from_arrays({k: v.numpy() for k, v in hist.items()})
     s.group_specs = base_groups or s.group_specs

@@ -89,11 +89,24 @@ class History:
     grad_norm: np.ndarray
     update_norm: np.ndarray
     lr: tuple[np.ndarray, ...]  # one series per group; NaN before a group existed
+    val_loss: np.ndarray | None = None  # NaN where no evaluation ran (tasks only)
+    val_accuracy: np.ndarray | None = None
 
     @staticmethod
     def empty() -> "History":
         e = frozen(np.zeros(0))
-        return History(e, e, e, e, ())
+        return History(e, e, e, e, (), e, e)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A 2-D classifier's decision map: P(class 1) at (xs[j], ys[i]) plus the data points."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    probs: np.ndarray
+    points: np.ndarray
+    labels: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -127,6 +140,9 @@ class Snapshot:
     batch_done: int = 0  # progress of a "step N" request
     batch_total: int = 0
     rate_limit: float = 0.0  # steps/s cap, 0 = none
+    decision: Decision | None = None  # 2-D classification tasks
+    epoch: int | None = None  # tasks: epochs completed
+    metrics: dict = field(default_factory=dict)  # tasks: the last evaluation (val_loss, val_accuracy)
 
     def tensor(self, name: str) -> TensorSnapshot | None:
         for t in self.tensors:

@@ -9,9 +9,11 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from .task_spec import TaskSpec, task_from_dict
+
 DTYPES = ("float32", "float64")
 INITS = ("zeros", "ones", "constant", "normal", "uniform", "xavier_uniform", "xavier_normal",
-         "kaiming_uniform", "kaiming_normal", "values")
+         "kaiming_uniform", "kaiming_normal", "values", "task")  # "task": made by a training task's model
 GRAD_FILLS = ("constant", "zeros", "normal", "values")
 OBJECTIVES = ("quadratic", "rosenbrock", "rastrigin", "beale", "himmelblau")
 SPEC_FORMAT = "optimlab-spec"
@@ -140,19 +142,48 @@ class GradientSpec:
     objective: str = "rosenbrock"
     condition: float = 100.0  # quadratic: ratio of largest to smallest curvature
     tensors: tuple[str, ...] = ()  # objective: which tensors; () means all
+    task: TaskSpec | None = None  # kind "task": a model trained on data (its parameters are the tensors)
 
     def __post_init__(self):
         object.__setattr__(self, "tensors", tuple(self.tensors))
+        if isinstance(self.task, dict):
+            try:
+                object.__setattr__(self, "task", task_from_dict(self.task))
+            except ValueError as e:
+                raise SpecError(str(e)) from None
 
     def check(self) -> None:
-        if self.kind not in ("manual", "objective"):
-            raise SpecError(f"Unknown gradient source {self.kind!r}: use manual or objective")
+        if self.kind not in ("manual", "objective", "task"):
+            raise SpecError(f"Unknown gradient source {self.kind!r}: use manual, objective or task")
+        if self.kind == "task":
+            if self.task is None:
+                raise SpecError("A task gradient source needs a task")
+            try:
+                self.task.check()
+            except ValueError as e:
+                raise SpecError(str(e)) from None
         if self.kind == "manual" and self.when not in ("once", "every_step"):
             raise SpecError(f"Invalid manual gradient timing {self.when!r}: use once or every_step")
         if self.kind == "objective" and self.objective not in OBJECTIVES:
             raise SpecError(f"Unknown objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
         if self.kind == "objective" and self.objective == "quadratic" and not self.condition >= 1:
             raise SpecError(f"Invalid condition number: {self.condition} (must be at least 1)")
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """An lr scheduler of torch.optim.lr_scheduler, stepped every step or every epoch."""
+
+    name: str
+    params: dict = field(default_factory=dict)
+    every: str = "epoch"  # "step" or "epoch" (without a task, an epoch is one step)
+
+    def __post_init__(self):
+        object.__setattr__(self, "params", {k: _tuples(v) for k, v in dict(self.params).items()})
+
+    def check(self) -> None:
+        if self.every not in ("step", "epoch"):
+            raise SpecError(f"Invalid scheduler interval {self.every!r}: use step or epoch")
 
 
 @dataclass(frozen=True)
@@ -168,6 +199,7 @@ class SessionSpec:
     seed: int = 0
     set_to_none: bool = True  # zero_grad(set_to_none=...)
     zero_grad_each_step: bool = False  # call zero_grad before every step's gradient
+    scheduler: SchedulerSpec | None = None
     name: str = ""
     description: str = ""
 
@@ -183,8 +215,17 @@ class SessionSpec:
 
     def check(self) -> None:
         """Structural checks that need no torch (names, membership, shapes)."""
+        if self.gradient.kind == "task":
+            self.gradient.check()
+            if self.tensors:
+                raise SpecError("A task session's tensors are its model's parameters: leave 'tensors' empty")
+            if self.scheduler is not None:
+                self.scheduler.check()
+            return
         if not self.tensors:
             raise SpecError("The session has no tensors: add at least one")
+        if self.scheduler is not None:
+            self.scheduler.check()
         names = [t.name for t in self.tensors]
         for t in self.tensors:
             t.check()
@@ -359,6 +400,8 @@ def spec_from_dict(d: dict) -> SessionSpec:
     d["groups"] = [_build(GroupSpec, g, f"group {i}") for i, g in enumerate(d.get("groups", []))]
     if "gradient" in d:
         d["gradient"] = _build(GradientSpec, d["gradient"], "gradient source")
+    if d.get("scheduler") is not None:
+        d["scheduler"] = _build(SchedulerSpec, d["scheduler"], "scheduler")
     spec = _build(SessionSpec, d, "spec")
     spec.check()
     return spec
