@@ -1,0 +1,1 @@
+"""optimlab's desktop program (PySide6 + pyqtgraph): window, docks and the runner bridge."""

@@ -18,11 +18,14 @@ from widgets.problem_editor import parse_shape
 class AddGroupDialog(QDialog):
     """Asks for a tensor (name, shape, init, values, gradient) and group hyperparameters."""
 
-    def __init__(self, optimizer: str, taken: set[str], parent=None):
+    def __init__(self, optimizer: str, taken: set[str], parent=None, defaults: dict | None = None):
         super().__init__(parent)
         self.setWindowTitle("Add param group")
         self.optimizer = optimizer
         self.taken = taken
+        # the live optimizer's defaults: add_param_group fills the group's missing keys from them,
+        # so nesterov=True is fine when the constructor was given momentum=0.9
+        self.defaults = dict(defaults or {})
         n = 2
         while f"weight{n}" in taken:
             n += 1
@@ -87,7 +90,8 @@ class AddGroupDialog(QDialog):
         t = TensorSpec(name, shape, init=init, values=values, grad=grad)
         t.check()
         hp = self.parse_hparams(self.hparams.text())
-        catalogue.validate_hparams(self.optimizer, hp)
+        known = catalogue.info(self.optimizer).defaults
+        catalogue.validate_hparams(self.optimizer, {**{k: v for k, v in self.defaults.items() if k in known}, **hp})
         return AddGroup((t,), hp)
 
     def _accept(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
@@ -110,10 +111,7 @@ class FileOps:
                 self._remember(path)
             self.statusBar().showMessage(f"Opened {path.name}", 5000)
 
-        def build(_):
-            return session_file.load_session(path)
-        self.bridge.call(build, lambda s: self.replace_session(s.spec, session=s, on_ok=opened),
-                         lambda msg, tb: self.show_error("Cannot open", msg))
+        self.replace_session(lambda _: session_file.load_session(path), on_ok=opened, fail_title="Cannot open")
 
     def load_torch_file(self, path, remember: bool = True, kind: str | None = None) -> None:
         """Load an optimizer state_dict, parameters, or both, from a torch.save file."""
@@ -158,11 +156,17 @@ class FileOps:
             self.save_session_to(self.path)
 
     def save_session_as(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save session", "session.optimlab", SESSION_FILTER)
+        path = self._ask_session_path()
         if path:
-            if not Path(path).suffix:
-                path += session_file.SESSION_EXT
             self.save_session_to(path)
+
+    def _ask_session_path(self) -> Path | None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", "session.optimlab", SESSION_FILTER)
+        if not path:
+            return None
+        if not Path(path).suffix:
+            path += session_file.SESSION_EXT
+        return Path(path)
 
     def save_session_to(self, path, on_done=None) -> None:
         path = Path(path)
@@ -199,9 +203,14 @@ class FileOps:
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:
-        for u in event.mimeData().urls():
-            self.open_path(u.toLocalFile())
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         event.acceptProposedAction()
+        # open after the drop has finished: the unsaved-changes question must not run inside it
+        QTimer.singleShot(0, partial(self._open_all, paths))
+
+    def _open_all(self, paths) -> None:
+        for p in paths:
+            self.open_path(p)
 
     def confirm_discard(self) -> bool:
         """Ask before losing unsaved changes: Save, Discard or Cancel."""
@@ -211,11 +220,22 @@ class FileOps:
                           QMessageBox.StandardButton.Cancel, self)
         answer = box.exec()
         if answer == QMessageBox.StandardButton.Save:
-            if self.path is None:
-                self.save_session_as()
-            else:
-                session_done = self.bridge.runner.call(lambda s: session_file.save_session(s, self.path))
-                session_done.result(30)
-                self.set_dirty(False)
-            return not self.dirty
+            return self._save_now()
         return answer == QMessageBox.StandardButton.Discard
+
+    def _save_now(self) -> bool:
+        """Save before closing or opening another session; wait for it (the caller needs the answer)."""
+        path = self.path or self._ask_session_path()
+        if path is None:
+            return False
+        done = self.bridge.runner.call(lambda s: session_file.save_session(s, path))
+        try:
+            done.result(60)
+        except Exception as e:  # noqa: BLE001 - shown; the window stays open with its changes
+            self.show_error("Cannot save", str(e) or type(e).__name__)
+            return False
+        if path.suffix == session_file.SESSION_EXT:
+            self.path = path
+        self._remember(path)
+        self.set_dirty(False)
+        return True

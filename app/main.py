@@ -1,7 +1,7 @@
 """Start the desktop app, or render it offscreen to a PNG.
 
     python -m app [SESSION_OR_FILE]
-    python -m app --screenshot out.png [--example seed_walkthrough] [--steps N] [--tensor NAME]
+    python -m app --screenshot out.png [--example seed_walkthrough] [--steps N] [--tensor NAME] [--raise DOCK]
 """
 from __future__ import annotations
 
@@ -30,12 +30,14 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=0, help="with --screenshot: steps to run first")
     ap.add_argument("--tensor", help="with --screenshot: the tensor to show")
     ap.add_argument("--size", default="1280x800", help="with --screenshot: window size")
+    ap.add_argument("--raise", dest="raise_docks", action="append", default=[], metavar="DOCK",
+                    help="with --screenshot: bring this dock to the front (e.g. landscape, problem); repeatable")
     args = ap.parse_args(argv)
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
     from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QDockWidget
 
     from widgets import pg_setup
     pg_setup.configure()
@@ -60,6 +62,14 @@ def main(argv=None) -> int:
         win.show()
         if args.tensor:
             win.tensor_combo.setCurrentText(args.tensor)
+        docks = {d.objectName(): d for d in win.findChildren(QDockWidget)}
+        for name in args.raise_docks:
+            dock = docks.get(name.replace(" ", "_").lower())
+            if dock is None:
+                print(f"optimlab: no dock {name!r}; there are {', '.join(sorted(docks))}", file=sys.stderr)
+                win.close()
+                return 2
+            dock.raise_()
         if args.steps:
             win.bridge.runner.step(args.steps)
         target = session.step_count + args.steps

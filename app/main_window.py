@@ -39,11 +39,14 @@ class MainWindow(FileOps, QMainWindow):
         super().__init__()
         self.setWindowTitle("optimlab")
         self.settings = settings if settings is not None else QSettings("optimlab", "optimlab")
-        self.spec = session.spec
+        self.spec = session.spec  # the spec of the session the runner owns, as last reported
+        self._built_spec = session.spec  # the newest spec built on the runner thread
+        self._building = 0  # session replacements in flight
         self.bridge = RunnerBridge(session, self)
         self.snapshot = None
         self.last_error = ""  # the last message shown to the user (tests read it)
         self._shown_error = None
+        self._paused_shown = None  # the pause reason shown in the status bar
         self._landscape_key = None
         self._history_drawn = None
         self.init_files()
@@ -205,7 +208,11 @@ class MainWindow(FileOps, QMainWindow):
             self._mark()
             if on_ok:
                 on_ok()
-        self.bridge.call(lambda s: s.apply(action), ok, lambda msg, tb: self.show_error("Refused", msg))
+
+        def fail(msg, tb):
+            self.optimizer_panel.revert()  # a refused hyperparameter must not stay in the form
+            self.show_error("Refused", msg)
+        self.bridge.call(lambda s: s.apply(action), ok, fail)
 
     @Slot(bool)
     def zero_grad(self, set_to_none: bool) -> None:
@@ -214,12 +221,13 @@ class MainWindow(FileOps, QMainWindow):
     @Slot()
     def reset(self) -> None:
         self.bridge.runner.pause()
+        self.bridge.runner.cancel()  # a Step N in progress must not carry on from step 0
         self.apply(Reset())
 
     @Slot()
     def add_group_dialog(self) -> None:
         snap = self.bridge.latest()
-        dlg = AddGroupDialog(self.spec.optimizer, {t.name for t in snap.tensors}, self)
+        dlg = AddGroupDialog(snap.optimizer, {t.name for t in snap.tensors}, self, defaults=snap.defaults)
         dlg.finished.connect(lambda code: self._add_group_done(dlg, code))
         dlg.open()
         self.add_dialog = dlg  # tests fill it in
@@ -231,43 +239,59 @@ class MainWindow(FileOps, QMainWindow):
     def add_group(self, action: AddGroup) -> None:
         self.apply(action)
 
-    def replace_session(self, spec, journal=(), session: Session | None = None, on_ok=None) -> None:
-        """Build a new session from ``spec`` on the runner thread and swap it in; refusals change nothing."""
+    def replace_session(self, new, journal=(), on_ok=None, fail_title: str = "Cannot build this session") -> None:
+        """Build a session on the runner thread and swap it in; a refusal changes nothing.
+
+        ``new`` is a SessionSpec, a Session, or a function of the newest built spec returning
+        either. Functions run on the runner thread in request order, so quick successive edits
+        (lr, then momentum) each start from the one before instead of from a stale copy.
+        """
         runner = self.bridge.runner
+        self._building += 1
 
         def build(_):
-            s = session if session is not None else Session(spec, journal)
+            made = new(self._built_spec) if callable(new) else new
+            s = made if isinstance(made, Session) else Session(made, journal)
             runner.replace_session(s)
+            self._built_spec = s.spec  # read and written only on the runner thread
             return s.spec
 
         def ok(new_spec):
+            self._building -= 1
+            old = self.spec
             self.spec = new_spec
-            self.problem.setSpec(new_spec)
-            self.controls.setSetToNone(new_spec.set_to_none)
+            if self._building == 0:  # an edit still in flight would be undone by a refresh now
+                self.problem.setSpec(new_spec)
+            if new_spec.set_to_none != old.set_to_none:
+                self.controls.setSetToNone(new_spec.set_to_none)
             self._landscape_key = None
             if on_ok:
                 on_ok()
 
         def fail(msg, tb):
-            self.problem.setSpec(self.spec)
-            self.show_error("Cannot build this session", msg)
+            self._building -= 1
+            if self._building == 0:
+                self.problem.setSpec(self.spec)
+                self.optimizer_panel.revert()
+            self.show_error(fail_title, msg, tb)
         self.bridge.call(build, ok, fail)
 
     @Slot(object)
     def on_spec_edited(self, spec) -> None:
-        self.replace_session(spec, on_ok=self._mark)
+        # the Problem dock owns tensors, groups, gradient and session fields; the optimizer and
+        # its constructor arguments come from the newest built spec (the Optimizer dock's edits)
+        def make(current):
+            return _with_optimizer(spec, current.optimizer, current.hparams)
+        self.replace_session(make, on_ok=self._mark)
 
     @Slot(str)
     def on_optimizer_chosen(self, name: str) -> None:
-        known = catalogue.info(name).defaults
-        groups = tuple(replace(g, hparams={k: v for k, v in g.hparams.items() if k in known})
-                       for g in self.spec.groups)
-        hp = {k: v for k, v in self.spec.hparams.items() if k in known}
-        self.replace_session(replace(self.spec, optimizer=name, hparams=hp, groups=groups), on_ok=self._mark)
+        self.replace_session(lambda current: _with_optimizer(current, name, current.hparams), on_ok=self._mark)
 
     @Slot(str, object)
     def on_default_changed(self, name: str, value) -> None:
-        self.replace_session(replace(self.spec, hparams={**self.spec.hparams, name: value}), on_ok=self._mark)
+        self.replace_session(lambda current: replace(current, hparams={**current.hparams, name: value}),
+                             on_ok=self._mark)
 
     @Slot(int, str, object)
     def on_group_value(self, group: int, name: str, value) -> None:
@@ -309,6 +333,9 @@ class MainWindow(FileOps, QMainWindow):
             self.show_error("The run stopped", f"{s.error.type}: {s.error.message}", s.error.traceback)
         elif s.paused_reason and s.paused_reason != self.statusBar().currentMessage():
             self.statusBar().showMessage(s.paused_reason)
+        if not s.paused_reason and self._paused_shown and self.statusBar().currentMessage() == self._paused_shown:
+            self.statusBar().clearMessage()  # the pause note is stale once the run moved on
+        self._paused_shown = s.paused_reason
 
     def _draw_tensor(self) -> None:
         if self.snapshot is None:
@@ -351,3 +378,10 @@ class MainWindow(FileOps, QMainWindow):
         self.save_layout()
         self.bridge.shutdown()
         event.accept()
+
+
+def _with_optimizer(spec, name: str, hparams: dict):
+    """``spec`` for optimizer ``name``: arguments and group overrides it does not take are dropped."""
+    known = catalogue.info(name).defaults
+    groups = tuple(replace(g, hparams={k: v for k, v in g.hparams.items() if k in known}) for g in spec.groups)
+    return replace(spec, optimizer=name, hparams={k: v for k, v in hparams.items() if k in known}, groups=groups)

@@ -96,6 +96,15 @@ class OptimizerPanel(QWidget):
         self._groups = groups
         self._refresh_form(force=changed)
 
+    def revert(self) -> None:
+        """Show the running optimizer and its values again (after the runner refused an edit)."""
+        if not self._name:
+            return
+        self.combo.blockSignals(True)
+        self.combo.setCurrentText(self._name)
+        self.combo.blockSignals(False)
+        self._refresh_form(force=True)
+
     def _current_values(self) -> tuple[dict, set]:
         info = catalogue.info(self._name)
         g = self.target_group()

@@ -50,6 +50,7 @@ class Runner:
         self._sps = 0.0
         self._sps_mark = (time.perf_counter(), 0)
         self._last_step_time = 0.0
+        self._curve_every = 0
         self._published_at = 0.0
         self._latest: Snapshot = make_snapshot(session, 0)
         self._lock = threading.Lock()
@@ -87,13 +88,20 @@ class Runner:
         """Apply a journal action between steps (refused actions raise through the Future)."""
         return self.call(lambda s: s.apply(action))
 
-    def replace_session(self, session: Session) -> Future:
-        def swap(_):
+    def replace_session(self, session: Session) -> Future | None:
+        """Swap in another session: at once when called on the runner thread (inside a
+        ``call``), else between steps. The run stops; the next snapshot shows the new one."""
+        def swap(_=None):
+            self._flush()
             self._session = session
             self._running = False
             self._pending = 0
+            self._batch_total = self._batch_done = 0
             self._error = None
             self._paused_reason = None
+        if threading.current_thread() is self._thread:
+            swap()
+            return None
         return self.call(swap)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -152,6 +160,7 @@ class Runner:
                     self._batch_done, self._batch_total = 0, 0
                 self._pending += cmd[1]
                 self._batch_total += cmd[1]
+                self._curve_every = self._session.curve_stride(self._batch_total)
                 self._error, self._paused_reason = None, None
                 self._budget.reset()
             elif kind == "cancel":
@@ -184,7 +193,8 @@ class Runner:
         now = time.perf_counter()
         self._last_step_time = now
         last = self._pending == 1
-        probe = last or self._budget.due(now)
+        every = self._curve_every
+        probe = last or (every and self._pending and (self._batch_done + 1) % every == 0) or self._budget.due(now)
         try:
             result = s.step_once(probe=probe)
         except NonFinite as e:

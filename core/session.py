@@ -25,6 +25,8 @@ from .spec import (AddGroup, GradientSpec, GroupSpec, LoadOptimizer, LoadParams,
                    check_groups)
 
 GRAD_SEED_OFFSET = 999_983
+CURVE_POINTS = 256  # measured points per "step N" batch on small problems
+SMALL_NUMEL = 1_000_000
 
 
 class StepError(RuntimeError):
@@ -228,11 +230,12 @@ class Session:
     def _steps(self, n: int, budget: Budget, cancelled) -> int:
         """Step ``n`` times, measuring for the curves on the time budget and at the last step."""
         done = 0
+        every = self.curve_stride(n)
         for i in range(n):
             if cancelled():
                 break
             now = time.perf_counter()
-            probe = i == n - 1 or budget.due(now)
+            probe = i == n - 1 or (every and (i + 1) % every == 0) or budget.due(now)
             result = self.step_once(probe=probe)
             done += 1
             if result is not None:
@@ -240,6 +243,20 @@ class Session:
             if probe:
                 budget.charge(time.perf_counter() - now)
         return done
+
+    def curve_stride(self, n: int) -> int:
+        """For a batch of ``n`` steps on a small problem, measure every k-th step so the
+        curves keep about CURVE_POINTS points of it (0: rely on the time budget alone).
+
+        Small problems only: a probe copies the parameters, which on a big tensor costs
+        half a step, so there the budget alone decides.
+        """
+        if self.numel() > SMALL_NUMEL:
+            return 0
+        return max(1, -(-n // CURVE_POINTS))
+
+    def numel(self) -> int:
+        return sum(p.numel() for p in self.params.values())
 
     def run(self, n: int, budget: Budget | None = None, cancelled=lambda: False) -> int:
         """Step up to ``n`` times (stopping early if ``cancelled()``) and journal what was done."""

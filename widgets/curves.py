@@ -11,7 +11,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from core.snapshot import History
-from widgets.pg_setup import configure
+from widgets.pg_setup import compact_ticks, configure
 
 configure()
 
@@ -66,7 +66,7 @@ class CurvesView(QWidget):
             plot.setMenuEnabled(False)
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setLabel("left", LABELS[name])
-            plot.getAxis("left").setWidth(AXIS_WIDTH)
+            compact_ticks(plot.getAxis("left"), AXIS_WIDTH)
             plot.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" would not fit the label
             if row < len(SERIES) - 1:
                 plot.getAxis("bottom").setStyle(showValues=False)

@@ -11,7 +11,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from widgets.pg_setup import configure
+from widgets.pg_setup import compact_ticks, configure
 from widgets.tensor_view import lut, to_uint8
 
 configure()
@@ -82,6 +82,8 @@ class LandscapeView(QWidget):
         pi.setMenuEnabled(False)
         pi.setLabel("bottom", "x")
         pi.setLabel("left", "y")
+        compact_ticks(pi.getAxis("left"), 52)  # fixed: a locked aspect must not chase label widths
+        pi.getAxis("bottom").setHeight(40)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setLookupTable(lut(COLORMAP))
         self.contours = pg.PlotDataItem(pen=pg.mkPen(255, 255, 255, 110, width=1), connect="pairs")

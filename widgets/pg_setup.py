@@ -1,4 +1,4 @@
-"""One place for pyqtgraph's global options, so every widget draws images the same way."""
+"""One place for pyqtgraph's global options and axis tweaks shared by the widgets."""
 from __future__ import annotations
 
 import pyqtgraph as pg
@@ -13,3 +13,19 @@ def configure() -> None:
         return
     pg.setConfigOptions(imageAxisOrder="row-major")
     _done = True
+
+
+def compact_ticks(axis: pg.AxisItem, width: int | None = None) -> None:
+    """Short "%.3g" tick labels, optionally a fixed axis width.
+
+    pyqtgraph drops tick text wider than the axis, and an axis whose width follows its
+    labels can make a view with a locked aspect resize itself for ever.
+    """
+    def tick_strings(values, scale, spacing) -> list[str]:
+        if axis.logMode:
+            return axis.logTickStrings(values, scale, spacing)
+        return [f"{v * scale:.3g}" for v in values]
+
+    axis.tickStrings = tick_strings
+    if width is not None:
+        axis.setWidth(width)

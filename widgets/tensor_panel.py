@@ -125,7 +125,7 @@ class TensorPanel(QWidget):
         for key in [k for k in self._views if k not in arrays]:
             view = self._views.pop(key)
             self._grid.removeWidget(view)
-            view.setParent(None)
+            view.hide()  # stays a hidden child until deleted (never a stray top-level window)
             view.deleteLater()
         for key, (arr, title) in arrays.items():
             view = self._views.get(key)

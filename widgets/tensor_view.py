@@ -15,13 +15,14 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget
 
 from core.snapshot import ArrayView
-from widgets.pg_setup import configure
+from widgets.pg_setup import compact_ticks, configure
 
 configure()
 
 DIVERGING = "CET-D1"
 SEQUENTIAL = "viridis"
 NAN_RGBA = (255, 0, 255, 255)  # magenta: NaN must stand out in a debugger
+AXIS_WIDTH, AXIS_HEIGHT = 44, 24
 MAX_BARS = 1024  # above this a 1-D tensor is drawn as a filled step curve (cheaper)
 _LUTS: dict[str, np.ndarray] = {}
 
@@ -65,11 +66,6 @@ def to_uint8(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     nan = np.isnan(scaled)
     scaled[nan] = 255
     return np.ascontiguousarray(scaled.astype(np.uint8))
-
-
-def _compact_tick_strings(values, scale, spacing) -> list[str]:
-    # pyqtgraph drops tick text wider than the axis; "%.3g" keeps 1e-3-sized levels readable
-    return [f"{v * scale:.3g}" for v in values]
 
 
 def as_2d(values: np.ndarray) -> np.ndarray:
@@ -141,11 +137,14 @@ class TensorView(QWidget):
         pi.hideButtons()
         pi.setMenuEnabled(False)
         pi.invertY(True)  # row 0 at the top, like a printed matrix
+        # Fixed axis sizes: with a locked aspect, tick labels that change width would
+        # resize the view, change its range and its labels again, for ever.
+        pi.getAxis("left").setWidth(AXIS_WIDTH)
+        pi.getAxis("bottom").setHeight(AXIS_HEIGHT)
         self.image = pg.ImageItem(axisOrder="row-major")
         pi.addItem(self.image)
         self.colorbar = pg.ColorBarItem(interactive=False, colorMapMenu=False, width=12)
-        self.colorbar.axis.tickStrings = _compact_tick_strings
-        self.colorbar.axis.setWidth(52)
+        compact_ticks(self.colorbar.axis, 52)
         pi.layout.addItem(self.colorbar, 2, 5)
         pi.layout.setColumnFixedWidth(4, 4)
         pi.getViewBox().disableAutoRange()
@@ -159,6 +158,8 @@ class TensorView(QWidget):
         pi.hideButtons()
         pi.setMenuEnabled(False)
         pi.showGrid(y=True, alpha=0.25)
+        compact_ticks(pi.getAxis("left"), AXIS_WIDTH + 8)
+        pi.getAxis("bottom").setHeight(AXIS_HEIGHT)
         brush = pg.mkBrush(90, 160, 230)
         self.bars = pg.BarGraphItem(x=[0.0], height=[0.0], width=0.8, brush=brush, pen=None)
         self.step_curve = pg.PlotDataItem(

@@ -32,6 +32,17 @@ def quadratic_spec(optimizer="Adam", hparams=None, shape=(16, 16), condition=10.
 
 
 @pytest.fixture
+def qtbot(qtbot):
+    """pytest-qt's qtbot, waiting up to WAIT_MS by default: a loaded CI machine steps slowly."""
+    wait_until = qtbot.waitUntil
+
+    def wait(callback, *, timeout=WAIT_MS):
+        return wait_until(callback, timeout=timeout)
+    qtbot.waitUntil = wait
+    return qtbot
+
+
+@pytest.fixture
 def settings_path(tmp_path):
     return tmp_path / "settings.ini"
 
@@ -72,11 +83,6 @@ def make_window(qtbot, settings_path):
 
 # ----- helpers shared by the app tests -----
 
-def snap(win):
-    """The snapshot the window drew last."""
-    return win.snapshot
-
-
 def wait_step(qtbot, win, step: int, timeout=WAIT_MS) -> None:
     """Wait until the window has drawn ``step`` with the runner idle."""
     qtbot.waitUntil(lambda: win.snapshot.step == step and not win.snapshot.running, timeout=timeout)
@@ -109,15 +115,16 @@ def shown_values(win, which="value", tensor="weight") -> np.ndarray:
     return out.reshape(view.view().shape)
 
 
-def type_line(qtbot, edit: QLineEdit, text: str) -> None:
-    """Replace a line edit's text by typing, then press Enter (editingFinished)."""
+def type_line(qtbot, edit: QLineEdit, text: str, enter: bool = True) -> None:
+    """Replace a line edit's text by typing, then press Enter (editingFinished) unless told not to."""
     edit.setFocus()
     edit.selectAll()
     qtbot.keyClicks(edit, text)
-    qtbot.keyClick(edit, Qt.Key.Key_Return)
+    if enter:
+        qtbot.keyClick(edit, Qt.Key.Key_Return)
 
 
-def type_into_cell(qtbot, table, row, col, text):
+def type_into_cell(qtbot, table, row, col, text, wait: bool = True):
     """Open a table cell's editor as a user would, type ``text`` and press Enter."""
     table.setCurrentCell(row, col)
     table.editItem(table.item(row, col))
@@ -126,4 +133,5 @@ def type_into_cell(qtbot, table, row, col, text):
     editor.selectAll()
     qtbot.keyClicks(editor, text)
     qtbot.keyClick(editor, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: table.item(row, col).text() == text)
+    if wait:  # Qt 6 commits an item editor's data from a queued call
+        qtbot.waitUntil(lambda: table.item(row, col).text() == text)

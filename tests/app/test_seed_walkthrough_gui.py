@@ -58,14 +58,15 @@ def test_seed_walkthrough_clicked_through_the_gui_shows_the_seed_numbers(make_wi
     qtbot.mouseClick(c.addGroupButton, Qt.MouseButton.LeftButton)
     dlg = win.add_dialog
     qtbot.waitExposed(dlg)
-    type_line(qtbot, dlg.name, "weight2")
-    type_line(qtbot, dlg.shape, "3, 3")
+    # no Enter between fields: in a dialog it presses the default button (OK)
+    type_line(qtbot, dlg.name, "weight2", enter=False)
+    type_line(qtbot, dlg.shape, "3, 3", enter=False)
     dlg.init.setCurrentText("values")
-    type_line(qtbot, dlg.values, repr(WEIGHT2))
-    type_line(qtbot, dlg.hparams, "lr=0.0001, nesterov=True")
-    if dlg.isVisible():  # Enter in a line edit may already have pressed the default button
-        ok = dlg.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok)
-        qtbot.mouseClick(ok, Qt.MouseButton.LeftButton)
+    type_line(qtbot, dlg.values, repr(WEIGHT2), enter=False)
+    type_line(qtbot, dlg.hparams, "lr=0.0001, nesterov=True", enter=False)
+    ok = dlg.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok)
+    qtbot.mouseClick(ok, Qt.MouseButton.LeftButton)
+    assert not dlg.isVisible(), dlg.error.text()
     qtbot.waitUntil(lambda: len(win.snapshot.groups) == 2)
     assert dlg.error.text() == ""
 

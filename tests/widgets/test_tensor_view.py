@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QEvent, QObject, QPointF
+from PySide6.QtWidgets import QApplication
 
 from core.snapshot import ArrayView, TensorSnapshot
 from widgets.tensor_panel import TensorPanel
@@ -34,20 +35,20 @@ def view(qtbot):
     return tv
 
 
-def move_mouse_to(tv: TensorView, x: float, y: float) -> None:
+def move_mouse_to(tv: TensorView, x: float, y: float, qtbot) -> None:
     """Feed the widget's mouse handler the scene position of data point (x, y)."""
-    page = tv.pages.currentWidget()
-    vb = page.getPlotItem().getViewBox()
+    vb = tv.pages.currentWidget().getPlotItem().getViewBox()
+    qtbot.waitUntil(lambda: vb.viewRect().contains(QPointF(x, y)))  # auto range is lazy
     tv._on_mouse_moved(vb.mapViewToScene(QPointF(x, y)))
 
 
-def test_hover_shows_index_and_exact_value(view):
+def test_hover_shows_index_and_exact_value(view, qtbot):
     data = np.arange(12, dtype=np.float32).reshape(3, 4)
     view.setView(av(data), "weight")
-    move_mouse_to(view, 2.5, 1.5)  # column 2, row 1
+    move_mouse_to(view, 2.5, 1.5, qtbot)  # column 2, row 1
     assert view.hover.text() == "[1, 2] = 6"
     assert view.valueAt(1, 2) == ((1, 2), 6.0)
-    move_mouse_to(view, 0.5, 2.5)
+    move_mouse_to(view, 0.5, 2.5, qtbot)
     assert view.hover.text() == "[2, 0] = 8"
 
 
@@ -83,17 +84,16 @@ def test_unsigned_data_gets_sequential_map_and_data_range(view):
     assert view.colorbar.colorMap().name == "viridis"
 
 
-def test_constant_data_does_not_crash(view):
+def test_constant_data_does_not_crash(view, qtbot):
     view.setView(av(np.full((4, 4), 0.5, np.float32)), "weight")
     assert view.colorbar.levels() == (-0.5, 1.5)
-    move_mouse_to(view, 1.5, 1.5)
+    move_mouse_to(view, 1.5, 1.5, qtbot)
     assert view.hover.text() == "[1, 1] = 0.5"
 
 
 def test_nan_gets_its_own_colour(view):
     view.setView(av(np.array([[np.nan, 1.0], [2.0, 3.0]], np.float32)), "weight")
     assert view.image.image[0, 0] == 255 and view.image.image[0, 1] < 255
-    assert "nan" in view.hover.text() or True  # hint shown, nothing crashed
     view.hoverAt(0.5, 0.5)
     assert view.hover.text() == "[0, 0] = nan"
 
@@ -107,13 +107,13 @@ def test_none_shows_placeholder(view):
     assert view.placeholder.text() == "None"
 
 
-def test_1d_draws_bars_and_hovers_by_position(view):
+def test_1d_draws_bars_and_hovers_by_position(view, qtbot):
     values = np.array([1.0, -2.0, 3.0], np.float32)
     view.setView(av(values), "bias")
     assert view.pages.currentWidget() is view._bars_page
     assert view.bars.isVisible()
     np.testing.assert_array_equal(view.bars.opts["height"], values)
-    move_mouse_to(view, 1.1, 0.0)
+    move_mouse_to(view, 1.1, 0.0, qtbot)
     assert view.hover.text() == "[1] = -2"
 
 
@@ -145,7 +145,7 @@ def test_preview_hover_maps_through_stride_and_requests_exact(view, qtbot):
     assert "preview" in view.stats.text()
     # axes read original indices: data (x=7.5, y=9.5) is preview cell (2, 2)
     with qtbot.waitSignal(view.exactRequested) as sig:
-        move_mouse_to(view, 7.5, 9.5)
+        move_mouse_to(view, 7.5, 9.5, qtbot)
     assert sig.args == [(8, 6)]
     assert view.hover.text() == f"[8, 6] = {full[8, 6]:g} (preview)"
     view.showExact((3, 3), 1.0)  # a stale answer for somewhere else is ignored
@@ -195,6 +195,35 @@ def test_same_shape_update_reuses_items(view):
     assert view.bars is bars and view.image is image
 
 
+class _LayoutCounter(QObject):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.LayoutRequest:
+            self.count += 1
+        return False
+
+
+@pytest.mark.parametrize("size", [(220, 210), (300, 250), (160, 140)])
+def test_heatmap_layout_settles_at_small_sizes(view, qtbot, size):
+    """A locked aspect with label-sized axes used to relayout for ever (100% CPU)."""
+    view.setView(av(np.arange(6, dtype=np.float32).reshape(2, 3) - 2), "weight")
+    view.resize(*size)
+    app = QApplication.instance()
+    for _ in range(10):
+        app.processEvents()
+    counter = _LayoutCounter()
+    app.installEventFilter(counter)
+    try:
+        for _ in range(10):
+            app.processEvents()
+    finally:
+        app.removeEventFilter(counter)
+    assert counter.count == 0
+
+
 def test_widget_renders_something(view, tmp_path):
     rng = np.random.default_rng(0)
     view.setView(av(rng.normal(size=(16, 24)).astype(np.float32)), "weight")
@@ -241,6 +270,9 @@ def test_panel_adds_reuses_and_removes_state_views(panel):
     panel.setTensor(snapshot({"exp_avg": m}))
     assert list(panel.views()) == ["value", "grad", "exp_avg"]
     assert panel.views()["exp_avg"] is second["exp_avg"]
+    # a removed view never becomes a stray top-level window
+    assert not [w for w in QApplication.topLevelWidgets()
+                if isinstance(w, TensorView) and w.isVisible()]
 
 
 def test_panel_shows_numbers_and_text_state_as_labels(panel):

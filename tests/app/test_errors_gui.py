@@ -1,0 +1,117 @@
+"""What goes wrong is shown, never swallowed, and the window stays usable; the layout persists."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from core.spec import GradientSpec, SessionSpec, TensorSpec
+from widgets.problem_editor import SHAPE
+
+from .conftest import on_runner, quadratic_spec, type_into_cell, wait_idle, wait_step
+
+LEFT = Qt.MouseButton.LeftButton
+
+
+def visible_boxes(win):
+    return [b for b in win.findChildren(QMessageBox) if b.isVisible()]
+
+
+def _boom(*_):
+    raise RuntimeError("boom from the objective")
+
+
+def test_error_inside_the_run_is_shown_with_its_traceback_and_the_window_stays_usable(make_window, qtbot):
+    win = make_window(quadratic_spec(shape=(4, 4)))
+    on_runner(win, lambda s: setattr(s, "_loss", _boom))
+    qtbot.mouseClick(win.controls.stepButton, LEFT)
+    qtbot.waitUntil(lambda: "boom from the objective" in win.last_error)
+    assert win.last_error == "RuntimeError: boom from the objective"
+    assert win.snapshot.error is not None and not win.snapshot.running
+    (box,) = visible_boxes(win)
+    assert "boom from the objective" in box.text()
+    assert "Traceback" in box.detailedText() and "_boom" in box.detailedText()
+    assert "boom" in win.statusBar().currentMessage()
+
+    # the user reads it, closes it, fixes the cause and carries on
+    qtbot.mouseClick(box.button(QMessageBox.StandardButton.Ok), LEFT)
+    qtbot.waitUntil(lambda: not visible_boxes(win))
+    on_runner(win, lambda s: delattr(s, "_loss"))
+    qtbot.mouseClick(win.controls.stepButton, LEFT)
+    wait_step(qtbot, win, 1)
+    assert win.snapshot.error is None
+    assert not visible_boxes(win)  # the old error is not shown again
+
+
+def test_non_finite_loss_pauses_and_the_status_bar_names_it(make_window, qtbot):
+    win = make_window(quadratic_spec(optimizer="SGD", hparams={"lr": 10.0}, shape=(8,), condition=100.0))
+    qtbot.mouseClick(win.controls.runButton, LEFT)
+    qtbot.waitUntil(lambda: win.snapshot.paused_reason is not None and not win.snapshot.running)
+    reason = win.snapshot.paused_reason
+    assert reason.startswith("The loss became") and "at step" in reason
+    assert win.statusBar().currentMessage() == reason
+    assert win.controls.runButton.text() == "Run"
+    assert not visible_boxes(win)  # a pause, not a crash
+    # after a reset the next step clears the note
+    qtbot.mouseClick(win.controls.resetButton, LEFT)
+    wait_step(qtbot, win, 0)
+    qtbot.mouseClick(win.controls.stepButton, LEFT)
+    wait_step(qtbot, win, 1)
+    assert win.snapshot.paused_reason is None
+    assert win.statusBar().currentMessage() == ""
+
+
+def test_optimizer_that_cannot_take_the_tensors_is_refused_and_the_run_goes_on(make_window, qtbot):
+    win = make_window(quadratic_spec(optimizer="SGD", hparams={"lr": 0.01}, shape=(64,)))
+    qtbot.mouseClick(win.controls.runButton, LEFT)
+    qtbot.waitUntil(lambda: win.snapshot.running and win.snapshot.step > 0)
+    win.optimizer_panel.combo.setCurrentText("Muon")
+    qtbot.waitUntil(lambda: "Muon" in win.last_error)
+    assert "2-D" in win.last_error
+    assert win.optimizer_panel.combo.currentText() == "SGD"  # the choice is undone
+    at = win.snapshot.step
+    qtbot.waitUntil(lambda: win.snapshot.step > at and win.snapshot.running)
+    assert win.snapshot.optimizer == "SGD" and win.spec.optimizer == "SGD"
+    qtbot.mouseClick(win.controls.runButton, LEFT)
+    qtbot.waitUntil(lambda: not win.snapshot.running)
+
+
+def test_spec_edit_that_cannot_be_built_is_refused_and_the_old_session_stays(make_window, qtbot):
+    spec = SessionSpec(optimizer="Muon", tensors=(TensorSpec("weight", (2, 2)),),
+                       gradient=GradientSpec(kind="objective", objective="quadratic"))
+    win = make_window(spec)
+    win.controls.setStepCount(3)
+    qtbot.mouseClick(win.controls.stepNButton, LEFT)
+    wait_step(qtbot, win, 3)
+    before = win.snapshot.tensor("weight").value.values.copy()
+
+    win.problem_dock.raise_()
+    type_into_cell(qtbot, win.problem.table, 0, SHAPE, "4", wait=False)  # a 1-D tensor: Muon takes matrices only
+    qtbot.waitUntil(lambda: "Muon optimizes only 2-D tensors" in win.last_error)
+    wait_idle(qtbot, win)
+    assert win.snapshot.step == 3 and win.snapshot.optimizer == "Muon"
+    assert (win.snapshot.tensor("weight").value.values == before).all()
+    assert win.problem.table.item(0, SHAPE).text() == "2, 2"  # the editor shows what runs
+    assert win.problem.spec() == win.spec
+    qtbot.mouseClick(win.controls.stepButton, LEFT)  # and it still steps
+    wait_step(qtbot, win, 4)
+
+
+def test_layout_is_saved_on_close_and_restored_at_the_next_start(make_window, qtbot, settings_path):
+    win = make_window(quadratic_spec(shape=(4, 4)))
+    L = Qt.DockWidgetArea.LeftDockWidgetArea
+    win.landscape_dock.toggleViewAction().trigger()
+    win.addDockWidget(L, win.state_dock)
+    assert win.landscape_dock.isHidden()
+    win.close()
+    assert settings_path.exists()
+
+    win2 = make_window(quadratic_spec(shape=(4, 4)))
+    assert win2.landscape_dock.isHidden()
+    assert not win2.landscape_dock.toggleViewAction().isChecked()
+    assert win2.dockWidgetArea(win2.state_dock) == L
+
+    # View > Reset layout brings every dock back where it started
+    reset = next(a for a in win2.menuBar().actions() if a.text() == "&View").menu()
+    next(a for a in reset.actions() if a.text() == "Reset layout").trigger()
+    assert not win2.landscape_dock.isHidden()
+    assert win2.dockWidgetArea(win2.state_dock) == Qt.DockWidgetArea.RightDockWidgetArea
