@@ -84,6 +84,17 @@ class CurvesView(QWidget):
             plot.addItem(marker)
             self._markers[name] = marker
             self.plots[name] = plot
+        # validation (tasks): val loss beside the training loss, accuracy on the update-norm row's right axis
+        self.valLoss = pg.PlotDataItem(pen=pg.mkPen(255, 170, 60, width=1), symbol="o", symbolSize=4,
+                                       symbolBrush=(255, 170, 60), symbolPen=None, connect="finite",
+                                       name="validation")
+        self.plots["loss"].addItem(self.valLoss)
+        self.valAccuracy = pg.PlotDataItem(pen=pg.mkPen(120, 220, 120, width=1), symbol="o", symbolSize=4,
+                                           symbolBrush=(120, 220, 120), symbolPen=None, connect="finite")
+        self.plots["loss"].setTitle(None)
+        self.lossLegend = self.plots["loss"].addLegend(offset=(-4, 4), brush=(0, 0, 0, 140),
+                                                       verSpacing=-6, labelTextSize="8pt")
+        self.lossLegend.setVisible(False)
         self.legend = self.plots["lr"].addLegend(offset=(-4, 4), brush=(0, 0, 0, 140),
                                                  verSpacing=-6, labelTextSize="8pt")
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
@@ -108,6 +119,25 @@ class CurvesView(QWidget):
         x = np.asarray(h.step, dtype=np.float64)
         for name, curve in self.curves.items():
             curve.setData(x, np.asarray(getattr(h, name), dtype=np.float64))
+        val = getattr(h, "val_loss", None)
+        has_val = val is not None and len(val) and bool(np.isfinite(val).any())
+        if has_val:
+            self.valLoss.setData(x, np.asarray(val, dtype=np.float64))
+            if not self.lossLegend.items:
+                self.lossLegend.addItem(self.curves["loss"], "train")
+                self.lossLegend.addItem(self.valLoss, "validation")
+            acc = h.val_accuracy
+            if acc is not None and np.isfinite(acc).any():
+                last = acc[np.isfinite(acc)][-1]
+                self.plots["loss"].setTitle(f"validation accuracy {last:.1%}", size="8pt")
+        else:
+            self.valLoss.setData([], [])
+        self.lossLegend.setVisible(has_val)
+        has_loss = len(h.loss) and bool(np.isfinite(h.loss).any())
+        if not has_loss and not has_val:
+            self.plots["loss"].setTitle("no loss: the gradients are set by hand", size="8pt")
+        elif not has_val:
+            self.plots["loss"].setTitle(None)
         self._sync_lr(len(h.lr))
         for curve, series in zip(self.lrCurves, h.lr):
             curve.setData(x, np.asarray(series, dtype=np.float64))

@@ -127,8 +127,8 @@ class StateTree(QTreeWidget):
         changed = self._sync(self.invisibleRootItem(), _entries(s))
         if changed:
             self.resizeColumnToContents(0)
-            if first:
-                self.setColumnWidth(0, min(self.columnWidth(0), max(120, self.width() // 2)))
+            if first:  # keys like "weight_decay" and "momentum_buffer" must stay readable
+                self.setColumnWidth(0, min(self.columnWidth(0), max(190, self.width() // 2)))
 
     def text_of(self, path: tuple[str, ...]) -> str:
         """Text of the item at ``path``, e.g. ("state", "0", "momentum_buffer") -> "key: value"."""

@@ -73,6 +73,9 @@ def as_2d(values: np.ndarray) -> np.ndarray:
     return values if values.ndim == 2 else values.reshape(values.shape[0], -1)
 
 
+CELL_LABELS = 36  # tensors up to 6x6 show their numbers in the cells
+
+
 class TensorView(QWidget):
     """Draws one ``ArrayView`` with a title, hover read-out and a statistics footer.
 
@@ -294,6 +297,7 @@ class TensorView(QWidget):
         self.colorbar.setLevels((lo, hi))
         sy, sx = self._cell_size(v)
         h, w = d.shape[0] * sy, d.shape[1] * sx
+        self._label_cells(v, d, lo, hi)
         key = ("image", v.shape, v.stride)
         if key != self._shape_drawn:
             self._shape_drawn = key
@@ -303,6 +307,34 @@ class TensorView(QWidget):
             pi.setAspectLocked(max(h, w) / min(h, w) <= 8, ratio=1)
             pi.getViewBox().setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
         self.pages.setCurrentWidget(self._image_page)
+
+    def _label_cells(self, v: ArrayView, d: np.ndarray, lo: float, hi: float) -> None:
+        """Small exact tensors (the seed's 2x2) show each value in its cell, 4 decimals as torch prints."""
+        show = v.exact and d.size <= CELL_LABELS
+        items = getattr(self, "_cell_items", [])
+        if not show:
+            for t in items:
+                t.setVisible(False)
+            return
+        pi = self._image_page.getPlotItem()
+        while len(items) < d.size:
+            t = pg.TextItem(anchor=(0.5, 0.5))
+            pi.addItem(t)
+            items.append(t)
+        self._cell_items = items
+        mid = (lo + hi) / 2
+        for k, t in enumerate(items):
+            if k >= d.size:
+                t.setVisible(False)
+                continue
+            r, c = divmod(k, d.shape[1])
+            val = float(d[r, c])
+            t.setText(f"{val:.4f}")
+            # dark text on light cells: the diverging map is light near the middle
+            light = abs(val - mid) < 0.35 * (hi - lo) if hi > lo else True
+            t.setColor((20, 20, 20) if light else (245, 245, 245))
+            t.setPos(c + 0.5, r + 0.5)
+            t.setVisible(True)
 
     def _draw_bars(self, v: ArrayView) -> None:
         if self._bars_page is None:
