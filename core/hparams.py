@@ -39,7 +39,8 @@ class HyperParam:
     @staticmethod
     def _fmt_item(v: object) -> str:
         if isinstance(v, float):
-            return repr(v)
+            r = repr(v)  # exact when short; a scheduler's 0.007499999999999997 reads as 0.0075
+            return r if len(r) <= 12 else f"{v:.10g}"
         return str(v)
 
     def parse(self, text: str) -> object:

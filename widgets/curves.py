@@ -85,8 +85,8 @@ class CurvesView(QWidget):
             self._markers[name] = marker
             self.plots[name] = plot
         # validation (tasks): val loss beside the training loss, accuracy on the update-norm row's right axis
-        self.valLoss = pg.PlotDataItem(pen=pg.mkPen(255, 170, 60, width=1), symbol="o", symbolSize=4,
-                                       symbolBrush=(255, 170, 60), symbolPen=None, connect="finite",
+        self.valLoss = pg.PlotDataItem(pen=pg.mkPen(240, 90, 170, width=1), symbol="o", symbolSize=4,
+                                       symbolBrush=(240, 90, 170), symbolPen=None, connect="finite",
                                        name="validation")
         self.plots["loss"].addItem(self.valLoss)
         self.valAccuracy = pg.PlotDataItem(pen=pg.mkPen(120, 220, 120, width=1), symbol="o", symbolSize=4,

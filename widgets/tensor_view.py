@@ -73,7 +73,7 @@ def as_2d(values: np.ndarray) -> np.ndarray:
     return values if values.ndim == 2 else values.reshape(values.shape[0], -1)
 
 
-CELL_LABELS = 36  # tensors up to 6x6 show their numbers in the cells
+CELL_SIDE = 6  # tensors up to 6x6 show their numbers in the cells
 
 
 class TensorView(QWidget):
@@ -310,7 +310,7 @@ class TensorView(QWidget):
 
     def _label_cells(self, v: ArrayView, d: np.ndarray, lo: float, hi: float) -> None:
         """Small exact tensors (the seed's 2x2) show each value in its cell, 4 decimals as torch prints."""
-        show = v.exact and d.size <= CELL_LABELS
+        show = v.exact and max(d.shape) <= CELL_SIDE
         items = getattr(self, "_cell_items", [])
         if not show:
             for t in items:
