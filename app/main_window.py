@@ -5,6 +5,7 @@ runs on the runner thread. Snapshots are drawn when the bridge says they changed
 """
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from PySide6.QtCore import QSettings, Qt, Slot
@@ -30,6 +31,11 @@ from .file_ops import FileOps
 from .optimizer_panel import OptimizerPanel
 
 LAYOUT_VERSION = 1
+SLOW_HZ = 10  # curves, state tree and landscape while running
+
+
+def _on_screen(widget) -> bool:
+    return widget.isVisible() and not widget.visibleRegion().isEmpty()
 
 
 class MainWindow(FileOps, QMainWindow):
@@ -49,6 +55,7 @@ class MainWindow(FileOps, QMainWindow):
         self._paused_shown = None  # the pause reason shown in the status bar
         self._landscape_key = None
         self._history_drawn = None
+        self._slow_drawn = 0.0
         self.init_files()
         self._build_docks()
         self._build_menus()
@@ -100,6 +107,8 @@ class MainWindow(FileOps, QMainWindow):
         self.landscape = LandscapeView()
         self.landscape_dock = self._dock("Landscape", self.landscape, R)
         self._default_layout()
+        for d in (self.curves_dock, self.state_dock, self.landscape_dock):
+            d.visibilityChanged.connect(lambda shown: shown and self._draw_slow(self.snapshot, force=True))
 
         self.problem.setSpec(self.spec)
         self.problem.specEdited.connect(self.on_spec_edited)
@@ -321,12 +330,14 @@ class MainWindow(FileOps, QMainWindow):
             self.tensor_combo.setCurrentText(current if current in names else (names[0] if names else ""))
             self.tensor_combo.blockSignals(False)
         self._draw_tensor()
-        if s.history is not self._history_drawn:
-            self.curves.setHistory(s.history)
-            self._history_drawn = s.history
-        self.state_tree.setSnapshot(s)
+        # The slower panels redraw at most SLOW_HZ while running, and only when on screen:
+        # every millisecond the GUI thread spends drawing is one the runner may wait for the GIL.
+        now = time.perf_counter()
+        slow_due = not s.running or now - self._slow_drawn >= 1.0 / SLOW_HZ
+        if slow_due:
+            self._slow_drawn = now
+            self._draw_slow(s)
         self.optimizer_panel.setState(s.optimizer, self.spec.hparams, s.groups)
-        self._draw_landscape(s)
         self.status.setText(format_status(s.step, s.loss, s.steps_per_second, s.device))
         if s.error is not None and s.error is not self._shown_error:
             self._shown_error = s.error
@@ -336,6 +347,17 @@ class MainWindow(FileOps, QMainWindow):
         if not s.paused_reason and self._paused_shown and self.statusBar().currentMessage() == self._paused_shown:
             self.statusBar().clearMessage()  # the pause note is stale once the run moved on
         self._paused_shown = s.paused_reason
+
+    def _draw_slow(self, s, force: bool = False) -> None:
+        if s is None:
+            return
+        if (force or _on_screen(self.curves)) and s.history is not self._history_drawn:
+            self.curves.setHistory(s.history)
+            self._history_drawn = s.history
+        if force or _on_screen(self.state_tree):
+            self.state_tree.setSnapshot(s)
+        if force or _on_screen(self.landscape):
+            self._draw_landscape(s)
 
     def _draw_tensor(self) -> None:
         if self.snapshot is None:

@@ -18,6 +18,8 @@ from concurrent.futures import Future
 from dataclasses import replace
 
 from .history import BUDGET, Budget
+
+SNAPSHOT_BUDGET = 0.04  # share of wall time for snapshots (at most max_hz of them a second)
 from .observe import make_snapshot
 from .session import NonFinite, Session
 from .snapshot import RunError, Snapshot
@@ -34,7 +36,8 @@ class Runner:
     def __init__(self, session: Session, max_hz: float = 60.0, budget: float = BUDGET):
         self._session = session
         self._min_interval = 1.0 / max_hz
-        self._budget = Budget(budget)
+        self._budget = Budget(budget)  # probes (curve measurements)
+        self._snap_budget = Budget(SNAPSHOT_BUDGET)  # snapshots: their own share, so probes cannot starve them
         self._cmds: queue.SimpleQueue = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = False
@@ -151,6 +154,7 @@ class Runner:
             if kind == "run":
                 self._running, self._error, self._paused_reason = True, None, None
                 self._budget.reset()
+                self._snap_budget.reset()
                 self._sps_mark = (time.perf_counter(), self._session.step_count)
             elif kind == "pause":
                 self._running = False
@@ -163,6 +167,7 @@ class Runner:
                 self._curve_every = self._session.curve_stride(self._batch_total)
                 self._error, self._paused_reason = None, None
                 self._budget.reset()
+                self._snap_budget.reset()
             elif kind == "cancel":
                 self._pending = 0
                 self._batch_total = self._batch_done = 0
@@ -210,10 +215,10 @@ class Runner:
         after = time.perf_counter()
         if probe:
             self._budget.charge(after - now)
-        if last or (after - self._published_at >= self._min_interval and self._budget.due(after)):
+        if last or (after - self._published_at >= self._min_interval and self._snap_budget.due(after)):
             t0 = time.perf_counter()
             self._publish()
-            self._budget.charge(time.perf_counter() - t0)
+            self._snap_budget.charge(time.perf_counter() - t0)
 
     def _count_step(self) -> None:
         self._unflushed += 1

@@ -352,10 +352,30 @@ class TensorView(QWidget):
         self.bars.setVisible(not many)
         self.step_curve.setVisible(many)
         key = ("bars", v.shape, v.stride)
+        vb = self._bars_page.getPlotItem().getViewBox()
         if key != self._shape_drawn:
             self._shape_drawn = key
-            self._bars_page.getPlotItem().enableAutoRange()
+            vb.disableAutoRange()
+            n = d.shape[0] * s
+            vb.setXRange(-0.6 * s, n - 0.4 * s, padding=0)
+            self._yrange = None
+        self._fit_y(vb, d)
         self.pages.setCurrentWidget(self._bars_page)
+
+    def _fit_y(self, vb, d: np.ndarray) -> None:
+        """Move the y range only when the bars leave it or shrink to a quarter of it:
+        a range that changes every frame re-renders the axis every frame (7 ms vs 1 ms)."""
+        finite = d[np.isfinite(d)]
+        lo = min(0.0, float(finite.min())) if finite.size else 0.0
+        hi = max(0.0, float(finite.max())) if finite.size else 1.0
+        if hi - lo <= 0:
+            hi = lo + 1.0
+        cur = getattr(self, "_yrange", None)
+        if cur is not None and cur[0] <= lo and hi <= cur[1] and (hi - lo) >= 0.25 * (cur[1] - cur[0]):
+            return
+        pad = 0.15 * (hi - lo)
+        self._yrange = (lo - (pad if lo < 0 else 0.0), hi + (pad if hi > 0 else 0.0))
+        vb.setYRange(*self._yrange, padding=0)
 
     # ----------------------------------------------------------------- hover
     def _on_mouse_moved(self, pos: QPointF) -> None:
