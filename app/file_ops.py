@@ -49,6 +49,7 @@ class FileOps:
             a = QAction(name, self)
             a.triggered.connect(partial(self.open_example, name))
             examples.addAction(a)
+        act("Open training script…", self.open_script_dialog)
         self.recent_menu = menu.addMenu("Open recent")
         self._fill_recent()
         menu.addSeparator()

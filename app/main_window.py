@@ -29,6 +29,7 @@ from .add_group_dialog import AddGroupDialog
 from .bridge import RunnerBridge
 from .file_ops import FileOps
 from .optimizer_panel import OptimizerPanel
+from .training import TrainingUI
 
 LAYOUT_VERSION = 1
 SLOW_HZ = 10  # curves, state tree and landscape while running
@@ -38,7 +39,7 @@ def _on_screen(widget) -> bool:
     return widget.isVisible() and not widget.visibleRegion().isEmpty()
 
 
-class MainWindow(FileOps, QMainWindow):
+class MainWindow(FileOps, TrainingUI, QMainWindow):
     """optimlab's window. ``session`` is handed to the runner and never touched here again."""
 
     def __init__(self, session: Session, settings: QSettings | None = None):
@@ -97,20 +98,27 @@ class MainWindow(FileOps, QMainWindow):
         self.controls_dock = self._dock("Controls", self.controls, L)
         self.problem = ProblemEditor()
         self.problem.setDevices(catalogue.devices())
-        self.problem_dock = self._dock("Problem", self.problem, L)
+        self.problem_dock = self._dock("Problem", self.build_training(self.problem), L)
         self.optimizer_panel = OptimizerPanel()
-        self.optimizer_dock = self._dock("Optimizer", self.optimizer_panel, L)
+        opt_host = QWidget()
+        opt_lay = QVBoxLayout(opt_host)
+        opt_lay.setContentsMargins(0, 0, 0, 0)
+        opt_lay.addWidget(self.optimizer_panel, 3)
+        opt_lay.addWidget(self.scheduler_form, 2)
+        self.optimizer_dock = self._dock("Optimizer", opt_host, L)
         self.curves = CurvesView()
         self.curves_dock = self._dock("Curves", self.curves, R)
         self.state_tree = StateTree()
         self.state_dock = self._dock("State dict", self.state_tree, R)
         self.landscape = LandscapeView()
         self.landscape_dock = self._dock("Landscape", self.landscape, R)
+        self.decision_dock = self._dock("Decision boundary", self.decision, R)
         self._default_layout()
-        for d in (self.curves_dock, self.state_dock, self.landscape_dock):
+        for d in (self.curves_dock, self.state_dock, self.landscape_dock, self.decision_dock):
             d.visibilityChanged.connect(lambda shown: shown and self._draw_slow(self.snapshot, force=True))
 
         self.problem.setSpec(self.spec)
+        self.sync_training(self.spec)
         self.problem.specEdited.connect(self.on_spec_edited)
         self.optimizer_panel.optimizerChosen.connect(self.on_optimizer_chosen)
         self.optimizer_panel.defaultChanged.connect(self.on_default_changed)
@@ -141,6 +149,7 @@ class MainWindow(FileOps, QMainWindow):
         self.addDockWidget(R, self.state_dock)
         self.splitDockWidget(self.curves_dock, self.state_dock, Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.curves_dock, self.landscape_dock)
+        self.tabifyDockWidget(self.curves_dock, self.decision_dock)
         for d in self.findChildren(QDockWidget):
             d.show()
         self.optimizer_dock.raise_()
@@ -271,6 +280,7 @@ class MainWindow(FileOps, QMainWindow):
             self.spec = new_spec
             if self._building == 0:  # an edit still in flight would be undone by a refresh now
                 self.problem.setSpec(new_spec)
+                self.sync_training(new_spec)
             if new_spec.set_to_none != old.set_to_none:
                 self.controls.setSetToNone(new_spec.set_to_none)
             self._landscape_key = None
@@ -321,6 +331,8 @@ class MainWindow(FileOps, QMainWindow):
         self.controls.setBusy(busy)
         self.controls.setProgress(s.batch_done, s.batch_total)
         self.problem.setLocked(s.running)
+        self.task_editor.setLocked(s.running)
+        self.scheduler_form.setLocked(s.running)
         names = [t.name for t in s.tensors]
         if names != [self.tensor_combo.itemText(i) for i in range(self.tensor_combo.count())]:
             current = self.tensor_combo.currentText()
@@ -358,6 +370,8 @@ class MainWindow(FileOps, QMainWindow):
             self.state_tree.setSnapshot(s)
         if force or _on_screen(self.landscape):
             self._draw_landscape(s)
+        if force or _on_screen(self.decision):
+            self.draw_decision(s)
 
     def _draw_tensor(self) -> None:
         if self.snapshot is None:

@@ -73,7 +73,7 @@ def live_case(app, spec, bare, seconds: float, settings_dir: Path):
     win.close()
     app.processEvents()
     runner_rate = steps / elapsed
-    bare_rate = engine.time_bare(bare, max(200, int(runner_rate * 1.0)))
+    bare_rate = engine.time_bare(bare, max(200, steps))  # the same steps: same trajectory
     fps = len([f for f in frames if f >= t0]) / elapsed
     lat = np.array(lateness) if lateness else np.zeros(1)
     return np.percentile(lat, 50), np.percentile(lat, 99), fps, runner_rate, bare_rate

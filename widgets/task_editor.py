@@ -95,6 +95,7 @@ class TaskEditor(QWidget):
         self._task = task
         self.kind.setCurrentIndex(max(0, self.kind.findText(task.kind)))
         self.script.setText(task.script)
+        self.script.setModified(False)
         self.script.setToolTip(task.script or self._script_tip)
         self.dataset.setCurrentIndex(max(0, self.dataset.findText(task.dataset)))
         self.n_samples.setText(_fmt(task.n_samples))
@@ -159,7 +160,7 @@ class TaskEditor(QWidget):
             self.kind.setItemData(self.kind.count() - 1, _KIND_TIPS.get(k, ""), Qt.ItemDataRole.ToolTipRole)
         self.script = QLineEdit()
         self.script.setPlaceholderText("path/to/task.py")
-        self._script_tip = "A trusted Python file that defines the model, its data and loss_fn"
+        self._script_tip = "A trusted Python file defining make_model(), make_data() and loss_fn(output, target)"
         self.script.setToolTip(self._script_tip)
         self.browse = QPushButton("Browse…")
         self.browse.clicked.connect(self._browse)
@@ -222,7 +223,7 @@ class TaskEditor(QWidget):
         self.dataset.currentIndexChanged.connect(self._commit)
         self.activation.currentIndexChanged.connect(self._commit)
         self.shuffle.toggled.connect(self._commit)
-        for ed in self._line_edits:
+        for ed in self._line_edits + [self.script]:
             ed.editingFinished.connect(self._on_text_done)
 
         scroll = QScrollArea()

@@ -287,7 +287,7 @@ class TensorView(QWidget):
             self._make_image_page()
         d = as_2d(v.values)
         self._disp = d
-        lo, hi, signed = color_levels(v)
+        lo, hi, signed = self._steady_levels(*color_levels(v))
         cmap = DIVERGING if signed else SEQUENTIAL
         self.image.setLookupTable(lut(cmap), update=False)
         self.image.setImage(to_uint8(d, lo, hi), levels=(0, 255), autoLevels=False)
@@ -307,6 +307,16 @@ class TensorView(QWidget):
             pi.setAspectLocked(max(h, w) / min(h, w) <= 8, ratio=1)
             pi.getViewBox().setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
         self.pages.setCurrentWidget(self._image_page)
+
+    def _steady_levels(self, lo: float, hi: float, signed: bool) -> tuple[float, float, bool]:
+        """Keep the colour levels while the data stays inside them and spans at least half
+        of them: levels that move every frame re-render the colour bar's axis every frame."""
+        cur = getattr(self, "_levels", None)
+        if cur is not None and cur[2] == signed and cur[0] <= lo and hi <= cur[1] \
+                and (hi - lo) >= 0.5 * (cur[1] - cur[0]):
+            return cur
+        self._levels = (lo, hi, signed)
+        return self._levels
 
     def _label_cells(self, v: ArrayView, d: np.ndarray, lo: float, hi: float) -> None:
         """Small exact tensors (the seed's 2x2) show each value in its cell, 4 decimals as torch prints."""

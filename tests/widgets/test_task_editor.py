@@ -167,3 +167,10 @@ def test_renders_at_dock_size(editor, qtbot):
     assert not editor.grab().isNull()
     # the content fits the dock's width: no horizontal scrolling, no clipping
     assert editor._content.minimumSizeHint().width() <= 360
+
+
+def test_typed_script_path_emits(editor, qtbot):
+    editor.setTask(TaskSpec(kind="script", script="a.py"))
+    with qtbot.waitSignal(editor.taskEdited) as sig:
+        type_into(qtbot, editor.script, "b.py")
+    assert sig.args[0].script == "b.py"

@@ -1,0 +1,68 @@
+"""Training a model from the window: task page, decision boundary, scheduler, scripts, regrouping."""
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+
+from core.spec import GradientSpec, SessionSpec
+from core.task_spec import TaskSpec
+from tests.app.conftest import manual_spec, on_runner, wait_step
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "resources" / "examples"
+
+
+def task_session():
+    return SessionSpec(optimizer="Adam", hparams={"lr": 0.01}, zero_grad_each_step=True,
+                       gradient=GradientSpec("task", task=TaskSpec(kind="mlp", n_samples=80, eval_every=5)))
+
+
+def test_switching_the_problem_to_a_training_task_trains_a_model(make_window, qtbot):
+    win = make_window(manual_spec())
+    win.problem_mode.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: win.spec.gradient.kind == "task")
+    qtbot.waitUntil(lambda: "fc1.weight" in [t.name for t in win.bridge.latest().tensors])
+    assert win.problem_stack.currentWidget() is win.task_editor
+    qtbot.mouseClick(win.controls.stepButton, Qt.MouseButton.LeftButton)
+    wait_step(qtbot, win, 1)
+    assert win.bridge.latest().loss is not None
+
+
+def test_decision_boundary_follows_the_run(make_window, qtbot):
+    win = make_window(task_session())
+    win.decision_dock.raise_()
+    win.step(10)
+    wait_step(qtbot, win, 10)
+    qtbot.waitUntil(lambda: win.decision.decision() is not None)
+    d = win.decision.decision()
+    assert d.probs.shape == (len(d.ys), len(d.xs)) and len(d.points) > 0
+    assert 0.0 <= win.decision.valueAt(float(d.xs[3]), float(d.ys[3])) <= 1.0
+    h = win.bridge.latest().history
+    assert (h.val_loss[~__import__("numpy").isnan(h.val_loss)]).size == 2  # evaluated at steps 5 and 10
+
+
+def test_scheduler_chosen_in_the_form_steps_the_lr(make_window, qtbot):
+    win = make_window(task_session())
+    win.scheduler_form.combo.setCurrentText("StepLR")
+    qtbot.waitUntil(lambda: win.spec.scheduler is not None and win.spec.scheduler.name == "StepLR")
+    sched = win.spec.scheduler
+    assert on_runner(win, lambda s: type(s.scheduler).__name__) == "StepLR"
+    assert sched.params.get("step_size")
+
+
+def test_weights_and_biases_regroup_in_one_click(make_window, qtbot):
+    win = make_window(task_session())
+    qtbot.mouseClick(win.task_editor.decay_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(win.spec.groups) == 2)
+    biases = win.spec.groups[1]
+    assert all(n.endswith("bias") for n in biases.tensors) and biases.hparams == {"weight_decay": 0.0}
+
+
+def test_user_script_opens_as_a_task_and_a_broken_one_is_refused(make_window, qtbot, tmp_path):
+    win = make_window(manual_spec())
+    win.open_script(EXAMPLES / "script_sine_regression.py")
+    qtbot.waitUntil(lambda: win.spec.gradient.kind == "task")
+    broken = tmp_path / "broken.py"
+    broken.write_text("def make_model():\n    raise RuntimeError('my model is broken')\n")
+    before = win.spec
+    win.open_script(broken)
+    qtbot.waitUntil(lambda: "broken" in win.last_error or "make_data" in win.last_error)
+    assert win.spec == before and win.bridge.runner.alive
