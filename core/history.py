@@ -8,7 +8,7 @@ import numpy as np
 from .snapshot import History, frozen
 
 CAPACITY = 4096  # points kept per series; when full, every other point is dropped
-BUDGET = 0.03  # share of wall time spent on probes and snapshots while running
+BUDGET = 0.015  # share of wall time spent on curve probes while running
 _FIXED = ("step", "loss", "grad_norm", "update_norm", "x", "y", "val_loss", "val_accuracy")
 
 

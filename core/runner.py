@@ -126,7 +126,7 @@ class Runner:
 
     def _loop(self) -> None:
         while not self._stop:
-            dirty = self._drain()
+            dirty = self._drain() if not self._cmds.empty() else False  # no exception per step
             if self._stop:
                 break
             busy = self._running or self._pending > 0
