@@ -390,8 +390,9 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         key = (g.objective, g.condition)
         if key != self._landscape_key:
             self._landscape_key = key
-            xs, ys, z = objectives.landscape(g.objective, g.condition)
-            self.landscape.setLandscape(xs, ys, z)
+            # torch work belongs on the runner thread (torch's thread pool spins per calling thread)
+            self.bridge.call(lambda _s: objectives.landscape(g.objective, g.condition),
+                             lambda grid: self.landscape.setLandscape(*grid))
         self.landscape.setPath(s.path)
 
     def show_error(self, title: str, text: str, details: str = "") -> None:

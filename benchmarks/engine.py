@@ -145,8 +145,10 @@ def time_bare(make, n):
 
 def time_runner(spec, n):
     session = Session(spec)
-    session.step_once()  # warm-up, as the bare loop does
     r = Runner(session)
+    # warm up on the runner thread, as the bare loop does on its own thread (a step taken on
+    # the main thread would leave that thread's OpenMP team spinning beside the runner)
+    r.call(lambda s: s.step_once()).result()
     try:
         start_step = r.latest().step
         seen = set()

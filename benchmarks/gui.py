@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PySide6.QtCore import QElapsedTimer, QSettings, QTimer  # noqa: E402
+from PySide6.QtCore import QElapsedTimer, QEventLoop, QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 import engine  # noqa: E402
@@ -59,9 +59,9 @@ def live_case(app, spec, bare, seconds: float, settings_dir: Path):
     step0 = win.bridge.latest().step
     t0 = time.perf_counter()
     win.run()
-    while time.perf_counter() - t0 < seconds:
-        app.processEvents()
-        time.sleep(0.001)
+    loop = QEventLoop()  # Qt's own event loop, as app.exec() runs it (no Python polling)
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    loop.exec()
     snap = win.bridge.latest()
     elapsed = time.perf_counter() - t0
     probe.stop()

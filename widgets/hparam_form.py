@@ -22,7 +22,7 @@ Validator = Callable[[dict[str, object]], "str | None"]
 _ERROR_COLOUR = "#d32f2f"
 
 
-def _same(a: object, b: object) -> bool:
+def _same(a: object, b: object) -> bool:  # shared with scheduler_form
     """Equality that never raises and tells None, False and 0 apart."""
     if (a is None) != (b is None) or isinstance(a, bool) != isinstance(b, bool):
         return False

@@ -15,23 +15,13 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QLabel, QScrollAr
 
 from core.hparams import OptimizerInfo
 from core.spec import SchedulerSpec
-from widgets.hparam_form import HparamForm
+from widgets.hparam_form import HparamForm, _same
 
 NONE = "None"
 EVERY = (("every step", "step"), ("every epoch", "epoch"))
 
 SchedulerValidator = Callable[[str, dict], "str | None"]
 RequiredFiller = Callable[[str, dict], dict]
-
-
-def _same(a: object, b: object) -> bool:
-    """Equality that never raises and tells None, False and 0 apart."""
-    if (a is None) != (b is None) or isinstance(a, bool) != isinstance(b, bool):
-        return False
-    try:
-        return bool(a == b)
-    except Exception:  # noqa: BLE001 - odd types compare as different
-        return False
 
 
 def default_every(info: OptimizerInfo) -> str:
