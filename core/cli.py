@@ -10,6 +10,7 @@ Bad input exits with status 2 and one line on stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -135,6 +136,9 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args)
+    except BrokenPipeError:  # the reader (e.g. `| head`) closed the pipe: not an error of ours
+        sys.stderr = open(os.devnull, "w")
+        return 0
     except (SpecError, files.LoadError, StepError, NonFinite, OSError) as e:
         print(f"optimlab: {_one_line(e)}", file=sys.stderr)
         return 2

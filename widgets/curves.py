@@ -17,6 +17,7 @@ configure()
 
 SERIES = ("loss", "grad_norm", "update_norm", "lr")
 LABELS = {"loss": "loss", "grad_norm": "grad norm", "update_norm": "update norm", "lr": "lr"}
+AXIS_LABELS = {"grad_norm": "|grad|", "update_norm": "|update|"}  # short: the rows are narrow
 COLORS = {"loss": (255, 170, 60), "grad_norm": (90, 170, 255), "update_norm": (120, 210, 120)}
 # distinct, colour-blind-friendly-ish colours for lr groups (cycled)
 GROUP_COLORS = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66),
@@ -65,7 +66,7 @@ class CurvesView(QWidget):
             plot.hideButtons()
             plot.setMenuEnabled(False)
             plot.showGrid(x=True, y=True, alpha=0.2)
-            plot.setLabel("left", LABELS[name])
+            plot.setLabel("left", AXIS_LABELS.get(name, LABELS[name]))
             compact_ticks(plot.getAxis("left"), AXIS_WIDTH)
             plot.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" would not fit the label
             if row < len(SERIES) - 1:
