@@ -32,7 +32,7 @@ from .optimizer_panel import OptimizerPanel
 from .training import TrainingUI
 
 LAYOUT_VERSION = 1
-SLOW_HZ = 10  # curves, state tree and landscape while running
+SLOW_HZ = 5  # curves, state tree, landscape and optimizer-state views while running
 
 
 def _on_screen(widget) -> bool:
@@ -341,11 +341,12 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
             self.tensor_combo.addItems(names)
             self.tensor_combo.setCurrentText(current if current in names else (names[0] if names else ""))
             self.tensor_combo.blockSignals(False)
-        self._draw_tensor()
-        # The slower panels redraw at most SLOW_HZ while running, and only when on screen:
-        # every millisecond the GUI thread spends drawing is one the runner may wait for the GIL.
+        # The slower panels (and the optimizer-state views) redraw at most SLOW_HZ while running,
+        # and only when on screen: every millisecond the GUI thread spends drawing is one the
+        # runner may wait for the GIL. The weight and its gradient follow every snapshot.
         now = time.perf_counter()
         slow_due = not s.running or now - self._slow_drawn >= 1.0 / SLOW_HZ
+        self._draw_tensor(None if slow_due else ("value", "grad"))
         if slow_due:
             self._slow_drawn = now
             self._draw_slow(s)
@@ -373,10 +374,10 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         if force or _on_screen(self.decision):
             self.draw_decision(s)
 
-    def _draw_tensor(self) -> None:
+    def _draw_tensor(self, only=None) -> None:
         if self.snapshot is None:
             return
-        self.tensor_panel.setTensor(self.snapshot.tensor(self.tensor_combo.currentText()))
+        self.tensor_panel.setTensor(self.snapshot.tensor(self.tensor_combo.currentText()), only)
 
     def _draw_landscape(self, s) -> None:
         two_d = s.objective is not None and s.path is not None

@@ -52,6 +52,11 @@ def live_case(app, spec, bare, seconds: float, settings_dir: Path):
     probe = QTimer()
     probe.setInterval(PROBE_MS)
     probe.timeout.connect(tick)
+    # warm-up: one short Step N so the state views exist (their first build is not a stall
+    # of the steady run being measured), then the live run
+    win.step(5)
+    while win.bridge.latest().step < 5 or win.bridge.latest().running:
+        app.processEvents()
     for _ in range(20):
         app.processEvents()
     clock.start()

@@ -79,8 +79,12 @@ class TensorPanel(QWidget):
         """The non-array state entries as shown, by key."""
         return dict(self._texts)
 
-    def setTensor(self, ts: TensorSnapshot | None) -> None:
-        """Show ``ts``: reuse views of known entries, add new ones, drop vanished ones."""
+    def setTensor(self, ts: TensorSnapshot | None, only: tuple[str, ...] | None = None) -> None:
+        """Show ``ts``: reuse views of known entries, add new ones, drop vanished ones.
+
+        ``only``: redraw just these entries (e.g. ("value", "grad")) when the views are
+        already there; the app uses it to draw the state entries less often while running.
+        """
         if ts is None:
             self._name = ""
             self._sync_views({})
@@ -106,7 +110,8 @@ class TensorPanel(QWidget):
                 texts[key] = fmt(val.values.reshape(()).item(), 8)
             else:
                 texts[key] = state_text(val)
-        self._sync_views(arrays)
+        self._sync_views(arrays, only if ts.name == getattr(self, "_drawn_name", None) else None)
+        self._drawn_name = ts.name
         self._texts = texts
         self.scalars.setVisible(bool(texts))
         self.scalars.setText("&nbsp;&nbsp;&nbsp;".join(
@@ -120,7 +125,7 @@ class TensorPanel(QWidget):
             view.showExact(index, value)
 
     # -------------------------------------------------------------- internals
-    def _sync_views(self, arrays: dict[str, tuple[ArrayView | None, str]]) -> None:
+    def _sync_views(self, arrays: dict[str, tuple[ArrayView | None, str]], only=None) -> None:
         changed = list(arrays) != list(self._views)
         for key in [k for k in self._views if k not in arrays]:
             view = self._views.pop(key)
@@ -134,6 +139,8 @@ class TensorPanel(QWidget):
                 view.setMinimumSize(COLUMN_WIDTH - 40, VIEW_MIN_HEIGHT)
                 view.exactRequested.connect(partial(self._forward, key))
                 self._views[key] = view
+            elif only is not None and key not in only:
+                continue
             view.setView(arr, title)
         # keep the order value, grad, state keys as the snapshot lists them
         self._views = {k: self._views[k] for k in arrays}

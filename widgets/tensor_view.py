@@ -294,7 +294,9 @@ class TensorView(QWidget):
         if cmap != self._cmap:
             self._cmap = cmap
             self.colorbar.setColorMap(cmap)
-        self.colorbar.setLevels((lo, hi))
+        if getattr(self, "_bar_levels", None) != (lo, hi):  # unchanged levels: the bar's axis stays cached
+            self._bar_levels = (lo, hi)
+            self.colorbar.setLevels((lo, hi))
         sy, sx = self._cell_size(v)
         h, w = d.shape[0] * sy, d.shape[1] * sx
         self._label_cells(v, d, lo, hi)
