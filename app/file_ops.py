@@ -23,6 +23,16 @@ TORCH_FILTER = "torch.save files (*.pt *.pth *.pkl)"
 OPEN_FILTER = f"Sessions and state_dicts (*.optimlab *.json *.pt *.pth *.pkl);;{SESSION_FILTER};;{TORCH_FILTER}"
 
 
+def add_action(owner, menu, text: str, slot, shortcut: str | None = None) -> QAction:
+    """A menu entry with an optional shortcut (window-wide, so it works from any dock)."""
+    a = QAction(text, owner)
+    if shortcut:
+        a.setShortcut(QKeySequence(shortcut))
+    a.triggered.connect(slot)
+    menu.addAction(a)
+    return a
+
+
 class FileOps:
     """Mixed into MainWindow: needs ``bridge``, ``settings``, ``show_error`` and ``replace_session``."""
 
@@ -37,12 +47,7 @@ class FileOps:
 
     def build_file_menu(self, menu) -> None:
         def act(text, slot, shortcut=None):
-            a = QAction(text, self)
-            if shortcut:
-                a.setShortcut(QKeySequence(shortcut))
-            a.triggered.connect(slot)
-            menu.addAction(a)
-            return a
+            return add_action(self, menu, text, slot, shortcut)
         act("Open…", self.open_dialog, "Ctrl+O")
         examples = menu.addMenu("Open example")
         for name in example_paths():

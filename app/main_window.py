@@ -9,7 +9,6 @@ import time
 from dataclasses import replace
 
 from PySide6.QtCore import QSettings, Qt, Slot
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QLabel, QMainWindow, QMessageBox, QVBoxLayout,
                                QWidget)
 
@@ -27,7 +26,7 @@ from widgets.tensor_panel import TensorPanel
 
 from .add_group_dialog import AddGroupDialog
 from .bridge import RunnerBridge
-from .file_ops import FileOps
+from .file_ops import FileOps, add_action
 from .optimizer_panel import OptimizerPanel
 from .training import TrainingUI
 
@@ -176,12 +175,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         run = self.menuBar().addMenu("&Run")
 
         def act(menu, text, slot, shortcut=None):
-            a = QAction(text, self)
-            if shortcut:
-                a.setShortcut(QKeySequence(shortcut))
-            a.triggered.connect(slot)
-            menu.addAction(a)
-            return a
+            return add_action(self, menu, text, slot, shortcut)
         self.run_action = act(run, "Run / Pause", self.toggle_run, "Space")
         self.step_action = act(run, "Step", lambda: self.step(1), "Right")
         act(run, "Step N", lambda: self.step(self.controls.stepCount()), "Shift+Right")
