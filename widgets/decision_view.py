@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QLabel, QStackedLayout, QVBoxLayout, QWidget
 
 from core.snapshot import Decision
 from widgets.landscape import contour_segments
-from widgets.pg_setup import compact_ticks, configure
+from widgets.pg_setup import configure, map_plot
 from widgets.tensor_view import to_uint8
 
 configure()
@@ -69,14 +69,7 @@ class DecisionView(QWidget):
         self._edge = pg.mkPen(255, 255, 255, width=1)  # cosmetic: a plain QPen scales with the symbol
         self._ring = np.array([pg.mkPen(QColor(*c), width=2) for c in RING_COLORS], dtype=object)
 
-        self.plot = pg.PlotWidget()
-        pi = self.plot.getPlotItem()
-        pi.hideButtons()
-        pi.setMenuEnabled(False)
-        pi.setLabel("bottom", "x₁")
-        pi.setLabel("left", "x₂")
-        compact_ticks(pi.getAxis("left"), 46)  # fixed: a locked aspect must not chase label widths
-        pi.getAxis("bottom").setHeight(36)
+        self.plot, pi = map_plot(None, "x₁", "x₂", 46, 36)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setLookupTable(diverging_lut())
         self.boundary = pg.PlotDataItem(pen=pg.mkPen(40, 40, 40, 200, width=2), connect="pairs")

@@ -11,7 +11,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from widgets.pg_setup import compact_ticks, configure
+from widgets.pg_setup import configure, map_plot
 from widgets.tensor_view import lut, to_uint8
 
 configure()
@@ -76,14 +76,7 @@ class LandscapeView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._xs = self._ys = self._z = None
-        self.plot = pg.PlotWidget(self)
-        pi = self.plot.getPlotItem()
-        pi.hideButtons()
-        pi.setMenuEnabled(False)
-        pi.setLabel("bottom", "x")
-        pi.setLabel("left", "y")
-        compact_ticks(pi.getAxis("left"), 52)  # fixed: a locked aspect must not chase label widths
-        pi.getAxis("bottom").setHeight(40)
+        self.plot, pi = map_plot(self, "x", "y", 52, 40)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setLookupTable(lut(COLORMAP))
         self.contours = pg.PlotDataItem(pen=pg.mkPen(255, 255, 255, 110, width=1), connect="pairs")

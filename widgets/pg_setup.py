@@ -29,3 +29,18 @@ def compact_ticks(axis: pg.AxisItem, width: int | None = None) -> None:
     axis.tickStrings = tick_strings
     if width is not None:
         axis.setWidth(width)
+
+
+def map_plot(parent, x_label: str, y_label: str, left_width: int, bottom_height: int):
+    """A plot for a 2-D map (landscape, decision boundary): no buttons or menu, labelled axes
+    of fixed size (a locked aspect must not chase label widths). Returns (widget, plot item)."""
+    configure()
+    widget = pg.PlotWidget(parent)
+    pi = widget.getPlotItem()
+    pi.hideButtons()
+    pi.setMenuEnabled(False)
+    pi.setLabel("bottom", x_label)
+    pi.setLabel("left", y_label)
+    compact_ticks(pi.getAxis("left"), left_width)
+    pi.getAxis("bottom").setHeight(bottom_height)
+    return widget, pi

@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt
 from core import schedulers
 from core.spec import SchedulerSpec
 from widgets.scheduler_form import NONE, SchedulerForm
+from tests.widgets.keys import type_into
 
 
 def validator(name, params):
@@ -27,13 +28,6 @@ def form(qtbot):
     w.show()
     qtbot.waitExposed(w)
     return w
-
-
-def type_into(qtbot, line, text):
-    line.setFocus()
-    line.selectAll()
-    qtbot.keyClicks(line, text)
-    qtbot.keyClick(line, Qt.Key.Key_Return)
 
 
 def test_offers_none_and_the_catalogue_with_skipped_in_tooltip(form):

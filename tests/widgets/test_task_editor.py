@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from core.task_spec import TaskSpec
 from widgets.task_editor import TaskEditor, parse_hidden
+from tests.widgets.keys import type_into
 
 SPECS = [
     TaskSpec(),
@@ -26,13 +27,6 @@ def editor(qtbot):
     w.show()
     qtbot.waitExposed(w)
     return w
-
-
-def type_into(qtbot, line, text):
-    line.setFocus()
-    line.selectAll()
-    qtbot.keyClicks(line, text)
-    qtbot.keyClick(line, Qt.Key.Key_Return)
 
 
 def test_parse_hidden_reads_commas_and_spaces():
