@@ -1,35 +1,47 @@
-"""The bridge between the core runner (a plain thread) and the Qt window.
+"""The bridge between the core runner and the Qt window.
 
-The GUI never touches live tensors: it sends commands to the runner and reads
-the runner's latest snapshot on a QTimer, redrawing only when it changed. Results
-of calls made on the runner thread come back to the GUI thread as queued signals.
+The runner lives in its own process by default (``core.runner_process``), so the
+window's drawing never takes interpreter time from the optimizer; ``OPTIMLAB_RUNNER=thread``
+keeps it on a thread of this process instead (same interface, for debugging).
+The GUI never touches live tensors: it sends commands to the runner and reads the
+runner's latest snapshot on a QTimer, redrawing only when it changed. Answers to
+calls come back to the GUI thread as queued signals.
 """
 from __future__ import annotations
 
+import os
 import traceback
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
 from core.runner import Runner
+from core.runner_process import ProcessRunner
 from core.session import Session
 
 FRAME_MS = 25  # 40 Hz polling; the runner publishes at most 60 snapshots/s
 
 
+def make_runner(session: Session, process: bool | None = None):
+    """A ProcessRunner, or a thread Runner if ``process`` is False or OPTIMLAB_RUNNER=thread."""
+    if process is None:
+        process = os.environ.get("OPTIMLAB_RUNNER", "process") != "thread"
+    return ProcessRunner(session) if process else Runner(session)
+
+
 class RunnerBridge(QObject):
-    """Owns the Runner; turns its snapshots and call results into Qt signals."""
+    """Owns the runner; turns its snapshots and call results into Qt signals."""
 
     snapshotChanged = Signal(object)
-    # (token, result, error message or "", traceback or "") from the runner thread, queued to the GUI
+    # (token, result, error message or "", traceback or "") from another thread, queued to the GUI
     _callDone = Signal(int, object, str, str)
 
-    def __init__(self, session: Session, parent: QObject | None = None):
+    def __init__(self, session: Session, parent: QObject | None = None, process: bool | None = None):
         super().__init__(parent)
-        self.runner = Runner(session)
+        self.runner = make_runner(session, process)
         self._seq = -1
         self._next = 0
         self._callbacks: dict[int, tuple] = {}
-        self._callDone.connect(self._on_call_done)
+        self._callDone.connect(self._on_call_done, Qt.ConnectionType.QueuedConnection)
         self.timer = QTimer(self)
         self.timer.setInterval(FRAME_MS)
         self.timer.timeout.connect(self.poll)
@@ -45,20 +57,30 @@ class RunnerBridge(QObject):
     def latest(self):
         return self.runner.latest()
 
-    def call(self, fn, on_ok=None, on_error=None) -> None:
-        """Run ``fn(session)`` on the runner thread; ``on_ok(result)``/``on_error(msg, tb)`` on the GUI thread."""
+    def call(self, fn, *args, on_ok=None, on_error=None) -> None:
+        """Run ``fn(session, *args)`` on the runner; ``on_ok(result)``/``on_error(msg, tb)`` on the GUI thread.
+
+        ``fn`` is a module-level function (see ``core.edits``): it may travel to another process.
+        """
+        self._track(self.runner.call(fn, *args), on_ok, on_error)
+
+    def replace(self, build, *args, on_ok=None, on_error=None) -> None:
+        """Swap in the session ``build(session, *args)`` makes on the runner; ``on_ok(spec)``."""
+        self._track(self.runner.replace(build, *args), on_ok, on_error)
+
+    def _track(self, fut, on_ok, on_error) -> None:
         token = self._next
         self._next += 1
         self._callbacks[token] = (on_ok, on_error)
-        fut = self.runner.call(fn)
         fut.add_done_callback(lambda f, t=token: self._finish(t, f))
 
-    def _finish(self, token, fut) -> None:  # runner thread
+    def _finish(self, token, fut) -> None:  # the runner's or the reader's thread
         exc = fut.exception()
         if exc is None:
             self._callDone.emit(token, fut.result(), "", "")
         else:
-            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            tb = getattr(exc, "remote_traceback", None) or \
+                "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             self._callDone.emit(token, None, str(exc) or type(exc).__name__, tb)
 
     @Slot(int, object, str, str)
@@ -72,6 +94,6 @@ class RunnerBridge(QObject):
         self.poll()
 
     def shutdown(self) -> None:
-        """Stop the runner thread and wait for it (called when the window closes)."""
+        """Stop the runner and wait for it (called when the window closes)."""
         self.timer.stop()
         self.runner.stop()

@@ -13,9 +13,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from core import files, session_file
+from core import edits, files, session_file
 from core.cli import example_paths
-from core.spec import LoadOptimizer, LoadParams
 
 RECENT_MAX = 8
 SESSION_FILTER = "optimlab sessions (*.optimlab *.json)"
@@ -117,36 +116,17 @@ class FileOps:
                 self._remember(path)
             self.statusBar().showMessage(f"Opened {path.name}", 5000)
 
-        self.replace_session(lambda _: session_file.load_session(path), on_ok=opened, fail_title="Cannot open")
+        self.replace_session(edits.open_session, path, on_ok=opened, fail_title="Cannot open")
 
     def load_torch_file(self, path, remember: bool = True, kind: str | None = None) -> None:
         """Load an optimizer state_dict, parameters, or both, from a torch.save file."""
-        def load(s):
-            opt, params = files.split(files.torch_read(path))
-            if kind == "optimizer" and opt is None:
-                raise files.LoadError(f"{Path(path).name} holds parameters, not an optimizer state_dict")
-            if kind == "params" and params is None:
-                raise files.LoadError(f"{Path(path).name} holds an optimizer state_dict, not parameters")
-            if kind != "optimizer" and params is not None:
-                files.check_params(s, params)
-            if kind != "params" and opt is not None:
-                files.check_optimizer_state(s, opt)
-            # both checked before either is applied: a refusal changes nothing
-            n = len(s.blobs)
-            if kind != "params" and opt is not None:
-                s.blobs[f"optimizer-{n}"] = opt
-                s.apply(LoadOptimizer(path=str(path), blob=f"optimizer-{n}"))
-            if kind != "optimizer" and params is not None:
-                s.blobs[f"params-{n}"] = params
-                s.apply(LoadParams(path=str(path), blob=f"params-{n}"))
-            return "optimizer state_dict" if params is None else "parameters" if opt is None else "checkpoint"
-
         def ok(what):
             self.set_dirty(True)
             if remember:
                 self._remember(path)
             self.statusBar().showMessage(f"Loaded the {what} from {Path(path).name}", 5000)
-        self.bridge.call(load, ok, lambda msg, tb: self.show_error("Cannot load", msg))
+        self.bridge.call(edits.load_torch_file, path, kind, on_ok=ok,
+                         on_error=lambda msg, tb: self.show_error("Cannot load", msg))
 
     def _load_dialog(self, kind: str) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load", "", TORCH_FILTER)
@@ -185,8 +165,8 @@ class FileOps:
             self.statusBar().showMessage(f"Saved {path.name}", 5000)
             if on_done:
                 on_done()
-        self.bridge.call(lambda s: session_file.save_session(s, path), ok,
-                         lambda msg, tb: self.show_error("Cannot save", msg))
+        self.bridge.call(edits.save_session, path, on_ok=ok,
+                         on_error=lambda msg, tb: self.show_error("Cannot save", msg))
 
     def save_optimizer_dialog(self) -> None:
         self._save_dialog(files.save_optimizer, "optimizer state_dict")
@@ -197,9 +177,8 @@ class FileOps:
             self.save_torch_to(fn, path)
 
     def save_torch_to(self, fn, path) -> None:
-        self.bridge.call(lambda s: fn(s, path),
-                         lambda _: self.statusBar().showMessage(f"Saved {Path(path).name}", 5000),
-                         lambda msg, tb: self.show_error("Cannot save", msg))
+        self.bridge.call(fn, path, on_ok=lambda _: self.statusBar().showMessage(f"Saved {Path(path).name}", 5000),
+                         on_error=lambda msg, tb: self.show_error("Cannot save", msg))
 
     # ----- drops and closing -----
 
@@ -234,7 +213,7 @@ class FileOps:
         path = self.path or self._ask_session_path()
         if path is None:
             return False
-        done = self.bridge.runner.call(lambda s: session_file.save_session(s, path))
+        done = self.bridge.runner.call(edits.save_session, path)
         try:
             done.result(60)
         except Exception as e:  # noqa: BLE001 - shown; the window stays open with its changes

@@ -6,13 +6,12 @@ runs on the runner thread. Snapshots are drawn when the bridge says they changed
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 from PySide6.QtCore import QSettings, Qt, Slot
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QLabel, QMainWindow, QMessageBox, QVBoxLayout,
                                QWidget)
 
-from core import catalogue, objectives
+from core import catalogue, edits
 from core.observe import exact_value
 from core.session import Session
 from core.spec import AddGroup, Reset, SetHparam, ZeroGrad
@@ -46,7 +45,6 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.setWindowTitle("optimlab")
         self.settings = settings if settings is not None else QSettings("optimlab", "optimlab")
         self.spec = session.spec  # the spec of the session the runner owns, as last reported
-        self._built_spec = session.spec  # the newest spec built on the runner thread
         self._building = 0  # session replacements in flight
         self.bridge = RunnerBridge(session, self)
         self.snapshot = None
@@ -224,7 +222,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         def fail(msg, tb):
             self.optimizer_panel.revert()  # a refused hyperparameter must not stay in the form
             self.show_error("Refused", msg)
-        self.bridge.call(lambda s: s.apply(action), ok, fail)
+        self.bridge.call(edits.apply, action, on_ok=ok, on_error=fail)
 
     @Slot(bool)
     def zero_grad(self, set_to_none: bool) -> None:
@@ -251,22 +249,11 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
     def add_group(self, action: AddGroup) -> None:
         self.apply(action)
 
-    def replace_session(self, new, journal=(), on_ok=None, fail_title: str = "Cannot build this session") -> None:
-        """Build a session on the runner thread and swap it in; a refusal changes nothing.
-
-        ``new`` is a SessionSpec, a Session, or a function of the newest built spec returning
-        either. Functions run on the runner thread in request order, so quick successive edits
-        (lr, then momentum) each start from the one before instead of from a stale copy.
-        """
-        runner = self.bridge.runner
+    def replace_session(self, build, *args, on_ok=None, fail_title: str = "Cannot build this session") -> None:
+        """Build a session on the runner with ``build(current session, *args)`` (a function of
+        ``core.edits``) and swap it in; a refusal changes nothing. Builders run in request
+        order on the runner, so quick successive edits each start from the one before."""
         self._building += 1
-
-        def build(_):
-            made = new(self._built_spec) if callable(new) else new
-            s = made if isinstance(made, Session) else Session(made, journal)
-            runner.replace_session(s)
-            self._built_spec = s.spec  # read and written only on the runner thread
-            return s.spec
 
         def ok(new_spec):
             self._building -= 1
@@ -287,24 +274,21 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
                 self.problem.setSpec(self.spec)
                 self.optimizer_panel.revert()
             self.show_error(fail_title, msg, tb)
-        self.bridge.call(build, ok, fail)
+        self.bridge.replace(build, *args, on_ok=ok, on_error=fail)
 
     @Slot(object)
     def on_spec_edited(self, spec) -> None:
         # the Problem dock owns tensors, groups, gradient and session fields; the optimizer and
         # its constructor arguments come from the newest built spec (the Optimizer dock's edits)
-        def make(current):
-            return _with_optimizer(spec, current.optimizer, current.hparams)
-        self.replace_session(make, on_ok=self._mark)
+        self.replace_session(edits.with_problem, spec, on_ok=self._mark)
 
     @Slot(str)
     def on_optimizer_chosen(self, name: str) -> None:
-        self.replace_session(lambda current: _with_optimizer(current, name, current.hparams), on_ok=self._mark)
+        self.replace_session(edits.with_optimizer, name, on_ok=self._mark)
 
     @Slot(str, object)
     def on_default_changed(self, name: str, value) -> None:
-        self.replace_session(lambda current: replace(current, hparams={**current.hparams, name: value}),
-                             on_ok=self._mark)
+        self.replace_session(edits.with_default, name, value, on_ok=self._mark)
 
     @Slot(int, str, object)
     def on_group_value(self, group: int, name: str, value) -> None:
@@ -312,8 +296,8 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
 
     @Slot(str, str, tuple)
     def on_exact_requested(self, name: str, which: str, index: tuple) -> None:
-        self.bridge.call(lambda s: exact_value(s, name, which, index),
-                         lambda v: self.tensor_panel.showExact(name, which, index, v))
+        self.bridge.call(exact_value, name, which, index,
+                         on_ok=lambda v: self.tensor_panel.showExact(name, which, index, v))
 
     # ----- drawing -----
 
@@ -386,8 +370,8 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         if key != self._landscape_key:
             self._landscape_key = key
             # torch work belongs on the runner thread (torch's thread pool spins per calling thread)
-            self.bridge.call(lambda _s: objectives.landscape(g.objective, g.condition),
-                             lambda grid: self.landscape.setLandscape(*grid))
+            self.bridge.call(edits.landscape, g.objective, g.condition,
+                             on_ok=lambda grid: self.landscape.setLandscape(*grid))
         self.landscape.setPath(s.path)
 
     def show_error(self, title: str, text: str, details: str = "") -> None:
@@ -411,9 +395,3 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.bridge.shutdown()
         event.accept()
 
-
-def _with_optimizer(spec, name: str, hparams: dict):
-    """``spec`` for optimizer ``name``: arguments and group overrides it does not take are dropped."""
-    known = catalogue.info(name).defaults
-    groups = tuple(replace(g, hparams={k: v for k, v in g.hparams.items() if k in known}) for g in spec.groups)
-    return replace(spec, optimizer=name, hparams={k: v for k, v in hparams.items() if k in known}, groups=groups)

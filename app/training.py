@@ -7,21 +7,16 @@ dock's other edits do; refusals change nothing.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QFileDialog, QFormLayout, QStackedWidget, QVBoxLayout, QWidget
 
-from core import schedulers
-from core.spec import GradientSpec, ManualGrad, TensorSpec
+from core import edits, schedulers
 from core.task_spec import TaskSpec
 from widgets.decision_view import DecisionView
 from widgets.scheduler_form import SchedulerForm
 from widgets.task_editor import TaskEditor
 
 TENSORS, TASK = 0, 1
-_ARCHITECTURE = ("kind", "hidden", "n_features", "script", "activation")
 
 
 def _scheduler_validator(n_groups_fn):
@@ -55,7 +50,7 @@ class TrainingUI:
         self.task_editor.taskEdited.connect(self.on_task_edited)
         self.task_editor.decayGroupsRequested.connect(self.on_decay_groups)
         self.task_editor.layerGroupsRequested.connect(
-            lambda: self.replace_session(lambda cur: replace(cur, groups=()), on_ok=self._mark))
+            lambda: self.replace_session(edits.set_fields, {"groups": ()}, on_ok=self._mark))
         self.scheduler_form = SchedulerForm()
         self.scheduler_form.setSchedulers(schedulers.catalogue(), schedulers.skipped())
         self.scheduler_form.setRequiredFiller(schedulers.with_required)
@@ -82,35 +77,19 @@ class TrainingUI:
         self._decision_raised = two_d
 
     def on_problem_mode(self, index: int) -> None:
-        if index == TASK:
-            def make(cur):
-                return replace(cur, tensors=(), groups=(), gradient=GradientSpec("task", task=TaskSpec()),
-                               zero_grad_each_step=True)
-        else:
-            def make(cur):
-                t = TensorSpec("weight", (2, 2), grad=ManualGrad())
-                return replace(cur, tensors=(t,), groups=(), gradient=GradientSpec())
-        self.replace_session(make, on_ok=self._mark)
+        self.replace_session(edits.task_mode if index == TASK else edits.tensor_mode, on_ok=self._mark)
 
     def on_task_edited(self, task: TaskSpec) -> None:
-        def make(cur):
-            old = cur.gradient.task
-            same_model = old is not None and all(getattr(old, f) == getattr(task, f) for f in _ARCHITECTURE)
-            return replace(cur, gradient=replace(cur.gradient, kind="task", task=task),
-                           groups=cur.groups if same_model else ())
-        self.replace_session(make, on_ok=self._mark)
+        self.replace_session(edits.with_task, task, on_ok=self._mark)
 
     def on_decay_groups(self) -> None:
         """The common recipe: weights decay, biases and norms get weight_decay 0."""
-        def groups(s):
-            if s.task is None:
-                raise ValueError("Regrouping by weights and biases needs a training task")
-            return s.task.decay_groups()
-        self.bridge.call(groups, lambda g: self.replace_session(lambda cur: replace(cur, groups=g), on_ok=self._mark),
-                         lambda msg, tb: self.show_error("Cannot regroup", msg))
+        self.bridge.call(edits.decay_groups,
+                         on_ok=lambda g: self.replace_session(edits.set_fields, {"groups": g}, on_ok=self._mark),
+                         on_error=lambda msg, tb: self.show_error("Cannot regroup", msg))
 
     def on_scheduler_edited(self, spec) -> None:
-        self.replace_session(lambda cur: replace(cur, scheduler=spec), on_ok=self._mark)
+        self.replace_session(edits.set_fields, {"scheduler": spec}, on_ok=self._mark)
 
     def open_script_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open training script", "", "Python (*.py)")
@@ -120,9 +99,7 @@ class TrainingUI:
     def open_script(self, path) -> None:
         """A user script (trusted code) defining make_model, make_data and loss_fn opens as a task."""
         task = TaskSpec(kind="script", script=str(path))
-        self.replace_session(lambda cur: replace(cur, tensors=(), groups=(), zero_grad_each_step=True,
-                                                 gradient=GradientSpec("task", task=task)),
-                             on_ok=self._mark, fail_title="Cannot open the script")
+        self.replace_session(edits.task_mode, task, on_ok=self._mark, fail_title="Cannot open the script")
 
     def draw_decision(self, s) -> None:
         self.decision.setDecision(s.decision)

@@ -33,8 +33,9 @@ def run_steps(session: Session, n: int, budget: Budget | None = None, cancelled=
 class Runner:
     """Owns a Session on a background thread (plain ``threading``, no Qt)."""
 
-    def __init__(self, session: Session, max_hz: float = 60.0, budget: float = BUDGET):
+    def __init__(self, session: Session, max_hz: float = 60.0, budget: float = BUDGET, on_publish=None):
         self._session = session
+        self._on_publish = on_publish  # called on the runner thread with each new snapshot
         self._min_interval = 1.0 / max_hz
         self._budget = Budget(budget)  # probes (curve measurements)
         self._snap_budget = Budget(SNAPSHOT_BUDGET)  # snapshots: their own share, so probes cannot starve them
@@ -81,31 +82,38 @@ class Runner:
     def set_rate_limit(self, steps_per_second: float) -> None:
         self._post(("rate", float(steps_per_second)))
 
-    def call(self, fn) -> Future:
-        """Run ``fn(session)`` on the runner thread between steps; its result arrives in the Future."""
+    def call(self, fn, *args) -> Future:
+        """Run ``fn(session, *args)`` on the runner thread between steps; its result arrives in
+        the Future, after the snapshot that shows its effect has been published."""
         fut: Future = Future()
-        self._post(("call", fn, fut))
+        self._post(("call", fn, args, fut))
         return fut
 
     def apply(self, action) -> Future:
         """Apply a journal action between steps (refused actions raise through the Future)."""
-        return self.call(lambda s: s.apply(action))
+        return self.call(Session.apply, action)
 
-    def replace_session(self, session: Session) -> Future | None:
-        """Swap in another session: at once when called on the runner thread (inside a
-        ``call``), else between steps. The run stops; the next snapshot shows the new one."""
-        def swap(_=None):
-            self._flush()
-            self._session = session
-            self._running = False
-            self._pending = 0
-            self._batch_total = self._batch_done = 0
-            self._error = None
-            self._paused_reason = None
-        if threading.current_thread() is self._thread:
-            swap()
-            return None
-        return self.call(swap)
+    def replace(self, build, *args) -> Future:
+        """Swap in the session ``build(session, *args)`` returns, built on the runner thread
+        between steps; the Future gets the new session's spec. The run stops. If ``build``
+        raises, the old session stays and the error arrives in the Future."""
+        return self.call(self._swap, build, args)
+
+    def _swap(self, session, build, args):
+        new = build(session, *args)
+        if not isinstance(new, Session):
+            raise TypeError(f"{getattr(build, '__name__', build)} returned {type(new).__name__}, not a Session")
+        self._session = new
+        self._running = False
+        self._pending = 0
+        self._batch_total = self._batch_done = 0
+        self._error = None
+        self._paused_reason = None
+        return new.spec
+
+    def charge_publish(self, seconds: float) -> None:
+        """Count time spent delivering snapshots elsewhere (another thread) against their budget."""
+        self._snap_budget.charge(seconds)
 
     def stop(self, timeout: float = 10.0) -> None:
         """End the thread (within one step) and wait for it."""
@@ -175,13 +183,17 @@ class Runner:
             elif kind == "rate":
                 self._rate_limit = max(0.0, cmd[1])
             elif kind == "call":
-                _, fn, fut = cmd
+                _, fn, args, fut = cmd
                 self._flush()
                 if fut.set_running_or_notify_cancel():
                     try:
-                        fut.set_result(fn(self._session))
+                        result = fn(self._session, *args)
                     except BaseException as e:  # noqa: BLE001 - delivered to the caller
+                        self._publish()
                         fut.set_exception(e)
+                    else:
+                        self._publish()  # the caller's next look at latest() shows the effect
+                        fut.set_result(result)
 
     def _wait_for_rate(self) -> bool:
         """Sleep until the next step is allowed; False if a command arrived meanwhile."""
@@ -268,4 +280,6 @@ class Runner:
                        rate_limit=self._rate_limit)
         with self._lock:
             self._latest = snap
+        if self._on_publish is not None:
+            self._on_publish(snap)
         self._published_at = time.perf_counter()

@@ -40,6 +40,13 @@ def save_session(session: Session, path) -> None:
         text = specmod.dumps(session.spec, session.journal)
         files.atomic_write(path, lambda f: f.write(text.encode()))
         return
+    data = pack(session)
+    files.atomic_write(path, lambda f: f.write(data))
+
+
+def pack(session: Session) -> bytes:
+    """The whole session as the bytes of a .optimlab file (also how a session travels
+    to the runner process)."""
     doc = specmod.document(session.spec, session.journal)
     doc["format"] = SESSION_FORMAT
     doc["version"] = SESSION_VERSION
@@ -56,14 +63,11 @@ def save_session(session: Session, path) -> None:
         "scheduler": session.scheduler.state_dict() if session.scheduler is not None else None,
         "last_eval": {k: float(v) for k, v in session.last_eval.items()},
     }
-    ckpt_bytes = files.to_bytes(ckpt)
-    text = specmod.pretty_json(doc).encode()
-
-    def write(f):
-        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
-            z.writestr("session.json", text)
-            z.writestr("checkpoint.pt", ckpt_bytes)
-    files.atomic_write(path, write)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("session.json", specmod.pretty_json(doc).encode())
+        z.writestr("checkpoint.pt", files.to_bytes(ckpt))
+    return buf.getvalue()
 
 
 def load_session(path) -> Session:
@@ -73,34 +77,43 @@ def load_session(path) -> Session:
         raise files.LoadError(f"No such file: {path}")
     if zipfile.is_zipfile(path):
         try:
-            with zipfile.ZipFile(path) as z:
-                names = set(z.namelist())
-                if "session.json" not in names or "checkpoint.pt" not in names:
-                    raise files.LoadError(f"{path.name} is not an optimlab session (no session.json/checkpoint.pt)")
-                text = z.read("session.json").decode()
-                ckpt_bytes = z.read("checkpoint.pt")
-        except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as e:
-            raise files.LoadError(f"{path.name} is damaged: {e}") from None
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise files.LoadError(f"{path.name} has a damaged session.json: {e}") from None
-        if not isinstance(doc, dict) or doc.get("format") != SESSION_FORMAT:
-            raise files.LoadError(f"{path.name} is not an optimlab session")
-        ckpt = files.torch_read(io.BytesIO(ckpt_bytes), name=f"The checkpoint in {path.name}")
-        try:
-            return restore(doc, ckpt)
-        except (SpecError, files.LoadError):
-            raise
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise files.LoadError(f"{path.name} is damaged: its session.json and checkpoint do not agree ({first})") from None
+            data = path.read_bytes()
+        except OSError as e:
+            raise files.LoadError(f"Cannot read {path.name}: {e}") from None
+        return unpack(data, path.name)
     try:
         text = path.read_text()
     except (UnicodeDecodeError, OSError) as e:
         raise files.LoadError(f"{path.name} is neither an optimlab session nor JSON ({e})") from None
     spec, journal = specmod.loads(text)
     return Session(spec, journal)
+
+
+def unpack(data: bytes, name: str = "the session") -> Session:
+    """The session in ``data`` (a .optimlab file's bytes); ``name`` is used in messages."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            names = set(z.namelist())
+            if "session.json" not in names or "checkpoint.pt" not in names:
+                raise files.LoadError(f"{name} is not an optimlab session (no session.json/checkpoint.pt)")
+            text = z.read("session.json").decode()
+            ckpt_bytes = z.read("checkpoint.pt")
+    except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as e:
+        raise files.LoadError(f"{name} is damaged: {e}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise files.LoadError(f"{name} has a damaged session.json: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != SESSION_FORMAT:
+        raise files.LoadError(f"{name} is not an optimlab session")
+    ckpt = files.torch_read(io.BytesIO(ckpt_bytes), name=f"The checkpoint in {name}")
+    try:
+        return restore(doc, ckpt)
+    except (SpecError, files.LoadError):
+        raise
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise files.LoadError(f"{name} is damaged: its session.json and checkpoint do not agree ({first})") from None
 
 
 def restore(doc: dict, ckpt: dict) -> Session:
@@ -147,4 +160,4 @@ def restore(doc: dict, ckpt: dict) -> Session:
     return s
 
 
-__all__ = ["save_session", "load_session", "restore", "SESSION_EXT", "SpecError"]
+__all__ = ["save_session", "load_session", "pack", "unpack", "restore", "SESSION_EXT", "SpecError"]

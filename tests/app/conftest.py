@@ -6,6 +6,7 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QApplication, QLineEdit, QMessageBox
 
+from core import edits
 from core.session import Session
 from core.spec import GradientSpec, ManualGrad, SessionSpec, TensorSpec
 from widgets import pg_setup
@@ -90,16 +91,16 @@ def wait_step(qtbot, win, step: int, timeout=WAIT_MS) -> None:
 
 def wait_idle(qtbot, win, timeout=WAIT_MS):
     """Wait until every call sent to the runner so far has come back and been drawn."""
-    fut = win.bridge.runner.call(lambda s: None)
+    fut = win.bridge.runner.call(edits.noop)
     qtbot.waitUntil(fut.done, timeout=timeout)
     qtbot.waitUntil(lambda: not win.bridge._callbacks, timeout=timeout)
     seq = win.bridge.runner.latest().seq
     qtbot.waitUntil(lambda: win.snapshot.seq >= seq, timeout=timeout)
 
 
-def on_runner(win, fn, timeout=10):
-    """Run ``fn(session)`` on the runner thread and return its result (for reading, in tests)."""
-    return win.bridge.runner.call(fn).result(timeout)
+def on_runner(win, fn, *args, timeout=10):
+    """Run ``fn(session, *args)`` on the runner and return its result (``fn`` from tests/app/probes.py)."""
+    return win.bridge.runner.call(fn, *args).result(timeout)
 
 
 def shown_values(win, which="value", tensor="weight") -> np.ndarray:

@@ -9,6 +9,7 @@ from PySide6.QtTest import QTest
 
 from .conftest import (manual_spec, on_runner, quadratic_spec, shown_values, type_line, wait_idle,
                        wait_step)
+from . import probes
 
 LEFT = Qt.MouseButton.LeftButton
 
@@ -32,7 +33,7 @@ def test_run_button_starts_and_pauses_the_run(make_window, qtbot):
     assert not win.problem.isLocked()
     stopped = win.snapshot.step
     wait_idle(qtbot, win)
-    assert on_runner(win, lambda s: s.step_count) == stopped
+    assert on_runner(win, probes.step_count) == stopped
 
 
 def test_space_toggles_run_and_pause(make_window, qtbot):
@@ -74,7 +75,7 @@ def test_step_n_shows_progress_and_cancel_stops_it(make_window, qtbot):
     done = win.snapshot.step
     assert 0 < done < 1_000_000
     wait_idle(qtbot, win)
-    assert on_runner(win, lambda s: s.step_count) == done
+    assert on_runner(win, probes.step_count) == done
 
 
 def test_speed_limit_slows_the_run(make_window, qtbot):
@@ -114,7 +115,7 @@ def test_reset_cancels_a_step_n_in_progress(make_window, qtbot):
     qtbot.mouseClick(win.controls.resetButton, LEFT)
     wait_step(qtbot, win, 0)
     wait_idle(qtbot, win)
-    assert on_runner(win, lambda s: s.step_count) == 0
+    assert on_runner(win, probes.step_count) == 0
     assert not win.controls.progressBar.isVisible()
 
 
@@ -136,7 +137,7 @@ def test_hyperparameter_edit_while_paused_takes_effect_at_the_next_step(make_win
 
 def test_invalid_learning_rate_shows_torch_message_and_changes_nothing(make_window, qtbot):
     win = make_window(manual_spec(hparams={"lr": 0.1}))
-    journal = on_runner(win, lambda s: list(s.journal))
+    journal = on_runner(win, probes.journal)
     panel = win.optimizer_panel
     for target in ("group 0: weight", "Constructor (defaults)"):
         panel.target.setCurrentText(target)
@@ -145,7 +146,7 @@ def test_invalid_learning_rate_shows_torch_message_and_changes_nothing(make_wind
         wait_idle(qtbot, win)
         assert win.snapshot.groups[0].hparams["lr"] == 0.1
         assert win.snapshot.defaults["lr"] == 0.1
-        assert on_runner(win, lambda s: list(s.journal)) == journal
+        assert on_runner(win, probes.journal) == journal
     assert not win.dirty
 
 
@@ -169,7 +170,7 @@ def test_status_bar_shows_step_loss_speed_and_device(make_window, qtbot):
     qtbot.mouseClick(win.controls.stepNButton, LEFT)
     wait_step(qtbot, win, 3)
     text = win.status.text()
-    loss = on_runner(win, lambda s: s.loss_value())
+    loss = on_runner(win, probes.loss_value)
     assert text.startswith("step 3 · loss ")
     assert f"loss {loss:.4g}" in text
     assert "steps/s" in text and text.endswith("· cpu")

@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QMessageBox
 from core.spec import GradientSpec, SessionSpec, TensorSpec
 from widgets.problem_editor import SHAPE
 
+from . import probes
 from .conftest import on_runner, quadratic_spec, type_into_cell, wait_idle, wait_step
 
 LEFT = Qt.MouseButton.LeftButton
@@ -16,13 +17,9 @@ def visible_boxes(win):
     return [b for b in win.findChildren(QMessageBox) if b.isVisible()]
 
 
-def _boom(*_):
-    raise RuntimeError("boom from the objective")
-
-
 def test_error_inside_the_run_is_shown_with_its_traceback_and_the_window_stays_usable(make_window, qtbot):
     win = make_window(quadratic_spec(shape=(4, 4)))
-    on_runner(win, lambda s: setattr(s, "_loss", _boom))
+    on_runner(win, probes.break_loss)
     qtbot.mouseClick(win.controls.stepButton, LEFT)
     qtbot.waitUntil(lambda: "boom from the objective" in win.last_error)
     assert win.last_error == "RuntimeError: boom from the objective"
@@ -35,7 +32,7 @@ def test_error_inside_the_run_is_shown_with_its_traceback_and_the_window_stays_u
     # the user reads it, closes it, fixes the cause and carries on
     qtbot.mouseClick(box.button(QMessageBox.StandardButton.Ok), LEFT)
     qtbot.waitUntil(lambda: not visible_boxes(win))
-    on_runner(win, lambda s: delattr(s, "_loss"))
+    on_runner(win, probes.mend_loss)
     qtbot.mouseClick(win.controls.stepButton, LEFT)
     wait_step(qtbot, win, 1)
     assert win.snapshot.error is None

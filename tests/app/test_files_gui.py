@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 from core import files
 
 from .conftest import manual_spec, on_runner, quadratic_spec, shown_values, wait_idle, wait_step
+from . import probes
 
 LEFT = Qt.MouseButton.LeftButton
 
@@ -107,14 +108,14 @@ def _plain_state(opt_class, groups, **hp) -> dict:
 
 def _refused(qtbot, win, path, *words):
     before = everything_shown(win)
-    journal = on_runner(win, lambda s: list(s.journal))
+    journal = on_runner(win, probes.journal)
     win.open_path(path)
     qtbot.waitUntil(lambda: win.last_error != "")
     wait_idle(qtbot, win)
     for w in words:
         assert w in win.last_error
     assert_same(everything_shown(win), before)
-    assert on_runner(win, lambda s: list(s.journal)) == journal
+    assert on_runner(win, probes.journal) == journal
 
 
 def test_adam_state_into_sgd_session_is_refused_naming_the_mismatch(make_window, qtbot, tmp_path):

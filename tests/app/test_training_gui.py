@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt
 from core.spec import GradientSpec, SessionSpec
 from core.task_spec import TaskSpec
 from tests.app.conftest import manual_spec, on_runner, wait_step
+from tests.app import probes
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "resources" / "examples"
 
@@ -44,7 +45,7 @@ def test_scheduler_chosen_in_the_form_steps_the_lr(make_window, qtbot):
     win.scheduler_form.combo.setCurrentText("StepLR")
     qtbot.waitUntil(lambda: win.spec.scheduler is not None and win.spec.scheduler.name == "StepLR")
     sched = win.spec.scheduler
-    assert on_runner(win, lambda s: type(s.scheduler).__name__) == "StepLR"
+    assert on_runner(win, probes.scheduler_name) == "StepLR"
     assert sched.params.get("step_size")
 
 

@@ -1,0 +1,137 @@
+"""What the window asks the runner to do, as plain module-level functions.
+
+The runner may live in another process, so a request travels as a function and its
+arguments (pickled by reference), never as a closure. Two kinds:
+
+- session commands ``fn(session, *args) -> result``: run between steps by
+  ``runner.call``;
+- session builders ``fn(session, *args) -> Session``: run by ``runner.replace``,
+  which swaps the new session in. Builders start from the session the runner
+  holds *now*, so quick successive edits (lr, then momentum) each start from the
+  one before, never from a stale copy in the window.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from . import catalogue, files, objectives, session_file
+from .session import Session
+from .spec import GradientSpec, LoadOptimizer, LoadParams, ManualGrad, SessionSpec, TensorSpec
+from .task_spec import TaskSpec
+
+ARCHITECTURE = ("kind", "hidden", "n_features", "script", "activation")  # a change means a new model
+
+# ----- session commands -----
+
+
+def noop(session) -> None:
+    """Nothing: its answer means every earlier request has been handled."""
+
+
+def apply(session, action) -> None:
+    session.apply(action)
+
+
+def landscape(session, objective: str, condition: float):
+    """A contour grid (torch work belongs on the runner, not the GUI thread)."""
+    return objectives.landscape(objective, condition)
+
+
+def decay_groups(session):
+    """The common recipe's groups: weights decay, biases and norms get weight_decay 0."""
+    if session.task is None:
+        raise ValueError("Regrouping by weights and biases needs a training task")
+    return session.task.decay_groups()
+
+
+def load_torch_file(session, path, kind: str | None = None) -> str:
+    """Load an optimizer state_dict, parameters or both from a torch.save file.
+
+    Both parts are checked before either is applied: a refusal changes nothing.
+    Returns what was loaded ("optimizer state_dict", "parameters" or "checkpoint").
+    """
+    opt, params = files.split(files.torch_read(path))
+    name = Path(path).name
+    if kind == "optimizer" and opt is None:
+        raise files.LoadError(f"{name} holds parameters, not an optimizer state_dict")
+    if kind == "params" and params is None:
+        raise files.LoadError(f"{name} holds an optimizer state_dict, not parameters")
+    if kind != "optimizer" and params is not None:
+        files.check_params(session, params)
+    if kind != "params" and opt is not None:
+        files.check_optimizer_state(session, opt)
+    n = len(session.blobs)
+    if kind != "params" and opt is not None:
+        session.blobs[f"optimizer-{n}"] = opt
+        session.apply(LoadOptimizer(path=str(path), blob=f"optimizer-{n}"))
+    if kind != "optimizer" and params is not None:
+        session.blobs[f"params-{n}"] = params
+        session.apply(LoadParams(path=str(path), blob=f"params-{n}"))
+    return "optimizer state_dict" if params is None else "parameters" if opt is None else "checkpoint"
+
+
+def save_session(session, path) -> None:
+    session_file.save_session(session, path)
+
+
+# ----- session builders (for runner.replace) -----
+
+
+def build(session, spec: SessionSpec, journal=()) -> Session:
+    """A fresh session from ``spec`` (and ``journal``, replayed)."""
+    return Session(spec, journal)
+
+
+def open_session(session, path) -> Session:
+    return session_file.load_session(path)
+
+
+def set_fields(session, fields: dict) -> Session:
+    """The current spec with some fields replaced, e.g. ``{"groups": ()}``."""
+    return Session(replace(session.spec, **fields))
+
+
+def with_problem(session, spec: SessionSpec) -> Session:
+    """The Problem dock's spec, keeping the optimizer and its arguments of the current one."""
+    cur = session.spec
+    return Session(with_optimizer_spec(spec, cur.optimizer, cur.hparams))
+
+
+def with_optimizer(session, name: str) -> Session:
+    cur = session.spec
+    return Session(with_optimizer_spec(cur, name, cur.hparams))
+
+
+def with_default(session, name: str, value) -> Session:
+    """One constructor argument changed (the run restarts, as a new optimizer would)."""
+    cur = session.spec
+    return Session(replace(cur, hparams={**cur.hparams, name: value}))
+
+
+def with_task(session, task: TaskSpec) -> Session:
+    """A training task; the groups stay unless the model's architecture changed."""
+    cur = session.spec
+    old = cur.gradient.task
+    same_model = old is not None and all(getattr(old, f) == getattr(task, f) for f in ARCHITECTURE)
+    return Session(replace(cur, gradient=replace(cur.gradient, kind="task", task=task),
+                           groups=cur.groups if same_model else ()))
+
+
+def task_mode(session, task: TaskSpec | None = None) -> Session:
+    """Switch the problem to a training task (the default one unless ``task`` is given)."""
+    return Session(replace(session.spec, tensors=(), groups=(), zero_grad_each_step=True,
+                           gradient=GradientSpec("task", task=task or TaskSpec())))
+
+
+def tensor_mode(session) -> Session:
+    """Switch the problem back to one hand-made 2x2 tensor with a manual gradient."""
+    t = TensorSpec("weight", (2, 2), grad=ManualGrad())
+    return Session(replace(session.spec, tensors=(t,), groups=(), gradient=GradientSpec()))
+
+
+def with_optimizer_spec(spec: SessionSpec, name: str, hparams: dict) -> SessionSpec:
+    """``spec`` for optimizer ``name``: arguments and group overrides it does not take are dropped."""
+    known = catalogue.info(name).defaults
+    groups = tuple(replace(g, hparams={k: v for k, v in g.hparams.items() if k in known}) for g in spec.groups)
+    return replace(spec, optimizer=name, hparams={k: v for k, v in hparams.items() if k in known}, groups=groups)

@@ -1,0 +1,356 @@
+"""The runner in its own process, so the window's drawing never competes with the
+optimizer for one interpreter lock.
+
+``ProcessRunner`` has the thread Runner's interface (run, pause, step, cancel,
+set_rate_limit, latest, call, apply, replace, stop, alive). The child process holds
+the session and an ordinary Runner; the parent keeps only the latest snapshot.
+
+Over one pipe each way, every message is ``pickle``d explicitly (never torch's
+shared-memory reducers):
+
+- parent -> child: ``("run"|"pause"|"cancel",)``, ``("step", n)``, ``("rate", x)``,
+  ``("call"|"replace", token, payload)`` where payload pickles ``(fn, args)``
+  (module-level functions, see ``core.edits``), and ``("stop",)``;
+- child -> parent: ``("snap", Snapshot)``, ``("ok", token, result)``,
+  ``("err", token, exception-or-None, type, message, traceback)``.
+
+A snapshot published before a call's answer reaches the parent first, so when a
+call's Future is done, ``latest()`` already shows its effect. An unchanged history
+is sent as a reference to the previous one (same object on both sides), so the
+curves are not redrawn for nothing and the pipe carries only what changed.
+
+Children are forked from a fork server that has already imported torch: the first
+start costs an interpreter and torch's import (about a second), later ones a few
+milliseconds. The fork server is single-threaded, so forking it is safe; the GUI
+process (with Qt's threads) is never forked.
+"""
+from __future__ import annotations
+
+import io
+import itertools
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import threading
+import time
+import traceback
+from concurrent.futures import Future
+from dataclasses import replace
+
+from .history import BUDGET
+from .observe import make_snapshot
+from .snapshot import RunError, Snapshot
+
+_PROTO = pickle.HIGHEST_PROTOCOL
+_ctx = None
+
+
+def context():
+    """The fork-server context, preloaded with the engine (created once per process)."""
+    global _ctx
+    if _ctx is None:
+        _ctx = mp.get_context("forkserver")
+        _ctx.set_forkserver_preload(["core.runner_process", "core.edits"])
+    return _ctx
+
+
+class RemoteError(RuntimeError):
+    """An exception raised in the runner process that could not travel as itself."""
+
+    def __init__(self, type_name: str, message: str):
+        super().__init__(message)
+        self.type_name = type_name
+
+
+# ----- snapshots over the pipe, with the history sent only when it changed -----
+
+class _SnapPickler(pickle.Pickler):
+    def __init__(self, f, same_history):
+        super().__init__(f, _PROTO)
+        self._same = same_history
+
+    def persistent_id(self, obj):
+        return "history" if obj is self._same and obj is not None else None
+
+
+class _SnapUnpickler(pickle.Unpickler):
+    def __init__(self, f, last_history):
+        super().__init__(f)
+        self._last = last_history
+
+    def persistent_load(self, pid):
+        if pid == "history" and self._last is not None:
+            return self._last
+        raise pickle.UnpicklingError(f"unknown reference {pid!r}")
+
+
+class ProcessRunner:
+    """Owns a child process that steps the session; the parent sees snapshots only."""
+
+    def __init__(self, session, max_hz: float = 60.0, budget: float = BUDGET, threads: int | None = None):
+        from . import session_file
+        self._latest: Snapshot = make_snapshot(session, 0)
+        data = session_file.pack(session)
+        ctx = context()
+        self._conn, child_conn = ctx.Pipe(duplex=True)
+        self._proc = ctx.Process(target=_child_main, args=(child_conn, data, max_hz, budget,
+                                                               threads or default_threads()),
+                                 name="optimlab-runner", daemon=True)
+        self._proc.start()
+        child_conn.close()
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._futures: dict[int, Future] = {}
+        self._tokens = itertools.count()
+        self._last_history = None
+        self._stopping = False
+        self._dead = False
+        self._reader = threading.Thread(target=self._read, name="optimlab-runner-reader", daemon=True)
+        self._reader.start()
+
+    # ----- commands (any thread) -----
+
+    def latest(self) -> Snapshot:
+        with self._lock:
+            return self._latest
+
+    def run(self) -> None:
+        self._post(("run",))
+
+    def pause(self) -> None:
+        self._post(("pause",))
+
+    def step(self, n: int = 1) -> None:
+        self._post(("step", int(n)))
+
+    def cancel(self) -> None:
+        self._post(("cancel",))
+
+    def set_rate_limit(self, steps_per_second: float) -> None:
+        self._post(("rate", float(steps_per_second)))
+
+    def call(self, fn, *args) -> Future:
+        """Run ``fn(session, *args)`` in the runner process; ``fn`` must be importable by name."""
+        return self._request("call", fn, args)
+
+    def apply(self, action) -> Future:
+        from .session import Session
+        return self.call(Session.apply, action)
+
+    def replace(self, build, *args) -> Future:
+        """Swap in ``build(session, *args)`` (built in the runner process); the Future gets its spec."""
+        return self._request("replace", build, args)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the child (within one step) and wait for it; kill it if it does not answer."""
+        self._stopping = True
+        self._post(("stop",))
+        self._proc.join(timeout)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(2)
+        self._reader.join(timeout)
+        self._conn.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.is_alive() or self._reader.is_alive()
+
+    # ----- plumbing -----
+
+    def _request(self, kind: str, fn, args) -> Future:
+        fut: Future = Future()
+        try:
+            payload = pickle.dumps((fn, args), _PROTO)
+        except Exception as e:  # noqa: BLE001 - a closure cannot travel: a programming error, shown
+            fut.set_exception(TypeError(f"{getattr(fn, '__qualname__', fn)} cannot be sent to the runner "
+                                        f"process ({e}); use a module-level function"))
+            return fut
+        token = next(self._tokens)
+        with self._lock:
+            if self._dead:
+                fut.set_exception(RuntimeError("The runner process has ended"))
+                return fut
+            self._futures[token] = fut
+        self._post((kind, token, payload))
+        return fut
+
+    def _post(self, msg) -> None:
+        data = pickle.dumps(msg, _PROTO)
+        with self._send_lock:
+            try:
+                self._conn.send_bytes(data)
+            except (OSError, ValueError):  # the child has gone: the reader reports it
+                pass
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self._conn.recv_bytes()
+            except (EOFError, OSError):
+                break
+            kind = data[:1]
+            body = data[1:]
+            if kind == b"s":
+                snap = _SnapUnpickler(io.BytesIO(body), self._last_history).load()
+                self._last_history = snap.history
+                with self._lock:
+                    self._latest = snap
+                continue
+            msg = pickle.loads(body)
+            with self._lock:
+                fut = self._futures.pop(msg[1], None)
+            if fut is None:
+                continue
+            if msg[0] == "ok":
+                fut.set_result(msg[2])
+            else:
+                _, _, exc, type_name, message, tb = msg
+                if exc is None:
+                    exc = RemoteError(type_name, message)
+                try:
+                    exc.remote_traceback = tb
+                except AttributeError:
+                    exc = RemoteError(type_name, message)
+                    exc.remote_traceback = tb
+                fut.set_exception(exc)
+        self._ended()
+
+    def _ended(self) -> None:
+        """The pipe closed: fail what is pending; if nobody asked, say the run stopped."""
+        self._proc.join(5)
+        with self._lock:
+            self._dead = True
+            pending, self._futures = self._futures, {}
+            if not self._stopping:
+                code = self._proc.exitcode
+                err = RunError("RunnerCrashed", f"The runner process ended unexpectedly (exit code {code}); "
+                               "open or reset the session to start a new one", "")
+                self._latest = replace(self._latest, seq=self._latest.seq + 1, running=False, error=err,
+                                       batch_done=0, batch_total=0)
+        for fut in pending.values():
+            fut.set_exception(RuntimeError("The runner process ended before answering"))
+
+
+# ----- the child -----
+
+class _Sender:
+    """Child side: sends answers in order and the newest snapshot, from one thread."""
+
+    def __init__(self, conn):
+        self._conn = conn
+        self._cond = threading.Condition()
+        self._snap = None
+        self._answers: list[bytes] = []
+        self._closed = False
+        self._sent_history = None
+        self.runner = None
+        self._thread = threading.Thread(target=self._loop, name="optimlab-sender", daemon=True)
+        self._thread.start()
+
+    def offer(self, snap) -> None:  # runner thread, at each publish
+        with self._cond:
+            self._snap = snap
+            self._cond.notify()
+
+    def answer(self, token: int, fut: Future) -> None:  # runner thread, when a call is done
+        exc = fut.exception()
+        if exc is None:
+            try:
+                data = pickle.dumps(("ok", token, fut.result()), _PROTO)
+            except Exception as e:  # noqa: BLE001 - the answer cannot travel: say so
+                exc = TypeError(f"The answer cannot be sent back: {e}")
+        if exc is not None:
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            msg = str(exc) or type(exc).__name__
+            try:
+                data = pickle.dumps(("err", token, exc, type(exc).__name__, msg, tb), _PROTO)
+                pickle.loads(data)  # an exception that cannot be rebuilt travels as RemoteError
+            except Exception:  # noqa: BLE001
+                data = pickle.dumps(("err", token, None, type(exc).__name__, msg, tb), _PROTO)
+        with self._cond:
+            self._answers.append(b"m" + data)
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._snap is None and not self._answers and not self._closed:
+                    self._cond.wait()
+                snap, self._snap = self._snap, None
+                answers, self._answers = self._answers, []
+                closed = self._closed
+            try:
+                if snap is not None:  # before the answers: they may have been published after it
+                    t0 = time.perf_counter()
+                    buf = io.BytesIO()
+                    buf.write(b"s")
+                    _SnapPickler(buf, self._sent_history).dump(snap)
+                    self._sent_history = snap.history
+                    if self.runner is not None:
+                        self.runner.charge_publish(time.perf_counter() - t0)
+                    self._conn.send_bytes(buf.getbuffer())
+                for a in answers:
+                    self._conn.send_bytes(a)
+            except (OSError, ValueError):
+                return  # the parent has gone
+            if closed:
+                return
+
+
+def default_threads() -> int:
+    """torch threads for the runner process: every core but one, which the window keeps.
+
+    A parallel op waits for its slowest thread, so an intra-op team that shares its
+    cores with the window's drawing loses far more than the drawing's share."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def _child_main(conn, data: bytes, max_hz: float, budget: float, threads: int | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the window's to handle
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    from . import session_file
+    from .runner import Runner
+    sender = _Sender(conn)
+    session = session_file.unpack(data, "the session")
+    runner = Runner(session, max_hz, budget, on_publish=sender.offer)
+    sender.runner = runner
+    sender.offer(runner.latest())
+    try:
+        while True:
+            try:
+                msg = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                break
+            kind = msg[0]
+            if kind == "stop":
+                break
+            if kind in ("run", "pause", "cancel"):
+                getattr(runner, kind)()
+            elif kind == "step":
+                runner.step(msg[1])
+            elif kind == "rate":
+                runner.set_rate_limit(msg[1])
+            elif kind in ("call", "replace"):
+                _, token, payload = msg
+                try:
+                    fn, args = pickle.loads(payload)
+                except Exception as e:  # noqa: BLE001 - answered as an error
+                    fut: Future = Future()
+                    fut.set_exception(e)
+                else:
+                    fut = (runner.call if kind == "call" else runner.replace)(fn, *args)
+                fut.add_done_callback(lambda f, t=token: sender.answer(t, f))
+    finally:
+        runner.stop()
+        sender.close()
+        conn.close()

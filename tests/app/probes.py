@@ -1,0 +1,32 @@
+"""Reads (and, for error tests, sabotage) done on the runner, which may be another process:
+module-level functions, so they travel by name."""
+from __future__ import annotations
+
+
+def step_count(s):
+    return s.step_count
+
+
+def journal(s):
+    return list(s.journal)
+
+
+def loss_value(s):
+    return s.loss_value()
+
+
+def scheduler_name(s):
+    return type(s.scheduler).__name__
+
+
+def _boom(*_):
+    raise RuntimeError("boom from the objective")
+
+
+def break_loss(s):
+    """Make the session's loss raise (as a bug in the user's loss would)."""
+    s._loss = _boom
+
+
+def mend_loss(s):
+    del s._loss
