@@ -65,8 +65,17 @@ class RunnerBridge(QObject):
         self._track(self.runner.call(fn, *args), on_ok, on_error)
 
     def replace(self, build, *args, on_ok=None, on_error=None) -> None:
-        """Swap in the session ``build(session, *args)`` makes on the runner; ``on_ok(spec)``."""
+        """Swap in the session ``build(session, *args)`` makes on the runner; ``on_ok(spec)``.
+
+        After a crashed runner process, a new one is started first: building a session
+        (reset, open, any edit of the problem) is how the user carries on."""
+        if self.crashed:
+            self.runner = ProcessRunner(None, shown=self.runner.latest())
         self._track(self.runner.replace(build, *args), on_ok, on_error)
+
+    @property
+    def crashed(self) -> bool:
+        return getattr(self.runner, "crashed", False)
 
     def _track(self, fut, on_ok, on_error) -> None:
         token = self._next

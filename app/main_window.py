@@ -230,6 +230,9 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
 
     @Slot()
     def reset(self) -> None:
+        if self.bridge.crashed:  # the session died with its process: start again from the spec
+            self.replace_session(edits.build, self.spec, on_ok=self._mark)
+            return
         self.bridge.runner.pause()
         self.bridge.runner.cancel()  # a Step N in progress must not carry on from step 0
         self.apply(Reset())

@@ -130,6 +130,11 @@ def tensor_mode(session) -> Session:
     return Session(replace(session.spec, tensors=(t,), groups=(), gradient=GradientSpec()))
 
 
+def blank(session=None) -> Session:
+    """The simplest session (one 2x2 tensor, SGD): where a new runner starts before a rebuild."""
+    return Session(SessionSpec(tensors=(TensorSpec("weight", (2, 2), grad=ManualGrad()),)))
+
+
 def with_optimizer_spec(spec: SessionSpec, name: str, hparams: dict) -> SessionSpec:
     """``spec`` for optimizer ``name``: arguments and group overrides it does not take are dropped."""
     known = catalogue.info(name).defaults

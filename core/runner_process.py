@@ -88,10 +88,16 @@ class _SnapUnpickler(pickle.Unpickler):
 class ProcessRunner:
     """Owns a child process that steps the session; the parent sees snapshots only."""
 
-    def __init__(self, session, max_hz: float = 60.0, budget: float = BUDGET, threads: int | None = None):
+    def __init__(self, session, max_hz: float = 60.0, budget: float = BUDGET, threads: int | None = None,
+                 shown: Snapshot | None = None):
+        """``session`` travels to the child whole; ``None`` starts it on ``edits.blank`` (after a
+        crash), showing ``shown`` until its first snapshot arrives."""
         from . import session_file
-        self._latest: Snapshot = make_snapshot(session, 0)
-        data = session_file.pack(session)
+        if session is not None:
+            self._latest: Snapshot = make_snapshot(session, 0)
+            data = session_file.pack(session)
+        else:
+            self._latest, data = replace(shown, error=None, running=False, paused_reason=None), None
         ctx = context()
         self._conn, child_conn = ctx.Pipe(duplex=True)
         self._proc = ctx.Process(target=_child_main, args=(child_conn, data, max_hz, budget,
@@ -156,6 +162,12 @@ class ProcessRunner:
     @property
     def alive(self) -> bool:
         return self._proc.is_alive() or self._reader.is_alive()
+
+    @property
+    def crashed(self) -> bool:
+        """The child ended without being asked to (killed, out of memory, a crash in native code)."""
+        with self._lock:
+            return self._dead and not self._stopping
 
     # ----- plumbing -----
 
@@ -320,8 +332,9 @@ def _child_main(conn, data: bytes, max_hz: float, budget: float, threads: int | 
         torch.set_num_threads(threads)
     from . import session_file
     from .runner import Runner
+    from .edits import blank
     sender = _Sender(conn)
-    session = session_file.unpack(data, "the session")
+    session = session_file.unpack(data, "the session") if data is not None else blank()
     runner = Runner(session, max_hz, budget, on_publish=sender.offer)
     sender.runner = runner
     sender.offer(runner.latest())

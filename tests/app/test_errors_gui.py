@@ -1,6 +1,9 @@
 """What goes wrong is shown, never swallowed, and the window stays usable; the layout persists."""
 from __future__ import annotations
 
+import os
+import signal
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
@@ -37,6 +40,24 @@ def test_error_inside_the_run_is_shown_with_its_traceback_and_the_window_stays_u
     wait_step(qtbot, win, 1)
     assert win.snapshot.error is None
     assert not visible_boxes(win)  # the old error is not shown again
+
+
+def test_a_killed_runner_process_stops_the_run_not_the_app_and_reset_starts_again(make_window, qtbot):
+    win = make_window(quadratic_spec(shape=(4, 4)))
+    qtbot.mouseClick(win.controls.runButton, LEFT)
+    qtbot.waitUntil(lambda: win.snapshot.step > 20)
+    os.kill(on_runner(win, probes.pid), signal.SIGKILL)  # as the kernel's out-of-memory killer would
+    qtbot.waitUntil(lambda: "ended unexpectedly" in win.last_error)
+    assert not win.snapshot.running and win.isVisible()
+    (box,) = visible_boxes(win)
+    qtbot.mouseClick(box.button(QMessageBox.StandardButton.Ok), LEFT)
+
+    qtbot.mouseClick(win.controls.resetButton, LEFT)  # a new runner process, the same problem at step 0
+    qtbot.waitUntil(lambda: win.snapshot.step == 0 and win.snapshot.error is None
+                    and win.snapshot.tensor("weight") is not None and win.snapshot.tensor("weight").value.shape == (4, 4))
+    qtbot.mouseClick(win.controls.stepButton, LEFT)
+    wait_step(qtbot, win, 1)
+    assert not visible_boxes(win) and win.bridge.runner.alive
 
 
 def test_non_finite_loss_pauses_and_the_status_bar_names_it(make_window, qtbot):
