@@ -1,6 +1,8 @@
 """One place for pyqtgraph's global options and axis tweaks shared by the widgets."""
 from __future__ import annotations
 
+import math
+
 import pyqtgraph as pg
 
 _done = False
@@ -29,6 +31,29 @@ def compact_ticks(axis: pg.AxisItem, width: int | None = None) -> None:
     axis.tickStrings = tick_strings
     if width is not None:
         axis.setWidth(width)
+
+
+def index_ticks(axis: pg.AxisItem, extent=lambda: math.inf) -> None:
+    """Ticks at cell centres labelled with whole indices (a heatmap whose cell i spans
+    [i, i+1)): no "0.5" or "1.5" under a 2-column tensor, and none outside [0, extent())."""
+    spacings = axis.tickSpacing
+
+    def tick_values(a, b, size):
+        lo, hi = min(a, b), max(a, b)  # an inverted axis (rows downwards) asks high to low
+        out, seen = [], set()
+        for spacing, _offset in spacings(lo, hi, size):
+            step = max(1, int(round(spacing)))
+            if step in seen:
+                continue
+            seen.add(step)
+            lo, hi = max(lo, 0.0), min(hi, float(extent()))
+            first = math.ceil((lo - 0.5) / step) * step
+            count = int(math.floor((hi - 0.5 - first) / step)) + 1
+            out.append((step, [first + k * step + 0.5 for k in range(max(0, min(count, 1000)))]))
+        return out
+
+    axis.tickValues = tick_values
+    axis.tickStrings = lambda values, scale, spacing: [str(int(math.floor(v))) for v in values]
 
 
 def map_plot(parent, x_label: str, y_label: str, left_width: int, bottom_height: int):

@@ -15,7 +15,7 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget
 
 from core.snapshot import ArrayView
-from widgets.pg_setup import compact_ticks, configure
+from widgets.pg_setup import compact_ticks, configure, index_ticks
 
 configure()
 
@@ -74,6 +74,9 @@ def as_2d(values: np.ndarray) -> np.ndarray:
 
 
 CELL_SIDE = 6  # tensors up to 6x6 show their numbers in the cells
+
+
+ASPECT_LOCK_MAX = 2  # height/width ratio up to which cells are drawn square
 
 
 class TensorView(QWidget):
@@ -144,6 +147,9 @@ class TensorView(QWidget):
         # resize the view, change its range and its labels again, for ever.
         pi.getAxis("left").setWidth(AXIS_WIDTH)
         pi.getAxis("bottom").setHeight(AXIS_HEIGHT)
+        self._extent = (0, 0)  # (rows, columns) of the drawn image, in index units
+        index_ticks(pi.getAxis("left"), lambda: self._extent[0])
+        index_ticks(pi.getAxis("bottom"), lambda: self._extent[1])
         self.image = pg.ImageItem(axisOrder="row-major")
         pi.addItem(self.image)
         self.colorbar = pg.ColorBarItem(interactive=False, colorMapMenu=False, width=12)
@@ -303,10 +309,12 @@ class TensorView(QWidget):
         key = ("image", v.shape, v.stride)
         if key != self._shape_drawn:
             self._shape_drawn = key
+            self._extent = (h, w)
             self.image.setRect(0, 0, w, h)
             pi = self._image_page.getPlotItem()
-            # Lock the aspect only when it keeps the tensor visible (a 1x4096 row would vanish).
-            pi.setAspectLocked(max(h, w) / min(h, w) <= 8, ratio=1)
+            # Square cells only for squarish tensors: a 16x2 layer (or a 1x4096 row) locked
+            # square is a thin strip in a wide panel; stretched, every cell stays readable.
+            pi.setAspectLocked(max(h, w) / min(h, w) <= ASPECT_LOCK_MAX, ratio=1)
             pi.getViewBox().setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
         self.pages.setCurrentWidget(self._image_page)
 

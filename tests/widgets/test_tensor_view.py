@@ -314,3 +314,29 @@ def test_panel_wraps_into_columns(panel):
     grid = panel._grid
     cols = {grid.getItemPosition(grid.indexOf(v))[1] for v in panel.views().values()}
     assert cols == {0, 1}  # 700 px: two columns
+
+
+def _ticks(view, side):
+    ax = view._image_page.getPlotItem().getAxis(side)
+    levels = ax.tickValues(ax.range[0], ax.range[1], 300)
+    values = sorted({v for _, vs in levels for v in vs})
+    return values, ax.tickStrings(values, 1.0, 1.0)
+
+
+def test_axes_label_whole_indices_at_cell_centres_and_only_inside_the_tensor(view, qtbot):
+    view.resize(420, 200)  # wide: the square cells leave room left and right of a 2x2
+    view.setView(av(np.arange(4.0).reshape(2, 2)), "w")
+    qtbot.wait(10)
+    assert _ticks(view, "bottom") == ([0.5, 1.5], ["0", "1"])
+    assert _ticks(view, "left") == ([0.5, 1.5], ["0", "1"])  # rows: an inverted axis
+
+
+def test_a_long_thin_tensor_fills_the_panel_instead_of_a_strip(view, qtbot):
+    view.resize(420, 200)
+    view.setView(av(np.arange(32.0).reshape(16, 2)), "w")
+    qtbot.wait(10)
+    vb = view._image_page.getPlotItem().getViewBox()
+    (x0, x1), _ = vb.viewRange()
+    assert not vb.state["aspectLocked"] and x1 - x0 < 2.5  # two columns span the width
+    values, labels = _ticks(view, "left")
+    assert labels[0] == "0" and int(labels[-1]) <= 15
