@@ -144,10 +144,9 @@ def time_bare(make, n):
 
 
 def time_runner(spec, n):
-    session = Session(spec)
-    r = Runner(session)
-    # warm up on the runner thread, as the bare loop does on its own thread (a step taken on
-    # the main thread would leave that thread's OpenMP team spinning beside the runner)
+    # built and warmed up on the runner thread, as the bare loop is on its own thread: torch
+    # work on the main thread would leave its OpenMP team behind, slowing the runner 3x
+    r = Runner(lambda: Session(spec))
     r.call(lambda s: s.step_once()).result()
     try:
         start_step = r.latest().step

@@ -11,7 +11,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from core.snapshot import History
-from widgets.pg_setup import compact_ticks, configure
+from widgets.pg_setup import cache_axes, compact_ticks, configure
 
 configure()
 
@@ -63,6 +63,7 @@ class CurvesView(QWidget):
         self._markers: dict[str, pg.PlotDataItem] = {}
         for row, name in enumerate(SERIES):
             plot = self.graphics.addPlot(row=row, col=0)
+            cache_axes(plot)
             plot.hideButtons()
             plot.setMenuEnabled(False)
             plot.showGrid(x=True, y=True, alpha=0.2)

@@ -15,7 +15,7 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget
 
 from core.snapshot import ArrayView
-from widgets.pg_setup import compact_ticks, configure, index_ticks
+from widgets.pg_setup import cache_axes, compact_ticks, configure, index_ticks
 
 configure()
 
@@ -124,6 +124,10 @@ class TensorView(QWidget):
         self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.stats = QLabel(self)
         self.stats.setWordWrap(True)
+        # two lines, always: a label whose height follows its text resizes the plot above it
+        # whenever the numbers wrap differently, and every resize redraws the plot's axes
+        self.stats.setFixedHeight(2 * self.stats.fontMetrics().lineSpacing() + 2)
+        self.stats.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.stats.setStyleSheet("color: palette(mid);")
         self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
@@ -154,6 +158,7 @@ class TensorView(QWidget):
         pi.addItem(self.image)
         self.colorbar = pg.ColorBarItem(interactive=False, colorMapMenu=False, width=12)
         compact_ticks(self.colorbar.axis, 52)
+        cache_axes(pi, self.colorbar.axis)
         pi.layout.addItem(self.colorbar, 2, 5)
         pi.layout.setColumnFixedWidth(4, 4)
         pi.getViewBox().disableAutoRange()
@@ -169,6 +174,7 @@ class TensorView(QWidget):
         pi.showGrid(y=True, alpha=0.25)
         compact_ticks(pi.getAxis("left"), AXIS_WIDTH + 8)
         pi.getAxis("bottom").setHeight(AXIS_HEIGHT)
+        cache_axes(pi)
         brush = pg.mkBrush(90, 160, 230)
         self.bars = pg.BarGraphItem(x=[0.0], height=[0.0], width=0.8, brush=brush, pen=None)
         self.step_curve = pg.PlotDataItem(
