@@ -17,8 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from core import objectives  # noqa: E402
+from core import edits, objectives  # noqa: E402
 from core.runner import Runner  # noqa: E402
+from core.runner_process import ProcessRunner  # noqa: E402
 from core.session import Session  # noqa: E402
 from core.spec import GradientSpec, ManualGrad, SessionSpec, TensorSpec  # noqa: E402
 from core.task_spec import TaskSpec  # noqa: E402
@@ -143,11 +144,20 @@ def time_bare(make, n):
     return out[0]
 
 
-def time_runner(spec, n):
+def warm_step(session) -> None:
+    session.step_once()
+
+
+def time_runner(spec, n, process: bool = False):
     # built and warmed up on the runner thread, as the bare loop is on its own thread: torch
-    # work on the main thread would leave its OpenMP team behind, slowing the runner 3x
-    r = Runner(lambda: Session(spec))
-    r.call(lambda s: s.step_once()).result()
+    # work on the main thread would leave its OpenMP team behind, slowing the runner 3x.
+    # --process: the app's runner, in its own process (started blank, then built there)
+    if process:
+        r = ProcessRunner(None)
+        r.replace(edits.build, spec).result()
+    else:
+        r = Runner(lambda: Session(spec))
+    r.call(warm_step).result()
     try:
         start_step = r.latest().step
         seen = set()
@@ -170,6 +180,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer steps (a smoke run, noisier)")
     ap.add_argument("--only", help="run only the cases whose label starts with this, e.g. '(c)'")
     ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("--process", action="store_true",
+                    help="measure the runner in its own process, as the app runs it")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeats} runs each")
@@ -186,7 +198,7 @@ def main() -> None:
             # alternate which side goes first: the first run in a process is often the fastest
             if k % 2 == 0:
                 best_bare = max(best_bare, time_bare(bare, n))
-            rate, seen, elapsed = time_runner(spec, n)
+            rate, seen, elapsed = time_runner(spec, n, args.process)
             if rate > best_run:
                 best_run, snaps = rate, seen / elapsed
             if k % 2 == 1:

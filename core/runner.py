@@ -33,13 +33,16 @@ def run_steps(session: Session, n: int, budget: Budget | None = None, cancelled=
 class Runner:
     """Owns a Session on a background thread (plain ``threading``, no Qt)."""
 
-    def __init__(self, session, max_hz: float = 60.0, budget: float = BUDGET, on_publish=None, fallback=None):
+    def __init__(self, session, max_hz: float = 60.0, budget: float = BUDGET, on_publish=None, fallback=None,
+                 on_session=None):
         """``session`` is a Session, or a function that makes one: it is then called on the
         runner thread. Build where you step: a torch op run on another thread first leaves
         that thread's OpenMP team behind, and the steps then run at a third of their speed
         (seen on the digits MLP). If the function raises, ``fallback()`` is used and the
-        error is shown in the first snapshot."""
+        error is shown in the first snapshot. ``on_session(session)`` is called on the runner
+        thread whenever a session is taken on (built or swapped in)."""
         built = isinstance(session, Session)
+        self._on_session = on_session
         self._factory = None if built else session
         self._fallback = fallback
         self._session = session if built else None
@@ -116,6 +119,8 @@ class Runner:
         if not isinstance(new, Session):
             raise TypeError(f"{getattr(build, '__name__', build)} returned {type(new).__name__}, not a Session")
         self._session = new
+        if self._on_session is not None:
+            self._on_session(new)
         self._running = False
         self._pending = 0
         self._batch_total = self._batch_done = 0
@@ -152,6 +157,8 @@ class Runner:
                 raise
             self._error = RunError(type(e).__name__, f"Could not open the session: {e}", traceback.format_exc())
             self._session = self._fallback()
+        if self._on_session is not None:
+            self._on_session(self._session)
         self._publish()
         self._ready.set()
 

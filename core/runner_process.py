@@ -40,6 +40,7 @@ from dataclasses import replace
 
 from .history import BUDGET
 from .observe import make_snapshot
+from .session import SMALL_NUMEL
 from .snapshot import RunError, Snapshot
 
 _PROTO = pickle.HIGHEST_PROTOCOL
@@ -88,20 +89,24 @@ class _SnapUnpickler(pickle.Unpickler):
 class ProcessRunner:
     """Owns a child process that steps the session; the parent sees snapshots only."""
 
-    def __init__(self, session, max_hz: float = 60.0, budget: float = BUDGET, threads: int | None = None,
-                 shown: Snapshot | None = None):
+    def __init__(self, session, max_hz: float = 60.0, budget: float = BUDGET, shown: Snapshot | None = None):
         """``session`` travels to the child whole; ``None`` starts it on ``edits.blank`` (after a
-        crash), showing ``shown`` until its first snapshot arrives."""
+        crash, or to build there with ``replace``), showing ``shown`` until its first snapshot
+        arrives (without ``shown``, ``latest()`` waits for that snapshot)."""
         from . import session_file
+        self._first = threading.Event()
+        self._latest: Snapshot | None = None
+        data = None
         if session is not None:
-            self._latest: Snapshot = make_snapshot(session, 0)
+            self._latest = make_snapshot(session, 0)
             data = session_file.pack(session)
-        else:
-            self._latest, data = replace(shown, error=None, running=False, paused_reason=None), None
+        elif shown is not None:
+            self._latest = replace(shown, error=None, running=False, paused_reason=None)
+        if self._latest is not None:
+            self._first.set()
         ctx = context()
         self._conn, child_conn = ctx.Pipe(duplex=True)
-        self._proc = ctx.Process(target=_child_main, args=(child_conn, data, max_hz, budget,
-                                                               threads or default_threads()),
+        self._proc = ctx.Process(target=_child_main, args=(child_conn, data, max_hz, budget),
                                  name="optimlab-runner", daemon=True)
         self._proc.start()
         child_conn.close()
@@ -118,6 +123,7 @@ class ProcessRunner:
     # ----- commands (any thread) -----
 
     def latest(self) -> Snapshot:
+        self._first.wait(60)
         with self._lock:
             return self._latest
 
@@ -209,6 +215,7 @@ class ProcessRunner:
                 self._last_history = snap.history
                 with self._lock:
                     self._latest = snap
+                self._first.set()
                 continue
             msg = pickle.loads(body)
             with self._lock:
@@ -232,6 +239,7 @@ class ProcessRunner:
     def _ended(self) -> None:
         """The pipe closed: fail what is pending; if nobody asked, say the run stopped."""
         self._proc.join(5)
+        self._first.set()
         with self._lock:
             self._dead = True
             pending, self._futures = self._futures, {}
@@ -239,8 +247,9 @@ class ProcessRunner:
                 code = self._proc.exitcode
                 err = RunError("RunnerCrashed", f"The runner process ended unexpectedly (exit code {code}); "
                                "open or reset the session to start a new one", "")
-                self._latest = replace(self._latest, seq=self._latest.seq + 1, running=False, error=err,
-                                       batch_done=0, batch_total=0)
+                if self._latest is not None:
+                    self._latest = replace(self._latest, seq=self._latest.seq + 1, running=False, error=err,
+                                           batch_done=0, batch_total=0)
         for fut in pending.values():
             fut.set_exception(RuntimeError("The runner process ended before answering"))
 
@@ -317,32 +326,38 @@ class _Sender:
                 return
 
 
-def default_threads() -> int:
-    """torch threads for the runner process: ``OPTIMLAB_THREADS`` if set, else every core
-    but one, which the window keeps.
+def threads_for(session) -> int:
+    """torch threads for the runner process: ``OPTIMLAB_THREADS`` if set; else, for a small
+    problem, every core but one (the window keeps one), and for a big one every core.
 
-    A parallel op waits for its slowest thread, so an intra-op team that shares its cores
-    with the window's drawing loses far more than the drawing's share: on 2 cores the
-    MLP-sized case ran at 0.59x the bare loop with 2 threads and 0.88x with 1.
+    A parallel op waits for its slowest thread, so a small op's intra-op team that shares
+    its cores with the window's drawing loses far more than the drawing's share: on 2 cores
+    the MLP-sized case ran at 0.59x the bare loop with 2 threads and 0.88x with 1. A big
+    tensor's ops are long enough that all cores win despite the window.
     """
     env = os.environ.get("OPTIMLAB_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return max(1, (os.cpu_count() or 1) - 1)
+    cores = os.cpu_count() or 1
+    return cores if session.numel() > SMALL_NUMEL else max(1, cores - 1)
 
 
-def _child_main(conn, data: bytes, max_hz: float, budget: float, threads: int | None) -> None:
+def _set_threads(session) -> None:
+    import torch
+    n = threads_for(session)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def _child_main(conn, data: bytes, max_hz: float, budget: float) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the window's to handle
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
     from . import session_file
     from .runner import Runner
     from .edits import blank
     sender = _Sender(conn)
     # the session is unpacked on the runner thread, which steps it (see Runner)
     runner = Runner((lambda: session_file.unpack(data, "the session")) if data is not None else blank,
-                    max_hz, budget, on_publish=sender.offer, fallback=blank)
+                    max_hz, budget, on_publish=sender.offer, fallback=blank, on_session=_set_threads)
     sender.runner = runner
     try:
         while True:
