@@ -11,8 +11,9 @@ shared-memory reducers):
 - parent -> child: ``("run"|"pause"|"cancel",)``, ``("step", n)``, ``("rate", x)``,
   ``("call"|"replace", token, payload)`` where payload pickles ``(fn, args)``
   (module-level functions, see ``core.edits``), and ``("stop",)``;
-- child -> parent: ``("snap", Snapshot)``, ``("ok", token, result)``,
-  ``("err", token, exception-or-None, type, message, traceback)``.
+- child -> parent: ``b"s"`` + a Snapshot, or ``b"m"`` + the token (8 bytes) + either
+  ``("ok", token, result)`` or ``("err", token, exception-or-None, type, message, traceback)``
+  (the token outside the pickle: an answer that cannot be read still fails its Future).
 
 A snapshot published before a call's answer reaches the parent first, so when a
 call's Future is done, ``latest()`` already shows its effect. An unchanged history
@@ -208,33 +209,42 @@ class ProcessRunner:
                 data = self._conn.recv_bytes()
             except (EOFError, OSError):
                 break
-            kind = data[:1]
-            body = data[1:]
-            if kind == b"s":
-                snap = _SnapUnpickler(io.BytesIO(body), self._last_history).load()
-                self._last_history = snap.history
-                with self._lock:
-                    self._latest = snap
-                self._first.set()
-                continue
-            msg = pickle.loads(body)
-            with self._lock:
-                fut = self._futures.pop(msg[1], None)
-            if fut is None:
-                continue
-            if msg[0] == "ok":
-                fut.set_result(msg[2])
-            else:
-                _, _, exc, type_name, message, tb = msg
-                if exc is None:
-                    exc = RemoteError(type_name, message)
-                try:
-                    exc.remote_traceback = tb
-                except AttributeError:
-                    exc = RemoteError(type_name, message)
-                    exc.remote_traceback = tb
-                fut.set_exception(exc)
+            try:
+                self._handle(data)
+            except Exception:  # noqa: BLE001 - one bad message must not end the reader
+                traceback.print_exc()
         self._ended()
+
+    def _handle(self, data: bytes) -> None:
+        if data[:1] == b"s":
+            snap = _SnapUnpickler(io.BytesIO(data[1:]), self._last_history).load()
+            self._last_history = snap.history
+            with self._lock:
+                self._latest = snap
+            self._first.set()
+            return
+        token = int.from_bytes(data[1:9], "little")
+        with self._lock:
+            fut = self._futures.pop(token, None)
+        if fut is None:
+            return
+        try:
+            msg = pickle.loads(data[9:])
+        except Exception as e:  # noqa: BLE001 - the caller learns why instead of waiting for ever
+            fut.set_exception(RemoteError(type(e).__name__, f"The runner's answer could not be read: {e}"))
+            return
+        if msg[0] == "ok":
+            fut.set_result(msg[2])
+            return
+        _, _, exc, type_name, message, tb = msg
+        if exc is None:
+            exc = RemoteError(type_name, message)
+        try:
+            exc.remote_traceback = tb
+        except AttributeError:
+            exc = RemoteError(type_name, message)
+            exc.remote_traceback = tb
+        fut.set_exception(exc)
 
     def _ended(self) -> None:
         """The pipe closed: fail what is pending; if nobody asked, say the run stopped."""
@@ -291,7 +301,7 @@ class _Sender:
             except Exception:  # noqa: BLE001
                 data = pickle.dumps(("err", token, None, type(exc).__name__, msg, tb), _PROTO)
         with self._cond:
-            self._answers.append(b"m" + data)
+            self._answers.append(b"m" + token.to_bytes(8, "little") + data)
             self._cond.notify()
 
     def close(self) -> None:

@@ -159,3 +159,14 @@ def test_stop_ends_the_child_within_a_step_even_while_running(runner):
     t0 = time.perf_counter()
     r.stop()
     assert not r.alive and time.perf_counter() - t0 < 5
+
+
+def returns_a_closure(s):
+    return lambda: s
+
+
+def test_an_answer_that_cannot_travel_back_is_an_error_not_a_hang(runner):
+    r = runner(Session(rosen_spec()))
+    with pytest.raises(TypeError, match="cannot be sent back"):
+        r.call(returns_a_closure).result(10)
+    assert r.call(step_count).result(10) == 0
