@@ -74,6 +74,11 @@ class RunnerBridge(QObject):
         self._track(self.runner.replace(build, *args), on_ok, on_error)
 
     @property
+    def pending(self) -> int:
+        """Calls sent whose answers have not been handled yet."""
+        return len(self._callbacks)
+
+    @property
     def crashed(self) -> bool:
         return getattr(self.runner, "crashed", False)
 

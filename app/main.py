@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="1280x800", help="with --screenshot: window size")
     ap.add_argument("--raise", dest="raise_docks", action="append", default=[], metavar="DOCK",
                     help="with --screenshot: bring this dock to the front (e.g. landscape, problem); repeatable")
+    ap.add_argument("--color-scheme", choices=("system", "light", "dark"), default="system",
+                    help="light or dark palette (default: the desktop's)")
     args = ap.parse_args(argv)
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -42,6 +44,8 @@ def main(argv=None) -> int:
     from widgets import pg_setup
     pg_setup.configure()
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    from .theme import apply_scheme
+    apply_scheme(app, args.color_scheme)
     app.setApplicationName("optimlab")
     app.setOrganizationName("optimlab")
     from core.files import LoadError
@@ -51,6 +55,8 @@ def main(argv=None) -> int:
     except (LoadError, SpecError, KeyError) as e:
         print(f"optimlab: {e}", file=sys.stderr)
         return 2
+    from core import edits
+
     from .main_window import MainWindow
     if args.screenshot:
         settings = QSettings(os.path.join(os.path.dirname(os.path.abspath(args.screenshot)), ".optimlab-shot.ini"),
@@ -73,16 +79,15 @@ def main(argv=None) -> int:
         if args.steps:
             win.bridge.runner.step(args.steps)
         target = session.step_count + args.steps
+        win.bridge.call(edits.noop)  # answered once the runner process is up and the steps are done
         end = time.monotonic() + 120
-        while time.monotonic() < end:
+        settled = 0
+        while time.monotonic() < end and settled < 20:
             app.processEvents()
             snap = win.bridge.latest()
-            if snap.step >= target and not snap.running:
-                break
-            time.sleep(0.01)
-        for _ in range(20):
-            win.bridge.poll()
-            app.processEvents()
+            # done when the steps are drawn and no answer (a landscape grid, ...) is awaited
+            done = snap.step >= target and not snap.running and not win.bridge.pending
+            settled = settled + 1 if done else 0
             time.sleep(0.02)
         ok = win.grab().save(args.screenshot)
         win.dirty = False

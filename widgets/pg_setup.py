@@ -48,27 +48,29 @@ def cache_axes(plot: pg.PlotItem, *extra: pg.AxisItem) -> None:
         axis.setCacheMode(mode)
 
 
-def index_ticks(axis: pg.AxisItem, extent=lambda: math.inf) -> None:
-    """Ticks at cell centres labelled with whole indices (a heatmap whose cell i spans
-    [i, i+1)): no "0.5" or "1.5" under a 2-column tensor, and none outside [0, extent())."""
+def index_ticks(axis: pg.AxisItem, extent=lambda: math.inf, centre: float = 0.5) -> None:
+    """Ticks labelled with whole indices only: index i sits at ``i + centre`` (0.5 for a
+    heatmap whose cell i spans [i, i+1), 0 for bars centred on i). No "0.5" under a
+    2-column tensor, and no index outside [0, extent())."""
     spacings = axis.tickSpacing
 
     def tick_values(a, b, size):
         lo, hi = min(a, b), max(a, b)  # an inverted axis (rows downwards) asks high to low
+        first_i = max(0, math.ceil(lo - centre))
+        last_i = min(math.floor(hi - centre), math.ceil(float(extent())) - 1)
         out, seen = [], set()
         for spacing, _offset in spacings(lo, hi, size):
             step = max(1, int(round(spacing)))
             if step in seen:
                 continue
             seen.add(step)
-            lo, hi = max(lo, 0.0), min(hi, float(extent()))
-            first = math.ceil((lo - 0.5) / step) * step
-            count = int(math.floor((hi - 0.5 - first) / step)) + 1
-            out.append((step, [first + k * step + 0.5 for k in range(max(0, min(count, 1000)))]))
+            start = math.ceil(first_i / step) * step
+            count = (last_i - start) // step + 1 if last_i >= start else 0
+            out.append((step, [start + k * step + centre for k in range(min(count, 1000))]))
         return out
 
     axis.tickValues = tick_values
-    axis.tickStrings = lambda values, scale, spacing: [str(int(math.floor(v))) for v in values]
+    axis.tickStrings = lambda values, scale, spacing: [str(int(round(v - centre))) for v in values]
 
 
 def map_plot(parent, x_label: str, y_label: str, left_width: int, bottom_height: int):

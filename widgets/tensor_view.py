@@ -174,6 +174,8 @@ class TensorView(QWidget):
         pi.showGrid(y=True, alpha=0.25)
         compact_ticks(pi.getAxis("left"), AXIS_WIDTH + 8)
         pi.getAxis("bottom").setHeight(AXIS_HEIGHT)
+        self._bar_count = 0  # elements along the x axis, for its index ticks
+        index_ticks(pi.getAxis("bottom"), lambda: self._bar_count, centre=0.0)
         cache_axes(pi)
         brush = pg.mkBrush(90, 160, 230)
         self.bars = pg.BarGraphItem(x=[0.0], height=[0.0], width=0.8, brush=brush, pen=None)
@@ -383,6 +385,7 @@ class TensorView(QWidget):
             self._shape_drawn = key
             vb.disableAutoRange()
             n = d.shape[0] * s
+            self._bar_count = v.shape[0]
             vb.setXRange(-0.6 * s, n - 0.4 * s, padding=0)
             self._yrange = None
         self._fit_y(vb, d)

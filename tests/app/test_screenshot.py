@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QDockWidget
+
+from app.theme import apply_scheme
 
 from .conftest import quadratic_spec
 
@@ -41,3 +44,23 @@ def test_every_dock_has_room_and_none_is_hidden_in_the_default_layout(make_windo
         qtbot.waitUntil(lambda d=d: d.isVisible() and not d.visibleRegion().isEmpty())
         assert d.width() >= 200 and d.height() >= 120, (d.windowTitle(), d.size())
     assert win.centralWidget().width() >= 400 and win.centralWidget().height() >= 400
+
+
+def test_dark_screenshot_waits_for_the_runner_and_draws_the_landscape(tmp_path):
+    png = tmp_path / "dark.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    done = subprocess.run([sys.executable, "-m", "app", "--screenshot", str(png), "--example", "adam_rosenbrock",
+                           "--color-scheme", "dark", "--raise", "landscape"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    img = QImage(str(png))
+    assert img.pixelColor(640, 795).lightness() < 80  # the status bar: a dark palette
+    # the landscape dock (top right) shows the contour map, not an empty black plot
+    colourful = sum(img.pixelColor(x, y).saturation() > 80 and img.pixelColor(x, y).value() > 60
+                    for x in range(960, 1240, 10) for y in range(60, 320, 10))
+    assert colourful > 0.5 * 28 * 26
+
+
+def test_an_unknown_colour_scheme_is_refused_in_one_sentence():
+    with pytest.raises(ValueError, match="Unknown colour scheme 'blue'"):
+        apply_scheme(None, "blue")

@@ -317,7 +317,8 @@ def test_panel_wraps_into_columns(panel):
 
 
 def _ticks(view, side):
-    ax = view._image_page.getPlotItem().getAxis(side)
+    page = view if hasattr(view, "getPlotItem") else view._image_page
+    ax = page.getPlotItem().getAxis(side)
     levels = ax.tickValues(ax.range[0], ax.range[1], 300)
     values = sorted({v for _, vs in levels for v in vs})
     return values, ax.tickStrings(values, 1.0, 1.0)
@@ -340,3 +341,9 @@ def test_a_long_thin_tensor_fills_the_panel_instead_of_a_strip(view, qtbot):
     assert not vb.state["aspectLocked"] and x1 - x0 < 2.5  # two columns span the width
     values, labels = _ticks(view, "left")
     assert labels[0] == "0" and int(labels[-1]) <= 15
+
+
+def test_bars_are_labelled_with_whole_indices_under_each_bar(view, qtbot):
+    view.setView(av(np.array([0.5, -1.0])), "w")
+    qtbot.wait(10)
+    assert _ticks(view._bars_page, "bottom") == ([0.0, 1.0], ["0", "1"])
