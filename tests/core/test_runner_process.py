@@ -170,3 +170,16 @@ def test_an_answer_that_cannot_travel_back_is_an_error_not_a_hang(runner):
     with pytest.raises(TypeError, match="cannot be sent back"):
         r.call(returns_a_closure).result(10)
     assert r.call(step_count).result(10) == 0
+
+
+def raises_an_unpicklable_error(s):
+    class LocalError(Exception):
+        pass
+    raise LocalError("only the child knows this class")
+
+
+def test_an_error_that_cannot_travel_arrives_as_remote_error_with_its_message(runner):
+    r = runner(Session(rosen_spec()))
+    with pytest.raises(RemoteError, match="only the child knows this class") as info:
+        r.call(raises_an_unpicklable_error).result(10)
+    assert info.value.type_name == "LocalError" and "raises_an_unpicklable_error" in info.value.remote_traceback
