@@ -18,14 +18,15 @@ from core.runner import Runner
 from core.runner_process import ProcessRunner
 from core.session import Session
 
-FRAME_MS = 25  # 40 Hz polling; the runner publishes at most 60 snapshots/s
+FRAME_MS = 25  # 40 Hz polling
+SNAPSHOT_HZ = 1000 / FRAME_MS  # the runner publishes no more than the window can draw
 
 
 def make_runner(session: Session, process: bool | None = None):
     """A ProcessRunner, or a thread Runner if ``process`` is False or OPTIMLAB_RUNNER=thread."""
     if process is None:
         process = os.environ.get("OPTIMLAB_RUNNER", "process") != "thread"
-    return ProcessRunner(session) if process else Runner(session)
+    return ProcessRunner(session, max_hz=SNAPSHOT_HZ) if process else Runner(session, max_hz=SNAPSHOT_HZ)
 
 
 class RunnerBridge(QObject):
@@ -70,7 +71,7 @@ class RunnerBridge(QObject):
         After a crashed runner process, a new one is started first: building a session
         (reset, open, any edit of the problem) is how the user carries on."""
         if self.crashed:
-            self.runner = ProcessRunner(None, shown=self.runner.latest())
+            self.runner = ProcessRunner(None, max_hz=SNAPSHOT_HZ, shown=self.runner.latest())
         self._track(self.runner.replace(build, *args), on_ok, on_error)
 
     @property
