@@ -26,6 +26,7 @@ from core.task_spec import TaskSpec  # noqa: E402
 from core.tasks import Task  # noqa: E402
 
 POLL = 0.025  # the GUI reads the latest snapshot about this often
+SNAPSHOT_HZ = 40  # as the app asks of its runner (app/bridge.py)
 
 
 def case_seed():
@@ -153,10 +154,10 @@ def time_runner(spec, n, process: bool = False):
     # work on the main thread would leave its OpenMP team behind, slowing the runner 3x.
     # --process: the app's runner, in its own process (started blank, then built there)
     if process:
-        r = ProcessRunner(None)
+        r = ProcessRunner(None, max_hz=SNAPSHOT_HZ)
         r.replace(edits.build, spec).result()
     else:
-        r = Runner(lambda: Session(spec))
+        r = Runner(lambda: Session(spec), max_hz=SNAPSHOT_HZ)
     r.call(warm_step).result()
     try:
         start_step = r.latest().step
