@@ -128,10 +128,6 @@ class Runner:
         self._paused_reason = None
         return new.spec
 
-    def charge_publish(self, seconds: float) -> None:
-        """Count time spent delivering snapshots elsewhere (another thread) against their budget."""
-        self._snap_budget.charge(seconds)
-
     def stop(self, timeout: float = 10.0) -> None:
         """End the thread (within one step) and wait for it."""
         self._stop = True

@@ -11,14 +11,15 @@ shared-memory reducers):
 - parent -> child: ``("run"|"pause"|"cancel",)``, ``("step", n)``, ``("rate", x)``,
   ``("call"|"replace", token, payload)`` where payload pickles ``(fn, args)``
   (module-level functions, see ``core.edits``), and ``("stop",)``;
-- child -> parent: ``b"s"`` + a Snapshot, or ``b"m"`` + the token (8 bytes) + either
+- child -> parent: ``b"h"`` + a History, ``b"s"`` + a Snapshot whose history is the last
+  History sent, or ``b"m"`` + the token (8 bytes) + either
   ``("ok", token, result)`` or ``("err", token, exception-or-None, type, message, traceback)``
   (the token outside the pickle: an answer that cannot be read still fails its Future).
 
 A snapshot published before a call's answer reaches the parent first, so when a
-call's Future is done, ``latest()`` already shows its effect. An unchanged history
-is sent as a reference to the previous one (same object on both sides), so the
-curves are not redrawn for nothing and the pipe carries only what changed.
+call's Future is done, ``latest()`` already shows its effect. A history is sent only
+when it changed and snapshots refer to it (the same object on the parent's side), so
+the curves are not redrawn for nothing and the pipe carries only what changed.
 
 Children are forked from a fork server that has already imported torch: the first
 start costs an interpreter and torch's import (about a second), later ones a few
@@ -34,7 +35,6 @@ import os
 import pickle
 import signal
 import threading
-import time
 import traceback
 from concurrent.futures import Future
 from dataclasses import replace
@@ -68,12 +68,14 @@ class RemoteError(RuntimeError):
 # ----- snapshots over the pipe, with the history sent only when it changed -----
 
 class _SnapPickler(pickle.Pickler):
-    def __init__(self, f, same_history):
+    """Pickles a snapshot with its history left out (sent on its own when it changes)."""
+
+    def __init__(self, f, history):
         super().__init__(f, _PROTO)
-        self._same = same_history
+        self._history = history
 
     def persistent_id(self, obj):
-        return "history" if obj is self._same and obj is not None else None
+        return "history" if obj is self._history else None
 
 
 class _SnapUnpickler(pickle.Unpickler):
@@ -216,9 +218,11 @@ class ProcessRunner:
         self._ended()
 
     def _handle(self, data: bytes) -> None:
+        if data[:1] == b"h":
+            self._last_history = pickle.loads(data[1:])
+            return
         if data[:1] == b"s":
             snap = _SnapUnpickler(io.BytesIO(data[1:]), self._last_history).load()
-            self._last_history = snap.history
             with self._lock:
                 self._latest = snap
             self._first.set()
@@ -267,22 +271,38 @@ class ProcessRunner:
 # ----- the child -----
 
 class _Sender:
-    """Child side: sends answers in order and the newest snapshot, from one thread."""
+    """Child side: sends answers in order and the newest snapshot, from one thread.
+
+    Snapshots are pickled on the runner thread as they are published (their cost counts in
+    the runner's snapshot budget; the sender thread only writes bytes, which needs the
+    interpreter lock for a moment). A snapshot refers to its history, which is pickled
+    only when it changed; both wait in one-deep slots, so a parent that reads slowly gets
+    the newest snapshot after the history it refers to, never a backlog.
+    """
 
     def __init__(self, conn):
         self._conn = conn
         self._cond = threading.Condition()
-        self._snap = None
+        self._history: bytes | None = None
+        self._snap: bytes | None = None
         self._answers: list[bytes] = []
         self._closed = False
-        self._sent_history = None
-        self.runner = None
+        self._pickled_history = None
         self._thread = threading.Thread(target=self._loop, name="optimlab-sender", daemon=True)
         self._thread.start()
 
     def offer(self, snap) -> None:  # runner thread, at each publish
+        history = None
+        if snap.history is not self._pickled_history:
+            history = b"h" + pickle.dumps(snap.history, _PROTO)
+            self._pickled_history = snap.history
+        buf = io.BytesIO()
+        buf.write(b"s")
+        _SnapPickler(buf, snap.history).dump(snap)
         with self._cond:
-            self._snap = snap
+            if history is not None:
+                self._history = history
+            self._snap = buf.getvalue()
             self._cond.notify()
 
     def answer(self, token: int, fut: Future) -> None:  # runner thread, when a call is done
@@ -315,21 +335,15 @@ class _Sender:
             with self._cond:
                 while self._snap is None and not self._answers and not self._closed:
                     self._cond.wait()
+                history, self._history = self._history, None
                 snap, self._snap = self._snap, None
                 answers, self._answers = self._answers, []
                 closed = self._closed
             try:
-                if snap is not None:  # before the answers: they may have been published after it
-                    t0 = time.perf_counter()
-                    buf = io.BytesIO()
-                    buf.write(b"s")
-                    _SnapPickler(buf, self._sent_history).dump(snap)
-                    self._sent_history = snap.history
-                    if self.runner is not None:
-                        self.runner.charge_publish(time.perf_counter() - t0)
-                    self._conn.send_bytes(buf.getbuffer())
-                for a in answers:
-                    self._conn.send_bytes(a)
+                # the history before the snapshot that refers to it; the snapshot before the
+                # answers (they were given after it was published)
+                for data in ([history] if history else []) + ([snap] if snap else []) + answers:
+                    self._conn.send_bytes(data)
             except (OSError, ValueError):
                 return  # the parent has gone
             if closed:
@@ -368,7 +382,6 @@ def _child_main(conn, data: bytes, max_hz: float, budget: float) -> None:
     # the session is unpacked on the runner thread, which steps it (see Runner)
     runner = Runner((lambda: session_file.unpack(data, "the session")) if data is not None else blank,
                     max_hz, budget, on_publish=sender.offer, fallback=blank, on_session=_set_threads)
-    sender.runner = runner
     try:
         while True:
             try:
