@@ -333,7 +333,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
             self._draw_slow(s)
         self.optimizer_panel.setState(s.optimizer, self.spec.hparams, s.groups)
         self.status.setText(format_status(s.step, s.loss, s.steps_per_second, s.device))
-        if s.error is not None and s.error is not self._shown_error:
+        if s.error is not None and s.error != self._shown_error:
             self._shown_error = s.error
             self.show_error("The run stopped", f"{s.error.type}: {s.error.message}", s.error.traceback)
         elif s.paused_reason and s.paused_reason != self.statusBar().currentMessage():

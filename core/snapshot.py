@@ -5,6 +5,7 @@ import torch). Arrays are made read-only so a widget cannot edit what it draws.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,6 +117,10 @@ class RunError:
     type: str
     message: str
     traceback: str
+    # tells two occurrences of the same error apart (snapshots may arrive as copies, so
+    # identity cannot, and a restarted runner process counts from scratch): the window
+    # shows each occurrence once
+    when_ns: int = field(default_factory=time.time_ns)
 
 
 @dataclass(frozen=True)
