@@ -96,6 +96,7 @@ def main(argv=None) -> int:
         print(f"wrote {args.screenshot}" if ok else f"optimlab: could not write {args.screenshot}")
         return 0 if ok else 1
     win = MainWindow(session)
+    del session  # it now lives in the runner process: no second copy of its tensors here
     win.show()
     return app.exec()
 

@@ -38,7 +38,8 @@ def _on_screen(widget) -> bool:
 
 
 class MainWindow(FileOps, TrainingUI, QMainWindow):
-    """optimlab's window. ``session`` is handed to the runner and never touched here again."""
+    """optimlab's window. ``session`` is sent to the runner (its own process) and never
+    touched here again."""
 
     def __init__(self, session: Session, settings: QSettings | None = None):
         super().__init__()
