@@ -58,7 +58,7 @@ def index_ticks(axis: pg.AxisItem, extent=lambda: math.inf, centre: float = 0.5)
         lo, hi = min(a, b), max(a, b)  # an inverted axis (rows downwards) asks high to low
         first_i = max(0, math.ceil(lo - centre))
         last_i = min(math.floor(hi - centre), math.ceil(float(extent())) - 1)
-        out, seen = [], set()
+        out, seen, shown = [], set(), set()
         for spacing, _offset in spacings(lo, hi, size):
             step = max(1, int(round(spacing)))
             if step in seen:
@@ -66,7 +66,10 @@ def index_ticks(axis: pg.AxisItem, extent=lambda: math.inf, centre: float = 0.5)
             seen.add(step)
             start = math.ceil(first_i / step) * step
             count = (last_i - start) // step + 1 if last_i >= start else 0
-            out.append((step, [start + k * step + centre for k in range(min(count, 1000))]))
+            values = [start + k * step + centre for k in range(min(count, 1000))]
+            # a tick of a coarser level is not repeated (its label would be drawn twice)
+            out.append((step, [v for v in values if v not in shown]))
+            shown.update(values)
         return out
 
     axis.tickValues = tick_values

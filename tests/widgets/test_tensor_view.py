@@ -347,3 +347,13 @@ def test_bars_are_labelled_with_whole_indices_under_each_bar(view, qtbot):
     view.setView(av(np.array([0.5, -1.0])), "w")
     qtbot.wait(10)
     assert _ticks(view._bars_page, "bottom") == ([0.0, 1.0], ["0", "1"])
+
+
+def test_no_index_is_labelled_twice_on_a_big_tensor(view, qtbot):
+    view.resize(420, 300)
+    view.setView(av(np.zeros((64, 64))), "w")
+    qtbot.wait(10)
+    ax = view._image_page.getPlotItem().getAxis("bottom")
+    levels = ax.tickValues(ax.range[0], ax.range[1], 300)
+    values = [v for _, vs in levels for v in vs]
+    assert len(values) == len(set(values)) and len(levels) >= 1
