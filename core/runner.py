@@ -30,7 +30,37 @@ def run_steps(session: Session, n: int, budget: Budget | None = None, cancelled=
     return session.run(n, budget, cancelled)
 
 
-class Runner:
+class RunnerCommands:
+    """The commands every runner takes, as messages to its loop (``_post``). Both runners
+    (this module's thread and ``runner_process``'s process) share them and ``apply``."""
+
+    def _post(self, cmd) -> None:
+        raise NotImplementedError
+
+    def call(self, fn, *args) -> Future:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        self._post(("run",))
+
+    def pause(self) -> None:
+        self._post(("pause",))
+
+    def step(self, n: int = 1) -> None:
+        self._post(("step", int(n)))
+
+    def cancel(self) -> None:
+        self._post(("cancel",))
+
+    def set_rate_limit(self, steps_per_second: float) -> None:
+        self._post(("rate", float(steps_per_second)))
+
+    def apply(self, action) -> Future:
+        """Apply a journal action between steps (refused actions raise through the Future)."""
+        return self.call(Session.apply, action)
+
+
+class Runner(RunnerCommands):
     """Owns a Session on a background thread (plain ``threading``, no Qt)."""
 
     def __init__(self, session, max_hz: float = 60.0, budget: float = BUDGET, on_publish=None, fallback=None,
@@ -82,31 +112,12 @@ class Runner:
         with self._lock:
             return self._latest
 
-    def run(self) -> None:
-        self._post(("run",))
-
-    def pause(self) -> None:
-        self._post(("pause",))
-
-    def step(self, n: int = 1) -> None:
-        self._post(("step", int(n)))
-
-    def cancel(self) -> None:
-        self._post(("cancel",))
-
-    def set_rate_limit(self, steps_per_second: float) -> None:
-        self._post(("rate", float(steps_per_second)))
-
     def call(self, fn, *args) -> Future:
         """Run ``fn(session, *args)`` on the runner thread between steps; its result arrives in
         the Future, after the snapshot that shows its effect has been published."""
         fut: Future = Future()
         self._post(("call", fn, args, fut))
         return fut
-
-    def apply(self, action) -> Future:
-        """Apply a journal action between steps (refused actions raise through the Future)."""
-        return self.call(Session.apply, action)
 
     def replace(self, build, *args) -> Future:
         """Swap in the session ``build(session, *args)`` returns, built on the runner thread

@@ -41,6 +41,7 @@ from dataclasses import replace
 
 from .history import BUDGET
 from .observe import make_snapshot
+from .runner import RunnerCommands
 from .session import SMALL_NUMEL
 from .snapshot import RunError, Snapshot
 
@@ -89,7 +90,7 @@ class _SnapUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unknown reference {pid!r}")
 
 
-class ProcessRunner:
+class ProcessRunner(RunnerCommands):
     """Owns a child process that steps the session; the parent sees snapshots only."""
 
     def __init__(self, session, max_hz: float = 60.0, budget: float = BUDGET, shown: Snapshot | None = None):
@@ -130,28 +131,9 @@ class ProcessRunner:
         with self._lock:
             return self._latest
 
-    def run(self) -> None:
-        self._post(("run",))
-
-    def pause(self) -> None:
-        self._post(("pause",))
-
-    def step(self, n: int = 1) -> None:
-        self._post(("step", int(n)))
-
-    def cancel(self) -> None:
-        self._post(("cancel",))
-
-    def set_rate_limit(self, steps_per_second: float) -> None:
-        self._post(("rate", float(steps_per_second)))
-
     def call(self, fn, *args) -> Future:
         """Run ``fn(session, *args)`` in the runner process; ``fn`` must be importable by name."""
         return self._request("call", fn, args)
-
-    def apply(self, action) -> Future:
-        from .session import Session
-        return self.call(Session.apply, action)
 
     def replace(self, build, *args) -> Future:
         """Swap in ``build(session, *args)`` (built in the runner process); the Future gets its spec."""

@@ -24,18 +24,23 @@ def rosen_spec(opt="Adam", **kw):
                        gradient=GradientSpec("objective", objective="rosenbrock"), zero_grad_each_step=True, **kw)
 
 
-@pytest.fixture
-def runner():
+def runners(cls):
+    """Yield ``make(session, **kw)`` -> a ``cls`` runner; every one made is stopped after."""
     made = []
 
     def make(session, **kw):
-        r = Runner(session, **kw)
+        r = cls(session, **kw)
         made.append(r)
         return r
     yield make
     for r in made:
         r.stop()
         assert not r.alive
+
+
+@pytest.fixture
+def runner():
+    yield from runners(Runner)
 
 
 def test_step_n_runs_exactly_n_steps_and_matches_direct_stepping(runner):

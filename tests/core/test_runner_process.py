@@ -12,7 +12,7 @@ from core.runner_process import ProcessRunner, RemoteError
 from core.session import Session
 from core.spec import GradientSpec, ManualGrad, SessionSpec, SetHparam, TensorSpec
 
-from .test_runner import rosen_spec, wait_until
+from .test_runner import rosen_spec, runners, wait_until
 
 
 def params_and_state(s):
@@ -32,16 +32,7 @@ def pid(s):
 
 @pytest.fixture
 def runner():
-    made = []
-
-    def make(session, **kw):
-        r = ProcessRunner(session, **kw)
-        made.append(r)
-        return r
-    yield make
-    for r in made:
-        r.stop()
-        assert not r.alive
+    yield from runners(ProcessRunner)
 
 
 def test_steps_in_the_child_equal_a_plain_pytorch_loop(runner):
