@@ -1,16 +1,23 @@
-"""The ``optimlab`` command: no arguments start the desktop app, else the headless CLI."""
+"""The ``optimlab`` command: a CLI subcommand (run, optimizers, examples) runs headless;
+anything else (nothing, a file or example to open, window options) starts the desktop app."""
 from __future__ import annotations
 
 import sys
 
+CLI_COMMANDS = ("run", "optimizers", "examples", "-h", "--help")
+
+
+def wants_cli(argv: list[str]) -> bool:
+    return bool(argv) and argv[0] in CLI_COMMANDS
+
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0].startswith("--screenshot") or argv[0] in ("--example", "gui"):
-        from .main import main as gui_main
-        return gui_main(argv[1:] if argv and argv[0] == "gui" else argv)
-    from core.cli import main as cli_main
-    return cli_main(argv)
+    if wants_cli(argv):
+        from core.cli import main as cli_main
+        return cli_main(argv)
+    from .main import main as gui_main
+    return gui_main(argv[1:] if argv and argv[0] == "gui" else argv)
 
 
 if __name__ == "__main__":

@@ -64,3 +64,11 @@ def test_dark_screenshot_waits_for_the_runner_and_draws_the_landscape(tmp_path):
 def test_an_unknown_colour_scheme_is_refused_in_one_sentence():
     with pytest.raises(ValueError, match="Unknown colour scheme 'blue'"):
         apply_scheme(None, "blue")
+
+
+def test_the_optimlab_command_opens_files_and_window_options_in_the_app_and_subcommands_headless():
+    from app.entry import wants_cli
+    assert wants_cli(["run", "seed_walkthrough"]) and wants_cli(["optimizers"]) and wants_cli(["--help"])
+    for argv in ([], ["session.optimlab"], ["seed_walkthrough"], ["--color-scheme", "dark"],
+                 ["--screenshot", "x.png"], ["gui"]):
+        assert not wants_cli(argv), argv
