@@ -1,4 +1,5 @@
-"""Typing into a line edit as a user does: focus, select all, type, Enter."""
+"""Helpers for the widget tests: a widget shown on screen, and typing into a line edit as a user
+does (focus, select all, type, Enter)."""
 from PySide6.QtCore import Qt
 
 
@@ -7,3 +8,12 @@ def type_into(qtbot, line, text):
     line.selectAll()
     qtbot.keyClicks(line, text)
     qtbot.keyClick(line, Qt.Key.Key_Return)
+
+
+def shown(qtbot, widget, width: int, height: int):
+    """``widget`` at ``width`` x ``height``, shown and exposed (closed by qtbot at the end)."""
+    qtbot.addWidget(widget)
+    widget.resize(width, height)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget

@@ -8,6 +8,8 @@ from PySide6.QtCore import QPointF
 from core.snapshot import History
 from widgets.curves import CurvesView
 
+from .keys import shown
+
 
 def history(n: int = 50, groups: int = 2) -> History:
     step = np.arange(n, dtype=np.float64)
@@ -24,10 +26,7 @@ def history(n: int = 50, groups: int = 2) -> History:
 @pytest.fixture
 def curves(qtbot):
     cv = CurvesView()
-    qtbot.addWidget(cv)
-    cv.resize(400, 500)
-    cv.show()
-    qtbot.waitExposed(cv)
+    shown(qtbot, cv, 400, 500)
     return cv
 
 

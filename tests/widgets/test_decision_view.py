@@ -10,6 +10,8 @@ from PySide6.QtWidgets import QApplication
 from core.snapshot import Decision
 from widgets.decision_view import CLASS_COLORS, PLACEHOLDER, RING_COLORS, DecisionView, diverging_lut
 
+from .keys import shown
+
 
 def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
@@ -29,10 +31,7 @@ def make_decision(n: int = 41, n_points: int = 60, shift: float = 0.0, seed: int
 @pytest.fixture
 def view(qtbot):
     v = DecisionView()
-    qtbot.addWidget(v)
-    v.resize(400, 380)
-    v.show()
-    qtbot.waitExposed(v)
+    shown(qtbot, v, 400, 380)
     return v
 
 

@@ -7,6 +7,8 @@ from PySide6.QtCore import QPointF
 
 from widgets.landscape import LandscapeView, contour_segments, log_scaled
 
+from .keys import shown
+
 
 def bowl(nx: int = 41, ny: int = 31):
     xs = np.linspace(-2.0, 2.0, nx)
@@ -18,10 +20,7 @@ def bowl(nx: int = 41, ny: int = 31):
 @pytest.fixture
 def land(qtbot):
     lv = LandscapeView()
-    qtbot.addWidget(lv)
-    lv.resize(420, 380)
-    lv.show()
-    qtbot.waitExposed(lv)
+    shown(qtbot, lv, 420, 380)
     return lv
 
 

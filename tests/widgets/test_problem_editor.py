@@ -8,6 +8,8 @@ from PySide6.QtWidgets import QApplication, QLineEdit
 from core.spec import GradientSpec, GroupSpec, ManualGrad, SessionSpec, TensorSpec
 from widgets.problem_editor import NAME, SHAPE, ProblemEditor, parse_shape
 
+from .keys import shown
+
 SEED_SPEC = SessionSpec(
     optimizer="SGD", hparams={"lr": 0.1},
     tensors=(TensorSpec("weight", (2, 2), init="values",
@@ -24,10 +26,7 @@ TWO_GROUPS = SessionSpec(
 @pytest.fixture
 def editor(qtbot):
     w = ProblemEditor()
-    qtbot.addWidget(w)
-    w.resize(360, 700)
-    w.show()
-    qtbot.waitExposed(w)
+    shown(qtbot, w, 360, 700)
     return w
 
 

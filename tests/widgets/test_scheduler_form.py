@@ -1,7 +1,6 @@
 """SchedulerForm: choose an lr scheduler, edit its parameters, get SchedulerSpecs out."""
 import pytest
 import torch
-from PySide6.QtCore import Qt
 
 from core import schedulers
 from core.spec import SchedulerSpec

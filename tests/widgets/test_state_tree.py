@@ -6,6 +6,8 @@ from PySide6.QtGui import QGuiApplication
 from core.snapshot import ArrayView, GroupSnapshot, History, Snapshot, TensorSnapshot, frozen
 from widgets.state_tree import StateTree, format_array
 
+from .keys import shown
+
 
 def exact(a) -> ArrayView:
     a = frozen(np.asarray(a, dtype=np.float32))
@@ -37,10 +39,7 @@ def snapshot(seq=1, buf=0.0052, with_state=True, groups=1) -> Snapshot:
 @pytest.fixture
 def tree(qtbot):
     w = StateTree()
-    qtbot.addWidget(w)
-    w.resize(380, 420)
-    w.show()
-    qtbot.waitExposed(w)
+    shown(qtbot, w, 380, 420)
     return w
 
 

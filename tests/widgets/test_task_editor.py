@@ -9,6 +9,8 @@ from core.task_spec import TaskSpec
 from widgets.task_editor import TaskEditor, parse_hidden
 from tests.widgets.keys import type_into
 
+from .keys import shown
+
 SPECS = [
     TaskSpec(),
     TaskSpec(kind="linear_regression", n_samples=500, noise=0.5, n_features=3, batch_size=16, seed=7),
@@ -22,10 +24,7 @@ SPECS = [
 @pytest.fixture
 def editor(qtbot):
     w = TaskEditor()
-    qtbot.addWidget(w)
-    w.resize(360, 600)
-    w.show()
-    qtbot.waitExposed(w)
+    shown(qtbot, w, 360, 600)
     return w
 
 

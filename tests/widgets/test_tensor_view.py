@@ -10,6 +10,8 @@ from core.snapshot import ArrayView, TensorSnapshot
 from widgets.tensor_panel import TensorPanel
 from widgets.tensor_view import TensorView
 
+from .keys import shown
+
 
 def av(full, stride=None) -> ArrayView:
     """ArrayView of ``full``; with ``stride`` the values are a strided preview."""
@@ -28,10 +30,7 @@ def av(full, stride=None) -> ArrayView:
 @pytest.fixture
 def view(qtbot):
     tv = TensorView()
-    qtbot.addWidget(tv)
-    tv.resize(420, 380)
-    tv.show()
-    qtbot.waitExposed(tv)
+    shown(qtbot, tv, 420, 380)
     return tv
 
 
@@ -243,10 +242,7 @@ def snapshot(state: dict, grad=True) -> TensorSnapshot:
 @pytest.fixture
 def panel(qtbot):
     p = TensorPanel()
-    qtbot.addWidget(p)
-    p.resize(700, 600)
-    p.show()
-    qtbot.waitExposed(p)
+    shown(qtbot, p, 700, 600)
     return p
 
 
