@@ -18,8 +18,18 @@ def configure() -> None:
     _done = True
 
 
+def short_number(v: float) -> str:
+    """At most about five characters: 0.05, 250, 3k, 1.5M, 2e-06, 4e+09."""
+    a = abs(v)
+    if 1e3 <= a < 1e6:
+        return f"{v / 1e3:.3g}k"
+    if 1e6 <= a < 1e9:
+        return f"{v / 1e6:.3g}M"
+    return f"{v:.3g}"
+
+
 def compact_ticks(axis: pg.AxisItem, width: int | None = None) -> None:
-    """Short "%.3g" tick labels, optionally a fixed axis width.
+    """Short tick labels (``short_number``), optionally a fixed axis width.
 
     pyqtgraph drops tick text wider than the axis, and an axis whose width follows its
     labels can make a view with a locked aspect resize itself for ever.
@@ -27,7 +37,7 @@ def compact_ticks(axis: pg.AxisItem, width: int | None = None) -> None:
     def tick_strings(values, scale, spacing) -> list[str]:
         if axis.logMode:
             return axis.logTickStrings(values, scale, spacing)
-        return [f"{v * scale:.3g}" for v in values]
+        return [short_number(v * scale) for v in values]
 
     axis.tickStrings = tick_strings
     if width is not None:

@@ -116,3 +116,9 @@ def test_widget_renders_something(curves, tmp_path):
     assert img.save(str(tmp_path / "curves.png"))
     colours = {img.pixel(x, y) for x in range(0, img.width(), 5) for y in range(0, img.height(), 5)}
     assert len(colours) > 20
+
+
+def test_big_tick_values_are_short_enough_to_leave_the_axis_title_readable():
+    from widgets.pg_setup import short_number
+    assert [short_number(v) for v in (0.05, 250.0, 3000.0, -1500.0, 2.5e6, 2e-6, 0.0)] == \
+        ["0.05", "250", "3k", "-1.5k", "2.5M", "2e-06", "0"]
