@@ -50,8 +50,19 @@ def main(argv=None) -> int:
     app.setOrganizationName("optimlab")
     from core.files import LoadError
     from core.spec import SpecError
+    from core.trust import UntrustedScript
+
+    from . import script_trust
+    if not args.screenshot:  # a screenshot never runs a script nobody agreed to here
+        script_trust.load_agreements(QSettings())
     try:
-        session = _session(args)
+        try:
+            session = _session(args)
+        except UntrustedScript as e:
+            if args.screenshot or not script_trust.ask(None, e.path, e.digest):
+                raise
+            script_trust.remember(QSettings(), e.path, e.digest)
+            session = _session(args)
     except (LoadError, SpecError, KeyError) as e:
         print(f"optimlab: {e}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ from widgets.state_tree import StateTree
 from widgets.status import format_status
 from widgets.tensor_panel import TensorPanel
 
+from . import script_trust
 from .add_group_dialog import AddGroupDialog
 from .bridge import RunnerBridge
 from .file_ops import FileOps, add_action
@@ -48,6 +49,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.spec = session.spec  # the spec of the session the runner owns, as last reported
         self._building = 0  # session replacements in flight
         self.bridge = RunnerBridge(session, self)
+        self.bridge.ask_trust = self.ask_trust
         self.snapshot = None
         self.last_error = ""  # the last message shown to the user (tests read it)
         self._shown_error = None
@@ -127,11 +129,11 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         c.stepRequested.connect(self.step)
         c.runRequested.connect(self.run)
         c.pauseRequested.connect(self.pause)
-        c.cancelRequested.connect(self.bridge.runner.cancel)
+        c.cancelRequested.connect(self.bridge.cancel)
         c.zeroGradRequested.connect(self.zero_grad)
         c.resetRequested.connect(self.reset)
         c.addGroupRequested.connect(self.add_group_dialog)
-        c.speedLimitChanged.connect(self.bridge.runner.set_rate_limit)
+        c.speedLimitChanged.connect(self.bridge.set_rate_limit)
         c.setSetToNone(self.spec.set_to_none)
 
     def _default_layout(self) -> None:
@@ -307,6 +309,8 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
 
     @Slot(object)
     def on_snapshot(self, s) -> None:
+        if s is None:  # nothing published yet (a runner process still starting)
+            return
         self.snapshot = s
         busy = s.batch_total > 0
         self.controls.setRunning(s.running and not busy)
@@ -377,6 +381,13 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
             self.bridge.call(edits.landscape, g.objective, g.condition,
                              on_ok=lambda grid: self.landscape.setLandscape(*grid))
         self.landscape.setPath(s.path)
+
+    def ask_trust(self, path: str, digest: str) -> bool:
+        """Ask before a session runs a Python script; remember a yes for this file's contents."""
+        if not script_trust.ask(self, path, digest):
+            return False
+        script_trust.remember(self.settings, path, digest)
+        return True
 
     def show_error(self, title: str, text: str, details: str = "") -> None:
         """One clear sentence in a non-blocking message box; the window stays usable."""

@@ -7,14 +7,18 @@ dock's other edits do; refusals change nothing.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 from PySide6.QtWidgets import QComboBox, QFileDialog, QFormLayout, QStackedWidget, QVBoxLayout, QWidget
 
-from core import edits, schedulers
+from core import edits, schedulers, trust
 from core.task_spec import TaskSpec
 from widgets.decision_view import DecisionView
 from widgets.scheduler_form import SchedulerForm
 from widgets.task_editor import TaskEditor
+
+from . import script_trust
 
 TENSORS, TASK = 0, 1
 
@@ -97,8 +101,17 @@ class TrainingUI:
             self.open_script(path)
 
     def open_script(self, path) -> None:
-        """A user script (trusted code) defining make_model, make_data and loss_fn opens as a task."""
-        task = TaskSpec(kind="script", script=str(path))
+        """A user script defining make_model, make_data and loss_fn opens as a task. Choosing the
+        file is the user's agreement to run it (as it is now; a later change asks again)."""
+        path = os.path.abspath(path)
+        try:
+            digest = trust.digest(path)
+        except ValueError as e:
+            self.show_error("Cannot open the script", str(e))
+            return
+        script_trust.remember(self.settings, path, digest)
+        self.bridge.call(edits.trust_scripts, [(path, digest)])
+        task = TaskSpec(kind="script", script=path)
         self.replace_session(edits.task_mode, task, on_ok=self._mark, fail_title="Cannot open the script")
 
     def draw_decision(self, s) -> None:

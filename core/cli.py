@@ -2,22 +2,26 @@
 
     optimlab run SESSION [--steps N] [--load-optimizer PATH] [--save-optimizer PATH]
                  [--save-params PATH] [--save-session PATH] [--print-state]
+                 [--trust-script] [--timeout SECONDS]
     optimlab optimizers      list torch.optim's optimizers and their hyperparameters
     optimlab examples        list the shipped examples (usable as SESSION by name)
 
-Bad input exits with status 2 and one line on stderr.
+Bad input exits with status 2 and one line on stderr. ``run`` works in a supervised child
+process (``core.headless``): Ctrl+C exits 130 and --timeout 124 after saving what was asked
+at the step reached; a child that dies exits 1, naming its signal and what was saved.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from pathlib import Path
 
-from . import catalogue, files, session_file
-from .runner import Budget, run_steps
+from . import catalogue, files, trust
+from .headless import RunRequest, supervise
 from .session import NonFinite, StepError
-from .spec import LoadOptimizer, LoadParams, SpecError
+from .spec import SpecError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "resources" / "examples"
 RULE = "-" * 60
@@ -32,6 +36,13 @@ def resolve(name: str) -> Path:
     if p.exists() or name not in example_paths():
         return p
     return example_paths()[name]
+
+
+def print_state_text(session) -> str:
+    """The optimizer as the seed's walkthrough prints it (torch's own reprs)."""
+    buf = io.StringIO()
+    print_state(session, buf)
+    return buf.getvalue()
 
 
 def print_state(session, out=None) -> None:
@@ -52,29 +63,28 @@ def print_state(session, out=None) -> None:
     print(f"optimizer.param_groups:\n{opt.param_groups}", file=out)
 
 
+def _abs(path: str | None) -> str:
+    """An absolute path (the run happens in a child whose working folder may differ); empty stays
+    empty and a trailing slash stays, so the save checks still see them."""
+    if not path or os.path.isabs(path):
+        return path or ""
+    return os.path.join(os.getcwd(), path)
+
+
 def cmd_run(args) -> int:
-    s = session_file.load_session(resolve(args.session))
-    # loads go through the journal, so a saved session (.json too) replays them
-    if args.load_optimizer:
-        s.apply(LoadOptimizer(path=str(Path(args.load_optimizer).resolve())))
-    if args.load_params:
-        s.apply(LoadParams(path=str(Path(args.load_params).resolve())))
-    if args.steps:
-        run_steps(s, args.steps, Budget())
-    if args.save_optimizer:
-        files.save_optimizer(s, args.save_optimizer)
-    if args.save_params:
-        files.save_params(s, args.save_params)
-    if args.save_checkpoint:
-        files.save_checkpoint(s, args.save_checkpoint)
-    if args.save_session:
-        session_file.save_session(s, args.save_session)
-    if args.print_state:
-        print_state(s)
-    else:
-        loss = s.loss_value()
-        print(f"{s.spec.optimizer}: step {s.step_count}" + ("" if loss is None else f", loss {loss:.6g}"))
-    return 0
+    saves = tuple((what, _abs(getattr(args, f"save_{what}"))) for what in ("optimizer", "params", "checkpoint", "session")
+                  if getattr(args, f"save_{what}") is not None)
+    req = RunRequest(session=str(resolve(args.session).absolute()), steps=args.steps,
+                     load_optimizer=_abs(args.load_optimizer), load_params=_abs(args.load_params), saves=saves,
+                     print_state=args.print_state, trust_script=args.trust_script,
+                     trusted=tuple(trust.trusted()))
+    outcome = supervise(req, args.timeout)
+    if outcome.out:
+        sys.stdout.write(outcome.out)
+        sys.stdout.flush()
+    if outcome.err:
+        print(outcome.err, file=sys.stderr)
+    return outcome.code
 
 
 def cmd_optimizers(args) -> int:
@@ -120,6 +130,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--save-checkpoint", metavar="PATH", help="write both, as model_state_dict/optimizer_state_dict")
     r.add_argument("--save-session", metavar="PATH", help="write the whole session (.optimlab, or .json for spec+journal)")
     r.add_argument("--print-state", action="store_true", help="print defaults, state and param_groups as the seed does")
+    r.add_argument("--trust-script", action="store_true",
+                   help="run the Python task script the session names (without it, a session that names a "
+                        "script other than a shipped example is refused and nothing runs)")
+    r.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS",
+                   help="stop stepping after SECONDS, save what was asked and exit 124")
     r.set_defaults(func=cmd_run)
     sub.add_parser("optimizers", help="list torch.optim's optimizers").set_defaults(func=cmd_optimizers)
     sub.add_parser("examples", help="list the shipped examples").set_defaults(func=cmd_examples)
@@ -133,6 +148,9 @@ def main(argv=None) -> int:
         return e.code if isinstance(e.code, int) else 2
     if getattr(args, "steps", 0) < 0:
         print("optimlab: --steps must be 0 or more", file=sys.stderr)
+        return 2
+    if not getattr(args, "timeout", 0.0) >= 0:
+        print("optimlab: --timeout must be 0 (none) or more seconds", file=sys.stderr)
         return 2
     try:
         return args.func(args)

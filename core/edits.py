@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from . import catalogue, files, objectives, session_file
+from . import catalogue, files, objectives, session_file, trust
 from .session import Session
 from .spec import GradientSpec, LoadOptimizer, LoadParams, ManualGrad, SessionSpec, TensorSpec
 from .task_spec import TaskSpec
@@ -27,6 +27,12 @@ ARCHITECTURE = ("kind", "hidden", "n_features", "script", "activation")  # a cha
 
 def noop(session) -> None:
     """Nothing: its answer means every earlier request has been handled."""
+
+
+def trust_scripts(session, agreements) -> None:
+    """Record the user's agreement to run these scripts, ``[(path, sha256), ...]`` (core.trust)."""
+    for path, digest in agreements:
+        trust.trust(path, digest)
 
 
 def apply(session, action) -> None:

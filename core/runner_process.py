@@ -39,6 +39,7 @@ import traceback
 from concurrent.futures import Future
 from dataclasses import replace
 
+from . import trust
 from .history import BUDGET
 from .observe import make_snapshot
 from .runner import RunnerCommands
@@ -110,7 +111,8 @@ class ProcessRunner(RunnerCommands):
             self._first.set()
         ctx = context()
         self._conn, child_conn = ctx.Pipe(duplex=True)
-        self._proc = ctx.Process(target=_child_main, args=(child_conn, data, max_hz, budget),
+        # the scripts the user agreed to run travel with the child (it may open a session that names one)
+        self._proc = ctx.Process(target=_child_main, args=(child_conn, data, max_hz, budget, trust.trusted()),
                                  name="optimlab-runner", daemon=True)
         self._proc.start()
         child_conn.close()
@@ -355,8 +357,10 @@ def _set_threads(session) -> None:
         torch.set_num_threads(n)
 
 
-def _child_main(conn, data: bytes, max_hz: float, budget: float) -> None:
+def _child_main(conn, data: bytes, max_hz: float, budget: float, trusted=()) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the window's to handle
+    for path, digest in trusted:
+        trust.trust(path, digest)
     from . import session_file
     from .runner import Runner
     from .edits import blank

@@ -20,6 +20,7 @@ import torch
 from . import catalogue, objectives, schedulers
 from .history import Budget, HistoryRecorder
 from .tasks import Task
+from .trust import UntrustedScript
 from .spec import (AddGroup, GradientSpec, GroupSpec, LoadOptimizer, LoadParams, ManualGrad, Reset,
                    SessionSpec, SetDevice, SetGrad, SetHparam, SpecError, Step, TensorSpec, ZeroGrad,
                    check_groups)
@@ -120,6 +121,8 @@ class Session:
             # the model's parameters are the session's tensors, named as named_parameters() names them
             try:
                 self.task = Task(spec.gradient.task, self.device)
+            except UntrustedScript:
+                raise  # the window asks the user and tries again
             except ValueError as e:
                 raise SpecError(str(e)) from None
             self.params = dict(self.task.named_parameters())

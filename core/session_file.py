@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import files, spec as specmod
+from . import files, spec as specmod, trust
 from .history import HistoryRecorder
 from .session import Session
 from .spec import AddGroup, GroupSpec, SpecError
@@ -37,17 +37,19 @@ def save_session(session: Session, path) -> None:
     """Write the session atomically (JSON spec only if ``path`` ends in .json)."""
     path = Path(path)
     if path.suffix.lower() == ".json":
-        text = specmod.dumps(session.spec, session.journal)
+        text = specmod.dumps(trust.relative_to(session.spec, path.parent), session.journal)
         files.atomic_write(path, lambda f: f.write(text.encode()))
         return
-    data = pack(session)
+    data = pack(session, path.parent)
     files.atomic_write(path, lambda f: f.write(data))
 
 
-def pack(session: Session) -> bytes:
+def pack(session: Session, folder=None) -> bytes:
     """The whole session as the bytes of a .optimlab file (also how a session travels
-    to the runner process)."""
-    doc = specmod.document(session.spec, session.journal)
+    to the runner process). With ``folder`` (where the file goes), a script path inside
+    it is written relative to it."""
+    spec = session.spec if folder is None else trust.relative_to(session.spec, folder)
+    doc = specmod.document(spec, session.journal)
     doc["format"] = SESSION_FORMAT
     doc["version"] = SESSION_VERSION
     doc["layout"] = _layout(session)
@@ -80,17 +82,18 @@ def load_session(path) -> Session:
             data = path.read_bytes()
         except OSError as e:
             raise files.LoadError(f"Cannot read {path.name}: {e}") from None
-        return unpack(data, path.name)
+        return unpack(data, path.name, base=path.parent)
     try:
         text = path.read_text()
     except (UnicodeDecodeError, OSError) as e:
         raise files.LoadError(f"{path.name} is neither an optimlab session nor JSON ({e})") from None
     spec, journal = specmod.loads(text)
-    return Session(spec, journal)
+    return Session(trust.with_base(spec, path.parent), journal)
 
 
-def unpack(data: bytes, name: str = "the session") -> Session:
-    """The session in ``data`` (a .optimlab file's bytes); ``name`` is used in messages."""
+def unpack(data: bytes, name: str = "the session", base=None) -> Session:
+    """The session in ``data`` (a .optimlab file's bytes); ``name`` is used in messages;
+    a relative script path is relative to ``base`` (the file's folder)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             names = set(z.namelist())
@@ -108,7 +111,7 @@ def unpack(data: bytes, name: str = "the session") -> Session:
         raise files.LoadError(f"{name} is not an optimlab session")
     ckpt = files.torch_read(io.BytesIO(ckpt_bytes), name=f"The checkpoint in {name}")
     try:
-        return restore(doc, ckpt)
+        return restore(doc, ckpt, base)
     except (SpecError, files.LoadError):
         raise
     except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:
@@ -116,10 +119,11 @@ def unpack(data: bytes, name: str = "the session") -> Session:
         raise files.LoadError(f"{name} is damaged: its session.json and checkpoint do not agree ({first})") from None
 
 
-def restore(doc: dict, ckpt: dict) -> Session:
+def restore(doc: dict, ckpt: dict, base=None) -> Session:
     """Rebuild a session from its checkpoint (no replay)."""
     doc = dict(doc, format=specmod.SPEC_FORMAT)
     spec, journal = specmod.from_document(doc)
+    spec = trust.with_base(spec, base)
     layout = doc.get("layout") or {}
     if not isinstance(ckpt, dict) or "params" not in ckpt or "optimizer" not in ckpt:
         raise files.LoadError("The session's checkpoint is incomplete (no params or optimizer state)")

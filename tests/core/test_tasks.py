@@ -13,6 +13,7 @@ from torch import nn
 
 from core import datasets
 from core.task_spec import TaskSpec, task_from_dict, task_to_dict
+from core import trust
 from core.tasks import Task, TaskError, build_model, load_script_task, task_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -362,8 +363,10 @@ def loss_fn(output, target):
 
 
 def write(tmp_path, text, name="task.py"):
+    """A user script the user has agreed to run (core.trust)."""
     p = tmp_path / name
     p.write_text(text)
+    trust.trust_file(str(p))
     return p
 
 
