@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import catalogue, files, objectives, session_file, trust
 from .session import Session
-from .spec import GradientSpec, LoadOptimizer, LoadParams, ManualGrad, SessionSpec, TensorSpec
+from .spec import EditTensor, GradientSpec, ManualGrad, SessionSpec, TensorSpec
 from .task_spec import TaskSpec
 
 ARCHITECTURE = ("kind", "hidden", "n_features", "script", "activation")  # a change means a new model
@@ -67,13 +67,10 @@ def load_torch_file(session, path, kind: str | None = None) -> str:
         files.check_params(session, params)
     if kind != "params" and opt is not None:
         files.check_optimizer_state(session, opt)
-    n = len(session.blobs)
     if kind != "params" and opt is not None:
-        session.blobs[f"optimizer-{n}"] = opt
-        session.apply(LoadOptimizer(path=str(path), blob=f"optimizer-{n}"))
+        session.load_optimizer_state(opt, path)
     if kind != "optimizer" and params is not None:
-        session.blobs[f"params-{n}"] = params
-        session.apply(LoadParams(path=str(path), blob=f"params-{n}"))
+        session.load_params(params, path)
     return "optimizer state_dict" if params is None else "parameters" if opt is None else "checkpoint"
 
 
@@ -82,6 +79,9 @@ def save_session(session, path) -> None:
 
 
 # ----- session builders (for runner.replace) -----
+# Opening or starting afresh makes a new session. Every other change that restarts the run
+# starts a new branch of the same session from step 0 (``Session.rebuild``): the old branch
+# stays, with everything done in it.
 
 
 def build(session, spec: SessionSpec, journal=()) -> Session:
@@ -93,26 +93,38 @@ def open_session(session, path) -> Session:
     return session_file.load_session(path)
 
 
-def set_fields(session, fields: dict) -> Session:
+def _rebuild(session, spec: SessionSpec, reason: str) -> Session:
+    if spec != session.spec:
+        session.rebuild(spec, reason)
+    return session
+
+
+def restart(session) -> Session:
+    """Reset: the same spec from step 0, on a new branch."""
+    session.rebuild(session.spec, "reset")
+    return session
+
+
+def set_fields(session, fields: dict, reason: str = "settings changed") -> Session:
     """The current spec with some fields replaced, e.g. ``{"groups": ()}``."""
-    return Session(replace(session.spec, **fields))
+    return _rebuild(session, replace(session.spec, **fields), reason)
 
 
 def with_problem(session, spec: SessionSpec) -> Session:
     """The Problem dock's spec, keeping the optimizer and its arguments of the current one."""
     cur = session.spec
-    return Session(with_optimizer_spec(spec, cur.optimizer, cur.hparams))
+    return _rebuild(session, with_optimizer_spec(spec, cur.optimizer, cur.hparams), "problem changed")
 
 
 def with_optimizer(session, name: str) -> Session:
     cur = session.spec
-    return Session(with_optimizer_spec(cur, name, cur.hparams))
+    return _rebuild(session, with_optimizer_spec(cur, name, cur.hparams), f"optimizer changed to {name}")
 
 
 def with_default(session, name: str, value) -> Session:
     """One constructor argument changed (the run restarts, as a new optimizer would)."""
     cur = session.spec
-    return Session(replace(cur, hparams={**cur.hparams, name: value}))
+    return _rebuild(session, replace(cur, hparams={**cur.hparams, name: value}), f"{name} changed")
 
 
 def with_task(session, task: TaskSpec) -> Session:
@@ -120,25 +132,58 @@ def with_task(session, task: TaskSpec) -> Session:
     cur = session.spec
     old = cur.gradient.task
     same_model = old is not None and all(getattr(old, f) == getattr(task, f) for f in ARCHITECTURE)
-    return Session(replace(cur, gradient=replace(cur.gradient, kind="task", task=task),
-                           groups=cur.groups if same_model else ()))
+    return _rebuild(session, replace(cur, gradient=replace(cur.gradient, kind="task", task=task),
+                                     groups=cur.groups if same_model else ()), "task changed")
 
 
 def task_mode(session, task: TaskSpec | None = None) -> Session:
     """Switch the problem to a training task (the default one unless ``task`` is given)."""
-    return Session(replace(session.spec, tensors=(), groups=(), zero_grad_each_step=True,
-                           gradient=GradientSpec("task", task=task or TaskSpec())))
+    return _rebuild(session, replace(session.spec, tensors=(), groups=(), zero_grad_each_step=True,
+                                     gradient=GradientSpec("task", task=task or TaskSpec())), "training task")
 
 
 def tensor_mode(session) -> Session:
     """Switch the problem back to one hand-made 2x2 tensor with a manual gradient."""
     t = TensorSpec("weight", (2, 2), grad=ManualGrad())
-    return Session(replace(session.spec, tensors=(t,), groups=(), gradient=GradientSpec()))
+    return _rebuild(session, replace(session.spec, tensors=(t,), groups=(), gradient=GradientSpec()),
+                    "hand-made tensors")
 
 
 def blank(session=None) -> Session:
     """The simplest session (one 2x2 tensor, SGD): where a new runner starts before a rebuild."""
     return Session(SessionSpec(tensors=(TensorSpec("weight", (2, 2), grad=ManualGrad()),)))
+
+
+# ----- the timeline (session commands) -----
+
+
+def goto(session, step, branch=None) -> int:
+    """Stand at ``step`` of ``branch`` (None: the head); returns the step."""
+    session.goto(step, branch)
+    return session.step_count
+
+
+def undo(session) -> bool:
+    return session.undo()
+
+
+def redo(session) -> bool:
+    return session.redo()
+
+
+def set_breakpoints(session, texts_and_flags) -> None:
+    """``[(condition, enabled), ...]``: replaces the breakpoints (each checked first)."""
+    from .breakpoints import parse
+    session.set_breakpoints([parse(t).with_enabled(on) for t, on in texts_and_flags])
+
+
+def edit_tensor(session, name: str, which: str, index, value: float) -> None:
+    """Edit while paused: one element (or all, ``index`` None) of a tensor, journaled."""
+    session.apply(EditTensor(name, which, None if index is None else tuple(index), float(value)))
+
+
+def branches(session):
+    return session.branches()
 
 
 def with_optimizer_spec(spec: SessionSpec, name: str, hparams: dict) -> SessionSpec:

@@ -319,3 +319,9 @@ def to_bytes(obj) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
+
+
+def content_id(obj) -> str:
+    """A short id of a state_dict's contents (the same data gets the same id)."""
+    import hashlib
+    return hashlib.sha256(to_bytes(obj)).hexdigest()[:16]

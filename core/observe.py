@@ -12,8 +12,8 @@ import math
 import numpy as np
 import torch
 
-from .snapshot import (HIST_BINS, PREVIEW_SIDE, WHOLE_LIMIT, ArrayView, Decision, GroupSnapshot, History,
-                       Snapshot, TensorSnapshot, frozen)
+from .snapshot import (HIST_BINS, PREVIEW_SIDE, WHOLE_LIMIT, ArrayView, BranchSummary, Decision, GroupSnapshot,
+                       History, Snapshot, TensorSnapshot, frozen)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -132,14 +132,22 @@ def make_snapshot(session, seq: int, history: History | None = None, running: bo
         decision = Decision(frozen(grid.xs), frozen(grid.ys), frozen(grid.probs), frozen(grid.points),
                             frozen(grid.labels))
     task = session.task
+    series = session.history
+    tl = session.timeline
+    branches = tuple(BranchSummary(b.id, b.parent, b.fork_step, b.steps, b.last_loss, b.reason, b.optimizer,
+                                   b.current) for b in session.branches())
     return Snapshot(seq=seq, step=session.step_count, loss=session.loss_value(), optimizer=session.spec.optimizer,
                     device=session.device, defaults={k: plain(v) for k, v in opt.defaults.items()},
                     groups=tuple(groups), tensors=tuple(tensors),
-                    history=history if history is not None else session.history.view(),
+                    history=history if history is not None else series.view(),
                     running=running, paused_reason=paused_reason, error=error,
-                    steps_per_second=steps_per_second, objective=obj, path=session.history.path(),
+                    steps_per_second=steps_per_second, objective=obj, path=series.path_array(),
                     decision=decision, epoch=None if task is None else task.epoch,
-                    metrics=dict(session.last_eval))
+                    metrics=dict(session.last_eval), run_id=session.run_id, branch=tl.current,
+                    branches=branches, at_head=session.at_head, head_step=tl.branch.end_step,
+                    breakpoints=tuple((b.text, b.enabled) for b in session.breakpoints),
+                    checkpoint_bytes=tl.checkpoints.used, checkpoint_budget=tl.checkpoints.budget,
+                    notice=session.notice, can_undo=bool(session._undo), can_redo=bool(session._redo))
 
 
 def exact_value(session, name: str, which: str, index: tuple[int, ...]) -> float:

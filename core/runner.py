@@ -21,13 +21,12 @@ from .history import BUDGET, Budget
 
 SNAPSHOT_BUDGET = 0.04  # share of wall time for snapshots (at most max_hz of them a second)
 from .observe import make_snapshot
-from .session import NonFinite, Session
+from .session import Session
 from .snapshot import RunError, Snapshot
-from .spec import Step
 
 def run_steps(session: Session, n: int, budget: Budget | None = None, cancelled=lambda: False) -> int:
-    """Step ``n`` times on this thread, recording history on the budget. Returns steps done."""
-    return session.run(n, budget, cancelled)
+    """Step ``n`` times on this thread (stopping at a breakpoint). Returns steps done."""
+    return session.run(n, cancelled=cancelled)
 
 
 class RunnerCommands:
@@ -79,7 +78,6 @@ class Runner(RunnerCommands):
         self._ready = threading.Event()
         self._on_publish = on_publish  # called on the runner thread with each new snapshot
         self._min_interval = 1.0 / max_hz
-        self._budget = Budget(budget)  # probes (curve measurements)
         self._snap_budget = Budget(SNAPSHOT_BUDGET)  # snapshots: their own share, so probes cannot starve them
         self._cmds: queue.SimpleQueue = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -89,14 +87,12 @@ class Runner(RunnerCommands):
         self._batch_total = 0
         self._batch_done = 0
         self._rate_limit = 0.0
-        self._unflushed = 0
         self._seq = 0
         self._error: RunError | None = None
         self._paused_reason: str | None = None
         self._sps = 0.0
         self._sps_mark = (time.perf_counter(), 0)
         self._last_step_time = 0.0
-        self._curve_every = 0
         self._published_at = 0.0
         self._latest: Snapshot | None = make_snapshot(session, 0) if built else None
         if built:
@@ -203,7 +199,7 @@ class Runner(RunnerCommands):
             kind = cmd[0]
             if kind == "run":
                 self._running, self._error, self._paused_reason = True, None, None
-                self._budget.reset()
+                self._session.observer.reset_budget()
                 self._snap_budget.reset()
                 self._sps_mark = (time.perf_counter(), self._session.step_count)
             elif kind == "pause":
@@ -214,9 +210,8 @@ class Runner(RunnerCommands):
                     self._batch_done, self._batch_total = 0, 0
                 self._pending += cmd[1]
                 self._batch_total += cmd[1]
-                self._curve_every = self._session.curve_stride(self._batch_total)
                 self._error, self._paused_reason = None, None
-                self._budget.reset()
+                self._session.observer.reset_budget()
                 self._snap_budget.reset()
             elif kind == "cancel":
                 self._pending = 0
@@ -252,30 +247,24 @@ class Runner(RunnerCommands):
         now = time.perf_counter()
         self._last_step_time = now
         last = self._pending == 1
-        every = self._curve_every
-        probe = last or (every and self._pending and (self._batch_done + 1) % every == 0) or self._budget.due(now)
+        if last:
+            s.observer.force_next = True  # the end of a Step N is always measured
         try:
-            result = s.step_once(probe=probe)
-        except NonFinite as e:
-            self._count_step()
-            self._halt(paused_reason=str(e))
-            return
+            hit = s.advance()
         except Exception as e:  # noqa: BLE001 - the run stops; the error travels as data
             self._halt(error=RunError(type(e).__name__, str(e), traceback.format_exc()))
             return
         self._count_step()
-        if result is not None:
-            s.record(result)
+        if hit is not None:
+            self._halt(paused_reason=hit.message)
+            return
         after = time.perf_counter()
-        if probe:
-            self._budget.charge(after - now)
         if last or (after - self._published_at >= self._min_interval and self._snap_budget.due(after)):
             t0 = time.perf_counter()
             self._publish()
             self._snap_budget.charge(time.perf_counter() - t0)
 
     def _count_step(self) -> None:
-        self._unflushed += 1
         if self._pending > 0:
             self._pending -= 1
             self._batch_done += 1
@@ -288,19 +277,21 @@ class Runner(RunnerCommands):
         self._batch_total = self._batch_done = 0
         self._error = error
         self._paused_reason = paused_reason
-        self._flush()
-        try:
-            self._session.record(None)
-        except Exception:  # noqa: BLE001 - a broken session still gets its error shown
-            pass
         self._publish()
 
     def _flush(self) -> None:
-        if self._unflushed:
-            self._session._record(Step(self._unflushed))
-            self._unflushed = 0
+        hit = self._session.flush()
+        if hit is not None:  # a breakpoint read back late (GPU): the session stands at its step
+            self._running = False
+            self._pending = 0
+            self._batch_total = self._batch_done = 0
+            self._paused_reason = hit.message
 
     def _publish(self) -> None:
+        try:
+            self._flush()
+        except Exception as e:  # noqa: BLE001 - shown like any error of the run
+            self._error = RunError(type(e).__name__, str(e), traceback.format_exc())
         now = time.perf_counter()
         t0, s0 = self._sps_mark
         steps = self._session.step_count

@@ -1,47 +1,56 @@
-"""Whole sessions on disk: spec + journal (JSON) and a checkpoint (torch.save), in one zip.
+"""Whole sessions on disk.
 
-``NAME.optimlab`` is a zip holding ``session.json`` (human-readable: spec, journal,
-current group layout) and ``checkpoint.pt`` (tensors, gradients, optimizer state,
-the gradient RNG state, history, stored state_dicts), read with weights_only=True.
-A plain ``.json`` file holds only spec + journal and is replayed on open.
-Reopening a saved session continues bit-identically to one that was never closed.
+``NAME.optimlab`` is a zip holding ``session.json`` (human-readable: the current branch's
+spec and journal, and the whole timeline: every branch's spec, journal and lineage, where
+the session stood, the breakpoints) and ``checkpoint.pt`` (the engine's state, the
+checkpoints, the loads' data, every branch's curves; see ``core.timeline_file``), read
+with weights_only=True. It reopens at the branch and step it was saved at, without
+replay, and continues bit-identically to a session that was never closed.
+
+A plain ``.json`` file holds the current branch's spec and journal, with the data of
+its loads embedded, and is replayed on open.
 """
 from __future__ import annotations
 
+import base64
 import io
 import json
 import zipfile
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from . import files, spec as specmod, trust
-from .history import HistoryRecorder
+from . import files, spec as specmod, timeline_file, trust
 from .session import Session
-from .spec import AddGroup, GroupSpec, SpecError
+from .spec import LoadOptimizer, LoadParams, SpecError
 
 SESSION_FORMAT = "optimlab-session"
-SESSION_VERSION = 1
+SESSION_VERSION = 2
 SESSION_EXT = ".optimlab"
 
 
-def _layout(session: Session) -> dict:
-    added = session.tensor_specs[len(session.spec.tensors):]
-    return {"device": session.device, "step": session.step_count,
-            "groups": [specmod._drop_defaults(g) for g in session.group_specs],
-            "added_tensors": [specmod._drop_defaults(t) for t in added]}
-
-
 def save_session(session: Session, path) -> None:
-    """Write the session atomically (JSON spec only if ``path`` ends in .json)."""
+    """Write the session atomically: a .optimlab (the whole timeline), or, if ``path`` ends in
+    .json, the current branch's spec and journal with the data of its loads embedded."""
     path = Path(path)
     if path.suffix.lower() == ".json":
-        text = specmod.dumps(trust.relative_to(session.spec, path.parent), session.journal)
+        text = specmod.pretty_json(json_document(session, path.parent)) + "\n"
         files.atomic_write(path, lambda f: f.write(text.encode()))
         return
     data = pack(session, path.parent)
     files.atomic_write(path, lambda f: f.write(data))
+
+
+def json_document(session: Session, folder=None) -> dict:
+    """Spec + journal of the current branch; the loads' data embedded (base64 of torch.save), so
+    it always reopens; the step it stood at, so it reopens there."""
+    spec = session.spec if folder is None else trust.relative_to(session.spec, folder)
+    journal = session.journal
+    doc = specmod.document(spec, journal)
+    used = {a.blob for a in journal if isinstance(a, (LoadOptimizer, LoadParams)) and a.blob}
+    if used:
+        doc["blobs"] = {k: base64.b64encode(files.to_bytes(session.blobs[k])).decode() for k in sorted(used)}
+    if not session.at_head:
+        doc["position"] = {"step": session.step_count}
+    return doc
 
 
 def pack(session: Session, folder=None) -> bytes:
@@ -52,23 +61,11 @@ def pack(session: Session, folder=None) -> bytes:
     doc = specmod.document(spec, session.journal)
     doc["format"] = SESSION_FORMAT
     doc["version"] = SESSION_VERSION
-    doc["layout"] = _layout(session)
-    ckpt = {
-        "params": {n: p.detach() for n, p in session.params.items()},
-        "grads": {n: p.grad for n, p in session.params.items() if p.grad is not None},
-        "optimizer": session.optimizer.state_dict(),
-        "grad_rng": session.grad_gen.get_state(),
-        "loss": session.loss,
-        "history": {k: torch.from_numpy(np.array(v)) for k, v in session.history.to_arrays().items()},
-        "blobs": session.blobs,
-        "task": session.task.state() if session.task is not None else None,
-        "scheduler": session.scheduler.state_dict() if session.scheduler is not None else None,
-        "last_eval": {k: float(v) for k, v in session.last_eval.items()},
-    }
+    doc["timeline"] = timeline_file.timeline_doc(session, folder)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
         z.writestr("session.json", specmod.pretty_json(doc).encode())
-        z.writestr("checkpoint.pt", files.to_bytes(ckpt))
+        z.writestr("checkpoint.pt", files.to_bytes(timeline_file.timeline_tensors(session)))
     return buf.getvalue()
 
 
@@ -88,7 +85,19 @@ def load_session(path) -> Session:
     except (UnicodeDecodeError, OSError) as e:
         raise files.LoadError(f"{path.name} is neither an optimlab session nor JSON ({e})") from None
     spec, journal = specmod.loads(text)
-    return Session(trust.with_base(spec, path.parent), journal)
+    doc = json.loads(text)
+    blobs = {}
+    for k, b64 in (doc.get("blobs") or {}).items():
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except (ValueError, TypeError):
+            raise files.LoadError(f"{path.name}: the stored data {k!r} is not valid base64") from None
+        blobs[k] = files.torch_read(io.BytesIO(raw), name=f"The stored data {k!r} in {path.name}")
+    s = Session(trust.with_base(spec, path.parent), journal, blobs=blobs)
+    pos = doc.get("position")
+    if isinstance(pos, dict) and isinstance(pos.get("step"), int):
+        s.goto(pos["step"])
+    return s
 
 
 def unpack(data: bytes, name: str = "the session", base=None) -> Session:
@@ -120,48 +129,16 @@ def unpack(data: bytes, name: str = "the session", base=None) -> Session:
 
 
 def restore(doc: dict, ckpt: dict, base=None) -> Session:
-    """Rebuild a session from its checkpoint (no replay)."""
-    doc = dict(doc, format=specmod.SPEC_FORMAT)
-    spec, journal = specmod.from_document(doc)
-    spec = trust.with_base(spec, base)
-    layout = doc.get("layout") or {}
-    if not isinstance(ckpt, dict) or "params" not in ckpt or "optimizer" not in ckpt:
+    """Rebuild a session from its file (no replay); version 1 files too."""
+    if not isinstance(ckpt, dict):
+        raise files.LoadError("The session's checkpoint is not a dict")
+    if doc.get("version", 1) >= 2:
+        if "head" not in ckpt:
+            raise files.LoadError("The session's checkpoint is incomplete (no head state)")
+        return timeline_file.restore(doc, ckpt, base)
+    if "params" not in ckpt or "optimizer" not in ckpt:
         raise files.LoadError("The session's checkpoint is incomplete (no params or optimizer state)")
-    blobs = ckpt.get("blobs") or {}
-    base_groups = [specmod._build(GroupSpec, g, "group") for g in layout.get("groups", [])]
-    added = [specmod.tensor_from_dict(t) for t in layout.get("added_tensors", [])]
-    # the spec's own groups as they are now (hyperparameters come back with the optimizer state)
-    s = Session(spec, blobs=blobs)
-    n_base = len(s.group_specs)
-    by_name = {t.name: t for t in added}
-    for g in base_groups[n_base:]:
-        s._do_addgroup(AddGroup(tuple(by_name[n] for n in g.tensors), g.hparams))
-    if layout.get("device", spec.device) != s.device:
-        s._do_setdevice(specmod.SetDevice(layout["device"]))
-    files.check_params(s, ckpt["params"])
-    s.load_params(ckpt["params"])
-    s.load_optimizer_state(ckpt["optimizer"])
-    for n, p in s.params.items():
-        g = ckpt.get("grads", {}).get(n)
-        p.grad = None if g is None else g.to(p.device)
-    if isinstance(ckpt.get("grad_rng"), torch.Tensor):
-        s.grad_gen.set_state(ckpt["grad_rng"])
-    loss = ckpt.get("loss")
-    s.loss = loss.to(s.device) if isinstance(loss, torch.Tensor) else None
-    s.step_count = int(layout.get("step", 0))
-    try:
-        if s.scheduler is not None and isinstance(ckpt.get("scheduler"), dict):
-            s.scheduler.load_state_dict(ckpt["scheduler"])
-        if s.task is not None and isinstance(ckpt.get("task"), dict):
-            s.task.load_state(ckpt["task"])
-    except (ValueError, KeyError, TypeError, RuntimeError) as e:
-        raise files.LoadError(f"The session's task or scheduler state does not fit: {e}") from None
-    s.last_eval = dict(ckpt.get("last_eval") or {})
-    hist = ckpt.get("history") or {}
-    s.history = HistoryRecorder.from_arrays({k: v.numpy() for k, v in hist.items()})
-    s.group_specs = base_groups or s.group_specs
-    s.journal = list(journal)
-    return s
+    return timeline_file.restore_v1(doc, ckpt, base)
 
 
 __all__ = ["save_session", "load_session", "pack", "unpack", "restore", "SESSION_EXT", "SpecError"]

@@ -92,6 +92,15 @@ class History:
     lr: tuple[np.ndarray, ...]  # one series per group; NaN before a group existed
     val_loss: np.ndarray | None = None  # NaN where no evaluation ran (tasks only)
     val_accuracy: np.ndarray | None = None
+    # where a point stands for several steps (``bucket`` > 1): the range of each bucket
+    loss_min: np.ndarray | None = None
+    loss_max: np.ndarray | None = None
+    grad_norm_min: np.ndarray | None = None
+    grad_norm_max: np.ndarray | None = None
+    update_norm_min: np.ndarray | None = None
+    update_norm_max: np.ndarray | None = None
+    update_ratio: tuple[np.ndarray, ...] = ()  # ||delta p|| / ||p|| per group
+    bucket: int = 1  # steps per point
 
     @staticmethod
     def empty() -> "History":
@@ -124,8 +133,26 @@ class RunError:
 
 
 @dataclass(frozen=True)
+class BranchSummary:
+    """One branch of the timeline, as a list shows it."""
+
+    id: int
+    parent: int | None
+    fork_step: int
+    steps: int
+    last_loss: float | None
+    reason: str
+    optimizer: str
+    current: bool
+
+
+FRAME_VERSION = 2
+
+
+@dataclass(frozen=True)
 class Snapshot:
-    """Everything the GUI draws for one moment of the run."""
+    """Everything the GUI draws for one moment of the run (a "frame": plain data, no live objects,
+    so a runner process, a comparison or an attached script can all produce one)."""
 
     seq: int  # increases with every published snapshot
     step: int
@@ -148,9 +175,24 @@ class Snapshot:
     decision: Decision | None = None  # 2-D classification tasks
     epoch: int | None = None  # tasks: epochs completed
     metrics: dict = field(default_factory=dict)  # tasks: the last evaluation (val_loss, val_accuracy)
+    version: int = FRAME_VERSION
+    run_id: str = ""
+    branch: int = 0
+    branches: tuple[BranchSummary, ...] = ()
+    at_head: bool = True  # False: rewound; stepping from here forks a new branch
+    head_step: int = 0  # the last step of the current branch
+    breakpoints: tuple[tuple[str, bool], ...] = ()  # (condition, enabled)
+    checkpoint_bytes: int = 0
+    checkpoint_budget: int = 0
+    notice: str = ""  # the last timeline event, for the status bar
+    can_undo: bool = False
+    can_redo: bool = False
 
     def tensor(self, name: str) -> TensorSnapshot | None:
         for t in self.tensors:
             if t.name == name:
                 return t
         return None
+
+
+Frame = Snapshot  # the design's name for it

@@ -323,6 +323,21 @@ class LoadParams:
 
 
 @dataclass(frozen=True)
+class EditTensor:
+    """Set one element (``index``) or every element (``index`` None) of a parameter (``which``
+    "value"), its gradient ("grad") or one of its optimizer state entries ("exp_avg", ...)."""
+
+    tensor: str
+    which: str = "value"
+    index: tuple[int, ...] | None = None
+    value: float = 0.0
+
+    def __post_init__(self):
+        if self.index is not None:
+            object.__setattr__(self, "index", tuple(self.index))
+
+
+@dataclass(frozen=True)
 class SetDevice:
     device: str
 
@@ -334,9 +349,9 @@ class Reset:
 
 ACTIONS = {"step": Step, "zero_grad": ZeroGrad, "set_grad": SetGrad, "add_group": AddGroup,
            "set_hparam": SetHparam, "load_optimizer": LoadOptimizer, "load_params": LoadParams,
-           "set_device": SetDevice, "reset": Reset}
+           "edit_tensor": EditTensor, "set_device": SetDevice, "reset": Reset}
 _OPS = {cls: op for op, cls in ACTIONS.items()}
-Action = Step | ZeroGrad | SetGrad | AddGroup | SetHparam | LoadOptimizer | LoadParams | SetDevice | Reset
+Action = Step | ZeroGrad | SetGrad | AddGroup | SetHparam | LoadOptimizer | LoadParams | EditTensor | SetDevice | Reset
 
 
 # ----- JSON -----
@@ -358,7 +373,8 @@ def _drop_defaults(obj) -> dict:
         v = getattr(obj, f.name)
         default = f.default if f.default_factory is __import__("dataclasses").MISSING else f.default_factory()
         keep = f.name in ("name", "shape", "optimizer", "init", "kind", "fill", "n", "dtype") or (
-            f.name == "value" and getattr(obj, "fill", getattr(obj, "init", "")) == "constant")
+            f.name == "value" and getattr(obj, "fill", getattr(obj, "init", "")) == "constant") or (
+            isinstance(obj, EditTensor) and f.name in ("value", "which"))
         if keep or v != default:
             if hasattr(v, "__dataclass_fields__"):
                 v = _drop_defaults(v)

@@ -27,11 +27,11 @@ def _boom(*_):
 
 def break_loss(s):
     """Make the session's loss raise (as a bug in the user's loss would)."""
-    s._loss = _boom
+    s.engine._loss = _boom
 
 
 def mend_loss(s):
-    del s._loss
+    del s.engine._loss
 
 
 def pid(s):

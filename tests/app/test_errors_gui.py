@@ -65,7 +65,7 @@ def test_non_finite_loss_pauses_and_the_status_bar_names_it(make_window, qtbot):
     qtbot.mouseClick(win.controls.runButton, LEFT)
     qtbot.waitUntil(lambda: win.snapshot.paused_reason is not None and not win.snapshot.running)
     reason = win.snapshot.paused_reason
-    assert reason.startswith("The loss became") and "at step" in reason
+    assert reason.startswith("Paused at step") and "the loss became" in reason
     assert win.statusBar().currentMessage() == reason
     assert win.controls.runButton.text() == "Run"
     assert not visible_boxes(win)  # a pause, not a crash

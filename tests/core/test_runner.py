@@ -106,7 +106,7 @@ def test_error_in_the_loop_stops_the_run_with_traceback(runner):
 
     def boom(*a, **k):
         raise RuntimeError("user loss exploded")
-    r.call(lambda s: setattr(s, "_loss", boom)).result(5)
+    r.call(lambda s: setattr(s.engine, "_loss", boom)).result(5)
     r.run()
     wait_until(lambda: r.latest().error is not None)
     err = r.latest().error

@@ -54,7 +54,7 @@ def adam_rosenbrock():
                        gradient=GradientSpec(kind="objective", objective="rosenbrock"), zero_grad_each_step=True)
     s = Session(spec)
     run_steps(s, 5)  # as the app runs: records history (loss, norms, path)
-    assert len(s.history)
+    assert s.history.n == 5
     return s
 
 
@@ -95,7 +95,7 @@ def test_reopened_session_continues_like_one_never_closed(tmp_path, make):
     session_file.save_session(s, path)
     r = session_file.load_session(path)
     assert_same_session(s, r)
-    ha, hb = s.history.to_arrays(), r.history.to_arrays()
+    ha, hb = s.history.to_arrays(), r.history.to_arrays()  # the curves come back too
     assert ha.keys() == hb.keys()
     assert all(np.array_equal(ha[k], hb[k], equal_nan=True) for k in ha)
     assert r.group_specs == s.group_specs
@@ -121,8 +121,8 @@ def test_optimlab_file_is_a_zip_with_readable_json_and_safe_checkpoint(tmp_path)
     assert doc["spec"] == spec_to_dict(s.spec)
     assert [a["op"] for a in doc["journal"]] == ["step", "zero_grad", "add_group", "step"]
     assert doc["journal"][-1]["n"] == 50
-    assert same(ckpt["params"], {n: p.detach() for n, p in s.params.items()})
-    assert same(ckpt["optimizer"], s.optimizer.state_dict())
+    assert same(ckpt["head"]["params"], {n: p.detach() for n, p in s.params.items()})
+    assert same(ckpt["head"]["optimizer"], s.optimizer.state_dict())
 
 
 def test_json_save_is_spec_and_journal_and_replays(tmp_path):
@@ -132,7 +132,7 @@ def test_json_save_is_spec_and_journal_and_replays(tmp_path):
     text = path.read_text()
     doc = json.loads(text)
     assert set(doc) == {"format", "version", "spec", "journal"}
-    assert text == dumps(s.spec, s.journal)
+    assert text == dumps(s.spec, s.journal)  # nothing loaded, at the head: exactly spec + journal
     r = session_file.load_session(path)
     assert_same_session(s, r)
     s.step(MORE)
@@ -177,11 +177,11 @@ def _bad_files(tmp_path):
     _zip(tmp_path / "badckpt.optimlab", {"session.json": json.dumps(doc), "checkpoint.pt": b"garbage"})
     out["badckpt.optimlab"] = tmp_path / "badckpt.optimlab"
     unknown = json.loads(json.dumps(doc))
-    unknown["spec"]["optimizer"] = "Adamantium"
+    unknown["timeline"]["branches"][0]["spec"]["optimizer"] = "Adamantium"
     _zip(tmp_path / "unknown.optimlab", {"session.json": json.dumps(unknown), "checkpoint.pt": ckpt})
     out["unknown.optimlab"] = tmp_path / "unknown.optimlab"
     layout = json.loads(json.dumps(doc))
-    layout["layout"]["groups"][1]["tensors"] = ["ghost"]
+    layout["timeline"]["branches"][0]["journal"][-1]["n"] = 49  # the journal no longer reaches the saved step
     _zip(tmp_path / "layout.optimlab", {"session.json": json.dumps(layout), "checkpoint.pt": ckpt})
     out["layout.optimlab"] = tmp_path / "layout.optimlab"
     put("notspec.json", json.dumps({"hello": "world"}))

@@ -1,0 +1,206 @@
+"""Bounded per-step series: every step recorded, thinned into buckets that keep min/max/mean.
+
+All columns of a branch (loss, norms, validation metrics, lr per group, update/weight
+ratio per group) share one grid of at most ``capacity`` buckets. Bucket ``i`` covers
+steps ``1 + i*width .. (i+1)*width``. Until the grid is full a bucket is one step;
+then neighbours merge in pairs and each bucket covers twice the steps (counts and sums
+add, min/max combine). So the curves always run from the first step to now, with an
+envelope where a bucket holds several steps, as TensorBoard draws long runs. A value
+may be missing at a step (a norm that was not measured): a bucket averages what it got.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .snapshot import History, frozen
+
+CAPACITY = 8192  # buckets per branch
+_STATS = (("count", 0.0, np.add), ("sum", 0.0, np.add), ("min", np.inf, np.minimum), ("max", -np.inf, np.maximum))
+
+
+class SeriesSet:
+    """The curves of one branch. ``add`` takes steps in increasing order."""
+
+    def __init__(self, capacity: int = CAPACITY):
+        self.capacity = capacity
+        self.width = 1
+        self.n = 0  # buckets in use
+        self.cols: dict[str, dict[str, np.ndarray]] = {}
+        self.path: list[tuple[int, float, float]] = []  # (step, x, y) of a 2-number objective
+        self.last_step = 0
+        self._view: History | None = None
+
+    def _col(self, name: str) -> dict[str, np.ndarray]:
+        c = self.cols.get(name)
+        if c is None:
+            c = self.cols[name] = {k: np.full(self.capacity, fill) for k, fill, _ in _STATS}
+        return c
+
+    def add(self, step: int, values: dict) -> None:
+        """Record ``values`` (name -> float or None) for ``step``."""
+        i = (step - 1) // self.width
+        while i >= self.capacity:
+            self._merge()
+            i = (step - 1) // self.width
+        if i >= self.n:
+            self.n = i + 1
+        for name, v in values.items():
+            if v is None or math.isnan(v):
+                continue
+            c = self._col(name)
+            if math.isfinite(v):
+                c["count"][i] += 1
+                c["sum"][i] += v
+            if v < c["min"][i]:
+                c["min"][i] = v
+            if v > c["max"][i]:
+                c["max"][i] = v
+        self.last_step = max(self.last_step, step)
+        self._view = None
+
+    def add_many(self, steps, rows) -> None:
+        """``add`` for many steps at once (increasing): one vectorised pass per column."""
+        if not len(steps):
+            return
+        steps = np.asarray(steps, np.int64)
+        while (int(steps[-1]) - 1) // self.width >= self.capacity:
+            self._merge()
+        idx = (steps - 1) // self.width
+        self.n = max(self.n, int(idx[-1]) + 1)
+        names = {k for r in rows for k, v in r.items() if v is not None}
+        for name in names:
+            vals = np.array([_num(r.get(name)) for r in rows], np.float64)
+            seen = ~np.isnan(vals)
+            if not seen.any():
+                continue
+            c = self._col(name)
+            i, v = idx[seen], vals[seen]
+            fin = np.isfinite(v)
+            np.add.at(c["count"], i[fin], 1.0)
+            np.add.at(c["sum"], i[fin], v[fin])
+            np.minimum.at(c["min"], i, v)
+            np.maximum.at(c["max"], i, v)
+        self.last_step = max(self.last_step, int(steps[-1]))
+        self._view = None
+
+    def add_xy(self, step: int, x: float, y: float) -> None:
+        self.path.append((step, x, y))
+        if len(self.path) > 2 * self.capacity:
+            self.path = self.path[::2]
+
+    def _merge(self) -> None:
+        """Halve the resolution: bucket pairs (2k, 2k+1) become bucket k."""
+        n, half = self.n, (self.n + 1) // 2
+        for c in self.cols.values():
+            for k, fill, op in _STATS:
+                a = c[k]
+                head = a[:2 * half].copy()
+                if 2 * half > n:
+                    head[n:] = fill
+                a[:half] = op(head[0::2], head[1::2])
+                a[half:] = fill
+        self.width *= 2
+        self.n = half
+
+    def truncated(self, step: int) -> "SeriesSet":
+        """A copy up to ``step``: exact while a bucket is one step; else to the bucket holding it."""
+        out = SeriesSet(self.capacity)
+        out.width = self.width
+        keep = min(self.n, max(0, (step - 1) // self.width + 1)) if step > 0 else 0
+        out.n = keep
+        for name, c in self.cols.items():
+            oc = out._col(name)
+            for k, _, _ in _STATS:
+                oc[k][:keep] = c[k][:keep]
+        out.path = [p for p in self.path if p[0] <= step]
+        out.last_step = min(self.last_step, step)
+        return out
+
+    def column(self, name: str):
+        """(mean, min, max) of a column over the buckets in use; NaN where a bucket has nothing."""
+        n = self.n
+        c = self.cols.get(name)
+        if c is None:
+            nan = np.full(n, np.nan)
+            return nan, nan, nan
+        count = c["count"][:n]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(count > 0, c["sum"][:n] / np.maximum(count, 1), np.nan)
+        seen = np.isfinite(c["min"][:n]) | (c["max"][:n] > c["min"][:n])
+        lo = np.where(seen, c["min"][:n], np.nan)
+        hi = np.where(seen, c["max"][:n], np.nan)
+        return mean, lo, hi
+
+    def steps(self) -> np.ndarray:
+        """The x of each bucket: its step (one-step buckets) or its last step."""
+        return (np.arange(self.n, dtype=np.float64) + 1) * self.width
+
+    def view(self) -> History:
+        """Read-only arrays for the curves (cached until the next add)."""
+        if self._view is None:
+            def mean(name):
+                return frozen(self.column(name)[0])
+
+            def env(name):
+                _, lo, hi = self.column(name)
+                return frozen(lo), frozen(hi)
+            lrs = []
+            g = 0
+            while f"lr{g}" in self.cols:
+                lrs.append(mean(f"lr{g}"))
+                g += 1
+            ratios = []
+            g = 0
+            while f"update_ratio{g}" in self.cols:
+                ratios.append(mean(f"update_ratio{g}"))
+                g += 1
+            loss_lo, loss_hi = env("loss")
+            g_lo, g_hi = env("grad_norm")
+            u_lo, u_hi = env("update_norm")
+            self._view = History(frozen(self.steps()), mean("loss"), mean("grad_norm"), mean("update_norm"),
+                                 tuple(lrs), mean("val_loss"), mean("val_accuracy"),
+                                 loss_min=loss_lo, loss_max=loss_hi, grad_norm_min=g_lo, grad_norm_max=g_hi,
+                                 update_norm_min=u_lo, update_norm_max=u_hi, update_ratio=tuple(ratios),
+                                 bucket=self.width)
+        return self._view
+
+    def path_array(self) -> np.ndarray | None:
+        if not self.path:
+            return None
+        return frozen(np.array([(x, y) for _, x, y in self.path], np.float64))
+
+    # ----- saving: plain arrays -----
+
+    def to_arrays(self) -> dict:
+        n = self.n
+        out = {"grid": np.array([self.width, self.n, self.capacity, self.last_step], np.int64)}
+        for name, c in self.cols.items():
+            for k, _, _ in _STATS:
+                out[f"{name}/{k}"] = c[k][:n].copy()
+        if self.path:
+            out["path"] = np.array(self.path, np.float64)
+        return out
+
+    @classmethod
+    def from_arrays(cls, d: dict) -> "SeriesSet":
+        width, n, capacity, last = (int(v) for v in np.asarray(d["grid"]).tolist())
+        if not (1 <= capacity <= 1 << 20 and width >= 1 and 0 <= n <= capacity):
+            raise ValueError("the saved curves are damaged")
+        out = cls(capacity)
+        out.width, out.n, out.last_step = width, n, last
+        for key, v in d.items():
+            name, _, k = key.partition("/")
+            if k:
+                a = np.asarray(v, np.float64)
+                if a.shape != (n,) or k not in ("count", "sum", "min", "max"):
+                    raise ValueError("the saved curves are damaged")
+                out._col(name)[k][:n] = a
+        if "path" in d:
+            out.path = [(int(s), float(x), float(y)) for s, x, y in np.asarray(d["path"]).tolist()]
+        return out
+
+
+def _num(v) -> float:
+    return np.nan if v is None else float(v)
