@@ -508,6 +508,8 @@ class Engine:
             "params": {n: p.detach().clone() for n, p in self.params.items()},
             "grads": {n: p.grad.detach().clone() for n, p in self.params.items() if p.grad is not None},
             "optimizer": copy_state(self.optimizer.state_dict()),
+            # load_state_dict adds keys to defaults (torch's __setstate__), which later groups inherit
+            "defaults": copy_state(dict(self.optimizer.defaults)),
             "scheduler": copy_state(self.scheduler.state_dict()) if self.scheduler is not None else None,
             "task": self.task.state() if self.task is not None else None,
             "grad_rng": self.grad_gen.get_state(),
@@ -540,6 +542,8 @@ class Engine:
             g = st["grads"].get(n)
             p.grad = None if g is None else g.to(p.device).clone()
         self.optimizer.load_state_dict(copy_state(st["optimizer"]))
+        if "defaults" in st:
+            self.optimizer.defaults = copy_state(st["defaults"])
         self.group_specs = list(st["groups"])
         if self.scheduler is not None and st["scheduler"] is not None:
             self.scheduler.load_state_dict(copy_state(st["scheduler"]))

@@ -58,14 +58,15 @@ class Session:
             self.apply(action, undoable=False)
 
     @classmethod
-    def from_timeline(cls, timeline: Timeline, head_state: dict, at_head: bool = True) -> "Session":
-        """A session standing where ``head_state`` was captured on ``timeline``'s current branch
-        (no replay): how a saved session reopens."""
+    def from_timeline(cls, timeline: Timeline, head_state: dict, index: int | None = None) -> "Session":
+        """A session standing where ``head_state`` was captured on ``timeline``'s current branch,
+        with ``index`` of its journal entries applied (None: all; the head), without replay:
+        how a saved session reopens."""
         s = cls.__new__(cls)
         s._setup(timeline)
         s.engine.restore(head_state, check=True)
-        s.at_head = at_head
-        s.cursor = s.engine.step_count
+        if index is not None and index < len(timeline.branch.journal.entries):
+            s._index = index
         return s
 
     def _setup(self, timeline: Timeline) -> None:
@@ -74,8 +75,7 @@ class Session:
         self.observer = Observer()
         self.observer.series = timeline.branch.series
         self.engine = Engine(timeline.branch.spec, timeline.blobs, self.observer)
-        self.at_head = True
-        self.cursor = 0  # the step shown when not at the head
+        self._index = None  # None: at the current branch's head; else the journal entries applied
         self._pending = 0  # steps taken but not yet written into the journal
         self._since_ckpt = 0
         self._step_time = 0.0  # moving average of one step's wall time
@@ -130,6 +130,11 @@ class Session:
         return self.timeline.branch
 
     @property
+    def at_head(self) -> bool:
+        """False when rewound: acting from here forks a new branch."""
+        return self._index is None
+
+    @property
     def journal(self) -> list:
         """The current branch's actions (steps taken so far included)."""
         self.flush()
@@ -141,9 +146,9 @@ class Session:
         s = self.timeline.branch.series
         if self.at_head:
             return s
-        key = (self.timeline.current, self.cursor, s.last_step)
+        key = (self.timeline.current, self.step_count, s.last_step)
         if getattr(self, "_hist_key", None) != key:
-            self._hist_key, self._hist = key, s.truncated(self.cursor)
+            self._hist_key, self._hist = key, s.truncated(self.step_count)
         return self._hist
 
     def decision_grid(self, max_age: float = 0.1):
@@ -258,9 +263,9 @@ class Session:
             b.journal.record(self.engine.step_count - self._pending, Step(self._pending))
             self._pending = 0
         if self.engine.step_count > hit.step:
-            b.journal = b.journal.copy_until(hit.step, head=False)
+            b.journal = b.journal.copy_prefix(hit.step, b.journal.index_after(hit.step))
             self.timeline.checkpoints.truncate(b.id, hit.step)
-            self._restore(b.id, hit.step, head=True)
+            self._restore(b.id, hit.step, len(b.journal.entries))
         if self.engine.loss is not None:
             b.last_loss = float(self.engine.loss)
         if hit.text == "params nonfinite":
@@ -282,20 +287,22 @@ class Session:
 
     # ----- branches -----
 
-    def position(self) -> tuple[int, int, bool]:
-        """(branch, step, at head)."""
-        return (self.timeline.current, self.engine.step_count, self.at_head)
+    def position(self) -> tuple[int, int, int]:
+        """(branch, step, journal entries applied): where the session stands (after a flush)."""
+        self.flush()
+        index = len(self.timeline.branch.journal.entries) if self._index is None else self._index
+        return (self.timeline.current, self.engine.step_count, index)
 
     def _fork_if_rewound(self) -> None:
-        if self.at_head:
+        if self._index is None:
             return
         tl, old = self.timeline, self.timeline.branch
         k = self.engine.step_count
         new = tl.new_branch(old.spec, old.id, k, True, f"forked from branch {old.id} at step {k:,}",
-                            journal=old.journal.copy_until(k, head=False), series=old.series.truncated(k))
+                            journal=old.journal.copy_prefix(k, self._index), series=old.series.truncated(k))
         new.last_loss = self.loss_value()
         tl.current = new.id
-        self.at_head = True
+        self._index = None
         self.observer.series = new.series
         self.notice = f"New branch {new.id} from step {k:,}; branch {old.id} kept ({old.end_step:,} steps)"
 
@@ -312,7 +319,7 @@ class Session:
         engine.observer = self.observer
         self.observer.attach(engine.optimizer)
         self.observer.series = new.series
-        self.at_head = True
+        self._index = None
         self._since_ckpt = 0
         self._push_undo(old_pos)
         self.notice = f"{reason}: new branch {new.id}, branch {old.id} kept at step {old_pos[1]:,}"
@@ -326,20 +333,20 @@ class Session:
         if b is None:
             raise SpecError(f"There is no branch {branch}; there are {', '.join(map(str, self.timeline.branches))}")
         end = b.end_step
-        head = step is None or step == end
         step = end if step is None else step
         if not 0 <= step <= end:
             raise SpecError(f"Branch {b.id} runs from step 0 to {end:,}; there is no step {step:,}")
+        index = len(b.journal.entries) if step == end else b.journal.index_after(step)
         before = self.position()
-        if (b.id, step, head) != before:
-            self._restore(b.id, step, head)
+        if (b.id, step, index) != before:
+            self._restore(b.id, step, index)
             self._push_undo(before)
 
-    def _restore(self, branch: int, step: int, head: bool) -> None:
+    def _restore(self, branch: int, step: int, index: int) -> None:
+        """Stand at ``step`` of ``branch`` with its first ``index`` journal entries applied."""
         tl = self.timeline
         b = tl.branches[branch]
-        target = b.end_step if head else step
-        ck = tl.nearest_checkpoint(branch, target)
+        ck = tl.nearest_checkpoint(branch, step)
         if self.engine.spec != b.spec:
             self.engine = Engine(b.spec, tl.blobs, self.observer)
         self.observer.recording = False
@@ -350,9 +357,9 @@ class Session:
             else:
                 self.engine._build()
                 start = 0
-            for s0, a in b.journal.until(step, head):
+            for s0, a in b.journal.prefix(step, index):
                 if isinstance(a, Step):
-                    n = min(s0 + a.n, target) - max(s0, start)
+                    n = s0 + a.n - max(s0, start)
                     if n > 0:
                         self.engine.apply(Step(n))
                 elif s0 >= start:
@@ -360,8 +367,7 @@ class Session:
         finally:
             self.observer.recording = True
         tl.current = branch
-        self.at_head = head
-        self.cursor = step
+        self._index = None if index >= len(b.journal.entries) else index
         self.observer.series = b.series
         self._since_ckpt = 0
 

@@ -47,24 +47,28 @@ class Journal:
     def actions(self) -> list:
         return [a for _, a in self.entries]
 
-    def until(self, step: int, head: bool) -> list[tuple[int, object]]:
-        """The entries that lead to "right after step ``step``" (before the actions recorded
-        at that step), the last Step cut short where ``step`` falls inside it; with ``head``,
-        every entry."""
-        if head:
-            return list(self.entries)
-        out = []
+    def index_after(self, step: int) -> int:
+        """The position "right after step ``step``", before the actions recorded at it: the number
+        of whole entries applied (a Step that ``step`` falls inside counts as not whole)."""
+        i = 0
         for s0, a in self.entries:
-            if s0 >= step:
+            if s0 >= step or (isinstance(a, Step) and s0 + a.n > step):
                 break
-            if isinstance(a, Step) and s0 + a.n > step:
+            i += 1
+        return i
+
+    def prefix(self, step: int, index: int) -> list[tuple[int, object]]:
+        """The entries that lead to position (``step``, ``index``): the first ``index`` entries,
+        plus the part of the next one up to ``step`` if it is a Step that ``step`` falls inside."""
+        out = list(self.entries[:index])
+        if index < len(self.entries):
+            s0, a = self.entries[index]
+            if isinstance(a, Step) and s0 < step:
                 out.append((s0, Step(step - s0)))
-                break
-            out.append((s0, a))
         return out
 
-    def copy_until(self, step: int, head: bool) -> "Journal":
-        return Journal(self.until(step, head))
+    def copy_prefix(self, step: int, index: int) -> "Journal":
+        return Journal(self.prefix(step, index))
 
 
 @dataclass

@@ -87,6 +87,7 @@ def timeline_doc(session, folder=None) -> dict:
                          "reason": b.reason, "last_loss": b.last_loss, "threads": b.threads,
                          "spec": specmod.spec_to_dict(spec), "journal": _journal_doc(b.journal)})
     return {"current": tl.current, "at_head": session.at_head, "step": session.step_count,
+            "index": session.position()[2],
             "budget": tl.checkpoints.budget, "branches": branches,
             "breakpoints": [[bp.text, bp.enabled] for bp in session.breakpoints]}
 
@@ -148,7 +149,10 @@ def restore(doc: dict, ckpt: dict, base=None):
     if head["step"] > end or (at_head and head["step"] != end):
         raise DamagedTimeline(f"the saved state is at step {head['step']}, but branch {current}'s journal "
                               f"ends at step {end}")
-    s = Session.from_timeline(tl, head, at_head)
+    index = t.get("index")
+    if not at_head and not (isinstance(index, int) and 0 <= index <= len(tl.branch.journal.entries)):
+        raise DamagedTimeline("the saved position has no valid journal index")
+    s = Session.from_timeline(tl, head, None if at_head else index)
     s.set_breakpoints([parse_breakpoint(text).with_enabled(bool(on)) for text, on in t.get("breakpoints", [])])
     return s
 
@@ -194,7 +198,7 @@ def restore_v1(doc: dict, ckpt: dict, base=None):
             else engine.grad_gen.get_state(),
             "torch_rng": torch.random.get_rng_state(), "loss": ckpt.get("loss"),
             "last_eval": dict(ckpt.get("last_eval") or {})}
-    s = Session.from_timeline(tl, head, True)
+    s = Session.from_timeline(tl, head)
     hist = ckpt.get("history") or {}
     if "step" in hist:
         steps = hist["step"].numpy().astype(np.int64)

@@ -1,0 +1,236 @@
+"""The timeline: nothing the user did is lost; any step of any branch comes back exactly.
+
+A session rewound to step k equals (torch.equal, everything a step depends on) a fresh
+session that ran the same actions and stopped at k; test_fidelity shows that a fresh
+session equals a plain PyTorch script.
+"""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from core import catalogue, edits, files
+from core.session import Session
+from core.spec import (AddGroup, EditTensor, GradientSpec, LoadOptimizer, ManualGrad, SessionSpec, SetHparam, Step,
+                       TensorSpec, ZeroGrad)
+from core.task_spec import TaskSpec
+from core.timeline import Checkpoints
+from tests.core.test_fidelity import ALL, kinds_for, make_spec
+
+
+def same(a, b) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.dtype != b.dtype:
+            return False
+        a = a.to_dense() if a.is_sparse else a
+        b = b.to_dense() if b.is_sparse else b
+        return a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def state_of(s: Session) -> dict:
+    """Everything the next steps depend on."""
+    return {"step": s.step_count,
+            "params": {n: p.detach() for n, p in s.params.items()},
+            "grads": {n: p.grad for n, p in s.params.items()},
+            "optimizer": s.optimizer.state_dict(),
+            "scheduler": s.scheduler.state_dict() if s.scheduler is not None else None,
+            "task": s.task.state() if s.task is not None else None,
+            "grad_rng": s.grad_gen.get_state(),
+            "loss": s.loss}
+
+
+def assert_same(a: Session, b: Session, where=""):
+    sa, sb = state_of(a), state_of(b)
+    for k in sa:
+        assert same(sa[k], sb[k]), f"{where}: {k} differs"
+
+
+def replay(spec, actions, upto: int, blobs=None) -> Session:
+    """A fresh session doing ``actions`` and stopping right after step ``upto``."""
+    s = Session(spec, blobs=blobs)
+    for a in actions:
+        if isinstance(a, Step):
+            n = min(a.n, upto - s.step_count)
+            if n <= 0:
+                break
+            s.apply(Step(n))
+        else:
+            if s.step_count >= upto and upto < total_steps(actions):
+                break
+            s.apply(a)
+    return s
+
+
+def total_steps(actions) -> int:
+    return sum(a.n for a in actions if isinstance(a, Step))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_rewind_to_any_step_equals_a_run_stopped_there(name):
+    kind = kinds_for(name)[-1]  # manual random gradients where possible: the generator must come back
+    spec = make_spec(name, kind)
+    actions = [Step(9), SetHparam(0, "lr", 0.003), Step(8)]
+    if name not in catalogue.ONE_GROUP:
+        actions += [AddGroup((TensorSpec("extra", (2, 2), grad=spec.tensors[0].grad),), {"lr": 0.002})]
+    actions += [ZeroGrad(False), Step(11)]
+    s = Session(spec)
+    for a in actions:
+        s.apply(a)
+    assert s.timeline.checkpoints.count() > 0, "the run kept checkpoints"
+    rng = random.Random(name)
+    for k in sorted({0, 1, 9, 17, 28, *rng.sample(range(28), 5)}):
+        s.goto(k)
+        assert s.step_count == k and not (s.at_head and k < 28)
+        assert_same(s, replay(spec, actions, k), f"{name} at step {k}")
+    s.goto(None)  # back to the head
+    assert s.at_head and s.step_count == 28
+    assert_same(s, replay(spec, actions, 28), f"{name} at the head")
+
+
+def digits_spec():
+    task = TaskSpec("digits_mlp", hidden=(16,), batch_size=64, eval_every=7, seed=3)
+    return SessionSpec(optimizer="SGD", hparams={"lr": 0.05, "momentum": 0.9}, zero_grad_each_step=True,
+                       gradient=GradientSpec("task", task=task),
+                       scheduler=__import__("core.spec", fromlist=["SchedulerSpec"]).SchedulerSpec(
+                           "StepLR", {"step_size": 1, "gamma": 0.7}, "epoch"))
+
+
+def test_rewind_a_task_with_a_scheduler_an_edit_and_a_load(tmp_path):
+    spec = digits_spec()
+    donor = Session(spec)
+    donor.step(5)
+    path = tmp_path / "opt.pt"
+    files.save_optimizer(donor, path)
+    s = Session(spec)
+    s.step(30)  # past an epoch boundary (23 batches of 64): the scheduler stepped, the data reshuffled
+    s.apply(EditTensor("fc1.weight", "value", (0, 3), 0.25))
+    s.apply(LoadOptimizer(path=str(path)))
+    s.step(4)
+    s.apply(EditTensor("out.bias", "grad", None, 0.0))
+    s.step(6)
+    actions = s.journal
+    assert any(isinstance(a, LoadOptimizer) and a.blob for a in actions), "the load's data is in the timeline"
+    path.unlink()  # rewinding needs no file: the data is stored
+    for k in (3, 23, 24, 30, 33, 34, 38, 40):
+        s.goto(k)
+        assert_same(s, replay(spec, actions, k, s.blobs), f"digits at step {k}")
+
+
+def test_stepping_from_a_rewound_step_forks_and_keeps_the_old_branch():
+    spec = make_spec("Adam", "manual")
+    s = Session(spec)
+    s.step(20)
+    old = state_of(s)
+    s.goto(12)
+    s.step(3)
+    assert s.timeline.current == 1 and s.step_count == 15
+    b = {x.id: x for x in s.branches()}
+    assert b[1].parent == 0 and b[1].fork_step == 12 and b[0].steps == 20
+    assert "branch 0 kept" in s.notice
+    s.goto(None, branch=0)
+    assert_same_state = all(same(v, state_of(s)[k]) for k, v in old.items())
+    assert assert_same_state, "the old branch's head comes back"
+    s.goto(None, branch=1)
+    assert_same(s, replay(spec, [Step(15)], 15))
+
+
+def test_a_rebuild_starts_a_new_branch_and_undo_returns_to_the_old_one():
+    spec = make_spec("SGD", "objective")
+    s = Session(spec)
+    s.step(13)
+    before = state_of(s)
+    edits.with_optimizer(s, "Adam")
+    assert s.spec.optimizer == "Adam" and s.step_count == 0
+    assert s.notice == "optimizer changed to Adam: new branch 1, branch 0 kept at step 13"
+    s.step(4)
+    assert s.undo()
+    assert s.spec.optimizer == "SGD" and all(same(v, state_of(s)[k]) for k, v in before.items())
+    assert s.redo()
+    assert s.spec.optimizer == "Adam" and s.step_count == 4
+
+
+def test_undo_an_edit_then_redo():
+    s = Session(make_spec("SGD", "objective"))
+    s.step(3)
+    s.apply(SetHparam(0, "lr", 0.5))
+    assert s.optimizer.param_groups[0]["lr"] == 0.5
+    s.undo()
+    assert s.optimizer.param_groups[0]["lr"] != 0.5 and s.step_count == 3
+    s.redo()
+    assert s.optimizer.param_groups[0]["lr"] == 0.5
+
+
+def test_a_failing_batch_journals_the_steps_it_did():
+    s = Session(make_spec("Adam", "objective"))
+    calls = {"n": 0}
+    real = s.engine._loss
+
+    def flaky():
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise RuntimeError("boom")
+        return real()
+    s.engine._loss = flaky
+    with pytest.raises(RuntimeError):
+        s.run(10)
+    assert s.step_count == 5 and s.journal == [Step(5)]
+
+
+def test_breakpoint_pauses_at_the_first_step_where_it_holds():
+    s = Session(make_spec("SGD", "objective"))
+    s.set_breakpoints(["step == 7"])
+    assert s.run(100) == 7 and s.last_hit.step == 7 and s.step_count == 7
+    s.set_breakpoints(["grad_norm > 0.0001"])
+    s.run(5)
+    assert s.last_hit is not None and s.step_count == 8  # measured on every step while it is on
+
+
+def test_batched_readback_stops_exactly_at_the_breakpoint_step():
+    """On a GPU the conditions are read back every few steps; the session goes back to the hit."""
+    spec = make_spec("Adam", "manual")
+    s = Session(spec)
+    s.set_breakpoints(["step == 11"])
+    s.observer.check_every = 8
+    s.run(100)
+    assert s.last_hit.step == 11 and s.step_count == 11 and s.journal == [Step(11)]
+    assert_same(s, replay(spec, [Step(11)], 11))
+
+
+def test_edit_while_paused_is_journaled_and_used_by_the_next_step():
+    spec = make_spec("Adam", "objective")
+    s = Session(spec)
+    s.step(2)
+    s.apply(EditTensor("t0", "exp_avg", (1, 2), 5.0))
+    assert s.optimizer.state[s.params["t0"]]["exp_avg"][1, 2] == 5.0
+    s.step(1)
+    plain = Session(spec)
+    plain.step(2)
+    plain.optimizer.state[plain.params["t0"]]["exp_avg"][1, 2] = 5.0
+    plain.step(1)
+    assert_same(s, plain)
+    assert isinstance(s.journal[1], EditTensor)
+
+
+def test_checkpoint_memory_is_bounded_and_thinned_towards_the_past():
+    c = Checkpoints(budget=10 * (1000 + 4096))
+    for step in range(1, 200):
+        c.add(0, step * 10, {}, 1000, {0: step * 10})
+    steps = [x.step for x in c.by_branch[0]]
+    assert c.used <= c.budget and len(steps) == 10 and steps[-1] == 1990
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    assert gaps[0] > gaps[-1], f"denser near the present: {steps}"
+
+
+def test_every_step_has_a_loss_point_at_any_speed():
+    spec = make_spec("Adam", "objective")
+    s = Session(spec)
+    s.run(3000)
+    h = s.history.view()
+    assert len(h.step) == 3000 and not np.isnan(h.loss).any()
+    assert (~np.isnan(h.grad_norm)).sum() >= 30  # norms on the time budget, at least
