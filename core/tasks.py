@@ -346,7 +346,9 @@ class Task:
 
     def state(self) -> dict:
         """Data order position and model buffers: tensors and ints only (weights_only-safe)."""
-        order = self._order if self._order is not None else torch.empty(0, dtype=torch.int64)
+        # between epochs the order is drawn afresh at the next batch: none is kept then
+        order = self._order if self._order is not None and self.batch_in_epoch > 0 \
+            else torch.empty(0, dtype=torch.int64)
         return {"order_generator": self.order_generator.get_state(), "epoch": int(self.epoch),
                 "batch_in_epoch": int(self.batch_in_epoch), "order": order.clone(),
                 "buffers": {n: b.detach().cpu().clone() for n, b in self.model.named_buffers()}}

@@ -188,7 +188,7 @@ def restore_v1(doc: dict, ckpt: dict, base=None):
     tl.blobs.update(ckpt.get("blobs") or {})
     engine = Engine(spec, tl.blobs)
     groups = [specmod._build(GroupSpec, g, "group") for g in layout.get("groups", [])] or list(engine.group_specs)
-    added = [specmod.tensor_from_dict(t) for t in layout.get("added_tensors", [])]
+    added = [specmod.tensor_from_dict(t) for t in layout.get("added_tensors", [])] if engine.task is None else []
     names = tuple(engine.names) + tuple(t.name for t in added)
     head = {"step": int(layout.get("step", 0)), "added": added, "groups": groups,
             "structure": (names, tuple(g.tensors for g in groups), layout.get("device", spec.device)),

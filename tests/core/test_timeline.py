@@ -234,3 +234,78 @@ def test_every_step_has_a_loss_point_at_any_speed():
     h = s.history.view()
     assert len(h.step) == 3000 and not np.isnan(h.loss).any()
     assert (~np.isnan(h.grad_norm)).sum() >= 30  # norms on the time budget, at least
+
+
+# ----- files -----
+
+def fresh_steps(journal) -> int:
+    return sum(a.n for a in journal if isinstance(a, Step))
+
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name, example, steps", [("v1_seed", "seed_walkthrough", 51), ("v1_moons", "moons_mlp", 120)])
+def test_version_1_files_still_open_and_continue_exactly(name, example, steps):
+    """Files written by optimlab before the timeline (one spec, one journal, one state)."""
+    from core import session_file
+    from core.cli import example_paths
+    from core.spec import loads
+    s = session_file.load_session(DATA / f"{name}.optimlab")
+    spec, journal = loads(example_paths()[example].read_text())
+    fresh = Session(spec, journal)
+    fresh.step(steps - fresh.step_count)
+    assert s.step_count == steps
+    assert_same(s, fresh, name)
+    s.step(5)
+    fresh.step(5)
+    assert_same(s, fresh, f"{name} + 5")
+    s.goto(steps - 3)  # rewinding works too (from the spec: a version 1 file has no checkpoints)
+    assert_same(s, replay(spec, journal + [Step(steps - fresh_steps(journal))], steps - 3), f"{name} rewound")
+
+
+def test_optimlab_keeps_the_whole_timeline_and_reopens_where_it_stood(tmp_path):
+    from core import session_file
+    spec = make_spec("Adam", "manual")
+    s = Session(spec)
+    s.step(30)
+    s.goto(10)
+    s.step(5)                     # branch 1 forks at 10
+    edits.with_optimizer(s, "SGD")  # branch 2 starts afresh
+    s.step(7)
+    s.set_breakpoints(["grad_norm > 100", "step == 500"])
+    s.goto(None, branch=0)
+    s.goto(22)                    # stand rewound on branch 0
+    path = tmp_path / "t.optimlab"
+    session_file.save_session(s, path)
+    r = session_file.load_session(path)
+    assert [(b.id, b.parent, b.fork_step, b.steps) for b in r.branches()] == \
+        [(b.id, b.parent, b.fork_step, b.steps) for b in s.branches()] == [(0, None, 0, 30), (1, 0, 10, 15), (2, 1, 15, 7)]
+    assert r.timeline.current == 0 and r.step_count == 22 and not r.at_head
+    assert_same(r, s)
+    assert [bp.text for bp in r.breakpoints] == ["grad_norm > 100", "step == 500"]
+    assert r.timeline.checkpoints.count() == s.timeline.checkpoints.count()
+    for branch, step in ((1, 12), (2, 3), (0, 29)):
+        s.goto(step, branch)
+        r.goto(step, branch)
+        assert_same(r, s, f"branch {branch} step {step}")
+
+
+def test_json_save_embeds_loaded_data_and_reopens_at_its_step(tmp_path):
+    from core import session_file
+    spec = make_spec("Adam", "objective")
+    donor = Session(spec)
+    donor.step(4)
+    s = Session(spec)
+    s.step(2)
+    s.load_optimizer_state(donor.optimizer.state_dict(), "donor.pt")
+    s.step(6)
+    s.goto(5)
+    path = tmp_path / "s.json"
+    session_file.save_session(s, path)
+    r = session_file.load_session(path)  # no donor.pt anywhere: the data is in the .json
+    assert r.step_count == 5 and not r.at_head
+    assert_same(r, s)
+    r.goto(None)
+    s.goto(None)
+    assert_same(r, s)
