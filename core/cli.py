@@ -2,7 +2,8 @@
 
     optimlab run SESSION [--steps N] [--load-optimizer PATH] [--save-optimizer PATH]
                  [--save-params PATH] [--save-session PATH] [--print-state]
-                 [--trust-script] [--timeout SECONDS]
+                 [--trust-script] [--timeout SECONDS] [--branch B] [--at STEP] [--until CONDITION ...]
+    optimlab branches SESSION   list the timeline's branches
     optimlab optimizers      list torch.optim's optimizers and their hyperparameters
     optimlab examples        list the shipped examples (usable as SESSION by name)
 
@@ -19,6 +20,8 @@ import sys
 from pathlib import Path
 
 from . import catalogue, files, trust
+from .breakpoints import BreakpointError
+from .breakpoints import parse as parse_breakpoint
 from .headless import RunRequest, supervise
 from .session import NonFinite, StepError
 from .spec import SpecError
@@ -77,7 +80,9 @@ def cmd_run(args) -> int:
     req = RunRequest(session=str(resolve(args.session).absolute()), steps=args.steps,
                      load_optimizer=_abs(args.load_optimizer), load_params=_abs(args.load_params), saves=saves,
                      print_state=args.print_state, trust_script=args.trust_script,
-                     trusted=tuple(trust.trusted()))
+                     trusted=tuple(trust.trusted()), branch=args.branch, at=args.at, until=tuple(args.until))
+    for c in req.until:
+        parse_breakpoint(c)  # a condition that cannot be read is refused before anything runs
     outcome = supervise(req, args.timeout)
     if outcome.out:
         sys.stdout.write(outcome.out)
@@ -85,6 +90,20 @@ def cmd_run(args) -> int:
     if outcome.err:
         print(outcome.err, file=sys.stderr)
     return outcome.code
+
+
+def cmd_branches(args) -> int:
+    """The timeline's branches: id, parent and fork step, steps, last loss, why it began."""
+    from . import session_file
+    s = session_file.load_session(resolve(args.session))
+    print(f"{'branch':>6} {'parent':>6} {'fork':>8} {'steps':>8} {'last loss':>12}  optimizer  began")
+    for b in s.branches():
+        loss = "" if b.last_loss is None else f"{b.last_loss:.6g}"
+        parent = "" if b.parent is None else str(b.parent)
+        ident = ("*" if b.current else "") + str(b.id)  # * marks the branch the session stands on
+        print(f"{ident:>6} {parent:>6} {b.fork_step:>8} {b.steps:>8} {loss:>12}  {b.optimizer:<9}  "
+              f"{b.reason or 'the session'}")
+    return 0
 
 
 def cmd_optimizers(args) -> int:
@@ -135,7 +154,16 @@ def parser() -> argparse.ArgumentParser:
                         "script other than a shipped example is refused and nothing runs)")
     r.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS",
                    help="stop stepping after SECONDS, save what was asked and exit 124")
+    r.add_argument("--branch", type=int, metavar="B", help="stand on branch B (its head, or --at) first")
+    r.add_argument("--at", type=int, metavar="STEP", help="stand at STEP of the branch first (rewinding)")
+    r.add_argument("--until", action="append", default=[], metavar="CONDITION",
+                   help="stop at the first step where CONDITION holds, e.g. 'grad_norm > 10', 'loss nonfinite', "
+                        "'step == 120', 'update_ratio[1] > 0.01', 'loss rising 5', 'w.grad abs > 100' "
+                        "(repeatable); prints 'stopped at step K: CONDITION' and saves what is asked there")
     r.set_defaults(func=cmd_run)
+    b = sub.add_parser("branches", help="list a session's branches (id, parent, fork step, steps, last loss)")
+    b.add_argument("session", help="a .optimlab session (or .json, or an example's name)")
+    b.set_defaults(func=cmd_branches)
     sub.add_parser("optimizers", help="list torch.optim's optimizers").set_defaults(func=cmd_optimizers)
     sub.add_parser("examples", help="list the shipped examples").set_defaults(func=cmd_examples)
     return ap
@@ -146,6 +174,9 @@ def main(argv=None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as e:  # usage error (one line, status 2) or --help (0): return, don't exit
         return e.code if isinstance(e.code, int) else 2
+    if (getattr(args, "at", None) or 0) < 0:
+        print("optimlab: --at must be a step number, 0 or more", file=sys.stderr)
+        return 2
     if getattr(args, "steps", 0) < 0:
         print("optimlab: --steps must be 0 or more", file=sys.stderr)
         return 2
@@ -157,7 +188,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # the reader (e.g. `| head`) closed the pipe: not an error of ours
         sys.stderr = open(os.devnull, "w")
         return 0
-    except (SpecError, files.LoadError, StepError, NonFinite, OSError) as e:
+    except (SpecError, files.LoadError, StepError, NonFinite, BreakpointError, OSError) as e:
         print(f"optimlab: {_one_line(e)}", file=sys.stderr)
         return 2
 

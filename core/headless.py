@@ -36,6 +36,9 @@ class RunRequest:
     trust_script: bool = False
     trusted: tuple[tuple[str, str], ...] = ()  # (path, sha256) agreed to in this process
     threads: int = 0  # torch threads in the child (0: torch's default)
+    branch: int | None = None  # stand on this branch (its head, or --at) before anything else
+    at: int | None = None  # stand at this step first
+    until: tuple[str, ...] = ()  # breakpoint conditions: stop at the first step where one holds
 
 
 @dataclass
@@ -65,12 +68,13 @@ def _user_errors():
 def child_main(req: RunRequest, conn, cancel, progress) -> None:
     """Open, load, step and save as ``req`` says, reporting over ``conn`` (runs in the child)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the supervisor's to handle
+    from .breakpoints import BreakpointError
     from .trust import UntrustedScript
     try:
         _child_run(req, conn, cancel, progress)
     except UntrustedScript as e:
         conn.send(("error", 2, f"{_one_line(e)}: pass --trust-script to run it"))
-    except _user_errors() as e:
+    except (BreakpointError, *_user_errors()) as e:
         conn.send(("error", 2, _one_line(e)))
     except Exception as e:  # noqa: BLE001 - anything else is still one line, never a traceback
         conn.send(("error", EXIT_DIED, f"{type(e).__name__}: {_one_line(e)}", traceback.format_exc()))
@@ -90,6 +94,11 @@ def _child_run(req: RunRequest, conn, cancel, progress) -> None:
     for path, digest in req.trusted:
         trust.trust(path, digest)
     s = session_file.load_session(resolve(req.session))
+    if req.branch is not None or req.at is not None:
+        s.goto(req.at, req.branch)
+    if req.until:
+        from .breakpoints import DEFAULTS, parse
+        s.set_breakpoints(list(DEFAULTS) + [parse(c) for c in req.until])
     progress.value = s.step_count
     # loads go through the journal, so a saved session (.json too) replays them
     if req.load_optimizer:
@@ -102,6 +111,7 @@ def _child_run(req: RunRequest, conn, cancel, progress) -> None:
         return cancel.is_set()
     s.run(req.steps, cancelled=stop_here)
     progress.value = s.step_count
+    hit = s.last_hit
     writers = {"optimizer": files.save_optimizer, "params": files.save_params,
                "checkpoint": files.save_checkpoint, "session": session_file.save_session}
     for what, path in req.saves:
@@ -112,10 +122,20 @@ def _child_run(req: RunRequest, conn, cancel, progress) -> None:
     else:
         loss = s.loss_value()
         text = f"{s.spec.optimizer}: step {s.step_count}" + ("" if loss is None else f", loss {loss:.6g}") + "\n"
-    conn.send(("done", s.step_count, text))
+    stop = None
+    if hit is not None:
+        asked = hit.text in {parse_text(c) for c in req.until}
+        stop = (f"stopped at step {hit.step}: {hit.text}" + ("" if not hit.detail else f" ({hit.detail})"), asked)
+    conn.send(("done", s.step_count, text, stop))
 
 
 # ----- the supervisor -----
+
+def parse_text(condition: str) -> str:
+    """The canonical text of a breakpoint condition (as a hit names it)."""
+    from .breakpoints import parse
+    return parse(condition).text
+
 
 def _signal_name(code: int) -> str:
     try:
@@ -179,7 +199,12 @@ def _outcome(req, result, stop_reason, killed, exitcode, step, saved, timeout) -
     if result is not None and result[0] == "error":
         return RunOutcome(result[1], err=f"optimlab: {result[2]}", saved=saved)
     if result is not None:  # done
-        _, step, text = result
+        _, step, text, stop = result
+        if stop is not None:
+            line, asked = stop
+            if asked:  # --until: the run did what was asked
+                return RunOutcome(0, out=line + "\n" + text, saved=saved)
+            return RunOutcome(2, out=text, err=f"optimlab: {line}; {_saved_text(saved)}", saved=saved)
         if stop_reason == "interrupt":
             return RunOutcome(EXIT_INTERRUPTED, out=text, err=f"optimlab: interrupted at step {step}; "
                               f"{_saved_text(saved)}", saved=saved)

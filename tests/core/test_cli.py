@@ -191,3 +191,53 @@ def test_examples_lists_seed_walkthrough(capsys):
     code, out, _ = run(capsys, "examples")
     assert code == 0
     assert re.search(r"^seed_walkthrough: The seed's walkthrough", out, re.M)
+
+
+# ----- the timeline from the command line -----
+
+def timeline_file(tmp_path) -> Path:
+    """A session with two branches: branch 0 runs 40 steps; branch 1 forks from it at 15."""
+    from core.spec import GradientSpec, SessionSpec, Step, TensorSpec
+    spec = SessionSpec(optimizer="Adam", hparams={"lr": 0.05}, zero_grad_each_step=True,
+                       tensors=[TensorSpec("w", (3,), init="values", values=[1.0, -2.0, 0.5])],
+                       gradient=GradientSpec("objective", objective="quadratic", condition=50.0))
+    s = Session(spec)
+    s.step(40)
+    s.goto(15)
+    s.step(10)
+    path = tmp_path / "t.optimlab"
+    session_file.save_session(s, path)
+    return path
+
+
+def test_branches_lists_the_timeline(capsys, tmp_path):
+    code, out, err = run(capsys, "branches", timeline_file(tmp_path))
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert rows[0][:4] == ["0", "0", "40", rows[0][3]] and rows[0][3] != ""
+    assert rows[1][:5] == ["*1", "0", "15", "25", rows[1][4]]
+
+
+def test_run_at_a_step_of_a_branch_equals_that_step(capsys, tmp_path):
+    path = timeline_file(tmp_path)
+    code, out, err = run(capsys, "run", path, "--branch", 0, "--at", 12, "--save-params", tmp_path / "p.pt")
+    assert code == 0, err
+    s = session_file.load_session(path)
+    s.goto(12, 0)
+    assert torch.equal(torch.load(tmp_path / "p.pt", weights_only=True)["w"], s.params["w"].detach())
+
+
+def test_until_stops_at_the_first_step_where_the_condition_holds_and_saves_there(capsys, tmp_path):
+    path = timeline_file(tmp_path)
+    code, out, err = run(capsys, "run", path, "--steps", 1000, "--until", "step == 57", "--until", "loss < 0",
+                         "--save-params", tmp_path / "p.pt")
+    assert code == 2 and "Cannot read the breakpoint 'loss < 0'" in err  # refused before anything ran
+    code, out, err = run(capsys, "run", path, "--steps", 1000, "--until", "step  ==  57",
+                         "--save-params", tmp_path / "p.pt")
+    assert code == 0, err
+    assert out.splitlines()[0] == "stopped at step 57: step == 57"
+    s = session_file.load_session(path)
+    s.step(57 - s.step_count)
+    assert torch.equal(torch.load(tmp_path / "p.pt", weights_only=True)["w"], s.params["w"].detach())
+    code, out, err = run(capsys, "run", path, "--steps", 1000, "--until", "update_ratio[3] > 0.1")
+    assert code == 2 and "update_ratio[3] names a group" in err
