@@ -1,0 +1,94 @@
+"""A hypothesis state machine over the timeline: random steps, edits, rebuilds, rewinds,
+forks, undo/redo, saves and reopens. After each, the session equals a fresh session that
+replays its branch's journal from the branch's spec up to where it stands."""
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from core import edits, session_file
+from core.session import Session
+from core.spec import EditTensor, GradientSpec, ManualGrad, SessionSpec, SetHparam, Step, TensorSpec, ZeroGrad
+from tests.core.test_timeline import assert_same
+
+SPEC = SessionSpec(optimizer="Adam", hparams={"lr": 0.05}, seed=5, zero_grad_each_step=True,
+                   tensors=[TensorSpec("w", (3, 2), grad=ManualGrad("normal", std=0.3)),
+                            TensorSpec("b", (2,), init="zeros", grad=ManualGrad("normal"))],
+                   gradient=GradientSpec("manual", when="every_step"))
+OPTIMIZERS = ("Adam", "SGD", "RMSprop", "Adagrad")
+
+
+def replayed(s: Session) -> Session:
+    """A fresh session doing what the current branch's journal says, up to where ``s`` stands."""
+    branch, step, index = s.position()
+    b = s.timeline.branches[branch]
+    fresh = Session(b.spec, blobs=s.blobs)
+    for _, a in b.journal.prefix(step, index):
+        fresh.apply(a)
+    return fresh
+
+
+class TimelineMachine(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        self.s = Session(SPEC)
+        self.dir = tempfile.TemporaryDirectory()
+
+    def teardown(self):
+        self.dir.cleanup()
+
+    @rule(n=st.integers(1, 12))
+    def step(self, n):
+        self.s.step(n)
+
+    @rule(lr=st.sampled_from([0.001, 0.01, 0.2]))
+    def set_lr(self, lr):
+        self.s.apply(SetHparam(0, "lr", lr))
+
+    @rule(i=st.integers(0, 2), j=st.integers(0, 1), v=st.floats(-2, 2, allow_nan=False), fill=st.booleans())
+    def edit_weight(self, i, j, v, fill):
+        self.s.apply(EditTensor("w", "value", None if fill else (i, j), v))
+
+    @rule(to_none=st.booleans())
+    def zero_grad(self, to_none):
+        self.s.apply(ZeroGrad(to_none))
+
+    @rule(name=st.sampled_from(OPTIMIZERS))
+    def switch_optimizer(self, name):
+        edits.with_optimizer(self.s, name)
+
+    @rule(data=st.data())
+    def rewind(self, data):
+        branches = self.s.branches()
+        b = data.draw(st.sampled_from(branches))
+        step = data.draw(st.integers(0, b.steps) | st.none())
+        self.s.goto(step, b.id)
+
+    @rule()
+    def undo(self):
+        self.s.undo()
+
+    @rule()
+    def redo(self):
+        self.s.redo()
+
+    @rule(kind=st.sampled_from([".optimlab", ".json"]))
+    def save_and_reopen(self, kind):
+        path = Path(self.dir.name) / f"s{kind}"
+        before = self.s
+        session_file.save_session(before, path)
+        self.s = session_file.load_session(path)
+        assert_same(self.s, before, f"reopened {kind}")
+        if kind == ".optimlab":
+            assert [tuple(vars(b).values()) for b in self.s.branches()] == \
+                [tuple(vars(b).values()) for b in before.branches()]
+
+    @invariant()
+    def equals_its_journal_replayed(self):
+        assert_same(self.s, replayed(self.s), f"branch {self.s.timeline.current} at step {self.s.step_count}")
+
+
+TimelineMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=12, derandomize=True,
+                                             deadline=None, suppress_health_check=list(HealthCheck))
+test_timeline_state_machine = TimelineMachine.TestCase
