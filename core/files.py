@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from . import catalogue
+from . import catalogue, pickle_compat
 
 OPTIMIZER_KEYS = ("optimizer_state_dict", "optimizer", "optim", "opt")
 PARAMS_KEYS = ("model_state_dict", "params", "model", "state_dict", "parameters")
@@ -96,7 +96,7 @@ def torch_read(source, name: str | None = None):
     if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
         raise LoadError(f"No such file: {source}")
     try:
-        return torch.load(source, weights_only=True, map_location="cpu")
+        return pickle_compat.load(source)  # torch.load(weights_only=True, map_location="cpu"), protocols 2-5
     except pickle.UnpicklingError as e:
         if any(m in str(e) for m in _REFUSED_MARKS):
             raise LoadError(f"Refused {name}: it holds Python objects other than tensors and plain values "
