@@ -48,7 +48,8 @@ def decay_groups(session):
 def load_torch_file(session, path, kind: str | None = None) -> str:
     """Load an optimizer state_dict, parameters or both from a torch.save file.
 
-    Both parts are checked before either is applied: a refusal changes nothing.
+    All or nothing: a refusal of either part leaves the session as it was, its
+    journal and its stored copies (``session.blobs``, which a save writes) included.
     Returns what was loaded ("optimizer state_dict", "parameters" or "checkpoint").
     """
     opt, params = files.split(files.torch_read(path))
@@ -57,18 +58,46 @@ def load_torch_file(session, path, kind: str | None = None) -> str:
         raise files.LoadError(f"{name} holds parameters, not an optimizer state_dict")
     if kind == "params" and params is None:
         raise files.LoadError(f"{name} holds an optimizer state_dict, not parameters")
-    if kind != "optimizer" and params is not None:
-        files.check_params(session, params)
-    if kind != "params" and opt is not None:
-        files.check_optimizer_state(session, opt)
-    n = len(session.blobs)
-    if kind != "params" and opt is not None:
-        session.blobs[f"optimizer-{n}"] = opt
-        session.apply(LoadOptimizer(path=str(path), blob=f"optimizer-{n}"))
-    if kind != "optimizer" and params is not None:
-        session.blobs[f"params-{n}"] = params
-        session.apply(LoadParams(path=str(path), blob=f"params-{n}"))
+    use_opt = kind != "params" and opt is not None
+    use_params = kind != "optimizer" and params is not None
+    undo = _Undo(session)
+    try:
+        if use_params:  # the cheap check first: most refusals then undo nothing
+            with files.about(path):
+                files.check_params(session, params)
+        n = len(session.blobs)
+        if use_opt:
+            session.blobs[f"optimizer-{n}"] = opt
+            session.apply(LoadOptimizer(path=str(path), blob=f"optimizer-{n}"))
+        if use_params:
+            session.blobs[f"params-{n}"] = params
+            session.apply(LoadParams(path=str(path), blob=f"params-{n}"))
+    except BaseException:
+        undo()
+        raise
     return "optimizer state_dict" if params is None else "parameters" if opt is None else "checkpoint"
+
+
+class _Undo:
+    """What a load may change, kept by reference: torch's load_state_dict swaps in new
+    state and group objects, and a params load writes only after all its checks."""
+
+    def __init__(self, session):
+        self.session = session
+        opt = session.optimizer
+        self.opt_state = {"state": opt.state, "param_groups": opt.param_groups}
+        self.group_specs = list(session.group_specs)
+        self.journal = list(session.journal)
+        self.blobs = dict(session.blobs)
+
+    def __call__(self) -> None:
+        s = self.session
+        if s.optimizer.state is not self.opt_state["state"]:
+            s.optimizer.__setstate__(self.opt_state)
+        s.group_specs[:] = self.group_specs
+        s.journal[:] = self.journal
+        s.blobs.clear()
+        s.blobs.update(self.blobs)
 
 
 def save_session(session, path) -> None:
