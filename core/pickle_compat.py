@@ -109,6 +109,8 @@ def _rewrite_legacy(raw: bytes) -> bytes:
     parts = []
     for _ in range(_LEGACY_PICKLES):
         start = f.tell()
+        if start == len(raw):
+            break  # a lone pickle (pickle.dump): torch.load reads it and says what it is
         end = _pickle_end(f)
         parts.append(respell(raw[start:end]))
         f.seek(end)

@@ -252,7 +252,7 @@ def _is_number(v) -> bool:
 
 
 def _a(v) -> str:
-    text = repr(v)
+    text = " ".join(repr(v).split())
     text = text if len(text) <= 40 else text[:37] + "..."
     return f"a {type(v).__name__} ({text})"
 
