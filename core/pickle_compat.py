@@ -14,7 +14,9 @@ import io
 import os
 import pickletools
 import struct
+import warnings
 import zipfile
+from contextlib import contextmanager
 
 import torch
 
@@ -38,83 +40,82 @@ def load(source):
     data = _protocol_3_to_5(source)
     if data is not None:
         source = io.BytesIO(data)
-    return torch.load(source, weights_only=True, map_location="cpu")
+    with warnings.catch_warnings():
+        # torch's notes on what a file holds (TypedStorage deprecated, sparse CSR in beta)
+        # would print under the one sentence the user gets; the checks say what matters
+        warnings.simplefilter("ignore")
+        return torch.load(source, weights_only=True, map_location="cpu")
 
 
 def _protocol_3_to_5(source) -> bytes | None:
     """The file re-spelt in protocol 2, or None when it already is (or is no pickle at all)."""
-    head = _peek(source, 2)
-    if head[:2] == b"PK":
-        with _rewind(source):
-            raw = _read_all(source)
-        return _rewrite_zip(raw)
-    if len(head) == 2 and head[0] == 0x80 and head[1] != SAFE_PROTOCOL:
-        with _rewind(source):
-            raw = _read_all(source)
-        return _rewrite_legacy(raw)
+    with _opened(source) as f:
+        start = f.tell()
+        head = f.read(2)
+        f.seek(start)
+        if head == b"PK":
+            return _rewrite_zip(f)
+        if head[:1] == b"\x80":
+            return _rewrite_legacy(f)
     return None
 
 
-def _peek(source, n: int) -> bytes:
+@contextmanager
+def _opened(source):
+    """A binary file for ``source``; a file object given is put back where it was."""
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
-            return f.read(n)
-    with _rewind(source):
-        return source.read(n)
+            yield f
+        return
+    pos = source.tell()
+    try:
+        yield source
+    finally:
+        source.seek(pos)
 
 
-class _rewind:
-    """Read a file object and put its position back (torch.load reads it next)."""
-
-    def __init__(self, f):
-        self.f = f
-        self.pos = None if isinstance(f, (str, os.PathLike)) else f.tell()
-
-    def __enter__(self):
-        return self.f
-
-    def __exit__(self, *exc):
-        if self.pos is not None:
-            self.f.seek(self.pos)
-
-
-def _read_all(source) -> bytes:
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as f:
-            return f.read()
-    return source.read()
-
-
-def _rewrite_zip(raw: bytes) -> bytes | None:
-    """torch.save's zip format: only ``<archive>/data.pkl`` is a pickle."""
-    with zipfile.ZipFile(io.BytesIO(raw)) as z:
+def _rewrite_zip(f) -> bytes | None:
+    """torch.save's zip format: only ``<archive>/data.pkl`` is a pickle; the rest is copied
+    only when that pickle needs re-spelling."""
+    try:
+        z = zipfile.ZipFile(f)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None  # torch.load says what is wrong with it
+    with z:
         infos = z.infolist()
         pkl = [i for i in infos if i.filename.endswith("data.pkl")]
         if len(pkl) != 1 or any(i.compress_type != zipfile.ZIP_STORED for i in infos):
-            return None  # not torch.save's layout: torch.load says what is wrong
-        data = z.read(pkl[0])
-        if len(data) < 2 or data[0] != 0x80 or data[1] == SAFE_PROTOCOL:
+            return None
+        with z.open(pkl[0]) as member:
+            head = member.read(2)
+        if len(head) < 2 or head[0] != 0x80 or head[1] == SAFE_PROTOCOL:
             return None
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as w:
             for info in infos:
-                body = respell(data) if info is pkl[0] else z.read(info)
-                w.writestr(info.filename, body)
+                body = z.read(info)
+                w.writestr(info.filename, respell(body) if info is pkl[0] else body)
     return out.getvalue()
 
 
-def _rewrite_legacy(raw: bytes) -> bytes:
-    """The pre-1.6 format: five pickles one after another, then raw storage bytes."""
-    f = io.BytesIO(raw)
+def _rewrite_legacy(f) -> bytes | None:
+    """The pre-1.6 format: five pickles one after another, then raw storage bytes.
+
+    Each pickle is checked, not only the first: a hand-made file may switch protocol.
+    """
     parts = []
     for _ in range(_LEGACY_PICKLES):
         start = f.tell()
-        if start == len(raw):
-            break  # a lone pickle (pickle.dump): torch.load reads it and says what it is
+        if f.read(1) != b"\x80":
+            f.seek(start)
+            break  # a lone pickle (pickle.dump), or protocol 0/1: torch.load says what it is
+        f.seek(start)
         end = _pickle_end(f)
-        parts.append(respell(raw[start:end]))
-        f.seek(end)
-    return b"".join(parts) + raw[f.tell():]
+        f.seek(start)
+        parts.append(f.read(end - start))
+    if all(p[1] == SAFE_PROTOCOL for p in parts):
+        return None
+    return b"".join(map(respell, parts)) + f.read()
 
 
 def _pickle_end(f) -> int:
@@ -178,8 +179,10 @@ def respell(data: bytes) -> bytes:
             del out[-2:], is_str[-2:]
             out.append(b"c" + module.encode() + b"\n" + qual.encode() + b"\n")
             is_str.append(None)
-        elif name in ("BINBYTES", "SHORT_BINBYTES"):
-            raise Unreadable("holds a bytes object, which no state_dict holds")
+        elif name in ("BINBYTES", "SHORT_BINBYTES", "BINBYTES8"):
+            # protocol 2 spells bytes as _codecs.encode(text, "latin1"), which torch allows
+            out.append(b"c_codecs\nencode\n" + _str_op(arg.decode("latin1")) + _str_op("latin1") + b"\x86R")
+            is_str.append(None)
         elif name in _PASS or name == "STOP":
             out.append(raw)
             is_str.append(None)
@@ -189,6 +192,10 @@ def respell(data: bytes) -> bytes:
 
 
 def _push_str(out: list, is_str: list, s: str) -> None:
-    b = s.encode("utf-8", "surrogatepass")
-    out.append(b"X" + struct.pack("<I", len(b)) + b)
+    out.append(_str_op(s))
     is_str.append(s)
+
+
+def _str_op(s: str) -> bytes:
+    b = s.encode("utf-8", "surrogatepass")
+    return b"X" + struct.pack("<I", len(b)) + b
