@@ -260,17 +260,24 @@ def filled_keys(name: str) -> frozenset[str]:
 
 
 def identify(keys, values: dict | None = None) -> list[str]:
-    """Optimizers whose param_groups carry exactly these hyperparameter names (and,
-    given ``values``, whose fixed entries agree with them)."""
+    """Optimizers that could have written a param_group with these keys (those torch fills
+    in on load may be missing) and, given the group's ``values``, whose fixed entries agree."""
     keys = frozenset(keys) - {"params", "param_names", "initial_lr"}
     out = []
     for n in optimizer_classes():
-        if group_keys(n) != keys:
+        want = group_keys(n)
+        if not (keys <= want and want - keys <= filled_keys(n)):
             continue
         fixed = fixed_group_values(n)
-        if values is None or all(values.get(k, v) == v for k, v in fixed.items()):
+        if values is None or all(k not in values or same_value(values[k], v) for k, v in fixed.items()):
             out.append(n)
     return out
+
+
+def same_value(a, b) -> bool:
+    """Equal plain values of the same type (never compares a tensor or a list by truth)."""
+    plain = (bool, int, float, str, type(None))
+    return isinstance(a, plain) and type(a) is type(b) and a == b
 
 
 def devices() -> list[str]:

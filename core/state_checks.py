@@ -80,39 +80,25 @@ def check_kind(session, saved: list) -> None:
     live = session.optimizer.param_groups
     for i, g in enumerate(saved):
         got = frozenset(g) - IGNORED_GROUP_KEYS
-        if not _fits_keys(name, got):
-            others = [n for n in catalogue.optimizer_classes() if n != name and _fits_keys(n, got)]
+        writers = catalogue.identify(got, g)
+        if name not in writers:
+            others = [n for n in writers or catalogue.identify(got) if n != name]
             if others:
                 raise LoadError(f"This state_dict is from {' or '.join(others)}, but the session uses {name}")
             want = catalogue.group_keys(name)
             extra, missing = sorted(got - want), sorted(want - got - catalogue.filled_keys(name))
+            fixed = catalogue.fixed_group_values(name)
             parts = ([f"has {', '.join(extra)} that {name} does not know"] if extra else []) + \
-                    ([f"lacks {', '.join(missing)}"] if missing else [])
+                    ([f"lacks {', '.join(missing)}"] if missing else []) + \
+                    [f"has {k} {g[k]!r}, which {name} always sets to {v!r}" for k, v in fixed.items()
+                     if k in g and not catalogue.same_value(g[k], v)]
             raise LoadError(f"The state_dict's param_groups do not match {name}: it {' and '.join(parts)}")
         mine = live[min(i, len(live) - 1)]
-        for other in catalogue.optimizer_classes():
+        for other in writers:  # the file shows another class's fixed entries, the session's group not
             fixed = catalogue.fixed_group_values(other)
-            if other == name or not fixed or not _fits_keys(other, got):
-                continue
-            if all(k in g and _plain_equal(g[k], v) for k, v in fixed.items()) and \
-                    not all(_plain_equal(mine.get(k), v) for k, v in fixed.items()):
+            if other != name and fixed and all(k in g for k in fixed) and \
+                    not all(catalogue.same_value(mine.get(k), v) for k, v in fixed.items()):
                 raise LoadError(f"This state_dict is from {other}, but the session uses {name}")
-        fixed = catalogue.fixed_group_values(name)
-        if not all(_plain_equal(g.get(k, v), v) for k, v in fixed.items()):
-            others = [n for n in catalogue.optimizer_classes() if n != name and _fits_keys(n, got)]
-            raise LoadError(f"This state_dict is from {' or '.join(others) or 'another optimizer'}, "
-                            f"but the session uses {name}")
-
-
-def _fits_keys(name: str, got: frozenset) -> bool:
-    """``got`` are this optimizer's group keys, perhaps less those torch fills on load."""
-    want = catalogue.group_keys(name)
-    return got <= want and want - got <= catalogue.filled_keys(name)
-
-
-def _plain_equal(a, b) -> bool:
-    plain = (bool, int, float, str, type(None))
-    return isinstance(a, plain) and type(a) is type(b) and a == b
 
 
 # ----- hyperparameters -----
