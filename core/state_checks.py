@@ -169,6 +169,9 @@ def check_entries(session, saved: list, state: dict, where: dict[int, int]) -> N
             if key not in kinds:
                 raise LoadError(f"State {key!r} of {who} is not something {name} keeps "
                                 f"(it keeps {', '.join(sorted(kinds))})")
+            if kinds[key] == "ref" and pos in ref and key not in ref[pos]:
+                raise LoadError(f"State {key!r} of {who} is not something {name} keeps for a parameter "
+                                f"of shape {list(params[pos].shape)}")
             _check_value(v, kinds[key], f"State {key!r} of {who}", params[pos], ref.get(pos, {}).get(key), name)
         needed = set(ref.get(pos, {})) if entry or at_start.get(pos) else set()
         lacking = sorted(needed - set(entry))

@@ -205,6 +205,9 @@ def test_unknown_and_missing_state_keys_are_refused():
     sd = state_of("Adam", amsgrad=True)
     del sd["state"][0]["max_exp_avg_sq"]
     refused(session("Adam", amsgrad=True), sd, "max_exp_avg_sq")
+    sd = state_of("Adafactor")
+    sd["state"][1]["variance"] = torch.zeros(3, 2)  # Adafactor factors a matrix's variance: row_var, col_var
+    refused(session("Adafactor"), sd, "'variance'", "shape [3, 2]")
     sd = state_of("Adagrad")
     del sd["state"][1]  # Adagrad keeps state for every parameter from the start
     refused(session("Adagrad"), sd, "no state for parameter 1 (b)")
