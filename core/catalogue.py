@@ -127,11 +127,13 @@ def catalogue() -> list[OptimizerInfo]:
     return [info(n) for n in optimizer_classes()]
 
 
-def validate_hparams(name: str, hparams: dict, ndim: int = 2) -> None:
+def validate_hparams(name: str, hparams: dict, ndim: int = 2, device: str | None = None) -> None:
     """Raise ValueError with torch's own sentence if torch would refuse ``hparams``.
 
     Builds the optimizer on a throwaway tensor: torch's __init__ checks ranges
-    (``Invalid learning rate: -1``) and we add the names it does not know.
+    (``Invalid learning rate: -1``) and we add the names and types it does not
+    check. The advanced flags (capturable, fused, ...) are tried with one step on
+    ``device`` (None: any device here), since torch refuses some only inside step.
     """
     desc = info(name)
     known = {h.name for h in desc.hparams}
@@ -139,36 +141,143 @@ def validate_hparams(name: str, hparams: dict, ndim: int = 2) -> None:
     if unknown:
         raise ValueError(f"{name} has no hyperparameter {unknown[0]!r}; it has {', '.join(sorted(known))}")
     for k, v in hparams.items():
-        h = desc.hparam(k)
-        if v is None and not h.optional:
-            raise ValueError(f"{k} cannot be None")
-        if h.kind == TUPLE and (not isinstance(v, tuple) or (h.length and len(v) != h.length)):
-            raise ValueError(f"{k} must be a tuple of {h.length} numbers, not {v!r}")
-        if h.kind == CHOICE and v not in h.choices:
-            raise ValueError(f"{k} must be one of {', '.join(map(repr, h.choices))}, not {v!r}")
-        if h.kind in (FLOAT, INT) and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise ValueError(f"{k} must be a number, not {v!r}")
-        if h.kind == BOOL and not isinstance(v, bool):
-            raise ValueError(f"{k} must be True or False, not {v!r}")
+        _check_type(desc.hparam(k), v)
     shape = (2, 2) if name in NEEDS_2D else (2,) * max(1, ndim)
     dummy = torch.zeros(shape, requires_grad=True)
     try:
         optimizer_classes()[name]([dummy], **hparams)
-    except (ValueError, TypeError, RuntimeError) as e:
+    except (ValueError, TypeError, RuntimeError, OverflowError) as e:
         raise ValueError(str(e)) from None
+    flags = [k for k in ADVANCED if hparams.get(k)]
+    if flags:
+        _check_runs(name, hparams, shape, flags, device)
+
+
+def _check_type(h: HyperParam, v) -> None:
+    """The value's type fits the argument (torch itself checks ranges, not types)."""
+    k = h.name
+    if v is None:
+        if not h.optional:
+            raise ValueError(f"{k} cannot be None")
+        return
+    if h.kind == TUPLE:
+        if not isinstance(v, tuple) or (h.length and len(v) != h.length):
+            raise ValueError(f"{k} must be a tuple of {h.length} numbers, not {v!r}")
+        default = h.default if isinstance(h.default, tuple) else ()
+        for i, item in enumerate(v):
+            may_be_none = i < len(default) and default[i] is None
+            if not (_is_number(item) or (item is None and may_be_none)):
+                raise ValueError(f"{k} must hold numbers, not {item!r}")
+    elif h.kind == CHOICE and v not in h.choices:
+        raise ValueError(f"{k} must be one of {', '.join(map(repr, h.choices))}, not {v!r}")
+    elif h.kind in (FLOAT, INT) and not _is_number(v):
+        raise ValueError(f"{k} must be a number, not {v!r}")
+    elif h.kind == INT and not isinstance(v, int):
+        raise ValueError(f"{k} must be a whole number, not {v!r}")
+    elif h.kind in (BOOL, OPT_BOOL) and not isinstance(v, bool):
+        raise ValueError(f"{k} must be True or False, not {v!r}")
+    elif h.kind == TEXT and not isinstance(v, str):
+        raise ValueError(f"{k} must be text, not {v!r}")
+
+
+def _is_number(v) -> bool:
+    """A plain int or float that torch can hold (bools are not numbers here)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return not isinstance(v, int) or -(2 ** 63) <= v < 2 ** 63
+
+
+def _check_runs(name: str, hparams: dict, shape, flags: list[str], device: str | None) -> None:
+    """One step on a throwaway tensor with zero gradient: capturable on the CPU, say, is
+    accepted by the constructor and fails only in step (an AssertionError traceback)."""
+    candidates = [device] if device is not None else devices()
+    first = None
+    for dev in candidates:
+        try:
+            _trial_step(name, hparams, shape, dev)
+            return
+        except Exception as e:  # noqa: BLE001 - torch fails here with AssertionError, RuntimeError...
+            first = first or (dev, e)
+    dev, e = first
+    said = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    setting = ", ".join(f"{k}={hparams[k]!r}" for k in sorted(flags))
+    if "differentiable" in flags and "leaf Variable" in said:
+        raise ValueError(f"{name} cannot step with {setting}: that mode is for parameters computed "
+                         f"inside autograd, and a session's tensors are leaves (torch: {said})")
+    raise ValueError(f"{name} cannot run with {setting} on {dev}: {said}")
+
+
+def _trial_step(name: str, hparams: dict, shape, device: str) -> None:
+    p = torch.zeros(shape, device=device, requires_grad=True)
+    g = torch.zeros(shape, device=device)
+    p.grad = g.to_sparse() if name in NEEDS_SPARSE else g
+    opt = optimizer_classes()[name]([p], **hparams)
+    if name in NEEDS_CLOSURE:
+        opt.step(lambda: torch.zeros((), device=device))
+    else:
+        opt.step()
 
 
 def group_keys(name: str) -> frozenset[str]:
     """The hyperparameter names a param_group of this optimizer carries in its state_dict."""
+    return frozenset(_fresh_group(name)) - {"params"}
+
+
+@lru_cache(maxsize=None)
+def _fresh_group(name: str) -> dict:
     dummy = torch.zeros((2, 2), requires_grad=True)
     opt = optimizer_classes()[name]([dummy])
-    return frozenset(k for k in opt.param_groups[0] if k != "params")
+    return {k: v for k, v in opt.param_groups[0].items() if k != "params"}
 
 
-def identify(keys) -> list[str]:
-    """Optimizers whose param_groups carry exactly these hyperparameter names."""
+@lru_cache(maxsize=None)
+def fixed_group_values(name: str) -> dict:
+    """Group entries the class sets itself, not from an argument: what tells it apart.
+
+    AdamW is Adam with ``decoupled_weight_decay=True`` fixed, so both carry the same
+    keys; only this value says which of the two wrote a state_dict.
+    """
+    args = {h.name for h in info(name).hparams}
+    return {k: v for k, v in _fresh_group(name).items() if k not in args}
+
+
+@lru_cache(maxsize=None)
+def filled_keys(name: str) -> frozenset[str]:
+    """Group keys torch fills in when a loaded state_dict lacks them (files from older
+    torch versions, written before the key existed)."""
+    out = set()
+    for key in group_keys(name):
+        dummy = torch.zeros((2, 2), requires_grad=True)
+        opt = optimizer_classes()[name]([dummy])
+        group = {k: v for k, v in _fresh_group(name).items() if k != key}
+        try:
+            opt.load_state_dict({"state": {}, "param_groups": [{**group, "params": [0]}]})
+        except Exception:  # noqa: BLE001 - a key torch cannot do without
+            continue
+        if key in opt.param_groups[0]:
+            out.add(key)
+    return frozenset(out)
+
+
+def identify(keys, values: dict | None = None) -> list[str]:
+    """Optimizers that could have written a param_group with these keys (those torch fills
+    in on load may be missing) and, given the group's ``values``, whose fixed entries agree."""
     keys = frozenset(keys) - {"params", "param_names", "initial_lr"}
-    return [n for n in optimizer_classes() if group_keys(n) == keys]
+    out = []
+    for n in optimizer_classes():
+        want = group_keys(n)
+        if not (keys <= want and want - keys <= filled_keys(n)):
+            continue
+        fixed = fixed_group_values(n)
+        if values is None or all(k not in values or same_value(values[k], v) for k, v in fixed.items()):
+            out.append(n)
+    return out
+
+
+def same_value(a, b) -> bool:
+    """Equal plain values of the same type (never compares a tensor or a list by truth)."""
+    plain = (bool, int, float, str, type(None))
+    return isinstance(a, plain) and type(a) is type(b) and a == b
 
 
 def devices() -> list[str]:

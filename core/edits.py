@@ -63,14 +63,16 @@ def load_torch_file(session, path, kind: str | None = None) -> str:
         raise files.LoadError(f"{name} holds parameters, not an optimizer state_dict")
     if kind == "params" and params is None:
         raise files.LoadError(f"{name} holds an optimizer state_dict, not parameters")
-    if kind != "optimizer" and params is not None:
-        files.check_params(session, params)
-    if kind != "params" and opt is not None:
-        files.check_optimizer_state(session, opt)
-    if kind != "params" and opt is not None:
-        session.load_optimizer_state(opt, path)
-    if kind != "optimizer" and params is not None:
-        session.load_params(params, path)
+    use_opt = kind != "params" and opt is not None
+    use_params = kind != "optimizer" and params is not None
+    with session.atomic():  # a checkpoint file's two parts load together or not at all
+        if use_params:  # the cheap check first
+            with files.about(path):
+                files.check_params(session, params)
+        if use_opt:
+            session.load_optimizer_state(opt, path)
+        if use_params:
+            session.load_params(params, path)
     return "optimizer state_dict" if params is None else "parameters" if opt is None else "checkpoint"
 
 

@@ -148,7 +148,7 @@ class Engine:
         self.grad_gen = torch.Generator().manual_seed(grad_seed(spec.seed))
         try:
             for g in self.group_specs:
-                catalogue.validate_hparams(spec.optimizer, {**spec.hparams, **g.hparams})
+                catalogue.validate_hparams(spec.optimizer, {**spec.hparams, **g.hparams}, device=self.device)
         except ValueError as e:
             raise SpecError(str(e)) from None
         groups = [{"params": [self.params[n] for n in g.tensors], **g.hparams} for g in self.group_specs]
@@ -385,7 +385,7 @@ class Engine:
         merged = {k: v for k, v in self.optimizer.defaults.items() if k in known}
         merged.update(action.hparams)  # unknown names are refused by validate_hparams
         try:
-            catalogue.validate_hparams(self.spec.optimizer, merged)
+            catalogue.validate_hparams(self.spec.optimizer, merged, device=self.device)
         except ValueError as e:
             raise SpecError(str(e)) from None
         new = {}
@@ -413,7 +413,7 @@ class Engine:
         current = {k: v for k, v in group.items() if k in desc.defaults}
         current[action.name] = action.value
         try:
-            catalogue.validate_hparams(self.spec.optimizer, current)
+            catalogue.validate_hparams(self.spec.optimizer, current, device=self.device)
         except ValueError as e:
             raise SpecError(str(e)) from None
         group[action.name] = action.value
@@ -421,36 +421,48 @@ class Engine:
         self.group_specs[action.group] = GroupSpec(gs.tensors, {**gs.hparams, action.name: action.value})
 
     def _do_loadoptimizer(self, action: LoadOptimizer) -> None:
+        from . import files
         sd = self.blobs.get(action.blob)
         if sd is None:
-            from . import files
             raise files.LoadError(f"The session has no stored state_dict named {action.blob!r}")
-        self.load_optimizer_state(sd)
+        with files.about(action.path or None):
+            self.load_optimizer_state(sd)
 
     def load_optimizer_state(self, sd: dict) -> None:
-        """Validate against this session, then load (validation failure changes nothing)."""
+        """Validate against this session, then swap the new state in (a refusal changes nothing)."""
         from . import files
         files.check_optimizer_state(self, sd)
-        # torch keeps tensors that already fit; a copy keeps the caller's dict (a stored blob) unchanged
-        self.optimizer.load_state_dict(copy_state(sd))
-        for gi, g in enumerate(self.optimizer.param_groups):
+        opt = self.optimizer
+        before = {"state": opt.state, "param_groups": opt.param_groups}
+        try:
+            # torch builds the new state and groups aside and swaps them in at its end; the
+            # copy keeps the caller's dict (a stored blob) unchanged by later steps
+            opt.load_state_dict(copy_state(sd))
+        except Exception as e:  # noqa: BLE001 - the checks passed, so this is unexpected: undo it
+            opt.__setstate__(before)
+            raise files.LoadError(f"The state_dict could not be loaded: {e}") from None
+        args = catalogue.info(self.spec.optimizer).defaults
+        for gi, g in enumerate(opt.param_groups):
             gs = self.group_specs[gi]
             self.group_specs[gi] = GroupSpec(gs.tensors, {**gs.hparams, **{
-                k: v for k, v in g.items() if k != "params" and self.optimizer.defaults.get(k, object()) != v}})
+                k: v for k, v in g.items() if k in args and opt.defaults.get(k, object()) != v}})
 
     def _do_loadparams(self, action: LoadParams) -> None:
+        from . import files
         sd = self.blobs.get(action.blob)
         if sd is None:
-            from . import files
             raise files.LoadError(f"The session has no stored parameters named {action.blob!r}")
-        self.load_params(sd)
+        with files.about(action.path or None):
+            self.load_params(sd)
 
     def load_params(self, sd: dict) -> None:
+        """Validate, copy every value to its parameter's device, then write them all."""
         from . import files
         files.check_params(self, sd)
+        staged = [(self.params[n], v.detach().to(self.params[n].device, copy=True)) for n, v in sd.items()]
         with torch.no_grad():
-            for n, v in sd.items():
-                self.params[n].copy_(v)
+            for p, v in staged:  # same shape, dtype and device, dense: copy_ cannot fail here
+                p.copy_(v)
 
     def _do_edittensor(self, action: EditTensor) -> None:
         """Set one element (or fill a whole tensor) of a parameter, its gradient or a state entry."""

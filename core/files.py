@@ -11,16 +11,16 @@ import io
 import os
 import pickle
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from . import catalogue
+from . import pickle_compat
 
 OPTIMIZER_KEYS = ("optimizer_state_dict", "optimizer", "optim", "opt")
 PARAMS_KEYS = ("model_state_dict", "params", "model", "state_dict", "parameters")
 EXTENSIONS = (".pt", ".pth", ".pkl")
-_IGNORED_GROUP_KEYS = frozenset({"params", "param_names", "initial_lr"})
 
 
 class LoadError(ValueError):
@@ -96,7 +96,7 @@ def torch_read(source, name: str | None = None):
     if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
         raise LoadError(f"No such file: {source}")
     try:
-        return torch.load(source, weights_only=True, map_location="cpu")
+        return pickle_compat.load(source)  # torch.load(weights_only=True, map_location="cpu"), protocols 2-5
     except pickle.UnpicklingError as e:
         if any(m in str(e) for m in _REFUSED_MARKS):
             raise LoadError(f"Refused {name}: it holds Python objects other than tensors and plain values "
@@ -143,146 +143,29 @@ def read_params(path) -> dict:
     return params
 
 
-# ----- checking against a session -----
+@contextmanager
+def about(path):
+    """Refusals inside name the file: "adam.pt: param_group 0 of the state_dict is refused: ..."."""
+    try:
+        yield
+    except LoadError as e:
+        if path is None:
+            raise
+        raise LoadError(f"{Path(path).name}: {e}") from None
 
-def _group_keys(g: dict) -> set:
-    return set(g) - _IGNORED_GROUP_KEYS
 
+# ----- checking against a session (the rules live in state_checks) -----
 
 def check_optimizer_state(session, sd) -> None:
     """Refuse (LoadError) a state_dict that does not fit the session; change nothing."""
-    if not isinstance(sd, dict) or not isinstance(sd.get("state"), dict) or not isinstance(sd.get("param_groups"), list):
-        raise LoadError("Not an optimizer state_dict: it needs 'state' (a dict) and 'param_groups' (a list)")
-    live = session.optimizer.param_groups
-    saved = sd["param_groups"]
-    name = session.spec.optimizer
-    if not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in saved):
-        raise LoadError("Every param_group in the state_dict needs a 'params' list")
-    if saved:
-        want, got = _group_keys(live[0]), _group_keys(saved[0])
-        if want != got:
-            kinds = [k for k in catalogue.identify(got) if k != name]
-            if kinds:
-                raise LoadError(f"This state_dict is from {' or '.join(kinds)}, but the session uses {name}")
-            extra, missing = sorted(got - want), sorted(want - got)
-            parts = []
-            if extra:
-                parts.append(f"has {', '.join(extra)} that {name} does not know")
-            if missing:
-                parts.append(f"lacks {', '.join(missing)}")
-            raise LoadError(f"The state_dict's param_groups do not match {name}: it {' and '.join(parts)}")
-    if len(saved) != len(live):
-        raise LoadError(f"The state_dict has {len(saved)} parameter group(s); the session has {len(live)}")
-    for i, (g, s) in enumerate(zip(live, saved)):
-        if len(g["params"]) != len(s["params"]):
-            raise LoadError(f"Group {i} of the state_dict has {len(s['params'])} parameter(s); "
-                            f"the session's group {i} has {len(g['params'])}")
-    params = session.param_list
-    names = {i: n for n, i in session.index_of().items()}
-    saved_ids = [pid for s in saved for pid in s["params"]]
-    if sorted(map(_as_int, saved_ids)) != list(range(len(params))):
-        raise LoadError(f"The state_dict's params are numbered {saved_ids}; expected 0..{len(params) - 1}")
-    ref = _reference_state(session, saved)
-    for key, entry in sd["state"].items():
-        k = _as_int(key)
-        if not 0 <= k < len(params) or not isinstance(entry, dict):
-            raise LoadError(f"The state_dict has state for parameter {key!r}, which the session does not have")
-        p = params[k]
-        if name in catalogue.NEEDS_CLOSURE:
-            _check_flat_state(entry, sum(q.numel() for q in params), k, names[k])
-            continue
-        expected = ref.get(k, {})
-        for sk, v in entry.items():
-            if not isinstance(v, torch.Tensor) or v.dim() == 0:
-                continue
-            e = expected.get(sk)
-            if isinstance(e, torch.Size) and v.shape != e:
-                raise LoadError(f"State {sk!r} of parameter {k} ({names[k]}) has shape {list(v.shape)}; "
-                                f"the session expects {list(e)}")
-            if e is None and v.numel() == p.numel() and v.shape != p.shape:
-                raise LoadError(f"State {sk!r} of parameter {k} ({names[k]}) has shape {list(v.shape)}; "
-                                f"the parameter has shape {list(p.shape)}")
-            if v.is_floating_point() and p.is_floating_point() and e is None and v.numel() not in (1, p.numel()) \
-                    and name not in catalogue.NEEDS_CLOSURE:
-                raise LoadError(f"State {sk!r} of parameter {k} ({names[k]}) has shape {list(v.shape)}, "
-                                f"which does not fit a parameter of shape {list(p.shape)}")
-    _dry_run(session, sd)
+    from . import state_checks  # it imports LoadError from here
+    state_checks.check_optimizer_state(session, sd)
 
 
-def _check_flat_state(entry: dict, total: int, k: int, pname: str) -> None:
-    """LBFGS keeps its history as flat vectors over all parameters together."""
-    for sk, v in entry.items():
-        for t in (v if isinstance(v, (list, tuple)) else [v]):
-            if isinstance(t, torch.Tensor) and t.dim() > 0 and (t.dim() != 1 or t.numel() != total):
-                raise LoadError(f"State {sk!r} of parameter {k} ({pname}) has shape {list(t.shape)}; "
-                                f"the session expects flat vectors of {total} numbers")
-
-
-def _as_int(k) -> int:
-    try:
-        return int(k)
-    except (TypeError, ValueError):
-        raise LoadError(f"The state_dict uses {k!r} as a parameter index; indices are whole numbers") from None
-
-
-def _clones(session):
-    out = []
-    for p in session.param_list:
-        c = p.detach().clone().requires_grad_(True)
-        z = torch.zeros_like(c)
-        c.grad = z.to_sparse() if session.spec.optimizer in catalogue.NEEDS_SPARSE else z
-        out.append(c)
-    return out
-
-
-def _fresh(session, saved_groups, clones):
-    desc = catalogue.info(session.spec.optimizer)
-    groups, i = [], 0
-    for g_live, g_saved in zip(session.optimizer.param_groups, saved_groups):
-        n = len(g_live["params"])
-        hp = {k: v for k, v in g_saved.items() if k in desc.defaults}
-        groups.append({"params": clones[i:i + n], **hp})
-        i += n
-    try:
-        return session.opt_class(groups)
-    except (ValueError, TypeError, RuntimeError) as e:
-        raise LoadError(f"The state_dict's hyperparameters are refused by torch: {e}") from None
-
-
-def _step(opt):
-    if isinstance(opt, torch.optim.LBFGS):
-        opt.step(lambda: torch.zeros(()))
-    else:
-        opt.step()
-
-
-def _reference_state(session, saved_groups) -> dict[int, dict]:
-    """Shapes of the state a fresh optimizer with the file's hyperparameters creates."""
-    clones = _clones(session)
-    opt = _fresh(session, saved_groups, clones)
-    try:
-        _step(opt)
-    except Exception:  # noqa: BLE001 - a reference we cannot build checks nothing
-        return {}
-    out = {}
-    for i, c in enumerate(clones):
-        out[i] = {k: v.shape for k, v in opt.state.get(c, {}).items() if isinstance(v, torch.Tensor)}
-    return out
-
-
-def _dry_run(session, sd) -> None:
-    """Load into a copy and take one step there: what breaks there never reaches the session."""
-    clones = _clones(session)
-    opt = _fresh(session, sd["param_groups"], clones)
-    try:
-        # torch's load_state_dict keeps the file's tensors when dtype and device already
-        # match, and step() then updates them in place: dry-run on a copy, or the real
-        # load would start one step ahead (momentum decayed once more, Adam's step + 1)
-        opt.load_state_dict(_copy_state(sd))
-        _step(opt)
-    except Exception as e:  # noqa: BLE001 - any failure means the file does not fit
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise LoadError(f"The state_dict does not fit this session: {first}") from None
+def check_params(session, sd) -> None:
+    """Refuse (LoadError) parameters whose names, types, shapes or dtypes do not fit."""
+    from . import state_checks
+    state_checks.check_params(session, sd)
 
 
 def _copy_state(obj):
@@ -296,23 +179,6 @@ def _copy_state(obj):
     if isinstance(obj, tuple):
         return tuple(_copy_state(v) for v in obj)
     return obj
-
-
-def check_params(session, sd) -> None:
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise LoadError("Parameters must be a dict of name -> tensor")
-    unknown = sorted(set(sd) - set(session.params))
-    missing = sorted(set(session.params) - set(sd))
-    if unknown:
-        raise LoadError(f"The file has parameter(s) the session does not: {', '.join(map(str, unknown))}")
-    if missing:
-        raise LoadError(f"The file lacks parameter(s): {', '.join(missing)}")
-    for n, v in sd.items():
-        p = session.params[n]
-        if v.shape != p.shape:
-            raise LoadError(f"Parameter {n} in the file has shape {list(v.shape)}; the session's has {list(p.shape)}")
-        if v.dtype != p.dtype:
-            raise LoadError(f"Parameter {n} in the file is {str(v.dtype)[6:]}; the session's is {str(p.dtype)[6:]}")
 
 
 def to_bytes(obj) -> bytes:

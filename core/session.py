@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
@@ -187,14 +188,36 @@ class Session:
         """A load's data goes into the timeline (never a dangling path), only if it is accepted."""
         kind = "optimizer" if isinstance(action, LoadOptimizer) else "params"
         key = f"{kind}-{files.content_id(data)}"
-        blobs = self.timeline.blobs
-        fresh = key not in blobs
-        blobs.setdefault(key, data)
-        try:
+        with self.atomic():
+            self.timeline.blobs.setdefault(key, data)
             self.apply(replace(action, blob=key))
+
+    @contextmanager
+    def atomic(self):
+        """Everything inside happens, or nothing does: on an exception the timeline (branches,
+        journal, stored data, position) and the engine are put back as they were."""
+        self.flush()
+        tl = self.timeline
+        saved = (tl.current, tl._next, set(tl.branches), list(tl.branch.journal.entries), set(tl.blobs),
+                 self._index, list(self._undo), list(self._redo))
+        engine, state = self.engine, self.engine.state()
+        try:
+            yield
         except BaseException:
-            if fresh:
-                del blobs[key]
+            current, nxt, branches, entries, blobs, index, undo, redo = saved
+            for b in set(tl.branches) - branches:
+                del tl.branches[b]
+                tl.checkpoints.drop_branch(b)
+            tl.current, tl._next = current, nxt
+            tl.branch.journal.entries[:] = entries
+            tl.checkpoints.truncate(current, engine.step_count)
+            for k in set(tl.blobs) - blobs:
+                del tl.blobs[k]
+            self._index, self._undo, self._redo = index, undo, redo
+            self.engine = engine
+            self.observer.attach(engine.optimizer)
+            self.observer.series = tl.branch.series
+            engine.restore(state)
             raise
 
     def run(self, n: int, budget: Budget | None = None, cancelled=lambda: False) -> int:
