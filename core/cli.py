@@ -27,7 +27,9 @@ def example_paths() -> dict[str, Path]:
     return {p.stem: p for p in sorted(EXAMPLES.glob("*.json"))}
 
 
-def resolve(name: str) -> Path:
+def resolve(name: str) -> Path | str:
+    if not name:
+        return name  # Path("") is ".": let the loader say that no name was given
     p = Path(name)
     if p.exists() or name not in example_paths():
         return p
@@ -52,22 +54,37 @@ def print_state(session, out=None) -> None:
     print(f"optimizer.param_groups:\n{opt.param_groups}", file=out)
 
 
+def check_paths(args) -> None:
+    """Refuse bad --load-*/--save-* paths (one sentence each) before any replay or step."""
+    for option in ("load_optimizer", "load_params", "save_optimizer", "save_params", "save_checkpoint",
+                   "save_session"):
+        value = getattr(args, option)
+        if value == "":
+            error = files.LoadError if option.startswith("load") else files.SaveError
+            raise error(f"--{option.replace('_', '-')} needs a file name; an empty one was given")
+        if value is not None and option.startswith("load"):
+            files.readable(value)
+        elif value is not None:
+            files.save_target(value)
+
+
 def cmd_run(args) -> int:
+    check_paths(args)
     s = session_file.load_session(resolve(args.session))
     # loads go through the journal, so a saved session (.json too) replays them
-    if args.load_optimizer:
+    if args.load_optimizer is not None:
         s.apply(LoadOptimizer(path=str(Path(args.load_optimizer).resolve())))
-    if args.load_params:
+    if args.load_params is not None:
         s.apply(LoadParams(path=str(Path(args.load_params).resolve())))
     if args.steps:
         run_steps(s, args.steps, Budget())
-    if args.save_optimizer:
+    if args.save_optimizer is not None:
         files.save_optimizer(s, args.save_optimizer)
-    if args.save_params:
+    if args.save_params is not None:
         files.save_params(s, args.save_params)
-    if args.save_checkpoint:
+    if args.save_checkpoint is not None:
         files.save_checkpoint(s, args.save_checkpoint)
-    if args.save_session:
+    if args.save_session is not None:
         session_file.save_session(s, args.save_session)
     if args.print_state:
         print_state(s)

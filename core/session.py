@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import torch
 
-from . import catalogue, objectives, schedulers
+from . import catalogue, limits, objectives, schedulers
 from .history import Budget, HistoryRecorder
 from .tasks import Task
 from .spec import (AddGroup, GradientSpec, GroupSpec, LoadOptimizer, LoadParams, ManualGrad, Reset,
@@ -132,6 +132,8 @@ class Session:
             self.tensor_specs = list(spec.tensors)
             self.group_specs = list(spec.effective_groups())
         self._check_optimizer_fits(self.tensor_specs, self.group_specs)
+        limits.check_tensors_fit(spec.optimizer, self.tensor_specs,
+                                 [{**spec.hparams, **g.hparams} for g in self.group_specs], self.device)
         for i, t in enumerate(self.tensor_specs):
             if t.init != "task":
                 self.params[t.name] = make_tensor(t, tensor_seed(spec.seed, i), self.device)
@@ -458,6 +460,7 @@ class Session:
             catalogue.validate_hparams(self.spec.optimizer, merged)
         except ValueError as e:
             raise SpecError(str(e)) from None
+        limits.check_tensors_fit(self.spec.optimizer, action.tensors, [merged], self.device)
         new = {}
         for k, t in enumerate(action.tensors):
             new[t.name] = make_tensor(t, tensor_seed(self.spec.seed, len(self.tensor_specs) + k), self.device)

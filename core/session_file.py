@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import files, spec as specmod
+from . import files, limits, spec as specmod
 from .history import HistoryRecorder
 from .session import Session
 from .spec import AddGroup, GroupSpec, SpecError
@@ -24,6 +24,8 @@ from .spec import AddGroup, GroupSpec, SpecError
 SESSION_FORMAT = "optimlab-session"
 SESSION_VERSION = 1
 SESSION_EXT = ".optimlab"
+MAX_MEMBERS = 16  # a session holds two; room for what a later version may add
+MAX_JSON_BYTES = 64_000_000  # session.json, or a .json session: far above any real spec and journal
 
 
 def _layout(session: Session) -> dict:
@@ -35,8 +37,8 @@ def _layout(session: Session) -> dict:
 
 def save_session(session: Session, path) -> None:
     """Write the session atomically (JSON spec only if ``path`` ends in .json)."""
-    path = Path(path)
-    if path.suffix.lower() == ".json":
+    files.save_target(path)  # a bad target is refused before the work of packing
+    if Path(path).suffix.lower() == ".json":
         text = specmod.dumps(session.spec, session.journal)
         files.atomic_write(path, lambda f: f.write(text.encode()))
         return
@@ -72,34 +74,44 @@ def pack(session: Session) -> bytes:
 
 def load_session(path) -> Session:
     """Open a .optimlab or .json session; any problem is one LoadError/SpecError, nothing half-built."""
-    path = Path(path)
-    if not path.is_file():
-        raise files.LoadError(f"No such file: {path}")
-    if zipfile.is_zipfile(path):
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise files.LoadError(f"Cannot read {path.name}: {e}") from None
-        return unpack(data, path.name)
+    name = Path(path).name
+    with files.open_regular(path) as f:
+        if zipfile.is_zipfile(f):
+            return unpack(f, name)
+        f.seek(0)
+        data = f.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise files.LoadError(f"{name} is over {limits.human(MAX_JSON_BYTES)}, the most a .json session may be")
     try:
-        text = path.read_text()
-    except (UnicodeDecodeError, OSError) as e:
-        raise files.LoadError(f"{path.name} is neither an optimlab session nor JSON ({e})") from None
+        text = data.decode()
+    except UnicodeDecodeError as e:
+        raise files.LoadError(f"{name} is neither an optimlab session nor JSON ({e})") from None
     spec, journal = specmod.loads(text)
     return Session(spec, journal)
 
 
-def unpack(data: bytes, name: str = "the session") -> Session:
-    """The session in ``data`` (a .optimlab file's bytes); ``name`` is used in messages."""
+def _read_zip(source, name: str) -> tuple[str, bytes]:
+    """session.json's text and checkpoint.pt's bytes, after the zip's directory passed
+    every check in core.limits (and the memory for them is there)."""
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    with limits.open_zip(fp, name, MAX_MEMBERS, {"session.json": MAX_JSON_BYTES}, error=files.LoadError) as z:
+        infos = {i.filename: i for i in z.infolist()}
+        if "session.json" not in infos or "checkpoint.pt" not in infos:
+            raise files.LoadError(f"{name} is not an optimlab session (no session.json/checkpoint.pt)")
+        need = infos["session.json"].file_size + infos["checkpoint.pt"].file_size
+        limits.check_bytes(need, f"Opening {name}", error=files.LoadError)
+        raw = limits.read_member(z, infos["session.json"], name, error=files.LoadError)
+        ckpt_bytes = limits.read_member(z, infos["checkpoint.pt"], name, error=files.LoadError)
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            names = set(z.namelist())
-            if "session.json" not in names or "checkpoint.pt" not in names:
-                raise files.LoadError(f"{name} is not an optimlab session (no session.json/checkpoint.pt)")
-            text = z.read("session.json").decode()
-            ckpt_bytes = z.read("checkpoint.pt")
-    except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as e:
+        return raw.decode(), ckpt_bytes
+    except UnicodeDecodeError as e:
         raise files.LoadError(f"{name} is damaged: {e}") from None
+
+
+def unpack(data, name: str = "the session") -> Session:
+    """The session in ``data`` (a .optimlab file's bytes, or the file open for binary
+    reading); ``name`` is used in messages."""
+    text, ckpt_bytes = _read_zip(data, name)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
