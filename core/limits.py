@@ -241,19 +241,19 @@ def _check_members(z: zipfile.ZipFile, name: str, size: int, max_members: int, c
     seen = set()
     for i in infos:
         if i.filename in seen:
-            raise error(f"{name} holds two members named {i.filename}; a damaged or doctored file")
+            raise error(f"{name} holds two members named {i.filename}: it is damaged or was doctored")
         seen.add(i.filename)
         if i.flag_bits & 0x1:
             raise error(f"{name} is encrypted (member {i.filename}); optimlab reads only unencrypted files")
         if i.compress_type not in _METHODS:
             method = _METHOD_NAMES.get(i.compress_type, "unknown")
-            raise error(f"Member {i.filename} of {name} uses compression method {i.compress_type} ({method}); "
+            raise error(f"{name} uses compression method {i.compress_type} ({method}) for {i.filename}; "
                         "optimlab reads only stored or deflated members")
         if i.header_offset < 0 or i.header_offset + i.compress_size > size:
             raise error(f"{name} is damaged: member {i.filename} lies beyond the end of the file")
         cap = caps.get(i.filename)
         if cap is not None and i.file_size > cap:
-            raise error(f"Member {i.filename} of {name} is {human(i.file_size)}; at most {human(cap)} are allowed")
+            raise error(f"{name} has a {i.filename} of {human(i.file_size)}; at most {human(cap)} are allowed")
         if i.file_size > RATIO_FLOOR and i.file_size > MAX_RATIO * max(i.compress_size, 1):
             raise error(f"{name} looks like a zip bomb: member {i.filename} would expand from "
                         f"{human(i.compress_size)} to {human(i.file_size)}")
