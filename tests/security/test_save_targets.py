@@ -63,6 +63,20 @@ def umask_022():
 
 # ----- what may be a target -----
 
+def _device(tmp_path):
+    """A character device to save to. Root gets a private copy of /dev/null's node, so a
+    regression replaces that copy, never the machine's /dev/null; others cannot replace
+    /dev/null at all (no write permission on /dev), so they use it."""
+    if os.geteuid() != 0:
+        return "/dev/null"
+    node = tmp_path / "null.pt"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("root without CAP_MKNOD: no device node to save to that a regression could not harm")
+    return node
+
+
 def _special_targets(tmp_path):
     fifo = tmp_path / "fifo.pt"
     os.mkfifo(fifo)
@@ -71,7 +85,7 @@ def _special_targets(tmp_path):
     sock.bind(str(sock_path))
     folder = tmp_path / "folder.pt"
     folder.mkdir()
-    return sock, [("/dev/null", "a character device"), (fifo, "a named pipe (FIFO)"),
+    return sock, [(_device(tmp_path), "a character device"), (fifo, "a named pipe (FIFO)"),
                   (sock_path, "a socket"), (folder, "a folder")]
 
 
@@ -92,7 +106,7 @@ def test_save_refuses_devices_fifos_sockets_and_folders_in_one_sentence(tmp_path
             assert after.st_ino == before.st_ino
     finally:
         sock.close()
-    assert leftovers(tmp_path, {"fifo.pt", "sock.pt", "folder.pt"}) == []
+    assert leftovers(tmp_path, {"null.pt", "fifo.pt", "sock.pt", "folder.pt"}) == []
     assert os.listdir(tmp_path / "folder.pt") == []
 
 
