@@ -146,39 +146,49 @@ def copies_per_parameter(optimizer: str, hparams_per_group) -> int:
 
 
 def tensor_bytes(t) -> int:
-    """Bytes of a TensorSpec's values (sparse manual gradients add their int64 indices later)."""
-    return math.prod(t.shape) * (8 if t.dtype == "float64" else 4)
+    """Bytes of a TensorSpec's values."""
+    return math.prod(t.shape) * _itemsize(t)
+
+
+def _itemsize(t) -> int:
+    return 8 if t.dtype == "float64" else 4
+
+
+def stepping_bytes(t, copies: int) -> int:
+    """Bytes a tensor needs while it is stepped: ``copies`` of its values, plus a sparse
+    manual gradient's int64 indices (one per dimension per element; made, coalesced and
+    copied, so three times)."""
+    b = tensor_bytes(t)
+    need = b * copies
+    if getattr(getattr(t, "grad", None), "sparse", False):
+        need += 3 * (b // _itemsize(t)) * 8 * len(t.shape)
+    return need
 
 
 def check_tensors_fit(optimizer: str, tensors, hparams_per_group, device: str,
                       error: type[Exception] = SpecError) -> None:
     """Refuse tensors whose values, gradients and ``optimizer``'s state would not fit in memory.
 
-    Called before any of them is created, so a refusal allocates nothing. A sparse
-    manual gradient adds its indices (one int64 per dimension per element).
+    Called before any of them is created, so a refusal allocates nothing.
     """
     tensors = list(tensors)
     if not tensors:
         return
     copies = copies_per_parameter(optimizer, hparams_per_group)
-    sizes = {}
-    for t in tensors:
-        b = tensor_bytes(t)
-        sparse = getattr(getattr(t, "grad", None), "sparse", False)
-        # a sparse gradient's indices: int64 per dimension per element, made, coalesced and copied
-        sizes[t.name] = b * copies + (3 * b * 8 * len(t.shape) // (8 if t.dtype == "float64" else 4) if sparse else 0)
+    sizes = {t.name: stepping_bytes(t, copies) for t in tensors}
     total = sum(sizes.values())
     biggest = max(sizes, key=sizes.get)
-    if device.startswith("cuda"):  # built on the CPU one tensor at a time, then moved
-        check_bytes(2 * max(tensor_bytes(t) for t in tensors), f"{biggest} (built on the CPU first)", "cpu", error)
+    if device != "cpu":  # tensors are made on the CPU one at a time, then moved
+        check_bytes(2 * max(tensor_bytes(t) for t in tensors), f"{biggest} (made on the CPU first)", "cpu", error)
     if len(tensors) == 1:
-        what = f"{biggest} {list(tensors[0].shape)} needs {human(total)} with its gradient and {optimizer}'s state;"
+        what = f"{biggest} {list(tensors[0].shape)} needs {human(total)} with its gradient and {optimizer}'s state"
     else:
         what = (f"The {len(tensors)} tensors need {human(total)} with their gradients and {optimizer}'s state "
-                f"({biggest} alone {human(sizes[biggest])});")
+                f"({biggest} alone {human(sizes[biggest])})")
     avail = available_bytes(device)
     if avail is not None and total > avail:
-        raise error(f"{what} {human(avail)} are available")
+        where = "" if device == "cpu" else f" on {device}"
+        raise error(f"{what}; {human(avail)} are available{where}")
 
 
 # ----- zip archives, from their directory -----

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -25,7 +26,9 @@ SESSION_FORMAT = "optimlab-session"
 SESSION_VERSION = 1
 SESSION_EXT = ".optimlab"
 MAX_MEMBERS = 16  # a session holds two; room for what a later version may add
-MAX_JSON_BYTES = 64_000_000  # session.json, or a .json session: far above any real spec and journal
+MAX_JSON_BYTES = 64_000_000  # session.json in a .optimlab: specs and journals (tensors are in checkpoint.pt)
+MAX_JSON_SESSION_BYTES = 1_000_000_000  # a .json session may carry its loads' data (base64)
+JSON_FACTOR = 4  # memory per byte of JSON: the bytes, the text decoded from them, the objects parsed
 
 
 def _layout(session: Session) -> dict:
@@ -78,16 +81,28 @@ def load_session(path) -> Session:
     with files.open_regular(path) as f:
         if zipfile.is_zipfile(f):
             return unpack(f, name)
-        f.seek(0)
-        data = f.read(MAX_JSON_BYTES + 1)
-    if len(data) > MAX_JSON_BYTES:
-        raise files.LoadError(f"{name} is over {limits.human(MAX_JSON_BYTES)}, the most a .json session may be")
+        data = _read_json_capped(f, name)
     try:
         text = data.decode()
     except UnicodeDecodeError as e:
         raise files.LoadError(f"{name} is neither an optimlab session nor JSON ({e})") from None
     spec, journal = specmod.loads(text)
     return Session(spec, journal)
+
+
+def _read_json_capped(f, name: str) -> bytes:
+    """A .json session's bytes: at most MAX_JSON_SESSION_BYTES, and only if memory allows
+    parsing them; a file that grows while it is read still stops at the cap."""
+    too_big = f"{name} is over {limits.human(MAX_JSON_SESSION_BYTES)}, the most a .json session may be"
+    size = os.fstat(f.fileno()).st_size
+    if size > MAX_JSON_SESSION_BYTES:
+        raise files.LoadError(too_big)
+    limits.check_bytes(size * JSON_FACTOR, f"Opening {name}", error=files.LoadError)
+    f.seek(0)
+    data = f.read(MAX_JSON_SESSION_BYTES + 1)
+    if len(data) > MAX_JSON_SESSION_BYTES:
+        raise files.LoadError(too_big)
+    return data
 
 
 def _read_zip(source, name: str) -> tuple[str, bytes]:

@@ -270,12 +270,15 @@ def test_doctored_torch_files_are_refused_and_change_nothing(tmp_path, parts):
         assert_cli_one_line(["run", "seed_walkthrough", "--load-optimizer", path], [words], child=False)
 
 
-def test_json_session_is_read_up_to_a_cap(tmp_path, parts):
+def test_json_session_is_read_only_as_far_as_memory_and_a_cap_allow(tmp_path, parts, monkeypatch):
     big = tmp_path / "big.json"
     doc = json.loads(parts["doc"])
-    doc["description"] = " " * (64 * MB)
-    big.write_text(json.dumps(doc))
+    doc["description"] = " " * (100 * MB)
+    big.write_text(json.dumps(doc))  # 100 MB of JSON: 400 MB to parse, more than the child may take
+    msg, _ = capped(open_in_app, big)
+    assert msg.startswith("LoadError: Opening big.json needs 400 MB; ") and msg.endswith(" are available"), msg
+    assert_cli_one_line(["run", big], ["Opening big.json needs 400 MB"])
+    monkeypatch.setattr(session_file, "MAX_JSON_SESSION_BYTES", 50 * MB)
     with pytest.raises(files.LoadError) as e:
         edits.open_session(None, big)
-    assert str(e.value) == "big.json is over 64 MB, the most a .json session may be"
-    assert_cli_one_line(["run", big], ["over 64 MB"], child=False)
+    assert str(e.value) == "big.json is over 50 MB, the most a .json session may be"
