@@ -55,7 +55,9 @@ def print_state(session, out=None) -> None:
 
 
 def check_paths(args) -> None:
-    """Refuse bad --load-*/--save-* paths (one sentence each) before any replay or step."""
+    """Refuse a bad session path and bad --load-*/--save-* paths (one sentence each) before
+    any replay or step."""
+    files.readable(resolve(args.session))
     for option in ("load_optimizer", "load_params", "save_optimizer", "save_params", "save_checkpoint",
                    "save_session"):
         value = getattr(args, option)

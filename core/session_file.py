@@ -99,10 +99,13 @@ def _read_json_capped(f, name: str) -> bytes:
         raise files.LoadError(too_big)
     limits.check_bytes(size * JSON_FACTOR, f"Opening {name}", error=files.LoadError)
     f.seek(0)
-    data = f.read(MAX_JSON_SESSION_BYTES + 1)
-    if len(data) > MAX_JSON_SESSION_BYTES:
-        raise files.LoadError(too_big)
-    return data
+    data = bytearray()
+    while len(data) <= MAX_JSON_SESSION_BYTES:  # in chunks: read(n) would set n bytes aside first
+        chunk = f.read(min(16 << 20, MAX_JSON_SESSION_BYTES + 1 - len(data)))
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    raise files.LoadError(too_big)
 
 
 def _read_zip(source, name: str) -> tuple[str, bytes]:

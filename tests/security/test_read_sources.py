@@ -1,7 +1,8 @@
 """A load reads only regular files: a folder, FIFO, device, socket or symlink loop given
 as a file is refused in one sentence naming the path and what it is, the same in the app's
-load functions and the CLI. Loads run in a child with a deadline: a regression that
-opens a FIFO or reads a device blocks there, and fails, instead of hanging the suite."""
+load functions and the CLI. The app's loads run in a child with a deadline: a regression
+that opens a FIFO or reads a device blocks there, and fails, instead of hanging the suite;
+the CLI refuses these paths before it loads anything."""
 import contextlib
 import io
 import os
@@ -65,8 +66,8 @@ def session():
     return seed()
 
 
-def load_everywhere(path, session):
-    """What each reader says about ``path``: the app's two load functions and three CLI options."""
+def app_loads(path, session):
+    """What the app's two load functions say about ``path``."""
     out = {}
     for what, call in (("load_torch_file", lambda: edits.load_torch_file(session, path)),
                        ("open_session", lambda: edits.open_session(None, path))):
@@ -75,6 +76,12 @@ def load_everywhere(path, session):
             out[what] = "loaded"
         except ValueError as e:
             out[what] = str(e)
+    return out
+
+
+def cli_loads(path):
+    """What the CLI says about ``path`` as the session and as each --load-* option."""
+    out = {}
     for argv in (["run", path], ["run", "seed_walkthrough", "--load-optimizer", path],
                  ["run", "seed_walkthrough", "--load-params", path]):
         err = io.StringIO()
@@ -86,12 +93,11 @@ def load_everywhere(path, session):
 
 def test_folders_fifos_devices_sockets_and_loops_are_refused_by_every_reader(sources, session):
     for path, why in sources.items():
-        result = in_child(load_everywhere, path, session, headroom=512 * MB, timeout=30)
+        result = in_child(app_loads, path, session, headroom=512 * MB, timeout=30)
         assert result[0] == "ok", result
-        said = result[1]
         expected = f"Cannot open {path}: {why}"
-        assert said["load_torch_file"] == expected, said
-        assert said["open_session"] == expected, said
+        assert result[1] == {"load_torch_file": expected, "open_session": expected}, result[1]
+        said = cli_loads(path)
         for option in ("run", "--load-optimizer", "--load-params"):
             code, err = said[option]
             assert (code, err) == (2, f"optimlab: {expected}\n"), (option, err)
@@ -99,9 +105,9 @@ def test_folders_fifos_devices_sockets_and_loops_are_refused_by_every_reader(sou
 
 def test_missing_and_empty_names_are_one_sentence(tmp_path, session):
     missing = tmp_path / "nowhere.optimlab"
-    said = load_everywhere(missing, session)
+    said = app_loads(missing, session)
     assert said["open_session"] == said["load_torch_file"] == f"No such file: {missing}"
-    assert said["run"] == (2, f"optimlab: No such file: {missing}\n")
+    assert cli_loads(missing)["run"] == (2, f"optimlab: No such file: {missing}\n")
     with pytest.raises(ValueError, match="^No file name was given$"):
         edits.open_session(None, "")
     for option in ("--load-optimizer", "--load-params"):
