@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 import zipfile
+
+try:
+    import resource
+except ImportError:  # Windows: no rlimits to respect
+    resource = None
 
 from .spec import SpecError
 
@@ -122,6 +126,8 @@ def _rlimit_headroom() -> int | None:
         if key in ("VmSize", "VmData") and value.split():
             used[key] = int(value.split()[0]) * 1024
     out = []
+    if resource is None:
+        return None
     for which, key in ((resource.RLIMIT_AS, "VmSize"), (resource.RLIMIT_DATA, "VmData")):
         soft, _ = resource.getrlimit(which)
         if soft != resource.RLIM_INFINITY and key in used:

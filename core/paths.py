@@ -132,6 +132,8 @@ def _save_error(path, e: OSError, folder: Path) -> SaveError:
 
 
 def _keep_owner_and_mode(fd: int, old: os.stat_result) -> None:
+    if not hasattr(os, "fchmod"):  # Windows: modes are not POSIX modes
+        return
     try:  # only root may give a file away; a user can still keep its group
         os.fchown(fd, old.st_uid, old.st_gid)
     except OSError:

@@ -10,7 +10,10 @@ import pickle
 import resource
 import select
 import signal
+import sys
 import time
+
+import pytest
 
 MB = 1_000_000
 
@@ -36,6 +39,8 @@ def in_child(fn, *args, headroom: int | None = None, timeout: float = 60.0):
     Returns ("ok", value, stderr) or ("raised", exception type name, message, stderr);
     stderr is what the child printed there. A child that dies or hangs fails the caller.
     """
+    if not sys.platform.startswith("linux"):
+        pytest.skip("forks and reads /proc/self/status (Linux)")
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
