@@ -34,7 +34,9 @@ def example_paths() -> dict[str, Path]:
     return {p.stem: p for p in sorted(EXAMPLES.glob("*.json"))}
 
 
-def resolve(name: str) -> Path:
+def resolve(name: str) -> Path | str:
+    if not name:
+        return name  # Path("") is ".": let the loader say that no name was given
     p = Path(name)
     if p.exists() or name not in example_paths():
         return p
@@ -74,10 +76,27 @@ def _abs(path: str | None) -> str:
     return os.path.join(os.getcwd(), path)
 
 
+def check_paths(args) -> None:
+    """Refuse a bad session path and bad --load-*/--save-* paths (one sentence each) before
+    any replay or step."""
+    files.readable(resolve(args.session))
+    for option in ("load_optimizer", "load_params", "save_optimizer", "save_params", "save_checkpoint",
+                   "save_session"):
+        value = getattr(args, option)
+        if value == "":
+            error = files.LoadError if option.startswith("load") else files.SaveError
+            raise error(f"--{option.replace('_', '-')} needs a file name; an empty one was given")
+        if value is not None and option.startswith("load"):
+            files.readable(value)
+        elif value is not None:
+            files.save_target(value)
+
+
 def cmd_run(args) -> int:
+    check_paths(args)
     saves = tuple((what, _abs(getattr(args, f"save_{what}"))) for what in ("optimizer", "params", "checkpoint", "session")
                   if getattr(args, f"save_{what}") is not None)
-    req = RunRequest(session=str(resolve(args.session).absolute()), steps=args.steps,
+    req = RunRequest(session=str(Path(resolve(args.session)).absolute()), steps=args.steps,
                      load_optimizer=_abs(args.load_optimizer), load_params=_abs(args.load_params), saves=saves,
                      print_state=args.print_state, trust_script=args.trust_script,
                      trusted=tuple(trust.trusted()), branch=args.branch, at=args.at, until=tuple(args.until))

@@ -22,7 +22,7 @@ import copy
 
 import torch
 
-from . import catalogue, objectives, schedulers
+from . import catalogue, limits, objectives, schedulers
 from .spec import (AddGroup, EditTensor, GroupSpec, LoadOptimizer, LoadParams, ManualGrad, Reset, SessionSpec,
                    SetDevice, SetGrad, SetHparam, SpecError, Step, TensorSpec, ZeroGrad, check_groups)
 from .tasks import Task
@@ -142,6 +142,8 @@ class Engine:
             self.tensor_specs = list(spec.tensors)
             self.group_specs = list(spec.effective_groups())
         self._check_optimizer_fits(self.tensor_specs, self.group_specs)
+        limits.check_tensors_fit(spec.optimizer, self.tensor_specs,
+                                 [{**spec.hparams, **g.hparams} for g in self.group_specs], self.device)
         for i, t in enumerate(self.tensor_specs):
             if t.init != "task":
                 self.params[t.name] = make_tensor(t, tensor_seed(spec.seed, i), self.device)
@@ -388,6 +390,7 @@ class Engine:
             catalogue.validate_hparams(self.spec.optimizer, merged, device=self.device)
         except ValueError as e:
             raise SpecError(str(e)) from None
+        limits.check_tensors_fit(self.spec.optimizer, action.tensors, [merged], self.device)
         new = {}
         for k, t in enumerate(action.tensors):
             new[t.name] = make_tensor(t, tensor_seed(self.spec.seed, len(self.tensor_specs) + k), self.device)

@@ -10,55 +10,21 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from . import pickle_compat
+from . import limits, pickle_compat
+from .paths import LoadError, SaveError, atomic_write, open_regular, readable, save_target  # noqa: F401 (files.* API)
 
 OPTIMIZER_KEYS = ("optimizer_state_dict", "optimizer", "optim", "opt")
 PARAMS_KEYS = ("model_state_dict", "params", "model", "state_dict", "parameters")
 EXTENSIONS = (".pt", ".pth", ".pkl")
 
 
-class LoadError(ValueError):
-    """A file that cannot be loaded into this session; the message names why."""
-
-
-# ----- writing -----
-
-def atomic_write(path, write) -> None:
-    """Call ``write(fileobj)`` on a temp file beside ``path``, then move it into place.
-
-    flush + fsync before ``os.replace``: a crash mid-save leaves the old file (or
-    nothing), never a truncated file under the final name.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
+# ----- writing (atomic, to regular files only: see core.paths) -----
 
 def torch_save(obj, path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
@@ -89,14 +55,35 @@ def save_checkpoint(session, path) -> None:
 _REFUSED_MARKS = ("GLOBAL", "allowlist", "Can only create new object", "Can only build")
 
 
+TORCH_ZIP_MEMBERS = 1 << 17  # a torch.save zip holds one member per storage, plus a few
+
+
 def torch_read(source, name: str | None = None):
-    """torch.load with weights_only=True; every failure becomes one clear LoadError."""
+    """torch.load with weights_only=True; every failure becomes one clear LoadError.
+
+    ``source`` is a path or a seekable binary file. Before torch reads anything, the
+    bytes the file will become are compared with the memory available, and a zip-format
+    file's directory is checked (ratios, methods, encryption...; see core.limits).
+    """
     if name is None:
         name = str(source) if isinstance(source, (str, os.PathLike)) else "The file"
-    if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
-        raise LoadError(f"No such file: {source}")
+    if isinstance(source, (str, os.PathLike)):
+        with open_regular(source) as f:
+            return _torch_load(f, name)
+    return _torch_load(source, name)
+
+
+def _torch_load(f, name: str):
+    start = f.tell()
+    if zipfile.is_zipfile(f):
+        with limits.open_zip(f, name, TORCH_ZIP_MEMBERS, error=LoadError) as z:
+            need = sum(i.file_size for i in z.infolist())
+    else:
+        need = f.seek(0, os.SEEK_END) - start
+    limits.check_bytes(need * limits.LOAD_FACTOR, f"Loading {name}", error=LoadError)
+    f.seek(start)
     try:
-        return pickle_compat.load(source)  # torch.load(weights_only=True, map_location="cpu"), protocols 2-5
+        return pickle_compat.load(f)  # torch.load(weights_only=True, map_location="cpu"), protocols 2-5
     except pickle.UnpicklingError as e:
         if any(m in str(e) for m in _REFUSED_MARKS):
             raise LoadError(f"Refused {name}: it holds Python objects other than tensors and plain values "

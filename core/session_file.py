@@ -15,21 +15,27 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
-from . import files, spec as specmod, timeline_file, trust
+from . import files, limits, spec as specmod, timeline_file, trust
 from .session import Session
 from .spec import LoadOptimizer, LoadParams, SpecError
 
 SESSION_FORMAT = "optimlab-session"
 SESSION_VERSION = 2
 SESSION_EXT = ".optimlab"
+MAX_MEMBERS = 16  # a session holds two; room for what a later version may add
+MAX_JSON_BYTES = 64_000_000  # session.json in a .optimlab: specs and journals (tensors are in checkpoint.pt)
+MAX_JSON_SESSION_BYTES = 1_000_000_000  # a .json session may carry its loads' data (base64)
+JSON_FACTOR = 4  # memory per byte of JSON: the bytes, the text decoded from them, the objects parsed
 
 
 def save_session(session: Session, path) -> None:
     """Write the session atomically: a .optimlab (the whole timeline), or, if ``path`` ends in
     .json, the current branch's spec and journal with the data of its loads embedded."""
+    files.save_target(path)  # a bad target is refused before the work of packing
     path = Path(path)
     if path.suffix.lower() == ".json":
         text = specmod.pretty_json(json_document(session, path.parent)) + "\n"
@@ -71,19 +77,16 @@ def pack(session: Session, folder=None) -> bytes:
 
 def load_session(path) -> Session:
     """Open a .optimlab or .json session; any problem is one LoadError/SpecError, nothing half-built."""
-    path = Path(path)
-    if not path.is_file():
-        raise files.LoadError(f"No such file: {path}")
-    if zipfile.is_zipfile(path):
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise files.LoadError(f"Cannot read {path.name}: {e}") from None
-        return unpack(data, path.name, base=path.parent)
+    name = Path(path).name
+    base = Path(path).parent
+    with files.open_regular(path) as f:
+        if zipfile.is_zipfile(f):
+            return unpack(f, name, base)
+        data = _read_json_capped(f, name)
     try:
-        text = path.read_text()
-    except (UnicodeDecodeError, OSError) as e:
-        raise files.LoadError(f"{path.name} is neither an optimlab session nor JSON ({e})") from None
+        text = data.decode()
+    except UnicodeDecodeError as e:
+        raise files.LoadError(f"{name} is neither an optimlab session nor JSON ({e})") from None
     spec, journal = specmod.loads(text)
     doc = json.loads(text)
     blobs = {}
@@ -91,27 +94,56 @@ def load_session(path) -> Session:
         try:
             raw = base64.b64decode(b64, validate=True)
         except (ValueError, TypeError):
-            raise files.LoadError(f"{path.name}: the stored data {k!r} is not valid base64") from None
-        blobs[k] = files.torch_read(io.BytesIO(raw), name=f"The stored data {k!r} in {path.name}")
-    s = Session(trust.with_base(spec, path.parent), journal, blobs=blobs)
+            raise files.LoadError(f"{name}: the stored data {k!r} is not valid base64") from None
+        blobs[k] = files.torch_read(io.BytesIO(raw), name=f"The stored data {k!r} in {name}")
+    s = Session(trust.with_base(spec, base), journal, blobs=blobs)
     pos = doc.get("position")
     if isinstance(pos, dict) and isinstance(pos.get("step"), int):
         s.goto(pos["step"])
     return s
 
 
-def unpack(data: bytes, name: str = "the session", base=None) -> Session:
-    """The session in ``data`` (a .optimlab file's bytes); ``name`` is used in messages;
-    a relative script path is relative to ``base`` (the file's folder)."""
+def _read_json_capped(f, name: str) -> bytes:
+    """A .json session's bytes: at most MAX_JSON_SESSION_BYTES, and only if memory allows
+    parsing them; a file that grows while it is read still stops at the cap."""
+    too_big = f"{name} is over {limits.human(MAX_JSON_SESSION_BYTES)}, the most a .json session may be"
+    size = os.fstat(f.fileno()).st_size
+    if size > MAX_JSON_SESSION_BYTES:
+        raise files.LoadError(too_big)
+    limits.check_bytes(size * JSON_FACTOR, f"Opening {name}", error=files.LoadError)
+    f.seek(0)
+    data = bytearray()
+    while len(data) <= MAX_JSON_SESSION_BYTES:  # in chunks: read(n) would set n bytes aside first
+        chunk = f.read(min(16 << 20, MAX_JSON_SESSION_BYTES + 1 - len(data)))
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    raise files.LoadError(too_big)
+
+
+def _read_zip(source, name: str) -> tuple[str, bytes]:
+    """session.json's text and checkpoint.pt's bytes, after the zip's directory passed
+    every check in core.limits (and the memory for them is there)."""
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    with limits.open_zip(fp, name, MAX_MEMBERS, {"session.json": MAX_JSON_BYTES}, error=files.LoadError) as z:
+        infos = {i.filename: i for i in z.infolist()}
+        if "session.json" not in infos or "checkpoint.pt" not in infos:
+            raise files.LoadError(f"{name} is not an optimlab session (no session.json/checkpoint.pt)")
+        need = infos["session.json"].file_size + infos["checkpoint.pt"].file_size
+        limits.check_bytes(need, f"Opening {name}", error=files.LoadError)
+        raw = limits.read_member(z, infos["session.json"], name, error=files.LoadError)
+        ckpt_bytes = limits.read_member(z, infos["checkpoint.pt"], name, error=files.LoadError)
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            names = set(z.namelist())
-            if "session.json" not in names or "checkpoint.pt" not in names:
-                raise files.LoadError(f"{name} is not an optimlab session (no session.json/checkpoint.pt)")
-            text = z.read("session.json").decode()
-            ckpt_bytes = z.read("checkpoint.pt")
-    except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as e:
+        return raw.decode(), ckpt_bytes
+    except UnicodeDecodeError as e:
         raise files.LoadError(f"{name} is damaged: {e}") from None
+
+
+def unpack(data, name: str = "the session", base=None) -> Session:
+    """The session in ``data`` (a .optimlab file's bytes, or the file open for binary
+    reading); ``name`` is used in messages; a relative script path is relative to ``base``
+    (the file's folder)."""
+    text, ckpt_bytes = _read_zip(data, name)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:

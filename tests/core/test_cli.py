@@ -164,7 +164,7 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path):
         (["run", "seed_walkthrough", "--steps", "many"], "invalid int"),
         (["run", "seed_walkthrough", "--bogus"], "--bogus"),
         (["frobnicate"], "frobnicate"),
-        (["run", "seed_walkthrough", "--save-optimizer", tmp_path / "no" / "such" / "dir" / "o.pt"], "No such file"),
+        (["run", "seed_walkthrough", "--save-optimizer", tmp_path / "no" / "such" / "dir" / "o.pt"], "does not exist"),
     ]
     for argv, word in cases:
         code, out, err = run(capsys, *argv)
