@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import inspect
+import math
+import weakref
 from functools import lru_cache
 
 import torch
@@ -223,6 +226,39 @@ def _check_types(name: str, params: dict, n_groups: int) -> None:
             raise ValueError(f"{k} must be a list of whole numbers, not {v!r}")
 
 
+# Values torch accepts at build time that later divide by zero (StepLR step_size 0: modulo
+# by zero at the first step; OneCycleLR pct_start 1: a zero-length last phase at the final
+# step) or raise 0.0 to a negative power (PolynomialLR power < 0 at total_iters).
+_RULES = {
+    ("StepLR", "step_size"): (lambda v: v >= 1, "at least 1 (epochs between decays)"),
+    ("CosineAnnealingLR", "T_max"): (lambda v: v >= 1, "at least 1 (steps of half a cosine period)"),
+    ("CyclicLR", "step_size_up"): (lambda v: v >= 1, "at least 1"),
+    ("CyclicLR", "step_size_down"): (lambda v: v >= 0, "0 or more"),
+    ("ConstantLR", "factor"): (lambda v: v > 0, "above 0 (the lr is divided by it at the end)"),
+    ("PolynomialLR", "power"): (lambda v: v >= 0, "0 or more"),
+    ("OneCycleLR", "div_factor"): (lambda v: v > 0, "above 0"),
+    ("OneCycleLR", "final_div_factor"): (lambda v: v > 0, "above 0"),
+    ("OneCycleLR", "pct_start"): (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+}
+MAX_INT = 2 ** 53
+
+
+def _check_values(name: str, params: dict) -> None:
+    """Refuse non-finite numbers, absurd whole numbers and the values in ``_RULES`` (one sentence)."""
+    desc = info(name)
+    for k, v in params.items():
+        h = desc.hparam(k)
+        items = v if isinstance(v, (list, tuple)) else [v]
+        for x in items:
+            if h.kind == FLOAT and isinstance(x, float) and not math.isfinite(x):
+                raise ValueError(f"{k} must be a finite number, not {x!r}")
+            if h.kind in (INT, TUPLE) and isinstance(x, int) and not -MAX_INT <= x <= MAX_INT:
+                raise ValueError(f"{k} must be a whole number from -2**53 to 2**53, not {x!r}")
+        rule = _RULES.get((name, k))
+        if rule is not None and v is not None and not rule[0](v):
+            raise ValueError(f"{k} must be {rule[1]}, not {v!r}")
+
+
 def _throwaway(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     """An optimizer of the same class and group hyperparameters on tiny dummy tensors."""
     groups = [{"params": [torch.zeros((2, 2), requires_grad=True)],
@@ -245,9 +281,10 @@ def validate_scheduler(name: str, params: dict, optimizer: torch.optim.Optimizer
     try:
         params = _coerce(name, params)
         _check_types(name, params, len(optimizer.param_groups))
+        _check_values(name, params)
         _class(name)(_throwaway(optimizer), **params)
-    except (ValueError, TypeError, RuntimeError, ZeroDivisionError, KeyError) as e:
-        return str(e).strip("'\"") or type(e).__name__
+    except (ValueError, TypeError, RuntimeError, ArithmeticError, KeyError) as e:
+        return " ".join(str(e).strip("'\"").split()) or type(e).__name__
     return None
 
 
@@ -260,17 +297,40 @@ def make_scheduler(name: str, params: dict, optimizer: torch.optim.Optimizer):
     problem = validate_scheduler(name, params, optimizer)
     if problem:
         raise ValueError(problem)
-    return _class(name)(optimizer, **_coerce(name, params))
+    scheduler = _class(name)(optimizer, **_coerce(name, params))
+    if isinstance(scheduler, lr_scheduler.OneCycleLR):
+        # refuse the optimizer step after which the scheduler could not step, before it changes anything
+        optimizer.register_step_pre_hook(functools.partial(_refuse_past_total, weakref.ref(scheduler)))
+    return scheduler
+
+
+class ScheduleEnded(RuntimeError):
+    """The scheduler has no lr for another step (OneCycleLR past its total_steps)."""
+
+
+def _refuse_past_total(scheduler_ref, optimizer, args, kwargs) -> None:
+    scheduler = scheduler_ref()
+    if scheduler is not None and scheduler.last_epoch >= scheduler.total_steps:
+        raise ScheduleEnded(f"OneCycleLR has taken all {scheduler.total_steps} of its total_steps: "
+                            "raise total_steps (or epochs) to step on")
 
 
 def step_scheduler(scheduler, metric: float | None = None) -> None:
-    """One scheduler step: ``step(metric)`` for ReduceLROnPlateau, ``step()`` otherwise."""
+    """One scheduler step: ``step(metric)`` for ReduceLROnPlateau, ``step()`` otherwise.
+
+    A scheduler that fails to step stops the run with one sentence (a StepError), not a traceback.
+    """
+    from .session import StepError  # here: core.session imports this module
     if isinstance(scheduler, lr_scheduler.ReduceLROnPlateau):
         if metric is None:
             raise ValueError("ReduceLROnPlateau steps with a metric: evaluate first (the validation loss)")
-        scheduler.step(metric)
+        step = functools.partial(scheduler.step, metric)
     else:
-        scheduler.step()
+        step = scheduler.step
+    try:
+        step()
+    except (ValueError, ArithmeticError, RuntimeError, TypeError) as e:
+        raise StepError(f"{type(scheduler).__name__}.step() failed: {' '.join(str(e).split())}") from e
 
 
 def should_step(every: str, at_epoch_end: bool) -> bool:

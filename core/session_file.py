@@ -9,7 +9,6 @@ Reopening a saved session continues bit-identically to one that was never closed
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 from . import files, spec as specmod
 from .history import HistoryRecorder
 from .session import Session
-from .spec import AddGroup, GroupSpec, SpecError
+from .spec import AddGroup, SpecError
 
 SESSION_FORMAT = "optimlab-session"
 SESSION_VERSION = 1
@@ -85,8 +84,9 @@ def load_session(path) -> Session:
         text = path.read_text()
     except (UnicodeDecodeError, OSError) as e:
         raise files.LoadError(f"{path.name} is neither an optimlab session nor JSON ({e})") from None
-    spec, journal = specmod.loads(text)
-    return Session(spec, journal)
+    with specmod.in_file(path.name):  # the file's name in every refusal, the journal's replay too
+        spec, journal = specmod.loads(text, path.name)
+        return Session(spec, journal)
 
 
 def unpack(data: bytes, name: str = "the session") -> Session:
@@ -100,15 +100,13 @@ def unpack(data: bytes, name: str = "the session") -> Session:
             ckpt_bytes = z.read("checkpoint.pt")
     except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as e:
         raise files.LoadError(f"{name} is damaged: {e}") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise files.LoadError(f"{name} has a damaged session.json: {e}") from None
+    source = f"{name} (session.json)"
+    doc = specmod.parse_json(text, source)
     if not isinstance(doc, dict) or doc.get("format") != SESSION_FORMAT:
         raise files.LoadError(f"{name} is not an optimlab session")
     ckpt = files.torch_read(io.BytesIO(ckpt_bytes), name=f"The checkpoint in {name}")
     try:
-        return restore(doc, ckpt)
+        return restore(doc, ckpt, source)
     except (SpecError, files.LoadError):
         raise
     except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:
@@ -116,24 +114,28 @@ def unpack(data: bytes, name: str = "the session") -> Session:
         raise files.LoadError(f"{name} is damaged: its session.json and checkpoint do not agree ({first})") from None
 
 
-def restore(doc: dict, ckpt: dict) -> Session:
-    """Rebuild a session from its checkpoint (no replay)."""
+def restore(doc: dict, ckpt: dict, source: str = "") -> Session:
+    """Rebuild a session from its checkpoint (no replay); ``source`` names the file in messages."""
     doc = dict(doc, format=specmod.SPEC_FORMAT)
-    spec, journal = specmod.from_document(doc)
-    layout = doc.get("layout") or {}
+    read, journal = specmod.read_document(doc, source)
+    spec, layout = read.spec, read.layout or specmod.Layout()
     if not isinstance(ckpt, dict) or "params" not in ckpt or "optimizer" not in ckpt:
         raise files.LoadError("The session's checkpoint is incomplete (no params or optimizer state)")
     blobs = ckpt.get("blobs") or {}
-    base_groups = [specmod._build(GroupSpec, g, "group") for g in layout.get("groups", [])]
-    added = [specmod.tensor_from_dict(t) for t in layout.get("added_tensors", [])]
+    base_groups = list(layout.groups)
     # the spec's own groups as they are now (hyperparameters come back with the optimizer state)
-    s = Session(spec, blobs=blobs)
-    n_base = len(s.group_specs)
-    by_name = {t.name: t for t in added}
-    for g in base_groups[n_base:]:
-        s._do_addgroup(AddGroup(tuple(by_name[n] for n in g.tensors), g.hparams))
-    if layout.get("device", spec.device) != s.device:
-        s._do_setdevice(specmod.SetDevice(layout["device"]))
+    with specmod.in_file(source):
+        s = Session(spec, blobs=blobs)
+        n_base = len(s.group_specs)
+        by_name = {t.name: t for t in layout.added_tensors}
+        for i, g in enumerate(base_groups[n_base:], n_base):
+            missing = [n for n in g.tensors if n not in by_name]
+            if missing:
+                raise SpecError(f"The session is damaged: layout.groups[{i}] names {missing[0]!r}, "
+                                "which is not among layout.added_tensors")
+            s._do_addgroup(AddGroup(tuple(by_name[n] for n in g.tensors), g.hparams))
+        if layout.device is not None and layout.device != s.device:
+            s._do_setdevice(specmod.SetDevice(layout.device))
     files.check_params(s, ckpt["params"])
     s.load_params(ckpt["params"])
     s.load_optimizer_state(ckpt["optimizer"])
@@ -144,7 +146,7 @@ def restore(doc: dict, ckpt: dict) -> Session:
         s.grad_gen.set_state(ckpt["grad_rng"])
     loss = ckpt.get("loss")
     s.loss = loss.to(s.device) if isinstance(loss, torch.Tensor) else None
-    s.step_count = int(layout.get("step", 0))
+    s.step_count = layout.step
     try:
         if s.scheduler is not None and isinstance(ckpt.get("scheduler"), dict):
             s.scheduler.load_state_dict(ckpt["scheduler"])
