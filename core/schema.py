@@ -79,29 +79,44 @@ def _number(parse):
 def parse_json(text: str, source: str = "") -> object:
     """JSON text as Python data, or one SpecError sentence (naming ``source``, the file)."""
     who = source or "The session file"
+    if _text_depth(text) > MAX_DEPTH:  # before parsing: json would recurse (RecursionError)
+        raise SpecError(f"{who} nests deeper than {MAX_DEPTH} levels")
     try:
-        data = json.loads(text, parse_int=_number(int), parse_float=_number(float))
+        return json.loads(text, parse_int=_number(int), parse_float=_number(float))
     except _TooLong as e:
         raise SpecError(f"{who} holds a number {e.args[0]} characters long (at most {MAX_NUMBER_CHARS})") from None
     except RecursionError:
         raise SpecError(f"{who} nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as e:  # JSONDecodeError, and what int/float refuse
         raise SpecError(f"{who} is not valid JSON ({' '.join(str(e).split())})") from None
-    if _depth(data) > MAX_DEPTH:
-        raise SpecError(f"{who} nests deeper than {MAX_DEPTH} levels")
-    return data
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _text_depth(text: str) -> int:
+    """How deeply arrays and objects nest in JSON text (brackets outside strings; malformed text
+    is left to the parser)."""
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_STRING.sub("", text)):
+        depth += 1 if m[0] in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _depth(data) -> int:
-    """How deeply lists and dicts nest in ``data`` (without recursion)."""
+    """How deeply lists and dicts nest in ``data`` (without recursion; stops past MAX_DEPTH)."""
+    if not isinstance(data, (list, tuple, dict)):
+        return 0
     deepest, stack = 0, [(data, 1)]
     while stack:
         node, d = stack.pop()
-        if isinstance(node, (list, tuple, dict)):
-            deepest = max(deepest, d)
-            if d > MAX_DEPTH:
-                break
-            stack.extend((v, d + 1) for v in (node.values() if isinstance(node, dict) else node))
+        deepest = max(deepest, d)
+        if d > MAX_DEPTH:
+            break
+        items = node.values() if isinstance(node, dict) else node
+        stack.extend((v, d + 1) for v in items if isinstance(v, (list, tuple, dict)))
     return deepest
 
 
