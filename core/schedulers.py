@@ -280,6 +280,9 @@ def validate_scheduler(name: str, params: dict, optimizer: torch.optim.Optimizer
     """
     try:
         params = _coerce(name, params)
+        missing = [r for r in required(name) if r not in params]
+        if missing:
+            raise ValueError(f"{missing[0]} is missing (torch has no default)")
         _check_types(name, params, len(optimizer.param_groups))
         _check_values(name, params)
         _class(name)(_throwaway(optimizer), **params)

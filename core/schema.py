@@ -121,14 +121,14 @@ def _depth(data) -> int:
 
 
 @contextmanager
-def in_file(source: str):
-    """Prefix every SpecError raised inside with the file's name."""
+def in_file(source: str, kinds: tuple[type[BaseException], ...] = (SpecError,)):
+    """Prefix the message of every ``kinds`` error raised inside with the file's name (same error)."""
     try:
         yield
-    except SpecError as e:
+    except kinds as e:
         msg = str(e)
-        if source and not msg.startswith(source):
-            raise SpecError(f"{source}: {msg}") from None
+        if source and e.args and not msg.startswith(source):
+            e.args = (f"{source}: {msg}",) + e.args[1:]
         raise
 
 

@@ -17,7 +17,7 @@ import torch
 
 from . import files, spec as specmod
 from .history import HistoryRecorder
-from .session import Session
+from .session import NonFinite, Session, StepError
 from .spec import AddGroup, SpecError
 
 SESSION_FORMAT = "optimlab-session"
@@ -84,7 +84,8 @@ def load_session(path) -> Session:
         text = path.read_text()
     except (UnicodeDecodeError, OSError) as e:
         raise files.LoadError(f"{path.name} is neither an optimlab session nor JSON ({e})") from None
-    with specmod.in_file(path.name):  # the file's name in every refusal, the journal's replay too
+    # the file's name in every refusal, and in a replayed step's failure
+    with specmod.in_file(path.name, (SpecError, files.LoadError, StepError, NonFinite)):
         spec, journal = specmod.loads(text, path.name)
         return Session(spec, journal)
 

@@ -207,6 +207,7 @@ def test_scheduler_boundary_values_are_refused_at_build_or_step_cleanly(name):
 
 @pytest.mark.parametrize("name, params, message", [
     ("StepLR", {"step_size": 0}, "StepLR: step_size must be at least 1"),
+    ("StepLR", {}, "StepLR: step_size is missing (torch has no default)"),
     ("CosineAnnealingLR", {"T_max": 0}, "CosineAnnealingLR: T_max must be at least 1"),
     ("ConstantLR", {"factor": 0.0}, "ConstantLR: factor must be above 0"),
     ("PolynomialLR", {"power": -1.0}, "PolynomialLR: power must be 0 or more"),
