@@ -301,21 +301,39 @@ def make_scheduler(name: str, params: dict, optimizer: torch.optim.Optimizer):
     if problem:
         raise ValueError(problem)
     scheduler = _class(name)(optimizer, **_coerce(name, params))
-    if isinstance(scheduler, lr_scheduler.OneCycleLR):
-        # refuse the optimizer step after which the scheduler could not step, before it changes anything
-        optimizer.register_step_pre_hook(functools.partial(_refuse_past_total, weakref.ref(scheduler)))
+    # refuse an optimizer step after which the scheduler could not step, before it changes anything
+    optimizer.register_step_pre_hook(functools.partial(_refuse_unsteppable, weakref.ref(scheduler)))
     return scheduler
 
 
-class ScheduleEnded(RuntimeError):
-    """The scheduler has no lr for another step (OneCycleLR past its total_steps)."""
+# schedulers whose step fails once the optimizer has more groups than they were built for
+# (add_param_group): CyclicLR and CosineAnnealingWarmRestarts zip their per-group lists
+# strictly, OneCycleLR reads group keys only its constructor sets (KeyError 'initial_lr')
+FIXED_GROUPS = frozenset({"CyclicLR", "CosineAnnealingWarmRestarts", "OneCycleLR"})
 
 
-def _refuse_past_total(scheduler_ref, optimizer, args, kwargs) -> None:
+class SchedulerCannotStep(RuntimeError):
+    """The scheduler has no lr for another step; the session reports it as a StepError."""
+
+
+def cannot_step(scheduler) -> str | None:
+    """Why ``scheduler`` cannot take its next step (one sentence), or None."""
+    name = type(scheduler).__name__
+    if isinstance(scheduler, lr_scheduler.OneCycleLR) and scheduler.last_epoch >= scheduler.total_steps:
+        return (f"OneCycleLR has taken all {scheduler.total_steps} of its total_steps: "
+                "raise total_steps (or epochs) to step on")
+    n_now = len(scheduler.optimizer.param_groups)
+    if name in FIXED_GROUPS and len(scheduler.base_lrs) != n_now:
+        return (f"{name} was built for {len(scheduler.base_lrs)} param_group(s) and cannot schedule the "
+                f"{n_now} the optimizer has now: reset to rebuild it with every group")
+    return None
+
+
+def _refuse_unsteppable(scheduler_ref, optimizer, args, kwargs) -> None:
     scheduler = scheduler_ref()
-    if scheduler is not None and scheduler.last_epoch >= scheduler.total_steps:
-        raise ScheduleEnded(f"OneCycleLR has taken all {scheduler.total_steps} of its total_steps: "
-                            "raise total_steps (or epochs) to step on")
+    problem = cannot_step(scheduler) if scheduler is not None else None
+    if problem:
+        raise SchedulerCannotStep(problem)
 
 
 def step_scheduler(scheduler, metric: float | None = None) -> None:
@@ -332,7 +350,7 @@ def step_scheduler(scheduler, metric: float | None = None) -> None:
         step = scheduler.step
     try:
         step()
-    except (ValueError, ArithmeticError, RuntimeError, TypeError) as e:
+    except (ValueError, ArithmeticError, RuntimeError, TypeError, LookupError) as e:
         raise StepError(f"{type(scheduler).__name__}.step() failed: {' '.join(str(e).split())}") from e
 
 

@@ -22,11 +22,12 @@ from functools import lru_cache
 from typing import Annotated, Union
 
 import msgspec
+import numpy as np
 from msgspec import Meta
 
 # generous but sane bounds on what one session document may hold
 MAX_DEPTH = 32  # nesting of JSON arrays/objects (a spec needs about 10)
-MAX_NUMBER_CHARS = 100  # digits of one JSON number (a float's repr has at most 24)
+MAX_NUMBER_CHARS = 100  # digits of one JSON whole number (2**63 has 19)
 MAX_TENSORS = 1024  # tensors of a spec, names in a group, groups
 MAX_DIMS = 4
 MAX_NUMEL = 2 ** 28  # numbers in one tensor, and in all of a spec's tensors (1 GiB of float32)
@@ -59,7 +60,8 @@ Scalar = Union[None, bool, int, float, Text]
 HValue = Union[Scalar, Annotated[tuple[Scalar, ...], Meta(max_length=MAX_TENSORS)]]
 HParams = Annotated[dict[Annotated[str, Meta(min_length=1, max_length=MAX_NAME)], HValue],
                     Meta(max_length=MAX_HPARAMS)]
-Values = Annotated[list, Meta(max_length=MAX_VALUES)]  # nested lists of numbers; checked against the shape
+# explicit values: nested lists of numbers (a number for a scalar), checked against the shape
+Values = Union[int, float, Annotated[list, Meta(max_length=MAX_VALUES)]]
 
 
 # ----- reading JSON text -----
@@ -68,12 +70,10 @@ class _TooLong(Exception):
     pass
 
 
-def _number(parse):
-    def read(text: str):
-        if len(text) > MAX_NUMBER_CHARS:
-            raise _TooLong(len(text))
-        return parse(text)
-    return read
+def _read_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _TooLong(len(text))
+    return int(text)
 
 
 def parse_json(text: str, source: str = "") -> object:
@@ -82,7 +82,9 @@ def parse_json(text: str, source: str = "") -> object:
     if _text_depth(text) > MAX_DEPTH:  # before parsing: json would recurse (RecursionError)
         raise SpecError(f"{who} nests deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text, parse_int=_number(int), parse_float=_number(float))
+        # ints only: Python refuses over 4300 digits in a sentence about sys.set_int_max_str_digits,
+        # while a float of any length is just a float (and a hook per float would cost)
+        return json.loads(text, parse_int=_read_int)
     except _TooLong as e:
         raise SpecError(f"{who} holds a number {e.args[0]} characters long (at most {MAX_NUMBER_CHARS})") from None
     except RecursionError:
@@ -92,32 +94,17 @@ def parse_json(text: str, source: str = "") -> object:
 
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_BRACKET = re.compile(r"[\[\]{}]")
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
 def _text_depth(text: str) -> int:
-    """How deeply arrays and objects nest in JSON text (brackets outside strings; malformed text
-    is left to the parser)."""
-    depth = deepest = 0
-    for m in _BRACKET.finditer(_STRING.sub("", text)):
-        depth += 1 if m[0] in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
-
-
-def _depth(data) -> int:
-    """How deeply lists and dicts nest in ``data`` (without recursion; stops past MAX_DEPTH)."""
-    if not isinstance(data, (list, tuple, dict)):
+    """How deeply arrays and objects nest in JSON text: the running count of the brackets
+    outside strings (in numpy, not a Python loop); unbalanced text is left to the parser."""
+    brackets = np.frombuffer(_NOT_BRACKET.sub("", _STRING.sub("", text)).encode(), dtype=np.uint8)
+    if not brackets.size:
         return 0
-    deepest, stack = 0, [(data, 1)]
-    while stack:
-        node, d = stack.pop()
-        deepest = max(deepest, d)
-        if d > MAX_DEPTH:
-            break
-        items = node.values() if isinstance(node, dict) else node
-        stack.extend((v, d + 1) for v in items if isinstance(v, (list, tuple, dict)))
-    return deepest
+    opening = (brackets == ord("[")) | (brackets == ord("{"))
+    return int(np.cumsum(np.where(opening, 1, -1)).max())
 
 
 @contextmanager
@@ -136,8 +123,6 @@ def in_file(source: str, kinds: tuple[type[BaseException], ...] = (SpecError,)):
 
 def convert(data, cls, where: str):
     """``data`` as a ``cls`` (a dataclass), checked strictly; ``where`` is its path in the document."""
-    if _depth(data) > MAX_DEPTH:
-        raise SpecError(f"{where or 'The document'} nests deeper than {MAX_DEPTH} levels")
     try:
         out = msgspec.convert(data, cls, strict=True)
     except msgspec.ValidationError as e:

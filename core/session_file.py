@@ -140,6 +140,7 @@ def restore(doc: dict, ckpt: dict, source: str = "") -> Session:
     files.check_params(s, ckpt["params"])
     s.load_params(ckpt["params"])
     s.load_optimizer_state(ckpt["optimizer"])
+    _keep_saved_dtypes(s.optimizer, ckpt["optimizer"])
     for n, p in s.params.items():
         g = ckpt.get("grads", {}).get(n)
         p.grad = None if g is None else g.to(p.device)
@@ -161,6 +162,40 @@ def restore(doc: dict, ckpt: dict, source: str = "") -> Session:
     s.group_specs = base_groups or s.group_specs
     s.journal = list(journal)
     return s
+
+
+def _keep_saved_dtypes(optimizer: torch.optim.Optimizer, sd: dict) -> None:
+    """Put back state that torch's load_state_dict cast to its parameter's dtype.
+
+    torch casts floating state (lists of tensors too) to the dtype of the parameter it is
+    keyed by: LBFGS's float64 direction and history over mixed float32/float64 tensors
+    would come back as float32, ASGD's float32 eta of a float64 tensor as float64. A
+    reopened session keeps what was saved, so it goes on bit for bit like the one never closed.
+    """
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for i, saved in sd.get("state", {}).items():
+        if not (isinstance(i, int) and 0 <= i < len(params) and params[i] in optimizer.state):
+            continue
+        live = optimizer.state[params[i]]
+        for k, v in saved.items():
+            if k in live and _dtypes(v) != _dtypes(live[k]):
+                live[k] = _copy_to(v, params[i].device)
+
+
+def _dtypes(v) -> list:
+    if isinstance(v, torch.Tensor):
+        return [v.dtype]
+    if isinstance(v, (list, tuple)):
+        return [d for x in v for d in _dtypes(x)]
+    return []
+
+
+def _copy_to(v, device):
+    if isinstance(v, torch.Tensor):
+        return v.to(device, copy=True)
+    if isinstance(v, (list, tuple)):
+        return type(v)(_copy_to(x, device) for x in v)
+    return v
 
 
 __all__ = ["save_session", "load_session", "pack", "unpack", "restore", "SESSION_EXT", "SpecError"]

@@ -50,11 +50,13 @@ def _seed(what: str, value) -> None:
         raise SpecError(f"Invalid {what}: {value!r} (a whole number from 0 to 2**63 - 1)")
 
 
-def _nested_shape(values) -> tuple[int, ...]:
+def _nested_shape(values, level: int = 0) -> tuple[int, ...]:
     if isinstance(values, (list, tuple)):
         if not values:
             return (0,)
-        inner = {_nested_shape(v) for v in values}
+        if level == schema.MAX_DIMS:
+            raise SpecError(f"Explicit values nest deeper than {schema.MAX_DIMS} levels (a tensor has at most {schema.MAX_DIMS} dimensions)")
+        inner = {_nested_shape(v, level + 1) for v in values}
         if len(inner) != 1:
             raise SpecError("Explicit values are ragged: every row needs the same length")
         return (len(values),) + inner.pop()

@@ -12,7 +12,7 @@ import torch
 from core import schedulers, schema, session_file
 from core.hparams import FLOAT, INT, TUPLE
 from core.session import Session, StepError
-from core.spec import (GradientSpec, GroupSpec, SchedulerSpec, SessionSpec, SpecError, TensorSpec, action_from_dict,
+from core.spec import (AddGroup, GradientSpec, GroupSpec, SchedulerSpec, SessionSpec, SpecError, TensorSpec, action_from_dict,
                        from_document, spec_from_dict)
 from tests.security.spec_inputs import example_docs, open_in_app, run_in_cli
 
@@ -197,7 +197,7 @@ def test_scheduler_boundary_values_are_refused_at_build_or_step_cleanly(name):
             except StepError as e:
                 assert "\n" not in str(e), (params, str(e))
                 break
-            except schedulers.ScheduleEnded as e:  # the session turns this into a StepError
+            except schedulers.SchedulerCannotStep as e:  # the session turns this into a StepError
                 assert name == "OneCycleLR" and "total_steps" in str(e), params
                 break
             except RuntimeError as e:  # the optimizer's own step with an overflowing lr: a StepError in a session
@@ -236,3 +236,18 @@ def test_one_cycle_past_its_total_stops_the_run_with_one_sentence_and_changes_no
     session_file.save_session(s, path)
     code, err = run_in_cli(path, steps=1)
     assert code == 2 and "OneCycleLR has taken all 5 of its total_steps" in err
+
+
+def test_scheduler_built_for_fewer_groups_refuses_the_step_before_it_changes_anything():
+    spec = SessionSpec(optimizer="SGD", hparams={"lr": 0.1}, tensors=(TensorSpec("w", (2,)),),
+                       gradient=GradientSpec("objective", objective="quadratic"),
+                       scheduler=SchedulerSpec("CyclicLR", {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 2}, "step"))
+    s = Session(spec)
+    s.step(2)
+    s.apply(AddGroup((TensorSpec("v", (2,)),), {"lr": 0.05}))
+    before = {n: p.detach().clone() for n, p in s.params.items()}
+    with pytest.raises(StepError) as e:
+        s.step(1)
+    assert str(e.value) == ("SGD.step() failed: CyclicLR was built for 1 param_group(s) and cannot schedule the 2 "
+                            "the optimizer has now: reset to rebuild it with every group")
+    assert all(torch.equal(s.params[n], before[n]) for n in before) and s.step_count == 2
