@@ -1,5 +1,5 @@
 """Any session the app saves reopens, equal to the one saved: a property test over random
-valid specs (optimizers, tensors, groups, gradient sources, schedulers) and journals,
+valid specs (optimizers, tensors, groups, gradient sources, training tasks, schedulers) and journals,
 saved as .optimlab (checkpoint) and as .json (replayed), both reopened and compared with
 torch.equal: parameters, gradients, optimizer state, step count, loss, journal, groups."""
 import tempfile
@@ -12,10 +12,11 @@ from core import session_file
 from core.session import NonFinite, Session, StepError
 from core.spec import (AddGroup, GradientSpec, GroupSpec, ManualGrad, Reset, SchedulerSpec, SessionSpec, SetGrad,
                        SetHparam, SpecError, Step, TensorSpec, ZeroGrad)
+from core.task_spec import TaskSpec
 from tests.core.test_session_file import assert_same_session
 
 OPTIMIZERS = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Rprop", "NAdam", "RAdam", "Adamax", "ASGD",
-              "Adadelta", "Adafactor", "LBFGS", "Muon", "SparseAdam"]
+              "Adadelta", "Adafactor", "LBFGS", "Muon", "SparseAdam"]  # the first 12 take any groups and shapes
 SCHEDULERS = [None, SchedulerSpec("StepLR", {"step_size": 2, "gamma": 0.5}, "step"),
               SchedulerSpec("ExponentialLR", {"gamma": 0.9}, "epoch"),
               SchedulerSpec("CosineAnnealingLR", {"T_max": 5}, "step"),
@@ -56,7 +57,20 @@ def tensors(draw, name: str, optimizer: str, manual: bool):
 
 
 @st.composite
+def task_specs(draw):
+    """A small training task: the model's parameters are the tensors, one group per layer."""
+    kind = draw(st.sampled_from(["linear_regression", "logistic_regression", "mlp"]))
+    task = TaskSpec(kind, n_samples=24, hidden=(3,) if kind == "mlp" else (), batch_size=8, eval_every=2,
+                    seed=draw(st.integers(0, 100)))
+    return SessionSpec(optimizer=draw(st.sampled_from(OPTIMIZERS[:12])), hparams={"lr": draw(st.sampled_from(LRS))},
+                       gradient=GradientSpec("task", task=task), zero_grad_each_step=True,
+                       scheduler=draw(st.sampled_from(SCHEDULERS)))
+
+
+@st.composite
 def specs(draw):
+    if draw(st.integers(0, 4)) == 0:
+        return draw(task_specs())
     optimizer = draw(st.sampled_from(OPTIMIZERS))
     manual = optimizer == "SparseAdam" or draw(st.booleans())
     if optimizer == "SparseAdam" and not draw(st.booleans()):

@@ -9,7 +9,7 @@ import zipfile
 import pytest
 import torch
 
-from core import schedulers, schema, session_file
+from core import catalogue, schedulers, schema, session_file
 from core.hparams import FLOAT, INT, TUPLE
 from core.session import Session, StepError
 from core.spec import (AddGroup, GradientSpec, GroupSpec, SchedulerSpec, SessionSpec, SpecError, TensorSpec, action_from_dict,
@@ -251,3 +251,15 @@ def test_scheduler_built_for_fewer_groups_refuses_the_step_before_it_changes_any
     assert str(e.value) == ("SGD.step() failed: CyclicLR was built for 1 param_group(s) and cannot schedule the 2 "
                             "the optimizer has now: reset to rebuild it with every group")
     assert all(torch.equal(s.params[n], before[n]) for n in before) and s.step_count == 2
+
+
+def test_form_text_that_is_not_a_finite_number_is_refused_in_a_short_sentence():
+    adam = catalogue.info("Adam")
+    for field, text, message in [("lr", "inf", "lr must be a finite number, not 'inf'"),
+                                 ("lr", "nan", "lr must be a finite number, not 'nan'"),
+                                 ("betas", "(1e999, 0.9)", "betas must hold finite numbers, not inf"),
+                                 ("betas", "(" * 100_000 + ")" * 100_000, "betas must be a tuple like (0.9, 0.999)"),
+                                 ("lr", "9" * 5000 + "x", "lr must be a number, not '999")]:
+        with pytest.raises(ValueError) as e:
+            adam.hparam(field).parse(text)
+        assert str(e.value).startswith(message) and len(str(e.value)) < 120, str(e.value)
