@@ -39,8 +39,6 @@ MAX_NAME = 128  # tensor, group, optimizer and option names
 MAX_TEXT = 10_000  # a spec's name and description
 MAX_PATH = 4096
 
-SCALAR_KINDS = "true or false, a number, text or null"
-
 
 class SpecError(ValueError):
     """A spec or action that cannot be built; the message is for the user."""
@@ -201,7 +199,7 @@ def _sentence(message: str, data, where: str) -> str:
     path, value = _locate(data, m["path"] or "", where)
     path = path or "The document"
     if "`key` in" in message:
-        return f"{path} has a key {_show(_bad_key(value, m))} that must be text of 1 to {MAX_NAME} characters"
+        return f"{path} has a key {_show(_bad_key(value))} that must be text of 1 to {MAX_NAME} characters"
     if m["len"]:
         n = len(value) if hasattr(value, "__len__") else "?"
         if m["want"] == "str":
@@ -255,7 +253,7 @@ def _first_bad_value(node):
     return "..."
 
 
-def _bad_key(node, m) -> object:
+def _bad_key(node) -> object:
     if isinstance(node, dict):
         for k in node:
             if not isinstance(k, str) or not 1 <= len(k) <= MAX_NAME:
