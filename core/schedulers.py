@@ -227,8 +227,8 @@ def _check_types(name: str, params: dict, n_groups: int) -> None:
 
 
 # Values torch accepts at build time that later divide by zero (StepLR step_size 0: modulo
-# by zero at the first step; OneCycleLR pct_start 1: a zero-length last phase at the final
-# step) or raise 0.0 to a negative power (PolynomialLR power < 0 at total_iters).
+# by zero at the first step) or raise 0.0 to a negative power (PolynomialLR power < 0 at
+# total_iters); OneCycleLR's phases are checked by _check_one_cycle.
 _RULES = {
     ("StepLR", "step_size"): (lambda v: v >= 1, "at least 1 (epochs between decays)"),
     ("CosineAnnealingLR", "T_max"): (lambda v: v >= 1, "at least 1 (steps of half a cosine period)"),
@@ -238,7 +238,6 @@ _RULES = {
     ("PolynomialLR", "power"): (lambda v: v >= 0, "0 or more"),
     ("OneCycleLR", "div_factor"): (lambda v: v > 0, "above 0"),
     ("OneCycleLR", "final_div_factor"): (lambda v: v > 0, "above 0"),
-    ("OneCycleLR", "pct_start"): (lambda v: 0 <= v < 1, "at least 0 and below 1"),
 }
 MAX_INT = 2 ** 53
 
@@ -257,6 +256,31 @@ def _check_values(name: str, params: dict) -> None:
         rule = _RULES.get((name, k))
         if rule is not None and v is not None and not rule[0](v):
             raise ValueError(f"{k} must be {rule[1]}, not {v!r}")
+    if name == "OneCycleLR":
+        _check_one_cycle(params)
+    gamma = params.get("gamma", 1.0)
+    if name == "CyclicLR" and params.get("mode") == "exp_range" and isinstance(gamma, (int, float)) \
+            and not 0 <= gamma <= 1:
+        raise ValueError(f"gamma must be from 0 to 1 in exp_range mode (gamma**steps), not {gamma!r}")
+
+
+def _check_one_cycle(params: dict) -> None:
+    """OneCycleLR divides by the length of each phase of its cycle: a phase of zero steps
+    (pct_start 1; or pct_start x total_steps = 1; or, with three_phase, a last phase of
+    none) fails when reached, at the first step or the last. Its ends, as torch computes them."""
+    total = params.get("total_steps")
+    if total is None and isinstance(params.get("epochs"), int) and isinstance(params.get("steps_per_epoch"), int):
+        total = params["epochs"] * params["steps_per_epoch"]
+    pct = params.get("pct_start", 0.3)
+    if not isinstance(total, int) or not isinstance(pct, (int, float)):
+        return  # torch says what is missing
+    ends = [pct * total - 1, total - 1]
+    if params.get("three_phase"):
+        ends = [pct * total - 1, 2 * pct * total - 2, total - 1]
+    for i, (start, end) in enumerate(zip([0.0] + ends, ends)):
+        if float(end) == float(start):
+            raise ValueError(f"pct_start {pct} with total_steps {total} leaves phase {i + 1} of the cycle "
+                             "without steps (torch would divide by zero there): change pct_start or total_steps")
 
 
 def _throwaway(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:

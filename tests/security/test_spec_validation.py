@@ -8,6 +8,8 @@ import zipfile
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core import catalogue, schedulers, schema, session_file
 from core.hparams import FLOAT, INT, TUPLE
@@ -205,13 +207,54 @@ def test_scheduler_boundary_values_are_refused_at_build_or_step_cleanly(name):
                 break
 
 
+COMBO = {INT: st.sampled_from([-1, 0, 1, 2, 3, 5, 10]),
+         FLOAT: st.sampled_from([0.0, -1.0, 0.1, 0.5, 0.55, 0.9, 1.0, 2.0, 1e300, math.nan]),
+         TUPLE: st.sampled_from([(), (0,), (1, 3), (3, 1), (2,)])}
+
+
+@pytest.mark.parametrize("name", schedulers.names())
+def test_scheduler_argument_combinations_that_build_also_step(name):
+    """Arguments together (OneCycleLR's pct_start x total_steps, CyclicLR's exp_range gamma):
+    a scheduler that builds never fails after the optimizer stepped; at most it refuses the
+    step before (SchedulerCannotStep)."""
+    hparams = schedulers.info(name).hparams
+    draws = {h.name: COMBO.get(h.kind, st.sampled_from(list(h.choices) or [True, False])) for h in hparams}
+
+    @settings(max_examples=40, derandomize=True, deadline=None, database=None)
+    @given(st.fixed_dictionaries({}, optional=draws))
+    def builds_then_steps(params):
+        w = torch.zeros(2, requires_grad=True)
+        opt = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+        try:
+            sched = schedulers.make_scheduler(name, schedulers.with_required(name, params), opt)
+        except ValueError:
+            return
+        for _ in range(25):
+            w.grad = torch.ones(2)
+            try:
+                opt.step()
+            except schedulers.SchedulerCannotStep:
+                return
+            except RuntimeError as e:  # the optimizer's own step with an overflowing lr
+                assert "overflow" in str(e), str(e)
+                return
+            schedulers.step_scheduler(sched, 1.0)  # a StepError here fails the test
+    builds_then_steps()
+
+
 @pytest.mark.parametrize("name, params, message", [
+    ("CyclicLR", {"base_lr": 0.01, "max_lr": 0.1, "mode": "exp_range", "gamma": 1e300},
+     "CyclicLR: gamma must be from 0 to 1 in exp_range mode"),
     ("StepLR", {"step_size": 0}, "StepLR: step_size must be at least 1"),
     ("StepLR", {}, "StepLR: step_size is missing (torch has no default)"),
     ("CosineAnnealingLR", {"T_max": 0}, "CosineAnnealingLR: T_max must be at least 1"),
     ("ConstantLR", {"factor": 0.0}, "ConstantLR: factor must be above 0"),
     ("PolynomialLR", {"power": -1.0}, "PolynomialLR: power must be 0 or more"),
-    ("OneCycleLR", {"max_lr": 0.1, "total_steps": 10, "pct_start": 1.0}, "OneCycleLR: pct_start must be"),
+    ("OneCycleLR", {"max_lr": 0.1, "total_steps": 10, "pct_start": 1.0},
+     "OneCycleLR: pct_start 1.0 with total_steps 10 leaves phase 2 of the cycle without steps"),
+    ("OneCycleLR", {"max_lr": 0.1, "total_steps": 10, "pct_start": 0.55, "three_phase": True},
+     "OneCycleLR: pct_start 0.55 with total_steps 10 leaves phase 3 of the cycle without steps"),
+    ("OneCycleLR", {"max_lr": 0.1, "total_steps": 10, "pct_start": 0.1}, "OneCycleLR: pct_start 0.1 with total_steps"),
     ("CyclicLR", {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 0}, "CyclicLR: step_size_up must be at least 1"),
     ("ExponentialLR", {"gamma": math.nan}, "ExponentialLR: gamma must be a finite number, not nan"),
 ])
