@@ -107,7 +107,8 @@ def unpack(data: bytes, name: str = "the session") -> Session:
         raise files.LoadError(f"{name} is not an optimlab session")
     ckpt = files.torch_read(io.BytesIO(ckpt_bytes), name=f"The checkpoint in {name}")
     try:
-        return restore(doc, ckpt, source)
+        with specmod.in_file(name, (SpecError, files.LoadError)):  # every refusal names the file
+            return restore(doc, ckpt, source)
     except (SpecError, files.LoadError):
         raise
     except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:
@@ -116,7 +117,7 @@ def unpack(data: bytes, name: str = "the session") -> Session:
 
 
 def restore(doc: dict, ckpt: dict, source: str = "") -> Session:
-    """Rebuild a session from its checkpoint (no replay); ``source`` names the file in messages."""
+    """Rebuild a session from its checkpoint (no replay); ``source`` names session.json in messages."""
     doc = dict(doc, format=specmod.SPEC_FORMAT)
     read, journal = specmod.read_document(doc, source)
     spec, layout = read.spec, read.layout or specmod.Layout()
@@ -125,18 +126,17 @@ def restore(doc: dict, ckpt: dict, source: str = "") -> Session:
     blobs = ckpt.get("blobs") or {}
     base_groups = list(layout.groups)
     # the spec's own groups as they are now (hyperparameters come back with the optimizer state)
-    with specmod.in_file(source):
-        s = Session(spec, blobs=blobs)
-        n_base = len(s.group_specs)
-        by_name = {t.name: t for t in layout.added_tensors}
-        for i, g in enumerate(base_groups[n_base:], n_base):
-            missing = [n for n in g.tensors if n not in by_name]
-            if missing:
-                raise SpecError(f"The session is damaged: layout.groups[{i}] names {missing[0]!r}, "
-                                "which is not among layout.added_tensors")
-            s._do_addgroup(AddGroup(tuple(by_name[n] for n in g.tensors), g.hparams))
-        if layout.device is not None and layout.device != s.device:
-            s._do_setdevice(specmod.SetDevice(layout.device))
+    s = Session(spec, blobs=blobs)
+    n_base = len(s.group_specs)
+    by_name = {t.name: t for t in layout.added_tensors}
+    for i, g in enumerate(base_groups[n_base:], n_base):
+        missing = [n for n in g.tensors if n not in by_name]
+        if missing:
+            raise SpecError(f"The session is damaged: layout.groups[{i}] names {missing[0]!r}, "
+                            "which is not among layout.added_tensors")
+        s._do_addgroup(AddGroup(tuple(by_name[n] for n in g.tensors), g.hparams))
+    if layout.device is not None and layout.device != s.device:
+        s._do_setdevice(specmod.SetDevice(layout.device))
     files.check_params(s, ckpt["params"])
     s.load_params(ckpt["params"])
     s.load_optimizer_state(ckpt["optimizer"])
