@@ -142,6 +142,7 @@ class Engine:
             self.tensor_specs = list(spec.tensors)
             self.group_specs = list(spec.effective_groups())
         self._check_optimizer_fits(self.tensor_specs, self.group_specs)
+        self._n_built = len(self.tensor_specs)  # later ones joined by add_param_group
         limits.check_tensors_fit(spec.optimizer, self.tensor_specs,
                                  [{**spec.hparams, **g.hparams} for g in self.group_specs], self.device)
         for i, t in enumerate(self.tensor_specs):
@@ -518,7 +519,7 @@ class Engine:
         return {
             "step": self.step_count,
             "structure": self.structure(),
-            "added": list(self.tensor_specs[len(self.spec.tensors):]) if self.task is None else [],
+            "added": list(self.tensor_specs[self._n_built:]),
             "groups": list(self.group_specs),
             "params": {n: p.detach().clone() for n, p in self.params.items()},
             "grads": {n: p.grad.detach().clone() for n, p in self.params.items() if p.grad is not None},
@@ -557,6 +558,7 @@ class Engine:
             g = st["grads"].get(n)
             p.grad = None if g is None else g.to(p.device).clone()
         self.optimizer.load_state_dict(copy_state(st["optimizer"]))
+        keep_saved_dtypes(self.optimizer, st["optimizer"])
         if "defaults" in st:
             self.optimizer.defaults = copy_state(st["defaults"])
         self.group_specs = list(st["groups"])
@@ -574,6 +576,40 @@ class Engine:
     def state_bytes(st: dict) -> int:
         """Memory a captured state holds (its tensors)."""
         return _nbytes(st)
+
+
+def keep_saved_dtypes(optimizer: torch.optim.Optimizer, sd: dict) -> None:
+    """Put back state that torch's load_state_dict cast to its parameter's dtype.
+
+    torch casts floating state (lists of tensors too) to the dtype of the parameter it is
+    keyed by: LBFGS's float64 direction and history over mixed float32/float64 tensors
+    would come back as float32, ASGD's float32 eta of a float64 tensor as float64. A
+    reopened session keeps what was saved, so it goes on bit for bit like the one never closed.
+    """
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for i, saved in sd.get("state", {}).items():
+        if not (isinstance(i, int) and 0 <= i < len(params) and params[i] in optimizer.state):
+            continue
+        live = optimizer.state[params[i]]
+        for k, v in saved.items():
+            if k in live and _dtypes(v) != _dtypes(live[k]):
+                live[k] = _copy_to(v, params[i].device)
+
+
+def _dtypes(v) -> list:
+    if isinstance(v, torch.Tensor):
+        return [v.dtype]
+    if isinstance(v, (list, tuple)):
+        return [d for x in v for d in _dtypes(x)]
+    return []
+
+
+def _copy_to(v, device):
+    if isinstance(v, torch.Tensor):
+        return v.to(device, copy=True)
+    if isinstance(v, (list, tuple)):
+        return type(v)(_copy_to(x, device) for x in v)
+    return v
 
 
 def _nbytes(obj) -> int:

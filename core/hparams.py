@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass, field
 
 # kinds of hyperparameter value a form has to edit
@@ -44,8 +45,9 @@ class HyperParam:
         return str(v)
 
     def parse(self, text: str) -> object:
-        """Turn the text of a form field into a value, or raise ValueError."""
+        """Turn the text of a form field into a value, or raise ValueError (one sentence)."""
         t = text.strip()
+        shown = repr(t if len(t) <= 40 else t[:37] + "...")  # a pasted novel is not echoed whole
         if self.optional and t in ("", "None", "none"):
             return None
         if self.kind in (BOOL, OPT_BOOL):
@@ -54,38 +56,45 @@ class HyperParam:
                 return True
             if low in ("false", "0", "no", "off"):
                 return False
-            raise ValueError(f"{self.name} must be True or False, not {text!r}")
+            raise ValueError(f"{self.name} must be True or False, not {shown}")
         if self.kind == INT:
             try:
                 return int(t)
             except ValueError:
-                raise ValueError(f"{self.name} must be a whole number, not {text!r}") from None
+                raise ValueError(f"{self.name} must be a whole number, not {shown}") from None
         if self.kind == FLOAT:
             try:
-                return float(t)
+                v = float(t)
             except ValueError:
-                raise ValueError(f"{self.name} must be a number, not {text!r}") from None
+                raise ValueError(f"{self.name} must be a number, not {shown}") from None
+            if not math.isfinite(v):
+                raise ValueError(f"{self.name} must be a finite number, not {shown}")
+            return v
         if self.kind == TUPLE:
-            try:
-                v = ast.literal_eval(t)
-            except (ValueError, SyntaxError):
-                raise ValueError(f"{self.name} must be a tuple like {self.format(self.default)}, "
-                                 f"not {text!r}") from None
-            if not isinstance(v, (tuple, list)) or (self.length and len(v) != self.length):
-                raise ValueError(f"{self.name} must be a tuple of {self.length} numbers, not {text!r}")
-            out = []
-            for item in v:
-                if item is not None and not isinstance(item, (int, float)) or isinstance(item, bool):
-                    raise ValueError(f"{self.name} must hold numbers, not {item!r}")
-                out.append(float(item) if isinstance(item, int) else item)
-            return tuple(out)
+            return self._parse_tuple(t, shown)
         if self.kind == CHOICE:
             for c in self.choices:
                 if t == self.format(c) or (isinstance(c, str) and t.strip("'\"") == c):
                     return c
             raise ValueError(f"{self.name} must be one of "
-                             f"{', '.join(self.format(c) for c in self.choices)}, not {text!r}")
+                             f"{', '.join(self.format(c) for c in self.choices)}, not {shown}")
         return t
+
+    def _parse_tuple(self, t: str, shown: str) -> tuple:
+        try:
+            v = ast.literal_eval(t)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise ValueError(f"{self.name} must be a tuple like {self.format(self.default)}, not {shown}") from None
+        if not isinstance(v, (tuple, list)) or (self.length and len(v) != self.length):
+            raise ValueError(f"{self.name} must be a tuple of {self.length} numbers, not {shown}")
+        out = []
+        for item in v:
+            if item is not None and not isinstance(item, (int, float)) or isinstance(item, bool):
+                raise ValueError(f"{self.name} must hold numbers, not {item!r}"[:200])
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"{self.name} must hold finite numbers, not {item!r}")
+            out.append(float(item) if isinstance(item, int) else item)
+        return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import inspect
+import math
+import weakref
 from functools import lru_cache
 
 import torch
@@ -223,6 +226,63 @@ def _check_types(name: str, params: dict, n_groups: int) -> None:
             raise ValueError(f"{k} must be a list of whole numbers, not {v!r}")
 
 
+# Values torch accepts at build time that later divide by zero (StepLR step_size 0: modulo
+# by zero at the first step) or raise 0.0 to a negative power (PolynomialLR power < 0 at
+# total_iters); OneCycleLR's phases are checked by _check_one_cycle.
+_RULES = {
+    ("StepLR", "step_size"): (lambda v: v >= 1, "at least 1 (epochs between decays)"),
+    ("CosineAnnealingLR", "T_max"): (lambda v: v >= 1, "at least 1 (steps of half a cosine period)"),
+    ("CyclicLR", "step_size_up"): (lambda v: v >= 1, "at least 1"),
+    ("CyclicLR", "step_size_down"): (lambda v: v >= 0, "0 or more"),
+    ("ConstantLR", "factor"): (lambda v: v > 0, "above 0 (the lr is divided by it at the end)"),
+    ("PolynomialLR", "power"): (lambda v: v >= 0, "0 or more"),
+    ("OneCycleLR", "div_factor"): (lambda v: v > 0, "above 0"),
+    ("OneCycleLR", "final_div_factor"): (lambda v: v > 0, "above 0"),
+}
+MAX_INT = 2 ** 53
+
+
+def _check_values(name: str, params: dict) -> None:
+    """Refuse non-finite numbers, absurd whole numbers and the values in ``_RULES`` (one sentence)."""
+    desc = info(name)
+    for k, v in params.items():
+        h = desc.hparam(k)
+        items = v if isinstance(v, (list, tuple)) else [v]
+        for x in items:
+            if h.kind == FLOAT and isinstance(x, float) and not math.isfinite(x):
+                raise ValueError(f"{k} must be a finite number, not {x!r}")
+            if h.kind in (INT, TUPLE) and isinstance(x, int) and not -MAX_INT <= x <= MAX_INT:
+                raise ValueError(f"{k} must be a whole number from -2**53 to 2**53, not {x!r}")
+        rule = _RULES.get((name, k))
+        if rule is not None and v is not None and not rule[0](v):
+            raise ValueError(f"{k} must be {rule[1]}, not {v!r}")
+    if name == "OneCycleLR":
+        _check_one_cycle(params)
+    gamma = params.get("gamma", 1.0)
+    if name == "CyclicLR" and params.get("mode") == "exp_range" and isinstance(gamma, (int, float)) \
+            and not 0 <= gamma <= 1:
+        raise ValueError(f"gamma must be from 0 to 1 in exp_range mode (gamma**steps), not {gamma!r}")
+
+
+def _check_one_cycle(params: dict) -> None:
+    """OneCycleLR divides by the length of each phase of its cycle: a phase of zero steps
+    (pct_start 1; or pct_start x total_steps = 1; or, with three_phase, a last phase of
+    none) fails when reached, at the first step or the last. Its ends, as torch computes them."""
+    total = params.get("total_steps")
+    if total is None and isinstance(params.get("epochs"), int) and isinstance(params.get("steps_per_epoch"), int):
+        total = params["epochs"] * params["steps_per_epoch"]
+    pct = params.get("pct_start", 0.3)
+    if not isinstance(total, int) or not isinstance(pct, (int, float)):
+        return  # torch says what is missing
+    ends = [pct * total - 1, total - 1]
+    if params.get("three_phase"):
+        ends = [pct * total - 1, 2 * pct * total - 2, total - 1]
+    for i, (start, end) in enumerate(zip([0.0] + ends, ends)):
+        if float(end) == float(start):
+            raise ValueError(f"pct_start {pct} with total_steps {total} leaves phase {i + 1} of the cycle "
+                             "without steps (torch would divide by zero there): change pct_start or total_steps")
+
+
 def _throwaway(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     """An optimizer of the same class and group hyperparameters on tiny dummy tensors."""
     groups = [{"params": [torch.zeros((2, 2), requires_grad=True)],
@@ -244,10 +304,14 @@ def validate_scheduler(name: str, params: dict, optimizer: torch.optim.Optimizer
     """
     try:
         params = _coerce(name, params)
+        missing = [r for r in required(name) if r not in params]
+        if missing:
+            raise ValueError(f"{missing[0]} is missing (torch has no default)")
         _check_types(name, params, len(optimizer.param_groups))
+        _check_values(name, params)
         _class(name)(_throwaway(optimizer), **params)
-    except (ValueError, TypeError, RuntimeError, ZeroDivisionError, KeyError) as e:
-        return str(e).strip("'\"") or type(e).__name__
+    except (ValueError, TypeError, RuntimeError, ArithmeticError, KeyError) as e:
+        return " ".join(str(e).strip("'\"").split()) or type(e).__name__
     return None
 
 
@@ -260,17 +324,58 @@ def make_scheduler(name: str, params: dict, optimizer: torch.optim.Optimizer):
     problem = validate_scheduler(name, params, optimizer)
     if problem:
         raise ValueError(problem)
-    return _class(name)(optimizer, **_coerce(name, params))
+    scheduler = _class(name)(optimizer, **_coerce(name, params))
+    # refuse an optimizer step after which the scheduler could not step, before it changes anything
+    optimizer.register_step_pre_hook(functools.partial(_refuse_unsteppable, weakref.ref(scheduler)))
+    return scheduler
+
+
+# schedulers whose step fails once the optimizer has more groups than they were built for
+# (add_param_group): CyclicLR and CosineAnnealingWarmRestarts zip their per-group lists
+# strictly, OneCycleLR reads group keys only its constructor sets (KeyError 'initial_lr')
+FIXED_GROUPS = frozenset({"CyclicLR", "CosineAnnealingWarmRestarts", "OneCycleLR"})
+
+
+class SchedulerCannotStep(RuntimeError):
+    """The scheduler has no lr for another step; the session reports it as a StepError."""
+
+
+def cannot_step(scheduler) -> str | None:
+    """Why ``scheduler`` cannot take its next step (one sentence), or None."""
+    name = type(scheduler).__name__
+    if isinstance(scheduler, lr_scheduler.OneCycleLR) and scheduler.last_epoch >= scheduler.total_steps:
+        return (f"OneCycleLR has taken all {scheduler.total_steps} of its total_steps: "
+                "raise total_steps (or epochs) to step on")
+    n_now = len(scheduler.optimizer.param_groups)
+    if name in FIXED_GROUPS and len(scheduler.base_lrs) != n_now:
+        return (f"{name} was built for {len(scheduler.base_lrs)} param_group(s) and cannot schedule the "
+                f"{n_now} the optimizer has now: reset to rebuild it with every group")
+    return None
+
+
+def _refuse_unsteppable(scheduler_ref, optimizer, args, kwargs) -> None:
+    scheduler = scheduler_ref()
+    problem = cannot_step(scheduler) if scheduler is not None else None
+    if problem:
+        raise SchedulerCannotStep(problem)
 
 
 def step_scheduler(scheduler, metric: float | None = None) -> None:
-    """One scheduler step: ``step(metric)`` for ReduceLROnPlateau, ``step()`` otherwise."""
+    """One scheduler step: ``step(metric)`` for ReduceLROnPlateau, ``step()`` otherwise.
+
+    A scheduler that fails to step stops the run with one sentence (a StepError), not a traceback.
+    """
+    from .session import StepError  # here: core.session imports this module
     if isinstance(scheduler, lr_scheduler.ReduceLROnPlateau):
         if metric is None:
             raise ValueError("ReduceLROnPlateau steps with a metric: evaluate first (the validation loss)")
-        scheduler.step(metric)
+        step = functools.partial(scheduler.step, metric)
     else:
-        scheduler.step()
+        step = scheduler.step
+    try:
+        step()
+    except (ValueError, ArithmeticError, RuntimeError, TypeError, LookupError) as e:
+        raise StepError(f"{type(scheduler).__name__}.step() failed: {' '.join(str(e).split())}") from e
 
 
 def should_step(every: str, at_epoch_end: bool) -> bool:

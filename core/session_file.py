@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import zipfile
 from pathlib import Path
 
 from . import files, limits, spec as specmod, timeline_file, trust
-from .session import Session
+from .session import NonFinite, Session, StepError
 from .spec import LoadOptimizer, LoadParams, SpecError
 
 SESSION_FORMAT = "optimlab-session"
@@ -87,20 +86,21 @@ def load_session(path) -> Session:
         text = data.decode()
     except UnicodeDecodeError as e:
         raise files.LoadError(f"{name} is neither an optimlab session nor JSON ({e})") from None
-    spec, journal = specmod.loads(text)
-    doc = json.loads(text)
-    blobs = {}
-    for k, b64 in (doc.get("blobs") or {}).items():
-        try:
-            raw = base64.b64decode(b64, validate=True)
-        except (ValueError, TypeError):
-            raise files.LoadError(f"{name}: the stored data {k!r} is not valid base64") from None
-        blobs[k] = files.torch_read(io.BytesIO(raw), name=f"The stored data {k!r} in {name}")
-    s = Session(trust.with_base(spec, base), journal, blobs=blobs)
-    pos = doc.get("position")
-    if isinstance(pos, dict) and isinstance(pos.get("step"), int):
-        s.goto(pos["step"])
-    return s
+    # the file's name in every refusal, and in a replayed step's failure
+    with specmod.in_file(name, (SpecError, files.LoadError, StepError, NonFinite)):
+        doc = specmod.parse_json(text, name)
+        read, journal = specmod.read_document(doc, name)
+        blobs = {}
+        for k, b64 in (read.blobs or {}).items():
+            try:
+                raw = base64.b64decode(b64, validate=True)
+            except (ValueError, TypeError):
+                raise files.LoadError(f"the stored data {k!r} is not valid base64") from None
+            blobs[k] = files.torch_read(io.BytesIO(raw), name=f"The stored data {k!r}")
+        s = Session(trust.with_base(read.spec, base), journal, blobs=blobs)
+        if read.position is not None:
+            s.goto(read.position.step)
+        return s
 
 
 def _read_json_capped(f, name: str) -> bytes:
@@ -144,15 +144,14 @@ def unpack(data, name: str = "the session", base=None) -> Session:
     reading); ``name`` is used in messages; a relative script path is relative to ``base``
     (the file's folder)."""
     text, ckpt_bytes = _read_zip(data, name)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise files.LoadError(f"{name} has a damaged session.json: {e}") from None
+    source = f"{name} (session.json)"
+    doc = specmod.parse_json(text, source)
     if not isinstance(doc, dict) or doc.get("format") != SESSION_FORMAT:
         raise files.LoadError(f"{name} is not an optimlab session")
     ckpt = files.torch_read(io.BytesIO(ckpt_bytes), name=f"The checkpoint in {name}")
     try:
-        return restore(doc, ckpt, base)
+        with specmod.in_file(name, (SpecError, files.LoadError)):  # every refusal names the file
+            return restore(doc, ckpt, base, source)
     except (SpecError, files.LoadError):
         raise
     except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as e:
@@ -160,17 +159,23 @@ def unpack(data, name: str = "the session", base=None) -> Session:
         raise files.LoadError(f"{name} is damaged: its session.json and checkpoint do not agree ({first})") from None
 
 
-def restore(doc: dict, ckpt: dict, base=None) -> Session:
-    """Rebuild a session from its file (no replay); version 1 files too."""
+def restore(doc: dict, ckpt: dict, base=None, source: str = "") -> Session:
+    """Rebuild a session from its file (no replay); version 1 files too. ``source`` names
+    session.json in messages."""
     if not isinstance(ckpt, dict):
         raise files.LoadError("The session's checkpoint is not a dict")
-    if doc.get("version", 1) >= 2:
+    version = doc.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        specmod.read_document(dict(doc, format=specmod.SPEC_FORMAT), source)  # says what is wrong with it
+    if version > SESSION_VERSION:
+        raise files.LoadError(f"This session was written by a newer optimlab (version {version})")
+    if version >= 2:
         if "head" not in ckpt:
             raise files.LoadError("The session's checkpoint is incomplete (no head state)")
-        return timeline_file.restore(doc, ckpt, base)
+        return timeline_file.restore(doc, ckpt, base, source)
     if "params" not in ckpt or "optimizer" not in ckpt:
         raise files.LoadError("The session's checkpoint is incomplete (no params or optimizer state)")
-    return timeline_file.restore_v1(doc, ckpt, base)
+    return timeline_file.restore_v1(doc, ckpt, base, source)
 
 
 __all__ = ["save_session", "load_session", "pack", "unpack", "restore", "SESSION_EXT", "SpecError"]

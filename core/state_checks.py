@@ -17,7 +17,10 @@ import torch
 from . import catalogue
 from .files import LoadError, _copy_state
 
-IGNORED_GROUP_KEYS = frozenset({"params", "param_names", "initial_lr"})
+# what param_groups hold besides the optimizer's own arguments: torch's names, and the numbers
+# lr schedulers keep there (OneCycleLR and CyclicLR add the last four)
+SCHEDULER_GROUP_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum"})
+IGNORED_GROUP_KEYS = frozenset({"params", "param_names"}) | SCHEDULER_GROUP_KEYS
 COUNT_LIMIT = 2 ** 63
 # what each optimizer keeps per parameter (torch 2.13's optimizers):
 # "like" a tensor shaped like the parameter, "step" a count, "scalar" a 0-d tensor,
@@ -111,8 +114,9 @@ def check_group_values(session, i: int, g: dict) -> None:
         catalogue.validate_hparams(name, {k: v for k, v in g.items() if k in args}, device=session.device)
     except ValueError as e:
         raise LoadError(f"param_group {i} of the state_dict is refused: {e}") from None
-    if "initial_lr" in g and not _is_number(g["initial_lr"]):
-        raise LoadError(f"param_group {i} of the state_dict has initial_lr {g['initial_lr']!r}, not a number")
+    for k in SCHEDULER_GROUP_KEYS & set(g):
+        if not _is_number(g[k]):
+            raise LoadError(f"param_group {i} of the state_dict has {k} {g[k]!r}, not a number")
     names = g.get("param_names")
     if names is not None and (not isinstance(names, list) or len(names) != len(g["params"])
                               or not all(isinstance(n, str) for n in names)):
@@ -178,10 +182,8 @@ def check_entries(session, saved: list, state: dict, where: dict[int, int]) -> N
         if lacking:
             raise LoadError(f"The state of {who} lacks {', '.join(map(repr, lacking))}, "
                             f"which {name} needs with these hyperparameters")
-    for pos, keys in at_start.items():
-        if keys and not any(where[pid] == pos for pid in state):
-            raise LoadError(f"The state_dict has no state for parameter {pos} ({names[pos]}); "
-                            f"{name} keeps {', '.join(sorted(keys))} for every parameter")
+    # no state for a parameter is fine: torch's own state_dict has none for a parameter that
+    # joined by add_param_group and has not stepped yet (Adagrad creates it then)
 
 
 def _check_value(v, kind: str, what: str, p: torch.Tensor, expected, name: str) -> None:

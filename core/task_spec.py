@@ -8,6 +8,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from . import schema
+from .schema import PathText, Word
+
 TASK_KINDS = ("linear_regression", "logistic_regression", "mlp", "digits_mlp", "digits_cnn", "script")
 DATASETS = ("moons", "circles", "spirals", "xor")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
@@ -34,19 +37,19 @@ class TaskSpec:
     not apply to it.
     """
 
-    kind: str = "mlp"
-    dataset: str = "moons"
+    kind: Word = "mlp"
+    dataset: Word = "moons"
     n_samples: int = 200
     noise: float = 0.1
     n_features: int = 1
     hidden: tuple[int, ...] = ()
-    activation: str = "relu"
+    activation: Word = "relu"
     batch_size: int = 32
     shuffle: bool = True
     val_fraction: float = 0.2
     eval_every: int = 10
     seed: int = 0
-    script: str = ""
+    script: PathText = ""
 
     def __post_init__(self):
         if isinstance(self.hidden, (list, tuple)):
@@ -82,7 +85,7 @@ class TaskSpec:
         if not _whole(self.batch_size) or self.batch_size < 1:
             raise ValueError(f"Invalid batch size: {self.batch_size!r} (a whole number >= 1)")
         if not isinstance(self.shuffle, bool):
-            raise ValueError(f"shuffle must be True or False, not {self.shuffle!r}")
+            raise ValueError(f"shuffle must be true or false, not {self.shuffle!r}")
         if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
                 or not 0 < self.val_fraction < 1:
             raise ValueError(f"Invalid validation fraction: {self.val_fraction!r} (between 0 and 1)")
@@ -116,14 +119,8 @@ def task_to_dict(spec: TaskSpec) -> dict:
     return out
 
 
-def task_from_dict(d: dict) -> TaskSpec:
-    """Build and check a TaskSpec from JSON; ValueError names the bad field."""
-    if not isinstance(d, dict):
-        raise ValueError(f"A task must be an object, not {type(d).__name__}")
-    known = {f.name for f in fields(TaskSpec)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"Unknown field(s) in task: {', '.join(unknown)}")
-    spec = TaskSpec(**d)
+def task_from_dict(d: dict, where: str = "task") -> TaskSpec:
+    """Build and check a TaskSpec from JSON; the error (a SpecError, a ValueError) names the bad field."""
+    spec = schema.convert(d, TaskSpec, where)
     spec.check()
     return spec

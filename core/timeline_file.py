@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import spec as specmod, trust
+from . import schema, spec as specmod, trust
 from .breakpoints import parse as parse_breakpoint
 from .engine import Engine
 from .series import SeriesSet
@@ -43,8 +43,8 @@ def state_from_saveable(d: dict) -> dict:
     if not isinstance(d, dict) or not need <= set(d):
         raise DamagedTimeline(f"an engine state lacks {', '.join(sorted(need - set(d or {})))}")
     st = dict(d)
-    st["groups"] = [specmod._build(GroupSpec, g, "group") for g in d["groups"]]
-    st["added"] = [specmod.tensor_from_dict(t) for t in d["added"]]
+    st["groups"] = [schema.convert(g, GroupSpec, f"groups[{i}]") for i, g in enumerate(d["groups"])]
+    st["added"] = [specmod.tensor_from_dict(t, f"added[{i}]") for i, t in enumerate(d["added"])]
     names, groups, device = d["structure"]
     st["structure"] = (tuple(names), tuple(tuple(g) for g in groups), device)
     if not isinstance(st["step"], int) or st["step"] < 0:
@@ -58,22 +58,19 @@ def _journal_doc(j: Journal) -> list:
     return [{"at": s0, **specmod.action_to_dict(a)} for s0, a in j.entries]
 
 
-def _journal_from(doc) -> Journal:
-    entries = []
+def _journal_from(entries, where: str) -> Journal:
+    out = []
     last = 0
-    for item in doc:
-        if not isinstance(item, dict) or not isinstance(item.get("at"), int) or isinstance(item.get("at"), bool):
-            raise DamagedTimeline("a journal entry has no step ('at')")
-        d = dict(item)
-        at = d.pop("at")
+    for i, item in enumerate(entries):
+        at = item.get("at")
+        if not isinstance(at, int) or isinstance(at, bool) or not 0 <= at <= 2 ** 53:
+            raise DamagedTimeline(f"{where}[{i}] has no valid step ('at')")
         if at < last:
-            raise DamagedTimeline("a journal's steps go backwards")
-        a = specmod.action_from_dict(d)
-        if isinstance(a, Step) and a.n < 1:
-            raise DamagedTimeline("a journal has an empty step")
+            raise DamagedTimeline(f"{where}[{i}]: the journal's steps go backwards")
+        a = specmod.action_from_dict({k: v for k, v in item.items() if k != "at"}, f"{where}[{i}]")
         last = at + (a.n if isinstance(a, Step) else 0)
-        entries.append((at, a))
-    return Journal(entries)
+        out.append((at, a))
+    return Journal(out)
 
 
 def timeline_doc(session, folder=None) -> dict:
@@ -105,27 +102,29 @@ def timeline_tensors(session) -> dict:
     }
 
 
-def restore(doc: dict, ckpt: dict, base=None):
+def restore(doc: dict, ckpt: dict, base=None, source: str = ""):
     """A Session from a version 2 document and its tensors."""
+    with schema.in_file(source, (SpecError, DamagedTimeline)):
+        return _restore(doc, ckpt, base, source)
+
+
+def _restore(doc: dict, ckpt: dict, base, source: str):
     from .session import Session
-    t = doc.get("timeline")
-    if not isinstance(t, dict) or not isinstance(t.get("branches"), list) or not t["branches"]:
+    d, _ = specmod.read_document(dict(doc, format=specmod.SPEC_FORMAT, version=specmod.SPEC_VERSION), source)
+    t = d.timeline
+    if t is None:
         raise DamagedTimeline("session.json has no timeline")
-    tl = None
-    for bd in t["branches"]:
-        spec = trust.with_base(specmod.spec_from_dict(bd.get("spec")), base)
-        if tl is None:
-            tl = Timeline(spec, int(t.get("budget", 0)) or 512 * 2 ** 20)
-            tl.clear()
-        parent = bd.get("parent")
-        if parent is not None and parent not in tl.branches:
-            raise DamagedTimeline(f"branch {bd.get('id')} names a parent {parent} that comes later or not at all")
-        b = tl.new_branch(spec, parent, int(bd.get("fork_step", 0)), bool(bd.get("inherits")),
-                          str(bd.get("reason", "")), journal=_journal_from(bd.get("journal", [])))
-        if b.id != bd.get("id"):
+    tl = Timeline(t.branches[0].spec, t.budget)
+    tl.clear()
+    for i, bd in enumerate(t.branches):
+        bd.spec.check()
+        if bd.id != i:
             raise DamagedTimeline("the branches are not numbered in order")
-        b.last_loss = bd.get("last_loss")
-        b.threads = int(bd.get("threads", 0))
+        if bd.parent is not None and bd.parent >= bd.id:
+            raise DamagedTimeline(f"branch {bd.id} names a parent {bd.parent} that comes later")
+        b = tl.new_branch(trust.with_base(bd.spec, base), bd.parent, bd.fork_step, bd.inherits, bd.reason,
+                          journal=_journal_from(bd.journal, f"timeline.branches[{i}].journal"))
+        b.last_loss, b.threads = bd.last_loss, bd.threads
     series = ckpt.get("series") or {}
     for bid, b in tl.branches.items():
         arrays = series.get(str(bid))
@@ -134,26 +133,27 @@ def restore(doc: dict, ckpt: dict, base=None):
     tl.blobs.update(ckpt.get("blobs") or {})
     for key, st in (ckpt.get("checkpoints") or {}).items():
         bid, _, step = str(key).partition("/")
-        if int(bid) not in tl.branches:
-            raise DamagedTimeline(f"a checkpoint belongs to no branch ({key})")
+        if not (bid.isdigit() and step.isdigit()) or int(bid) not in tl.branches \
+                or int(step) > tl.branches[int(bid)].end_step:
+            raise DamagedTimeline(f"a checkpoint ({key}) belongs to no step of any branch")
         state = state_from_saveable(st)
         state["_check"] = True  # read from a file: checked against the engine when first used
         tl.checkpoints.add(int(bid), int(step), state, Engine.state_bytes(state), tl.heads())
-    current = t.get("current")
+    current = t.current
     if current not in tl.branches:
         raise DamagedTimeline(f"the current branch {current!r} does not exist")
     tl.current = current
     head = state_from_saveable(ckpt["head"])
-    at_head = bool(t.get("at_head", True))
+    at_head = t.at_head
     end = tl.branch.end_step
     if head["step"] > end or (at_head and head["step"] != end):
         raise DamagedTimeline(f"the saved state is at step {head['step']}, but branch {current}'s journal "
                               f"ends at step {end}")
-    index = t.get("index")
-    if not at_head and not (isinstance(index, int) and 0 <= index <= len(tl.branch.journal.entries)):
+    index = t.index
+    if not at_head and not (index is not None and index <= len(tl.branch.journal.entries)):
         raise DamagedTimeline("the saved position has no valid journal index")
     s = Session.from_timeline(tl, head, None if at_head else index)
-    s.set_breakpoints([parse_breakpoint(text).with_enabled(bool(on)) for text, on in t.get("breakpoints", [])])
+    s.set_breakpoints([parse_breakpoint(text).with_enabled(on) for text, on in t.breakpoints])
     return s
 
 
@@ -172,12 +172,12 @@ def legacy_journal(actions, spec):
     return out
 
 
-def restore_v1(doc: dict, ckpt: dict, base=None):
+def restore_v1(doc: dict, ckpt: dict, base=None, source: str = ""):
     """A Session from a version 1 file: its head state, its journal, its history."""
     from .session import Session
-    spec, journal = specmod.from_document(dict(doc, format=specmod.SPEC_FORMAT))
-    spec = trust.with_base(spec, base)
-    layout = doc.get("layout") or {}
+    d, journal = specmod.read_document(dict(doc, format=specmod.SPEC_FORMAT), source)
+    spec = trust.with_base(d.spec, base)
+    layout = d.layout or specmod.Layout()
     tl = Timeline(spec)
     tl.clear()
     parent = None
@@ -187,11 +187,11 @@ def restore_v1(doc: dict, ckpt: dict, base=None):
     tl.current = parent
     tl.blobs.update(ckpt.get("blobs") or {})
     engine = Engine(spec, tl.blobs)
-    groups = [specmod._build(GroupSpec, g, "group") for g in layout.get("groups", [])] or list(engine.group_specs)
-    added = [specmod.tensor_from_dict(t) for t in layout.get("added_tensors", [])] if engine.task is None else []
+    groups = list(layout.groups) or list(engine.group_specs)
+    added = list(layout.added_tensors) if engine.task is None else []
     names = tuple(engine.names) + tuple(t.name for t in added)
-    head = {"step": int(layout.get("step", 0)), "added": added, "groups": groups,
-            "structure": (names, tuple(g.tensors for g in groups), layout.get("device", spec.device)),
+    head = {"step": layout.step, "added": added, "groups": groups,
+            "structure": (names, tuple(g.tensors for g in groups), layout.device or spec.device),
             "params": ckpt["params"], "grads": ckpt.get("grads") or {}, "optimizer": ckpt["optimizer"],
             "scheduler": ckpt.get("scheduler"), "task": ckpt.get("task"),
             "grad_rng": ckpt.get("grad_rng") if isinstance(ckpt.get("grad_rng"), torch.Tensor)

@@ -306,7 +306,7 @@ def test_task_spec_roundtrips_through_json():
     ({"kind": "digits_cnn", "hidden": (2, 2, 2, 2)}, "1 to 3 conv layers"),
     ({"activation": "swish"}, "Unknown activation"),
     ({"batch_size": 0}, "Invalid batch size"),
-    ({"shuffle": "yes"}, "shuffle must be True or False"),
+    ({"shuffle": "yes"}, "shuffle must be true or false"),
     ({"val_fraction": 1.0}, "Invalid validation fraction"),
     ({"eval_every": 0}, "Invalid evaluation interval"),
     ({"seed": -1}, "Invalid seed"),
