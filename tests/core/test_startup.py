@@ -1,7 +1,11 @@
 """Runner processes start ready to step: the fork server has already imported what the
 first optimizer step needs, and where there is no fork server they start by spawn."""
+import json
 import multiprocessing
+import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,29 +16,36 @@ from core.session import Session
 
 from .test_runner import rosen_spec, runners, wait_until
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture
 def runner():
     yield from runners(ProcessRunner)
 
 
-def first_adam_step_imports(session) -> tuple[bool, list[str]]:
-    """In the runner process: was torch._dynamo there before any Adam, and what did building
-    an Adam session and stepping it import?"""
-    preloaded = "torch._dynamo" in sys.modules
-    before = set(sys.modules)
-    Session(rosen_spec()).step_once()
-    return preloaded, sorted(set(sys.modules) - before)
-
-
 def xy_and_state(session):
     return session.params["xy"].detach().clone(), session.optimizer.state_dict()["state"][0]
 
 
-def test_a_new_runner_process_steps_its_first_adam_without_importing_torch_dynamo(runner):
-    r = runner(None)
-    preloaded, imported = r.call(first_adam_step_imports).result(60)
-    assert preloaded
+def test_the_fork_server_preloads_what_a_first_adam_session_and_step_import():
+    """A runner process is forked from the fork server; whatever building and stepping its
+    first optimizer imports lazily (torch._dynamo: 2 s) would be paid by every new runner."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        for name in {runner_process.PRELOAD!r}:
+            __import__(name)
+        before = set(sys.modules)
+        from core import edits
+        from core.observe import make_snapshot
+        from tests.core.test_runner import rosen_spec
+        session = edits.build(edits.blank(), rosen_spec())
+        session.step_once(probe=True)
+        make_snapshot(session, 1)
+        print(json.dumps(sorted(set(sys.modules) - before)))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    imported = json.loads(out.stdout.strip().splitlines()[-1])
     heavy = [m for m in imported if m.split(".")[0] == "sympy" or m.startswith(("torch._dynamo", "torch._inductor"))]
     assert heavy == []
 
