@@ -2,12 +2,14 @@
 
 Run: python benchmarks/engine.py [--process] [--only '(c)'] [--pairs 5] [--quick]
 
-For each case, prints the median steps/s of both sides over ``--pairs`` interleaved
-bare/runner pairs, the median of the pairs' ratios (runner / bare) with their spread
-(min-max and interquartile range), the snapshots the runner published per second, the
-torch thread count both sides used (the runner process's rule with ``--process``, this
-process's count for the thread runner) and whether the first pair ended on identical
-parameters (the same work on both sides). See harness.py for how the sides are built.
+For each case, prints the torch thread count both sides used (the runner process's rule
+with ``--process``, this process's count for the thread runner), the median steps/s of
+both sides over ``--pairs`` interleaved bare/runner pairs, the median of the pairs' ratios
+(runner / bare) with their spread (min-max and interquartile range), the same ratio in
+steps per CPU second of the stepping thread (the runner's own cost, which the machine's
+load hardly moves; waits are not in it), the snapshots the runner published per second,
+and whether the first pair ended on identical parameters (the same work on both sides).
+See harness.py for how the sides are built.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import torch  # noqa: E402
 from core.session import Session  # noqa: E402
 from core.spec import GradientSpec, SessionSpec  # noqa: E402
 from core.task_spec import TaskSpec  # noqa: E402
-from harness import CASES, measure_pairs, threads_label  # noqa: E402
+from harness import CASES, measure_pairs, ratio_summary  # noqa: E402
 
 
 def time_to_accuracy(target: float = 0.9, max_steps: int = 20_000):
@@ -58,16 +60,18 @@ def main() -> None:
     pairs = args.pairs or (3 if args.quick else 5)
     where = "runner process" if args.process else "runner thread"
     print(f"torch {torch.__version__}; {where}; median of {pairs} interleaved bare/runner pairs; "
-          f"ratio = runner/bare, median (min-max, IQR)")
+          f"ratio = runner/bare, median (min-max, IQR); cpu = the same in steps per CPU second")
     print(f"{'case':46s} {'thr':>3s} {'bare/s':>9s} {'runner/s':>9s} {'ratio (spread)':36s} "
-          f"{'snaps/s':>7s} {'same':>4s}")
+          f"{'cpu (spread)':36s} {'snaps/s':>7s} {'same':>4s}")
+    med = statistics.median
     for c in CASES:
         if args.only and not c.label.startswith(args.only):
             continue
         n = max(10, c.steps // 10) if args.quick else c.steps
         p = measure_pairs(c, n, pairs, args.process)
-        print(f"{c.label:46s} {threads_label(p):>3s} {statistics.median(p.bare):9.1f} "
-              f"{statistics.median(p.runner):9.1f} {p.summary():36s} {statistics.median(p.snapshots):7.1f} "
+        print(f"{c.label:46s} {p.threads():>3s} {med(b.rate for b in p.bare):9.1f} "
+              f"{med(r.rate for r in p.runner):9.1f} {ratio_summary(p.ratios):36s} "
+              f"{ratio_summary(p.cpu_ratios):36s} {med(r.snapshots_per_s for r in p.runner):7.1f} "
               f"{'yes' if p.same_result else 'NO':>4s}", flush=True)
     if args.no_accuracy or args.only:
         return

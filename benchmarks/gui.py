@@ -55,8 +55,8 @@ def fresh_bare_rate(key: str, n: int) -> tuple[float, int]:
     behind that slows parallel ops on every other thread."""
     here = Path(__file__).resolve()
     code = (f"import sys; sys.path[:0] = {[str(here.parent), str(here.parents[1])]!r}\n"
-            f"import harness\nrate, threads, _ = harness.time_bare(harness.case({key!r}).spec, {n}, process=True)\n"
-            f"print(rate, threads)")
+            f"import harness\nrun = harness.time_bare(harness.case({key!r}).spec, {n}, process=True)\n"
+            f"print(run.rate, run.threads)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     rate, threads = out.stdout.strip().splitlines()[-1].split()
     return float(rate), int(threads)

@@ -33,7 +33,7 @@ from core.task_spec import TaskSpec  # noqa: E402
 
 SNAPSHOT_HZ = 40  # as the app asks of its runner (app/bridge.py)
 POLL = 0.025  # the GUI reads the latest snapshot about this often
-FINE_POLL = 0.002  # process runner: reading more often changes nothing in the child, times the end better
+FINE_POLL = 0.001  # process runner, near the end of a run: times the end closely
 
 
 @dataclass(frozen=True)
@@ -120,10 +120,18 @@ def bare_threads(session: Session, process: bool) -> int:
     return threads_for(session) if process else torch.get_num_threads()
 
 
-def time_bare(spec: SessionSpec, n: int, process: bool) -> tuple[float, int, dict]:
-    """``(steps/s, threads, final params)`` of ``n`` bare steps after one warm-up step, built
-    and stepped on a worker thread, as the runner is (torch work on one thread leaves its
-    OpenMP team behind, which would slow the other)."""
+@dataclass
+class Run:
+    rate: float  # steps/s (wall clock)
+    cpu_rate: float  # steps per CPU second of the stepping thread
+    threads: int  # torch threads it stepped with
+    params: dict | None = None  # final parameters, when asked for
+    snapshots_per_s: float = 0.0  # the runner's
+
+
+def time_bare(spec: SessionSpec, n: int, process: bool) -> Run:
+    """``n`` bare steps after one warm-up step, built and stepped on a worker thread, as the
+    runner is (torch work on one thread leaves its OpenMP team behind, which would slow the other)."""
     out = []
 
     def work():
@@ -131,11 +139,11 @@ def time_bare(spec: SessionSpec, n: int, process: bool) -> tuple[float, int, dic
         threads = bare_threads(s, process)
         torch.set_num_threads(threads)  # per thread, as the runner process sets it on its runner thread
         step()  # warm-up, as the runner's warm step
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         for _ in range(n):
             step()
-        rate = n / (time.perf_counter() - t0)
-        out.append((rate, torch.get_num_threads(), params_of(s)))
+        c1, t1 = time.thread_time(), time.perf_counter()
+        out.append(Run(n / (t1 - t0), n / (c1 - c0), torch.get_num_threads(), params_of(s)))
     t = threading.Thread(target=work)
     t.start()
     t.join()
@@ -152,25 +160,23 @@ def runner_threads(session) -> int:
     return torch.get_num_threads()
 
 
+def thread_cpu(session) -> float:
+    """CPU seconds of the runner thread (calls run on it, between steps)."""
+    return time.thread_time()
+
+
 def params_of(session) -> dict:
     return {n: p.detach().clone() for n, p in session.params.items()}
 
 
-@dataclass
-class RunnerRun:
-    rate: float  # steps/s
-    snapshots_per_s: float
-    threads: int
-    params: dict | None
+def time_runner(spec: SessionSpec, n: int, process: bool, want_params: bool = False) -> Run:
+    """The runner doing ``n`` steps with live snapshots, from ``step(n)`` to the snapshot that
+    shows the last step. Built (and warmed up by one step) on its runner thread.
 
-
-def time_runner(spec: SessionSpec, n: int, process: bool, want_params: bool = False) -> RunnerRun:
-    """Steps/s of the runner doing ``n`` steps with live snapshots, from ``step(n)`` to the
-    snapshot that shows the last step. Built (and warmed up by one step) on its runner thread.
-
-    The thread runner is read every POLL as the window reads it, and its end is timed on its
-    own thread (``on_publish``); the process runner is read every FINE_POLL, which changes
-    nothing in the child (its parent-side reader takes every snapshot anyway)."""
+    It is read every POLL, as the window reads it. The thread runner's end is timed on its
+    own thread (``on_publish``); the process runner's by reading it every FINE_POLL once the
+    end is near (the rate so far says when), so the end is timed closely without a busy
+    reader the rest of the run (on 2 cores it would take time from a two-thread runner)."""
     seen: list = []
     done = threading.Event()
     target = [None]
@@ -190,29 +196,36 @@ def time_runner(spec: SessionSpec, n: int, process: bool, want_params: bool = Fa
         r.call(warm_step).result(120)
         threads = r.call(runner_threads).result(120)
         start = r.latest().step
+        c0 = r.call(thread_cpu).result(120)
         seen.clear()
         target[0] = start + n
         t0 = time.perf_counter()
         r.step(n)
         if process:
-            seqs = set()
-            while True:
-                snap = r.latest()
-                seqs.add(snap.seq)
-                if snap.step >= start + n and not snap.running:
-                    end = time.perf_counter()
-                    break
-                time.sleep(FINE_POLL)
-            count = len(seqs)
+            end, count = _read_until(r, start, n, t0)
         else:
             while not done.wait(POLL):
                 r.latest()
             end, count = target[-1], len(seen)
-        elapsed = end - t0
+        cpu = r.call(thread_cpu).result(120) - c0
         params = r.call(params_of).result(120) if want_params else None
     finally:
         r.stop()
-    return RunnerRun(n / elapsed, count / elapsed, threads, params)
+    return Run(n / (end - t0), n / cpu, threads, params, count / (end - t0))
+
+
+def _read_until(r, start: int, n: int, t0: float) -> tuple[float, int]:
+    """Read ``r`` until it shows step ``start + n`` done: (when, snapshots seen)."""
+    seqs = set()
+    while True:
+        snap = r.latest()
+        now = time.perf_counter()
+        seqs.add(snap.seq)
+        if snap.step >= start + n and not snap.running:
+            return now, len(seqs)
+        done = snap.step - start
+        left = (n - done) * (now - t0) / done if done > 0 else float("inf")  # seconds, at the rate so far
+        time.sleep(FINE_POLL if left < 2 * POLL else POLL)
 
 
 # ----- pairs -----
@@ -220,22 +233,31 @@ def time_runner(spec: SessionSpec, n: int, process: bool, want_params: bool = Fa
 @dataclass
 class Pairs:
     """Interleaved bare/runner pairs of one case."""
-    bare: list[float]
-    runner: list[float]
-    snapshots: list[float]
-    threads: set
-    same_result: bool | None  # the first pair's final parameters equal (torch.equal)
+    bare: list[Run]
+    runner: list[Run]
+    same_result: bool | None = None  # the first pair's final parameters equal (torch.equal)
 
     @property
     def ratios(self) -> list[float]:
-        return [r / b for r, b in zip(self.runner, self.bare)]
+        """runner / bare steps/s (wall clock), one per pair."""
+        return [r.rate / b.rate for r, b in zip(self.runner, self.bare)]
 
-    def summary(self) -> str:
-        """``median (min-max, IQR a-b)`` of the ratios."""
-        return ratio_summary(self.ratios)
+    @property
+    def cpu_ratios(self) -> list[float]:
+        """runner / bare steps per CPU second of the stepping thread: what the runner's own
+        work costs, whatever the machine's load (waits, such as for the interpreter lock, are
+        not in it)."""
+        return [r.cpu_rate / b.cpu_rate for r, b in zip(self.runner, self.bare)]
+
+    def threads(self) -> str:
+        bare, runner = {b.threads for b in self.bare}, {r.threads for r in self.runner}
+        if bare == runner and len(bare) == 1:
+            return str(next(iter(bare)))
+        return f"bare {sorted(bare)} / runner {sorted(runner)}!"
 
 
 def ratio_summary(ratios: list[float]) -> str:
+    """``median (min-max, IQR q1-q3)``."""
     med = statistics.median(ratios)
     if len(ratios) >= 4:
         q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
@@ -250,25 +272,17 @@ def same(a: dict, b: dict) -> bool:
 def measure_pairs(c: Case, n: int, pairs: int, process: bool) -> Pairs:
     """``pairs`` bare/runner pairs of ``n`` steps each; even pairs run bare first, odd ones
     the runner first, so a drift in the machine's load hurts both sides alike."""
-    out = Pairs([], [], [], set(), None)
+    out = Pairs([], [])
     for k in range(pairs):
-        check = k == 0
         if k % 2 == 0:
-            b_rate, b_threads, b_params = time_bare(c.spec, n, process)
-            run = time_runner(c.spec, n, process, want_params=check)
+            bare = time_bare(c.spec, n, process)
+            run = time_runner(c.spec, n, process, want_params=k == 0)
         else:
             run = time_runner(c.spec, n, process)
-            b_rate, b_threads, b_params = time_bare(c.spec, n, process)
-        out.bare.append(b_rate)
-        out.runner.append(run.rate)
-        out.snapshots.append(run.snapshots_per_s)
-        out.threads.update({("bare", b_threads), ("runner", run.threads)})
-        if check:
-            out.same_result = same(b_params, run.params)
+            bare = time_bare(c.spec, n, process)
+        if k == 0:
+            out.same_result = same(bare.params, run.params)
+        bare.params = run.params = None
+        out.bare.append(bare)
+        out.runner.append(run)
     return out
-
-
-def threads_label(p: Pairs) -> str:
-    bare = sorted(t for side, t in p.threads if side == "bare")
-    runner = sorted(t for side, t in p.threads if side == "runner")
-    return str(bare[0]) if bare == runner and len(bare) == 1 else f"bare {bare} / runner {runner}!"
