@@ -9,7 +9,8 @@ both sides over ``--pairs`` interleaved bare/runner pairs, the median of the pai
 steps per CPU second of the stepping thread (the runner's own cost, which the machine's
 load hardly moves; waits are not in it), the snapshots the runner published per second,
 and whether the first pair ended on identical parameters (the same work on both sides).
-See harness.py for how the sides are built.
+See harness.py for how the sides are built (with ``--process`` the bare loop, too, runs in
+a runner process, on its runner thread).
 """
 from __future__ import annotations
 

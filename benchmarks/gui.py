@@ -3,9 +3,9 @@
 Run: python benchmarks/gui.py [--seconds 5] [--pairs 5] [--quick]   (offscreen by default;
 under Xvfb set QT_QPA_PLATFORM=xcb). For (b) Rosenbrock/Adam and (c) the MLP-sized Adam
 case of benchmarks/engine.py, each of ``--pairs`` pairs runs the window live for
-``--seconds`` (the runner in its own process, as the app runs it), then a bare loop in a
-fresh interpreter for the same number of steps from the same start, with the torch
-thread count the runner process used (harness.py). It prints medians over the pairs:
+``--seconds`` (the runner in its own process, as the app runs it), then a bare loop for
+the same number of steps from the same start, in a runner process of its own with the
+torch thread count the live one used (harness.py). It prints medians over the pairs:
 the GUI thread's stall (p50/p99 ms, measured by a 5 ms QTimer probe: how late each tick
 fires; the worst pair's p99 beside it), frames drawn per second, steps/s of both sides,
 and the ratio runner/bare with its spread (min-max, IQR); then the GUI-thread time of
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -49,20 +48,7 @@ class LiveRun:
     threads: int
 
 
-def fresh_bare_rate(key: str, n: int) -> tuple[float, int]:
-    """(steps/s, threads) of the bare loop in a fresh interpreter: this one has done torch
-    work on its main thread (building the window's session), which leaves an OpenMP team
-    behind that slows parallel ops on every other thread."""
-    here = Path(__file__).resolve()
-    code = (f"import sys; sys.path[:0] = {[str(here.parent), str(here.parents[1])]!r}\n"
-            f"import harness\nrun = harness.time_bare(harness.case({key!r}).spec, {n}, process=True)\n"
-            f"print(run.rate, run.threads)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    rate, threads = out.stdout.strip().splitlines()[-1].split()
-    return float(rate), int(threads)
-
-
-def live_case(app, spec, key: str, seconds: float, settings_dir: Path):
+def live_case(app, spec, seconds: float, settings_dir: Path):
     from app.main_window import MainWindow
     settings = QSettings(str(settings_dir / "bench.ini"), QSettings.Format.IniFormat)
     win = MainWindow(Session(spec), settings)
@@ -108,7 +94,10 @@ def live_case(app, spec, key: str, seconds: float, settings_dir: Path):
     win.close()
     app.processEvents()
     runner_rate = steps / elapsed
-    bare_rate, threads = fresh_bare_rate(key, max(200, steps))  # the same steps: same trajectory
+    # the same steps (same trajectory), in a runner process of its own like the live runner's;
+    # not in this process, whose main thread has done torch work (its OpenMP team would slow it)
+    bare = harness.time_bare(spec, max(200, steps), process=True)
+    bare_rate, threads = bare.rate, bare.threads
     fps = len([f for f in frames if f >= t0]) / elapsed
     lat = np.array(lateness) if lateness else np.zeros(1)
     return LiveRun(float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), fps, runner_rate, bare_rate, threads)
@@ -152,7 +141,7 @@ def main() -> None:
           f"{'runner/s':>9s} {'bare/s':>9s} ratio (spread)")
     for key in ("b", "c"):
         c = harness.case(key)
-        runs = [live_case(app, c.spec, key, seconds, tmp) for _ in range(pairs)]
+        runs = [live_case(app, c.spec, seconds, tmp) for _ in range(pairs)]
         med = statistics.median
         threads = sorted({r.threads for r in runs})
         print(f"{c.label[:28]:28s} {'/'.join(map(str, threads)):>3s} {med(r.stall_p50 for r in runs):7.1f}ms "

@@ -5,7 +5,10 @@ Both sides do the same work by construction: the bare loop's tensors, optimizer 
 task are built by ``Session(spec)`` from the very spec the runner builds (so they
 cannot drift apart), and its loop then calls only torch: ``zero_grad``, the loss's
 ``backward()``, ``optimizer.step()``. Both run the same number of steps from the same
-start, on a worker thread (as the runner does), with the same torch thread count.
+start, with the same torch thread count, on the same kind of thread: for the runner
+process, the bare loop runs on a runner process's runner thread too (a bare loop on a
+thread of the benchmark's own process measured about 10% slower than the same loop in a
+fresh runner process, which made the runner look faster than bare).
 
 On a busy machine one run proves little: a figure is the median of several pairs run
 back to back (bare and runner alternating which goes first), with the spread of the
@@ -130,24 +133,35 @@ class Run:
 
 
 def time_bare(spec: SessionSpec, n: int, process: bool) -> Run:
-    """``n`` bare steps after one warm-up step, built and stepped on a worker thread, as the
-    runner is (torch work on one thread leaves its OpenMP team behind, which would slow the other)."""
+    """``n`` bare steps after one warm-up step, on the thread that would run the runner: with
+    ``process``, a runner process's runner thread (a call, between steps: nothing else runs
+    there meanwhile), so both sides run in the same kind of process, forked from the same
+    fork server; else a worker thread of this process, as the thread runner's (torch work on
+    one thread leaves its OpenMP team behind, which would slow the other)."""
+    if process:
+        r = ProcessRunner(None, max_hz=SNAPSHOT_HZ)
+        try:
+            return r.call(bare_here, spec, n, True).result(3600)
+        finally:
+            r.stop()
     out = []
-
-    def work():
-        step, s = bare_loop(spec)
-        threads = bare_threads(s, process)
-        torch.set_num_threads(threads)  # per thread, as the runner process sets it on its runner thread
-        step()  # warm-up, as the runner's warm step
-        t0, c0 = time.perf_counter(), time.thread_time()
-        for _ in range(n):
-            step()
-        c1, t1 = time.thread_time(), time.perf_counter()
-        out.append(Run(n / (t1 - t0), n / (c1 - c0), torch.get_num_threads(), params_of(s)))
-    t = threading.Thread(target=work)
+    t = threading.Thread(target=lambda: out.append(bare_here(None, spec, n, False)))
     t.start()
     t.join()
     return out[0]
+
+
+def bare_here(session, spec: SessionSpec, n: int, process: bool) -> Run:
+    """The bare loop on this thread (``session``, the runner's own, is not used)."""
+    step, s = bare_loop(spec)
+    threads = bare_threads(s, process)
+    torch.set_num_threads(threads)  # per thread, as the runner process sets it on its runner thread
+    step()  # warm-up, as the runner's warm step
+    t0, c0 = time.perf_counter(), time.thread_time()
+    for _ in range(n):
+        step()
+    c1, t1 = time.thread_time(), time.perf_counter()
+    return Run(n / (t1 - t0), n / (c1 - c0), torch.get_num_threads(), params_of(s))
 
 
 # ----- the runner (module-level functions: they travel to the runner process by name) -----
