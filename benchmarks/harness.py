@@ -167,7 +167,7 @@ def bare_here(session, spec: SessionSpec, n: int, process: bool) -> Run:
 # ----- the runner (module-level functions: they travel to the runner process by name) -----
 
 def warm_step(session) -> None:
-    session.step_once()
+    session.step(1)
 
 
 def runner_threads(session) -> int:

@@ -39,21 +39,26 @@ SESSION = "core/session.py"
 GIL = "waiting for the interpreter lock"
 
 
-def _line(pattern: str) -> int:
+def _line(pattern: str) -> int | None:
     """The line of core/session.py that holds ``pattern`` (so the categories follow edits)."""
     text = (Path(__file__).resolve().parents[1] / SESSION).read_text().splitlines()
-    return next(i + 1 for i, line in enumerate(text) if pattern in line)
+    return next((i + 1 for i, line in enumerate(text) if pattern in line), None)
 
 
 def categories() -> list[tuple[str, re.Pattern]]:
-    """(label, frame pattern), most specific first."""
+    """(label, frame pattern), most specific first. Names from before the engine rewrite
+    (Session steps itself, probes) and after it (Engine steps, the Observer watches)."""
     loss_check = _line("math.isfinite(float(self.loss))")
     before = _line("before = [p.detach().clone()")
-    return [(label, re.compile(p)) for label, p in (
+    cats = [
         (GIL, r"^take_gil "),
-        ("loss check float(self.loss) (every step)", rf"^Session\.step_once \({SESSION}:{loss_check}\)"),
-        ("probe: copy before step, norms, NaN check", rf"^Session\._probe |^Session\.step_once \({SESSION}:{before}\)"
-                                                      r"|^Session\.check_can_step "),
+        ("loss check float(self.loss) (every step)",
+         rf"^Session\.step_once \({SESSION}:{loss_check}\)" if loss_check else None),
+        ("probe: copy before step, norms, NaN check",
+         r"^Session\._probe |^(Session|Engine)\.check_can_step "
+         + (rf"|^Session\.step_once \({SESSION}:{before}\)" if before else "")),
+        ("observer: series, breakpoints, readback", r"^Observer\.|^Session\.flush "),
+        ("checkpoints", r"^Session\.checkpoint "),
         ("history row (record: loss, lrs, xy)", r"^Session\.record "),
         ("snapshot: make_snapshot", r"^make_snapshot "),
         ("snapshot: pickle, hand to sender", r"^_Sender\.offer "),
@@ -63,10 +68,12 @@ def categories() -> list[tuple[str, re.Pattern]]:
         ("backward", r"^Tensor\.backward |^backward \(torch/autograd"),
         ("batch (next_batch)", r"^Task\.next_batch "),
         ("loss forward", r"^Task\.loss |^\w+ \(core/objectives\.py"),
-        ("evaluation, scheduler (_after_step)", r"^Session\._after_step "),
-        ("step_once: the rest", r"^Session\.step_once "),
+        ("evaluation, scheduler (_after_step)", r"^(Session|Engine)\._after_step "),
+        ("step_once: the rest", r"^(Session|Engine)\.step_once "),
+        ("Session.advance: the rest", r"^Session\.advance "),
         ("runner loop: budgets, counters, commands", r"^Runner\.(_one_step|_loop|_drain|_count_step) "),
-    )]
+    ]
+    return [(label, re.compile(p)) for label, p in cats if p]
 
 
 def _native(frame: str) -> bool:
