@@ -1,19 +1,24 @@
 """GUI benchmark: the window live while the runner steps at full speed.
 
-Run: python benchmarks/gui.py [--seconds 5]   (offscreen by default; under Xvfb set
-QT_QPA_PLATFORM=xcb). For (b) Rosenbrock/Adam and (c) the MLP-sized Adam case of
-benchmarks/engine.py it prints: the GUI thread's stall (p50/p99 ms, measured by a 5 ms
-QTimer probe: how late each tick fires), frames drawn per second, and the runner's
-step rate relative to a bare loop on the same work; then the GUI-thread time of one
-heatmap update for a 4096x4096 tensor (preview made by the runner, drawn by TensorView).
+Run: python benchmarks/gui.py [--seconds 5] [--pairs 5] [--quick]   (offscreen by default;
+under Xvfb set QT_QPA_PLATFORM=xcb). For (b) Rosenbrock/Adam and (c) the MLP-sized Adam
+case of benchmarks/engine.py, each of ``--pairs`` pairs runs the window live for
+``--seconds`` (the runner in its own process, as the app runs it), then a bare loop for
+the same number of steps from the same start, in a runner process of its own with the
+torch thread count the live one used (harness.py). It prints medians over the pairs:
+the GUI thread's stall (p50/p99 ms, measured by a 5 ms QTimer probe: how late each tick
+fires; the worst pair's p99 beside it), frames drawn per second, steps/s of both sides,
+and the ratio runner/bare with its spread (min-max, IQR); then the GUI-thread time of
+one heatmap update for a 4096x4096 tensor (preview made by the runner, drawn by TensorView).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
+import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -25,7 +30,7 @@ import torch  # noqa: E402
 from PySide6.QtCore import QElapsedTimer, QEventLoop, QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-import engine  # noqa: E402
+import harness  # noqa: E402
 from core.observe import array_view  # noqa: E402
 from core.session import Session  # noqa: E402
 from widgets import pg_setup  # noqa: E402
@@ -33,17 +38,17 @@ from widgets import pg_setup  # noqa: E402
 PROBE_MS = 5
 
 
-def fresh_bare_rate(case_name: str, n: int) -> float:
-    """The bare loop in a fresh interpreter: this one has done torch work on its main thread
-    (building the window's session), which leaves an OpenMP team behind that slows parallel
-    ops on every other thread."""
-    code = (f"import sys; sys.path[:0] = {[str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]!r}\n"
-            f"import engine\nname, spec, bare, _ = engine.{case_name}()\nprint(engine.time_bare(bare, {n}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+@dataclass
+class LiveRun:
+    stall_p50: float  # ms
+    stall_p99: float
+    fps: float
+    runner: float  # steps/s
+    bare: float
+    threads: int
 
 
-def live_case(app, spec, case_name: str, seconds: float, settings_dir: Path):
+def live_case(app, spec, seconds: float, settings_dir: Path):
     from app.main_window import MainWindow
     settings = QSettings(str(settings_dir / "bench.ini"), QSettings.Format.IniFormat)
     win = MainWindow(Session(spec), settings)
@@ -89,10 +94,14 @@ def live_case(app, spec, case_name: str, seconds: float, settings_dir: Path):
     win.close()
     app.processEvents()
     runner_rate = steps / elapsed
-    bare_rate = fresh_bare_rate(case_name, max(200, steps))  # the same steps: same trajectory
+    # the same steps (same trajectory), in a runner process of its own like the live runner's;
+    # not in this process, whose main thread has done torch work (its OpenMP team would slow it)
+    bare = harness.time_bare(spec, max(200, steps), process=True)
+    bare_rate, threads = bare.rate, bare.threads
     fps = len([f for f in frames if f >= t0]) / elapsed
     lat = np.array(lateness) if lateness else np.zeros(1)
-    return np.percentile(lat, 50), np.percentile(lat, 99), fps, runner_rate, bare_rate
+    return LiveRun(float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), fps, runner_rate, bare_rate, threads)
+
 
 
 def heatmap_update(app) -> float:
@@ -116,23 +125,29 @@ def heatmap_update(app) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--repeats", type=int, default=3, help="runs per case; the median run is printed")
+    ap.add_argument("--seconds", type=float, default=None, help="live run per pair (default 5)")
+    ap.add_argument("--pairs", "--repeats", type=int, default=None, help="live/bare pairs per case (default 5)")
+    ap.add_argument("--quick", action="store_true", help="3 pairs of 1.5 s (a smoke run, noisy)")
     args = ap.parse_args()
+    seconds = args.seconds or (1.5 if args.quick else 5.0)
+    pairs = args.pairs or (3 if args.quick else 5)
     pg_setup.configure()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     import tempfile
     tmp = Path(tempfile.mkdtemp())
-    print(f"platform {app.platformName()}, torch {torch.__version__}, {args.seconds:.0f} s per run, "
-          f"median of {args.repeats} runs (by ratio)")
-    print(f"{'case':40s} {'stall p50':>9s} {'stall p99':>9s} {'frames/s':>8s} "
-          f"{'runner/s':>9s} {'bare/s':>9s} {'ratio':>6s}")
-    for case in (engine.case_rosenbrock, engine.case_mlp):
-        name, spec, _bare, _ = case()
-        runs = sorted((live_case(app, spec, case.__name__, args.seconds, tmp) for _ in range(args.repeats)),
-                      key=lambda r: r[3] / r[4])
-        p50, p99, fps, rr, br = runs[len(runs) // 2]
-        print(f"{name:40s} {p50:7.1f}ms {p99:7.1f}ms {fps:8.1f} {rr:9.0f} {br:9.0f} {rr / br:6.3f}")
+    print(f"platform {app.platformName()}, torch {torch.__version__}; {pairs} pairs of a {seconds:g} s live run "
+          f"and a bare loop of as many steps; medians; ratio = runner/bare, median (min-max, IQR)")
+    print(f"{'case':28s} {'thr':>3s} {'stall p50':>9s} {'p99 (worst)':>15s} {'frames/s':>8s} "
+          f"{'runner/s':>9s} {'bare/s':>9s} ratio (spread)")
+    for key in ("b", "c"):
+        c = harness.case(key)
+        runs = [live_case(app, c.spec, seconds, tmp) for _ in range(pairs)]
+        med = statistics.median
+        threads = sorted({r.threads for r in runs})
+        print(f"{c.label[:28]:28s} {'/'.join(map(str, threads)):>3s} {med(r.stall_p50 for r in runs):7.1f}ms "
+              f"{med(r.stall_p99 for r in runs):6.1f} ({max(r.stall_p99 for r in runs):5.1f})ms "
+              f"{med(r.fps for r in runs):8.1f} {med(r.runner for r in runs):9.0f} {med(r.bare for r in runs):9.0f} "
+              f"{harness.ratio_summary([r.runner / r.bare for r in runs])}", flush=True)
     print(f"heatmap update, 4096x4096 tensor (GUI thread): {heatmap_update(app):.1f} ms")
 
 

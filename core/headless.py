@@ -17,6 +17,7 @@ from __future__ import annotations
 import signal
 import time
 import traceback
+from multiprocessing.connection import wait
 from dataclasses import dataclass, field
 
 GRACE = 3.0  # seconds a step may take to end after a stop was asked, before the child is killed
@@ -163,7 +164,8 @@ def supervise(req: RunRequest, timeout: float = 0.0) -> RunOutcome:
     result = None
     while result is None:
         try:
-            if recv.poll(0.05):
+            ready = wait([recv, proc.sentinel], timeout=0.25)  # wakes at once on a message or the child's end
+            if recv in ready:
                 try:
                     msg = recv.recv()
                 except (EOFError, OSError):
@@ -173,7 +175,7 @@ def supervise(req: RunRequest, timeout: float = 0.0) -> RunOutcome:
                 else:
                     result = msg
                 continue
-            if not proc.is_alive() and not recv.poll(0):
+            if proc.sentinel in ready and not recv.poll(0):
                 break
             now = time.monotonic()
             if deadline is not None and now >= deadline and stop_reason is None:

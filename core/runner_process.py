@@ -50,12 +50,23 @@ _PROTO = pickle.HIGHEST_PROTOCOL
 _ctx = None
 
 
+# Imported once by the fork server, so a child has them from the start. torch._dynamo is
+# what the first optimizer.step() imports lazily (about 2 s a child, more than everything
+# else a start costs); importing it starts no thread, so forking after it stays safe.
+PRELOAD = ["core.runner_process", "core.edits", "torch._dynamo"]
+
+
 def context():
-    """The fork-server context, preloaded with the engine (created once per process)."""
+    """The multiprocessing context for runner processes (created once per process): a fork
+    server preloaded with the engine, or plain spawn where there is no fork server (Windows):
+    each child then imports torch itself, a slower start but the same runner."""
     global _ctx
     if _ctx is None:
-        _ctx = mp.get_context("forkserver")
-        _ctx.set_forkserver_preload(["core.runner_process", "core.edits"])
+        if "forkserver" in mp.get_all_start_methods():
+            _ctx = mp.get_context("forkserver")
+            _ctx.set_forkserver_preload(PRELOAD)
+        else:
+            _ctx = mp.get_context("spawn")
     return _ctx
 
 
