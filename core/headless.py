@@ -206,7 +206,7 @@ def _outcome(req, result, stop_reason, killed, exitcode, step, saved, timeout) -
             line, asked = stop
             if asked:  # --until: the run did what was asked
                 return RunOutcome(0, out=line + "\n" + text, saved=saved)
-            return RunOutcome(2, out=text, err=f"optimlab: {line}; {_saved_text(saved)}", saved=saved)
+            return RunOutcome(2, err=f"optimlab: {line}; {_saved_text(saved)}", saved=saved)
         if stop_reason == "interrupt":
             return RunOutcome(EXIT_INTERRUPTED, out=text, err=f"optimlab: interrupted at step {step}; "
                               f"{_saved_text(saved)}", saved=saved)

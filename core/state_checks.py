@@ -82,6 +82,9 @@ def check_kind(session, saved: list) -> None:
     name = session.spec.optimizer
     live = session.optimizer.param_groups
     for i, g in enumerate(saved):
+        odd = next((k for k in g if not isinstance(k, str)), None)
+        if odd is not None or None in g:
+            raise LoadError(f"param_group {i} of the state_dict has a key {odd!r} that is not a name")
         got = frozenset(g) - IGNORED_GROUP_KEYS
         writers = catalogue.identify(got, g)
         if name not in writers:

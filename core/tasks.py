@@ -195,6 +195,7 @@ class Task:
         self.epoch = 0  # epochs completed
         self.batch_in_epoch = 0  # batches handed out in the current epoch
         self._order: torch.Tensor | None = None
+        self._order_here: torch.Tensor | None = None  # _order on the data's device
         self._bounds = self._plane_bounds() if spec.two_d else None
         if device != "cpu":
             self.to(device)
@@ -250,8 +251,11 @@ class Task:
         if self.batch_in_epoch == 0:
             self._order = (torch.randperm(self.n_train, generator=self.order_generator)
                            if self.spec.shuffle else torch.arange(self.n_train))
+            self._order_here = None
+        if self._order_here is None:  # one copy to the data's device per epoch, none per step
+            self._order_here = self._order.to(self.train_x.device)
         bs = self.spec.batch_size
-        idx = self._order[self.batch_in_epoch * bs:(self.batch_in_epoch + 1) * bs].to(self.train_x.device)
+        idx = self._order_here[self.batch_in_epoch * bs:(self.batch_in_epoch + 1) * bs]
         self.batch_in_epoch += 1
         if self.batch_in_epoch == self.steps_per_epoch:
             self.epoch += 1
@@ -374,6 +378,7 @@ class Task:
         self.order_generator = gen
         self.epoch, self.batch_in_epoch = epoch, pos
         self._order = order.clone() if pos > 0 else None
+        self._order_here = None
         with torch.no_grad():
             for n, b in mine.items():
                 b.copy_(buffers[n])
@@ -383,6 +388,7 @@ class Task:
         self.model.to(device)
         self.train_x, self.train_y, self.val_x, self.val_y = (
             t.to(device) for t in (self.train_x, self.train_y, self.val_x, self.val_y))
+        self._order_here = None
         self.device = device
 
     # ----- user scripts -----

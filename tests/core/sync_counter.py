@@ -99,8 +99,9 @@ def _caller() -> tuple[str, bool]:
         return "?", False
     path = os.path.abspath(f.f_code.co_filename)
     internal = path.startswith(_TORCH_DIR)
-    shown = os.path.relpath(path, _ROOT) if path.startswith(_ROOT + os.sep) else \
-        ("torch/" + path[len(_TORCH_DIR):] if internal else os.path.basename(path))
+    # torch's own files first: the venv may sit inside the repository (as .ci/run makes it)
+    shown = "torch/" + path[len(_TORCH_DIR):] if internal else \
+        os.path.relpath(path, _ROOT) if path.startswith(_ROOT + os.sep) else os.path.basename(path)
     return f"{shown}:{f.f_lineno} in {f.f_code.co_name}", internal
 
 

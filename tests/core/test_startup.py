@@ -40,7 +40,8 @@ def test_the_fork_server_preloads_what_a_first_adam_session_and_step_import():
         from core.observe import make_snapshot
         from tests.core.test_runner import rosen_spec
         session = edits.build(edits.blank(), rosen_spec())
-        session.step_once(probe=True)
+        session.observer.force_next = True
+        session.advance()
         make_snapshot(session, 1)
         print(json.dumps(sorted(set(sys.modules) - before)))
     """)

@@ -126,14 +126,10 @@ def digits_spec():
 
 
 def step_without_probing(session) -> None:
-    """The loop's per-step path: ``Session.step_once()``, or ``Engine.step_once()`` once the
-    engine rewrite has moved it there (then this picks it up, and the xfail shows as XPASS)."""
-    engine = getattr(session, "engine", None)
-    (engine or session).step_once()
+    """The loop's per-step path: the engine's step in the documented order."""
+    session.engine.step_once()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the step loop still syncs every step; the engine rewrite removes it")
 @pytest.mark.parametrize("spec", [rosen_spec, digits_spec], ids=["adam-rosenbrock", "adam-digits-task"])
 def test_a_step_without_probing_makes_no_host_sync(spec):
     session = Session(spec())

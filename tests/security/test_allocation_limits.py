@@ -45,7 +45,7 @@ def open_in_app(path):
         s = edits.open_session(None, path)
         return f"opened {list(s.params['weight'].shape)}"
     except SpecError as e:
-        return f"SpecError: {e}"
+        return f"SpecError: {re.sub(r'^[^ :]+[.]json: ', '', str(e))}"  # the file's name comes first
 
 
 def cli_in_process(*argv):
