@@ -97,7 +97,11 @@ def main(argv=None) -> int:
         return 0 if ok else 1
     win = MainWindow(session)
     del session  # it now lives in the runner process: no second copy of its tensors here
+    from . import startup_probe
+    startup_probe.watch(win, "first-window", "main-window")
     win.show()
+    from PySide6.QtCore import QTimer
+    QTimer.singleShot(0, lambda: startup_probe.ready(win))
     return app.exec()
 
 
