@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QLabel, QMainWindow, QMes
 from core import catalogue, edits
 from core.observe import exact_value
 from core.session import Session
-from core.spec import AddGroup, Reset, SetHparam, ZeroGrad
+from core.spec import AddGroup, Reset, SessionSpec, SetHparam, ZeroGrad
 from widgets.curves import CurvesView
 from widgets.landscape import LandscapeView
 from widgets.problem_editor import ProblemEditor
@@ -24,7 +24,8 @@ from widgets.status import format_status
 from widgets.tensor_panel import TensorPanel
 
 from .add_group_dialog import AddGroupDialog
-from .bridge import RunnerBridge
+from . import startup_probe
+from .bridge import RunnerBridge, empty_snapshot
 from .file_ops import FileOps, add_action
 from .optimizer_panel import OptimizerPanel
 from .training import TrainingUI
@@ -39,15 +40,18 @@ def _on_screen(widget) -> bool:
 
 class MainWindow(FileOps, TrainingUI, QMainWindow):
     """optimlab's window. ``session`` is sent to the runner (its own process) and never
-    touched here again."""
+    touched here again. Without one, the runner starts on a blank session and the window
+    shows ``spec`` (if given) until ``open_initial`` has opened the real one there."""
 
-    def __init__(self, session: Session, settings: QSettings | None = None):
+    def __init__(self, session: Session | None = None, settings: QSettings | None = None,
+                 spec: SessionSpec | None = None):
         super().__init__()
-        self.setWindowTitle("optimlab")
         self.settings = settings if settings is not None else QSettings("optimlab", "optimlab")
-        self.spec = session.spec  # the spec of the session the runner owns, as last reported
+        # the spec of the session the runner owns, as last reported
+        self.spec = session.spec if session is not None else (spec or edits.blank_spec())
         self._building = 0  # session replacements in flight
-        self.bridge = RunnerBridge(session, self)
+        self._opening: str | None = None  # the file being opened at start (nothing drawn meanwhile)
+        self.bridge = RunnerBridge(session, self, shown=None if session is not None else empty_snapshot(self.spec))
         self.snapshot = None
         self.last_error = ""  # the last message shown to the user (tests read it)
         self._shown_error = None
@@ -64,6 +68,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.setAcceptDrops(True)
         self.resize(1280, 800)
         self._restore_layout()
+        self.set_dirty(False)
         self.on_snapshot(self.bridge.latest())
 
     # ----- layout -----
@@ -127,11 +132,11 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         c.stepRequested.connect(self.step)
         c.runRequested.connect(self.run)
         c.pauseRequested.connect(self.pause)
-        c.cancelRequested.connect(self.bridge.runner.cancel)
+        c.cancelRequested.connect(lambda: self.bridge.runner.cancel())  # the runner may be replaced
         c.zeroGradRequested.connect(self.zero_grad)
         c.resetRequested.connect(self.reset)
         c.addGroupRequested.connect(self.add_group_dialog)
-        c.speedLimitChanged.connect(self.bridge.runner.set_rate_limit)
+        c.speedLimitChanged.connect(lambda v: self.bridge.runner.set_rate_limit(v))
         c.setSetToNone(self.spec.set_to_none)
 
     def _default_layout(self) -> None:
@@ -253,11 +258,13 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
     def add_group(self, action: AddGroup) -> None:
         self.apply(action)
 
-    def replace_session(self, build, *args, on_ok=None, fail_title: str = "Cannot build this session") -> None:
+    def replace_session(self, build, *args, on_ok=None, on_fail=None,
+                        fail_title: str = "Cannot build this session") -> None:
         """Build a session on the runner with ``build(current session, *args)`` (a function of
         ``core.edits``) and swap it in; a refusal changes nothing. Builders run in request
         order on the runner, so quick successive edits each start from the one before."""
         self._building += 1
+        restarted = self.bridge.crashed  # a new runner process: it needs the speed limit again
 
         def ok(new_spec):
             self._building -= 1
@@ -278,7 +285,11 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
                 self.problem.setSpec(self.spec)
                 self.optimizer_panel.revert()
             self.show_error(fail_title, msg, tb)
+            if on_fail:
+                on_fail()
         self.bridge.replace(build, *args, on_ok=ok, on_error=fail)
+        if restarted:
+            self.bridge.runner.set_rate_limit(self.controls.speedLimit())
 
     @Slot(object)
     def on_spec_edited(self, spec) -> None:
@@ -308,6 +319,9 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
     @Slot(object)
     def on_snapshot(self, s) -> None:
         self.snapshot = s
+        if self._opening is not None:  # the runner's stand-in session, not what is being opened
+            self.status.setText(f"opening {self._opening}…")
+            return
         busy = s.batch_total > 0
         self.controls.setRunning(s.running and not busy)
         self.controls.setBusy(busy)

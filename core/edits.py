@@ -130,9 +130,14 @@ def tensor_mode(session) -> Session:
     return Session(replace(session.spec, tensors=(t,), groups=(), gradient=GradientSpec()))
 
 
+def blank_spec() -> SessionSpec:
+    """The simplest problem: one 2x2 tensor with a manual gradient of ones, SGD (File > New)."""
+    return SessionSpec(tensors=(TensorSpec("weight", (2, 2), grad=ManualGrad()),))
+
+
 def blank(session=None) -> Session:
-    """The simplest session (one 2x2 tensor, SGD): where a new runner starts before a rebuild."""
-    return Session(SessionSpec(tensors=(TensorSpec("weight", (2, 2), grad=ManualGrad()),)))
+    """The simplest session (``blank_spec``): where a new runner starts before a rebuild."""
+    return Session(blank_spec())
 
 
 def with_optimizer_spec(spec: SessionSpec, name: str, hparams: dict) -> SessionSpec:

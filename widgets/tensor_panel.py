@@ -75,6 +75,10 @@ class TensorPanel(QWidget):
         """The views shown now, by ``which`` ("value", "grad", state keys), in order."""
         return dict(self._views)
 
+    def setPlaceholder(self, text: str) -> None:
+        """What the panel says when no tensor is shown (e.g. while a session opens)."""
+        self.placeholder.setText(text)
+
     def stateTexts(self) -> dict[str, str]:
         """The non-array state entries as shown, by key."""
         return dict(self._texts)
