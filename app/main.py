@@ -81,7 +81,7 @@ def screenshot(args) -> int:
 
     from widgets import pg_setup
     pg_setup.configure()
-    from core import edits, session_file
+    from core import session_file
     from core.cli import example_paths, resolve
     from core.files import LoadError
     from core.session import Session
@@ -116,23 +116,28 @@ def screenshot(args) -> int:
         dock.raise_()
     if args.steps:
         win.bridge.runner.step(args.steps)
-    target = session.step_count + args.steps
-    win.bridge.call(edits.noop)  # answered once the runner process is up and the steps are done
-    end = time.monotonic() + 120
-    settled = 0
-    while time.monotonic() < end and settled < 20:
-        app.processEvents()
-        snap = win.bridge.latest()
-        # done when the steps are drawn and no answer (a landscape grid, ...) is awaited
-        done = snap.step >= target and not snap.running and not win.bridge.pending
-        settled = settled + 1 if done else 0
-        time.sleep(0.02)
+    settle(app, win, session.step_count + args.steps)
     ok = win.grab().save(args.screenshot)
     win.dirty = False
     win.close()
     os.remove(settings.fileName()) if os.path.exists(settings.fileName()) else None
     print(f"wrote {args.screenshot}" if ok else f"optimlab: could not write {args.screenshot}")
     return 0 if ok else 1
+
+
+def settle(app, win, step: int, timeout: float = 120) -> None:
+    """Process events until ``step`` is drawn, the run is idle and no answer is awaited."""
+    from core import edits
+    win.bridge.call(edits.noop)  # answered once the runner process is up and the steps are done
+    end = time.monotonic() + timeout
+    settled = 0
+    while time.monotonic() < end and settled < 20:
+        app.processEvents()
+        snap = win.bridge.latest()
+        # done when the steps are drawn and no answer (a landscape grid, ...) is awaited
+        done = snap.step >= step and not snap.running and not win.bridge.pending
+        settled = settled + 1 if done else 0
+        time.sleep(0.02)
 
 
 if __name__ == "__main__":

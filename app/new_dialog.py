@@ -6,12 +6,13 @@ shown at start (when no file was named) unless "Show at start" is unticked.
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QListWidget,
-                               QListWidgetItem, QVBoxLayout)
+                               QListWidgetItem, QVBoxLayout, QWidget)
 
 from core.spec import SpecError, loads
 
@@ -59,10 +60,8 @@ class NewSessionDialog(QDialog):
         self.setWindowTitle("New session")
         self.settings = settings
         self.list = QListWidget()
-        self.list.setIconSize(THUMB)
-        self.list.setSpacing(2)
-        self.list.setWordWrap(True)
-        self.list.setUniformItemSizes(True)
+        self._entries: dict[str, tuple[QLabel, QLabel]] = {}
+        self.list.setSpacing(1)
         self._add(self.EMPTY, "Empty problem",
                   "One 2x2 tensor with a manual gradient of ones and SGD: build your own from here",
                   QIcon(empty_picture()))
@@ -88,12 +87,33 @@ class NewSessionDialog(QDialog):
         self.resize(560, 560)
 
     def _add(self, name: str, title: str, description: str, icon: QIcon) -> None:
-        first = description.split(". ")[0].rstrip(".") if description else ""
-        item = QListWidgetItem(icon, f"{title}\n{first}." if first else title)
+        """One entry: the picture, the title in bold and the description's first sentence."""
+        item = QListWidgetItem()
         item.setData(ROLE, name)
         item.setToolTip(description)
         item.setSizeHint(QSize(0, THUMB.height() + 8))
         self.list.addItem(item)
+        row = QWidget()
+        lay = QHBoxLayout(row)
+        lay.setContentsMargins(4, 4, 4, 4)
+        pic = QLabel()
+        pic.setPixmap(icon.pixmap(THUMB))
+        pic.setFixedSize(THUMB)
+        first = description.split(". ")[0].rstrip(".") + "." if description else ""
+        text = QLabel(f"<b>{html.escape(title)}</b><br><span style='color: #888'>"
+                      f"{html.escape(first)}</span>")
+        text.setWordWrap(True)
+        text.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        lay.addWidget(pic)
+        lay.addWidget(text, 1)
+        row.setToolTip(description)
+        self.list.setItemWidget(item, row)
+        self._entries[name] = (pic, text)
+
+    def entry(self, name: str) -> tuple[QPixmap, str]:
+        """The picture and the text shown for ``name``."""
+        pic, text = self._entries[name]
+        return pic.pixmap(), text.text()
 
     def names(self) -> list[str]:
         """The entries' names in order ("" is the empty problem)."""
