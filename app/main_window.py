@@ -62,6 +62,11 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.init_files()
         self._build_docks()
         self._build_menus()
+        self.invalid_note = QLabel()  # a refused field and the value still in force
+        self.invalid_note.setStyleSheet("color: #d32f2f;")
+        self.invalid_note.hide()
+        self.statusBar().addPermanentWidget(self.invalid_note, 1)
+        self.optimizer_panel.invalidChanged.connect(self._show_invalid)
         self.status = QLabel()
         self.statusBar().addPermanentWidget(self.status)
         self.bridge.snapshotChanged.connect(self.on_snapshot)
@@ -346,7 +351,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         if slow_due:
             self._slow_drawn = now
             self._draw_slow(s)
-        self.optimizer_panel.setState(s.optimizer, self.spec.hparams, s.groups)
+        self.optimizer_panel.setState(s.optimizer, self.spec.hparams, s.groups, s.step)
         self.status.setText(format_status(s.step, s.loss, s.steps_per_second, s.device))
         if s.error is not None and s.error != self._shown_error:
             self._shown_error = s.error
@@ -391,6 +396,12 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
             self.bridge.call(edits.landscape, g.objective, g.condition,
                              on_ok=lambda grid: self.landscape.setLandscape(*grid))
         self.landscape.setPath(s.path)
+
+    @Slot(str)
+    def _show_invalid(self, text: str) -> None:
+        self.invalid_note.setText(text)
+        self.invalid_note.setToolTip(text)
+        self.invalid_note.setVisible(bool(text))
 
     def show_error(self, title: str, text: str, details: str = "") -> None:
         """One clear sentence in a non-blocking message box; the window stays usable."""
