@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from PySide6.QtCore import QSettings, Qt, Slot
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QLabel, QMainWindow, QMessageBox, QVBoxLayout,
                                QWidget)
@@ -133,6 +134,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.optimizer_panel.groupValueChanged.connect(self.on_group_value)
         self.tensor_combo.currentTextChanged.connect(lambda _: self._draw_tensor())
         self.tensor_panel.exactRequested.connect(self.on_exact_requested)
+        self.landscape.startRequested.connect(self.on_start_point)
         c = self.controls
         c.stepRequested.connect(self.step)
         c.runRequested.connect(self.run)
@@ -281,6 +283,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
             if new_spec.set_to_none != old.set_to_none:
                 self.controls.setSetToNone(new_spec.set_to_none)
             self._landscape_key = None
+            self._draw_landscape(self.bridge.latest())  # the new objective's map now, not at the next step
             if on_ok:
                 on_ok()
 
@@ -381,21 +384,46 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.tensor_panel.setTensor(self.snapshot.tensor(self.tensor_combo.currentText()), only)
 
     def _draw_landscape(self, s) -> None:
-        two_d = s.objective is not None and s.path is not None
-        self.landscape_dock.setEnabled(two_d)
-        if not two_d:
-            if self._landscape_key is not None:
-                self.landscape.setPath(None)
-                self._landscape_key = None
+        """The current objective's map and path, or a sentence saying why there is none."""
+        path = s.path if s.path is not None else self._objective_point(s)
+        if s.objective is None or path is None:
+            if self._landscape_key != "none" or not self.landscape.message.text():
+                self._landscape_key = "none"
+                n = sum(t.value.numel for t in s.tensors)
+                self.landscape.setMessage(
+                    f"No landscape: the {s.objective} objective here takes {n} numbers; the map is drawn "
+                    "for 2." if s.objective is not None else
+                    "No landscape: it is drawn for an objective of 2 numbers (Problem › gradient source › "
+                    "objective; the adam_rosenbrock example has one).")
             return
-        g = self.spec.gradient
-        key = (g.objective, g.condition)
+        key = (s.objective, self.spec.gradient.condition)
         if key != self._landscape_key:
             self._landscape_key = key
+
+            def draw(grid, key=key):
+                if key == self._landscape_key:  # an answer for an objective left meanwhile is dropped
+                    self.landscape.setLandscape(*grid)
             # torch work belongs on the runner thread (torch's thread pool spins per calling thread)
-            self.bridge.call(edits.landscape, g.objective, g.condition,
-                             on_ok=lambda grid: self.landscape.setLandscape(*grid))
-        self.landscape.setPath(s.path)
+            self.bridge.call(edits.landscape, *key, on_ok=draw)
+        self.landscape.setPath(path)
+
+    def _objective_point(self, s):
+        """Before the first step there is no path yet: the start point, if the objective takes 2 numbers."""
+        if s.objective is None:
+            return None
+        names = set(self.spec.gradient.tensors) or {t.name for t in s.tensors}
+        parts = [t.value for t in s.tensors if t.name in names]
+        if sum(v.numel for v in parts) != 2 or not all(v.exact for v in parts):
+            return None
+        return np.concatenate([np.asarray(v.values, dtype=np.float64).reshape(-1) for v in parts]).reshape(1, 2)
+
+    @Slot(float, float)
+    def on_start_point(self, x: float, y: float) -> None:
+        """A click on the landscape: the run restarts from (x, y)."""
+        def ok():
+            self._mark()
+            self.statusBar().showMessage(f"Start point ({x:.4g}, {y:.4g}): the run restarts from step 0", 5000)
+        self.replace_session(edits.with_start_point, x, y, on_ok=ok, fail_title="Cannot start there")
 
     @Slot(str)
     def _show_invalid(self, text: str) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from . import catalogue, files, objectives, session_file
 from .session import Session
 from .spec import GradientSpec, LoadOptimizer, LoadParams, ManualGrad, SessionSpec, TensorSpec
@@ -107,6 +109,23 @@ def with_default(session, name: str, value) -> Session:
     """One constructor argument changed (the run restarts, as a new optimizer would)."""
     cur = session.spec
     return Session(replace(cur, hparams={**cur.hparams, name: value}))
+
+
+def with_start_point(session, x: float, y: float) -> Session:
+    """The run restarted from (x, y) on a 2-number objective: the objective's tensors
+    start from these values (in order), as if typed into their explicit values."""
+    spec = session.spec
+    names = spec.gradient.tensors or tuple(t.name for t in spec.tensors)
+    chosen = [t for t in spec.tensors if t.name in names]
+    if spec.gradient.kind != "objective" or sum(t.numel for t in chosen) != 2:
+        raise ValueError("A start point can be set only for an objective of 2 numbers")
+    flat, tensors = [float(x), float(y)], []
+    for t in spec.tensors:
+        if t.name in names:
+            values, flat = np.asarray(flat[:t.numel]).reshape(t.shape).tolist(), flat[t.numel:]
+            t = replace(t, init="values", values=values)
+        tensors.append(t)
+    return Session(replace(spec, tensors=tuple(tensors)))
 
 
 def with_task(session, task: TaskSpec) -> Session:
