@@ -114,7 +114,11 @@ class TensorPanel(QWidget):
                 texts[key] = fmt(val.values.reshape(()).item(), 8)
             else:
                 texts[key] = state_text(val)
-        self._sync_views(arrays, only if ts.name == getattr(self, "_drawn_name", None) else None)
+        same = ts.name == getattr(self, "_drawn_name", None)
+        if not same:
+            for view in self._views.values():
+                view.forgetExact()
+        self._sync_views(arrays, only if same else None)
         self._drawn_name = ts.name
         self._texts = texts
         self.scalars.setVisible(bool(texts))

@@ -94,6 +94,11 @@ class TensorView(QWidget):
         self._disp: np.ndarray | None = None  # 2-D (or 1-D) array actually drawn
         self._shape_drawn: tuple | None = None
         self._hover_index: tuple[int, ...] | None = None
+        # hover state kept across redraws: the read-out follows the data while the mouse rests
+        self._hover_xy: tuple[float, float] | None = None
+        self._gen = 0  # counts the views drawn; an exact value is fetched for one of them
+        self._exact: tuple[tuple[int, ...], float, int] | None = None  # (index, value, gen) last fetched
+        self._asked: tuple[tuple[int, ...], int] | None = None  # (index, gen) of the fetch in flight
         self._cmap = ""
         self._image_page: pg.PlotWidget | None = None
         self._bars_page: pg.PlotWidget | None = None
@@ -199,6 +204,8 @@ class TensorView(QWidget):
         The placeholder reads "no gradient" for a title containing "grad", else "None".
         """
         self.title.setText(title)
+        if view is not self._view:
+            self._gen += 1
         self._view = view
         self._hover_index = None
         if view is None:
@@ -223,18 +230,43 @@ class TensorView(QWidget):
             self.hover.hide()
             return
         self.hover.show()
-        self._set_hint()
         if len(view.shape) == 1:
             self._draw_bars(view)
         else:
             self._draw_image(view)
+        if self._hover_xy is not None:  # the mouse still rests here: read the new data out
+            self.hoverAt(*self._hover_xy)
+        else:
+            self._set_hint()
 
     @Slot(tuple, float)
     def showExact(self, index: tuple, value: float) -> None:
-        """Show the exact value fetched for ``index`` if the cursor is still there."""
+        """Show the exact value fetched for ``index`` if the cursor is still there; if the data
+        moved on meanwhile (a run), fetch it again (one fetch in flight at a time)."""
         index = tuple(int(i) for i in index)
+        gen = self._gen
+        if self._asked is not None and self._asked[0] == index:
+            gen = self._asked[1]
+            self._asked = None
+        self._exact = (index, float(value), gen)
         if index == self._hover_index:
             self.hover.setText(f"{self._index_text(index)} = {float(value):.8g} (exact)")
+            if gen != self._gen:
+                self._request_exact(index)
+
+    def forgetExact(self) -> None:
+        """Drop fetched values (another tensor is drawn here now)."""
+        self._exact = None
+        self._asked = None
+
+    def _request_exact(self, index: tuple[int, ...]) -> None:
+        ex = self._exact
+        if ex is not None and ex[0] == index and ex[2] == self._gen:
+            return  # fetched for this very frame
+        if self._asked is not None and self._asked[0] == index:
+            return  # one in flight already; its answer asks again if the data moved on
+        self._asked = (index, self._gen)
+        self.exactRequested.emit(index)
 
     def valueAt(self, row: int, col: int) -> tuple[tuple[int, ...], float]:
         """Original tensor index and drawn value of display cell ``(row, col)``.
@@ -273,20 +305,27 @@ class TensorView(QWidget):
         return None
 
     def hoverAt(self, x: float, y: float) -> None:
-        """Update the read-out for data coordinates ``(x, y)`` (what mouse moves call)."""
+        """Update the read-out for data coordinates ``(x, y)`` (what mouse moves call).
+
+        A preview cell shows the preview's value until the exact one, fetched from the
+        runner, arrives (then the exact one, refreshed while the run goes on)."""
+        self._hover_xy = (x, y)
         cell = self.cellAt(x, y)
         if cell is None:
             self._hover_index = None
             self._set_hint()
             return
         index, value = self.valueAt(*cell)
-        exact = self._view.exact
-        text = f"{self._index_text(index)} = {value:.6g}"
-        self.hover.setText(text if exact else text + " (preview)")
-        if index != self._hover_index:
-            self._hover_index = index
-            if not exact:
-                self.exactRequested.emit(index)
+        self._hover_index = index
+        if self._view.exact:
+            self.hover.setText(f"{self._index_text(index)} = {value:.6g}")
+            return
+        ex = self._exact
+        if ex is not None and ex[0] == index:
+            self.hover.setText(f"{self._index_text(index)} = {ex[1]:.8g} (exact)")
+        else:
+            self.hover.setText(f"{self._index_text(index)} = {value:.6g} (preview)")
+        self._request_exact(index)
 
     # ---------------------------------------------------------------- drawing
     @staticmethod
@@ -414,10 +453,18 @@ class TensorView(QWidget):
         vb = page.getPlotItem().getViewBox()
         if not vb.sceneBoundingRect().contains(pos):
             self._hover_index = None
+            self._hover_xy = None
             self._set_hint()
             return
         p = vb.mapSceneToView(pos)
         self.hoverAt(p.x(), p.y())
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().leaveEvent(event)
+        self._hover_index = None
+        self._hover_xy = None
+        if self.hover.isVisible():
+            self._set_hint()
 
     def _set_hint(self) -> None:
         self.hover.setText("<span style='color: grey'>hover for values</span>")

@@ -162,6 +162,24 @@ def test_preview_requests_exact_once_per_index(view, qtbot):
         view.hoverAt(7.9, 9.9)  # same cell
 
 
+def test_the_read_out_survives_a_redraw_and_follows_the_run(view, qtbot):
+    full = np.arange(40 * 30, dtype=np.float32).reshape(40, 30)
+    view.setView(av(full, stride=(4, 3)), "weight")
+    with qtbot.waitSignal(view.exactRequested):
+        move_mouse_to(view, 7.5, 9.5, qtbot)
+    view.showExact((8, 6), 246.0)
+    # the next frame (a run goes on): the read-out stays, and the value is fetched again
+    with qtbot.waitSignal(view.exactRequested) as sig:
+        view.setView(av(full + 1, stride=(4, 3)), "weight")
+    assert sig.args == [(8, 6)]
+    assert view.hover.text() == "[8, 6] = 246 (exact)"  # the last exact value until the new one comes
+    with qtbot.assertNotEmitted(view.exactRequested):  # one fetch in flight at a time
+        view.setView(av(full + 2, stride=(4, 3)), "weight")
+    view.showExact((8, 6), 247.0)  # answers the fetch of the frame before: fetch once more
+    assert view.hover.text() == "[8, 6] = 247 (exact)"
+    assert view._asked == ((8, 6), view._gen)
+
+
 def test_exact_view_never_requests(view, qtbot):
     view.setView(av(np.ones((3, 3), np.float32)), "weight")
     with qtbot.assertNotEmitted(view.exactRequested):
