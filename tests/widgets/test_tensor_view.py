@@ -371,3 +371,46 @@ def test_no_index_is_labelled_twice_on_a_big_tensor(view, qtbot):
     levels = ax.tickValues(ax.range[0], ax.range[1], 300)
     values = [v for _, vs in levels for v in vs]
     assert len(values) == len(set(values)) and len(levels) >= 1
+
+
+def test_cell_values_are_formatted_by_magnitude():
+    from widgets.tensor_view import cell_text
+    assert [cell_text(v) for v in (2.656e-05, 0.005154, -1.0901, 0.0, 1234.5, 123456.0, float("nan"))] == \
+        ["2.656e-05", "0.0052", "-1.0901", "0.0000", "1234.5000", "1.235e+05", "nan"]
+
+
+def test_cell_labels_that_do_not_fit_are_hidden_not_overprinted(view, qtbot):
+    data = np.array([[2.656e-05, -0.25], [1.5, 3.0]], dtype=np.float32)
+    view.resize(420, 380)
+    view.setView(av(data), "w")
+    qtbot.waitUntil(lambda: all(shown for _, shown in view.cellLabels()))
+    assert [t for t, _ in view.cellLabels()] == ["2.656e-05", "-0.2500", "1.5000", "3.0000"]
+    # sparse_adam's 6x4 in a narrow panel: no label fits its cell, none is drawn
+    six_four = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    view.resize(160, 200)
+    view.setView(av(six_four), "embedding")
+    qtbot.waitUntil(lambda: not any(shown for _, shown in view.cellLabels()))
+    view.resize(700, 700)  # room enough: they come back, each inside its cell
+    qtbot.waitUntil(lambda: all(shown for _, shown in view.cellLabels()))
+    items = view._cell_items[:24]
+    rects = [t.mapRectToScene(t.boundingRect()) for t in items]
+    for i, a in enumerate(rects):
+        assert not any(a.intersects(b) for b in rects[i + 1:])
+
+
+def test_ticks_of_a_long_axis_are_thinned_so_labels_never_run_together(view, qtbot):
+    view.resize(300, 200)
+    view.setView(av(np.zeros(4096, np.float32)[::16].repeat(16), stride=(16,)), "bias")
+    qtbot.wait(10)
+    ax = view._bars_page.getPlotItem().getAxis("bottom")
+    size = ax.geometry().width()
+    levels = ax.tickValues(ax.range[0], ax.range[1], size)
+    values = sorted(v for _, vs in levels for v in vs)
+    labels = ax.tickStrings(values, 1.0, 1.0)
+    from PySide6.QtGui import QFontMetricsF
+    fm = QFontMetricsF(ax.font())
+    px = size / (ax.range[1] - ax.range[0])
+    for (a, la), (b, lb) in zip(zip(values, labels), zip(values[1:], labels[1:])):
+        room = (b - a) * px
+        assert room >= (fm.horizontalAdvance(la) + fm.horizontalAdvance(lb)) / 2 + 4, (la, lb, room)
+    assert len(values) >= 2
