@@ -284,6 +284,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
                 self.controls.setSetToNone(new_spec.set_to_none)
             self._landscape_key = None
             self._draw_landscape(self.bridge.latest())  # the new objective's map now, not at the next step
+            self.tensor_panel.resetViews()  # a zoom into the old session's tensors means nothing here
             if on_ok:
                 on_ok()
 

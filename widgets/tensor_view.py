@@ -10,9 +10,10 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal, Slot
-from PySide6.QtGui import QFont, QFontMetricsF
-from PySide6.QtWidgets import QLabel, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal, Slot
+from PySide6.QtGui import QFont, QFontMetricsF, QWheelEvent
+from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QStackedWidget,
+                               QToolButton, QVBoxLayout, QWidget)
 
 from core.snapshot import ArrayView
 from widgets.pg_setup import cache_axes, compact_ticks, configure, index_ticks
@@ -88,6 +89,25 @@ def as_2d(values: np.ndarray) -> np.ndarray:
 CELL_SIDE = 6  # tensors up to 6x6 show their numbers in the cells
 
 
+class WheelScrolls(QObject):
+    """On a plot: the wheel scrolls the scroll area that holds the plot (the column of
+    tensors), as the wheel does everywhere else; Ctrl+wheel zooms the plot."""
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
+        if event.type() != QEvent.Type.Wheel or event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            return False
+        w = obj.parentWidget()  # obj is the plot's viewport; its parent the plot (a scroll area itself)
+        w = w.parentWidget() if w is not None else None
+        while w is not None and not isinstance(w, QScrollArea):
+            w = w.parentWidget()
+        if w is not None:  # handed over explicitly: Qt does not pass synthetic wheel events upwards
+            bar = w.verticalScrollBar() if event.angleDelta().y() else w.horizontalScrollBar()
+            QApplication.sendEvent(bar, QWheelEvent(
+                event.position(), event.globalPosition(), event.pixelDelta(), event.angleDelta(),
+                event.buttons(), event.modifiers(), event.phase(), event.inverted()))
+        return True
+
+
 ASPECT_LOCK_MAX = 2  # height/width ratio up to which cells are drawn square
 
 
@@ -125,6 +145,13 @@ class TensorView(QWidget):
         bold = self.title.font()
         bold.setBold(True)
         self.title.setFont(bold)
+        self.resetButton = QToolButton(self)
+        self.resetButton.setText("reset view")
+        self.resetButton.setAutoRaise(True)
+        self.resetButton.setToolTip("Back to the whole tensor (Ctrl+wheel zooms, drag pans)")
+        self.resetButton.clicked.connect(self.resetView)
+        self.resetButton.hide()
+        self._wheel = WheelScrolls(self)
         self.pages = QStackedWidget(self)
         self.pages.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.placeholder = QLabel("None", self)
@@ -150,10 +177,14 @@ class TensorView(QWidget):
         self.stats.setStyleSheet("color: palette(mid);")
         self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
+        head = QHBoxLayout()
+        head.setContentsMargins(0, 0, 0, 0)
+        head.addWidget(self.title, 1)
+        head.addWidget(self.resetButton)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
-        lay.addWidget(self.title)
+        lay.addLayout(head)
         lay.addWidget(self.pages, 1)
         lay.addWidget(self.hover)
         lay.addWidget(self.stats)
@@ -182,6 +213,7 @@ class TensorView(QWidget):
         pi.layout.setColumnFixedWidth(4, 4)
         pi.getViewBox().disableAutoRange()
         pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self._zoomable(pw)
         pi.getViewBox().sigResized.connect(self._fit_cell_labels)
         pi.getViewBox().sigRangeChanged.connect(self._fit_cell_labels)
         self._image_page = pw
@@ -206,10 +238,27 @@ class TensorView(QWidget):
         pi.addItem(self.bars)
         pi.addItem(self.step_curve)
         pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self._zoomable(pw)
         self._bars_page = pw
         self.pages.addWidget(pw)
 
+    def _zoomable(self, pw: pg.PlotWidget) -> None:
+        """Wheel scrolls the column (Ctrl+wheel zooms); a changed view offers "reset view"."""
+        pw.viewport().installEventFilter(self._wheel)
+        pw.getPlotItem().getViewBox().sigRangeChangedManually.connect(lambda *_: self.resetButton.show())
+
     # ----------------------------------------------------------------- public
+    @Slot()
+    def resetView(self) -> None:
+        """Show the whole tensor again (after a zoom or a pan)."""
+        self.resetButton.hide()
+        self._shape_drawn = None
+        if self._view is not None and self.pages.currentWidget() in (self._image_page, self._bars_page):
+            self.setView(self._view, self.title.text())
+
+    def isZoomed(self) -> bool:
+        return not self.resetButton.isHidden()
+
     def view(self) -> ArrayView | None:
         """The ``ArrayView`` drawn now (``None`` for the placeholder)."""
         return self._view

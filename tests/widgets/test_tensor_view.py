@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QEvent, QObject, QPointF
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
 from core.snapshot import ArrayView, TensorSnapshot
@@ -414,3 +414,59 @@ def test_ticks_of_a_long_axis_are_thinned_so_labels_never_run_together(view, qtb
         room = (b - a) * px
         assert room >= (fm.horizontalAdvance(la) + fm.horizontalAdvance(lb)) / 2 + 4, (la, lb, room)
     assert len(values) >= 2
+
+
+def wheel(qtbot, widget, pos, dy: int, ctrl: bool = False):
+    """A real wheel event at ``pos`` of ``widget`` (what a mouse wheel sends)."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtCore import Qt as _Qt
+    mods = _Qt.KeyboardModifier.ControlModifier if ctrl else _Qt.KeyboardModifier.NoModifier
+    ev = QWheelEvent(QPointF(pos), QPointF(widget.mapToGlobal(pos)), QPoint(0, 0), QPoint(0, dy),
+                     _Qt.MouseButton.NoButton, mods, _Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, ev)
+
+
+def four_views(n=6):
+    m = av(np.random.default_rng(1).normal(size=(n, n)).astype(np.float32))
+    return TensorSnapshot(name="w", index=0, group=0, value=m, grad=m, state={"exp_avg": m, "exp_avg_sq": m})
+
+
+def test_the_wheel_over_a_heatmap_scrolls_the_column_and_ctrl_wheel_zooms(qtbot):
+    panel = shown(qtbot, TensorPanel(), 420, 500)  # one column of four views: it scrolls
+    panel.setTensor(four_views())
+    view = panel.views()["value"]
+    plot = view.pages.currentWidget()
+    vb = plot.getPlotItem().getViewBox()
+    bar = panel.scroll.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    before = vb.viewRange()
+    centre = plot.viewport().rect().center()
+    wheel(qtbot, plot.viewport(), centre, -120)
+    qtbot.waitUntil(lambda: bar.value() > 0)  # the column scrolled
+    assert vb.viewRange() == before and not view.isZoomed()  # the heatmap did not zoom
+
+    bar.setValue(0)
+    qtbot.waitUntil(lambda: plot.viewport().rect().contains(centre))
+    wheel(qtbot, plot.viewport(), centre, 120, ctrl=True)
+    qtbot.waitUntil(view.isZoomed)
+    assert vb.viewRange()[0][1] - vb.viewRange()[0][0] < before[0][1] - before[0][0]
+    assert view.resetButton.isVisible()
+    qtbot.mouseClick(view.resetButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not view.isZoomed())
+    (x0, x1), (y0, y1) = vb.viewRange()
+    assert x0 <= 0 and x1 >= 6 and y0 <= 0 and y1 >= 6  # the whole 6x6 tensor again
+    assert x1 - x0 < 1.2 * (before[0][1] - before[0][0])
+
+
+def test_same_shape_entries_are_drawn_at_the_same_size(qtbot):
+    for width, height in ((700, 600), (420, 500), (1100, 400)):
+        panel = shown(qtbot, TensorPanel(), width, height)
+        snap = four_views()
+        panel.setTensor(TensorSnapshot(name="w", index=0, group=0, value=snap.value, grad=None,
+                                       state=snap.state))  # "no gradient" is a label, not a plot
+        qtbot.waitUntil(lambda: len(set(panel.viewSizes().values())) == 1)
+        plots = [v.pages.currentWidget() for k, v in panel.views().items() if k != "grad"]
+        qtbot.waitUntil(lambda: len({(p.width(), p.height()) for p in plots}) == 1)
+        w, h = next(iter(panel.viewSizes().values()))
+        assert w >= 200 and h >= 200, (width, height, w, h)

@@ -1,4 +1,4 @@
-"""Hovering a big tensor's heatmap reads out its exact value, fetched from the runner process."""
+"""The tensor views in the window: exact values on hover (fetched from the runner process), zoom."""
 from __future__ import annotations
 
 from PySide6.QtCore import QPoint, QPointF
@@ -25,3 +25,17 @@ def test_hover_over_a_previewed_heatmap_shows_the_exact_value_and_follows_steps(
     after = on_runner(win, probes.value_at, "weight", (200, 100))
     assert after != exact
     qtbot.waitUntil(lambda: view.hover.text() == f"[200, 100] = {after:.8g} (exact)")
+
+
+def test_a_zoom_does_not_survive_an_optimizer_switch(make_window, qtbot):
+    win = make_window(quadratic_spec(optimizer="SGD", hparams={"lr": 0.1}, shape=(8, 8)))
+    view = win.tensor_panel.views()["value"]
+    vb = view.pages.currentWidget().getPlotItem().getViewBox()
+    vb.scaleBy((0.3, 0.3))  # as Ctrl+wheel does
+    vb.sigRangeChangedManually.emit(vb.state["mouseEnabled"])
+    qtbot.waitUntil(view.isZoomed)
+    win.optimizer_panel.combo.setCurrentText("Adam")
+    qtbot.waitUntil(lambda: win.snapshot.optimizer == "Adam")
+    qtbot.waitUntil(lambda: not view.isZoomed())
+    (x0, x1), (y0, y1) = vb.viewRange()
+    assert x0 <= 0 and x1 >= 8 and y0 <= 0 and y1 >= 8
