@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 from core import catalogue
 from core.spec import AddGroup, ManualGrad, SpecError, TensorSpec
 from widgets.problem_editor import parse_shape
+from widgets.wheel_guard import guard
 
 
 class AddGroupDialog(QDialog):
@@ -57,6 +58,7 @@ class AddGroupDialog(QDialog):
         lay.addWidget(self.error)
         lay.addWidget(buttons)
         self.result_action: AddGroup | None = None
+        guard(self.init)
         self.resize(460, self.sizeHint().height())
 
     def parse_hparams(self, text: str) -> dict:

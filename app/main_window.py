@@ -23,6 +23,7 @@ from widgets.run_controls import RunControls
 from widgets.state_tree import StateTree
 from widgets.status import format_status
 from widgets.tensor_panel import TensorPanel
+from widgets.wheel_guard import guard
 
 from .add_group_dialog import AddGroupDialog
 from . import startup_probe
@@ -95,6 +96,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         centre = QWidget()
         self.tensor_combo = QComboBox()
         self.tensor_combo.setToolTip("The tensor shown: its value, gradient and every optimizer state entry")
+        guard(self.tensor_combo)
         self.tensor_panel = TensorPanel()
         lay = QVBoxLayout(centre)
         lay.setContentsMargins(4, 4, 4, 4)

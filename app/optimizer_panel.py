@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QScrollArea, QVBox
 
 from core import catalogue
 from widgets.hparam_form import HparamForm
+from widgets.wheel_guard import guard
 from widgets.state_tree import format_value as fmt_value
 
 CONSTRUCTOR = -1
@@ -62,7 +63,8 @@ class OptimizerPanel(QWidget):
         self._step = 0
         self._chosen_target: int | None = None  # what the user picked in "Edit" (None: the default)
         self.combo.currentTextChanged.connect(self._on_combo)
-        self.target.currentIndexChanged.connect(self._on_target)  # the user's choice (ours are silent)
+        self.target.currentIndexChanged.connect(self._on_target)
+        guard(self.combo, self.target)  # the user's choice (ours are silent)
         self.form.valueChanged.connect(self._on_value)
         self.form.errorsChanged.connect(self._on_errors)
 

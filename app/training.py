@@ -15,6 +15,7 @@ from core.task_spec import TaskSpec
 from widgets.decision_view import DecisionView
 from widgets.scheduler_form import SchedulerForm
 from widgets.task_editor import TaskEditor
+from widgets.wheel_guard import guard
 
 TENSORS, TASK = 0, 1
 
@@ -47,6 +48,7 @@ class TrainingUI:
         lay.addLayout(form)
         lay.addWidget(self.problem_stack, 1)
         self.problem_mode.currentIndexChanged.connect(self.on_problem_mode)
+        guard(self.problem_mode)
         self.task_editor.taskEdited.connect(self.on_task_edited)
         self.task_editor.decayGroupsRequested.connect(self.on_decay_groups)
         self.task_editor.layerGroupsRequested.connect(

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QMen
 
 from core.snapshot import History
 from widgets.pg_setup import cache_axes, compact_ticks, configure
+from widgets.wheel_guard import guard
 
 configure()
 
@@ -106,7 +107,7 @@ class CurvesView(QWidget):
         self.smoothing.setToolTip("Smoothing of loss, |grad| and |update| (moving average weight; "
                                   "the raw curve stays faint behind)")
         self.smoothing.setMaximumWidth(90)
-        self.smoothing.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        guard(self.smoothing)
         self.smoothingLabel = QLabel("smooth 0", self)
         self.logX = QCheckBox("log x", self)
         self.logX.setToolTip("Logarithmic step axis")

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QLabel, QLineE
                                QStyle, QToolButton, QVBoxLayout, QWidget)
 
 from core.hparams import BOOL, CHOICE, OPT_BOOL, HyperParam, OptimizerInfo
+from widgets.wheel_guard import guard
 
 Validator = Callable[[dict[str, object]], "str | None"]
 
@@ -200,6 +201,7 @@ class HparamForm(QWidget):
             options = [None, True, False] if hp.kind == OPT_BOOL else list(hp.choices)
             editor.addItems([hp.format(c) for c in options])
             editor.activated.connect(partial(self._commit, hp.name))
+            guard(editor)
         else:
             editor = QLineEdit()
             editor.editingFinished.connect(partial(self._commit, hp.name))

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLay
 from core.spec import (OBJECTIVES, GroupSpec, ManualGrad, SessionSpec, SpecError,
                        TensorSpec)
 from widgets.group_matrix import GroupMatrix
+from widgets.wheel_guard import guard_all
 from widgets.tensor_detail import TensorDetail, reshaped
 from widgets.values_grid import fmt_number
 
@@ -234,6 +235,7 @@ class ProblemEditor(QWidget):
         outer.addWidget(self._locked_note)
         outer.addWidget(scroll, 1)
         outer.addWidget(self.error)
+        guard_all(self)
 
     # ----- tensor table -----
 

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QLabel, QScrollAr
 from core.hparams import OptimizerInfo
 from core.spec import SchedulerSpec
 from widgets.hparam_form import HparamForm, _same
+from widgets.wheel_guard import guard_all
 
 NONE = "None"
 EVERY = (("every step", "step"), ("every epoch", "epoch"))
@@ -141,6 +142,7 @@ class SchedulerForm(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
+        guard_all(self)
 
     def _show_scheduler(self, spec: SchedulerSpec | None) -> None:
         self._loading = True

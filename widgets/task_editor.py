@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
 
 from core.task_spec import (ACTIVATIONS, DATASETS, DEFAULT_HIDDEN, TASK_KINDS, TWO_D_KINDS,
                             TaskSpec)
+from widgets.wheel_guard import guard_all
 
 HIDDEN_KINDS = tuple(DEFAULT_HIDDEN)  # kinds with hidden layers (or conv channels)
 GENERATED_KINDS = ("linear_regression",) + TWO_D_KINDS  # data made from n_samples / noise
@@ -245,6 +246,7 @@ class TaskEditor(QWidget):
         outer.addWidget(self._locked_note)
         outer.addWidget(scroll, 1)
         outer.addWidget(self.error)
+        guard_all(self)
 
     def _line(self, tip: str) -> QLineEdit:
         ed = QLineEdit()

@@ -11,12 +11,13 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal, Slot
-from PySide6.QtGui import QFont, QFontMetricsF, QWheelEvent
-from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QStackedWidget,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtGui import QFont, QFontMetricsF
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QSizePolicy, QStackedWidget, QToolButton, QVBoxLayout,
+                               QWidget)
 
 from core.snapshot import ArrayView
 from widgets.pg_setup import cache_axes, compact_ticks, configure, index_ticks
+from widgets.wheel_guard import scroll_enclosing
 
 configure()
 
@@ -96,15 +97,8 @@ class WheelScrolls(QObject):
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
         if event.type() != QEvent.Type.Wheel or event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             return False
-        w = obj.parentWidget()  # obj is the plot's viewport; its parent the plot (a scroll area itself)
-        w = w.parentWidget() if w is not None else None
-        while w is not None and not isinstance(w, QScrollArea):
-            w = w.parentWidget()
-        if w is not None:  # handed over explicitly: Qt does not pass synthetic wheel events upwards
-            bar = w.verticalScrollBar() if event.angleDelta().y() else w.horizontalScrollBar()
-            QApplication.sendEvent(bar, QWheelEvent(
-                event.position(), event.globalPosition(), event.pixelDelta(), event.angleDelta(),
-                event.buttons(), event.modifiers(), event.phase(), event.inverted()))
+        plot = obj.parentWidget()  # obj is the plot's viewport; the plot is a scroll area itself
+        scroll_enclosing(plot.parentWidget() if plot is not None else None, event)
         return True
 
 
