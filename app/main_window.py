@@ -338,6 +338,9 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.controls.setBusy(busy)
         self.controls.setProgress(s.batch_done, s.batch_total)
         self.problem.setLocked(s.running)
+        if self.spec.gradient.kind != "task":
+            own = {t.name for t in self.spec.tensors}
+            self.problem.setAddedTensors([(t.name, t.value.shape, t.group) for t in s.tensors if t.name not in own])
         self.task_editor.setLocked(s.running)
         self.scheduler_form.setLocked(s.running)
         names = [t.name for t in s.tensors]

@@ -74,3 +74,21 @@ def test_a_refused_value_is_explained_beside_its_field_and_the_status_bar_says_w
     type_line(qtbot, panel.form.editor("lr"), "0.25")
     qtbot.waitUntil(lambda: not win.invalid_note.isVisible())
     assert not label.isVisible()
+
+
+def test_a_tensor_added_by_add_group_is_listed_in_the_problem_table(make_window, qtbot):
+    win = make_window(manual_spec(hparams={"lr": 0.1, "momentum": 0.9}))
+    dlg = add_group(qtbot, win, "lr=0.0001")
+    assert not dlg.isVisible(), dlg.error.text()
+    qtbot.waitUntil(lambda: len(win.snapshot.groups) == 2)
+    table = win.problem.table
+    qtbot.waitUntil(lambda: table.rowCount() == 2)
+    assert [table.item(r, 0).text() for r in range(2)] == ["weight", "weight2"]
+    assert table.item(1, 1).text() == "3, 3" and table.item(1, 2).text() == "added · group 1"
+    assert not table.item(1, 0).flags() & Qt.ItemFlag.ItemIsEditable  # the run's, not the problem's
+    assert "add_param_group" in table.item(1, 0).toolTip()
+    assert [t.name for t in win.problem.spec().tensors] == ["weight"]
+    win.problem_dock.raise_()
+    win.problem.seed.setValue(7)  # an edit of the problem restarts without it, and the row goes
+    qtbot.waitUntil(lambda: win.spec.seed == 7 and len(win.snapshot.groups) == 1)
+    qtbot.waitUntil(lambda: table.rowCount() == 1)
