@@ -53,6 +53,8 @@ class TrainingUI:
         self.task_editor.decayGroupsRequested.connect(self.on_decay_groups)
         self.task_editor.layerGroupsRequested.connect(
             lambda: self.replace_session(edits.set_fields, {"groups": ()}, on_ok=self._mark))
+        self.task_editor.oneGroupRequested.connect(
+            lambda: self.replace_session(edits.one_group, on_ok=self._mark))
         self.scheduler_form = SchedulerForm()
         self.scheduler_form.setSchedulers(schedulers.catalogue(), schedulers.skipped())
         self.scheduler_form.setRequiredFiller(schedulers.with_required)

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import catalogue, files, objectives, session_file
 from .session import Session
-from .spec import GradientSpec, LoadOptimizer, LoadParams, ManualGrad, SessionSpec, TensorSpec
+from .spec import GradientSpec, GroupSpec, LoadOptimizer, LoadParams, ManualGrad, SessionSpec, TensorSpec
 from .task_spec import TaskSpec
 
 ARCHITECTURE = ("kind", "hidden", "n_features", "script", "activation")  # a change means a new model
@@ -126,6 +126,11 @@ def with_start_point(session, x: float, y: float) -> Session:
             t = replace(t, init="values", values=values)
         tensors.append(t)
     return Session(replace(spec, tensors=tuple(tensors)))
+
+
+def one_group(session) -> Session:
+    """Every parameter in one param_group (what LBFGS needs), in the optimizer's order."""
+    return Session(replace(session.spec, groups=(GroupSpec(tuple(session.names)),)))
 
 
 def with_task(session, task: TaskSpec) -> Session:

@@ -67,3 +67,18 @@ def test_user_script_opens_as_a_task_and_a_broken_one_is_refused(make_window, qt
     win.open_script(broken)
     qtbot.waitUntil(lambda: "broken" in win.last_error or "make_data" in win.last_error)
     assert win.spec == before and win.bridge.runner.alive
+
+
+def test_one_group_for_all_parameters_lets_lbfgs_train_a_task(make_window, qtbot):
+    win = make_window(task_session())
+    win.optimizer_panel.combo.setCurrentText("LBFGS")  # one group per layer: refused
+    qtbot.waitUntil(lambda: "use one group" in win.last_error)
+    assert win.spec.optimizer == "Adam"
+    qtbot.mouseClick(win.task_editor.one_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(win.spec.groups) == 1)
+    assert set(win.spec.groups[0].tensors) == {t.name for t in win.snapshot.tensors}
+    win.optimizer_panel.combo.setCurrentText("LBFGS")
+    qtbot.waitUntil(lambda: win.snapshot.optimizer == "LBFGS")
+    qtbot.mouseClick(win.controls.stepButton, Qt.MouseButton.LeftButton)
+    wait_step(qtbot, win, 1)
+    assert win.snapshot.loss is not None and len(win.snapshot.groups) == 1
