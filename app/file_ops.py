@@ -131,7 +131,7 @@ class FileOps:
                 on_ok()
 
         self.replace_session(edits.open_session, path, on_ok=opened, on_fail=on_fail,
-                             fail_title=f"Cannot open {path.name}")
+                             fail_title=f"Cannot open {path.name}", about=path.name)
 
     def open_initial(self, path, example: str | None = None, start_screen: bool = False) -> None:
         """Open what the command line named (built in the runner process). Until it is open the
@@ -188,7 +188,8 @@ class FileOps:
                 self._remember(path)
             self.statusBar().showMessage(f"Loaded the {what} from {Path(path).name}", 5000)
         self.bridge.call(edits.load_torch_file, path, kind, on_ok=ok,
-                         on_error=lambda msg, tb: self.show_error("Cannot load", msg))
+                         on_error=lambda msg, tb: self.show_error(f"Cannot load {Path(path).name}", msg, tb,
+                                                                  about=Path(path).name))
 
     def _load_dialog(self, kind: str) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load", "", TORCH_FILTER)
@@ -226,7 +227,7 @@ class FileOps:
             if on_done:
                 on_done()
         self.bridge.call(edits.save_session, path, on_ok=ok,
-                         on_error=lambda msg, tb: self.show_error("Cannot save", msg))
+                         on_error=lambda msg, tb: self.show_error("Cannot save", msg, tb, about=path.name))
 
     def save_optimizer_dialog(self) -> None:
         self._save_dialog(files.save_optimizer, "optimizer state_dict")
@@ -238,7 +239,8 @@ class FileOps:
 
     def save_torch_to(self, fn, path) -> None:
         self.bridge.call(fn, path, on_ok=lambda _: self.statusBar().showMessage(f"Saved {Path(path).name}", 5000),
-                         on_error=lambda msg, tb: self.show_error("Cannot save", msg))
+                         on_error=lambda msg, tb: self.show_error("Cannot save", msg, tb,
+                                                                  about=Path(path).name))
 
     # ----- drops and closing -----
 

@@ -33,6 +33,22 @@ from .optimizer_panel import OptimizerPanel
 from .training import TrainingUI
 
 LAYOUT_VERSION = 1
+MAX_SENTENCE = 400
+
+
+def one_sentence(text: str, details: str = "") -> tuple[str, str]:
+    """``(sentence, details)``: a message that is a traceback or runs to several lines keeps
+    its last line (the exception's own sentence) and moves the whole text to the details."""
+    text = (text or "").strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if "Traceback (most recent call last)" in text or len(lines) > 1:
+        head = lines[0] if "Traceback (most recent call last)" not in lines[0] else lines[-1]
+        details = text + ("\n\n" + details if details else "")
+        text = head
+    if len(text) > MAX_SENTENCE:
+        details = text + ("\n\n" + details if details else "")
+        text = text[:MAX_SENTENCE - 1].rstrip() + "…"
+    return text, details
 SLOW_HZ = 5  # curves, state tree, landscape and optimizer-state views while running
 
 
@@ -236,7 +252,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
 
         def fail(msg, tb):
             self.optimizer_panel.revert()  # a refused hyperparameter must not stay in the form
-            self.show_error("Refused", msg)
+            self.show_error("Refused", msg, tb)
         self.bridge.call(edits.apply, action, on_ok=ok, on_error=fail)
 
     @Slot(bool)
@@ -268,7 +284,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.apply(action)
 
     def replace_session(self, build, *args, on_ok=None, on_fail=None,
-                        fail_title: str = "Cannot build this session") -> None:
+                        fail_title: str = "Cannot build this session", about: str | None = None) -> None:
         """Build a session on the runner with ``build(current session, *args)`` (a function of
         ``core.edits``) and swap it in; a refusal changes nothing. Builders run in request
         order on the runner, so quick successive edits each start from the one before."""
@@ -295,7 +311,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
             if self._building == 0:
                 self.problem.setSpec(self.spec)
                 self.optimizer_panel.revert()
-            self.show_error(fail_title, msg, tb)
+            self.show_error(fail_title, msg, tb, about=about)
             if on_fail:
                 on_fail()
         self.bridge.replace(build, *args, on_ok=ok, on_error=fail)
@@ -437,8 +453,12 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.invalid_note.setToolTip(text)
         self.invalid_note.setVisible(bool(text))
 
-    def show_error(self, title: str, text: str, details: str = "") -> None:
-        """One clear sentence in a non-blocking message box; the window stays usable."""
+    def show_error(self, title: str, text: str, details: str = "", about: str | None = None) -> None:
+        """One plain sentence in a non-blocking message box (naming ``about``, a file, if the
+        sentence does not); a traceback only under "Show Details…"; the window stays usable."""
+        text, details = one_sentence(text, details)
+        if about and about not in text:
+            text = f"{about}: {text}"
         self.last_error = text
         self.statusBar().showMessage(text, 10000)
         box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)

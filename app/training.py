@@ -7,6 +7,8 @@ dock's other edits do; refusals change nothing.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from PySide6.QtWidgets import QComboBox, QFileDialog, QFormLayout, QStackedWidget, QVBoxLayout, QWidget
 
@@ -90,7 +92,7 @@ class TrainingUI:
         """The common recipe: weights decay, biases and norms get weight_decay 0."""
         self.bridge.call(edits.decay_groups,
                          on_ok=lambda g: self.replace_session(edits.set_fields, {"groups": g}, on_ok=self._mark),
-                         on_error=lambda msg, tb: self.show_error("Cannot regroup", msg))
+                         on_error=lambda msg, tb: self.show_error("Cannot regroup", msg, tb))
 
     def on_scheduler_edited(self, spec) -> None:
         self.replace_session(edits.set_fields, {"scheduler": spec}, on_ok=self._mark)
@@ -103,7 +105,8 @@ class TrainingUI:
     def open_script(self, path) -> None:
         """A user script (trusted code) defining make_model, make_data and loss_fn opens as a task."""
         task = TaskSpec(kind="script", script=str(path))
-        self.replace_session(edits.task_mode, task, on_ok=self._mark, fail_title="Cannot open the script")
+        self.replace_session(edits.task_mode, task, on_ok=self._mark, fail_title="Cannot open the script",
+                             about=Path(path).name)
 
     def draw_decision(self, s) -> None:
         self.decision.setDecision(s.decision)
