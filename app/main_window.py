@@ -21,7 +21,7 @@ from widgets.landscape import LandscapeView
 from widgets.problem_editor import ProblemEditor
 from widgets.run_controls import RunControls
 from widgets.state_tree import StateTree
-from widgets.status import format_status
+from widgets.status import RateMeter, format_status
 from widgets.tensor_panel import TensorPanel
 from widgets.wheel_guard import guard
 
@@ -77,6 +77,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self._landscape_key = None
         self._history_drawn = None
         self._slow_drawn = 0.0
+        self._rate = RateMeter()  # steps/s measured from the snapshots, while running
         self.init_files()
         self._build_docks()
         self._build_menus()
@@ -377,7 +378,8 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
             self._slow_drawn = now
             self._draw_slow(s)
         self.optimizer_panel.setState(s.optimizer, self.spec.hparams, s.groups, s.step)
-        self.status.setText(format_status(s.step, s.loss, s.steps_per_second, s.device))
+        rate = self._rate.update(time.perf_counter(), s.step, s.running)
+        self.status.setText(format_status(s.step, s.loss, rate, s.device, s.running))
         if s.error is not None and s.error != self._shown_error:
             self._shown_error = s.error
             self.show_error("The run stopped", f"{s.error.type}: {s.error.message}", s.error.traceback)
