@@ -8,9 +8,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, Slot
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QLabel, QMainWindow, QMessageBox, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import QSettings, Qt, QTimer, Slot
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFrame, QLabel, QMainWindow, QMessageBox, QScrollArea,
+                               QVBoxLayout, QWidget)
 
 from core import catalogue, edits
 from core.observe import exact_value
@@ -92,6 +93,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.setAcceptDrops(True)
         self.resize(1280, 800)
         self._restore_layout()
+        self._fit_screen()
         self.set_dirty(False)
         self.on_snapshot(self.bridge.latest())
 
@@ -131,9 +133,17 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         opt_host = QWidget()
         opt_lay = QVBoxLayout(opt_host)
         opt_lay.setContentsMargins(0, 0, 0, 0)
-        opt_lay.addWidget(self.optimizer_panel, 3)
-        opt_lay.addWidget(self.scheduler_form, 2)
-        self.optimizer_dock = self._dock("Optimizer", opt_host, L)
+        opt_lay.addWidget(self.optimizer_panel)
+        opt_lay.addWidget(self.scheduler_form)
+        opt_lay.addStretch(1)
+        # one scroll area for the whole dock: the form uses the height there is, and scrolls
+        # as a whole when it needs more (not in a small box of its own above empty space)
+        opt_scroll = QScrollArea()
+        opt_scroll.setWidgetResizable(True)
+        opt_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        opt_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        opt_scroll.setWidget(opt_host)
+        self.optimizer_dock = self._dock("Optimizer", opt_scroll, L)
         self.curves = CurvesView()
         self.curves_dock = self._dock("Curves", self.curves, R)
         self.state_tree = StateTree()
@@ -186,6 +196,43 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.resizeDocks([self.controls_dock, self.curves_dock], [360, 400], Qt.Orientation.Horizontal)
         self.resizeDocks([self.controls_dock, self.optimizer_dock], [150, 600], Qt.Orientation.Vertical)
         self.resizeDocks([self.curves_dock, self.state_dock], [400, 350], Qt.Orientation.Vertical)
+
+    def _fit_screen(self) -> None:
+        """No bigger than the screen's free area (a 1024x700 screen gets a 1024x700 window).
+        The offscreen platform's 800x600 is no screen a user looks at: left alone there."""
+        screen = self.screen()
+        if screen is None or QGuiApplication.platformName() == "offscreen":
+            return
+        avail = screen.availableGeometry()
+        if self.width() > avail.width() or self.height() > avail.height():
+            self.resize(min(self.width(), avail.width()), min(self.height(), avail.height()))
+            self.move(avail.topLeft())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        if event.size().width() < event.oldSize().width() or event.oldSize().width() < 0:
+            QTimer.singleShot(0, self._give_centre_room)
+
+    CENTRE_SHARE = 0.42  # of the window's width, at least, for the tensors
+
+    def _give_centre_room(self) -> None:
+        """The tensors get priority: when the window narrows, the side docks give up width
+        (in proportion, down to their minimum) until the centre has ``CENTRE_SHARE`` of it."""
+        want = int(self.CENTRE_SHARE * self.width())
+        short = want - self.centralWidget().width()
+        if short <= 0:
+            return
+        sides = []
+        for area in (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea):
+            docks = [d for d in self.findChildren(QDockWidget) if self.dockWidgetArea(d) == area
+                     and d.isVisible() and not d.isFloating()]
+            if docks:
+                sides.append(max(docks, key=lambda d: d.width()))
+        total = sum(d.width() for d in sides)
+        if not total:
+            return
+        widths = [max(d.minimumSizeHint().width(), int(d.width() - short * d.width() / total)) for d in sides]
+        self.resizeDocks(sides, widths, Qt.Orientation.Horizontal)
 
     def _restore_layout(self) -> None:
         geo = self.settings.value("window/geometry")

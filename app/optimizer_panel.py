@@ -8,7 +8,7 @@ assigning ``optimizer.param_groups[N][name]`` does.
 from __future__ import annotations
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from core import catalogue
 from widgets.hparam_form import HparamForm
@@ -48,14 +48,11 @@ class OptimizerPanel(QWidget):
         top.addRow("Optimizer", self.combo)
         top.addRow("Edit", self.target)
         top.addRow("", self.target_note)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(self.form)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(self.summary)
         lay.addWidget(self.constraints)
-        lay.addWidget(scroll, 1)
+        lay.addWidget(self.form)  # no scroll box of its own: the Optimizer dock scrolls as a whole
         self._name = ""
         self._spec_hparams: dict = {}
         self._groups: tuple = ()

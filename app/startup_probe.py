@@ -1,6 +1,6 @@
 """Reports when the first windows reach the screen, for ``benchmarks/startup_window.py``.
 
-With ``OPTIMLAB_STARTUP_PROBE`` set, the app prints ``startup EVENT SECONDS`` lines on
+With ``OPTIMLAB_STARTUP_PROBE`` set, the app prints ``startup EVENT SECONDS torch=yes|no`` lines on
 stdout, SECONDS being ``time.monotonic()`` (one clock for every process on the machine,
 so the benchmark subtracts its own reading taken before it started the app). Events:
 ``first-window`` (the first window exposed, splash or main window), ``main-window`` (the
@@ -10,6 +10,7 @@ the app closes itself after ``ready``.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from PySide6.QtCore import QEvent, QObject, QTimer
@@ -29,7 +30,8 @@ def report(event: str) -> None:
     if not enabled() or event in _seen:
         return
     _seen.add(event)
-    print(f"startup {event} {time.monotonic():.4f}", flush=True)
+    torch = "yes" if "torch" in sys.modules else "no"  # was torch imported yet (the splash: no)
+    print(f"startup {event} {time.monotonic():.4f} torch={torch}", flush=True)
 
 
 class _ExposeFilter(QObject):

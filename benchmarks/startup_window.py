@@ -33,7 +33,7 @@ def one_run(app_args: list[str], env: dict) -> dict[str, float]:
     out = {}
     for line in proc.stdout.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[0] == "startup":
+        if len(parts) >= 3 and parts[0] == "startup":
             out[parts[1]] = float(parts[2]) - t0
     missing = [e for e in EVENTS if e not in out]
     if missing:

@@ -89,6 +89,10 @@ class RunControls(QWidget):
         self.progressBar.hide()
         self.cancelButton.hide()
         guard_all(self)
+        # a spin box asks for room for its largest value ("1,000,000"): on a small screen the
+        # tensors need that width more; the numbers typed scroll inside the box
+        self.stepCountBox.setMinimumWidth(64)
+        self.speedBox.setMinimumWidth(96)
 
         self.stepButton.clicked.connect(lambda: self.stepRequested.emit(1))
         self.stepNButton.clicked.connect(lambda: self.stepRequested.emit(self.stepCountBox.value()))

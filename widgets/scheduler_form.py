@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QLabel, QScrollArea, QVBoxLayout,
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QLabel, QVBoxLayout,
                                QWidget)
 
 from core.hparams import OptimizerInfo
@@ -129,19 +129,14 @@ class SchedulerForm(QWidget):
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error.hide()
         col.addWidget(self.error)
-        col.addStretch(1)
 
         self.combo.currentIndexChanged.connect(self._on_chosen)
         self.every.currentIndexChanged.connect(self._on_every)
 
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(self._content)
+        # no scroll box of its own: the dock that holds the form scrolls it with the rest
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(self._content)
         guard_all(self)
 
     def _show_scheduler(self, spec: SchedulerSpec | None) -> None:
