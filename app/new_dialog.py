@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QVBoxLayout, QWidget)
@@ -70,7 +70,11 @@ class NewSessionDialog(QDialog):
                                                   Qt.TransformationMode.SmoothTransformation)) if png else QIcon()
             self._add(name, title, description, icon)
         self.list.setCurrentRow(0)
-        self.list.itemDoubleClicked.connect(lambda _: self.accept())
+        # a double-click opens on its release: a window that vanishes while the button is still
+        # down leaves the main window without mouse moves (no hover read-outs) until the next click
+        self._open_on_release = False
+        self.list.itemDoubleClicked.connect(lambda _: setattr(self, "_open_on_release", True))
+        self.list.viewport().installEventFilter(self)
         self.show_at_start = QCheckBox("Show at start")
         self.show_at_start.setChecked(settings.value("start/show", True, type=bool))
         self.show_at_start.toggled.connect(lambda on: settings.setValue("start/show", on))
@@ -114,6 +118,12 @@ class NewSessionDialog(QDialog):
         """The picture and the text shown for ``name``."""
         pic, text = self._entries[name]
         return pic.pixmap(), text.text()
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.MouseButtonRelease and self._open_on_release:
+            self._open_on_release = False
+            QTimer.singleShot(0, self.accept)
+        return False
 
     def names(self) -> list[str]:
         """The entries' names in order ("" is the empty problem)."""

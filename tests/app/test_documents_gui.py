@@ -129,3 +129,19 @@ def test_start_reads_the_spec_without_building_and_uses_the_runners_preload():
     assert forkserver._forkserver._preload_modules == RUNNER_PRELOAD
     assert QApplication.instance() is not None
     assert Path(EXAMPLES).is_dir()
+
+
+def test_a_double_click_opens_an_entry_once_the_button_is_released(qtbot, settings_path):
+    from PySide6.QtCore import QSettings
+    dlg = NewSessionDialog(QSettings(str(settings_path), QSettings.Format.IniFormat))
+    qtbot.addWidget(dlg)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    row = dlg.names().index("moons_mlp")
+    pos = dlg.list.visualItemRect(dlg.list.item(row)).center()
+    qtbot.mouseClick(dlg.list.viewport(), LEFT, pos=pos)
+    qtbot.mouseDClick(dlg.list.viewport(), LEFT, pos=pos)  # QTest sends the double-click alone...
+    assert dlg.isVisible()  # ...and the dialog stays until the button comes up
+    with qtbot.waitSignal(dlg.chosen) as sig:
+        qtbot.mouseRelease(dlg.list.viewport(), LEFT, pos=pos)
+    assert sig.args == ["moons_mlp"] and not dlg.isVisible()
