@@ -101,6 +101,7 @@ class CurvesView(QWidget):
         self._history = History.empty()
         self._last_hover: tuple[str, float, float | None] | None = None
         self._forced_x = False
+        self._forced_y: set[str] = set()
         self._legend_plain = ""
         self.smoothing = QSlider(Qt.Orientation.Horizontal, self)
         self.smoothing.setRange(0, 99)
@@ -224,6 +225,10 @@ class CurvesView(QWidget):
             curve.setData(x, np.asarray(series, dtype=np.float64))
         self._update_legend(bool(has_val), len(h.lr))
         self._frame_x(x)
+        for name in SERIES:
+            ys = [np.asarray(c.getData()[1] if c.getData()[1] is not None else [], dtype=np.float64)
+                  for c in (self.lrCurves if name == "lr" else [self.curves[name]])]
+            self._frame_y(name, np.concatenate(ys) if ys else np.zeros(0))
         if self._last_hover is not None:  # keep the read-out live while the run goes on
             self.hoverAt(*self._last_hover)
 
@@ -354,6 +359,21 @@ class CurvesView(QWidget):
             self._forced_x = False
             vb.enableAutoRange(axis=pg.ViewBox.XAxis)
 
+    def _frame_y(self, name: str, y: np.ndarray) -> None:
+        """A flat series (a constant lr) gets a range around its value: pyqtgraph's range
+        around one value runs from v - 0.5 to v + 0.5, and an lr of 0.01 then reads "0"."""
+        finite = y[np.isfinite(y)]
+        vb = self.plots[name].getViewBox()
+        flat = finite.size > 0 and finite.min() == finite.max() and not self.logY.isChecked()
+        if flat:
+            v = float(finite[0])
+            half = abs(v) * 0.5 or 1.0
+            vb.setYRange(v - half, v + half, padding=0)
+            self._forced_y.add(name)
+        elif name in self._forced_y:
+            self._forced_y.discard(name)
+            vb.enableAutoRange(axis=pg.ViewBox.YAxis)
+
     def _update_legend(self, has_val: bool, groups: int) -> None:
         entries = []  # (plot, [(colour, name)])
         if has_val:
@@ -385,7 +405,9 @@ class CurvesView(QWidget):
         for plot in self.plots.values():
             plot.setLogMode(x=self.logX.isChecked(), y=self.logY.isChecked())
         self._forced_x = False
-        self.plots["loss"].getViewBox().enableAutoRange()
+        self._forced_y.clear()
+        for plot in self.plots.values():
+            plot.getViewBox().enableAutoRange()
         self.setHistory(self._history)
 
     def _on_mouse_moved(self, pos: QPointF) -> None:

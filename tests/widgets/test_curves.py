@@ -196,3 +196,17 @@ def test_big_tick_values_are_short_enough_to_leave_the_axis_title_readable():
     from widgets.pg_setup import short_number
     assert [short_number(v) for v in (0.05, 250.0, 3000.0, -1500.0, 2.5e6, 2e-6, 0.0)] == \
         ["0.05", "250", "3k", "-1.5k", "2.5M", "2e-06", "0"]
+
+
+def test_a_constant_lr_is_read_on_its_axis_not_rounded_to_zero(curves, qtbot):
+    n = 30
+    step = np.arange(n, dtype=np.float64)
+    curves.setHistory(History(step, np.ones(n), np.ones(n), np.ones(n), (np.full(n, 0.01),)))
+    vb = curves.plots["lr"].getViewBox()
+    qtbot.waitUntil(lambda: vb.viewRange()[1][1] < 0.1)
+    lo, hi = vb.viewRange()[1]
+    assert lo < 0.01 < hi and hi - lo <= 0.011  # 0.01 sits mid-axis, not on a "0" tick of -0.5..0.5
+    axis = curves.plots["lr"].getAxis("left")
+    values = [v for _, vs in axis.tickValues(lo, hi, axis.geometry().height()) for v in vs]
+    labels = axis.tickStrings(values, 1.0, 1.0)
+    assert "0" not in labels and min(values) <= 0.01 <= max(values), labels
