@@ -7,7 +7,8 @@ import pyqtgraph as pg
 from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QGraphicsItem
 
-LABEL_GAP = 10  # pixels between two tick labels, at least
+LABEL_GAP = 10  # pixels between two tick labels side by side, at least
+LABEL_GAP_V = 3  # between two labels one above the other
 
 _done = False
 
@@ -45,7 +46,7 @@ def label_extent(axis: pg.AxisItem, strings: list[str]) -> float:
     font = axis.style.get("tickFont") or axis.font()
     fm = QFontMetricsF(font)
     if axis.orientation in ("left", "right"):
-        return fm.height()
+        return 0.8 * fm.height()  # pyqtgraph's own estimate of a label's height
     return max((fm.horizontalAdvance(s) for s in strings), default=0.0)
 
 
@@ -63,7 +64,8 @@ def thin_levels(axis: pg.AxisItem, levels, lo: float, hi: float, size: float, st
     values = sorted(values)
     if len(values) < 2:
         return levels
-    need = label_extent(axis, strings_of(values, spacing)) + LABEL_GAP
+    gap = LABEL_GAP_V if axis.orientation in ("left", "right") else LABEL_GAP
+    need = label_extent(axis, strings_of(values, spacing)) + gap
     px = size / (hi - lo)
     if not spacing:  # uneven ticks (a log axis's 2..9): keep those far enough from the last kept
         kept = [values[0]]
@@ -79,7 +81,7 @@ def thin_levels(axis: pg.AxisItem, levels, lo: float, hi: float, size: float, st
     out = [levels[0]]
     for sp, vals in levels[1:]:  # a finer level only where its labels fit between the coarser ones
         vals = list(vals)
-        if not sp or not vals or sp * px < label_extent(axis, strings_of(vals, sp)) + LABEL_GAP:
+        if not sp or not vals or sp * px < label_extent(axis, strings_of(vals, sp)) + gap:
             break
         out.append((sp, vals))
     return out

@@ -164,7 +164,8 @@ class TensorPanel(QWidget):
     def _relayout(self, force: bool = False) -> None:
         """Columns by the panel's width; every view the same size, so same-shape tensors are
         drawn alike: the rows share the height when they fit at ``VIEW_MIN_HEIGHT`` each, else
-        each view is about as tall as a column is wide and the column scrolls."""
+        a view is about as tall as a column is wide (at most half the height: two rows in sight)
+        and the column scrolls."""
         width = self.width() - 24  # room for the vertical scroll bar
         n = len(self._views)
         cols = max(1, min(MAX_COLUMNS, width // COLUMN_WIDTH, n or 1))
@@ -184,8 +185,8 @@ class TensorPanel(QWidget):
         if rows * VIEW_MIN_HEIGHT + (rows - 1) * gap <= avail:
             h = (avail - (rows - 1) * gap) // rows
         else:
-            col_w = (width - (cols - 1) * gap) // cols
-            h = max(VIEW_MIN_HEIGHT, min(int(col_w * 0.8), avail))
+            col_w = (width - (cols - 1) * gap) // cols  # about square, two rows in sight
+            h = max(VIEW_MIN_HEIGHT, min(int(col_w * 0.8), (avail - gap) // 2))
         for view in self._views.values():
             if view.height() != h or view.minimumHeight() != h:
                 view.setFixedHeight(h)
