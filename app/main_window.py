@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, Slot
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import QSettings, Qt, Slot
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QFrame, QLabel, QMainWindow, QMessageBox, QScrollArea,
                                QVBoxLayout, QWidget)
 
@@ -27,29 +25,14 @@ from widgets.tensor_panel import TensorPanel
 from widgets.wheel_guard import guard
 
 from .add_group_dialog import AddGroupDialog
-from . import startup_probe
 from .bridge import RunnerBridge, empty_snapshot
 from .file_ops import FileOps, add_action
+from .landscape_ui import LandscapeUI
+from .layout import WindowLayout
+from .messages import one_sentence
 from .optimizer_panel import OptimizerPanel
 from .training import TrainingUI
 
-LAYOUT_VERSION = 1
-MAX_SENTENCE = 400
-
-
-def one_sentence(text: str, details: str = "") -> tuple[str, str]:
-    """``(sentence, details)``: a message that is a traceback or runs to several lines keeps
-    its last line (the exception's own sentence) and moves the whole text to the details."""
-    text = (text or "").strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if "Traceback (most recent call last)" in text or len(lines) > 1:
-        head = lines[0] if "Traceback (most recent call last)" not in lines[0] else lines[-1]
-        details = text + ("\n\n" + details if details else "")
-        text = head
-    if len(text) > MAX_SENTENCE:
-        details = text + ("\n\n" + details if details else "")
-        text = text[:MAX_SENTENCE - 1].rstrip() + "…"
-    return text, details
 SLOW_HZ = 5  # curves, state tree, landscape and optimizer-state views while running
 
 
@@ -57,7 +40,7 @@ def _on_screen(widget) -> bool:
     return widget.isVisible() and not widget.visibleRegion().isEmpty()
 
 
-class MainWindow(FileOps, TrainingUI, QMainWindow):
+class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
     """optimlab's window. ``session`` is sent to the runner (its own process) and never
     touched here again. Without one, the runner starts on a blank session and the window
     shows ``spec`` (if given) until ``open_initial`` has opened the real one there."""
@@ -98,16 +81,6 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.on_snapshot(self.bridge.latest())
 
     # ----- layout -----
-
-    def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
-        d = QDockWidget(title, self)
-        d.setObjectName(title.replace(" ", "_").lower())
-        d.setWidget(widget)
-        d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable |
-                      QDockWidget.DockWidgetFeature.DockWidgetFloatable |
-                      QDockWidget.DockWidgetFeature.DockWidgetClosable)
-        self.addDockWidget(area, d)
-        return d
 
     def _build_docks(self) -> None:
         L, R = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
@@ -174,78 +147,6 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         c.addGroupRequested.connect(self.add_group_dialog)
         c.speedLimitChanged.connect(lambda v: self.bridge.runner.set_rate_limit(v))
         c.setSetToNone(self.spec.set_to_none)
-
-    def _default_layout(self) -> None:
-        """Controls over Optimizer/Problem on the left, tensors in the middle, curves/state right."""
-        L, R = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
-        for d in self.findChildren(QDockWidget):
-            d.setFloating(False)
-        self.addDockWidget(L, self.controls_dock)
-        self.addDockWidget(L, self.optimizer_dock)
-        self.splitDockWidget(self.controls_dock, self.optimizer_dock, Qt.Orientation.Vertical)
-        self.tabifyDockWidget(self.optimizer_dock, self.problem_dock)
-        self.addDockWidget(R, self.curves_dock)
-        self.addDockWidget(R, self.state_dock)
-        self.splitDockWidget(self.curves_dock, self.state_dock, Qt.Orientation.Vertical)
-        self.tabifyDockWidget(self.curves_dock, self.landscape_dock)
-        self.tabifyDockWidget(self.curves_dock, self.decision_dock)
-        for d in self.findChildren(QDockWidget):
-            d.show()
-        self.optimizer_dock.raise_()
-        self.curves_dock.raise_()
-        self.resizeDocks([self.controls_dock, self.curves_dock], [360, 400], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.controls_dock, self.optimizer_dock], [150, 600], Qt.Orientation.Vertical)
-        self.resizeDocks([self.curves_dock, self.state_dock], [400, 350], Qt.Orientation.Vertical)
-
-    def _fit_screen(self) -> None:
-        """No bigger than the screen's free area (a 1024x700 screen gets a 1024x700 window).
-        The offscreen platform's 800x600 is no screen a user looks at: left alone there."""
-        screen = self.screen()
-        if screen is None or QGuiApplication.platformName() == "offscreen":
-            return
-        avail = screen.availableGeometry()
-        if self.width() > avail.width() or self.height() > avail.height():
-            self.resize(min(self.width(), avail.width()), min(self.height(), avail.height()))
-            self.move(avail.topLeft())
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        super().resizeEvent(event)
-        if event.size().width() < event.oldSize().width() or event.oldSize().width() < 0:
-            QTimer.singleShot(0, self._give_centre_room)
-
-    CENTRE_SHARE = 0.42  # of the window's width, at least, for the tensors
-
-    def _give_centre_room(self) -> None:
-        """The tensors get priority: when the window narrows, the side docks give up width
-        (in proportion, down to their minimum) until the centre has ``CENTRE_SHARE`` of it."""
-        want = int(self.CENTRE_SHARE * self.width())
-        short = want - self.centralWidget().width()
-        if short <= 0:
-            return
-        sides = []
-        for area in (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea):
-            docks = [d for d in self.findChildren(QDockWidget) if self.dockWidgetArea(d) == area
-                     and d.isVisible() and not d.isFloating()]
-            if docks:
-                sides.append(max(docks, key=lambda d: d.width()))
-        total = sum(d.width() for d in sides)
-        if not total:
-            return
-        widths = [max(d.minimumSizeHint().width(), int(d.width() - short * d.width() / total)) for d in sides]
-        self.resizeDocks(sides, widths, Qt.Orientation.Horizontal)
-
-    def _restore_layout(self) -> None:
-        geo = self.settings.value("window/geometry")
-        state = self.settings.value("window/state")
-        if geo is not None:
-            self.restoreGeometry(geo)
-        if state is not None:
-            self.restoreState(state, LAYOUT_VERSION)
-
-    def save_layout(self) -> None:
-        self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
-        self.settings.sync()
 
     def _build_menus(self) -> None:
         self.build_file_menu(self.menuBar().addMenu("&File"))
@@ -453,48 +354,6 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         if self.snapshot is None:
             return
         self.tensor_panel.setTensor(self.snapshot.tensor(self.tensor_combo.currentText()), only)
-
-    def _draw_landscape(self, s) -> None:
-        """The current objective's map and path, or a sentence saying why there is none."""
-        path = s.path if s.path is not None else self._objective_point(s)
-        if s.objective is None or path is None:
-            if self._landscape_key != "none" or not self.landscape.message.text():
-                self._landscape_key = "none"
-                n = sum(t.value.numel for t in s.tensors)
-                self.landscape.setMessage(
-                    f"No landscape: the {s.objective} objective here takes {n} numbers; the map is drawn "
-                    "for 2." if s.objective is not None else
-                    "No landscape: it is drawn for an objective of 2 numbers (Problem › gradient source › "
-                    "objective; the adam_rosenbrock example has one).")
-            return
-        key = (s.objective, self.spec.gradient.condition)
-        if key != self._landscape_key:
-            self._landscape_key = key
-
-            def draw(grid, key=key):
-                if key == self._landscape_key:  # an answer for an objective left meanwhile is dropped
-                    self.landscape.setLandscape(*grid)
-            # torch work belongs on the runner thread (torch's thread pool spins per calling thread)
-            self.bridge.call(edits.landscape, *key, on_ok=draw)
-        self.landscape.setPath(path)
-
-    def _objective_point(self, s):
-        """Before the first step there is no path yet: the start point, if the objective takes 2 numbers."""
-        if s.objective is None:
-            return None
-        names = set(self.spec.gradient.tensors) or {t.name for t in s.tensors}
-        parts = [t.value for t in s.tensors if t.name in names]
-        if sum(v.numel for v in parts) != 2 or not all(v.exact for v in parts):
-            return None
-        return np.concatenate([np.asarray(v.values, dtype=np.float64).reshape(-1) for v in parts]).reshape(1, 2)
-
-    @Slot(float, float)
-    def on_start_point(self, x: float, y: float) -> None:
-        """A click on the landscape: the run restarts from (x, y)."""
-        def ok():
-            self._mark()
-            self.statusBar().showMessage(f"Start point ({x:.4g}, {y:.4g}): the run restarts from step 0", 5000)
-        self.replace_session(edits.with_start_point, x, y, on_ok=ok, fail_title="Cannot start there")
 
     @Slot(str)
     def _show_invalid(self, text: str) -> None:

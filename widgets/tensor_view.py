@@ -10,14 +10,15 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal, Slot
-from PySide6.QtGui import QFont, QFontMetricsF
+from PySide6.QtCore import QPointF, Qt, Signal, Slot
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QSizePolicy, QStackedWidget, QToolButton, QVBoxLayout,
                                QWidget)
 
 from core.snapshot import ArrayView
 from widgets.pg_setup import cache_axes, compact_ticks, configure, index_ticks
-from widgets.wheel_guard import scroll_enclosing
+from widgets.cell_labels import CELL_SIDE, CellLabels
+from widgets.wheel_guard import PlotWheel
 
 configure()
 
@@ -27,18 +28,6 @@ NAN_RGBA = (255, 0, 255, 255)  # magenta: NaN must stand out in a debugger
 AXIS_WIDTH, AXIS_HEIGHT = 44, 24
 MAX_BARS = 1024  # above this a 1-D tensor is drawn as a filled step curve (cheaper)
 _LUTS: dict[str, np.ndarray] = {}
-
-
-def cell_text(v: float) -> str:
-    """A value in a heatmap cell, formatted by magnitude: 4 decimals as torch prints them
-    (0.0052, -1.0901) between 1e-3 and 1e4, else 4 significant digits in scientific notation
-    (2.656e-05, not 0.0000)."""
-    if not math.isfinite(v):
-        return str(v)
-    a = abs(v)
-    if a == 0 or 1e-3 <= a < 1e4:
-        return f"{v:.4f}"
-    return f"{v:.3e}"
 
 
 def fmt(v: float, digits: int = 4) -> str:
@@ -87,19 +76,6 @@ def as_2d(values: np.ndarray) -> np.ndarray:
     return values if values.ndim == 2 else values.reshape(values.shape[0], -1)
 
 
-CELL_SIDE = 6  # tensors up to 6x6 show their numbers in the cells
-
-
-class WheelScrolls(QObject):
-    """On a plot: the wheel scrolls the scroll area that holds the plot (the column of
-    tensors), as the wheel does everywhere else; Ctrl+wheel zooms the plot."""
-
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
-        if event.type() != QEvent.Type.Wheel or event.modifiers() & Qt.KeyboardModifier.ControlModifier:
-            return False
-        plot = obj.parentWidget()  # obj is the plot's viewport; the plot is a scroll area itself
-        scroll_enclosing(plot.parentWidget() if plot is not None else None, event)
-        return True
 
 
 ASPECT_LOCK_MAX = 2  # height/width ratio up to which cells are drawn square
@@ -133,8 +109,6 @@ class TensorView(QWidget):
         self.bars: pg.BarGraphItem | None = None
         self.step_curve: pg.PlotDataItem | None = None
 
-        self._cell_font = QFont(self.font())
-        self._cell_count = 0
         self.title = QLabel(self)
         bold = self.title.font()
         bold.setBold(True)
@@ -145,7 +119,8 @@ class TensorView(QWidget):
         self.resetButton.setToolTip("Back to the whole tensor (Ctrl+wheel zooms, drag pans)")
         self.resetButton.clicked.connect(self.resetView)
         self.resetButton.hide()
-        self._wheel = WheelScrolls(self)
+        self._wheel = PlotWheel(self)
+        self.cells: CellLabels | None = None  # made with the image page
         self.pages = QStackedWidget(self)
         self.pages.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.placeholder = QLabel("None", self)
@@ -208,8 +183,7 @@ class TensorView(QWidget):
         pi.getViewBox().disableAutoRange()
         pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self._zoomable(pw)
-        pi.getViewBox().sigResized.connect(self._fit_cell_labels)
-        pi.getViewBox().sigRangeChanged.connect(self._fit_cell_labels)
+        self.cells = CellLabels(pi, QFont(self.font()))
         self._image_page = pw
         self.pages.addWidget(pw)
 
@@ -327,6 +301,10 @@ class TensorView(QWidget):
         self._asked = (index, self._gen)
         self.exactRequested.emit(index)
 
+    def cellLabels(self) -> list[tuple[str, bool]]:
+        """The cell labels (text, shown) in row-major order."""
+        return self.cells.labels() if self.cells is not None else []
+
     def valueAt(self, row: int, col: int) -> tuple[tuple[int, ...], float]:
         """Original tensor index and drawn value of display cell ``(row, col)``.
 
@@ -411,7 +389,7 @@ class TensorView(QWidget):
             self.colorbar.setLevels((lo, hi))
         sy, sx = self._cell_size(v)
         h, w = d.shape[0] * sy, d.shape[1] * sx
-        self._label_cells(v, d, lo, hi)
+        self.cells.show(d if v.exact and max(d.shape) <= CELL_SIDE else None, lo, hi)
         key = ("image", v.shape, v.stride)
         if key != self._shape_drawn:
             self._shape_drawn = key
@@ -433,58 +411,6 @@ class TensorView(QWidget):
             return cur
         self._levels = (lo, hi, signed)
         return self._levels
-
-    def _label_cells(self, v: ArrayView, d: np.ndarray, lo: float, hi: float) -> None:
-        """Small exact tensors (the seed's 2x2) show each value in its cell (``cell_text``);
-        a label that does not fit its cell at the current size is hidden, never overprinted."""
-        show = v.exact and max(d.shape) <= CELL_SIDE
-        items = getattr(self, "_cell_items", [])
-        if not show:
-            for t in items:
-                t.setVisible(False)
-            self._cell_count = 0
-            return
-        pi = self._image_page.getPlotItem()
-        while len(items) < d.size:
-            t = pg.TextItem(anchor=(0.5, 0.5))
-            t.setFont(self._cell_font)
-            pi.addItem(t)
-            items.append(t)
-        self._cell_items = items
-        self._cell_count = d.size
-        mid = (lo + hi) / 2
-        for k, t in enumerate(items):
-            if k >= d.size:
-                t.setVisible(False)
-                continue
-            r, c = divmod(k, d.shape[1])
-            val = float(d[r, c])
-            t.setText(cell_text(val))
-            # dark text on light cells: the diverging map is light near the middle
-            light = abs(val - mid) < 0.35 * (hi - lo) if hi > lo else True
-            t.setColor((20, 20, 20) if light else (245, 245, 245))
-            t.setPos(c + 0.5, r + 0.5)
-        self._fit_cell_labels()
-
-    def _fit_cell_labels(self) -> None:
-        """Show the cell labels whose text fits inside a cell as drawn now (size and zoom)."""
-        n = getattr(self, "_cell_count", 0)
-        if not n or self._image_page is None:
-            return
-        vb = self._image_page.getPlotItem().getViewBox()
-        px_w, px_h = vb.viewPixelSize()  # data units per screen pixel
-        if not (px_w > 0 and px_h > 0):
-            return
-        cell_w, cell_h = 1.0 / px_w, 1.0 / px_h  # one cell is one data unit (exact tensors)
-        fm = QFontMetricsF(self._cell_font)
-        for t in self._cell_items[:n]:
-            fits = fm.horizontalAdvance(t.toPlainText()) + 4 <= cell_w and fm.height() + 2 <= cell_h
-            t.setVisible(fits)
-
-    def cellLabels(self) -> list[tuple[str, bool]]:
-        """The cell labels (text, shown) in row-major order."""
-        n = getattr(self, "_cell_count", 0)
-        return [(t.toPlainText(), t.isVisible()) for t in getattr(self, "_cell_items", [])[:n]]
 
     def _draw_bars(self, v: ArrayView) -> None:
         if self._bars_page is None:

@@ -31,6 +31,18 @@ class _WheelGuard(QObject):
         return False
 
 
+class PlotWheel(QObject):
+    """On a plot's viewport: the wheel scrolls the scroll area that holds the plot (the
+    column of tensors), as the wheel does everywhere else; Ctrl+wheel zooms the plot."""
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
+        if event.type() != QEvent.Type.Wheel or event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            return False
+        plot = obj.parentWidget()  # the plot is a scroll area itself: start above it
+        scroll_enclosing(plot.parentWidget() if plot is not None else None, event)
+        return True
+
+
 _guard: _WheelGuard | None = None
 
 

@@ -377,7 +377,7 @@ def test_no_index_is_labelled_twice_on_a_big_tensor(view, qtbot):
 
 
 def test_cell_values_are_formatted_by_magnitude():
-    from widgets.tensor_view import cell_text
+    from widgets.cell_labels import cell_text
     assert [cell_text(v) for v in (2.656e-05, 0.005154, -1.0901, 0.0, 1234.5, 123456.0, float("nan"))] == \
         ["2.656e-05", "0.0052", "-1.0901", "0.0000", "1234.5000", "1.235e+05", "nan"]
 
@@ -395,7 +395,7 @@ def test_cell_labels_that_do_not_fit_are_hidden_not_overprinted(view, qtbot):
     qtbot.waitUntil(lambda: not any(shown for _, shown in view.cellLabels()))
     view.resize(700, 700)  # room enough: they come back, each inside its cell
     qtbot.waitUntil(lambda: all(shown for _, shown in view.cellLabels()))
-    items = view._cell_items[:24]
+    items = view.cells.items()
     rects = [t.mapRectToScene(t.boundingRect()) for t in items]
     for i, a in enumerate(rects):
         assert not any(a.intersects(b) for b in rects[i + 1:])
