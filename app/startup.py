@@ -21,15 +21,18 @@ from PySide6.QtWidgets import QApplication, QSplashScreen
 import resources
 
 EXAMPLES = Path(resources.__file__).resolve().parent / "examples"
-# what core.runner_process.context() preloads in its fork server (a test keeps them equal)
-RUNNER_PRELOAD = ["core.runner_process", "core.edits"]
+# at least what core.runner_process.context() preloads in its fork server (a test checks it),
+# and torch._dynamo, which a child's first optimizer step would otherwise import (about 2 s)
+RUNNER_PRELOAD = ["core.runner_process", "core.edits", "torch._dynamo"]
 
 
 def start_runner_server() -> None:
     """Start the runner's fork server now (it preloads torch while the window is built).
 
     Returns at once; the server process imports on its own. ``core.runner_process``
-    uses the same server later (one per process, with the same preload list)."""
+    uses the same server later (one per process; its preload list is covered by ours)."""
+    if "forkserver" not in mp.get_all_start_methods():  # Windows: the runner spawns its children
+        return
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(RUNNER_PRELOAD)
     forkserver.ensure_running()
