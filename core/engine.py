@@ -224,6 +224,10 @@ class Engine:
     def group_of(self) -> dict[str, int]:
         return {n: gi for gi, g in enumerate(self.group_specs) for n in g.tensors}
 
+    def added_tensors(self) -> list[TensorSpec]:
+        """The tensors that joined by add_param_group (after the spec's own, or the model's)."""
+        return self.tensor_specs[self._n_built:]
+
     def numel(self) -> int:
         return sum(p.numel() for p in self.params.values())
 
@@ -524,7 +528,7 @@ class Engine:
         return {
             "step": self.step_count,
             "structure": self.structure(),
-            "added": list(self.tensor_specs[self._n_built:]),
+            "added": list(self.added_tensors()),
             "groups": list(self.group_specs),
             "params": {n: p.detach().clone() for n, p in self.params.items()},
             "grads": {n: p.grad.detach().clone() for n, p in self.params.items() if p.grad is not None},

@@ -72,3 +72,34 @@ def test_the_optimlab_command_opens_files_and_window_options_in_the_app_and_subc
     for argv in ([], ["session.optimlab"], ["seed_walkthrough"], ["--color-scheme", "dark"],
                  ["--screenshot", "x.png"], ["gui"]):
         assert not wants_cli(argv), argv
+
+
+def test_at_1024x700_the_tensors_keep_room_and_the_optimizer_form_uses_the_dock(make_window, qtbot):
+    from PySide6.QtWidgets import QScrollArea
+    win = make_window(quadratic_spec(shape=(4, 4)))
+    for w, h in ((1280, 800), (1024, 700)):
+        win.resize(w, h)
+        qtbot.waitUntil(lambda: win.width() == w and win.height() == h)
+        qtbot.waitUntil(lambda: win.centralWidget().width() >= 0.36 * w)  # the side docks gave way
+        win.optimizer_dock.raise_()
+        scroll = win.optimizer_dock.widget()
+        assert isinstance(scroll, QScrollArea)  # the dock scrolls as a whole...
+        form = win.optimizer_panel.form
+        inner = [a for a in scroll.widget().findChildren(QScrollArea)]
+        assert not inner  # ...with no small scroll box of its own inside
+        qtbot.waitUntil(lambda: form.height() >= form.sizeHint().height())
+        toggle = form._toggle
+        scroll.ensureWidgetVisible(toggle)
+        qtbot.waitUntil(lambda: toggle.visibleRegion().boundingRect() == toggle.rect())  # "Advanced" not clipped
+
+
+def test_the_splash_is_on_screen_before_torch_is_imported_and_the_session_opens_after(tmp_path):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", OPTIMLAB_STARTUP_PROBE="quit", HOME=str(tmp_path),
+               XDG_CONFIG_HOME=str(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "app", "adam_rosenbrock"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    events = [line.split() for line in done.stdout.splitlines() if line.startswith("startup ")]
+    assert [e[1] for e in events] == ["first-window", "main-window", "ready"]
+    assert events[0][3] == "torch=no"  # a window at once, not after seconds of imports
+    assert float(events[0][2]) <= float(events[1][2]) <= float(events[2][2])
