@@ -217,6 +217,24 @@ def branches(session):
     return session.branches()
 
 
+def branch_history(session, branch: int):
+    """The curves of another branch (plain data), to overlay on the current one's."""
+    b = session.timeline.branches.get(branch)
+    if b is None:
+        raise ValueError(f"There is no branch {branch}")
+    session.flush()
+    return b.series.view()
+
+
+def set_checkpoint_budget(session, nbytes: int) -> int:
+    """The memory the timeline's checkpoints may use (thinned at once if over); returns what they use."""
+    if not 16 * 2 ** 20 <= nbytes <= 2 ** 45:
+        raise ValueError(f"Checkpoint memory must be between 16 MB and 32 TB, not {nbytes:,} bytes")
+    tl = session.timeline
+    tl.checkpoints.set_budget(int(nbytes), tl.heads())
+    return tl.checkpoints.used
+
+
 def with_optimizer_spec(spec: SessionSpec, name: str, hparams: dict) -> SessionSpec:
     """``spec`` for optimizer ``name``: arguments and group overrides it does not take are dropped."""
     known = catalogue.info(name).defaults
