@@ -1,6 +1,9 @@
-"""Scalar series of a run against the step: loss, gradient norm, update norm, lr per group.
+"""Scalar series of a run against the step: loss, gradient norm, update norm, the update/weight
+ratio and the lr per group.
 
-Four small plots share one x axis so a spike lines up across them. Curves are made once
+Five small plots share one x axis so a spike lines up across them. Where a point stands for
+several steps (a long run's bucketed series) a light band shows each bucket's min..max; other
+branches' curves can be overlaid, faintly, in their colours. Curves are made once
 and fed with ``setData``; NaN points (no loss yet, a group added later) leave gaps. The
 legend is a line of text above the plots (never on the data), the curves can be smoothed
 (TensorBoard's debiased moving average, the raw curve faint behind), either axis can be
@@ -8,28 +11,25 @@ logarithmic, and the series export as CSV or the plots as PNG.
 """
 from __future__ import annotations
 
-import csv
-import io
-import os
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QMenu, QSlider, QToolButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QMenu, QSlider, QToolButton, QVBoxLayout, QWidget
 
 from core.snapshot import History
+from widgets.curve_layers import BranchOverlays, Envelope
+from widgets.curves_export import CurvesExport
 from widgets.pg_setup import cache_axes, compact_ticks, configure
 from widgets.wheel_guard import guard
 
 configure()
 
-SERIES = ("loss", "grad_norm", "update_norm", "lr")
+SERIES = ("loss", "grad_norm", "update_norm", "update_ratio", "lr")
 SMOOTHED = ("loss", "grad_norm", "update_norm")
-LABELS = {"loss": "loss", "grad_norm": "grad norm", "update_norm": "update norm", "lr": "lr"}
-AXIS_LABELS = {"grad_norm": "|grad|", "update_norm": "|update|"}  # short: the rows are narrow
+GROUPED = ("update_ratio", "lr")  # one curve per param_group
+LABELS = {"loss": "loss", "grad_norm": "grad norm", "update_norm": "update norm", "update_ratio": "update ratio",
+          "lr": "lr"}
+AXIS_LABELS = {"grad_norm": "|grad|", "update_norm": "|update|", "update_ratio": "|Δp|/|p|"}  # the rows are narrow
 COLORS = {"loss": (255, 170, 60), "grad_norm": (90, 170, 255), "update_norm": (120, 210, 120)}
 VAL_COLOR = (240, 90, 170)
 # distinct, colour-blind-friendly-ish colours for lr groups (cycled)
@@ -77,23 +77,7 @@ def _swatch(color, text: str) -> str:
     return f"<span style='color: rgb{tuple(color)}'>━━</span>&nbsp;{text}"
 
 
-def _atomic_write(path, write) -> None:
-    """``write(fileobj)`` to a temp file beside ``path``, flushed and fsynced, then moved over it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-class CurvesView(QWidget):
+class CurvesView(CurvesExport, QWidget):
     """Plots a ``History``; hovering a plot reads out the nearest point."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -113,7 +97,10 @@ class CurvesView(QWidget):
         self.logX = QCheckBox("log x", self)
         self.logX.setToolTip("Logarithmic step axis")
         self.logY = QCheckBox("log y", self)
-        self.logY.setToolTip("Logarithmic value axes")
+        self.logY.setToolTip("Logarithmic value axes (loss, norms, lr)")
+        self.ratioLog = QCheckBox("log ratio", self, checked=True)
+        self.ratioLog.setToolTip("Logarithmic axis for the update/weight ratio ||Δp|| / ||p|| per group "
+                                 "(its usual values span decades; about 1e-3 is the common rule of thumb)")
         self.exportButton = QToolButton(self)
         self.exportButton.setText("Export")
         self.exportButton.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -132,7 +119,10 @@ class CurvesView(QWidget):
         self.plots: dict[str, pg.PlotItem] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.raw: dict[str, pg.PlotDataItem] = {}
-        self.lrCurves: list[pg.PlotDataItem] = []
+        self.groupCurves: dict[str, list[pg.PlotDataItem]] = {name: [] for name in GROUPED}
+        self.lrCurves = self.groupCurves["lr"]
+        self.ratioCurves = self.groupCurves["update_ratio"]
+        self.envelopes: dict[str, Envelope] = {}
         self._markers: dict[str, pg.PlotDataItem] = {}
         for row, name in enumerate(SERIES):
             plot = self.graphics.addPlot(row=row, col=0)
@@ -151,7 +141,8 @@ class CurvesView(QWidget):
                 plot.setLabel("bottom", "step")
             if row:
                 plot.setXLink(self.plots[SERIES[0]])
-            if name != "lr":
+            if name not in GROUPED:
+                self.envelopes[name] = Envelope(plot, COLORS[name])
                 self.raw[name] = _curve(COLORS[name], RAW_ALPHA)
                 self.raw[name].setVisible(False)
                 plot.addItem(self.raw[name])
@@ -168,10 +159,13 @@ class CurvesView(QWidget):
                                        symbolBrush=VAL_COLOR, symbolPen=None, connect="finite")
         self.plots["loss"].addItem(self.valLoss)
         self.plots["loss"].setTitle(None)
+        self.overlays = BranchOverlays(self.plots)
+        self.plots["update_ratio"].setLogMode(x=False, y=True)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.smoothing.valueChanged.connect(self._on_smoothing)
         self.logX.toggled.connect(self._on_log)
         self.logY.toggled.connect(self._on_log)
+        self.ratioLog.toggled.connect(self._on_log)
 
         top = QHBoxLayout()
         top.setSpacing(6)
@@ -179,6 +173,7 @@ class CurvesView(QWidget):
         top.addWidget(self.smoothing)
         top.addWidget(self.logX)
         top.addWidget(self.logY)
+        top.addWidget(self.ratioLog)
         top.addStretch(1)
         top.addWidget(self.exportButton)
         lay = QVBoxLayout(self)
@@ -205,6 +200,8 @@ class CurvesView(QWidget):
             self.raw[name].setData(x, y)
             self.raw[name].setVisible(w > 0)
             curve.setData(x, smooth(y, w))
+            self.envelopes[name].set(x, getattr(h, f"{name}_min", None), getattr(h, f"{name}_max", None),
+                                     getattr(h, "bucket", 1), self._log_y(name))
         val = getattr(h, "val_loss", None)
         has_val = val is not None and len(val) and bool(np.isfinite(val).any())
         if has_val:
@@ -220,17 +217,21 @@ class CurvesView(QWidget):
             self.plots["loss"].setTitle("no loss: the gradients are set by hand", size="8pt")
         elif not has_val:
             self.plots["loss"].setTitle(None)
-        self._sync_lr(len(h.lr))
-        for curve, series in zip(self.lrCurves, h.lr):
-            curve.setData(x, np.asarray(series, dtype=np.float64))
-        self._update_legend(bool(has_val), len(h.lr))
+        ratios = tuple(getattr(h, "update_ratio", ()))
+        for name, groups in (("lr", h.lr), ("update_ratio", ratios)):
+            self._sync_groups(name, len(groups))
+            for curve, series in zip(self.groupCurves[name], groups):
+                curve.setData(x, np.asarray(series, dtype=np.float64))
+        self._update_legend(bool(has_val), max(len(h.lr), len(ratios)), bool(ratios))
         self._frame_x(x)
-        for name in SERIES:
-            ys = [np.asarray(c.getData()[1] if c.getData()[1] is not None else [], dtype=np.float64)
-                  for c in (self.lrCurves if name == "lr" else [self.curves[name]])]
-            self._frame_y(name, np.concatenate(ys) if ys else np.zeros(0))
+        self._frame_all_y()
         if self._last_hover is not None:  # keep the read-out live while the run goes on
             self.hoverAt(*self._last_hover)
+
+    def setOverlays(self, branches: dict) -> None:
+        """Other branches' curves: ``{branch id: (colour, History)}`` (an empty dict removes them)."""
+        self.overlays.set(branches)
+        self._frame_all_y()
 
     def smoothingWeight(self) -> float:
         return self.smoothing.value() / 100.0
@@ -245,14 +246,15 @@ class CurvesView(QWidget):
     def pointAt(self, series: str, x: float, y: float | None = None) -> tuple[str, float, float] | None:
         """Nearest finite point to step ``x`` in ``series``: ``(label, step, value)``.
 
-        For "lr" with several groups, the group whose value at that step is nearest
-        to ``y`` (data units, as drawn) is chosen. Values are the raw ones, not smoothed.
+        For "lr" and "update_ratio" with several groups, the group whose value at that step is
+        nearest to ``y`` (data units, as drawn) is chosen. Values are the raw ones, not smoothed.
         """
         h = self._history
         steps = np.asarray(h.step, dtype=np.float64)
-        if series == "lr":
+        if series in GROUPED:
+            groups = tuple(getattr(h, series, ()))
             best = None
-            for g, s in enumerate(h.lr):
+            for g, s in enumerate(groups):
                 i = nearest_finite(steps, s, x)
                 if i is None:
                     continue
@@ -262,7 +264,7 @@ class CurvesView(QWidget):
             if best is None:
                 return None
             _, g, i = best
-            return f"lr group {g}", float(steps[i]), float(h.lr[g][i])
+            return f"{LABELS[series]} group {g}", float(steps[i]), float(groups[g][i])
         values = getattr(h, series)
         i = nearest_finite(steps, values, x)
         if i is None:
@@ -289,63 +291,7 @@ class CurvesView(QWidget):
         marker.setData([step], [value])
         marker.setVisible(True)
 
-    def exportCsv(self, path) -> None:
-        """The series as CSV: one row per recorded step, an empty cell where there is no value."""
-        h = self._history
-        cols = {"step": h.step, "loss": h.loss, "grad_norm": h.grad_norm, "update_norm": h.update_norm}
-        if h.val_loss is not None and len(h.val_loss) and np.isfinite(h.val_loss).any():
-            cols["val_loss"] = h.val_loss
-            if h.val_accuracy is not None:
-                cols["val_accuracy"] = h.val_accuracy
-        for g, s in enumerate(h.lr):
-            cols[f"lr_group_{g}"] = s
-        buf = io.StringIO()
-        out = csv.writer(buf, lineterminator="\n")
-        out.writerow(list(cols))
-        arrays = [np.asarray(v, dtype=np.float64) for v in cols.values()]
-        for i in range(len(h.step)):
-            row = []
-            for k, a in zip(cols, arrays):
-                v = float(a[i])
-                row.append("" if v != v else str(int(v)) if k == "step" else repr(v))
-            out.writerow(row)
-        data = buf.getvalue().encode()
-        _atomic_write(path, lambda f: f.write(data))
-
-    def exportPng(self, path) -> None:
-        """The four plots as drawn now, as a PNG."""
-        image = self.graphics.grab()
-
-        def write(f):
-            from PySide6.QtCore import QBuffer, QByteArray, QIODevice
-            raw = QByteArray()
-            buf = QBuffer(raw)
-            buf.open(QIODevice.OpenModeFlag.WriteOnly)
-            if not image.save(buf, "PNG"):
-                raise OSError(f"Could not encode {Path(path).name} as PNG")
-            f.write(bytes(raw.data()))
-        _atomic_write(path, write)
-
     # -------------------------------------------------------------- internals
-    def _ask_csv(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export the series", "curves.csv", "CSV (*.csv)")
-        if path:
-            self._export(self.exportCsv, path)
-
-    def _ask_png(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export the plots", "curves.png", "PNG (*.png)")
-        if path:
-            self._export(self.exportPng, path)
-
-    def _export(self, fn, path) -> None:
-        try:
-            fn(path)
-        except OSError as e:
-            self.hover.setText(f"<span style='color: #d32f2f'>Could not write {Path(path).name}: "
-                               f"{e.strerror or e}</span>")
-        else:
-            self.hover.setText(f"<span style='color: grey'>wrote {Path(path).name}</span>")
-
     def _frame_x(self, x: np.ndarray) -> None:
         """With fewer than two steps recorded, show steps 0..1 (pyqtgraph's range around a
         single point runs from -20 to 20); from two on, the range follows the data again."""
@@ -364,7 +310,7 @@ class CurvesView(QWidget):
         around one value runs from v - 0.5 to v + 0.5, and an lr of 0.01 then reads "0"."""
         finite = y[np.isfinite(y)]
         vb = self.plots[name].getViewBox()
-        flat = finite.size > 0 and finite.min() == finite.max() and not self.logY.isChecked()
+        flat = finite.size > 0 and finite.min() == finite.max() and not self._log_y(name)
         if flat:
             v = float(finite[0])
             half = abs(v) * 0.5 or 1.0
@@ -374,12 +320,12 @@ class CurvesView(QWidget):
             self._forced_y.discard(name)
             vb.enableAutoRange(axis=pg.ViewBox.YAxis)
 
-    def _update_legend(self, has_val: bool, groups: int) -> None:
+    def _update_legend(self, has_val: bool, groups: int, ratios: bool = False) -> None:
         entries = []  # (plot, [(colour, name)])
         if has_val:
             entries.append(("loss", [(COLORS["loss"], "train"), (VAL_COLOR, "validation")]))
         if groups:
-            entries.append(("lr", [(GROUP_COLORS[g % len(GROUP_COLORS)], f"group {g}") for g in range(groups)]))
+            entries.append(("lr, update ratio" if ratios else "lr", [(GROUP_COLORS[g % len(GROUP_COLORS)], f"group {g}") for g in range(groups)]))
         self._legend_plain = " · ".join(f"{p}: {', '.join(n for _, n in items)}" for p, items in entries)
         parts = [f"{p}: " + " ".join(_swatch(c, n) for c, n in items) for p, items in entries]
         text = "&nbsp;&nbsp;&nbsp;".join(parts)
@@ -387,23 +333,37 @@ class CurvesView(QWidget):
             self.legendLabel.setText(text)
         self.legendLabel.setVisible(bool(parts))
 
-    def _sync_lr(self, n: int) -> None:
-        plot = self.plots["lr"]
-        while len(self.lrCurves) > n:
-            plot.removeItem(self.lrCurves.pop())
-        while len(self.lrCurves) < n:
-            g = len(self.lrCurves)
+    def _sync_groups(self, name: str, n: int) -> None:
+        plot, curves = self.plots[name], self.groupCurves[name]
+        while len(curves) > n:
+            plot.removeItem(curves.pop())
+        while len(curves) < n:
+            g = len(curves)
             curve = _curve(GROUP_COLORS[g % len(GROUP_COLORS)])
             plot.addItem(curve)
-            self.lrCurves.append(curve)
+            curves.append(curve)
+
+    def _log_y(self, name: str) -> bool:
+        return (self.ratioLog if name == "update_ratio" else self.logY).isChecked()
+
+    def _frame_all_y(self) -> None:
+        for name in SERIES:
+            items = self.groupCurves[name] if name in GROUPED else [self.curves[name]]
+            ys = [np.asarray(c.getData()[1] if c.getData()[1] is not None else [], dtype=np.float64)
+                  for c in items]
+            if name in self.curves:
+                ys += [np.asarray(v, dtype=np.float64) for v in self.overlays.values(name)]
+                if self.envelopes[name].isVisible():
+                    ys += [np.asarray(v, dtype=np.float64) for v in self.envelopes[name].data()]
+            self._frame_y(name, np.concatenate(ys) if ys else np.zeros(0))
 
     def _on_smoothing(self, value: int) -> None:
         self.smoothingLabel.setText(f"smooth {value / 100:.2f}" if value else "smooth 0")
         self.setHistory(self._history)
 
     def _on_log(self, _on: bool = False) -> None:
-        for plot in self.plots.values():
-            plot.setLogMode(x=self.logX.isChecked(), y=self.logY.isChecked())
+        for name, plot in self.plots.items():
+            plot.setLogMode(x=self.logX.isChecked(), y=self._log_y(name))
         self._forced_x = False
         self._forced_y.clear()
         for plot in self.plots.values():
@@ -418,7 +378,7 @@ class CurvesView(QWidget):
                 x, y = p.x(), p.y()
                 if self.logX.isChecked():
                     x = 10.0 ** x
-                if self.logY.isChecked():
+                if self._log_y(name):
                     y = 10.0 ** y
                 self.hoverAt(name, x, y)
                 return

@@ -33,9 +33,12 @@ class TensorPanel(QWidget):
 
     ``exactRequested(tensor_name, which, index)`` where ``which`` is "value", "grad" or a
     state key; answer with ``showExact(tensor_name, which, index, value)``.
+    ``valueEdited(tensor_name, which, index or None, value)``: the user set an element (or
+    filled the whole entry, index None) by double-clicking a cell or with "fill…".
     """
 
     exactRequested = Signal(str, str, tuple)
+    valueEdited = Signal(str, str, object, float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -43,6 +46,7 @@ class TensorPanel(QWidget):
         self._views: dict[str, TensorView] = {}
         self._texts: dict[str, str] = {}
         self._columns = 0
+        self._editable: tuple[bool, str] = (True, "")
 
         self.header = QLabel(self)
         self.header.setStyleSheet("color: grey;")
@@ -126,6 +130,14 @@ class TensorPanel(QWidget):
         self.scalars.setText("&nbsp;&nbsp;&nbsp;".join(
             f"{html.escape(k)}&nbsp;<b>{html.escape(v)}</b>" for k, v in texts.items()))
 
+    def setEditable(self, on: bool, why: str = "") -> None:
+        """Allow double-click edits, or refuse them saying ``why`` (e.g. while running)."""
+        if (on, why) == self._editable:
+            return
+        self._editable = (on, why)
+        for view in self._views.values():
+            view.setEditable(on, why) if why else view.setEditable(on)
+
     @Slot(str, str, tuple, float)
     def showExact(self, tensor_name: str, which: str, index: tuple, value: float) -> None:
         """Route an exact value fetched for ``exactRequested`` to its view."""
@@ -149,6 +161,9 @@ class TensorPanel(QWidget):
                 # the grid decides the size, never what a view happens to show (plot, "None", a number)
                 view.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
                 view.exactRequested.connect(partial(self._forward, key))
+                view.valueEdited.connect(partial(self._forward_edit, key))
+                on, why = self._editable
+                view.setEditable(on, why) if why else view.setEditable(on)
                 self._views[key] = view
             elif only is not None and key not in only:
                 continue
@@ -160,6 +175,9 @@ class TensorPanel(QWidget):
 
     def _forward(self, which: str, index: tuple) -> None:
         self.exactRequested.emit(self._name, which, index)
+
+    def _forward_edit(self, which: str, index, value: float) -> None:
+        self.valueEdited.emit(self._name, which, index, value)
 
     def _relayout(self, force: bool = False) -> None:
         """Columns by the panel's width; every view the same size, so same-shape tensors are

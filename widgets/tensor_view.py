@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QSizePolicy, QStackedWidget,
 
 from core.snapshot import ArrayView
 from widgets.pg_setup import cache_axes, compact_ticks, configure, index_ticks
+from widgets.cell_edit import CellEditing
 from widgets.cell_labels import CELL_SIDE, CellLabels
 from widgets.wheel_guard import PlotWheel
 
@@ -81,14 +82,16 @@ def as_2d(values: np.ndarray) -> np.ndarray:
 ASPECT_LOCK_MAX = 2  # height/width ratio up to which cells are drawn square
 
 
-class TensorView(QWidget):
+class TensorView(CellEditing, QWidget):
     """Draws one ``ArrayView`` with a title, hover read-out and a statistics footer.
 
     Emits ``exactRequested(index)`` (an index of the full tensor) when the user hovers
-    a strided preview; answer with ``showExact(index, value)``.
+    a strided preview; answer with ``showExact(index, value)``. A double-click on a cell
+    (or "fill…") edits it: ``valueEdited(index or None, value)`` (see ``CellEditing``).
     """
 
     exactRequested = Signal(tuple)
+    valueEdited = Signal(object, float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -150,12 +153,14 @@ class TensorView(QWidget):
         head.setContentsMargins(0, 0, 0, 0)
         head.addWidget(self.title, 1)
         head.addWidget(self.resetButton)
+        edit_row = self._make_editor(head)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
         lay.addLayout(head)
         lay.addWidget(self.pages, 1)
         lay.addWidget(self.hover)
+        lay.addWidget(edit_row)
         lay.addWidget(self.stats)
         self.setView(None, "")
 
@@ -182,6 +187,7 @@ class TensorView(QWidget):
         pi.layout.setColumnFixedWidth(4, 4)
         pi.getViewBox().disableAutoRange()
         pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        pw.viewport().installEventFilter(self)  # double-click: edit the cell (CellEditing)
         self._zoomable(pw)
         self.cells = CellLabels(pi, QFont(self.font()))
         self._image_page = pw
@@ -206,6 +212,7 @@ class TensorView(QWidget):
         pi.addItem(self.bars)
         pi.addItem(self.step_curve)
         pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        pw.viewport().installEventFilter(self)  # double-click: edit the cell (CellEditing)
         self._zoomable(pw)
         self._bars_page = pw
         self.pages.addWidget(pw)
@@ -241,6 +248,10 @@ class TensorView(QWidget):
             self._gen += 1
         self._view = view
         self._hover_index = None
+        self.fillButton.setEnabled(self._editable and view is not None and view.numel > 0)
+        if view is None or (self.isEditing() and view.shape != getattr(self, "_edit_shape", None)):
+            self.cancelEdit()  # the element being edited is not there any more
+        self._edit_shape = None if view is None else view.shape
         if view is None:
             self._disp = None
             self.placeholder.setText(placeholder or ("no gradient" if "grad" in title.lower() else "None"))
@@ -262,7 +273,7 @@ class TensorView(QWidget):
             self.pages.setCurrentWidget(self.scalar)
             self.hover.hide()
             return
-        self.hover.show()
+        self.hover.setVisible(not self.isEditing())
         if len(view.shape) == 1:
             self._draw_bars(view)
         else:
@@ -467,6 +478,9 @@ class TensorView(QWidget):
             return
         p = vb.mapSceneToView(pos)
         self.hoverAt(p.x(), p.y())
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
+        return self._edit_event(obj, event) or super().eventFilter(obj, event)
 
     def leaveEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().leaveEvent(event)

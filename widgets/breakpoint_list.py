@@ -1,0 +1,116 @@
+"""Breakpoints: conditions that pause the run, each with an on/off box, plus a field to add one.
+
+The widget only asks: ``changeRequested([(condition, enabled), ...])`` is the whole list the
+user wants. The app checks it (a bad condition gets one sentence beside the field,
+``setRefusal``) and pushes back what the session holds with ``setBreakpoints``; the field
+is emptied once its condition is in the list.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton,
+                               QVBoxLayout, QWidget)
+
+SYNTAX = ("loss nonfinite · params nonfinite · loss > 5 · loss rising 10 · grad_norm > 10 · update_norm > 1 · "
+          "update_ratio[0] > 0.01 · weight.grad abs > 100 · weight.exp_avg_sq nonfinite · step == 120")
+
+
+class BreakpointList(QWidget):
+    """A checkable list of conditions, Remove, and a field (with Add) for a new one."""
+
+    changeRequested = Signal(list)  # [(text, enabled), ...]
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._shown: tuple[tuple[str, bool], ...] = ()
+        self.list = QListWidget()
+        self.list.setToolTip("The run pauses at the first step where a ticked condition holds")
+        self.field = QLineEdit()
+        self.field.setPlaceholderText("e.g. grad_norm > 10")
+        self.field.setToolTip("A condition, one of:\n" + SYNTAX.replace(" · ", "\n"))
+        self.field.setClearButtonEnabled(True)
+        self.addButton = QPushButton("Add")
+        self.addButton.setToolTip("Add the condition typed in the field (Enter)")
+        self.removeButton = QPushButton("Remove")
+        self.removeButton.setToolTip("Remove the selected condition")
+        self.refusal = QLabel()
+        self.refusal.setWordWrap(True)
+        self.refusal.setStyleSheet("color: #d32f2f;")
+        self.refusal.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.refusal.hide()
+        self.hint = QLabel(f"<span style='color: grey'>{SYNTAX}</span>")
+        self.hint.setWordWrap(True)
+
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.field, 1)
+        row.addWidget(self.addButton)
+        row.addWidget(self.removeButton)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.setSpacing(3)
+        lay.addWidget(self.list, 1)
+        lay.addLayout(row)
+        lay.addWidget(self.refusal)
+        lay.addWidget(self.hint)
+
+        self.field.returnPressed.connect(self._add)
+        self.field.textEdited.connect(lambda _: self.setRefusal(""))
+        self.addButton.clicked.connect(self._add)
+        self.removeButton.clicked.connect(self._remove)
+        self.list.itemChanged.connect(lambda _: self.changeRequested.emit(self.entries()))
+        self.list.currentRowChanged.connect(lambda r: self.removeButton.setEnabled(r >= 0))
+        self.removeButton.setEnabled(False)
+
+    # ----------------------------------------------------------------- public
+    def setBreakpoints(self, entries) -> None:
+        """Show ``[(text, enabled), ...]`` as the session holds them; a typed condition that is
+        now in the list leaves the field."""
+        entries = tuple((str(t), bool(on)) for t, on in entries)
+        if entries == self._shown:
+            return
+        added = {t for t, _ in entries} - {t for t, _ in self._shown}
+        self._shown = entries
+        row = self.list.currentRow()
+        self.list.blockSignals(True)
+        self.list.clear()
+        for text, on in entries:
+            item = QListWidgetItem(text)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+            self.list.addItem(item)
+        self.list.setCurrentRow(min(row, self.list.count() - 1))
+        self.list.blockSignals(False)
+        self.removeButton.setEnabled(self.list.currentRow() >= 0)
+        if added and self.field.text().strip():
+            self.field.clear()
+            self.setRefusal("")
+
+    def entries(self) -> list[tuple[str, bool]]:
+        """The list as shown now: ``[(text, enabled), ...]``."""
+        return [(self.list.item(i).text(), self.list.item(i).checkState() == Qt.CheckState.Checked)
+                for i in range(self.list.count())]
+
+    def setRefusal(self, sentence: str) -> None:
+        """One sentence beside the field saying why its condition was refused ("" hides it)."""
+        self.refusal.setText(sentence)
+        self.refusal.setVisible(bool(sentence))
+
+    def refusalText(self) -> str:
+        return self.refusal.text() if self.refusal.isVisible() else ""
+
+    # -------------------------------------------------------------- internals
+    def _add(self) -> None:
+        text = " ".join(self.field.text().split())
+        if not text:
+            self.setRefusal("Type a condition first, e.g. grad_norm > 10")
+            return
+        self.changeRequested.emit(self.entries() + [(text, True)])
+
+    def _remove(self) -> None:
+        row = self.list.currentRow()
+        if row < 0:
+            return
+        entries = self.entries()
+        del entries[row]
+        self.changeRequested.emit(entries)
