@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QDockWidget, QWidget
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: the Branches and Breakpoints docks
 
 
 class WindowLayout:
@@ -38,15 +38,18 @@ class WindowLayout:
         self.addDockWidget(R, self.curves_dock)
         self.addDockWidget(R, self.state_dock)
         self.splitDockWidget(self.curves_dock, self.state_dock, Qt.Orientation.Vertical)
+        self.tabifyDockWidget(self.state_dock, self.branches_dock)
+        self.tabifyDockWidget(self.state_dock, self.breakpoints_dock)
         self.tabifyDockWidget(self.curves_dock, self.landscape_dock)
         self.tabifyDockWidget(self.curves_dock, self.decision_dock)
         for d in self.findChildren(QDockWidget):
             d.show()
         self.optimizer_dock.raise_()
         self.curves_dock.raise_()
+        self.state_dock.raise_()
         self.resizeDocks([self.controls_dock, self.curves_dock], [360, 400], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.controls_dock, self.optimizer_dock], [150, 600], Qt.Orientation.Vertical)
-        self.resizeDocks([self.curves_dock, self.state_dock], [400, 350], Qt.Orientation.Vertical)
+        self.resizeDocks([self.controls_dock, self.optimizer_dock], [190, 560], Qt.Orientation.Vertical)
+        self.resizeDocks([self.curves_dock, self.state_dock], [460, 290], Qt.Orientation.Vertical)
 
     def _fit_screen(self) -> None:
         """No bigger than the screen's free area (a 1024x700 screen gets a 1024x700 window).

@@ -32,7 +32,9 @@ from .landscape_ui import LandscapeUI
 from .layout import WindowLayout
 from .messages import one_sentence
 from .optimizer_panel import OptimizerPanel
+from .timeline_ui import TimelineUI
 from .training import TrainingUI
+from .value_edits import ValueEdits
 
 SLOW_HZ = 5  # curves, state tree, landscape and optimizer-state views while running
 
@@ -41,7 +43,7 @@ def _on_screen(widget) -> bool:
     return widget.isVisible() and not widget.visibleRegion().isEmpty()
 
 
-class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
+class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, WindowLayout, LandscapeUI, QMainWindow):
     """optimlab's window. ``session`` is sent to the runner (its own process) and never
     touched here again. Without one, the runner starts on a blank session and the window
     shows ``spec`` (if given) until ``open_initial`` has opened the real one there."""
@@ -100,7 +102,7 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
         self.tensors_view = centre
         self.setCentralWidget(centre)
         self.controls = RunControls()
-        self.controls_dock = self._dock("Controls", self.controls, L)
+        self.controls_dock = self._dock("Controls", self.build_timeline_strip(self.controls), L)
         self.problem = ProblemEditor()
         self.problem.setDevices(catalogue.devices())
         self.problem_dock = self._dock("Problem", self.build_training(self.problem), L)
@@ -126,6 +128,7 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
         self.landscape = LandscapeView()
         self.landscape_dock = self._dock("Landscape", self.landscape, R)
         self.decision_dock = self._dock("Decision boundary", self.decision, R)
+        self.build_timeline_docks()
         self._default_layout()
         for d in (self.curves_dock, self.state_dock, self.landscape_dock, self.decision_dock):
             d.visibilityChanged.connect(lambda shown: shown and self._draw_slow(self.snapshot, force=True))
@@ -138,6 +141,7 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
         self.optimizer_panel.groupValueChanged.connect(self.on_group_value)
         self.tensor_combo.currentTextChanged.connect(lambda _: self._draw_tensor())
         self.tensor_panel.exactRequested.connect(self.on_exact_requested)
+        self.tensor_panel.valueEdited.connect(self.on_value_edited)
         self.landscape.startRequested.connect(self.on_start_point)
         c = self.controls
         c.stepRequested.connect(self.step)
@@ -167,6 +171,7 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
             view.addAction(d.toggleViewAction())
         view.addSeparator()
         act(view, "Reset layout", self._default_layout)
+        self.build_edit_menu(before=run)
 
     # ----- driving the runner -----
 
@@ -244,15 +249,7 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
 
         def ok(new_spec):
             self._building -= 1
-            old = self.spec
-            self.spec = new_spec
-            if self._building == 0:  # an edit still in flight would be undone by a refresh now
-                self.problem.setSpec(new_spec)
-                self.sync_training(new_spec)
-            if new_spec.set_to_none != old.set_to_none:
-                self.controls.setSetToNone(new_spec.set_to_none)
-            self._landscape_key = None
-            self._draw_landscape(self.bridge.latest())  # the new objective's map now, not at the next step
+            self.adopt_spec(new_spec, force=True)
             self.tensor_panel.resetViews()  # a zoom into the old session's tensors means nothing here
             if on_ok:
                 on_ok()
@@ -268,6 +265,21 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
         self.bridge.replace(build, *args, on_ok=ok, on_error=fail)
         if restarted:
             self.bridge.runner.set_rate_limit(self.controls.speedLimit())
+
+    def adopt_spec(self, new_spec, force: bool = False) -> None:
+        """The runner's session now stands on ``new_spec`` (built, or another branch after a goto,
+        undo or redo): the Problem dock, the training panel and the landscape follow it."""
+        old = self.spec
+        if new_spec == old and not force:
+            return
+        self.spec = new_spec
+        if self._building == 0:  # an edit still in flight would be undone by a refresh now
+            self.problem.setSpec(new_spec)
+            self.sync_training(new_spec)
+        if new_spec.set_to_none != old.set_to_none:
+            self.controls.setSetToNone(new_spec.set_to_none)
+        self._landscape_key = None
+        self._draw_landscape(self.bridge.latest())  # the new objective's map now, not at the next step
 
     @Slot(object)
     def on_spec_edited(self, spec) -> None:
@@ -332,6 +344,7 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
         self.optimizer_panel.setState(s.optimizer, self.spec.hparams, s.groups, s.step)
         rate = self._rate.update(time.perf_counter(), s.step, s.running)
         self.status.setText(format_status(s.step, s.loss, rate, s.device, s.running))
+        self.draw_timeline(s)
         if s.error is not None and s.error != self._shown_error:
             self._shown_error = s.error
             self.show_error("The run stopped", f"{s.error.type}: {s.error.message}", s.error.traceback)

@@ -194,6 +194,11 @@ def goto(session, step, branch=None) -> int:
     return session.step_count
 
 
+def current_spec(session) -> SessionSpec:
+    """The spec of the branch the session stands on now (goto, undo and redo can change it)."""
+    return session.spec
+
+
 def undo(session) -> bool:
     return session.undo()
 

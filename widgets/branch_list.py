@@ -115,7 +115,7 @@ class BranchList(QWidget):
             item = QTreeWidgetItem(parent if parent is not None else self.tree)
             origin = "—" if b.parent is None else f"{b.parent} at {b.fork_step:,}"
             texts = ("", f"{'▶ ' if b.current else ''}{b.id}", origin, f"{b.steps:,}", _loss_text(b.last_loss),
-                     b.optimizer, b.reason)
+                     b.optimizer, b.reason or "the first")
             for col, text in enumerate(texts):
                 item.setText(col, text)
                 if b.current:
@@ -124,7 +124,7 @@ class BranchList(QWidget):
             item.setCheckState(0, Qt.CheckState.Checked if b.id in self._overlaid else Qt.CheckState.Unchecked)
             item.setToolTip(0, "the current branch: its curves are drawn in full" if b.current
                             else "overlay this branch's curves, faintly, in this colour")
-            item.setToolTip(6, b.reason)
+            item.setToolTip(6, b.reason or "the session's first branch")
             item.setData(0, Qt.ItemDataRole.UserRole, b.id)
             if b.current:
                 for col in range(len(COLUMNS)):

@@ -67,10 +67,10 @@ class BreakpointList(QWidget):
         """Show ``[(text, enabled), ...]`` as the session holds them; a typed condition that is
         now in the list leaves the field."""
         entries = tuple((str(t), bool(on)) for t, on in entries)
-        if entries == self._shown:
-            return
         added = {t for t, _ in entries} - {t for t, _ in self._shown}
         self._shown = entries
+        if entries == tuple(self.entries()):  # compared with what is on screen: a refused tick goes back
+            return
         row = self.list.currentRow()
         self.list.blockSignals(True)
         self.list.clear()

@@ -60,7 +60,7 @@ class Envelope:
 
     def data(self) -> tuple[np.ndarray, np.ndarray]:
         """(min, max) as drawn (empty when hidden)."""
-        lo, hi = self.lo.getData()[1], self.hi.getData()[1]
+        lo, hi = self.lo.getOriginalDataset()[1], self.hi.getOriginalDataset()[1]
         return (np.zeros(0) if lo is None else lo), (np.zeros(0) if hi is None else hi)
 
 
@@ -91,11 +91,11 @@ class BranchOverlays:
         """What is drawn: branch -> series name -> y values."""
         out: dict[int, dict[str, np.ndarray]] = {}
         for (b, name), item in self._items.items():
-            y = item.getData()[1]
+            y = item.getOriginalDataset()[1]
             out.setdefault(b, {})[name] = np.zeros(0) if y is None else y
         return out
 
     def values(self, name: str) -> list[np.ndarray]:
         """Every overlaid branch's y values of ``name`` (for the plot's y range)."""
-        return [item.getData()[1] for (b, n), item in self._items.items()
-                if n == name and item.getData()[1] is not None]
+        return [item.getOriginalDataset()[1] for (b, n), item in self._items.items()
+                if n == name and item.getOriginalDataset()[1] is not None]

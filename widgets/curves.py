@@ -29,7 +29,10 @@ SMOOTHED = ("loss", "grad_norm", "update_norm")
 GROUPED = ("update_ratio", "lr")  # one curve per param_group
 LABELS = {"loss": "loss", "grad_norm": "grad norm", "update_norm": "update norm", "update_ratio": "update ratio",
           "lr": "lr"}
-AXIS_LABELS = {"grad_norm": "|grad|", "update_norm": "|update|", "update_ratio": "|Δp|/|p|"}  # the rows are narrow
+AXIS_LABELS = {"grad_norm": "|grad|", "update_norm": "|update|", "update_ratio": "ratio"}  # the rows are narrow
+# measured as often as a small share of the run's time allows: a step without a measurement is
+# not a gap in the curve (as a step without a loss is), so these lines join the measured points
+MEASURED = ("grad_norm", "update_norm", "update_ratio")
 COLORS = {"loss": (255, 170, 60), "grad_norm": (90, 170, 255), "update_norm": (120, 210, 120)}
 VAL_COLOR = (240, 90, 170)
 # distinct, colour-blind-friendly-ish colours for lr groups (cycled)
@@ -83,6 +86,7 @@ class CurvesView(CurvesExport, QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._history = History.empty()
+        self._smoothed: dict[str, np.ndarray] = {}  # the smoothed series, aligned with the history
         self._last_hover: tuple[str, float, float | None] | None = None
         self._forced_x = False
         self._forced_y: set[str] = set()
@@ -195,11 +199,14 @@ class CurvesView(CurvesExport, QWidget):
         self._history = h
         x = np.asarray(h.step, dtype=np.float64)
         w = self.smoothingWeight()
+        self._smoothed = {}
         for name, curve in self.curves.items():
             y = np.asarray(getattr(h, name), dtype=np.float64)
-            self.raw[name].setData(x, y)
+            self._smoothed[name] = sm = smooth(y, w)
+            seen = ~np.isnan(y) if name in MEASURED else slice(None)
+            self.raw[name].setData(x[seen], y[seen])
             self.raw[name].setVisible(w > 0)
-            curve.setData(x, smooth(y, w))
+            curve.setData(x[seen], sm[seen])
             self.envelopes[name].set(x, getattr(h, f"{name}_min", None), getattr(h, f"{name}_max", None),
                                      getattr(h, "bucket", 1), self._log_y(name))
         val = getattr(h, "val_loss", None)
@@ -221,7 +228,9 @@ class CurvesView(CurvesExport, QWidget):
         for name, groups in (("lr", h.lr), ("update_ratio", ratios)):
             self._sync_groups(name, len(groups))
             for curve, series in zip(self.groupCurves[name], groups):
-                curve.setData(x, np.asarray(series, dtype=np.float64))
+                y = np.asarray(series, dtype=np.float64)
+                seen = ~np.isnan(y) if name in MEASURED else slice(None)
+                curve.setData(x[seen], y[seen])
         self._update_legend(bool(has_val), max(len(h.lr), len(ratios)), bool(ratios))
         self._frame_x(x)
         self._frame_all_y()
@@ -285,7 +294,7 @@ class CurvesView(CurvesExport, QWidget):
         if series in SMOOTHED and self.smoothingWeight() > 0:
             i = nearest_finite(np.asarray(self._history.step, dtype=np.float64),
                                getattr(self._history, series), x)
-            text += f" (smoothed {self.curves[series].getData()[1][i]:.6g})"
+            text += f" (smoothed {self._smoothed[series][i]:.6g})"
         self.hover.setText(text)
         marker = self._markers[series]
         marker.setData([step], [value])

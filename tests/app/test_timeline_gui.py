@@ -1,0 +1,221 @@
+"""The timeline in the window (issue 9): nothing is lost, rewind and fork, branches, undo/redo."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
+from core.session import Session
+from tests.widgets.test_wheel_guard import wheel
+
+from . import probes
+from .conftest import manual_spec, on_runner, quadratic_spec, shown_values, type_line, wait_idle, wait_step
+
+LEFT = Qt.MouseButton.LeftButton
+CTRL = Qt.KeyboardModifier.ControlModifier
+
+
+def press(win, key, mods=Qt.KeyboardModifier.NoModifier):
+    win.tensor_panel.setFocus()
+    QTest.keyClick(win, key, mods)
+
+
+def branch_rows(win):
+    """(id, steps) of every branch listed, as the Branches dock shows them."""
+    return sorted((b.id, b.steps) for b in win.branch_list.branches())
+
+
+def expected(spec, steps: int) -> dict[str, np.ndarray]:
+    """A plain core session stepped ``steps`` times: the weight and its optimizer state."""
+    s = Session(spec)
+    s.run(steps)
+    p = s.params["weight"]
+    out = {"value": p.detach().numpy().copy(), "grad": p.grad.numpy().copy()}
+    out.update({k: v.numpy().copy() for k, v in s.optimizer.state[p].items()
+                if isinstance(v, torch.Tensor) and v.dim()})
+    return out
+
+
+def test_switching_the_optimizer_keeps_the_old_branch_and_undo_brings_it_back(make_window, qtbot):
+    win = make_window(manual_spec(hparams={"lr": 0.1, "momentum": 0.9}))
+    win.step(13)
+    wait_step(qtbot, win, 13)
+    before = shown_values(win)
+    win.optimizer_panel.combo.setCurrentText("Adam")
+    qtbot.waitUntil(lambda: win.snapshot.optimizer == "Adam" and win.snapshot.step == 0)
+    assert branch_rows(win) == [(0, 13), (1, 0)]
+    qtbot.waitUntil(lambda: win.statusBar().currentMessage()
+                    == "optimizer changed to Adam: new branch 1, branch 0 kept at step 13")
+    assert win.undo_action.isEnabled()
+    win.undo_action.trigger()  # Edit > Undo
+    qtbot.waitUntil(lambda: win.snapshot.branch == 0 and win.snapshot.step == 13)
+    np.testing.assert_array_equal(shown_values(win), before)
+    qtbot.waitUntil(lambda: win.optimizer_panel.combo.currentText() == "SGD" and win.spec.optimizer == "SGD")
+    assert branch_rows(win) == [(0, 13), (1, 0)]  # the Adam branch is kept too
+
+
+def test_the_wheel_on_a_focused_box_starts_a_branch_and_the_shortcuts_undo_and_redo_it(make_window, qtbot):
+    win = make_window(manual_spec(hparams={"lr": 0.1}))
+    win.step(5)
+    wait_step(qtbot, win, 5)
+    win.problem_dock.raise_()
+    when = win.problem.when
+    when.setFocus()  # clicked into: now the wheel chooses (gradient "once" <-> "every step")
+    old_when = when.currentData()
+    wheel(when, 120 if when.currentIndex() else -120)
+    qtbot.waitUntil(lambda: len(win.snapshot.branches) == 2 and win.snapshot.step == 0)
+    assert branch_rows(win) == [(0, 5), (1, 0)]
+    press(win, Qt.Key.Key_Z, CTRL)
+    qtbot.waitUntil(lambda: win.snapshot.branch == 0 and win.snapshot.step == 5)
+    qtbot.waitUntil(lambda: win.problem.when.currentData() == old_when)
+    assert win.redo_action.isEnabled()
+    press(win, Qt.Key.Key_Z, CTRL | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: win.snapshot.branch == 1 and win.snapshot.step == 0)
+    qtbot.waitUntil(lambda: win.problem.when.currentData() != old_when)
+
+
+def test_the_strip_rewinds_exactly_and_stepping_from_there_forks(make_window, qtbot):
+    spec = quadratic_spec("Adam", {"lr": 0.05}, shape=(3, 3))
+    win = make_window(spec)
+    win.step(20)
+    wait_step(qtbot, win, 20)
+    strip = win.timeline_strip
+    assert strip.slider.maximum() == 20
+    type_line(qtbot, strip.stepBox.lineEdit(), "7")
+    qtbot.waitUntil(lambda: win.snapshot.step == 7 and not win.snapshot.at_head)
+    wait_idle(qtbot, win)
+    want = expected(spec, 7)
+    for which in ("value", "grad", "exp_avg", "exp_avg_sq"):
+        np.testing.assert_array_equal(shown_values(win, which), want[which], err_msg=which)
+    assert strip.positionText() == "rewound to step 7 of branch 0 (of 20) — stepping forks a new branch"
+
+    qtbot.mouseClick(win.controls.stepButton, LEFT)
+    qtbot.waitUntil(lambda: win.snapshot.step == 8 and win.snapshot.at_head)
+    assert branch_rows(win) == [(0, 20), (1, 8)]
+    qtbot.waitUntil(lambda: win.statusBar().currentMessage()
+                    == "New branch 1 from step 7; branch 0 kept (20 steps)")
+    np.testing.assert_array_equal(shown_values(win), expected(spec, 8)["value"])
+    # back to the old branch by a click on its row: all 20 steps are there
+    root = win.branch_list.tree.topLevelItem(0)
+    rect = win.branch_list.tree.visualItemRect(root)
+    QTest.mouseClick(win.branch_list.tree.viewport(), LEFT, pos=rect.center())
+    qtbot.waitUntil(lambda: win.snapshot.branch == 0 and win.snapshot.step == 20)
+    wait_idle(qtbot, win)
+    np.testing.assert_array_equal(shown_values(win), expected(spec, 20)["value"])
+
+
+def test_a_ticked_branch_is_overlaid_on_the_curves(make_window, qtbot):
+    win = make_window(quadratic_spec("SGD", {"lr": 0.01}, shape=(2, 2)))
+    win.step(30)
+    wait_step(qtbot, win, 30)
+    win.optimizer_panel.combo.setCurrentText("Adam")
+    qtbot.waitUntil(lambda: len(win.snapshot.branches) == 2)
+    win.step(10)
+    wait_step(qtbot, win, 10)
+    win.branch_list.setOverlay(0, True)
+    qtbot.waitUntil(lambda: 0 in win.curves.overlays.shown())
+    loss = win.curves.overlays.shown()[0]["loss"]
+    assert len(loss) == 30 and np.isfinite(loss).all()
+    win.branch_list.setOverlay(0, False)
+    qtbot.waitUntil(lambda: not win.curves.overlays.shown())
+
+
+def test_a_breakpoint_pauses_the_run_and_the_status_bar_names_it(make_window, qtbot):
+    win = make_window(quadratic_spec(shape=(2, 2)))
+    bl = win.breakpoint_list
+    assert bl.entries() == [("loss nonfinite", True), ("params nonfinite", True)]
+    type_line(qtbot, bl.field, "grad_norm >")
+    assert bl.refusalText().startswith("Cannot read the breakpoint 'grad_norm >'")
+    type_line(qtbot, bl.field, "nosuch nonfinite")  # well formed, but not a tensor of this session
+    qtbot.waitUntil(lambda: "'nosuch', which is not a tensor of this session" in bl.refusalText())
+    assert len(bl.entries()) == 2
+    type_line(qtbot, bl.field, "step==7")
+    qtbot.waitUntil(lambda: ("step == 7", True) in bl.entries())
+    assert bl.field.text() == "" and bl.refusalText() == ""
+    qtbot.mouseClick(win.controls.runButton, LEFT)
+    qtbot.waitUntil(lambda: win.snapshot.step == 7 and not win.snapshot.running)
+    qtbot.waitUntil(lambda: win.statusBar().currentMessage() == "Paused at step 7: step == 7")
+    wait_idle(qtbot, win)
+    assert on_runner(win, probes.step_count) == 7
+
+
+def test_a_double_click_edit_changes_the_value_and_the_next_step_uses_it(make_window, qtbot):
+    from core.spec import EditTensor
+
+    from tests.widgets.test_cell_edit import double_click_cell
+    spec = manual_spec(hparams={"lr": 0.1, "momentum": 0.9})
+    win = make_window(spec)
+    win.step(3)
+    wait_step(qtbot, win, 3)
+    view = win.tensor_panel.views()["value"]
+    double_click_cell(qtbot, view, 0.5, 1.5)  # row 1, column 0
+    qtbot.waitUntil(view.isEditing)
+    type_line(qtbot, view.editField, "0.5")
+    qtbot.waitUntil(lambda: shown_values(win)[1, 0] == 0.5)
+    momentum = win.tensor_panel.views()["momentum_buffer"]
+    qtbot.mouseClick(momentum.fillButton, LEFT)
+    type_line(qtbot, momentum.editField, "0.25")
+    qtbot.waitUntil(lambda: (shown_values(win, "momentum_buffer") == 0.25).all())
+    qtbot.mouseClick(win.controls.stepButton, LEFT)
+    wait_step(qtbot, win, 4)
+
+    plain = Session(spec)
+    plain.run(3)
+    plain.apply(EditTensor("weight", "value", (1, 0), 0.5))
+    plain.apply(EditTensor("weight", "momentum_buffer", None, 0.25))
+    plain.run(1)
+    p = plain.params["weight"]
+    np.testing.assert_array_equal(shown_values(win), p.detach().numpy())
+    np.testing.assert_array_equal(shown_values(win, "momentum_buffer"), plain.optimizer.state[p]["momentum_buffer"])
+
+    qtbot.mouseClick(win.controls.runButton, LEFT)  # while running, an edit is refused, saying why
+    qtbot.waitUntil(lambda: win.snapshot.running)
+    qtbot.waitUntil(lambda: not view.fillButton.isEnabled())
+    view.editAt(0, 0)
+    assert not view.isEditing() and "pause the run" in view.hover.text()
+    qtbot.mouseClick(win.controls.runButton, LEFT)
+    qtbot.waitUntil(lambda: not win.snapshot.running)
+
+
+def test_at_unlimited_speed_every_step_is_on_the_curves(make_window, qtbot):
+    win = make_window(quadratic_spec(shape=(4, 4)))
+    assert win.controls.speedLimit() == 0
+    qtbot.mouseClick(win.controls.runButton, LEFT)
+    qtbot.waitUntil(lambda: win.snapshot.step > 300)
+    qtbot.mouseClick(win.controls.runButton, LEFT)
+    qtbot.waitUntil(lambda: not win.snapshot.running)
+    wait_idle(qtbot, win)
+    n = win.snapshot.step
+    qtbot.waitUntil(lambda: len(win.curves.curves["loss"].getData()[0]) == n)
+    x, y = win.curves.curves["loss"].getData()
+    np.testing.assert_array_equal(x, np.arange(1, n + 1))
+    assert np.isfinite(y).all()
+    assert len(win.curves.ratioCurves) == 1 and len(win.curves.ratioCurves[0].getData()[0]) > 0
+
+
+def test_past_the_series_capacity_the_curves_draw_the_min_max_band(make_window, qtbot):
+    win = make_window(quadratic_spec("SGD", {"lr": 0.01}, shape=(2, 2)))
+    win.step(9000)
+    wait_step(qtbot, win, 9000, timeout=60_000)
+    qtbot.waitUntil(lambda: win.curves.history().bucket == 2)
+    h = win.curves.history()
+    assert h.step[0] == 2 and h.step[-1] == 9000  # every step is in a bucket, from 1 to now
+    env = win.curves.envelopes["loss"]
+    assert env.isVisible()
+    lo, hi = env.data()
+    np.testing.assert_array_equal(lo, h.loss_min)
+    np.testing.assert_array_equal(hi, h.loss_max)
+    assert (hi >= lo).all() and (hi > lo).any()
+
+
+def test_the_checkpoint_bound_is_shown_set_and_remembered(make_window, qtbot, settings_path):
+    from PySide6.QtCore import QSettings
+    win = make_window(manual_spec())
+    bl = win.branch_list
+    assert bl.budgetBox.value() == 512
+    type_line(qtbot, bl.budgetBox.lineEdit(), "64")
+    qtbot.waitUntil(lambda: win.snapshot.checkpoint_budget == 64 * 2 ** 20)
+    assert bl.memory.text().endswith("of 64 MB")
+    win2 = make_window(manual_spec(), settings=QSettings(str(settings_path), QSettings.Format.IniFormat))
+    qtbot.waitUntil(lambda: win2.snapshot.checkpoint_budget == 64 * 2 ** 20)
