@@ -36,7 +36,7 @@ def test_every_dock_has_room_and_none_is_hidden_in_the_default_layout(make_windo
     qtbot.waitUntil(lambda: win.width() == 1280 and win.height() == 800)
     docks = win.findChildren(QDockWidget)
     assert {d.windowTitle() for d in docks} == {"Controls", "Problem", "Optimizer", "Curves", "State dict",
-                                                "Landscape", "Decision boundary"}
+                                                "Landscape", "Decision boundary", "Branches", "Breakpoints"}
     for d in docks:
         assert not d.isFloating()
         assert d.toggleViewAction().isChecked(), f"{d.windowTitle()} is closed"
