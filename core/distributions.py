@@ -30,16 +30,6 @@ N_BINS = len(EDGES) + 1  # bucketize gives 0..len(EDGES)
 NAN_BIN = N_BINS  # one more column counts NaNs
 
 
-def bin_centres() -> np.ndarray:
-    """A representative value per bin (for labels): the bin's geometric middle, 0 in the middle."""
-    e = EDGES
-    mids = [e[0] * 10 ** (1 / BINS_PER_DECADE)]
-    for a, b in zip(e[:-1], e[1:]):
-        mids.append(0.0 if a < 0 < b else math.copysign(math.sqrt(abs(a * b)), a + b))
-    mids.append(e[-1] * 10 ** (1 / BINS_PER_DECADE))
-    return np.array(mids)
-
-
 _edges_cache: dict = {}
 
 

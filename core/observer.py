@@ -37,6 +37,7 @@ from .series import SeriesSet
 
 MEASURE_BUDGET = 0.02  # share of wall time spent measuring norms (every step when they cost less)
 GPU_CHECK_EVERY = 32  # steps between readbacks on a GPU
+MEASURE_AT_LEAST_EVERY = 64  # a floor under the time budget: curves never thinner than this, on any machine
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Observer:
         self.histograms = True
         self.check_every = 1
         self._budget = Budget(budget)
+        self._unmeasured = 0  # steps since the last measured one
         self._handles = []
         self._measuring = False
         self._before: list[torch.Tensor] | None = None
@@ -117,9 +119,13 @@ class Observer:
             self._measuring = False
             return
         now = time.perf_counter()
-        self._measuring = bool(self._needs) or self.force_next or self._budget.due(now)
+        self._measuring = (bool(self._needs) or self.force_next or self._budget.due(now)
+                           or self._unmeasured >= MEASURE_AT_LEAST_EVERY - 1)
         self.force_next = False
-        if self._measuring:
+        if not self._measuring:
+            self._unmeasured += 1
+        else:
+            self._unmeasured = 0
             self._t0 = now
             with torch.no_grad():
                 self._before = [p.detach().clone() for g in optimizer.param_groups for p in g["params"]]

@@ -448,7 +448,7 @@ class Session:
         return True
 
     def distribution(self, name: str, which: str = "value"):
-        """(steps, bin values, mean counts per step [buckets, bins + 1 (NaNs last)]) of a tensor,
+        """(steps, bin edges, mean counts per step [buckets, bins + 1 (NaNs last)]) of a tensor,
         its gradient or a state entry over the current branch, or None if not measured yet."""
         self.flush()
         index = self.index_of().get(name)
@@ -456,7 +456,7 @@ class Session:
             raise SpecError(f"No tensor named {name!r}")
         d = self.timeline.branch.dists
         got = (d if self.at_head else d.truncated(self.step_count)).view((index, which))
-        return None if got is None else (got[0], distributions.bin_centres(), got[1])
+        return None if got is None else (got[0], distributions.EDGES.copy(), got[1])
 
     # ----- breakpoints -----
 
