@@ -27,6 +27,7 @@ from widgets.wheel_guard import guard
 from . import script_trust
 from .add_group_dialog import AddGroupDialog
 from .bridge import RunnerBridge, empty_snapshot
+from .distributions_ui import DistributionsUI
 from .file_ops import FileOps, add_action
 from .landscape_ui import LandscapeUI
 from .layout import WindowLayout
@@ -43,7 +44,7 @@ def _on_screen(widget) -> bool:
     return widget.isVisible() and not widget.visibleRegion().isEmpty()
 
 
-class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, WindowLayout, LandscapeUI, QMainWindow):
+class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, WindowLayout, LandscapeUI, QMainWindow):
     """optimlab's window. ``session`` is sent to the runner (its own process) and never
     touched here again. Without one, the runner starts on a blank session and the window
     shows ``spec`` (if given) until ``open_initial`` has opened the real one there."""
@@ -142,6 +143,7 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, WindowLayout, Land
         self.tensor_combo.currentTextChanged.connect(lambda _: self._draw_tensor())
         self.tensor_panel.exactRequested.connect(self.on_exact_requested)
         self.tensor_panel.valueEdited.connect(self.on_value_edited)
+        self.build_distributions()
         self.landscape.startRequested.connect(self.on_start_point)
         c = self.controls
         c.stepRequested.connect(self.step)
@@ -371,6 +373,8 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, WindowLayout, Land
         if self.snapshot is None:
             return
         self.tensor_panel.setTensor(self.snapshot.tensor(self.tensor_combo.currentText()), only)
+        if only is None:
+            self.draw_distributions()  # another tensor or new entries: their own histories
 
     @Slot(str)
     def _show_invalid(self, text: str) -> None:

@@ -237,6 +237,12 @@ def distribution(session, name: str, which: str = "value"):
     return session.distribution(name, which)
 
 
+def distributions(session, name: str, whichs) -> dict:
+    """Several entries of one tensor (``"value"``, ``"grad"``, state keys) at once:
+    ``which -> distribution(...)``; the tensor panel's "over time" view asks in one message."""
+    return {w: session.distribution(name, w) for w in whichs}
+
+
 def set_checkpoint_budget(session, nbytes: int) -> int:
     """The memory the timeline's checkpoints may use (thinned at once if over); returns what they use."""
     if not 16 * 2 ** 20 <= nbytes <= 2 ** 45:

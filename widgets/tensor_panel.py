@@ -2,6 +2,8 @@
 
 Array entries get a ``TensorView`` each (kept across snapshots, so items are reused);
 numbers and short texts (LBFGS ``n_iter``, list summaries) go in one line of labels.
+"over time" swaps every entry's view for a ``DensityStrip``: that entry's distribution over
+the steps (TensorBoard's distributions view, for the optimizer's state too), in the same place.
 """
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import html
 from functools import partial
 
 from PySide6.QtCore import QEvent, Qt, Signal, Slot
-from PySide6.QtWidgets import QGridLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from core.snapshot import ArrayView, TensorSnapshot
+from widgets.density_strip import DensityStrip
 from widgets.tensor_view import TensorView, fmt
 
 COLUMN_WIDTH = 260  # narrowest useful heatmap with its axis and colour bar
@@ -35,10 +39,13 @@ class TensorPanel(QWidget):
     state key; answer with ``showExact(tensor_name, which, index, value)``.
     ``valueEdited(tensor_name, which, index or None, value)``: the user set an element (or
     filled the whole entry, index None) by double-clicking a cell or with "fill…".
+    ``overTimeChanged(on)``: the "over time" button was toggled; while on, the app feeds each
+    entry's distribution with ``setDistributions``.
     """
 
     exactRequested = Signal(str, str, tuple)
     valueEdited = Signal(str, str, object, float)
+    overTimeChanged = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -47,9 +54,17 @@ class TensorPanel(QWidget):
         self._texts: dict[str, str] = {}
         self._columns = 0
         self._editable: tuple[bool, str] = (True, "")
+        self._strips: dict[str, DensityStrip] = {}  # made the first time "over time" shows an entry
+        self._dists: dict[str, object] = {}  # which -> what its strip shows (for setDistributions' callers)
 
         self.header = QLabel(self)
         self.header.setStyleSheet("color: grey;")
+        self.overTimeButton = QToolButton(self)
+        self.overTimeButton.setText("over time")
+        self.overTimeButton.setCheckable(True)
+        self.overTimeButton.setToolTip("Show each entry's distribution over the steps (values binned by sign and "
+                                       "decade; colour: how many elements) instead of its values now")
+        self.overTimeButton.toggled.connect(self._on_over_time)
         self.scalars = QLabel(self)
         self.scalars.setWordWrap(True)
         self.scalars.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -69,7 +84,11 @@ class TensorPanel(QWidget):
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        lay.addWidget(self.header)
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.header, 1)
+        top.addWidget(self.overTimeButton)
+        lay.addLayout(top)
         lay.addWidget(self.scalars)
         lay.addWidget(self.scroll, 1)
         lay.addWidget(self.placeholder, 1)
@@ -98,7 +117,7 @@ class TensorPanel(QWidget):
             self._name = ""
             self._sync_views({})
             self._texts = {}
-            for w in (self.header, self.scalars, self.scroll):
+            for w in (self.header, self.scalars, self.scroll, self.overTimeButton):
                 w.hide()
             self.placeholder.show()
             return
@@ -106,6 +125,7 @@ class TensorPanel(QWidget):
         self.placeholder.hide()
         self.scroll.show()
         self.header.show()
+        self.overTimeButton.show()
         extra = " · sparse gradient (shown dense)" if ts.grad_sparse else ""
         self.header.setText(f"{html.escape(ts.name)} · group {ts.group} · param {ts.index}{extra}")
 
@@ -123,6 +143,11 @@ class TensorPanel(QWidget):
         if not same:
             for view in self._views.values():
                 view.forgetExact()
+            self._dists = {}
+            for strip in self._strips.values():
+                strip.setData(None)  # another tensor's history never stays under this one's name
+            if "value" in self._strips:
+                self._strips["value"].plot.setTitle(ts.name, size="9pt")
         self._sync_views(arrays, only if same else None)
         self._drawn_name = ts.name
         self._texts = texts
@@ -137,6 +162,35 @@ class TensorPanel(QWidget):
         self._editable = (on, why)
         for view in self._views.values():
             view.setEditable(on, why) if why else view.setEditable(on)
+
+    def overTime(self) -> bool:
+        """Whether the entries show their distributions over time (else their values now)."""
+        return self.overTimeButton.isChecked()
+
+    def setOverTime(self, on: bool) -> None:
+        self.overTimeButton.setChecked(bool(on))
+
+    def tensorName(self) -> str:
+        return self._name
+
+    def strips(self) -> dict[str, DensityStrip]:
+        """The density strips shown now (over time), by ``which``."""
+        return dict(self._strips) if self.overTime() else {}
+
+    def setDistributions(self, tensor_name: str, dists: dict) -> None:
+        """``which -> (steps, bin edges, counts) or None`` for the tensor ``tensor_name``
+        (core.edits.distribution's answers); an answer for a tensor no longer shown is dropped."""
+        if tensor_name != self._name:
+            return
+        for which, data in dists.items():
+            strip = self._strips.get(which)
+            if strip is not None:
+                self._dists[which] = data
+                strip.setData(data)
+
+    def distribution(self, which: str):
+        """What the strip of ``which`` was last given (None: nothing measured, or not asked)."""
+        return self._dists.get(which)
 
     @Slot(str, str, tuple, float)
     def showExact(self, tensor_name: str, which: str, index: tuple, value: float) -> None:
@@ -153,6 +207,12 @@ class TensorPanel(QWidget):
             self._grid.removeWidget(view)
             view.hide()  # stays a hidden child until deleted (never a stray top-level window)
             view.deleteLater()
+            strip = self._strips.pop(key, None)
+            self._dists.pop(key, None)
+            if strip is not None:
+                self._grid.removeWidget(strip)
+                strip.hide()
+                strip.deleteLater()
         for key, (arr, title) in arrays.items():
             view = self._views.get(key)
             if view is None:
@@ -170,8 +230,36 @@ class TensorPanel(QWidget):
             view.setView(arr, title)
         # keep the order value, grad, state keys as the snapshot lists them
         self._views = {k: self._views[k] for k in arrays}
+        if self.overTime():
+            changed |= self._make_strips()
         if changed:
             self._relayout(force=True)
+
+    def _make_strips(self) -> bool:
+        """A strip for every entry that has none yet; True if one was made."""
+        made = False
+        for key in self._views:
+            if key not in self._strips:
+                strip = DensityStrip(self._grid_host)  # a child from the start: never a stray window
+                strip.hide()
+                strip.plot.setTitle(key if key != "value" else self._name, size="9pt")
+                strip.setMinimumWidth(COLUMN_WIDTH - 40)
+                strip.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+                self._strips[key] = strip
+                made = True
+        return made
+
+    def _on_over_time(self, on: bool) -> None:
+        if on:
+            self._make_strips()
+        self._relayout(force=True)
+        self.overTimeChanged.emit(on)
+
+    def _cells(self) -> list[QWidget]:
+        """What the grid shows, in order: the views, or (over time) the strips in their place."""
+        if self.overTime():
+            return [self._strips[k] for k in self._views if k in self._strips]
+        return list(self._views.values())
 
     def _forward(self, which: str, index: tuple) -> None:
         self.exactRequested.emit(self._name, which, index)
@@ -185,14 +273,16 @@ class TensorPanel(QWidget):
         a view is about as tall as a column is wide (at most half the height: two rows in sight)
         and the column scrolls."""
         width = self.width() - 24  # room for the vertical scroll bar
-        n = len(self._views)
+        cells = self._cells()
+        n = len(cells)
         cols = max(1, min(MAX_COLUMNS, width // COLUMN_WIDTH, n or 1))
         if cols != self._columns or force:
             self._columns = cols
-            for view in self._views.values():
-                self._grid.removeWidget(view)
-            for i, view in enumerate(self._views.values()):
-                self._grid.addWidget(view, i // cols, i % cols)
+            for w in [*self._views.values(), *self._strips.values()]:
+                self._grid.removeWidget(w)
+                w.setVisible(w in cells)
+            for i, w in enumerate(cells):
+                self._grid.addWidget(w, i // cols, i % cols)
             for c in range(MAX_COLUMNS):
                 self._grid.setColumnStretch(c, 1 if c < cols else 0)
         if not n:
@@ -205,7 +295,7 @@ class TensorPanel(QWidget):
         else:
             col_w = (width - (cols - 1) * gap) // cols  # about square, two rows in sight
             h = max(VIEW_MIN_HEIGHT, min(int(col_w * 0.8), (avail - gap) // 2))
-        for view in self._views.values():
+        for view in cells:
             if view.height() != h or view.minimumHeight() != h:
                 view.setFixedHeight(h)
 

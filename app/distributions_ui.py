@@ -1,0 +1,45 @@
+"""The tensor panel's "over time" view: the shown tensor's value, gradient and every state
+entry as distributions over the steps (``widgets.density_strip``), fetched from the runner.
+
+Mixed into MainWindow (needs ``bridge``, ``snapshot`` and ``tensor_panel``). The histograms are
+counted on the runner at the measured steps (``core.distributions``); the window only asks
+for them with ``core.edits.distributions``: while the view is on, at most once per frame
+that moved the session (a step, a rewind, another branch or tensor), one request in flight.
+"""
+from __future__ import annotations
+
+from core import edits
+
+
+class DistributionsUI:
+    """Feeds the tensor panel's density strips."""
+
+    def build_distributions(self) -> None:
+        self._dist_asked = None  # (run, branch, step, tensor, entries) last asked for
+        self._dist_busy = False  # a request in flight: the next waits for its answer
+        self._dist_again = False
+        self.tensor_panel.overTimeChanged.connect(lambda on: on and self.draw_distributions(force=True))
+
+    def draw_distributions(self, force: bool = False) -> None:
+        """Ask for the shown tensor's distributions if the view is on and they may have changed."""
+        s, panel = self.snapshot, self.tensor_panel
+        if s is None or not panel.overTime() or not panel.tensorName():
+            return
+        name, entries = panel.tensorName(), tuple(panel.views())
+        key = (s.run_id, s.branch, s.step, name, entries)
+        if key == self._dist_asked and not force:
+            return
+        if self._dist_busy:
+            self._dist_again = True
+            return
+        self._dist_asked, self._dist_busy = key, True
+
+        def done(dists):
+            self._dist_busy = False
+            if dists is not None:
+                self.tensor_panel.setDistributions(name, dists)
+            if self._dist_again:
+                self._dist_again = False
+                self.draw_distributions()
+        # a refusal only means the tensor went away meanwhile (a rebuild): the next frame asks again
+        self.bridge.call(edits.distributions, name, entries, on_ok=done, on_error=lambda *_: done(None))

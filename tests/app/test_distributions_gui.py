@@ -1,0 +1,35 @@
+"""The tensor panel's "over time" view in the window: the runner's histograms of the shown
+tensor's value, gradient and optimizer state, following rewinds."""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt
+
+from core import edits
+
+from .conftest import on_runner, quadratic_spec, type_line, wait_idle, wait_step
+
+
+def test_over_time_shows_every_entrys_distribution_up_to_the_step_stood_on(make_window, qtbot):
+    win = make_window(quadratic_spec("Adam", {"lr": 0.05}, shape=(3, 3)))
+    win.step(20)
+    wait_step(qtbot, win, 20)
+    panel = win.tensor_panel
+    qtbot.mouseClick(panel.overTimeButton, Qt.MouseButton.LeftButton)
+    entries = ("value", "grad", "exp_avg", "exp_avg_sq")
+    assert list(panel.strips()) == list(entries)
+    qtbot.waitUntil(lambda: all(panel.distribution(w) is not None for w in entries))
+    for which in entries:
+        steps, edges, counts = panel.distribution(which)
+        want = on_runner(win, edits.distribution, "weight", which)
+        np.testing.assert_array_equal(steps, want[0])
+        np.testing.assert_array_equal(counts, want[2])
+        assert steps[-1] == 20 and np.allclose(counts[-1].sum(), 9)  # every element of the 3x3 counted
+        assert not panel.strips()[which].note.isVisible()
+
+    type_line(qtbot, win.timeline_strip.stepBox.lineEdit(), "7")  # rewound: the history ends there too
+    qtbot.waitUntil(lambda: win.snapshot.step == 7)
+    qtbot.waitUntil(lambda: panel.distribution("exp_avg")[0][-1] == 7)
+    wait_idle(qtbot, win)
+    np.testing.assert_array_equal(panel.distribution("value")[2],
+                                  on_runner(win, edits.distribution, "weight", "value")[2])
