@@ -18,6 +18,10 @@ def test_the_wheel_over_unfocused_boxes_in_the_docks_keeps_the_run(make_window, 
     for box in (win.optimizer_panel.combo, win.optimizer_panel.target, win.scheduler_form.combo,
                 win.controls.speedBox, win.tensor_combo):
         wheel(box)
+    win.branches_dock.raise_()  # the timeline's step field and slider would rewind, the bound would shrink
+    for box in (win.timeline_strip.stepBox, win.timeline_strip.slider, win.branch_list.budgetBox):
+        wheel(box)
     wait_idle(qtbot, win)
-    assert win.snapshot.step == 5 and win.spec == spec and win.snapshot.optimizer == "SGD"
+    assert win.snapshot.step == 5 and win.snapshot.at_head and win.spec == spec and win.snapshot.optimizer == "SGD"
+    assert win.branch_list.budgetBox.value() == 512 and win.snapshot.checkpoint_budget == 512 * 2 ** 20
     assert win.scheduler_form.scheduler() is None and win.controls.speedLimit() == 0
