@@ -220,3 +220,32 @@ def test_the_checkpoint_bound_is_shown_set_and_remembered(make_window, qtbot, se
     assert bl.memory.text().endswith("of 64 MB")
     win2 = make_window(manual_spec(), settings=QSettings(str(settings_path), QSettings.Format.IniFormat))
     qtbot.waitUntil(lambda: win2.snapshot.checkpoint_budget == 64 * 2 ** 20)
+
+
+def test_a_saved_timeline_reopens_with_its_branches_at_the_step_it_was_saved_at(make_window, qtbot, tmp_path,
+                                                                                 monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from .test_files_gui import answer, save_and_wait
+    answer(monkeypatch, QMessageBox.StandardButton.Discard)
+    spec = quadratic_spec("SGD", {"lr": 0.05}, shape=(3, 3))
+    win = make_window(spec)
+    win.step(12)
+    wait_step(qtbot, win, 12)
+    win.optimizer_panel.combo.setCurrentText("Adam")
+    qtbot.waitUntil(lambda: len(win.snapshot.branches) == 2)
+    win.goto(7, 0)  # back on the SGD branch, rewound
+    qtbot.waitUntil(lambda: (win.snapshot.branch, win.snapshot.step) == (0, 7))
+    qtbot.waitUntil(lambda: win.spec.optimizer == "SGD")
+    path = tmp_path / "two.optimlab"
+    save_and_wait(qtbot, win, path)
+
+    win.optimizer_panel.combo.setCurrentText("RMSprop")  # a third branch, not saved
+    qtbot.waitUntil(lambda: len(win.snapshot.branches) == 3)
+    win.open_path(path)
+    qtbot.waitUntil(lambda: len(win.snapshot.branches) == 2 and (win.snapshot.branch, win.snapshot.step) == (0, 7))
+    assert branch_rows(win) == [(0, 12), (1, 0)]
+    qtbot.waitUntil(lambda: win.optimizer_panel.combo.currentText() == "SGD")
+    assert win.timeline_strip.positionText().startswith("rewound to step 7 of branch 0 (of 12)")
+    wait_idle(qtbot, win)
+    np.testing.assert_array_equal(shown_values(win), expected(spec, 7)["value"])
