@@ -133,18 +133,24 @@ class TimelineUI:
         self.bridge.call(edits.current_spec, on_ok=self.adopt_spec)
 
     def set_breakpoints(self, entries) -> None:
-        """Check the conditions here (one sentence beside the field for a bad one), then against
-        the session on the runner (a tensor or group it does not have)."""
+        """Check the conditions here (one sentence beside the field for a bad one; a condition
+        changed in place goes back to what it was), then against the session on the runner
+        (a tensor or group it does not have)."""
+        def refuse(msg):
+            self.breakpoint_list.setRefusal(msg)
+            s = self.bridge.latest()
+            if s is not None:
+                self.breakpoint_list.setBreakpoints(s.breakpoints)  # back to what holds
         checked = []
         try:
             for text, on in entries:
                 checked.append((parse(text).text, bool(on)))
         except BreakpointError as e:
-            self.breakpoint_list.setRefusal(str(e))
+            refuse(str(e))
             return
         texts = [t for t, _ in checked]
         if len(set(texts)) < len(texts):
-            self.breakpoint_list.setRefusal(f"'{texts[-1]}' is in the list already")
+            refuse(f"'{next(t for t in texts if texts.count(t) > 1)}' is in the list already")
             return
         self._bp_busy += 1
 
@@ -153,8 +159,7 @@ class TimelineUI:
 
         def refused(msg, _tb):
             self._bp_busy -= 1
-            self.breakpoint_list.setRefusal(msg)
-            self.breakpoint_list.setBreakpoints(self.bridge.latest().breakpoints)  # back to what holds
+            refuse(msg)
         self.bridge.call(edits.set_breakpoints, checked, on_ok=done, on_error=refused)
 
     def set_checkpoint_budget(self, nbytes: int) -> None:

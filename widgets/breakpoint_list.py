@@ -1,4 +1,5 @@
 """Breakpoints: conditions that pause the run, each with an on/off box, plus a field to add one.
+A listed condition is changed in place (double-click or F2, type, Enter).
 
 The widget only asks: ``changeRequested([(condition, enabled), ...])`` is the whole list the
 user wants. The app checks it (a bad condition gets one sentence beside the field,
@@ -24,7 +25,8 @@ class BreakpointList(QWidget):
         super().__init__(parent)
         self._shown: tuple[tuple[str, bool], ...] = ()
         self.list = QListWidget()
-        self.list.setToolTip("The run pauses at the first step where a ticked condition holds")
+        self.list.setToolTip("The run pauses at the first step where a ticked condition holds; "
+                             "double-click a condition to change it")
         self.field = QLineEdit()
         self.field.setPlaceholderText("e.g. grad_norm > 10")
         self.field.setToolTip("A condition, one of:\n" + SYNTAX.replace(" · ", "\n"))
@@ -76,7 +78,7 @@ class BreakpointList(QWidget):
         self.list.clear()
         for text, on in entries:
             item = QListWidgetItem(text)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEditable)
             item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
             self.list.addItem(item)
         self.list.setCurrentRow(min(row, self.list.count() - 1))
@@ -87,8 +89,9 @@ class BreakpointList(QWidget):
             self.setRefusal("")
 
     def entries(self) -> list[tuple[str, bool]]:
-        """The list as shown now: ``[(text, enabled), ...]``."""
-        return [(self.list.item(i).text(), self.list.item(i).checkState() == Qt.CheckState.Checked)
+        """The list as shown now: ``[(text, enabled), ...]`` (a condition changed in place
+        with its spaces tidied)."""
+        return [(" ".join(self.list.item(i).text().split()), self.list.item(i).checkState() == Qt.CheckState.Checked)
                 for i in range(self.list.count())]
 
     def setRefusal(self, sentence: str) -> None:

@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from core.session import Session
+from tests.widgets.test_timeline_widgets import edit_condition
 from tests.widgets.test_wheel_guard import wheel
 
 from . import probes
@@ -134,6 +135,9 @@ def test_a_breakpoint_pauses_the_run_and_the_status_bar_names_it(make_window, qt
     type_line(qtbot, bl.field, "step==7")
     qtbot.waitUntil(lambda: ("step == 7", True) in bl.entries())
     assert bl.field.text() == "" and bl.refusalText() == ""
+    edit_condition(qtbot, bl, 2, "step ==")  # changed in place to nonsense: refused, and back as it was
+    qtbot.waitUntil(lambda: bl.refusalText().startswith("Cannot read the breakpoint 'step =='"))
+    qtbot.waitUntil(lambda: bl.entries()[2] == ("step == 7", True))
     qtbot.mouseClick(win.controls.runButton, LEFT)
     qtbot.waitUntil(lambda: win.snapshot.step == 7 and not win.snapshot.running)
     qtbot.waitUntil(lambda: win.statusBar().currentMessage() == "Paused at step 7: step == 7")

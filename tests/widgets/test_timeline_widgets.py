@@ -102,3 +102,28 @@ def test_breakpoints_are_listed_toggled_added_and_removed(qtbot):
     with qtbot.waitSignal(bl.changeRequested) as sig:
         qtbot.mouseClick(bl.removeButton, LEFT)
     assert sig.args == [[("params nonfinite", False), ("step == 7", True)]]
+
+
+def edit_condition(qtbot, bl: BreakpointList, row: int, text: str) -> None:
+    """Double-click the listed condition ``row``, type ``text`` over it and press Enter."""
+    from PySide6.QtWidgets import QLineEdit
+    rect = bl.list.visualItemRect(bl.list.item(row))
+    pos = rect.center().__class__(rect.right() - 20, rect.center().y())  # on the text, not the box
+    QTest.mousePress(bl.list.viewport(), LEFT, pos=pos)  # a real double-click begins with a press
+    QTest.mouseRelease(bl.list.viewport(), LEFT, pos=pos)
+    QTest.mouseDClick(bl.list.viewport(), LEFT, pos=pos)
+    qtbot.waitUntil(lambda: bl.list.findChild(QLineEdit) is not None and bl.list.findChild(QLineEdit).isVisible())
+    editor = bl.list.findChild(QLineEdit)
+    editor.selectAll()
+    QTest.keyClicks(editor, text)
+    QTest.keyClick(editor, Qt.Key.Key_Return)
+
+
+def test_a_listed_condition_is_changed_in_place(qtbot):
+    bl = shown(qtbot, BreakpointList(), 360, 300)
+    bl.setBreakpoints((("loss nonfinite", True), ("loss > 5", False)))
+    with qtbot.waitSignal(bl.changeRequested) as sig:
+        edit_condition(qtbot, bl, 1, "loss  >  50")
+    assert sig.args == [[("loss nonfinite", True), ("loss > 50", False)]]  # its box stays as it was
+    bl.setBreakpoints((("loss nonfinite", True), ("loss > 5", False)))  # refused: back to what holds
+    assert bl.entries() == [("loss nonfinite", True), ("loss > 5", False)]
