@@ -121,16 +121,29 @@ class TimelineUI:
         self.timeline_strip.setHeld(False)
 
     def undo(self) -> None:
-        self._timeline_call(edits.undo)
+        self._timeline_call(edits.undo, "Undone", "Nothing to undo")
 
     def redo(self) -> None:
-        self._timeline_call(edits.redo)
+        self._timeline_call(edits.redo, "Redone", "Nothing to redo")
 
-    def _timeline_call(self, fn) -> None:
+    def _timeline_call(self, fn, did: str, nothing: str) -> None:
+        """Undo or redo, then say in the status bar where the session stands now."""
         self._stop_run()
-        self.bridge.call(fn, on_ok=lambda done: done and self._mark(),
-                         on_error=lambda msg, tb: self.show_error("Refused", msg, tb))
+        moved = []
+
+        def ok(done):
+            moved.append(done)
+            if done:
+                self._mark()
+            else:
+                self.statusBar().showMessage(nothing, 5_000)
+
+        def where(pos):
+            if moved and moved[0]:
+                self.statusBar().showMessage(f"{did}: back to step {pos[1]:,} of branch {pos[0]}", NOTICE_MS)
+        self.bridge.call(fn, on_ok=ok, on_error=lambda msg, tb: self.show_error("Refused", msg, tb))
         self.bridge.call(edits.current_spec, on_ok=self.adopt_spec)
+        self.bridge.call(edits.position, on_ok=where)
 
     def set_breakpoints(self, entries) -> None:
         """Check the conditions here (one sentence beside the field for a bad one; a condition

@@ -199,6 +199,12 @@ def current_spec(session) -> SessionSpec:
     return session.spec
 
 
+def position(session) -> tuple[int, int]:
+    """(branch, step) the session stands on."""
+    branch, step, _ = session.position()
+    return branch, step
+
+
 def undo(session) -> bool:
     return session.undo()
 

@@ -51,6 +51,7 @@ def test_switching_the_optimizer_keeps_the_old_branch_and_undo_brings_it_back(ma
     assert win.undo_action.isEnabled()
     win.undo_action.trigger()  # Edit > Undo
     qtbot.waitUntil(lambda: win.snapshot.branch == 0 and win.snapshot.step == 13)
+    qtbot.waitUntil(lambda: win.statusBar().currentMessage() == "Undone: back to step 13 of branch 0")
     np.testing.assert_array_equal(shown_values(win), before)
     qtbot.waitUntil(lambda: win.optimizer_panel.combo.currentText() == "SGD" and win.spec.optimizer == "SGD")
     assert branch_rows(win) == [(0, 13), (1, 0)]  # the Adam branch is kept too
