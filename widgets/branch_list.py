@@ -73,6 +73,7 @@ class BranchList(QWidget):
         header.setStretchLastSection(True)
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.memory = QLabel()
+        self.memory.setWordWrap(True)  # two lines rather than a wider dock
         self.memory.setToolTip("Checkpoints make rewinding fast; when they reach the bound the older ones "
                                "are thinned (kept denser near the present)")
         self.budgetBox = QSpinBox()

@@ -59,6 +59,7 @@ class TensorPanel(QWidget):
 
         self.header = QLabel(self)
         self.header.setStyleSheet("color: grey;")
+        self.header.setWordWrap(True)  # beside the "over time" button: wraps rather than widening the panel
         self.overTimeButton = QToolButton(self)
         self.overTimeButton.setText("over time")
         self.overTimeButton.setCheckable(True)
