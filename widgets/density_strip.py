@@ -5,11 +5,13 @@ Takes plain data from ``core.distributions``: the last step of each time bucket,
 edges (sign and decade bins, symmetric around 0), and the mean count per step
 in each bucket and bin (the last column counts NaNs). Colour is log(1 + count) scaled
 per column, so a column shows where that step's values lie whatever the tensor's size.
+Hovering reads out the step, the bin's value range and its count.
 """
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QPointF
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from widgets.pg_setup import configure
@@ -42,6 +44,37 @@ def tick_labels(edges: np.ndarray) -> list[tuple[float, str]]:
     return out
 
 
+def bin_text(edges: np.ndarray, i: int) -> str:
+    """Bin ``i``'s values (``torch.bucketize``: bin i holds edges[i-1] < v <= edges[i]; the
+    last bin, ``len(edges) + 1``, counts NaNs)."""
+    n = len(edges)
+    if i > n:
+        return "NaN"
+    if i == 0:
+        return f"≤ {edges[0]:.3g}"
+    if i == n:
+        return f"> {edges[-1]:.3g}"
+    lo, hi = edges[i - 1], edges[i]
+    if lo < 0 < hi:
+        return f"about 0 ({lo:.3g} .. {hi:.3g}]"
+    return f"({lo:.3g} .. {hi:.3g}]"
+
+
+def hover_text(steps, edges, counts, x: float, y: float) -> str:
+    """What the strip holds under (x: step, y: bin row), or "" outside the data."""
+    if not len(steps) or y < 0 or y >= counts.shape[1]:
+        return ""
+    first = steps[0] - (steps[1] - steps[0] if len(steps) > 1 else 1)
+    if not first <= x <= steps[-1]:
+        return ""
+    col = min(int(np.searchsorted(steps, x, side="left")), len(steps) - 1)
+    row = int(y)
+    width = steps[1] - steps[0] if len(steps) > 1 else 1
+    where = f"step {int(steps[col]):,}" if width == 1 else f"steps {int(steps[col] - width + 1):,}–{int(steps[col]):,}"
+    per = "" if width == 1 else " a step"
+    return f"{where}: {counts[col, row]:.4g} elements{per} in {bin_text(edges, row)}"
+
+
 class DensityStrip(QWidget):
     """One tensor's histograms over the steps (``setData``; ``None`` shows a note)."""
 
@@ -57,20 +90,40 @@ class DensityStrip(QWidget):
         self.plot.addItem(self.image)
         self.note = QLabel("No distribution measured yet: it is recorded at the measured steps.")
         self.note.setWordWrap(True)
+        self.hover = QLabel(" ")
+        self.hover.setStyleSheet("color: grey;")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot, 1)
+        lay.addWidget(self.hover)
         lay.addWidget(self.note)
         self._shape = None
+        self._data = None
+        self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.setData(None)
+
+    def hoverAt(self, x: float, y: float) -> str:
+        """Read out what lies at step ``x``, bin row ``y`` (as hovering there does)."""
+        text = "" if self._data is None else hover_text(*self._data, x, y)
+        self.hover.setText(text or " ")
+        return text
+
+    def _on_mouse_moved(self, pos: QPointF) -> None:
+        vb = self.plot.getViewBox()
+        if vb.sceneBoundingRect().contains(pos):
+            p = vb.mapSceneToView(pos)
+            self.hoverAt(p.x(), p.y())
 
     def setData(self, data) -> None:
         """``data``: (steps, bin edges, counts [buckets, bins + 1]) or None."""
         if data is None or len(data[0]) == 0:
+            self._data = None
             self.image.clear()
             self.note.show()
+            self.hover.setText(" ")
             return
         steps, edges, counts = data
+        self._data = (np.asarray(steps), np.asarray(edges), np.asarray(counts))
         self.note.hide()
         img = density_image(counts)
         self.image.setImage(img, levels=(0, 255), autoLevels=False)

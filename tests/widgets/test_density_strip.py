@@ -36,3 +36,27 @@ def test_the_strip_draws_data_and_says_when_there_is_none(qtbot):
     assert not w.note.isVisible() and w.image.image.shape == (len(edges()) + 2, 3)
     w.setData(None)
     assert w.note.isVisible() and w.image.image is None
+
+
+def test_hovering_reads_out_the_step_the_values_and_the_count(qtbot):
+    from widgets.density_strip import bin_text
+    e = edges()
+    assert bin_text(e, 0) == "≤ -1e+06" and bin_text(e, len(e)) == "> 1e+06" and bin_text(e, len(e) + 1) == "NaN"
+    assert bin_text(e, 73) == "about 0 (-1e-12 .. 1e-12]"
+    assert bin_text(e, 74 + 48) == "(1 .. 1.78]"
+    w = DensityStrip()
+    qtbot.addWidget(w)
+    counts = np.zeros((3, len(e) + 2))
+    counts[1, 74 + 48] = 9
+    w.resize(400, 300)
+    w.show()
+    w.setData((np.array([1.0, 2.0, 3.0]), e, counts))
+    vb = w.plot.getViewBox()
+    from PySide6.QtCore import QPointF
+    qtbot.waitUntil(lambda: vb.viewRect().contains(QPointF(1.6, 122.5)))
+    w._on_mouse_moved(vb.mapViewToScene(QPointF(1.6, 122.5)))  # what the scene's mouse move sends
+    assert w.hover.text() == "step 2: 9 elements in (1 .. 1.78]"
+    assert w.hoverAt(2.5, 1.2) == "step 3: 0 elements in (-1e+06 .. -5.62e+05]"
+    assert w.hoverAt(3.5, 5) == "" and w.hover.text() == " "  # past the last step: nothing
+    w.setData((np.array([4.0, 8.0]), e, counts[:2] / 4))  # buckets of 4 steps: a mean count per step
+    assert w.hoverAt(5.0, 74 + 48) == "steps 5–8: 2.25 elements a step in (1 .. 1.78]"
