@@ -160,8 +160,14 @@ def test_a_double_click_edit_changes_the_value_and_the_next_step_uses_it(make_wi
     type_line(qtbot, view.editField, "0.5")
     qtbot.waitUntil(lambda: shown_values(win)[1, 0] == 0.5)
     momentum = win.tensor_panel.views()["momentum_buffer"]
+    unfilled = shown_values(win, "momentum_buffer")
     qtbot.mouseClick(momentum.fillButton, LEFT)
     type_line(qtbot, momentum.editField, "0.25")
+    qtbot.waitUntil(lambda: (shown_values(win, "momentum_buffer") == 0.25).all())
+    win.undo_action.trigger()  # an edit is undone like any other change, and redone
+    qtbot.waitUntil(lambda: np.array_equal(shown_values(win, "momentum_buffer"), unfilled))
+    assert shown_values(win)[1, 0] == 0.5  # only the last edit
+    win.redo_action.trigger()
     qtbot.waitUntil(lambda: (shown_values(win, "momentum_buffer") == 0.25).all())
     qtbot.mouseClick(win.controls.stepButton, LEFT)
     wait_step(qtbot, win, 4)
