@@ -1,10 +1,11 @@
 """The tensor panel's "over time" view: the shown tensor's value, gradient and every state
 entry as distributions over the steps (``widgets.density_strip``), fetched from the runner.
 
-Mixed into MainWindow (needs ``bridge``, ``snapshot`` and ``tensor_panel``). The histograms are
-counted on the runner at the measured steps (``core.distributions``); the window only asks
-for them with ``core.edits.distributions``: while the view is on, at most once per frame
-that moved the session (a step, a rewind, another branch or tensor), one request in flight.
+Mixed into MainWindow (needs ``bridge``, ``snapshot``, ``tensor_panel`` and ``_draw_tensor``).
+The histograms are counted on the runner at the measured steps (``core.distributions``); the
+window only asks for them with ``core.edits.distributions``: while the view is on, at most
+once per frame that moved the session (a step, a rewind, another branch or tensor), one
+request in flight.
 """
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ class DistributionsUI:
         self._dist_asked = None  # (run, branch, step, tensor, entries) last asked for
         self._dist_busy = False  # a request in flight: the next waits for its answer
         self._dist_again = False
-        self.tensor_panel.overTimeChanged.connect(lambda on: on and self.draw_distributions(force=True))
+        self.tensor_panel.overTimeChanged.connect(self._on_over_time)
+
+    def _on_over_time(self, on: bool) -> None:
+        if on:
+            self.draw_distributions(force=True)
+        else:
+            self._draw_tensor()  # the views were not redrawn while under their strips
 
     def draw_distributions(self, force: bool = False) -> None:
         """Ask for the shown tensor's distributions if the view is on and they may have changed."""

@@ -226,8 +226,8 @@ class TensorPanel(QWidget):
                 on, why = self._editable
                 view.setEditable(on, why) if why else view.setEditable(on)
                 self._views[key] = view
-            elif only is not None and key not in only:
-                continue
+            elif (only is not None and key not in only) or self.overTime():
+                continue  # hidden under its strip: drawn again when "over time" is off (the app redraws)
             view.setView(arr, title)
         # keep the order value, grad, state keys as the snapshot lists them
         self._views = {k: self._views[k] for k in arrays}

@@ -7,11 +7,13 @@ from PySide6.QtCore import Qt
 
 from core import edits
 
-from .conftest import on_runner, quadratic_spec, type_line, wait_idle, wait_step
+from .conftest import on_runner, quadratic_spec, shown_values, type_line, wait_idle, wait_step
+from .test_timeline_gui import expected
 
 
 def test_over_time_shows_every_entrys_distribution_up_to_the_step_stood_on(make_window, qtbot):
-    win = make_window(quadratic_spec("Adam", {"lr": 0.05}, shape=(3, 3)))
+    spec = quadratic_spec("Adam", {"lr": 0.05}, shape=(3, 3))
+    win = make_window(spec)
     win.step(20)
     wait_step(qtbot, win, 20)
     panel = win.tensor_panel
@@ -33,3 +35,7 @@ def test_over_time_shows_every_entrys_distribution_up_to_the_step_stood_on(make_
     wait_idle(qtbot, win)
     np.testing.assert_array_equal(panel.distribution("value")[2],
                                   on_runner(win, edits.distribution, "weight", "value")[2])
+
+    qtbot.mouseClick(panel.overTimeButton, Qt.MouseButton.LeftButton)  # back to the values: step 7's
+    qtbot.waitUntil(lambda: panel.views()["exp_avg"].isVisible())
+    np.testing.assert_array_equal(shown_values(win, "exp_avg"), expected(spec, 7)["exp_avg"])

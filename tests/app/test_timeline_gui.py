@@ -100,9 +100,11 @@ def test_the_strip_rewinds_exactly_and_stepping_from_there_forks(make_window, qt
                     == "New branch 1 from step 7; branch 0 kept (20 steps)")
     np.testing.assert_array_equal(shown_values(win), expected(spec, 8)["value"])
     # back to the old branch by a click on its row: all 20 steps are there
-    root = win.branch_list.tree.topLevelItem(0)
-    rect = win.branch_list.tree.visualItemRect(root)
-    QTest.mouseClick(win.branch_list.tree.viewport(), LEFT, pos=rect.center())
+    win.branches_dock.raise_()
+    tree = win.branch_list.tree
+    rect = tree.visualItemRect(tree.topLevelItem(0))
+    x = tree.header().sectionViewportPosition(3) + 5  # on its steps (the first column is the overlay box)
+    QTest.mouseClick(tree.viewport(), LEFT, pos=rect.center().__class__(x, rect.center().y()))
     qtbot.waitUntil(lambda: win.snapshot.branch == 0 and win.snapshot.step == 20)
     wait_idle(qtbot, win)
     np.testing.assert_array_equal(shown_values(win), expected(spec, 20)["value"])
