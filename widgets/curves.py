@@ -337,7 +337,8 @@ class CurvesView(CurvesExport, QWidget):
         if has_val:
             entries.append(("loss", [(COLORS["loss"], "train"), (VAL_COLOR, "validation")]))
         if groups:
-            entries.append(("lr, update ratio" if ratios else "lr", [(GROUP_COLORS[g % len(GROUP_COLORS)], f"group {g}") for g in range(groups)]))
+            swatches = [(GROUP_COLORS[g % len(GROUP_COLORS)], f"group {g}") for g in range(groups)]
+            entries.append(("lr, update ratio" if ratios else "lr", swatches))
         self._legend_plain = " · ".join(f"{p}: {', '.join(n for _, n in items)}" for p, items in entries)
         parts = [f"{p}: " + " ".join(_swatch(c, n) for c, n in items) for p, items in entries]
         text = "&nbsp;&nbsp;&nbsp;".join(parts)

@@ -70,7 +70,8 @@ def hover_text(steps, edges, counts, x: float, y: float) -> str:
     col = min(int(np.searchsorted(steps, x, side="left")), len(steps) - 1)
     row = int(y)
     width = steps[1] - steps[0] if len(steps) > 1 else 1
-    where = f"step {int(steps[col]):,}" if width == 1 else f"steps {int(steps[col] - width + 1):,}–{int(steps[col]):,}"
+    last = int(steps[col])
+    where = f"step {last:,}" if width == 1 else f"steps {last - int(width) + 1:,}–{last:,}"
     per = "" if width == 1 else " a step"
     return f"{where}: {counts[col, row]:.4g} elements{per} in {bin_text(edges, row)}"
 

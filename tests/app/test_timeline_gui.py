@@ -68,7 +68,8 @@ def test_the_wheel_on_a_focused_box_starts_a_branch_and_the_shortcuts_undo_and_r
     wheel(when, 120 if when.currentIndex() else -120)
     qtbot.waitUntil(lambda: len(win.snapshot.branches) == 2 and win.snapshot.step == 0)
     assert branch_rows(win) == [(0, 5), (1, 0)]
-    qtbot.waitUntil(lambda: win.statusBar().currentMessage() == "problem changed: new branch 1, branch 0 kept at step 5")
+    qtbot.waitUntil(lambda: win.statusBar().currentMessage()
+                    == "problem changed: new branch 1, branch 0 kept at step 5")
     press(win, Qt.Key.Key_Z, CTRL)
     qtbot.waitUntil(lambda: win.snapshot.branch == 0 and win.snapshot.step == 5)
     qtbot.waitUntil(lambda: win.problem.when.currentData() == old_when)
