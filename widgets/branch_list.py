@@ -62,6 +62,7 @@ class BranchList(QWidget):
         super().__init__(parent)
         self._branches: tuple[BranchSummary, ...] = ()
         self._overlaid: set[int] = set()
+        self._rows: dict[int, QTreeWidgetItem] = {}
         self.tree = QTreeWidget()
         self.tree.setColumnCount(len(COLUMNS))
         self.tree.setHeaderLabels(list(COLUMNS))
@@ -100,48 +101,61 @@ class BranchList(QWidget):
 
     # ----------------------------------------------------------------- public
     def setBranches(self, branches: tuple[BranchSummary, ...]) -> None:
-        """Show ``branches`` (rebuilt only when they changed)."""
+        """Show ``branches``: while the tree keeps its shape (the same branches, the same current
+        one) only the rows' texts change, so a running branch's steps and loss tick over without
+        the tree being rebuilt under the mouse (selection, scroll and a click in progress stay)."""
         branches = tuple(branches)
         if branches == self._branches:
             return
+        shape = tuple((b.id, b.parent, b.current) for b in branches)
+        same_shape = shape == tuple((b.id, b.parent, b.current) for b in self._branches)
         self._branches = branches
-        self._overlaid &= {b.id for b in branches}
         self.tree.blockSignals(True)
+        if same_shape:
+            for b in branches:
+                self._fill(self._rows[b.id], b)
+        else:
+            self._rebuild(branches)
+        self.tree.blockSignals(False)
+
+    def _rebuild(self, branches) -> None:
+        self._overlaid &= {b.id for b in branches}
         self.tree.clear()
-        items: dict[int, QTreeWidgetItem] = {}
+        self._rows: dict[int, QTreeWidgetItem] = {}
         bold = QFont(self.tree.font())
         bold.setBold(True)
         for b in sorted(branches, key=lambda b: b.id):  # a parent always has a smaller id
-            parent = items.get(b.parent) if b.parent is not None else None
+            parent = self._rows.get(b.parent) if b.parent is not None else None
             item = QTreeWidgetItem(parent if parent is not None else self.tree)
-            origin = "—" if b.parent is None else f"{b.parent} at {b.fork_step:,}"
-            texts = ("", f"{'▶ ' if b.current else ''}{b.id}", origin, f"{b.steps:,}", _loss_text(b.last_loss),
-                     b.optimizer, b.reason or "the first")
-            for col, text in enumerate(texts):
-                item.setText(col, text)
+            self._fill(item, b)
+            for col in range(len(COLUMNS)):
                 if b.current:
                     item.setFont(col, bold)
+                    item.setBackground(col, QBrush(QColor(128, 128, 128, 45)))
             item.setIcon(0, _swatch(branch_color(b.id)))
             item.setCheckState(0, Qt.CheckState.Checked if b.id in self._overlaid else Qt.CheckState.Unchecked)
             item.setToolTip(0, "the current branch: its curves are drawn in full" if b.current
                             else "overlay this branch's curves, faintly, in this colour")
-            item.setToolTip(6, b.reason or "the session's first branch")
             item.setData(0, Qt.ItemDataRole.UserRole, b.id)
-            if b.current:
-                for col in range(len(COLUMNS)):
-                    item.setBackground(col, QBrush(QColor(128, 128, 128, 45)))
-            items[b.id] = item
+            self._rows[b.id] = item
         self.tree.expandAll()
-        self.tree.blockSignals(False)
+
+    @staticmethod
+    def _fill(item: QTreeWidgetItem, b: BranchSummary) -> None:
+        """The row's texts: id, origin, steps, last loss, optimizer, why it began."""
+        origin = "—" if b.parent is None else f"{b.parent} at {b.fork_step:,}"
+        texts = ("", f"{'▶ ' if b.current else ''}{b.id}", origin, f"{b.steps:,}", _loss_text(b.last_loss),
+                 b.optimizer, b.reason or "the first")
+        for col, text in enumerate(texts):
+            if item.text(col) != text:
+                item.setText(col, text)
+        item.setToolTip(6, b.reason or "the session's first branch")
 
     def branches(self) -> tuple[BranchSummary, ...]:
         return self._branches
 
     def item(self, branch: int) -> QTreeWidgetItem | None:
-        for it in self._items():
-            if it.data(0, Qt.ItemDataRole.UserRole) == branch:
-                return it
-        return None
+        return self._rows.get(branch)
 
     def overlaid(self) -> set[int]:
         """Branches whose box is ticked."""
@@ -165,13 +179,6 @@ class BranchList(QWidget):
         self.budgetBox.blockSignals(False)
 
     # -------------------------------------------------------------- internals
-    def _items(self):
-        stack = [self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount())]
-        while stack:
-            it = stack.pop()
-            yield it
-            stack.extend(it.child(i) for i in range(it.childCount()))
-
     def _on_clicked(self, item: QTreeWidgetItem, column: int) -> None:
         if column == 0:
             return  # the overlay box and colour, not a switch

@@ -127,3 +127,21 @@ def test_a_listed_condition_is_changed_in_place(qtbot):
     assert sig.args == [[("loss nonfinite", True), ("loss > 50", False)]]  # its box stays as it was
     bl.setBreakpoints((("loss nonfinite", True), ("loss > 5", False)))  # refused: back to what holds
     assert bl.entries() == [("loss nonfinite", True), ("loss > 5", False)]
+
+
+def test_a_running_branch_ticks_over_without_the_tree_being_rebuilt(qtbot):
+    from dataclasses import replace
+    bl = shown(qtbot, BranchList(), 520, 260)
+    bl.setBranches(branches())
+    bl.setOverlay(2, True)
+    bl.tree.setCurrentItem(bl.item(0))
+    row = bl.item(1)
+    on = list(branches())
+    on[1] = replace(on[1], steps=1_250, last_loss=0.125)
+    bl.setBranches(tuple(on))
+    assert bl.item(1) is row and row.text(3) == "1,250" and row.text(4) == "0.125"
+    assert bl.tree.currentItem() is bl.item(0) and bl.overlaid() == {2}  # the user's choices stay
+    on.append(BranchSummary(3, 1, 1_250, 0, None, "forked from branch 1 at step 1,250", "Adam", False))
+    bl.setBranches(tuple(on))  # a new branch: the tree is redrawn, ticks kept
+    assert bl.item(3).parent() is bl.item(1) and bl.overlaid() == {2}
+    assert bl.item(2).checkState(0) == Qt.CheckState.Checked
