@@ -226,7 +226,8 @@ def _explain(eng: Engine, tensor: str, index, step: int, branch: int) -> Explana
         cap.remove()
     before, after = cap.before, cap.after
     group = before["groups"][gi]
-    impl = implementation(name, group, [p for p in eng.optimizer.param_groups[gi]["params"] if p.grad is not None])
+    group_params = eng.optimizer.param_groups[gi]["params"]
+    impl = implementation(name, group, [p for p in group_params if p.grad is not None] or group_params)
     runs, notes = [], []
     if name == "LBFGS":
         runs = _lbfgs_runs(eng, st, cap, pos, index, group)
@@ -345,3 +346,25 @@ def render(e: Explanation) -> str:
     lines.append(f"torch: {_num(e.torch_change, e.dtype)}  formula: {_num(e.formula_change, e.dtype)}  "
                  f"diff: {e.ulps} ulp")
     return "\n".join(lines)
+
+
+# ----- `optimlab explain` -----
+
+def parse_index(text: str) -> tuple[int, ...]:
+    """"1,2" -> (1, 2); "" -> () (a scalar). One sentence if it is not a list of whole numbers."""
+    text = (text or "").strip()
+    if not text:
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise SpecError(f"--index must be whole numbers separated by commas, like 0,1, not {text!r}") from None
+
+
+def command(args) -> int:
+    """``optimlab explain``: print the explanation; exit 1 if the formula and torch disagree."""
+    from .cli_open import open_session
+    session = open_session(args.session, args.trust_script)
+    e = explain(session, args.tensor, parse_index(args.index), args.step, args.branch)
+    print(render(e))
+    return 1 if e.mismatch else 0
