@@ -22,7 +22,8 @@ import torch
 
 from . import explain_lbfgs, explain_matrix, explain_rules
 from .engine import Engine, copy_state
-from .spec import SpecError, Step
+from .replay import engine_before
+from .spec import SpecError
 
 # Documented tolerance in ULPs of the parameter's dtype. The for-loop recomputation follows
 # torch's op order on the same kernels, so it is exact; torch's foreach and fused kernels
@@ -119,31 +120,6 @@ def implementation(name: str, group: dict, params: list[torch.Tensor]) -> str:
                 and not group.get("capturable", False):
             foreach = False
     return "foreach" if foreach else "for-loop"
-
-
-# ----- standing just before a step, on an engine of our own -----
-
-def engine_before(timeline, branch: int, step: int) -> Engine:
-    """A new engine standing right before step ``step``'s ``optimizer.step()`` is prepared: the
-    nearest checkpoint at or before ``step - 1``, then the journal up to that step (with the
-    actions recorded between the two steps)."""
-    b = timeline.branches[branch]
-    entries = b.journal.entries
-    j = next(i for i, (s0, a) in enumerate(entries) if isinstance(a, Step) and s0 < step <= s0 + a.n)
-    ck = timeline.nearest_checkpoint(branch, step - 1)
-    eng = Engine(b.spec, timeline.blobs)
-    start = 0
-    if ck is not None:
-        eng.restore(ck.state, check=bool(ck.state.get("_check", False)))
-        start = ck.step
-    for s0, a in b.journal.prefix(step - 1, j):
-        if isinstance(a, Step):
-            n = s0 + a.n - max(s0, start)
-            if n > 0:
-                eng.apply(Step(n))
-        elif s0 >= start:
-            eng.apply(a)
-    return eng
 
 
 class _Capture:
