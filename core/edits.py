@@ -188,6 +188,20 @@ def branches(session):
     return session.branches()
 
 
+def explain_update(session, tensor: str, index, step=None):
+    """The update of ``tensor[index]`` at ``step`` (default: the last one taken) explained
+    (``core.explain``): replayed on an engine of its own, the session does not move."""
+    from .explain import explain  # its formula modules are needed only when asked
+    return explain(session, tensor, tuple(index), step)
+
+
+def export_script(session, path) -> list[str]:
+    """Write the current branch as a plain PyTorch script (``core.export``), atomically;
+    returns the files written (the script, then any stored state_dict beside it)."""
+    from .export import write_script
+    return [str(p) for p in write_script(session, path)]
+
+
 def with_optimizer_spec(spec: SessionSpec, name: str, hparams: dict) -> SessionSpec:
     """``spec`` for optimizer ``name``: arguments and group overrides it does not take are dropped."""
     known = catalogue.info(name).defaults

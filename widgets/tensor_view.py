@@ -83,10 +83,12 @@ class TensorView(QWidget):
     """Draws one ``ArrayView`` with a title, hover read-out and a statistics footer.
 
     Emits ``exactRequested(index)`` (an index of the full tensor) when the user hovers
-    a strided preview; answer with ``showExact(index, value)``.
+    a strided preview; answer with ``showExact(index, value)``. A left click on an
+    element emits ``elementClicked(index)`` (the window explains that element's update).
     """
 
     exactRequested = Signal(tuple)
+    elementClicked = Signal(tuple)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -163,6 +165,7 @@ class TensorView(QWidget):
         pi.layout.setColumnFixedWidth(4, 4)
         pi.getViewBox().disableAutoRange()
         pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        pw.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self._image_page = pw
         self.pages.addWidget(pw)
 
@@ -185,6 +188,7 @@ class TensorView(QWidget):
         pi.addItem(self.bars)
         pi.addItem(self.step_curve)
         pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        pw.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self._bars_page = pw
         self.pages.addWidget(pw)
 
@@ -287,6 +291,16 @@ class TensorView(QWidget):
             self._hover_index = index
             if not exact:
                 self.exactRequested.emit(index)
+
+    def clickAt(self, x: float, y: float) -> tuple[int, ...] | None:
+        """A click at data coordinates ``(x, y)``: emits ``elementClicked`` with the element's index
+        in the full tensor (what a left click calls); returns it, or ``None`` off the data."""
+        cell = self.cellAt(x, y)
+        if cell is None:
+            return None
+        index, _ = self.valueAt(*cell)
+        self.elementClicked.emit(index)
+        return index
 
     # ---------------------------------------------------------------- drawing
     @staticmethod
@@ -419,8 +433,17 @@ class TensorView(QWidget):
         p = vb.mapSceneToView(pos)
         self.hoverAt(p.x(), p.y())
 
+    def _on_mouse_clicked(self, event) -> None:
+        page = self.pages.currentWidget()
+        if event.button() != Qt.MouseButton.LeftButton or page not in (self._image_page, self._bars_page):
+            return
+        vb = page.getPlotItem().getViewBox()
+        if vb.sceneBoundingRect().contains(event.scenePos()):
+            p = vb.mapSceneToView(event.scenePos())
+            self.clickAt(p.x(), p.y())
+
     def _set_hint(self) -> None:
-        self.hover.setText("<span style='color: grey'>hover for values</span>")
+        self.hover.setText("<span style='color: grey'>hover for values, click to explain an update</span>")
 
     @staticmethod
     def _index_text(index: tuple[int, ...]) -> str:
