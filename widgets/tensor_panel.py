@@ -39,17 +39,22 @@ class TensorPanel(QWidget):
     state key; answer with ``showExact(tensor_name, which, index, value)``.
     ``valueEdited(tensor_name, which, index or None, value)``: the user set an element (or
     filled the whole entry, index None) by double-clicking a cell or with "fill…".
+    ``explainRequested(tensor_name, index)``: an element was clicked in the value, the
+    gradient or a state entry of the tensor's shape (Adafactor's row/column factors have
+    another shape and explain nothing).
     ``overTimeChanged(on)``: the "over time" button was toggled; while on, the app feeds each
     entry's distribution with ``setDistributions``.
     """
 
     exactRequested = Signal(str, str, tuple)
     valueEdited = Signal(str, str, object, float)
+    explainRequested = Signal(str, tuple)
     overTimeChanged = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._name = ""
+        self._shape: tuple = ()
         self._views: dict[str, TensorView] = {}
         self._texts: dict[str, str] = {}
         self._columns = 0
@@ -123,6 +128,7 @@ class TensorPanel(QWidget):
             self.placeholder.show()
             return
         self._name = ts.name
+        self._shape = tuple(ts.value.shape) if ts.value is not None else ()
         self.placeholder.hide()
         self.scroll.show()
         self.header.show()
@@ -222,6 +228,7 @@ class TensorPanel(QWidget):
                 # the grid decides the size, never what a view happens to show (plot, "None", a number)
                 view.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
                 view.exactRequested.connect(partial(self._forward, key))
+                view.elementClicked.connect(partial(self._clicked, key))
                 view.valueEdited.connect(partial(self._forward_edit, key))
                 on, why = self._editable
                 view.setEditable(on, why) if why else view.setEditable(on)
@@ -267,6 +274,11 @@ class TensorPanel(QWidget):
 
     def _forward_edit(self, which: str, index, value: float) -> None:
         self.valueEdited.emit(self._name, which, index, value)
+
+    def _clicked(self, which: str, index: tuple) -> None:
+        view = self._views.get(which)
+        if view is not None and view.view() is not None and tuple(view.view().shape) == self._shape:
+            self.explainRequested.emit(self._name, index)
 
     def _relayout(self, force: bool = False) -> None:
         """Columns by the panel's width; every view the same size, so same-shape tensors are

@@ -10,9 +10,9 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QPointF, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QSizePolicy, QStackedWidget, QToolButton, QVBoxLayout,
+from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QSizePolicy, QStackedWidget, QToolButton, QVBoxLayout,
                                QWidget)
 
 from core.snapshot import ArrayView
@@ -86,11 +86,14 @@ class TensorView(CellEditing, QWidget):
     """Draws one ``ArrayView`` with a title, hover read-out and a statistics footer.
 
     Emits ``exactRequested(index)`` (an index of the full tensor) when the user hovers
-    a strided preview; answer with ``showExact(index, value)``. A double-click on a cell
-    (or "fill…") edits it: ``valueEdited(index or None, value)`` (see ``CellEditing``).
+    a strided preview; answer with ``showExact(index, value)``. A left click on an
+    element emits ``elementClicked(index)`` (the window explains that element's update);
+    a double-click on a cell (or "fill…") edits it instead: ``valueEdited(index or None,
+    value)`` (see ``CellEditing``).
     """
 
     exactRequested = Signal(tuple)
+    elementClicked = Signal(tuple)
     valueEdited = Signal(object, float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -140,6 +143,11 @@ class TensorView(CellEditing, QWidget):
         self.pages.addWidget(self.scalar)
         self.hover = QLabel(self)
         self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # a click explains only once no second click followed (a double-click edits the cell)
+        self._click_timer = QTimer(self)
+        self._click_timer.setSingleShot(True)
+        self._click_timer.timeout.connect(self._click_settled)
+        self._pending_click: tuple[float, float] | None = None
         self.stats = QLabel(self)
         self.stats.setWordWrap(True)
         # two lines, always: a label whose height follows its text resizes the plot above it
@@ -187,6 +195,7 @@ class TensorView(CellEditing, QWidget):
         pi.layout.setColumnFixedWidth(4, 4)
         pi.getViewBox().disableAutoRange()
         pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        pw.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         pw.viewport().installEventFilter(self)  # double-click: edit the cell (CellEditing)
         self._zoomable(pw)
         self.cells = CellLabels(pi, QFont(self.font()))
@@ -212,6 +221,7 @@ class TensorView(CellEditing, QWidget):
         pi.addItem(self.bars)
         pi.addItem(self.step_curve)
         pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        pw.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         pw.viewport().installEventFilter(self)  # double-click: edit the cell (CellEditing)
         self._zoomable(pw)
         self._bars_page = pw
@@ -375,6 +385,16 @@ class TensorView(CellEditing, QWidget):
             self.hover.setText(f"{self._index_text(index)} = {value:.6g} (preview)")
         self._request_exact(index)
 
+    def clickAt(self, x: float, y: float) -> tuple[int, ...] | None:
+        """A click at data coordinates ``(x, y)``: emits ``elementClicked`` with the element's index
+        in the full tensor (what a left click calls); returns it, or ``None`` off the data."""
+        cell = self.cellAt(x, y)
+        if cell is None:
+            return None
+        index, _ = self.valueAt(*cell)
+        self.elementClicked.emit(index)
+        return index
+
     # ---------------------------------------------------------------- drawing
     @staticmethod
     def _cell_size(v: ArrayView) -> tuple[float, float]:
@@ -480,7 +500,30 @@ class TensorView(CellEditing, QWidget):
         self.hoverAt(p.x(), p.y())
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
+        if event.type() == QEvent.Type.MouseButtonDblClick:
+            self._click_timer.stop()  # the first click of a double-click explains nothing
         return self._edit_event(obj, event) or super().eventFilter(obj, event)
+
+    def _on_mouse_clicked(self, event) -> None:
+        """A left click on an element explains it (``clickAt``) once the double-click interval
+        has passed without a second click: a double-click edits the cell (``CellEditing``)."""
+        page = self.pages.currentWidget()
+        if event.button() != Qt.MouseButton.LeftButton or page not in (self._image_page, self._bars_page):
+            return
+        if event.double():
+            self._click_timer.stop()
+            return
+        vb = page.getPlotItem().getViewBox()
+        if vb.sceneBoundingRect().contains(event.scenePos()):
+            p = vb.mapSceneToView(event.scenePos())
+            self._pending_click = (p.x(), p.y())
+            self._click_timer.start(QApplication.doubleClickInterval())
+
+    def _click_settled(self) -> None:
+        if self._pending_click is not None:
+            x, y = self._pending_click
+            self._pending_click = None
+            self.clickAt(x, y)
 
     def leaveEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().leaveEvent(event)
@@ -490,7 +533,7 @@ class TensorView(CellEditing, QWidget):
             self._set_hint()
 
     def _set_hint(self) -> None:
-        self.hover.setText("<span style='color: grey'>hover for values</span>")
+        self.hover.setText("<span style='color: grey'>hover: values · click: explain · double-click: edit</span>")
 
     @staticmethod
     def _index_text(index: tuple[int, ...]) -> str:

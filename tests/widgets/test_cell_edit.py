@@ -92,3 +92,18 @@ def test_the_panel_names_the_tensor_and_the_entry_edited(qtbot):
     assert sig.args == ["fc.weight", "exp_avg", (1, 0), 7.0]
     panel.setEditable(False, "pause the run to edit values")
     assert not any(v.fillButton.isEnabled() for v in panel.views().values())
+
+
+def test_a_double_click_edits_and_explains_nothing_while_a_single_click_explains(view, qtbot):
+    from PySide6.QtWidgets import QApplication
+
+    from .test_tensor_view import click_on
+    view.setView(av(np.arange(12, dtype=np.float32).reshape(3, 4)), "weight")
+    with qtbot.assertNotEmitted(view.elementClicked, wait=QApplication.doubleClickInterval() + 300):
+        click_on(view, 2.5, 1.5, qtbot)  # a double-click's first click...
+        double_click_cell(qtbot, view, 2.5, 1.5)  # ...and its second
+    assert view.isEditing() and view.editPrompt.text() == "weight[1, 2] ="
+    view.cancelEdit()
+    with qtbot.waitSignal(view.elementClicked) as sig:
+        click_on(view, 2.5, 1.5, qtbot)  # one click, nothing after it: explain
+    assert sig.args == [(1, 2)] and not view.isEditing()
