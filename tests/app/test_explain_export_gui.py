@@ -77,8 +77,8 @@ def test_explain_waits_for_a_pause_and_refuses_a_step_with_no_update(make_window
     win.explain_dialog.close()
     win.run()
     qtbot.waitUntil(lambda: win.snapshot.running and win.snapshot.step > 0)
-    click_element(qtbot, win, 0, 1, "grad")
-    assert "Pause the run" in win.statusBar().currentMessage()
+    click_element(qtbot, win, 0, 1, "grad")  # answered once the double-click interval is over
+    qtbot.waitUntil(lambda: "Pause the run" in win.statusBar().currentMessage())
     assert not win.explain_dialog.isVisible()
     win.pause()
     qtbot.waitUntil(lambda: not win.snapshot.running)
