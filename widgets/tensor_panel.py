@@ -293,9 +293,11 @@ class TensorPanel(QWidget):
             self._columns = cols
             for w in [*self._views.values(), *self._strips.values()]:
                 self._grid.removeWidget(w)
-                w.setVisible(w in cells)
+                if w not in cells:
+                    w.hide()
             for i, w in enumerate(cells):
                 self._grid.addWidget(w, i // cols, i % cols)
+                w.show()  # only now, as a child: a parentless view shown is a window (it took the focus)
             for c in range(MAX_COLUMNS):
                 self._grid.setColumnStretch(c, 1 if c < cols else 0)
         if not n:

@@ -61,3 +61,29 @@ def test_another_tensors_histories_never_show_under_this_ones_name(panel):
     panel.setTensor(ts.__class__(**{**ts.__dict__, "name": "fc.bias"}))
     assert panel.distribution("value") is None and panel.strips()["value"].note.isVisible()
     assert list(panel.strips()) == ["value", "grad", "exp_avg"]  # the vanished entry's strip went too
+
+
+def test_new_entries_never_flash_as_windows_of_their_own(qtbot):
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication, QWidget
+
+    class Windows(QObject):
+        shown: list = []
+
+        def eventFilter(self, obj, ev):  # noqa: N802 (Qt name)
+            if ev.type() == QEvent.Type.Show and isinstance(obj, QWidget) and obj.isWindow():
+                self.shown.append(type(obj).__name__)
+            return False
+    p = TensorPanel()
+    shown(qtbot, p, 700, 600)
+    spy = Windows()
+    QApplication.instance().installEventFilter(spy)
+    try:
+        p.setTensor(snapshot({}))
+        p.setTensor(snapshot({"exp_avg": av(np.ones((2, 3), np.float32))}))  # the first step's state
+        p.setOverTime(True)
+        p.setOverTime(False)
+    finally:
+        QApplication.instance().removeEventFilter(spy)
+    assert spy.shown == []  # a window shown took the focus from the main window (its shortcuts went dead)
+    assert all(v.isVisible() for v in p.views().values())
