@@ -310,9 +310,13 @@ class TensorPanel(QWidget):
         else:
             col_w = (width - (cols - 1) * gap) // cols  # about square, two rows in sight
             h = max(VIEW_MIN_HEIGHT, min(int(col_w * 0.8), (avail - gap) // 2))
+        # the same width too: the grid would hand a column's leftover pixel to one view only
+        w = max(COLUMN_WIDTH - 40, (self.scroll.viewport().width() - (cols - 1) * gap) // cols)
         for view in cells:
             if view.height() != h or view.minimumHeight() != h:
                 view.setFixedHeight(h)
+            if view.width() != w or view.minimumWidth() != w or view.maximumWidth() != w:
+                view.setFixedWidth(w)
 
     def viewSizes(self) -> dict[str, tuple[int, int]]:
         """(width, height) of each view as laid out now."""
