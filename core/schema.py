@@ -207,7 +207,8 @@ def _sentence(message: str, data, where: str) -> str:
                 return f"{path} must not be empty"
             return f"{path} must be at most {int(m['len']):,} characters long, not {n:,}"
         unit = "entries" if m["want"] == "object" else "items"
-        return f"{path} must have at most {int(m['len']):,} {unit}, not {n:,}"
+        most = "at least" if m["lop"].startswith(">") else "at most"
+        return f"{path} must have {most} {int(m['len']):,} {unit}, not {n:,}"
     if m["bound"]:
         bound = float(m["bound"])
         if abs(bound) == sys.float_info.max:
