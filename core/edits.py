@@ -226,6 +226,12 @@ def branch_history(session, branch: int):
     return b.series.view()
 
 
+def distribution(session, name: str, which: str = "value"):
+    """A tensor's (or its gradient's or a state entry's) histograms over the steps, plain numpy:
+    (steps, bin values, counts per step) or None (see core.distributions)."""
+    return session.distribution(name, which)
+
+
 def set_checkpoint_budget(session, nbytes: int) -> int:
     """The memory the timeline's checkpoints may use (thinned at once if over); returns what they use."""
     if not 16 * 2 ** 20 <= nbytes <= 2 ** 45:
