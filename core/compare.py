@@ -65,6 +65,35 @@ def config_spec(base: SessionSpec, optimizer: str, hparams: dict, scheduler: Sch
     return replace(with_optimizer_spec(base, optimizer, hparams), scheduler=scheduler)
 
 
+def hparams_from_text(optimizer: str, text: str) -> dict:
+    """``"lr=0.01, momentum=0.9"`` as ``optimizer``'s arguments, each parsed like its form field;
+    one sentence (SpecError) naming the first word that is not one."""
+    known = {h.name: h for h in catalogue.info(optimizer).hparams}
+    out = {}
+    for word in filter(None, (w.strip() for w in _top_level_split(text.replace(";", ",")))):
+        name, eq, value = (x.strip() for x in word.partition("="))
+        if not eq or not name:
+            raise SpecError(f"Arguments: {word!r} is not name=value")
+        if name not in known:
+            raise SpecError(f"Arguments: {optimizer} takes no argument {name!r}")
+        try:
+            out[name] = known[name].parse(value)
+        except ValueError as e:
+            raise SpecError(f"Arguments: {e}") from None
+    return out
+
+
+def _top_level_split(text: str) -> list[str]:
+    """Split at commas outside brackets (``betas=(0.9, 0.99)`` stays one word)."""
+    words, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch in "([") - (ch in ")]")
+        if ch == "," and depth == 0:
+            words.append(text[start:i])
+            start = i + 1
+    return words + [text[start:]]
+
+
 def check_same_problem(base: SessionSpec, spec: SessionSpec, label: str) -> None:
     for name, words in PROBLEM.items():
         if getattr(base, name) != getattr(spec, name):
