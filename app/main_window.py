@@ -27,6 +27,7 @@ from widgets.wheel_guard import guard
 from . import script_trust
 from .add_group_dialog import AddGroupDialog
 from .bridge import RunnerBridge, empty_snapshot
+from .compare_ui import CompareUI
 from .file_ops import FileOps, add_action
 from .landscape_ui import LandscapeUI
 from .layout import WindowLayout
@@ -41,7 +42,7 @@ def _on_screen(widget) -> bool:
     return widget.isVisible() and not widget.visibleRegion().isEmpty()
 
 
-class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
+class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, CompareUI, QMainWindow):
     """optimlab's window. ``session`` is sent to the runner (its own process) and never
     touched here again. Without one, the runner starts on a blank session and the window
     shows ``spec`` (if given) until ``open_initial`` has opened the real one there."""
@@ -162,6 +163,7 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
         act(run, "Zero grad", lambda: self.zero_grad(self.controls.setToNone()))
         act(run, "Reset", self.reset)
         act(run, "Add param group…", self.add_group_dialog)
+        self.build_compare_menu(self.menuBar().addMenu("&Compare"))
         view = self.menuBar().addMenu("&View")
         for d in self.findChildren(QDockWidget):
             view.addAction(d.toggleViewAction())
@@ -394,6 +396,7 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
             event.ignore()
             return
         self.save_layout()
+        self.close_comparisons()
         self.bridge.shutdown()
         event.accept()
 

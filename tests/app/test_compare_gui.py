@@ -126,3 +126,26 @@ def test_a_damaged_file_is_refused_naming_it_and_the_comparison_on_screen_stays(
     qtbot.waitUntil(lambda: bool(w.last_error))
     assert "broken.optimlab-compare" in w.last_error and "\n" not in w.last_error
     assert len(w.frame.runs) == 2
+
+
+def test_a_branch_promoted_from_the_main_window_replays_its_edits_in_the_comparison(make_window, qtbot):
+    from core.spec import SetHparam, Step
+
+    from .conftest import manual_spec
+    spec = manual_spec("SGD", {"lr": 0.1, "momentum": 0.9})
+    journal = [Step(3), SetHparam(0, "lr", 0.02), Step(2)]
+    main = make_window(Session(spec, journal))
+    main.promote_branch(0)
+    qtbot.waitUntil(lambda: bool(main.compare_windows) and main.compare_windows[0].frame is not None,
+                    timeout=BUILD_MS)
+    w = main.compare_windows[0]
+    try:
+        assert [r.label.split(":")[0] for r in w.frame.runs] == ["branch 0", "Adam"]
+        w.step(5)
+        qtbot.waitUntil(lambda: stands_at(w, 5), timeout=BUILD_MS)
+        alone = Session(spec, journal)
+        shown = w.frame.runs[0].snapshot
+        assert np.array_equal(shown.tensor("weight").value.values, alone.params["weight"].detach().numpy())
+        assert shown.groups[0].hparams["lr"] == 0.02
+    finally:
+        main.close_comparisons()
