@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-CLI_COMMANDS = ("run", "branches", "optimizers", "examples", "-h", "--help")
+CLI_COMMANDS = ("run", "branches", "compare", "optimizers", "examples", "-h", "--help")
 
 
 def wants_cli(argv: list[str]) -> bool:

@@ -183,6 +183,8 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("branches", help="list a session's branches (id, parent, fork step, steps, last loss)")
     b.add_argument("session", help="a .optimlab session (or .json, or an example's name)")
     b.set_defaults(func=cmd_branches)
+    from .compare_cli import add_parser as add_compare
+    add_compare(sub)
     sub.add_parser("optimizers", help="list torch.optim's optimizers").set_defaults(func=cmd_optimizers)
     sub.add_parser("examples", help="list the shipped examples").set_defaults(func=cmd_examples)
     return ap
