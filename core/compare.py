@@ -32,7 +32,7 @@ from . import catalogue
 from .compare_frame import CompareHistory, ComparisonFrame, RunFrame
 from .compare_watch import CrossWatch
 from .observe import make_snapshot
-from .observer import Hit
+from .observer import MEASURE_BUDGET, Hit
 from .session import Session
 from .snapshot import History
 from .spec import SchedulerSpec, SessionSpec, SpecError, Step
@@ -248,6 +248,14 @@ class Comparison:
         for rs in runs:
             self._check(rs)
             self.runs.append(self._make(rs))
+        self._share_budgets()
+
+    def _share_budgets(self) -> None:
+        """Each run's observer measures within its share of the time budget: its clock runs
+        while the other runs step too, so a whole budget each would spend n times the share
+        that the same runs made alone spend."""
+        for r in self.runs:
+            r.session.observer._budget.fraction = MEASURE_BUDGET / len(self.runs)
 
     @classmethod
     def restore(cls, runs: list[Run], step: int, watch: CrossWatch, next_id: int) -> "Comparison":
@@ -256,6 +264,7 @@ class Comparison:
         c.budget, c.runs, c.watch, c._step, c._next_id = RUN_BUDGET, list(runs), watch, step, next_id
         c.observer, c.last_hit, c._hist = _Observers(c), None, None
         c._rng0 = torch.random.get_rng_state()
+        c._share_budgets()
         return c
 
     # ----- what the runner reads -----
@@ -314,6 +323,7 @@ class Comparison:
         run.run_to(self._step)
         run.flush()
         self.runs.append(run)
+        self._share_budgets()
         self.watch.invalidate()
         return run
 
@@ -322,6 +332,7 @@ class Comparison:
             raise SpecError(f"A comparison needs at least {MIN_RUNS} configurations")
         run = self.get(run_id)
         self.runs.remove(run)
+        self._share_budgets()
         self.watch.forget(run_id)
 
     # ----- stepping -----
