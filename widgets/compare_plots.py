@@ -59,8 +59,9 @@ class _Overlay:
             self.plot.removeItem(self.items.pop(k))
 
     def data(self, key) -> tuple[np.ndarray, np.ndarray] | None:
+        """The whole series set on ``key``'s curve (not the part clipped to the view)."""
         item = self.items.get(key)
-        return None if item is None else item.getData()
+        return None if item is None else item.getOriginalDataset()
 
 
 class RunCurves(QWidget):
