@@ -251,11 +251,12 @@ class Comparison:
         self._share_budgets()
 
     def _share_budgets(self) -> None:
-        """Each run's observer measures within its share of the time budget: its clock runs
-        while the other runs step too, so a whole budget each would spend n times the share
-        that the same runs made alone spend."""
+        """Each run's observer measures, and its session checkpoints, within its share of the
+        time: its clock runs while the other runs step too, so a whole share each would spend
+        n times what the same runs made alone spend."""
         for r in self.runs:
             r.session.observer._budget.fraction = MEASURE_BUDGET / len(self.runs)
+            r.session.time_share = 1.0 / len(self.runs)
 
     @classmethod
     def restore(cls, runs: list[Run], step: int, watch: CrossWatch, next_id: int) -> "Comparison":
