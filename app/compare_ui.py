@@ -21,13 +21,17 @@ class CompareUI:
 
     def build_compare_menu(self, menu) -> None:
         self.compare_windows: list[CompareWindow] = []
+        self.compare_process: bool | None = None  # None: a runner of the main window's kind
         add_action(self, menu, "Compare this configuration with…", self.compare_current)
         add_action(self, menu, "Promote a branch into a comparison…", self._ask_branch)
         add_action(self, menu, "Open comparison…", self._open_comparison)
 
     def _compare_window(self, runs=(), path=None) -> CompareWindow:
         """A Compare window whose runner is of the main window's kind (a process, in the app)."""
-        return CompareWindow(runs, path=path, process=not isinstance(self.bridge.runner, Runner))
+        process = getattr(self, "compare_process", None)
+        if process is None:
+            process = not isinstance(self.bridge.runner, Runner)
+        return CompareWindow(runs, path=path, process=process)
 
     def _show_compare(self, w: CompareWindow) -> CompareWindow:
         self.compare_windows = [x for x in self.compare_windows if x.isVisible()]

@@ -135,6 +135,7 @@ def test_a_branch_promoted_from_the_main_window_replays_its_edits_in_the_compari
     spec = manual_spec("SGD", {"lr": 0.1, "momentum": 0.9})
     journal = [Step(3), SetHparam(0, "lr", 0.02), Step(2)]
     main = make_window(Session(spec, journal))
+    main.compare_process = False  # a runner thread: the test need not start a second process
     main.promote_branch(0)
     qtbot.waitUntil(lambda: bool(main.compare_windows) and main.compare_windows[0].frame is not None,
                     timeout=BUILD_MS)

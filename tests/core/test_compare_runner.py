@@ -69,6 +69,6 @@ def test_the_runner_process_steps_a_comparison_equal_to_the_runs_alone():
             alone.run(6)
             assert np.array_equal(rf.snapshot.tensor("w").value.values, alone.params["w"].detach().numpy())
             exact = r.call(compare_edits.exact_value, rf.id, "w", "value", (1, 2)).result(30)
-            assert exact == float(alone.params["w"][1, 2])
+            assert exact == float(alone.params["w"][1, 2].detach())
     finally:
         r.stop()
