@@ -7,6 +7,11 @@ The per-step order is fixed and documented (README, "The step"):
   3. ``optimizer.step()`` (LBFGS: ``optimizer.step(closure)``, the closure doing
      zero_grad, loss and backward itself, as torch's docs show);
   4. tasks: evaluation every K steps, then the scheduler.
+Optimizers outside torch.optim may need more (``catalogue.needs``): a closure like LBFGS's,
+``backward(create_graph=True)`` (second-order: SophiaH, AdaHessian), or schedule-free's
+switch: ``optimizer.train()`` before every step (before its gradient) and
+``optimizer.eval()``/``optimizer.train()`` just around an evaluation. Before their
+first step torch's global generator is seeded (``optimizer_seed``): some draw from it.
 Nothing here draws random numbers, casts or moves tensors except what a plain script
 doing the same actions would do, so results equal plain PyTorch's bit for bit.
 
@@ -19,6 +24,7 @@ rewinding is made of.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 
@@ -29,6 +35,7 @@ from .tasks import Task
 from .trust import UntrustedScript
 
 GRAD_SEED_OFFSET = 999_983
+OPTIMIZER_SEED_OFFSET = 999_979
 
 
 class StepError(RuntimeError):
@@ -43,6 +50,12 @@ def tensor_seed(session_seed: int, position: int) -> int:
 def grad_seed(session_seed: int) -> int:
     """Seed of the session's generator for random manual gradients."""
     return (session_seed * 1_000_003 + GRAD_SEED_OFFSET) % (2 ** 63)
+
+
+def optimizer_seed(session_seed: int) -> int:
+    """Seed of torch's global generator, set after building an optimizer from outside
+    torch.optim (Hutchinson's probes of SophiaH and AdaHessian draw from it)."""
+    return (session_seed * 1_000_003 + OPTIMIZER_SEED_OFFSET) % (2 ** 63)
 
 
 def make_tensor(t: TensorSpec, seed: int, device: str) -> torch.Tensor:
@@ -119,9 +132,13 @@ class Engine:
         spec = self.spec
         self.device = spec.device
         self._check_device(self.device)
-        self.opt_class = catalogue.optimizer_classes().get(spec.optimizer)
-        if self.opt_class is None:
-            raise SpecError(f"Unknown optimizer {spec.optimizer!r}")
+        try:
+            self.opt_class = catalogue.optimizer_class(spec.optimizer)
+            self.needs = catalogue.needs(spec.optimizer)
+        except UntrustedScript:
+            raise  # the window asks the user and tries again
+        except ValueError as e:
+            raise SpecError(str(e)) from None
         self.task = None
         self.params: dict[str, torch.Tensor] = {}
         if spec.gradient.kind == "task":
@@ -166,6 +183,11 @@ class Engine:
                                                            self.optimizer)
             except ValueError as e:
                 raise SpecError(f"{spec.scheduler.name}: {e}") from None
+        self._switch = catalogue.TRAIN_EVAL in self.needs
+        if self._switch:
+            self.optimizer.train()  # schedule-free: train mode before the first gradient
+        if not catalogue.is_torch(spec.optimizer):
+            torch.manual_seed(optimizer_seed(spec.seed))
         self.step_count = 0
         self.loss: torch.Tensor | None = None
         self.last_eval: dict = {}
@@ -174,7 +196,10 @@ class Engine:
         # what every step does, decided once (the step of a tiny problem takes 15 µs)
         self._manual_every = spec.gradient.kind == "manual" and spec.gradient.when == "every_step"
         self._has_loss = bool(self._objective_names) or self.task is not None
-        self._lbfgs = self.opt_class is torch.optim.LBFGS
+        self._lbfgs = catalogue.CLOSURE in self.needs  # LBFGS, and other classes stepped with a closure
+        self._graph = catalogue.SECOND_ORDER in self.needs  # backward(create_graph=True)
+        if self._graph:  # torch's advice (autograd.grad) is not what a plain training script does
+            warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
         if self.observer is not None:
             self.observer.attach(self.optimizer)
         if spec.gradient.kind == "manual" and spec.gradient.when == "once":
@@ -199,11 +224,11 @@ class Engine:
 
     def _check_optimizer_fits(self, tensors, groups) -> None:
         name = self.spec.optimizer
-        if name in catalogue.NEEDS_2D:
+        if catalogue.TWO_D in self.needs:
             bad = [t.name for t in tensors if len(t.shape) != 2]
             if bad:
                 raise SpecError(f"{name} optimizes only 2-D tensors (matrices); {bad[0]} is not 2-D")
-        if name in catalogue.ONE_GROUP and len(groups) > 1:
+        if catalogue.ONE_GROUP_ONLY in self.needs and len(groups) > 1:
             raise SpecError(f"{name} does not support parameter groups: use one group")
 
     # ----- what snapshots, files and the observer read -----
@@ -267,7 +292,10 @@ class Engine:
 
     def check_can_step(self) -> None:
         name = self.spec.optimizer
-        if name in catalogue.NEEDS_SPARSE:
+        if self._graph and not self._has_loss:
+            raise StepError(f"{name} uses second-order information (backward with create_graph=True); "
+                            "manual gradients have none: use an objective or a task")
+        if catalogue.SPARSE in self.needs:
             if self.spec.gradient.kind == "objective":
                 raise StepError(f"{name} needs sparse gradients; an objective gives dense ones: "
                                 "use manual gradients with 'sparse' on")
@@ -280,6 +308,8 @@ class Engine:
         """One optimizer step; returns the evaluation's metrics if one ran this step."""
         spec = self.spec
         opt = self.optimizer
+        if self._switch:
+            opt.train()  # schedule-free: nothing when already in train mode
         if self.task is not None:
             self._batch = self.task.next_batch()  # one batch a step (LBFGS's closure reuses it)
         closure = None
@@ -292,7 +322,7 @@ class Engine:
                 self._assign_manual_grads()
             elif self._has_loss:
                 loss = self._loss()
-                loss.backward()
+                loss.backward(create_graph=self._graph)
                 self.loss = loss.detach()
         try:
             ret = opt.step(closure) if closure is not None else opt.step()
@@ -310,7 +340,11 @@ class Engine:
         metrics = {}
         task = self.task
         if task is not None and self.step_count % task.spec.eval_every == 0:
+            if self._switch:
+                self.optimizer.eval()  # schedule-free: evaluate at the averaged weights
             metrics = task.evaluate()
+            if self._switch:
+                self.optimizer.train()
             self.last_eval = metrics
         if self.scheduler is not None:
             at_end = task.at_epoch_end if task is not None else True
@@ -330,7 +364,7 @@ class Engine:
             if self._objective_names or self.task is not None:
                 opt.zero_grad(set_to_none=spec.set_to_none)
                 loss = self._loss()
-                loss.backward()
+                loss.backward(create_graph=self._graph)
                 return loss
             if manual_every:
                 self._assign_manual_grads()
@@ -454,6 +488,8 @@ class Engine:
         except Exception as e:  # noqa: BLE001 - the checks passed, so this is unexpected: undo it
             opt.__setstate__(before)
             raise files.LoadError(f"The state_dict could not be loaded: {e}") from None
+        if self._switch:
+            opt.train()  # a file saved in eval mode (as schedule-free advises) steps in train mode
         args = catalogue.info(self.spec.optimizer).defaults
         for gi, g in enumerate(opt.param_groups):
             gs = self.group_specs[gi]

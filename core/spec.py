@@ -13,9 +13,9 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from . import schema
+from . import optimizer_names, schema
 from .schema import (MAX_JOURNAL, MAX_NUMEL, MAX_STEPS, MAX_TENSORS, MAX_VALUES, Count, HParams, HValue, Index, Names,
-                     PathText, Shape, SpecError, Text, Values, Word, in_file, parse_json)
+                     OptimizerText, PathText, Shape, SpecError, Text, Values, Word, in_file, parse_json)
 from .task_spec import TaskSpec, task_from_dict
 
 DTYPES = ("float32", "float64")
@@ -228,7 +228,7 @@ Groups = Annotated[tuple[GroupSpec, ...], Meta(max_length=MAX_TENSORS)]
 class SessionSpec:
     """What a session starts from. The journal says what happened since."""
 
-    optimizer: Word = "SGD"
+    optimizer: OptimizerText = "SGD"  # core.optimizer_names: "Adam", "pytorch_optimizer.Lion", "file:P.py:C"
     hparams: HParams = field(default_factory=dict)  # optimizer defaults given to the constructor
     tensors: Tensors = ()
     groups: Groups = ()  # empty: one group with every tensor
@@ -253,6 +253,10 @@ class SessionSpec:
 
     def check(self) -> None:
         """Structural checks that need no torch (names, membership, shapes)."""
+        try:
+            optimizer_names.parse(self.optimizer)
+        except ValueError as e:
+            raise SpecError(str(e)) from None
         _seed("seed", self.seed)
         if self.gradient.kind == "task":
             self.gradient.check()
