@@ -164,7 +164,8 @@ def info(name: str) -> OptimizerInfo:
 
 @lru_cache(maxsize=None)
 def _info(name: str, cls: type) -> OptimizerInfo:
-    doc = inspect.getdoc(cls) or ""
+    # the class's own docstring: inspect.getdoc would inherit Optimizer's "Base class for all optimizers."
+    doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "")
     summary = doc.strip().splitlines()[0].strip() if doc.strip() else optimizer_names.parse(name).cls
     docs = arg_docs(cls.__doc__ or "") or arg_docs(cls.__init__.__doc__ or "")
     params = []

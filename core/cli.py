@@ -4,7 +4,8 @@
                  [--save-params PATH] [--save-session PATH] [--print-state]
                  [--trust-script] [--timeout SECONDS] [--branch B] [--at STEP] [--until CONDITION ...]
     optimlab branches SESSION   list the timeline's branches
-    optimlab optimizers      list torch.optim's optimizers and their hyperparameters
+    optimlab optimizers      list the optimizers (torch.optim's, the installed collections') and their
+                             hyperparameters, and the classes skipped with the reason
     optimlab examples        list the shipped examples (usable as SESSION by name)
 
 Bad input exits with status 2 and one line on stderr. ``run`` works in a supervised child
@@ -19,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import catalogue, files, trust
+from . import catalogue, files, optimizer_names, trust
 from .breakpoints import BreakpointError
 from .breakpoints import parse as parse_breakpoint
 from .headless import RunRequest, supervise
@@ -126,14 +127,42 @@ def cmd_branches(args) -> int:
 
 
 def cmd_optimizers(args) -> int:
+    """torch.optim's optimizers, then each installed collection's (``[extras]``): a form's
+    fields and notes for those a session can use, one line with the reason for those skipped."""
+    from . import extra_optimizers
+    print("== torch.optim ==")
     for info in catalogue.catalogue():
-        print(f"{info.name}: {info.summary}")
-        for h in info.hparams:
-            if not h.advanced:
-                print(f"    {h.name} = {h.format(h.default)}  ({h.kind})")
-        for c in info.constraints:
-            print(f"    note: {c}")
+        _print_info(info)
+    found = extra_optimizers.listing()
+    for module in extra_optimizers.installed():
+        mine = [f for f in found if f.collection == module]
+        print(f"\n== {module} ({sum(f.reason is None for f in mine)} usable, "
+              f"{sum(f.reason is not None for f in mine)} skipped) ==")
+        skipped = []
+        for f in mine:
+            try:
+                info = None if f.reason else catalogue.info(f.name)
+            except Exception as e:  # noqa: BLE001 - a class that cannot be described is listed as skipped
+                f = extra_optimizers.Found(f.name, f.collection, _one_line(e))
+            if f.reason:
+                skipped.append(f)
+            else:
+                _print_info(info)
+        for f in skipped:
+            print(f"skipped: {f.name}: {f.reason}")
+    missing = [m for m in optimizer_names.COLLECTIONS if m not in extra_optimizers.installed()]
+    if missing:
+        print(f"\nnot installed: {', '.join(missing)} (pip install 'optimlab[extras]')")
     return 0
+
+
+def _print_info(info) -> None:
+    print(f"{info.name}: {info.summary}")
+    for h in info.hparams:
+        if not h.advanced:
+            print(f"    {h.name} = {h.format(h.default)}  ({h.kind})")
+    for c in info.constraints:
+        print(f"    note: {c}")
 
 
 def cmd_examples(args) -> int:
@@ -183,7 +212,7 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("branches", help="list a session's branches (id, parent, fork step, steps, last loss)")
     b.add_argument("session", help="a .optimlab session (or .json, or an example's name)")
     b.set_defaults(func=cmd_branches)
-    sub.add_parser("optimizers", help="list torch.optim's optimizers").set_defaults(func=cmd_optimizers)
+    sub.add_parser("optimizers", help="list the optimizers (torch.optim's and the installed collections')").set_defaults(func=cmd_optimizers)
     sub.add_parser("examples", help="list the shipped examples").set_defaults(func=cmd_examples)
     return ap
 

@@ -87,7 +87,7 @@ def check_kind(session, saved: list) -> None:
             raise LoadError(f"param_group {i} of the state_dict has a key {odd!r} that is not a name")
         got = frozenset(g) - IGNORED_GROUP_KEYS
         if not catalogue.is_torch(name):
-            _check_kind_extra(name, i, got)
+            _check_kind_extra(name, i, got, g)
             continue
         writers = catalogue.identify(got, g)
         if name not in writers:
@@ -110,13 +110,13 @@ def check_kind(session, saved: list) -> None:
                 raise LoadError(f"This state_dict is from {other}, but the session uses {name}")
 
 
-def _check_kind_extra(name: str, i: int, got: frozenset) -> None:
+def _check_kind_extra(name: str, i: int, got: frozenset, group: dict) -> None:
     """A class from outside torch.optim: its fresh group's keys must all be there (keys it adds
     while stepping may be there too); a torch class whose keys fit exactly is named."""
     missing = sorted(catalogue.group_keys(name) - got - catalogue.filled_keys(name))
     if not missing:
         return
-    others = catalogue.identify(got)
+    others = catalogue.identify(got, group) or catalogue.identify(got)
     if others:
         raise LoadError(f"This state_dict is from {' or '.join(others)}, but the session uses {name}")
     raise LoadError(f"param_group {i} of the state_dict does not match {name}: it lacks {', '.join(missing)}")
