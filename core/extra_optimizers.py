@@ -44,6 +44,11 @@ KNOWN_NEEDS = {
     "schedulefree.RAdamScheduleFreeClosure": {CLOSURE},
     "schedulefree.SGDScheduleFreeClosure": {CLOSURE},
 }
+def _unsafe(kind: str, where: str, key: str) -> str:
+    return (f"keeps a Python object ({kind}, {where} entry {key!r}) in its state_dict, which a saved file cannot "
+            "hold: optimlab reads files only with torch.load(weights_only=True)")
+
+
 _MUON = ("expects each parameter group to carry a use_muon flag (matrices apart from the rest), "
          "which a session's groups do not have; torch.optim's Muon is in the catalogue")
 KNOWN_SKIPS = {
@@ -51,7 +56,17 @@ KNOWN_SKIPS = {
                                                  "MuonClip", "NorMuon")},
     "pytorch_optimizer.AliG": "needs the loss handed to step() as a number (step(lambda: float(loss))), "
                               "a calling convention the step loop does not make",
+    "pytorch_optimizer.LoRARite": "expects LoRA factors in alternating order (lora_a_1, lora_b_1, ...), "
+                                  "not a session's tensors",
+    # found by stepping (``unsaved``): what they keep cannot be read back by a safe loader
+    "pytorch_optimizer.AdaShift": _unsafe("deque", "state", "grad_queue"),
+    "pytorch_optimizer.Conda": _unsafe("GaLoreProjector", "state", "projector"),
+    "pytorch_optimizer.ScalableShampoo": _unsafe("PreConditioner", "state", "pre_conditioner"),
+    "pytorch_optimizer.SCION": _unsafe("LMONorm", "param_groups", "norm_type"),
+    "pytorch_optimizer.SCIONLight": _unsafe("LMONorm", "param_groups", "norm_type"),
 }
+# classes that import a package of their own only when built: skipped while it is missing
+KNOWN_IMPORTS = {"pytorch_optimizer.DeMo": "einops"}
 
 _PARAMS = ("params", "param_groups", "parameters")
 
@@ -193,6 +208,9 @@ def signature_reason(cls: type) -> str | None:
 def skip_reason(name: str, cls: type, probe_unknown: bool = True) -> str | None:
     """Why ``cls`` cannot run in a session, in one clause; None when it can."""
     reason = signature_reason(cls)
+    missing = KNOWN_IMPORTS.get(name)
+    if reason is None and missing and importlib.util.find_spec(missing) is None:
+        reason = f"needs the {missing} package, which is not installed (pip install {missing})"
     if reason is None and parse(name).kind == "collection" and _pinned(name):
         reason = KNOWN_SKIPS.get(name)
     elif reason is None and probe_unknown:
@@ -238,7 +256,7 @@ def take_step(opt, ps: list[torch.Tensor], need: frozenset[str] | set[str], loss
     opt.step()
 
 
-def _try(cls, shape, need) -> None:
+def _try(cls, shape, need):
     g = torch.Generator().manual_seed(0)
     ps = [torch.randn(shape, generator=g).requires_grad_(True)]
     opt = cls(ps)
@@ -246,12 +264,36 @@ def _try(cls, shape, need) -> None:
         take_step(opt, ps, need)
     if not all(torch.isfinite(p).all() for p in ps):
         raise RuntimeError("its first steps on a smooth function gave non-finite values")
+    return opt
+
+
+_PLAIN = (bool, int, float, str, type(None))  # exactly these: an enum of str or int is a Python object too
+
+
+def unsaved(sd: dict) -> str | None:
+    """Why a state_dict cannot go to a file read back with weights_only=True (a Python object
+    in it: a deque, a projector, an enum), else None. A safe loader refuses such objects, and
+    a session whose state cannot be saved would lose what the user did."""
+    def odd(v):
+        if isinstance(v, (list, tuple)) and type(v) in (list, tuple):
+            return next((o for o in map(odd, v) if o is not None), None)
+        if type(v) is dict:
+            return next((o for o in map(odd, v.values()) if o is not None), None)
+        return None if type(v) in _PLAIN or isinstance(v, torch.Tensor) else type(v).__name__
+    for where, entries in (("state", list(sd["state"].values())), ("param_groups", sd["param_groups"])):
+        for entry in entries:
+            for key, v in entry.items():
+                kind = odd(v)
+                if kind is not None:
+                    return _unsafe(kind, where, key)
+    return None
 
 
 @lru_cache(maxsize=None)
 def probe(cls: type) -> tuple[frozenset[str], str | None]:
     """(needs, reason): two steps on a 3x2 tensor with a plain gradient, else with a closure,
-    else with a second-order gradient; then on a vector, to tell a 2-D-only class."""
+    else with a second-order gradient; its state_dict then must be one a file can hold
+    (``unsaved``); then on a vector, to tell a 2-D-only class."""
     reason = signature_reason(cls)
     if reason is not None:
         return frozenset(), reason
@@ -261,10 +303,13 @@ def probe(cls: type) -> tuple[frozenset[str], str | None]:
         need = frozenset(base | extra)
         try:
             with quiet():
-                _try(cls, (3, 2), need)
+                opt = _try(cls, (3, 2), need)
         except Exception as e:  # noqa: BLE001 - whatever the class raises is its answer
             first = first or e
             continue
+        reason = unsaved(opt.state_dict())
+        if reason is not None:
+            return frozenset(), reason
         try:
             with quiet():
                 _try(cls, (3,), need)

@@ -1,5 +1,6 @@
 """Optimizers beyond torch.optim: found in the installed collections and in a user's own
 file, run as a plain script runs them (bit for bit), special needs met or said."""
+import io
 import math
 import zipfile
 
@@ -71,8 +72,8 @@ def plain_tensors(shapes, start=0):
     return out
 
 
-def objective_spec(name, **kw):
-    return SessionSpec(optimizer=name, tensors=[TensorSpec(f"t{i}", s) for i, s in enumerate(SHAPES)],
+def objective_spec(name, shapes=SHAPES, **kw):
+    return SessionSpec(optimizer=name, tensors=[TensorSpec(f"t{i}", s) for i, s in enumerate(shapes)],
                        gradient=GradientSpec("objective", objective="quadratic", condition=10.0), seed=SEED,
                        set_to_none=True, zero_grad_each_step=True, **kw)
 
@@ -119,6 +120,9 @@ def test_skipped_classes_are_listed_with_one_sentence_reasons():
     assert "takes the model itself" in found["pytorch_optimizer.AdamMini"]
     assert "num_iterations, which has no default" in found["pytorch_optimizer.Ranger21"]
     assert "use_muon" in found["pytorch_optimizer.Muon"]
+    # a state_dict with a Python object in it could be saved only as a pickle no safe loader reads
+    assert "keeps a Python object (deque, state entry 'grad_queue')" in found["pytorch_optimizer.AdaShift"]
+    assert "weights_only=True" in found["pytorch_optimizer.SCION"]
     for name, reason in found.items():
         if reason is not None:
             assert "\n" not in reason and len(reason) < 240, name
@@ -130,7 +134,8 @@ def test_known_needs_and_skips_agree_with_the_probe():
     """The tables written for the pinned versions say what trying the class finds."""
     for name in ("pytorch_optimizer.SophiaH", "pytorch_optimizer.AdaHessian", "pytorch_optimizer.Lion",
                  "schedulefree.AdamWScheduleFreeClosure", "schedulefree.AdamWScheduleFree", "prodigyopt.Prodigy",
-                 "pytorch_optimizer.SOAP", "pytorch_optimizer.Muon", "pytorch_optimizer.AliG"):
+                 "pytorch_optimizer.SOAP", "pytorch_optimizer.Muon", "pytorch_optimizer.AliG",
+                 "pytorch_optimizer.AdaShift", "pytorch_optimizer.SCION"):
         cls = extra_optimizers.resolve(name)
         need, reason = extra_optimizers.probe(cls)
         assert (reason is not None) == (name in extra_optimizers.KNOWN_SKIPS), name
@@ -443,3 +448,35 @@ def test_cli_lists_collections_and_skipped_classes(capsys):
     assert "== torch.optim ==" in out and "== pytorch_optimizer" in out and "== schedulefree" in out
     assert "pytorch_optimizer.SophiaH:" in out and "create_graph=True" in out
     assert "skipped: pytorch_optimizer.Lookahead: wraps another optimizer" in out
+
+
+# ----- the whole collection, briefly -----
+
+def test_every_usable_class_steps_in_a_session_as_in_a_plain_script():
+    """Every class listed as usable takes two steps with its defaults, equal to the plain loop's,
+    and its state_dict survives a file; one that cannot must be listed as skipped instead."""
+    failed = []
+    for found in extra_optimizers.listing():
+        if found.reason is not None:
+            continue
+        name = found.name
+        need = catalogue.needs(name)
+        shapes = SHAPES if "2d" not in need else [(3, 4), (4, 2)]
+        try:
+            s = Session(objective_spec(name, shapes))
+            s.apply(Step(2))
+            params = plain_tensors(shapes)
+            opt = catalogue.optimizer_class(name)(params)
+            if "train_eval" in need:
+                opt.train()
+            torch.manual_seed(optimizer_seed(SEED))
+            for _ in range(2):
+                plain_step(opt, params, need)
+            assert_same_run(s.param_list, s.optimizer, params, opt, name)
+            buf = io.BytesIO()  # its state can be saved and read back by the safe loader
+            torch.save(s.optimizer.state_dict(), buf)
+            buf.seek(0)
+            assert same(torch.load(buf, weights_only=True), opt.state_dict()), f"{name}: state changed in a file"
+        except Exception as e:  # noqa: BLE001 - collect every class that fails, then say them all
+            failed.append(f"{name}: {type(e).__name__}: {str(e)[:150]}")
+    assert not failed, "\n".join(failed)
