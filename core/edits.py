@@ -226,6 +226,12 @@ def branch_history(session, branch: int):
     return b.series.view()
 
 
+def distribution(session, name: str, which: str = "value"):
+    """A tensor's (or its gradient's or a state entry's) histograms over the steps, plain numpy:
+    (steps, bin values, counts per step) or None (see core.distributions)."""
+    return session.distribution(name, which)
+
+
 def set_checkpoint_budget(session, nbytes: int) -> int:
     """The memory the timeline's checkpoints may use (thinned at once if over); returns what they use."""
     if not 16 * 2 ** 20 <= nbytes <= 2 ** 45:
@@ -233,6 +239,13 @@ def set_checkpoint_budget(session, nbytes: int) -> int:
     tl = session.timeline
     tl.checkpoints.set_budget(int(nbytes), tl.heads())
     return tl.checkpoints.used
+
+
+def set_norms_every_step(session, on: bool) -> bool:
+    """Measure grad/update norms and ratios at every step (``on``), or within their share of the
+    run's time (at least every 64th step; the default, so tiny problems run near a bare loop)."""
+    session.observer.every_step = bool(on)
+    return session.observer.every_step
 
 
 def with_optimizer_spec(spec: SessionSpec, name: str, hparams: dict) -> SessionSpec:

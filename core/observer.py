@@ -29,12 +29,15 @@ from dataclasses import dataclass
 
 import torch
 
+from . import distributions
 from .breakpoints import DEFAULTS, Breakpoint, resolve_target, tensor_flag
+from .distributions import Distributions
 from .history import Budget
 from .series import SeriesSet
 
 MEASURE_BUDGET = 0.02  # share of wall time spent measuring norms (every step when they cost less)
 GPU_CHECK_EVERY = 32  # steps between readbacks on a GPU
+MEASURE_AT_LEAST_EVERY = 64  # a floor under the time budget: curves never thinner than this, on any machine
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,11 @@ class Observer:
         self.recording = True  # off while the session replays steps that are already recorded
         self.force_next = False  # measure the next step whatever the budget (the last of a Step N)
         self.lr_each_step = False  # a scheduler changes the lr between steps: record it with each
+        self.dists = Distributions()  # histograms over time (on measured steps), by (param index, what)
+        self.histograms = True
         self.check_every = 1
         self._budget = Budget(budget)
+        self._unmeasured = 0  # steps since the last measured one
         self._handles = []
         self._measuring = False
         self._before: list[torch.Tensor] | None = None
@@ -106,6 +112,15 @@ class Observer:
     def reset_budget(self) -> None:
         self._budget.reset()
 
+    @property
+    def every_step(self) -> bool:
+        """Norms measured at every step whatever they cost (the user asked; the run slows)."""
+        return self._budget.fraction >= 1.0
+
+    @every_step.setter
+    def every_step(self, on: bool) -> None:
+        self._budget.fraction = 1.0 if on else MEASURE_BUDGET
+
     # ----- the hooks (inside optimizer.step) -----
 
     def _pre(self, optimizer, args, kwargs) -> None:
@@ -113,9 +128,13 @@ class Observer:
             self._measuring = False
             return
         now = time.perf_counter()
-        self._measuring = bool(self._needs) or self.force_next or self._budget.due(now)
+        self._measuring = (bool(self._needs) or self.force_next or self.every_step or self._budget.due(now)
+                           or self._unmeasured >= MEASURE_AT_LEAST_EVERY - 1)
         self.force_next = False
-        if self._measuring:
+        if not self._measuring:
+            self._unmeasured += 1
+        else:
+            self._unmeasured = 0
             self._t0 = now
             with torch.no_grad():
                 self._before = [p.detach().clone() for g in optimizer.param_groups for p in g["params"]]
@@ -140,6 +159,8 @@ class Observer:
                     pn = torch.linalg.vector_norm(torch.stack(p_norms[i:i + len(ps)]))
                     cur[f"update_ratio{gi}"] = dn / pn
                     i += len(ps)
+            if self.histograms:
+                cur["hist"] = _histograms(optimizer, [p for ps in groups for p in ps])
         self._before = None
         self._cur = cur
 
@@ -151,6 +172,9 @@ class Observer:
             return None
         cur = self._cur if self._measuring else None
         self._cur, self._measuring = None, False
+        if cur is not None and "hist" in cur:
+            keys, h = cur["hist"]
+            cur["hist"] = (step, keys, h)
         if cur is not None:
             self._budget.charge(time.perf_counter() - self._t0)
         if cur is None and self._simple and self.check_every == 1 and not metrics and not self.lr_each_step:
@@ -181,6 +205,13 @@ class Observer:
         raw, self._raw = self._raw, []
         if not raw:
             return None
+        hists = [cur.pop("hist") for _, _, cur, *_ in raw if cur and "hist" in cur]
+        hit = self._resolve(raw)
+        if hists:
+            self._add_histograms([h for h in hists if hit is None or h[0] <= hit.step])
+        return hit
+
+    def _resolve(self, raw) -> Hit | None:
         tensors = []
         for _, loss, cur, _, _, _, flags in raw:
             if isinstance(loss, torch.Tensor):
@@ -207,6 +238,17 @@ class Observer:
             if hit is not None:
                 return hit
         return None
+
+    def _add_histograms(self, hists) -> None:
+        """Every measured step's histograms, read back in one transfer."""
+        flat = torch.cat([h.reshape(-1) for _, _, h in hists])
+        values = flat.cpu().numpy() if flat.device.type != "cpu" else flat.numpy()
+        at = 0
+        for step, keys, h in hists:
+            n = h.numel()
+            block = values[at:at + n].reshape(h.shape)
+            at += n
+            self.dists.add(step, dict(zip(keys, block)))
 
     def _scalar_hit(self, step: int, lv) -> Hit | None:
         """The loss and step conditions, for a step that measured nothing else."""
@@ -272,6 +314,22 @@ class Observer:
 
     def pending(self) -> int:
         return len(self._raw)
+
+
+def _histograms(optimizer, params) -> tuple[list, torch.Tensor]:
+    """Keys ((param index, "value" | "grad" | state key)) and their counts, stacked, on the device."""
+    keys, hs = [], []
+    for i, p in enumerate(params):
+        keys.append((i, "value"))
+        hs.append(distributions.counts(p))
+        if p.grad is not None:
+            keys.append((i, "grad"))
+            hs.append(distributions.counts(p.grad))
+        for k, v in optimizer.state.get(p, {}).items():
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel() > 1:
+                keys.append((i, k))
+                hs.append(distributions.counts(v))
+    return keys, torch.stack(hs)
 
 
 def _state_keys(engine, name: str) -> set[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from . import files
+from . import distributions, files
 from .breakpoints import Breakpoint, BreakpointError, check_fits
 from .breakpoints import parse as parse_breakpoint
 from .engine import (Engine, StepError, copy_state, grad_seed, make_grad, make_tensor,  # noqa: F401 (re-exported)
@@ -326,6 +326,7 @@ class Session:
         """Point the observer at the current branch's curves, from the step the engine stands at."""
         o, e = self.observer, self.engine
         o.series = self.timeline.branch.series
+        o.dists = self.timeline.branch.dists
         o.lr_each_step = e.scheduler is not None
         o._lr_from = e.step_count + 1
 
@@ -341,7 +342,8 @@ class Session:
         tl, old = self.timeline, self.timeline.branch
         k = self.engine.step_count
         new = tl.new_branch(old.spec, old.id, k, True, f"forked from branch {old.id} at step {k:,}",
-                            journal=old.journal.copy_prefix(k, self._index), series=old.series.truncated(k))
+                            journal=old.journal.copy_prefix(k, self._index), series=old.series.truncated(k),
+                            dists=old.dists.truncated(k))
         new.last_loss = self.loss_value()
         tl.current = new.id
         self._index = None
@@ -444,6 +446,17 @@ class Session:
         self._undo.append(self.position())
         self._restore(*pos)
         return True
+
+    def distribution(self, name: str, which: str = "value"):
+        """(steps, bin edges, mean counts per step [buckets, bins + 1 (NaNs last)]) of a tensor,
+        its gradient or a state entry over the current branch, or None if not measured yet."""
+        self.flush()
+        index = self.index_of().get(name)
+        if index is None:
+            raise SpecError(f"No tensor named {name!r}")
+        d = self.timeline.branch.dists
+        got = (d if self.at_head else d.truncated(self.step_count)).view((index, which))
+        return None if got is None else (got[0], distributions.EDGES.copy(), got[1])
 
     # ----- breakpoints -----
 

@@ -22,7 +22,7 @@ def test_screenshot_mode_writes_a_png_of_the_window(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     done = subprocess.run([sys.executable, "-m", "app", "--screenshot", str(png), "--example", "seed_walkthrough",
                            "--raise", "state dict"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     assert png.stat().st_size > 10_000
     img = QImage(str(png))
@@ -51,7 +51,7 @@ def test_dark_screenshot_waits_for_the_runner_and_draws_the_landscape(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     done = subprocess.run([sys.executable, "-m", "app", "--screenshot", str(png), "--example", "adam_rosenbrock",
                            "--color-scheme", "dark", "--raise", "landscape"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     img = QImage(str(png))
     assert img.pixelColor(640, 795).lightness() < 80  # the status bar: a dark palette

@@ -233,7 +233,7 @@ def test_every_step_has_a_loss_point_at_any_speed():
     s.run(3000)
     h = s.history.view()
     assert len(h.step) == 3000 and not np.isnan(h.loss).any()
-    assert (~np.isnan(h.grad_norm)).sum() >= 30  # norms on the time budget, at least
+    assert (~np.isnan(h.grad_norm)).sum() >= 3000 // 64  # norms on the time budget, never thinner than every 64th step
 
 
 # ----- files -----
@@ -309,3 +309,11 @@ def test_json_save_embeds_loaded_data_and_reopens_at_its_step(tmp_path):
     r.goto(None)
     s.goto(None)
     assert_same(r, s)
+
+
+def test_norms_every_step_when_asked():
+    s = Session(make_spec("Adam", "objective"))
+    assert edits.set_norms_every_step(s, True)
+    s.run(500)
+    h = s.history.view()
+    assert len(h.step) == 500 and not np.isnan(h.grad_norm).any() and not np.isnan(h.update_norm).any()
