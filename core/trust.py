@@ -35,13 +35,13 @@ _trust_all = False
 class UntrustedScript(SpecError):
     """The session names a script the user has not agreed to run (nothing was run)."""
 
-    def __init__(self, path: str, digest: str):
-        self.path, self.digest = path, digest
+    def __init__(self, path: str, digest: str, what: str = "task script"):
+        self.path, self.digest, self.what = path, digest, what  # what: "task script" or "optimizer file"
         super().__init__(f"This session runs the Python script {path} (sha256 {digest[:SHORT]}); "
                          "it was not run because you have not trusted it")
 
     def __reduce__(self):  # travels from the runner process as itself
-        return (type(self), (self.path, self.digest))
+        return (type(self), (self.path, self.digest, self.what))
 
 
 def resolve(script: str, base: str | os.PathLike | None) -> str:
@@ -131,7 +131,7 @@ def checked_source(path: str, what: str = "task script") -> bytes:
     with _lock:
         ok = _trust_all or (os.path.realpath(path), d) in _trusted
     if not ok and not is_shipped(path):
-        raise UntrustedScript(os.path.abspath(path), d)
+        raise UntrustedScript(os.path.abspath(path), d, what)
     return data
 
 
