@@ -29,6 +29,7 @@ import warnings
 import torch
 
 from . import catalogue, limits, objectives, schedulers
+from .observe import state_entry
 from .spec import (AddGroup, EditTensor, GroupSpec, LoadOptimizer, LoadParams, ManualGrad, Reset, SessionSpec,
                    SetDevice, SetGrad, SetHparam, SpecError, Step, TensorSpec, ZeroGrad, check_groups)
 from .tasks import Task
@@ -285,7 +286,7 @@ class Engine:
             return p
         if which == "grad":
             return p.grad
-        v = self.optimizer.state.get(p, {}).get(which)
+        v = state_entry(self.optimizer.state.get(p, {}), which)  # "Q[1]": an item of a list of tensors
         return v if isinstance(v, torch.Tensor) else None
 
     # ----- one step, in the documented order -----

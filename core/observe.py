@@ -75,6 +75,31 @@ def _hist(a: np.ndarray):
     return frozen(counts), frozen(edges)
 
 
+def state_items(st: dict):
+    """(key, value) of one parameter's state, a list or tuple of tensors spread out as
+    ``key[0]``, ``key[1]``, ...: SOAP's and Kron's preconditioner matrices are shown,
+    inspected and histogrammed like any state tensor, not as "list of 2 Tensor"."""
+    for k, v in st.items():
+        if isinstance(v, (list, tuple)) and v and all(isinstance(x, torch.Tensor) for x in v):
+            for i, x in enumerate(v):
+                yield f"{k}[{i}]", x
+        else:
+            yield k, v
+
+
+def state_entry(st: dict, key: str):
+    """The value ``state_items`` lists under ``key`` (None if there is none)."""
+    if key in st:
+        return st[key]
+    base, _, rest = key.rpartition("[")
+    if base and rest.endswith("]") and rest[:-1].isdigit():
+        v = st.get(base)
+        i = int(rest[:-1])
+        if isinstance(v, (list, tuple)) and i < len(v):
+            return v[i]
+    return None
+
+
 def state_value(v, exact_stats: bool = True):
     """One optimizer state entry as plain data."""
     if isinstance(v, torch.Tensor):
@@ -115,7 +140,7 @@ def make_snapshot(session, seq: int, history: History | None = None, running: bo
             name=name, index=index[name], group=group_of[name], value=array_view(p, exact),
             grad=None if p.grad is None else array_view(p.grad, exact),
             grad_sparse=p.grad is not None and p.grad.is_sparse,
-            state={k: state_value(v, exact) for k, v in st.items()}))
+            state={k: state_value(v, exact) for k, v in state_items(st)}))
     tensors.sort(key=lambda t: t.index)
     names_by_index = {i: n for n, i in index.items()}
     groups = []
@@ -158,7 +183,7 @@ def exact_value(session, name: str, which: str, index: tuple[int, ...]) -> float
     elif which == "grad":
         t = p.grad
     else:
-        t = session.optimizer.state.get(p, {}).get(which)
+        t = state_entry(session.optimizer.state.get(p, {}), which)
     if not isinstance(t, torch.Tensor):
         raise KeyError(f"{name} has no {which}")
     if t.is_sparse:

@@ -33,6 +33,7 @@ from . import distributions
 from .breakpoints import DEFAULTS, Breakpoint, resolve_target, tensor_flag
 from .distributions import Distributions
 from .history import Budget
+from .observe import state_items
 from .series import SeriesSet
 
 MEASURE_BUDGET = 0.02  # share of wall time spent measuring norms (every step when they cost less)
@@ -325,7 +326,7 @@ def _histograms(optimizer, params) -> tuple[list, torch.Tensor]:
         if p.grad is not None:
             keys.append((i, "grad"))
             hs.append(distributions.counts(p.grad))
-        for k, v in optimizer.state.get(p, {}).items():
+        for k, v in state_items(optimizer.state.get(p, {})):
             if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel() > 1:
                 keys.append((i, k))
                 hs.append(distributions.counts(v))
@@ -334,7 +335,7 @@ def _histograms(optimizer, params) -> tuple[list, torch.Tensor]:
 
 def _state_keys(engine, name: str) -> set[str]:
     st = engine.optimizer.state.get(engine.params[name], {})
-    return {k for k, v in st.items() if isinstance(v, torch.Tensor)}
+    return {k for k, v in state_items(st) if isinstance(v, torch.Tensor)}
 
 
 def _read(tensors) -> list[float]:

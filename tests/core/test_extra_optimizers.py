@@ -480,3 +480,17 @@ def test_every_usable_class_steps_in_a_session_as_in_a_plain_script():
         except Exception as e:  # noqa: BLE001 - collect every class that fails, then say them all
             failed.append(f"{name}: {type(e).__name__}: {str(e)[:150]}")
     assert not failed, "\n".join(failed)
+
+
+def test_lists_of_state_tensors_are_shown_and_read_like_any_state_tensor():
+    """SOAP keeps its preconditioner's eigenbases as a list of matrices: each is a state entry."""
+    from core.observe import exact_value, make_snapshot
+    from core.snapshot import ArrayView
+    s = Session(objective_spec("pytorch_optimizer.SOAP"))
+    s.apply(Step(2))
+    q = s.optimizer.state[s.params["t0"]]["Q"]
+    shown = make_snapshot(s, 0).tensor("t0").state
+    assert isinstance(shown["Q[1]"], ArrayView) and shown["Q[1]"].shape == tuple(q[1].shape) == (4, 4)
+    assert "Q" not in shown
+    assert exact_value(s, "t0", "Q[1]", (2, 3)) == float(q[1][2, 3])
+    assert torch.equal(s.engine.state_tensor("t0", "GG[0]"), s.optimizer.state[s.params["t0"]]["GG"][0])
