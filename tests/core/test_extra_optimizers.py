@@ -494,3 +494,17 @@ def test_lists_of_state_tensors_are_shown_and_read_like_any_state_tensor():
     assert "Q" not in shown
     assert exact_value(s, "t0", "Q[1]", (2, 3)) == float(q[1][2, 3])
     assert torch.equal(s.engine.state_tensor("t0", "GG[0]"), s.optimizer.state[s.params["t0"]]["GG"][0])
+
+
+@pytest.mark.parametrize("name", ["pytorch_optimizer.SophiaH", "schedulefree.AdamWScheduleFree"])
+def test_rewinding_and_stepping_again_repeats_the_run_bit_for_bit(name):
+    """SophiaH draws Hutchinson probes from torch's generator: a rewind brings that back too."""
+    s = Session(objective_spec(name))
+    s.apply(Step(6))
+    params = [p.detach().clone() for p in s.param_list]
+    sd = s.optimizer.state_dict()
+    s.goto(2)
+    s.apply(Step(4))  # a new branch, from step 2 of the first
+    assert s.step_count == 6
+    assert all(torch.equal(a, b) for a, b in zip(s.param_list, params))
+    assert same(s.optimizer.state_dict()["state"], sd["state"])
