@@ -513,3 +513,44 @@ def test_rewinding_and_stepping_again_repeats_the_run_bit_for_bit(name):
     assert s.step_count == 6
     assert all(torch.equal(a, b) for a, b in zip(s.param_list, params))
     assert same(s.optimizer.state_dict()["state"], sd["state"])
+
+
+# ----- export and explain -----
+
+def test_exported_scripts_with_extras_reproduce_in_a_plain_interpreter(tmp_path):
+    """The script imports the collection (or loads the user's file), seeds torch's generator, and
+    does what the engine does for the class: backward(create_graph=True), the closure, train()/eval()."""
+    from core.export import write_script
+    from .test_export import _run_many
+    (tmp_path / "my_opt.py").write_text(MY_OPT)
+    trust.trust_file(str(tmp_path / "my_opt.py"))
+    sophia = Session(objective_spec("pytorch_optimizer.SophiaH"))
+    sophia.apply(Step(3))
+    sophia.apply(SetHparam(0, "lr", 0.03))
+    sophia.apply(AddGroup((TensorSpec("extra", (2, 2)),), {"lr": 0.01}))
+    sophia.apply(Step(2))
+    ts = TaskSpec(kind="mlp", n_samples=60, batch_size=16, eval_every=2, seed=3)
+    built = {
+        "sophia": sophia,
+        "schedule_free_task": Session(SessionSpec(optimizer="schedulefree.AdamWScheduleFree", hparams={"lr": 0.01},
+                                                  gradient=GradientSpec("task", task=ts), zero_grad_each_step=True,
+                                                  seed=SEED), [Step(5)]),
+        "closure": Session(objective_spec("schedulefree.SGDScheduleFreeClosure"), [Step(3)]),
+        "file": Session(objective_spec(optimizer_names.file_name(str(tmp_path / "my_opt.py"), "MySGD")), [Step(3)]),
+    }
+    scripts = []
+    for name, s in built.items():
+        scripts.append(tmp_path / f"{name}.py")
+        write_script(s, scripts[-1])
+    text = scripts[0].read_text()
+    assert "import pytorch_optimizer" in text and "loss.backward(create_graph=True)" in text
+    assert "optimizer.eval()" in scripts[1].read_text() and "optimizer.step(closure)" in scripts[2].read_text()
+    for name, out in zip(built, _run_many(scripts, tmp_path)):
+        assert out.strip().splitlines()[-1] == "reproduced", (name, out)
+
+
+def test_explain_refuses_an_extra_in_one_sentence():
+    from core.explain import explain
+    s = Session(objective_spec("pytorch_optimizer.Lion"), [Step(1)])
+    with pytest.raises(SpecError, match=r"^pytorch_optimizer.Lion cannot be explained: the formulas are torch"):
+        explain(s, "t0", (0, 0))
