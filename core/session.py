@@ -85,6 +85,7 @@ class Session:
         self.notice = ""  # the last line for the status bar ("new branch 3, branch 2 kept at ...")
         self._undo: list = []
         self._redo: list = []
+        self.view = None  # what the window shows (core.observe.View): snapshots copy only that
 
     # ----- the live objects (read them on the owning thread only) -----
 
