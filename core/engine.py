@@ -227,7 +227,8 @@ class Engine:
         gen.set_state(cpu_state)
         self._grad_gens, self._saved_rngs = {"cpu": gen}, dict(others)
 
-    def _dtypes(self) -> tuple[str, ...]:
+    def dtypes(self) -> tuple[str, ...]:
+        """The parameters' dtypes, as a spec names them (what advanced options are tried with)."""
         return tuple(dict.fromkeys(t.dtype for t in self.tensor_specs)) or ("float32",)
 
     def _check_groups_run(self, device: str, hparams_per_group, dtypes=None) -> None:
@@ -235,7 +236,7 @@ class Engine:
         (capturable on the CPU, fused for a dtype torch has no kernel for: one sentence)."""
         try:
             for hp in hparams_per_group:
-                catalogue.validate_hparams(self.spec.optimizer, hp, device=device, dtypes=dtypes or self._dtypes())
+                catalogue.validate_hparams(self.spec.optimizer, hp, device=device, dtypes=dtypes or self.dtypes())
         except ValueError as e:
             raise SpecError(str(e)) from None
 
@@ -443,7 +444,7 @@ class Engine:
         known = catalogue.info(self.spec.optimizer).defaults
         merged = {k: v for k, v in self.optimizer.defaults.items() if k in known}
         merged.update(action.hparams)  # unknown names are refused by validate_hparams
-        self._check_groups_run(self.device, [merged], self._dtypes() + tuple(t.dtype for t in action.tensors))
+        self._check_groups_run(self.device, [merged], self.dtypes() + tuple(t.dtype for t in action.tensors))
         limits.check_tensors_fit(self.spec.optimizer, action.tensors, [merged], self.device)
         new = {}
         for k, t in enumerate(action.tensors):
@@ -553,9 +554,7 @@ class Engine:
                                         for g in self.optimizer.param_groups])
         sd = self.optimizer.state_dict()
         for p in self.params.values():
-            p.data = p.data.to(device)
-            if p.grad is not None:
-                p.grad = p.grad.to(device)
+            _move_leaf(p, device)
         self.optimizer.load_state_dict(sd)
         keep_saved_dtypes(self.optimizer, sd)
         if self.task is not None:
@@ -645,6 +644,22 @@ class Engine:
     def state_bytes(st: dict) -> int:
         """Memory a captured state holds (its tensors)."""
         return _nbytes(st)
+
+
+def _move_leaf(p: torch.Tensor, device: str) -> None:
+    """Move a leaf tensor and its gradient in place: the optimizer and the model keep the same
+    object, as ``nn.Module.to`` does (``.data``, or a swap where the two tensor types cannot
+    share it, as with torch's ``meta`` device)."""
+    grad = p.grad
+    new = p.data.to(device)
+    if torch._has_compatible_shallow_copy_type(p, new):
+        p.data = new
+    else:
+        new = torch.nn.Parameter(new, p.requires_grad) if isinstance(p, torch.nn.Parameter) \
+            else new.requires_grad_(p.requires_grad)
+        torch.utils.swap_tensors(p, new)
+    if grad is not None:
+        p.grad = grad.to(device)
 
 
 def keep_saved_dtypes(optimizer: torch.optim.Optimizer, sd: dict) -> None:

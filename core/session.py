@@ -272,6 +272,7 @@ class Session:
         if self._pending:
             e, b = self.engine, self.timeline.branch
             b.journal.record(e.step_count - self._pending, Step(self._pending))
+            b.threads = torch.get_num_threads()  # CPU reductions' last bits depend on it (README)
             self._pending = 0
             loss = e.loss
             if loss is not None:
@@ -285,6 +286,7 @@ class Session:
         b = self.timeline.branch
         if self._pending:
             b.journal.record(self.engine.step_count - self._pending, Step(self._pending))
+            b.threads = torch.get_num_threads()
             self._pending = 0
         if self.engine.step_count > hit.step:
             b.journal = b.journal.copy_prefix(hit.step, b.journal.index_after(hit.step))
