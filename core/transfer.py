@@ -28,6 +28,7 @@ NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.floa
                 torch.uint8: np.uint8, torch.bool: np.bool_, torch.complex64: np.complex64,
                 torch.complex128: np.complex128}
 _pinned: dict[str, torch.Tensor] = {}  # device -> reusable pinned host buffer
+_copied = {"device": 0, "host": 0}  # bytes fetched in this process, from devices / on the CPU
 _pinned_lock = threading.Lock()  # two runners (threads) in one process share the buffers
 
 
@@ -68,11 +69,18 @@ class HostBatch:
             host = _to_host(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.uint8, device=device))
             if device.type != "cpu":
                 self.nbytes += host.nbytes
+            _copied["device" if device.type != "cpu" else "host"] += host.nbytes
             for i, t, off, n in spans:
                 out[i] = host[off:off + n].view(NUMPY_DTYPES[t.dtype]).reshape(tuple(t.shape))
         self._by_device.clear()
         self._count = 0
         return out
+
+
+def copied_bytes() -> dict[str, int]:
+    """Bytes fetched in this process so far: ``device`` (over to the host) and ``host`` (CPU
+    tensors gathered), for the benchmarks' bytes per second."""
+    return dict(_copied)
 
 
 def _to_host(flat: torch.Tensor) -> np.ndarray:

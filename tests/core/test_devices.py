@@ -18,7 +18,7 @@ from core.observer import GPU_CHECK_EVERY
 from core.runner_process import threads_for
 from core.session import Session
 from core.spec import (GradientSpec, ManualGrad, SchedulerSpec, SessionSpec, SetDevice, SpecError, Step,
-                       TensorSpec)
+                       TensorSpec, spec_from_dict, spec_to_dict)
 from core.task_spec import TaskSpec
 from tests.core.sync_counter import SyncCounter
 
@@ -278,7 +278,9 @@ def test_the_cli_steps_with_the_apps_thread_rule_unless_told(capsys, tmp_path, m
 
 def test_the_step_runs_under_deterministic_algorithms_when_the_spec_asks():
     seen = []
-    s = Session(SessionSpec(optimizer="SGD", deterministic=True, tensors=[TensorSpec("w", (2,), grad=ManualGrad())]))
+    spec = SessionSpec(optimizer="SGD", deterministic=True, tensors=[TensorSpec("w", (2,), grad=ManualGrad())])
+    assert spec_from_dict(spec_to_dict(spec)).deterministic  # it travels in the session's JSON
+    s = Session(spec)
     s.optimizer.register_step_pre_hook(lambda *a: seen.append(torch.are_deterministic_algorithms_enabled()))
     s.apply(Step(2))
     assert seen == [True, True] and not torch.are_deterministic_algorithms_enabled()
