@@ -1,4 +1,4 @@
-"""Where and in what a session computes: devices, parameter dtypes, determinism, threads.
+"""Where and in what a session computes: devices, parameter dtypes, determinism.
 
 A device is named as torch names it (``cpu``, ``cuda``, ``cuda:N``, ``mps``); the engine
 works with its canonical name (``cuda`` is the current CUDA device, ``cuda:0`` say), so
@@ -56,17 +56,6 @@ def canonical(device: str) -> str:
     return name
 
 
-def same_device(a: torch.device, name: str) -> bool:
-    """True when tensors on ``a`` live on the device the engine calls ``name``."""
-    return canonical_of(a) == name
-
-
-def canonical_of(d: torch.device) -> str:
-    if d.type == "cuda":
-        return f"cuda:{torch.cuda.current_device() if d.index is None else d.index}"
-    return d.type if d.type in ("cpu", "mps") else str(d)
-
-
 def for_display(t: torch.Tensor) -> torch.Tensor:
     """``t`` itself, or a float32 copy of it when numpy cannot show its dtype well (on its device)."""
     return t.float() if t.dtype in DISPLAY_AS_FLOAT32 else t
@@ -87,8 +76,3 @@ def deterministic(on: bool = True):
     finally:
         torch.use_deterministic_algorithms(False)
 
-
-def threads() -> int:
-    """torch's intra-op thread count in this process: reductions over more than 32,768
-    elements on the CPU are summed in that many chunks, so their last bits depend on it."""
-    return torch.get_num_threads()

@@ -27,6 +27,7 @@ from .snapshot import (HIST_BINS, PREVIEW_SIDE, WHOLE_LIMIT, ArrayView, BranchSu
 from .transfer import HostBatch
 
 _NO_VALUES = frozen(np.zeros(0, np.float32))
+_DTYPE_NAMES = {d: str(d).removeprefix("torch.") for d in (torch.float32, torch.float64, torch.bfloat16, torch.float16)}
 _NAN4 = (math.nan,) * 4
 
 
@@ -49,18 +50,27 @@ class _Item:
 
 
 class _Plan:
-    """The tensors of one snapshot: what to copy, and statistics computed on each device."""
+    """The tensors of one snapshot: what to copy, and statistics computed where they live.
+
+    On a GPU, each tensor's statistics are reduced there (a few segmented reductions for all
+    the tensors of the snapshot) and only four numbers a tensor come over with the values
+    shown. On the CPU nothing has to come over: the samples are gathered with the rest and
+    reduced after, by numpy over each gathered run at once (cheaper there than torch's
+    segmented reductions). A big tensor's exact statistics (when idle) are torch's own.
+    """
 
     def __init__(self, exact_stats: bool, histograms: bool = False):
         self.exact = exact_stats
         self.histograms = histograms
         self.batch = HostBatch()
         self.items: list[_Item] = []
-        self._sampled = defaultdict(list)  # device -> [(item, sample)]: statistics of the sample
+        self._on_gpu = defaultdict(list)  # device -> [(item, sample)]: reduced on that device
         self._whole = defaultdict(list)  # device -> [(item, tensor)]: a big tensor's exact statistics
-        self._scalars = defaultdict(list)  # device -> [(key, 0-d tensor)], e.g. the loss
+        self._host = {}  # batch index -> item: statistics of the copied sample, reduced on the host
+        self._scalars: dict = {}  # key -> batch index
         self._stats: dict[int, tuple] = {}
         self._values: dict = {}
+        self.nbytes = 0
 
     def add(self, t: torch.Tensor, show: bool = True) -> int:
         """Plan ``t`` (a parameter, gradient or state tensor); returns its item number."""
@@ -68,43 +78,55 @@ class _Plan:
         if t.is_sparse:
             t = t.to_dense()
         shape = tuple(t.shape)
-        whole = t.numel() <= WHOLE_LIMIT
+        n = t.numel()
+        whole = n <= WHOLE_LIMIT
         stride = (1,) * len(shape) if whole else tuple(max(1, math.ceil(s / PREVIEW_SIDE)) for s in shape)
         sample = t if whole else t[tuple(slice(None, None, st) for st in stride)]
+        dtype, device = t.dtype, t.device
+        exact = whole or (self.exact and dtype.is_floating_point)
         i = len(self.items)
-        show = show or not shape  # a number always travels
-        handle = self.batch.add(devices.for_display(sample).contiguous()) if show else None
-        exact = whole or (self.exact and t.is_floating_point())
-        if t.numel() and not t.is_complex():
-            (self._sampled if whole or not exact else self._whole)[t.device].append((i, t if exact else sample))
-        self.items.append(_Item(shape, str(t.dtype).removeprefix("torch."), whole, stride, handle, exact))
+        on_cpu = device.type == "cpu"
+        by_sample = n > 0 and not dtype.is_complex and (whole or not exact)
+        handle = None
+        if show or not shape or (on_cpu and by_sample):  # a number always travels
+            handle = self.batch.add(devices.for_display(sample).contiguous())
+            if on_cpu and by_sample:
+                self._host[handle] = i
+        if by_sample and not on_cpu:
+            self._on_gpu[device].append((i, sample))
+        elif n > 0 and not dtype.is_complex and not by_sample:
+            self._whole[device].append((i, t))
+        name = _DTYPE_NAMES.get(dtype) or str(dtype).removeprefix("torch.")
+        self.items.append(_Item(shape, name, whole, stride, handle if show or not shape else None, exact))
         return i
 
     def add_scalar(self, key, t: torch.Tensor) -> None:
         """A 0-d tensor read as a float with the rest (the loss: no read of its own)."""
-        self._scalars[t.device].append((key, t.detach()))
+        self._scalars[key] = self.batch.add(devices.for_display(t.detach().reshape(())))
 
     def fetch(self) -> None:
-        """Compute the statistics on each device, then copy everything: one transfer per device."""
+        """Statistics on each device, then everything copied: one transfer per device."""
         stats_at = {}
-        for device in set(self._sampled) | set(self._whole) | set(self._scalars):
-            stats_at[device] = self.batch.add(_device_stats(device, self._sampled[device], self._whole[device],
-                                                            self._scalars[device]))
+        for device in set(self._on_gpu) | set(self._whole):
+            rows = self._on_gpu[device] + self._whole[device]
+            stats_at[device] = (self.batch.add(_device_stats(device, self._on_gpu[device], self._whole[device])),
+                                rows)
         arrays = self.batch.fetch()
         self.nbytes = self.batch.nbytes
-        for device, h in stats_at.items():
+        for h, rows in stats_at.values():
             flat = arrays[h].astype(np.float64).tolist()
-            k = 0
-            for i, _ in self._sampled[device] + self._whole[device]:
-                self._stats[i] = tuple(flat[k:k + 4])
-                k += 4
-            for key, _ in self._scalars[device]:
-                self._stats[key] = flat[k]
-                k += 1
+            for k, (i, _) in enumerate(rows):
+                self._stats[i] = tuple(flat[4 * k:4 * k + 4])
+        for device, arr, spans in self.batch.runs:
+            mine = [(self._host[j], start, k) for j, start, k in spans if j in self._host]
+            if mine:
+                for (i, _, _), row in zip(mine, _host_stats(arr, [m[1] for m in mine], [m[2] for m in mine])):
+                    self._stats[i] = row
         self._values = {i: arrays[it.values] for i, it in enumerate(self.items) if it.values is not None}
+        self._scalars = {key: float(arrays[h]) for key, h in self._scalars.items()}
 
     def scalar(self, key) -> float | None:
-        return self._stats.get(key)
+        return self._scalars.get(key)
 
     def view(self, i: int) -> ArrayView:
         it = self.items[i]
@@ -124,17 +146,16 @@ class _Plan:
 _lengths: dict = {}  # (device, lengths) -> the lengths tensor on that device (made once per layout)
 
 
-def _device_stats(device, sampled, whole, scalars) -> torch.Tensor:
-    """[min, max, mean, norm] per tensor, then the scalars, as one vector on ``device``
-    (float64; float32 where the device has no float64): a few kernels for any number of
-    tensors (one segmented reduction each over all of them)."""
+def _device_stats(device, sampled, whole) -> torch.Tensor:
+    """[min, max, mean, norm] per tensor, as one vector on ``device`` (float64; float32 where
+    the device has no float64): the samples by a few segmented reductions over all of them
+    (where torch has them), a big tensor's exact ones by torch's own reductions."""
     acc = torch.float32 if device.type == "mps" else torch.float64
     parts = []
     if sampled:
         sizes = tuple(t.numel() for _, t in sampled)
-        if device.type in ("cpu", "cuda"):
-            data = torch.empty(sum(sizes), dtype=acc, device=device)
-            torch.cat([t.reshape(-1) for _, t in sampled], out=data)
+        if device.type == "cuda":
+            data = torch.cat([t.reshape(-1) for _, t in sampled], out=torch.empty(sum(sizes), dtype=acc, device=device))
             key = (device, sizes)
             lengths = _lengths.get(key)
             if lengths is None:
@@ -144,12 +165,25 @@ def _device_stats(device, sampled, whole, scalars) -> torch.Tensor:
             seg = [torch.segment_reduce(data, r, lengths=lengths, unsafe=True) for r in ("min", "max", "mean")]
             seg.append(torch.segment_reduce(data * data, "sum", lengths=lengths, unsafe=True).sqrt())
             parts.append(torch.stack(seg, 1).reshape(-1))
-        else:  # no segmented reductions there: a few kernels per tensor
+        else:  # no segmented reductions there: a few kernels a tensor
             parts += [_stats_of(t.to(acc), acc) for _, t in sampled]
     parts += [_stats_of(t, acc) for _, t in whole]
-    if scalars:
-        parts.append(torch.stack([t.reshape(()).to(acc) for _, t in scalars]))
-    return torch.cat(parts).to(acc) if parts else torch.zeros(0, dtype=acc, device=device)
+    return torch.cat(parts).to(acc)
+
+
+def _host_stats(a: np.ndarray, starts: list[int], sizes: list[int]) -> list[tuple]:
+    """(min, max, mean, norm) of the disjoint, non-empty runs ``a[start:start + size]`` (in
+    start order), in float64: a few numpy passes for all of them. reduceat reduces from each
+    index to the next, so the ends of runs followed by a gap are indices too (rows dropped)."""
+    end = starts[-1] + sizes[-1]
+    bounds = sorted(set(starts) | {s + k for s, k in zip(starts, sizes) if s + k < end})
+    a, idx = a[:end], np.asarray(bounds, dtype=np.int64)
+    pick = np.searchsorted(idx, starts)
+    n = np.asarray(sizes, dtype=np.float64)
+    cols = (np.minimum.reduceat(a, idx)[pick].astype(np.float64), np.maximum.reduceat(a, idx)[pick].astype(np.float64),
+            np.add.reduceat(a, idx, dtype=np.float64)[pick] / n,
+            np.sqrt(np.add.reduceat(np.square(a, dtype=np.float64), idx)[pick]))
+    return list(zip(*(c.tolist() for c in cols)))
 
 
 def _stats_of(t: torch.Tensor, acc) -> torch.Tensor:

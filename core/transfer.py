@@ -29,17 +29,24 @@ NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.floa
                 torch.complex128: np.complex128}
 _pinned: dict[str, torch.Tensor] = {}  # device -> reusable pinned host buffer
 _copied = {"device": 0, "host": 0}  # bytes fetched in this process, from devices / on the CPU
+_pads: dict = {}  # device -> eight zero bytes there
 _pinned_lock = threading.Lock()  # two runners (threads) in one process share the buffers
 
 
 class HostBatch:
     """Tensors to read together; ``fetch()`` returns them as numpy arrays (C order, same
-    shapes and dtypes), copying once per device."""
+    shapes and dtypes), copying once per device.
+
+    The tensors of one device and dtype are gathered by one ``torch.cat`` into a run; the
+    runs (padded to 8 bytes) into one buffer, copied once. ``runs`` (after ``fetch``) gives
+    each run as one flat host array with its members' (index, start, length), for work that
+    is cheaper over all of them at once (statistics with numpy's ``reduceat``)."""
 
     def __init__(self):
-        self._by_device: dict[torch.device, list[tuple[int, torch.Tensor]]] = defaultdict(list)
+        self._by_device: dict[torch.device, dict[torch.dtype, list]] = defaultdict(dict)
         self._count = 0
         self.nbytes = 0  # bytes the last fetch brought over from devices other than the CPU
+        self.runs: list[tuple[torch.device, np.ndarray, list[tuple[int, int, int]]]] = []
 
     def add(self, t: torch.Tensor) -> int:
         """Queue ``t`` (dense, a dtype numpy has); returns its index in ``fetch()``'s list."""
@@ -47,34 +54,52 @@ class HostBatch:
             raise TypeError(f"numpy has no {str(t.dtype).removeprefix('torch.')}: convert a copy first")
         i = self._count
         self._count += 1
-        self._by_device[t.device].append((i, t.detach()))
+        self._by_device[t.device].setdefault(t.dtype, []).append((i, t.detach()))
         return i
 
     def fetch(self) -> list[np.ndarray]:
         out: list = [None] * self._count
         self.nbytes = 0
-        for device, items in self._by_device.items():
-            parts, spans = [], []
+        self.runs = []
+        for device, by_dtype in self._by_device.items():
+            parts, runs = [], []
             offset = 0
-            for i, t in items:
-                flat = t.reshape(-1)
-                if flat.numel():
-                    parts.append(flat.view(torch.uint8))
-                n = flat.numel() * flat.element_size()
-                spans.append((i, t, offset, n))
-                pad = -n % _ALIGN
+            for dtype, members in by_dtype.items():
+                flats = [t.reshape(-1) for _, t in members]
+                cat = torch.cat(flats)  # a copy, even of one tensor
+                nbytes = cat.numel() * cat.element_size()
+                if nbytes:
+                    parts.append(cat.view(torch.uint8))
+                pad = -nbytes % _ALIGN
                 if pad:
-                    parts.append(torch.zeros(pad, dtype=torch.uint8, device=device))
-                offset += n + pad
-            host = _to_host(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.uint8, device=device))
+                    parts.append(_zeros(device)[:pad])
+                runs.append((dtype, offset, nbytes, members, [f.numel() for f in flats]))
+                offset += nbytes + pad
+            flat = parts[0] if len(parts) == 1 else torch.cat(parts) if parts else \
+                torch.zeros(0, dtype=torch.uint8, device=device)
+            host = _to_host(flat)
             if device.type != "cpu":
                 self.nbytes += host.nbytes
             _copied["device" if device.type != "cpu" else "host"] += host.nbytes
-            for i, t, off, n in spans:
-                out[i] = host[off:off + n].view(NUMPY_DTYPES[t.dtype]).reshape(tuple(t.shape))
+            for dtype, off, nbytes, members, sizes in runs:
+                arr = host[off:off + nbytes].view(NUMPY_DTYPES[dtype])
+                spans, start = [], 0
+                for (i, t), k in zip(members, sizes):
+                    out[i] = arr[start:start + k].reshape(tuple(t.shape))
+                    spans.append((i, start, k))
+                    start += k
+                self.runs.append((device, arr, spans))
         self._by_device.clear()
         self._count = 0
         return out
+
+
+def _zeros(device) -> torch.Tensor:
+    """Eight zero bytes on ``device``, made once (padding costs no kernel per snapshot)."""
+    z = _pads.get(device)
+    if z is None:
+        z = _pads[device] = torch.zeros(_ALIGN, dtype=torch.uint8, device=device)
+    return z
 
 
 def copied_bytes() -> dict[str, int]:
@@ -98,8 +123,9 @@ def _via_pinned(flat: torch.Tensor) -> np.ndarray:
     n = flat.numel()
     with _pinned_lock:
         buf = _pinned.get(key)
-        if buf is None or buf.numel() < n:
-            buf = _pinned[key] = torch.empty(max(n, 1 << 20), dtype=torch.uint8, pin_memory=True)
+        if buf is None or buf.numel() < n:  # grows by powers of two, from 1 MB
+            buf = _pinned[key] = torch.empty(1 << max(20, (n - 1).bit_length()), dtype=torch.uint8,
+                                             pin_memory=True)
         buf[:n].copy_(flat, non_blocking=True)
         done = torch.cuda.Event()
         done.record(torch.cuda.current_stream(flat.device))
