@@ -29,6 +29,7 @@ the figures.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -145,9 +146,17 @@ def time_runner(c: GpuCase, n: int) -> tuple[Run, float]:
     return run, nbytes / (end - t0)
 
 
-def measure(c: GpuCase, n: int, pairs: int):
+def measure(c: GpuCase, n: int, pairs: int, deadline: float = math.inf):
+    """``pairs`` interleaved (bare, runner) pairs, fewer (at least one) where the next would
+    end past ``deadline`` (``time.monotonic()``, judged by the last pair's length): a
+    prepared GPU check must end in its slot."""
     bare, runner, rates = [], [], []
+    last = 0.0
     for k in range(pairs):
+        t = time.monotonic()
+        if k and t + last > deadline:
+            print(f"  {c.key}: time budget spent after {k} pair(s)", flush=True)
+            break
         if k % 2 == 0:
             b = time_bare(c.spec, n)
             r, bps = time_runner(c, n)
@@ -160,6 +169,7 @@ def measure(c: GpuCase, n: int, pairs: int):
         bare.append(b)
         runner.append(r)
         rates.append(bps)
+        last = time.monotonic() - t
     return bare, runner, rates, ok
 
 
@@ -169,6 +179,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--only", help="cases to run, e.g. 'AC'")
     ap.add_argument("--quick", action="store_true", help="a twentieth of the steps, 1 pair")
+    ap.add_argument("--budget", type=float, default=math.inf,
+                    help="seconds for all cases: a case starts no new pair past its share (at least one pair)")
     ap.add_argument("--deterministic", action="store_true",
                     help="sessions (and the bare loops) under torch.use_deterministic_algorithms(True)")
     args = ap.parse_args()
@@ -176,11 +188,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, device {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     print(f"{'case':58s} {'bare/s':>9s} {'runner/s':>9s}  {'ratio (spread)':28s} {'snap/s':>6s} {'MB/s':>7s} same")
-    for c in cases(args.device, args.deterministic):
-        if args.only and c.key not in args.only:
-            continue
+    todo = [c for c in cases(args.device, args.deterministic) if not args.only or c.key in args.only]
+    end = time.monotonic() + args.budget
+    for k, c in enumerate(todo):
         n = max(5, c.steps // 20) if args.quick else c.steps
-        bare, runner, rates, ok = measure(c, n, pairs)
+        deadline = time.monotonic() + (end - time.monotonic()) / (len(todo) - k)  # an even share of what is left
+        bare, runner, rates, ok = measure(c, n, pairs, deadline)
         ratios = [r.rate / b.rate for r, b in zip(runner, bare)]
         print(f"{c.label:58s} {statistics.median(b.rate for b in bare):9.1f} "
               f"{statistics.median(r.rate for r in runner):9.1f}  {ratio_summary(ratios):28s} "

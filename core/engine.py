@@ -290,10 +290,15 @@ class Engine:
 
     def xy(self):
         """The current point of a 2-number objective, for the landscape path."""
+        flat = self.xy_tensor()
+        return None if flat is None else tuple(float(v) for v in flat.cpu().tolist())
+
+    def xy_tensor(self) -> torch.Tensor | None:
+        """The current point of a 2-number objective as a 2-element copy on the device (the
+        observer reads it with its batch: no host sync of its own)."""
         if len(self._objective_names) and sum(self.params[n].numel() for n in self._objective_names) == 2:
             with torch.no_grad():
-                flat = torch.cat([self.params[n].detach().reshape(-1) for n in self._objective_names])
-                return tuple(float(v) for v in flat.cpu().tolist())
+                return torch.cat([self.params[n].detach().reshape(-1) for n in self._objective_names])
         return None
 
     @property
