@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 
-from core import catalogue, devices, files, session_file
+from core import catalogue, devices, distributions, files, session_file
 from core.observe import make_snapshot
 from core.session import Session
 from core.spec import GradientSpec, ManualGrad, SchedulerSpec, SessionSpec, SetDevice, SpecError, Step, TensorSpec
@@ -170,6 +170,13 @@ def test_a_task_with_a_scheduler_on_the_gpu_equals_a_plain_script_there(kind):
 
 
 # ----- snapshots and syncs -----
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_distributions_counted_on_the_gpu_equal_the_cpus(dtype):
+    g = torch.Generator().manual_seed(0)
+    t = (torch.randn(3000, 700, generator=g) * torch.logspace(-14, 8, 700)).to(dtype)  # past both ends
+    t[0, :3] = torch.tensor([float("nan"), float("inf"), 0.0])
+    assert torch.equal(distributions.counts(t.to(DEV)).cpu(), distributions.counts(t))
 
 def test_a_snapshot_copies_once_per_device():
     s = Session(make_spec("Adam", "manual", device=DEV))
