@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 10 in one go, at most about 7.5 minutes on one GPU: the CUDA
+# The GPU checks of issue 10 in one go, at most about 7.8 minutes on one GPU: the CUDA
 # tests (tests/gpu and the device/dtype tests), then benchmarks/gpu.py, then its case A
 # with the deterministic option. Run from the repository root on a machine whose torch
 # sees a GPU:
@@ -39,15 +39,15 @@ export QT_QPA_PLATFORM=offscreen PYTHONUNBUFFERED=1 CUBLAS_WORKSPACE_CONFIG=${CU
   if ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "torch sees no GPU: nothing to check here"; exit 3
   fi
-  echo "== CUDA tests (tests/gpu, tests/core/test_devices.py, test_dtypes.py), at most 200 s"
-  timeout -k 10 200 $PY -m pytest -q -p no:cacheprovider -rs --junitxml="$DIR/gpu_tests.xml" \
+  echo "== CUDA tests (tests/gpu, tests/core/test_devices.py, test_dtypes.py), at most 230 s"
+  timeout -k 10 230 $PY -m pytest -q -p no:cacheprovider -rs --junitxml="$DIR/gpu_tests.xml" \
     tests/gpu tests/core/test_devices.py tests/core/test_dtypes.py
   tests=$?
-  [ $tests -eq 124 ] && echo "the tests ran out of their 200 s: the report above is partial"
-  echo "== benchmarks/gpu.py (up to 3 interleaved pairs a case within 180 s), at most 220 s"
-  timeout -k 10 220 $PY benchmarks/gpu.py --pairs 3 --budget 180
-  echo "== case A with the deterministic option (its cost), at most 50 s"
-  timeout -k 10 50 $PY benchmarks/gpu.py --pairs 1 --only A --deterministic
+  [ $tests -eq 124 ] && echo "the tests ran out of their 230 s: the report above is partial"
+  echo "== benchmarks/gpu.py (up to 3 interleaved pairs a case within 150 s), at most 190 s"
+  timeout -k 10 190 $PY benchmarks/gpu.py --pairs 3 --budget 150
+  echo "== case A with the deterministic option (its cost), at most 40 s"
+  timeout -k 10 40 $PY benchmarks/gpu.py --pairs 1 --only A --deterministic
   date -u
   exit $tests
 } 2>&1 | tee "$LOG"
