@@ -171,6 +171,11 @@ def test_a_snapshot_reads_each_device_once():
     c = snap.tensor("c")
     assert c.value.shape == (300, 300) and c.value.values.shape == (150, 150)  # a preview
     assert torch.equal(torch.from_numpy(c.value.values.copy()), s.params["c"].detach()[::2, ::2])
+    preview = s.optimizer.state[s.params["c"]]["exp_avg_sq"][::2, ::2].double()  # while running: the preview's
+    v = c.state["exp_avg_sq"]
+    assert not v.stats_exact and (v.min, v.max) == (float(preview.min()), float(preview.max()))
+    assert v.mean == pytest.approx(float(preview.mean()), rel=1e-12)
+    assert v.norm == pytest.approx(float(torch.linalg.vector_norm(preview)), rel=1e-12)
 
 
 def test_an_idle_snapshot_reads_each_device_once_with_exact_statistics():
