@@ -224,6 +224,18 @@ def branches(session):
     return session.branches()
 
 
+def explain_update(session, tensor: str, index, step=None):
+    """The update of ``tensor[index]`` at ``step`` (default: the last one taken) explained
+    (``core.explain``): replayed on an engine of its own, the session does not move."""
+    from .explain import explain  # its formula modules are needed only when asked
+    return explain(session, tensor, tuple(index), step)
+
+
+def export_script(session, path) -> list[str]:
+    """Write the current branch as a plain PyTorch script (``core.export``), atomically;
+    returns the files written (the script, then any stored state_dict beside it)."""
+    from .export import write_script
+    return [str(p) for p in write_script(session, path)]
 def branch_history(session, branch: int):
     """The curves of another branch (plain data), to overlay on the current one's."""
     b = session.timeline.branches.get(branch)
@@ -246,6 +258,13 @@ def set_checkpoint_budget(session, nbytes: int) -> int:
     tl = session.timeline
     tl.checkpoints.set_budget(int(nbytes), tl.heads())
     return tl.checkpoints.used
+
+
+def set_norms_every_step(session, on: bool) -> bool:
+    """Measure grad/update norms and ratios at every step (``on``), or within their share of the
+    run's time (at least every 64th step; the default, so tiny problems run near a bare loop)."""
+    session.observer.every_step = bool(on)
+    return session.observer.every_step
 
 
 def with_optimizer_spec(spec: SessionSpec, name: str, hparams: dict) -> SessionSpec:
