@@ -183,13 +183,16 @@ def catalogue() -> list[OptimizerInfo]:
     return [info(n) for n in optimizer_classes()]
 
 
-def validate_hparams(name: str, hparams: dict, ndim: int = 2, device: str | None = None) -> None:
+def validate_hparams(name: str, hparams: dict, ndim: int = 2, device: str | None = None,
+                     dtypes=("float32",)) -> None:
     """Raise ValueError with the class's own sentence if it would refuse ``hparams``.
 
     Builds the optimizer on a throwaway tensor: torch's __init__ checks ranges
     (``Invalid learning rate: -1``) and we add the names and types it does not
     check. The advanced flags (capturable, fused, ...) are tried with one step on
-    ``device`` (None: any device here), since torch refuses some only inside step.
+    ``device`` (None: any device here) for each parameter dtype in ``dtypes``, since
+    torch refuses some only inside step (capturable on the CPU, fused for a dtype
+    its kernels lack).
     """
     desc = info(name)
     known = {h.name for h in desc.hparams}
@@ -207,7 +210,8 @@ def validate_hparams(name: str, hparams: dict, ndim: int = 2, device: str | None
         raise ValueError(str(e) or type(e).__name__) from None
     flags = [k for k in ADVANCED if hparams.get(k)]
     if flags:
-        _check_runs(name, hparams, shape, flags, device)
+        for dtype in dict.fromkeys(dtypes):
+            _check_runs(name, hparams, shape, flags, device, dtype)
 
 
 def _check_type(h: HyperParam, v) -> None:
@@ -244,14 +248,15 @@ def _is_number(v) -> bool:
     return not isinstance(v, int) or -(2 ** 63) <= v < 2 ** 63
 
 
-def _check_runs(name: str, hparams: dict, shape, flags: list[str], device: str | None) -> None:
+def _check_runs(name: str, hparams: dict, shape, flags: list[str], device: str | None,
+                dtype: str = "float32") -> None:
     """One step on a throwaway tensor with zero gradient: capturable on the CPU, say, is
     accepted by the constructor and fails only in step (an AssertionError traceback)."""
     candidates = [device] if device is not None else devices()
     first = None
     for dev in candidates:
         try:
-            _trial_step(name, hparams, shape, dev)
+            _trial_step(name, hparams, shape, dev, dtype)
             return
         except Exception as e:  # noqa: BLE001 - torch fails here with AssertionError, RuntimeError...
             first = first or (dev, e)
@@ -261,18 +266,19 @@ def _check_runs(name: str, hparams: dict, shape, flags: list[str], device: str |
     if "differentiable" in flags and "leaf Variable" in said:
         raise ValueError(f"{name} cannot step with {setting}: that mode is for parameters computed "
                          f"inside autograd, and a session's tensors are leaves (torch: {said})")
-    raise ValueError(f"{name} cannot run with {setting} on {dev}: {said}")
+    dt = "" if dtype == "float32" else f" for {dtype} tensors"
+    raise ValueError(f"{name} cannot run with {setting} on {dev}{dt}: {said}")
 
 
-def _trial_step(name: str, hparams: dict, shape, device: str) -> None:
-    p = torch.zeros(shape, device=device, requires_grad=True)
+def _trial_step(name: str, hparams: dict, shape, device: str, dtype: str = "float32") -> None:
+    p = torch.zeros(shape, device=device, dtype=getattr(torch, dtype), requires_grad=True)
     need = needs(name)
     opt = optimizer_class(name)([p], **hparams)
     if not is_torch(name):
         with extras.quiet():
             extras.take_step(opt, [p], need)
         return
-    g = torch.zeros(shape, device=device)
+    g = torch.zeros_like(p)
     p.grad = g.to_sparse() if SPARSE in need else g
     if CLOSURE in need:
         opt.step(lambda: torch.zeros((), device=device))
@@ -359,11 +365,6 @@ def same_value(a, b) -> bool:
 
 
 def devices() -> list[str]:
-    """Devices torch reports on this machine, CPU first."""
-    out = ["cpu"]
-    if torch.cuda.is_available():
-        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        out.append("mps")
-    return out
+    """Devices torch reports on this machine, CPU first (see ``core.devices``)."""
+    from .devices import available
+    return available()

@@ -3,6 +3,7 @@
     optimlab run SESSION [--steps N] [--load-optimizer PATH] [--save-optimizer PATH]
                  [--save-params PATH] [--save-session PATH] [--print-state]
                  [--trust-script] [--timeout SECONDS] [--branch B] [--at STEP] [--until CONDITION ...]
+                 [--threads N]
     optimlab branches SESSION   list the timeline's branches
     optimlab explain SESSION --tensor NAME --index I[,J...] [--step K] [--branch B]
                              one element's update: the optimizer's formula with its numbers, beside torch's
@@ -103,7 +104,8 @@ def cmd_run(args) -> int:
     req = RunRequest(session=str(Path(resolve(args.session)).absolute()), steps=args.steps,
                      load_optimizer=_abs(args.load_optimizer), load_params=_abs(args.load_params), saves=saves,
                      print_state=args.print_state, trust_script=args.trust_script,
-                     trusted=tuple(trust.trusted()), branch=args.branch, at=args.at, until=tuple(args.until))
+                     trusted=tuple(trust.trusted()), branch=args.branch, at=args.at, until=tuple(args.until),
+                     threads=args.threads or 0)
     for c in req.until:
         parse_breakpoint(c)  # a condition that cannot be read is refused before anything runs
     outcome = supervise(req, args.timeout)
@@ -215,6 +217,10 @@ def parser() -> argparse.ArgumentParser:
                         "script other than a shipped example is refused and nothing runs)")
     r.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS",
                    help="stop stepping after SECONDS, save what was asked and exit 124")
+    r.add_argument("--threads", type=int, metavar="N",
+                   help="torch threads to step with (default: the app's rule, every core but one for problems "
+                        "up to a million numbers, every core above; OPTIMLAB_THREADS overrides it); on the CPU "
+                        "sums over more than 32,768 numbers differ in their last bits between thread counts")
     r.add_argument("--branch", type=int, metavar="B", help="stand on branch B (its head, or --at) first")
     r.add_argument("--at", type=int, metavar="STEP", help="stand at STEP of the branch first (rewinding)")
     r.add_argument("--until", action="append", default=[], metavar="CONDITION",
@@ -254,6 +260,9 @@ def main(argv=None) -> int:
         return e.code if isinstance(e.code, int) else 2
     if (getattr(args, "at", None) or 0) < 0:
         print("optimlab: --at must be a step number, 0 or more", file=sys.stderr)
+        return 2
+    if getattr(args, "threads", None) is not None and args.threads < 1:
+        print("optimlab: --threads must be 1 or more", file=sys.stderr)
         return 2
     if getattr(args, "steps", 0) < 0:
         print("optimlab: --steps must be 0 or more", file=sys.stderr)

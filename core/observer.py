@@ -187,7 +187,7 @@ class Observer:
                 self._losses.append(lv)
             return self._scalar_hit(step, lv) if self._scalar else None
         lrs = engine.lrs() if self.lr_each_step and engine is not None else None
-        xy = engine.xy() if cur is not None and engine is not None and engine.has_xy else None
+        xy = engine.xy_tensor() if cur is not None and engine is not None and engine.has_xy else None
         flags = []
         for bp in self._on:
             if bp.kind == "tensor" and engine is not None:
@@ -214,12 +214,14 @@ class Observer:
 
     def _resolve(self, raw) -> Hit | None:
         tensors = []
-        for _, loss, cur, _, _, _, flags in raw:
+        for _, loss, cur, _, _, xy, flags in raw:
             if isinstance(loss, torch.Tensor):
                 tensors.append(loss)
             if cur:
                 tensors.extend(v for v in cur.values() if isinstance(v, torch.Tensor))
             tensors.extend(f for _, f in flags)
+            if xy is not None:
+                tensors.extend((xy[0], xy[1]))
         values = iter(_read(tensors))
         for step, loss, cur, lrs, metrics, xy, flags in raw:
             got = {"loss": next(values) if isinstance(loss, torch.Tensor) else loss}
@@ -227,6 +229,8 @@ class Observer:
                 for k, v in cur.items():
                     got[k] = next(values) if isinstance(v, torch.Tensor) else v
             held = {bp: bool(next(values)) for bp, _ in flags}
+            if xy is not None:
+                xy = (next(values), next(values))
             if self._rising_on:
                 self._losses.append(got["loss"])
             hit = self._first_hit(step, got, held)

@@ -18,7 +18,7 @@ from .schema import (MAX_JOURNAL, MAX_NUMEL, MAX_STEPS, MAX_TENSORS, MAX_VALUES,
                      OptimizerText, PathText, Shape, SpecError, Text, Values, Word, in_file, parse_json)
 from .task_spec import TaskSpec, task_from_dict
 
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "bfloat16", "float16")  # parameter dtypes (core.devices shows them)
 INITS = ("zeros", "ones", "constant", "normal", "uniform", "xavier_uniform", "xavier_normal",
          "kaiming_uniform", "kaiming_normal", "values", "task")  # "task": made by a training task's model
 GRAD_FILLS = ("constant", "zeros", "normal", "values")
@@ -120,7 +120,7 @@ class TensorSpec:
         if not self.name or not self.name.replace("_", "a").replace(".", "a").isalnum():
             raise SpecError(f"Invalid tensor name {self.name!r}: use letters, digits, '_' and '.'")
         if self.dtype not in DTYPES:
-            raise SpecError(f"Invalid dtype {self.dtype!r} for {self.name}: use float32 or float64")
+            raise SpecError(f"Invalid dtype {self.dtype!r} for {self.name}: use {', '.join(DTYPES)}")
         if self.init not in INITS:
             raise SpecError(f"Unknown init {self.init!r} for {self.name}: use one of {', '.join(INITS)}")
         if self.numel > MAX_NUMEL:
@@ -238,6 +238,9 @@ class SessionSpec:
     set_to_none: bool = True  # zero_grad(set_to_none=...)
     zero_grad_each_step: bool = False  # call zero_grad before every step's gradient
     scheduler: SchedulerSpec | None = None
+    # steps run under torch.use_deterministic_algorithms(True) (CUBLAS_WORKSPACE_CONFIG set):
+    # for kernels that are otherwise nondeterministic on CUDA (index_add, scatter, some convolutions)
+    deterministic: bool = False
     name: Text = ""
     description: Text = ""
 

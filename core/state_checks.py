@@ -129,7 +129,8 @@ def check_group_values(session, i: int, g: dict) -> None:
     name = session.spec.optimizer
     args = {h.name for h in catalogue.info(name).hparams}
     try:
-        catalogue.validate_hparams(name, {k: v for k, v in g.items() if k in args}, device=session.device)
+        catalogue.validate_hparams(name, {k: v for k, v in g.items() if k in args}, device=session.device,
+                                   dtypes=getattr(session, "engine", session).dtypes())
     except ValueError as e:
         raise LoadError(f"param_group {i} of the state_dict is refused: {e}") from None
     for k in SCHEDULER_GROUP_KEYS & set(g):
