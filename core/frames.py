@@ -36,7 +36,7 @@ class Grab:
 
 @dataclass
 class Capture:
-    """What one step's hook copied: tensors, group settings, losses since the last capture."""
+    """What one step's hook copied: tensors and group settings (losses travel apart, in order)."""
 
     step: int
     run: str
@@ -46,7 +46,6 @@ class Capture:
     tensors: list = field(default_factory=list)  # (name, index, group, Grab, Grab|None, sparse, {key: Grab|value})
     groups: list = field(default_factory=list)  # (index, {hparam: value|Grab}, (param indices), (names))
     defaults: dict = field(default_factory=dict)
-    losses: "LossBatch | None" = None
     events: list = field(default_factory=list)  # CUDA events recorded after the copies
 
     def wait(self) -> None:
@@ -109,8 +108,10 @@ def grab(t: torch.Tensor, exact: bool, events: list) -> Grab | None:
     stats = None
     if not whole and exact and t.is_floating_point():
         with torch.no_grad():
+            acc = torch.float64 if t.dtype == torch.float64 else torch.float32  # bf16/fp16 sums lose digits
             lo, hi = torch.aminmax(t)
-            stats = host_copy(torch.stack([lo, hi, t.mean(), torch.linalg.vector_norm(t)]).double(), events)
+            stats = host_copy(torch.stack([lo.to(acc), hi.to(acc), t.mean(dtype=acc),
+                                           torch.linalg.vector_norm(t, dtype=acc)]).double(), events)
     return Grab(shape, dtype, host_copy(src, events), stride, whole, stats)
 
 
@@ -155,9 +156,6 @@ def _scalar(g: Grab):
 def build_frame(cap: Capture, seq: int, series, steps_per_second: float) -> Snapshot:
     """The Snapshot the app draws, from a capture whose copies are complete."""
     cap.wait()
-    if cap.losses is not None:
-        steps, values, extra = cap.losses.resolve()
-        series.add_many(steps, [{"loss": v, **e} for v, e in zip(values, extra)])
     tensors = []
     for name, index, group, value, grad, sparse, state in cap.tensors:
         tensors.append(TensorSnapshot(name=name, index=index, group=group, value=view(value),

@@ -103,6 +103,7 @@ class Publisher(threading.Thread):
     # ----- called from the training thread (never blocks on this thread's work) -----
 
     def offer(self, capture) -> None:
+        """The latest capture (an unsent older one is dropped; its losses went ahead on their own)."""
         with self._lock:
             self._slot = capture
 

@@ -152,6 +152,8 @@ class Watch:
             pub.step = self.step
             now = time.perf_counter()
             if hold or (pub.listening and now >= self._next_time and self._budget.due(now)):
+                if self._losses:  # first, in order: the curve must not lose a step
+                    pub.offer_losses(self._loss_batch())
                 pub.offer(self._capture(paused=hold))
                 self._next_time = now + self._interval
                 self._budget.charge(time.perf_counter() - now)
@@ -225,6 +227,4 @@ class Watch:
                 hp = {k: plain_value(v, events) for k, v in g.items() if k not in ("params", "param_names")}
                 cap.groups.append((gi, hp, tuple(idx), tuple(names)))
             cap.defaults = {k: plain_value(v, events) for k, v in opt.defaults.items()}
-            if self._losses:
-                cap.losses = self._loss_batch()
         return cap
