@@ -220,8 +220,8 @@ def _optimizer(where: str, sd: dict, weights: dict, claimed: set) -> OptimizerIn
         if not isinstance(g, dict):
             continue
         groups.append({k: _plain(v) for k, v in g.items() if k not in ("params", "param_names")})
-        params = g.get("params") or []
-        names = g.get("param_names") or [None] * len(params)
+        params = g.get("params") if isinstance(g.get("params"), list) else []
+        names = g.get("param_names") if isinstance(g.get("param_names"), list) else [None] * len(params)
         order.extend((key, gi, n) for key, n in zip(params, names))
     state = sd["state"]
     keyed = {k: _state_of(state.get(k, {})) for k, _, _ in order}
@@ -229,11 +229,12 @@ def _optimizer(where: str, sd: dict, weights: dict, claimed: set) -> OptimizerIn
         if k not in keyed:
             keyed[k] = _state_of(state[k])
             order.append((k, -1, None))
-    names, how = _names(order, keyed, weights, claimed)
+    names, how, source = _names(order, keyed, weights, claimed)
     params = [ParamState(names[i], key, gi, keyed[key]) for i, (key, gi, _) in enumerate(order)]
-    lookup = {n: t for w in weights.values() for n, t in w.items()}
-    for p in params:
-        p.weight = lookup.get(p.name)
+    for p in params:  # the weight itself: from the dict the names came from, else one of the right shape
+        shape = _shape(p.state)
+        found = [w[p.name] for w in ([source] if source is not None else weights.values()) if p.name in w]
+        p.weight = next((t for t in found if shape is None or tuple(t.shape) == tuple(shape)), None)
     return OptimizerInfo(where or "(top level)", _kind(keyed, groups), groups, params, how)
 
 
@@ -246,9 +247,9 @@ def _state_of(st) -> dict:
 
 def _names(order, keyed, weights, claimed):
     if order and all(n is not None for _, _, n in order):
-        return [n for _, _, n in order], "the optimizer's param_names"
+        return [n for _, _, n in order], "the optimizer's param_names", None
     if order and all(isinstance(k, str) for k, _, _ in order):
-        return [k for k, _, _ in order], "the checkpoint's state keys"
+        return [k for k, _, _ in order], "the checkpoint's state keys", None
     shapes = [_shape(keyed[k]) for k, _, _ in order]
     for where, w in weights.items():
         params = [n for n, t in w.items() if not n.endswith(_BUFFERS) and _floating(t)]
@@ -259,8 +260,9 @@ def _names(order, keyed, weights, claimed):
                              (f"{where}, grouped as Hugging Face's Trainer groups weight decay{order_note}", hf)):
             got = _match(cands, shapes, w, claimed)
             if got is not None:
-                return got, f"{label} (shapes match)"
-    return [f"param {k}" for k, _, _ in order], "positions only (no weights in the checkpoint match the state's shapes)"
+                return got, f"{label} (shapes match)", w
+    return ([f"param {k}" for k, _, _ in order],
+            "positions only (no weights in the checkpoint match the state's shapes)", None)
 
 
 def _no_decay(name: str) -> bool:

@@ -43,6 +43,14 @@ class NotLoaded:
     def __call__(self, *args, **kwargs):  # a refused function called by the pickle: nothing happens
         return self
 
+    # torch's safe loader lets a pickle call only allowed globals, comparing with ==: an instance
+    # made by a stand-in (getattr(Path, "touch"), then called) counts as its stand-in class, so a
+    # chain of refused calls still ends in one inert NotLoaded instead of refusing the whole file
+    def __eq__(self, other):
+        return self is other or other is type(self)
+
+    __hash__ = object.__hash__
+
     reason = ""
 
     def __str__(self) -> str:
@@ -56,8 +64,16 @@ def not_loaded(needs: str, reason: str = "") -> NotLoaded:
     return type("NotLoaded", (NotLoaded,), {"needs": needs, "reason": reason})()
 
 
-def _stand_in(name: str) -> type:
-    return type("NotLoaded", (NotLoaded,), {"needs": name})
+def _stand_ins(names) -> list:
+    """(stand-in class, name) pairs for torch's safe_globals; Python 2 spellings as well, since a
+    pickle may name ``__builtin__.getattr`` where torch reports ``builtins.getattr``."""
+    out = []
+    for name in names:
+        cls = type("NotLoaded", (NotLoaded,), {"needs": name})
+        out.append((cls, name))
+        if name.startswith("builtins."):
+            out.append((cls, "__builtin__." + name[len("builtins."):]))
+    return out
 
 
 def load_torch(path, mmap: bool = True):
@@ -72,21 +88,27 @@ def load_torch(path, mmap: bool = True):
         else:
             size = f.seek(0, os.SEEK_END)
             limits.check_bytes(size * limits.LOAD_FACTOR, f"Loading {name}", error=LoadError)
+    if not is_zip:  # the legacy format: read whole, refused whole (no stand-ins)
+        return _refusing(name, lambda: pickle_compat.load(path))
     try:
-        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path) if is_zip else []
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception as e:  # noqa: BLE001 - a damaged pickle fails in many ways
-        raise LoadError(f"{name} is not a readable torch.save file ({_gist(e)})") from None
-    stand_ins = [(_stand_in(g), g) for g in unsafe]
+        if "Unsupported operand" not in str(e):
+            raise LoadError(f"{name} is not a readable torch.save file ({_gist(e)})") from None
+        # pickle protocols 3-5: re-spelt in protocol 2 (nothing runs), then read whole
+        data = pickle_compat._protocol_3_to_5(path)
+        return _refusing(name, lambda: load_torch_bytes(data, name))
+    with warnings.catch_warnings(), torch.serialization.safe_globals(_stand_ins(unsafe)):
+        warnings.simplefilter("ignore")
+        return _refusing(name, lambda: torch.load(path, mmap=mmap, weights_only=True, map_location="cpu"))
+
+
+def _refusing(name: str, load):
+    """``load()``, its failures as one LoadError sentence."""
     try:
-        with warnings.catch_warnings(), torch.serialization.safe_globals(stand_ins):
-            warnings.simplefilter("ignore")
-            if is_zip:
-                try:
-                    return torch.load(path, mmap=mmap, weights_only=True, map_location="cpu")
-                except pickle.UnpicklingError as e:
-                    if "Unsupported operand" not in str(e):
-                        raise
-            return pickle_compat.load(path)  # pickle protocols 3-5, or the legacy format: read whole
+        return load()
+    except LoadError:
+        raise
     except pickle.UnpicklingError as e:
         raise LoadError(f"Refused {name}: it holds Python objects other than tensors and plain values "
                         f"that cannot be set aside ({_gist(e)}); nothing was executed") from None
@@ -165,7 +187,7 @@ def is_dcp(folder: Path) -> bool:
     return (folder / ".metadata").is_file()
 
 
-def load_torch_bytes(data: bytes):
+def load_torch_bytes(data: bytes, name: str = "an entry"):
     """``load_torch`` for bytes in memory (a DCP entry): weights_only, stand-ins for refused globals."""
     import io
     if data[:2] == b"PK":
@@ -176,9 +198,6 @@ def load_torch_bytes(data: bytes):
             unsafe = []
     else:
         unsafe = []
-    try:
-        with warnings.catch_warnings(), torch.serialization.safe_globals([(_stand_in(g), g) for g in unsafe]):
-            warnings.simplefilter("ignore")
-            return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-    except Exception as e:  # noqa: BLE001
-        raise LoadError(f"an entry that is not readable safely ({_gist(e)})") from None
+    with warnings.catch_warnings(), torch.serialization.safe_globals(_stand_ins(unsafe)):
+        warnings.simplefilter("ignore")
+        return _refusing(name, lambda: torch.load(io.BytesIO(data), weights_only=True, map_location="cpu"))
