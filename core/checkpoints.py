@@ -261,6 +261,11 @@ def _names(order, keyed, weights, claimed):
             got = _match(cands, shapes, w, claimed)
             if got is not None:
                 return got, f"{label} (shapes match)", w
+    for where, w in weights.items():  # no run of the order fits: each slot takes the next name of its shape
+        params = [n for n, t in w.items() if not n.endswith(_BUFFERS) and _floating(t) and n not in claimed]
+        got = _first_fit(params, shapes, w)
+        if got is not None:
+            return got, f"{where}, each parameter the next unused name of its shape (equal shapes keep that order)", w
     return ([f"param {k}" for k, _, _ in order],
             "positions only (no weights in the checkpoint match the state's shapes)", None)
 
@@ -294,6 +299,19 @@ def _match(cands, shapes, w, claimed):
                 return window
             fallback = fallback or window
     return fallback
+
+
+def _first_fit(cands, shapes, w):
+    if not shapes or any(s is None for s in shapes):
+        return None
+    free = list(cands)
+    out = []
+    for s in shapes:
+        i = next((i for i, c in enumerate(free) if tuple(w[c].shape) == tuple(s)), None)
+        if i is None:
+            return None
+        out.append(free.pop(i))
+    return out
 
 
 def _kind(keyed: dict, groups: list) -> str:
