@@ -14,6 +14,7 @@ Hugging Face's weight-decay grouping), have exactly the shapes of the state tens
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,3 +331,20 @@ def _kind(keyed: dict, groups: list) -> str:
         if k in keys:
             return name
     return "unknown (no state yet)" if not keys else "unknown"
+
+
+def param_snapshot(p: ParamState, index: int = 0):
+    """One parameter as the app draws it (a TensorSnapshot); reads its tensors now."""
+    from .observe import array_view
+    from .snapshot import TensorSnapshot
+
+    def view(v):
+        if isinstance(v, TensorRef):
+            t = v.tensor()
+            if t.dtype in (torch.bfloat16, torch.uint16, torch.uint32, torch.uint64):  # numpy has none of these
+                return dataclasses.replace(array_view(t.double()), dtype=v.dtype)
+            return array_view(t)
+        return str(v) if isinstance(v, NotLoaded) else v
+    value = view(p.weight) if p.weight is not None else None
+    return TensorSnapshot(name=p.name, index=index, group=p.group, value=value, grad=None,
+                          state={k: view(v) for k, v in p.state.items()})

@@ -66,9 +66,10 @@ class Control:
 class Publisher(threading.Thread):
     """Owns the sockets (bound here, on the training thread, then used only by this thread)."""
 
-    def __init__(self, endpoint: channel.Endpoint, info: dict):
+    def __init__(self, endpoint: channel.Endpoint, info: dict, budget=None):
         super().__init__(name="optimlab-publisher", daemon=True)
         self.endpoint = endpoint
+        self.budget = budget  # the watch's time budget: building and sending frames is charged to it too
         self.control = Control()
         self.listening = False
         self.frames_sent = 0
@@ -194,6 +195,14 @@ class Publisher(threading.Thread):
             self.series.add_many(steps, [{"loss": v, **e} for v, e in zip(values, extra)])
 
     def _publish(self, cap) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._frame(cap)
+        finally:
+            if self.budget is not None:  # this thread shares the script's cores (and interpreter lock)
+                self.budget.charge(time.perf_counter() - t0)
+
+    def _frame(self, cap) -> None:
         self._drain_losses()
         now = time.perf_counter()
         t0, s0 = self._t_rate

@@ -98,7 +98,8 @@ class Watch:
                                                  address)
             self.publisher = Publisher(self.endpoint, {"pid": os.getpid(), "name": self.name, "rank": self.rank,
                                                        "world": self.world, "started": time.time(),
-                                                       "optimizer": type(optimizer).__name__})
+                                                       "optimizer": type(optimizer).__name__},
+                                       budget=self._budget)
             self.publisher.start()
         self._handle = optimizer.register_step_post_hook(self._post)
         ref = weakref.ref(self)

@@ -1,0 +1,105 @@
+"""File > Attach to a running script and File > Open checkpoint: the same heatmaps, curves and
+state tree as the app's own sessions, for a user's script and for a checkpoint on disk."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtWidgets import QWidget
+
+from app.attach import AttachWindow
+from app.checkpoint_view import open_checkpoint_window
+from core.watch import Watch
+
+
+@pytest.fixture(autouse=True)
+def private_runtime_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTIMLAB_RUNTIME_DIR", str(tmp_path / "run"))
+
+
+class Script:
+    """A user's training loop on its own thread (the GUI never steps it)."""
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
+        self.w = Watch(self.opt, model=self.model, name="gui-script", max_hz=50)
+        self.x = torch.randn(16, 3, generator=torch.Generator().manual_seed(1))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.opt.zero_grad()
+            loss = self.model(self.x).pow(2).mean()
+            loss.backward()
+            self.w.report(loss=loss)
+            self.opt.step()
+
+    def close(self):
+        self.stop.set()
+        self.w.close()
+        self.thread.join(10)
+
+
+def test_attach_window_draws_the_scripts_frames_and_pauses_steps_and_resumes_it(qtbot):
+    script = Script()
+    win = AttachWindow(script.w.address)
+    qtbot.addWidget(win)
+    try:
+        win.show()
+        qtbot.waitUntil(lambda: win.tensor_combo.count() == 4)
+        assert [win.tensor_combo.itemText(i) for i in range(4)] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+        win.pause_button.click()
+        qtbot.waitUntil(lambda: script.w.publisher.control.held_at is not None)
+        held = script.w.publisher.control.held_at
+        qtbot.waitUntil(lambda: win.snapshot.step == held and not win.snapshot.running)
+        assert "paused" in win.status.text()
+        shown = win.tensor_panel.views()["value"].view().values
+        assert np.array_equal(shown, script.model[0].weight.detach().numpy())
+        assert np.array_equal(win.tensor_panel.views()["momentum_buffer"].view().values,
+                              script.opt.state[script.model[0].weight]["momentum_buffer"].numpy())
+        assert len(win.curves.history().loss) == held
+        win.step_count.setValue(2)
+        win.step_button.click()
+        qtbot.waitUntil(lambda: win.snapshot.step == held + 2 and not win.snapshot.running)
+        assert script.w.step == held + 2
+        win.resume_button.click()
+        qtbot.waitUntil(lambda: script.w.step > held + 10)
+        assert win.last_reply["ok"]
+    finally:
+        win.close()
+        script.close()
+
+
+def test_open_checkpoint_shows_each_parameters_state_by_name_as_heatmaps(qtbot, tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    model(torch.randn(4, 5)).sum().backward()
+    opt.step()
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 2}, tmp_path / "c.pt")
+    owner = QWidget()
+    qtbot.addWidget(owner)
+    win = open_checkpoint_window(owner, tmp_path / "c.pt")
+    try:
+        top = win.tree.topLevelItem(0)
+        assert [top.child(i).text(0) for i in range(top.childCount())] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+        qtbot.waitUntil(lambda: "exp_avg" in win.tensor_panel.views())
+        st = opt.state[model[0].weight]
+        assert np.array_equal(win.tensor_panel.views()["exp_avg_sq"].view().values, st["exp_avg_sq"].numpy())
+        assert np.array_equal(win.tensor_panel.views()["value"].view().values, model[0].weight.detach().numpy())
+        win.tree.setCurrentItem(top.child(2))
+        qtbot.waitUntil(lambda: win.tensor_panel.views()["value"].view().shape == (2, 3))
+        assert np.array_equal(win.tensor_panel.views()["exp_avg"].view().values,
+                              opt.state[model[2].weight]["exp_avg"].numpy())
+    finally:
+        win.close()
+
+
+def test_the_file_menu_offers_attach_and_open_checkpoint(make_window):
+    win = make_window()
+    file_menu = win.menuBar().actions()[0].menu()
+    texts = [a.text() for a in file_menu.actions()]
+    assert {"Attach to a running script…", "Open checkpoint…", "Open checkpoint folder…"} <= set(texts)
