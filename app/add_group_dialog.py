@@ -6,6 +6,7 @@ The same as the seed's ``optimizer.add_param_group({"params": weight2, "lr": 0.0
 from __future__ import annotations
 
 import ast
+import re
 
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
                                QLineEdit, QVBoxLayout)
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 from core import catalogue
 from core.spec import AddGroup, ManualGrad, SpecError, TensorSpec
 from widgets.problem_editor import parse_shape
+from widgets.wheel_guard import guard
 
 
 class AddGroupDialog(QDialog):
@@ -56,6 +58,7 @@ class AddGroupDialog(QDialog):
         lay.addWidget(self.error)
         lay.addWidget(buttons)
         self.result_action: AddGroup | None = None
+        guard(self.init)
         self.resize(460, self.sizeHint().height())
 
     def parse_hparams(self, text: str) -> dict:
@@ -91,7 +94,11 @@ class AddGroupDialog(QDialog):
         t.check()
         hp = self.parse_hparams(self.hparams.text())
         known = catalogue.info(self.optimizer).defaults
-        catalogue.validate_hparams(self.optimizer, {**{k: v for k, v in self.defaults.items() if k in known}, **hp})
+        inherited = {k: v for k, v in self.defaults.items() if k in known and k not in hp}
+        try:
+            catalogue.validate_hparams(self.optimizer, {**inherited, **hp})
+        except ValueError as e:
+            raise SpecError(inherited_note(str(e), inherited)) from None
         return AddGroup((t,), hp)
 
     def _accept(self) -> None:
@@ -101,6 +108,18 @@ class AddGroupDialog(QDialog):
             self.error.setText(str(e))
             return
         self.accept()
+
+
+def inherited_note(message: str, inherited: dict) -> str:
+    """``message`` plus which of the defaults it names the group inherits (add_param_group
+    fills a group's missing keys from the optimizer's defaults: the cause is not in sight)."""
+    named = {k: v for k, v in inherited.items() if re.search(rf"\b{re.escape(k)}\b", message, re.IGNORECASE)}
+    if not named:
+        return message
+    what = " and ".join(f"{k}={v!r}" for k, v in named.items())
+    keys = " and ".join(named)
+    return (f"{message.rstrip('.')}: this group inherits {what} from the optimizer's defaults "
+            f"(set {keys} here, e.g. {next(iter(named))}=..., or in the Optimizer dock's constructor)")
 
 
 def _split_top(text: str) -> list[str]:

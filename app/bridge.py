@@ -18,17 +18,30 @@ from core import edits
 from core.runner import Runner
 from core.runner_process import ProcessRunner
 from core.session import Session
+from core.snapshot import History, Snapshot
+from core.spec import SessionSpec
 from core.trust import UntrustedScript
 
 FRAME_MS = 25  # 40 Hz polling
 SNAPSHOT_HZ = 1000 / FRAME_MS  # the runner publishes no more than the window can draw
 
 
-def make_runner(session: Session, process: bool | None = None):
-    """A ProcessRunner, or a thread Runner if ``process`` is False or OPTIMLAB_RUNNER=thread."""
+def make_runner(session: Session | None, process: bool | None = None, shown: Snapshot | None = None):
+    """A ProcessRunner, or a thread Runner if ``process`` is False or OPTIMLAB_RUNNER=thread.
+
+    ``session`` None: the runner starts on a blank session (built where it steps, so this
+    process never builds one) and shows ``shown`` until it has drawn its own."""
     if process is None:
         process = os.environ.get("OPTIMLAB_RUNNER", "process") != "thread"
-    return ProcessRunner(session, max_hz=SNAPSHOT_HZ) if process else Runner(session, max_hz=SNAPSHOT_HZ)
+    if process:
+        return ProcessRunner(session, max_hz=SNAPSHOT_HZ, shown=shown if session is None else None)
+    return Runner(session if session is not None else edits.blank, max_hz=SNAPSHOT_HZ)
+
+
+def empty_snapshot(spec: SessionSpec) -> Snapshot:
+    """What the window shows while a session is being opened: no tensors, no curves."""
+    return Snapshot(seq=0, step=0, loss=None, optimizer=spec.optimizer, device=spec.device, defaults={},
+                    groups=(), tensors=(), history=History.empty())
 
 
 class RunnerBridge(QObject):
@@ -39,9 +52,10 @@ class RunnerBridge(QObject):
     # queued to the GUI
     _callDone = Signal(int, object, str, str, object)
 
-    def __init__(self, session: Session, parent: QObject | None = None, process: bool | None = None):
+    def __init__(self, session: Session | None, parent: QObject | None = None, process: bool | None = None,
+                 shown: Snapshot | None = None):
         super().__init__(parent)
-        self.runner = make_runner(session, process)
+        self.runner = make_runner(session, process, shown)
         self._rate_limit = 0.0  # re-applied to a runner started after a crash
         self._seq = -1
         self._next = 0

@@ -16,6 +16,9 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from core import edits, files, session_file
 from core.cli import example_paths
 
+from . import startup_probe
+from .new_dialog import NewSessionDialog
+
 RECENT_MAX = 8
 SESSION_FILTER = "optimlab sessions (*.optimlab *.json)"
 TORCH_FILTER = "torch.save files (*.pt *.pth *.pkl)"
@@ -36,17 +39,24 @@ class FileOps:
     """Mixed into MainWindow: needs ``bridge``, ``settings``, ``show_error`` and ``replace_session``."""
 
     def init_files(self) -> None:
-        self.path: Path | None = None
+        self.path: Path | None = None  # where Save (Ctrl+S) writes; None: it asks, as Save As does
+        self.doc_name = "untitled"  # what the title calls the session
         self.dirty = False
 
     def set_dirty(self, dirty: bool) -> None:
         self.dirty = dirty
-        name = self.path.name if self.path else "untitled"
-        self.setWindowTitle(f"{name}{' *' if dirty else ''} — optimlab")
+        self.setWindowTitle(f"{self.doc_name}{' *' if dirty else ''} — optimlab")
+
+    def _set_document(self, path: Path | None, name: str) -> None:
+        """The session now belongs to ``path`` (None: untitled or an example) and is saved."""
+        self.path = path
+        self.doc_name = name
+        self.set_dirty(False)
 
     def build_file_menu(self, menu) -> None:
         def act(text, slot, shortcut=None):
             return add_action(self, menu, text, slot, shortcut)
+        act("New…", self.new_dialog, "Ctrl+N")
         act("Open…", self.open_dialog, "Ctrl+O")
         examples = menu.addMenu("Open example")
         for name in example_paths():
@@ -100,10 +110,13 @@ class FileOps:
             self.open_path(path)
 
     def open_example(self, name: str) -> None:
-        self.open_path(example_paths()[name], remember=False)
+        self.open_path(example_paths()[name], remember=False, example=name)
 
-    def open_path(self, path, remember: bool = True) -> None:
-        """Open a session (.optimlab/.json) or load a torch.save file into the current session."""
+    def open_path(self, path, remember: bool = True, example: str | None = None,
+                  on_ok=None, on_fail=None) -> None:
+        """Open a session (.optimlab/.json) or load a torch.save file into the current session.
+
+        A shipped ``example`` opens untitled (Save asks where, never over the example)."""
         path = Path(path)
         if path.suffix in files.EXTENSIONS:
             self.load_torch_file(path, remember)
@@ -112,13 +125,62 @@ class FileOps:
             return
 
         def opened():
-            self.path = path if path.suffix == session_file.SESSION_EXT else None
-            self.set_dirty(False)
+            self._set_document(None if example else path, f"{example} (example)" if example else path.name)
             if remember:
                 self._remember(path)
-            self.statusBar().showMessage(f"Opened {path.name}", 5000)
+            self.statusBar().showMessage(f"Opened {example or path.name}", 5000)
+            if on_ok:
+                on_ok()
 
-        self.replace_session(edits.open_session, path, on_ok=opened, fail_title="Cannot open")
+        self.replace_session(edits.open_session, path, on_ok=opened, on_fail=on_fail,
+                             fail_title=f"Cannot open {path.name}", about=path.name)
+
+    def open_initial(self, path, example: str | None = None, start_screen: bool = False) -> None:
+        """Open what the command line named (built in the runner process). Until it is open the
+        window draws nothing of the runner's stand-in session and takes no edits."""
+        self._opening = example or Path(path).name
+        self._set_editable(False)
+
+        def settled(ok: bool):
+            self._opening = None
+            self._set_editable(True)
+            if not ok:  # the runner kept its stand-in: show that one
+                self.spec = edits.blank_spec()
+                self.problem.setSpec(self.spec)
+                self.sync_training(self.spec)
+            self.on_snapshot(self.bridge.latest())
+            startup_probe.ready(self)
+            if start_screen and self.settings.value("start/show", True, type=bool):
+                self.new_dialog()
+        self.open_path(path, remember=example is None, example=example,
+                       on_ok=lambda: settled(True), on_fail=lambda: settled(False))
+
+    def _set_editable(self, on: bool) -> None:
+        for d in (self.controls_dock, self.problem_dock, self.optimizer_dock):
+            d.widget().setEnabled(on)
+        self.tensor_panel.setPlaceholder("no tensor selected" if on else f"Opening {self._opening}…")
+
+    # ----- new -----
+
+    def new_dialog(self) -> None:
+        """File > New…: an empty problem or one of the examples, each with a line and a picture."""
+        dlg = NewSessionDialog(self.settings, self)
+        dlg.chosen.connect(self._new_chosen)
+        dlg.open()
+        self.new_session_dialog = dlg  # tests choose in it
+
+    def _new_chosen(self, name: str) -> None:
+        if name == NewSessionDialog.EMPTY:
+            self.new_session()
+        else:
+            self.open_example(name)
+
+    def new_session(self) -> None:
+        """An empty problem: one 2x2 tensor with a manual gradient of ones, SGD, untitled."""
+        if self.dirty and not self.confirm_discard():
+            return
+        self.replace_session(edits.build, edits.blank_spec(),
+                             on_ok=lambda: self._set_document(None, "untitled"))
 
     def load_torch_file(self, path, remember: bool = True, kind: str | None = None) -> None:
         """Load an optimizer state_dict, parameters, or both, from a torch.save file."""
@@ -128,7 +190,8 @@ class FileOps:
                 self._remember(path)
             self.statusBar().showMessage(f"Loaded the {what} from {Path(path).name}", 5000)
         self.bridge.call(edits.load_torch_file, path, kind, on_ok=ok,
-                         on_error=lambda msg, tb: self.show_error("Cannot load", msg))
+                         on_error=lambda msg, tb: self.show_error(f"Cannot load {Path(path).name}", msg, tb,
+                                                                  about=Path(path).name))
 
     def _load_dialog(self, kind: str) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load", "", TORCH_FILTER)
@@ -160,15 +223,13 @@ class FileOps:
         path = Path(path)
 
         def ok(_):
-            if path.suffix == session_file.SESSION_EXT:
-                self.path = path
-            self.set_dirty(False)
+            self._set_document(path, path.name)
             self._remember(path)
             self.statusBar().showMessage(f"Saved {path.name}", 5000)
             if on_done:
                 on_done()
         self.bridge.call(edits.save_session, path, on_ok=ok,
-                         on_error=lambda msg, tb: self.show_error("Cannot save", msg))
+                         on_error=lambda msg, tb: self.show_error("Cannot save", msg, tb, about=path.name))
 
     def save_optimizer_dialog(self) -> None:
         self._save_dialog(files.save_optimizer, "optimizer state_dict")
@@ -180,7 +241,8 @@ class FileOps:
 
     def save_torch_to(self, fn, path) -> None:
         self.bridge.call(fn, path, on_ok=lambda _: self.statusBar().showMessage(f"Saved {Path(path).name}", 5000),
-                         on_error=lambda msg, tb: self.show_error("Cannot save", msg))
+                         on_error=lambda msg, tb: self.show_error("Cannot save", msg, tb,
+                                                                  about=Path(path).name))
 
     # ----- drops and closing -----
 
@@ -221,8 +283,6 @@ class FileOps:
         except Exception as e:  # noqa: BLE001 - shown; the window stays open with its changes
             self.show_error("Cannot save", str(e) or type(e).__name__)
             return False
-        if path.suffix == session_file.SESSION_EXT:
-            self.path = path
+        self._set_document(path, path.name)
         self._remember(path)
-        self.set_dirty(False)
         return True

@@ -8,29 +8,32 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QSettings, Qt, Slot
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QLabel, QMainWindow, QMessageBox, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFrame, QLabel, QMainWindow, QMessageBox, QScrollArea,
+                               QVBoxLayout, QWidget)
 
 from core import catalogue, edits
 from core.observe import exact_value
 from core.session import Session
-from core.spec import AddGroup, Reset, SetHparam, ZeroGrad
+from core.spec import AddGroup, Reset, SessionSpec, SetHparam, ZeroGrad
 from widgets.curves import CurvesView
 from widgets.landscape import LandscapeView
 from widgets.problem_editor import ProblemEditor
 from widgets.run_controls import RunControls
 from widgets.state_tree import StateTree
-from widgets.status import format_status
+from widgets.status import RateMeter, format_status
 from widgets.tensor_panel import TensorPanel
+from widgets.wheel_guard import guard
 
 from . import script_trust
 from .add_group_dialog import AddGroupDialog
-from .bridge import RunnerBridge
+from .bridge import RunnerBridge, empty_snapshot
 from .file_ops import FileOps, add_action
+from .landscape_ui import LandscapeUI
+from .layout import WindowLayout
+from .messages import one_sentence
 from .optimizer_panel import OptimizerPanel
 from .training import TrainingUI
 
-LAYOUT_VERSION = 1
 SLOW_HZ = 5  # curves, state tree, landscape and optimizer-state views while running
 
 
@@ -38,17 +41,20 @@ def _on_screen(widget) -> bool:
     return widget.isVisible() and not widget.visibleRegion().isEmpty()
 
 
-class MainWindow(FileOps, TrainingUI, QMainWindow):
+class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
     """optimlab's window. ``session`` is sent to the runner (its own process) and never
-    touched here again."""
+    touched here again. Without one, the runner starts on a blank session and the window
+    shows ``spec`` (if given) until ``open_initial`` has opened the real one there."""
 
-    def __init__(self, session: Session, settings: QSettings | None = None):
+    def __init__(self, session: Session | None = None, settings: QSettings | None = None,
+                 spec: SessionSpec | None = None):
         super().__init__()
-        self.setWindowTitle("optimlab")
         self.settings = settings if settings is not None else QSettings("optimlab", "optimlab")
-        self.spec = session.spec  # the spec of the session the runner owns, as last reported
+        # the spec of the session the runner owns, as last reported
+        self.spec = session.spec if session is not None else (spec or edits.blank_spec())
         self._building = 0  # session replacements in flight
-        self.bridge = RunnerBridge(session, self)
+        self._opening: str | None = None  # the file being opened at start (nothing drawn meanwhile)
+        self.bridge = RunnerBridge(session, self, shown=None if session is not None else empty_snapshot(self.spec))
         self.bridge.ask_trust = self.ask_trust
         self.snapshot = None
         self.last_error = ""  # the last message shown to the user (tests read it)
@@ -57,28 +63,26 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self._landscape_key = None
         self._history_drawn = None
         self._slow_drawn = 0.0
+        self._rate = RateMeter()  # steps/s measured from the snapshots, while running
         self.init_files()
         self._build_docks()
         self._build_menus()
+        self.invalid_note = QLabel()  # a refused field and the value still in force
+        self.invalid_note.setStyleSheet("color: #d32f2f;")
+        self.invalid_note.hide()
+        self.statusBar().addPermanentWidget(self.invalid_note, 1)
+        self.optimizer_panel.invalidChanged.connect(self._show_invalid)
         self.status = QLabel()
         self.statusBar().addPermanentWidget(self.status)
         self.bridge.snapshotChanged.connect(self.on_snapshot)
         self.setAcceptDrops(True)
         self.resize(1280, 800)
         self._restore_layout()
+        self._fit_screen()
+        self.set_dirty(False)
         self.on_snapshot(self.bridge.latest())
 
     # ----- layout -----
-
-    def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
-        d = QDockWidget(title, self)
-        d.setObjectName(title.replace(" ", "_").lower())
-        d.setWidget(widget)
-        d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable |
-                      QDockWidget.DockWidgetFeature.DockWidgetFloatable |
-                      QDockWidget.DockWidgetFeature.DockWidgetClosable)
-        self.addDockWidget(area, d)
-        return d
 
     def _build_docks(self) -> None:
         L, R = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
@@ -86,6 +90,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         centre = QWidget()
         self.tensor_combo = QComboBox()
         self.tensor_combo.setToolTip("The tensor shown: its value, gradient and every optimizer state entry")
+        guard(self.tensor_combo)
         self.tensor_panel = TensorPanel()
         lay = QVBoxLayout(centre)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -103,9 +108,17 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         opt_host = QWidget()
         opt_lay = QVBoxLayout(opt_host)
         opt_lay.setContentsMargins(0, 0, 0, 0)
-        opt_lay.addWidget(self.optimizer_panel, 3)
-        opt_lay.addWidget(self.scheduler_form, 2)
-        self.optimizer_dock = self._dock("Optimizer", opt_host, L)
+        opt_lay.addWidget(self.optimizer_panel)
+        opt_lay.addWidget(self.scheduler_form)
+        opt_lay.addStretch(1)
+        # one scroll area for the whole dock: the form uses the height there is, and scrolls
+        # as a whole when it needs more (not in a small box of its own above empty space)
+        opt_scroll = QScrollArea()
+        opt_scroll.setWidgetResizable(True)
+        opt_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        opt_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        opt_scroll.setWidget(opt_host)
+        self.optimizer_dock = self._dock("Optimizer", opt_scroll, L)
         self.curves = CurvesView()
         self.curves_dock = self._dock("Curves", self.curves, R)
         self.state_tree = StateTree()
@@ -125,6 +138,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         self.optimizer_panel.groupValueChanged.connect(self.on_group_value)
         self.tensor_combo.currentTextChanged.connect(lambda _: self._draw_tensor())
         self.tensor_panel.exactRequested.connect(self.on_exact_requested)
+        self.landscape.startRequested.connect(self.on_start_point)
         c = self.controls
         c.stepRequested.connect(self.step)
         c.runRequested.connect(self.run)
@@ -135,41 +149,6 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         c.addGroupRequested.connect(self.add_group_dialog)
         c.speedLimitChanged.connect(self.bridge.set_rate_limit)
         c.setSetToNone(self.spec.set_to_none)
-
-    def _default_layout(self) -> None:
-        """Controls over Optimizer/Problem on the left, tensors in the middle, curves/state right."""
-        L, R = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
-        for d in self.findChildren(QDockWidget):
-            d.setFloating(False)
-        self.addDockWidget(L, self.controls_dock)
-        self.addDockWidget(L, self.optimizer_dock)
-        self.splitDockWidget(self.controls_dock, self.optimizer_dock, Qt.Orientation.Vertical)
-        self.tabifyDockWidget(self.optimizer_dock, self.problem_dock)
-        self.addDockWidget(R, self.curves_dock)
-        self.addDockWidget(R, self.state_dock)
-        self.splitDockWidget(self.curves_dock, self.state_dock, Qt.Orientation.Vertical)
-        self.tabifyDockWidget(self.curves_dock, self.landscape_dock)
-        self.tabifyDockWidget(self.curves_dock, self.decision_dock)
-        for d in self.findChildren(QDockWidget):
-            d.show()
-        self.optimizer_dock.raise_()
-        self.curves_dock.raise_()
-        self.resizeDocks([self.controls_dock, self.curves_dock], [360, 400], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.controls_dock, self.optimizer_dock], [150, 600], Qt.Orientation.Vertical)
-        self.resizeDocks([self.curves_dock, self.state_dock], [400, 350], Qt.Orientation.Vertical)
-
-    def _restore_layout(self) -> None:
-        geo = self.settings.value("window/geometry")
-        state = self.settings.value("window/state")
-        if geo is not None:
-            self.restoreGeometry(geo)
-        if state is not None:
-            self.restoreState(state, LAYOUT_VERSION)
-
-    def save_layout(self) -> None:
-        self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
-        self.settings.sync()
 
     def _build_menus(self) -> None:
         self.build_file_menu(self.menuBar().addMenu("&File"))
@@ -224,7 +203,7 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
 
         def fail(msg, tb):
             self.optimizer_panel.revert()  # a refused hyperparameter must not stay in the form
-            self.show_error("Refused", msg)
+            self.show_error("Refused", msg, tb)
         self.bridge.call(edits.apply, action, on_ok=ok, on_error=fail)
 
     @Slot(bool)
@@ -255,11 +234,13 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
     def add_group(self, action: AddGroup) -> None:
         self.apply(action)
 
-    def replace_session(self, build, *args, on_ok=None, fail_title: str = "Cannot build this session") -> None:
+    def replace_session(self, build, *args, on_ok=None, on_fail=None,
+                        fail_title: str = "Cannot build this session", about: str | None = None) -> None:
         """Build a session on the runner with ``build(current session, *args)`` (a function of
         ``core.edits``) and swap it in; a refusal changes nothing. Builders run in request
         order on the runner, so quick successive edits each start from the one before."""
         self._building += 1
+        restarted = self.bridge.crashed  # a new runner process: it needs the speed limit again
 
         def ok(new_spec):
             self._building -= 1
@@ -271,6 +252,8 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
             if new_spec.set_to_none != old.set_to_none:
                 self.controls.setSetToNone(new_spec.set_to_none)
             self._landscape_key = None
+            self._draw_landscape(self.bridge.latest())  # the new objective's map now, not at the next step
+            self.tensor_panel.resetViews()  # a zoom into the old session's tensors means nothing here
             if on_ok:
                 on_ok()
 
@@ -279,8 +262,12 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
             if self._building == 0:
                 self.problem.setSpec(self.spec)
                 self.optimizer_panel.revert()
-            self.show_error(fail_title, msg, tb)
+            self.show_error(fail_title, msg, tb, about=about)
+            if on_fail:
+                on_fail()
         self.bridge.replace(build, *args, on_ok=ok, on_error=fail)
+        if restarted:
+            self.bridge.runner.set_rate_limit(self.controls.speedLimit())
 
     @Slot(object)
     def on_spec_edited(self, spec) -> None:
@@ -312,11 +299,17 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         if s is None:  # nothing published yet (a runner process still starting)
             return
         self.snapshot = s
+        if self._opening is not None:  # the runner's stand-in session, not what is being opened
+            self.status.setText(f"opening {self._opening}…")
+            return
         busy = s.batch_total > 0
         self.controls.setRunning(s.running and not busy)
         self.controls.setBusy(busy)
         self.controls.setProgress(s.batch_done, s.batch_total)
         self.problem.setLocked(s.running)
+        if self.spec.gradient.kind != "task":
+            added = set(s.added)
+            self.problem.setAddedTensors([(t.name, t.value.shape, t.group) for t in s.tensors if t.name in added])
         self.task_editor.setLocked(s.running)
         self.scheduler_form.setLocked(s.running)
         names = [t.name for t in s.tensors]
@@ -336,8 +329,9 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         if slow_due:
             self._slow_drawn = now
             self._draw_slow(s)
-        self.optimizer_panel.setState(s.optimizer, self.spec.hparams, s.groups)
-        self.status.setText(format_status(s.step, s.loss, s.steps_per_second, s.device))
+        self.optimizer_panel.setState(s.optimizer, self.spec.hparams, s.groups, s.step)
+        rate = self._rate.update(time.perf_counter(), s.step, s.running)
+        self.status.setText(format_status(s.step, s.loss, rate, s.device, s.running))
         if s.error is not None and s.error != self._shown_error:
             self._shown_error = s.error
             self.show_error("The run stopped", f"{s.error.type}: {s.error.message}", s.error.traceback)
@@ -365,22 +359,11 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
             return
         self.tensor_panel.setTensor(self.snapshot.tensor(self.tensor_combo.currentText()), only)
 
-    def _draw_landscape(self, s) -> None:
-        two_d = s.objective is not None and s.path is not None
-        self.landscape_dock.setEnabled(two_d)
-        if not two_d:
-            if self._landscape_key is not None:
-                self.landscape.setPath(None)
-                self._landscape_key = None
-            return
-        g = self.spec.gradient
-        key = (g.objective, g.condition)
-        if key != self._landscape_key:
-            self._landscape_key = key
-            # torch work belongs on the runner thread (torch's thread pool spins per calling thread)
-            self.bridge.call(edits.landscape, g.objective, g.condition,
-                             on_ok=lambda grid: self.landscape.setLandscape(*grid))
-        self.landscape.setPath(s.path)
+    @Slot(str)
+    def _show_invalid(self, text: str) -> None:
+        self.invalid_note.setText(text)
+        self.invalid_note.setToolTip(text)
+        self.invalid_note.setVisible(bool(text))
 
     def ask_trust(self, path: str, digest: str) -> bool:
         """Ask before a session runs a Python script; remember a yes for this file's contents."""
@@ -389,8 +372,12 @@ class MainWindow(FileOps, TrainingUI, QMainWindow):
         script_trust.remember(self.settings, path, digest)
         return True
 
-    def show_error(self, title: str, text: str, details: str = "") -> None:
-        """One clear sentence in a non-blocking message box; the window stays usable."""
+    def show_error(self, title: str, text: str, details: str = "", about: str | None = None) -> None:
+        """One plain sentence in a non-blocking message box (naming ``about``, a file, if the
+        sentence does not); a traceback only under "Show Details…"; the window stays usable."""
+        text, details = one_sentence(text, details)
+        if about and about not in text:
+            text = f"{about}: {text}"
         self.last_error = text
         self.statusBar().showMessage(text, 10000)
         box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)

@@ -8,10 +8,12 @@ assigning ``optimizer.param_groups[N][name]`` does.
 from __future__ import annotations
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from core import catalogue
 from widgets.hparam_form import HparamForm
+from widgets.wheel_guard import guard
+from widgets.state_tree import format_value as fmt_value
 
 CONSTRUCTOR = -1
 
@@ -22,6 +24,7 @@ class OptimizerPanel(QWidget):
     optimizerChosen = Signal(str)
     defaultChanged = Signal(str, object)  # constructor argument edited (restarts the run)
     groupValueChanged = Signal(int, str, object)  # live param_group edited
+    invalidChanged = Signal(str)  # what is in force while a field holds a refused value ("" when none)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -36,26 +39,31 @@ class OptimizerPanel(QWidget):
         self.target = QComboBox()
         self.target.setToolTip("Constructor: the optimizer's defaults (restarts the run).\n"
                                "Group N: a live param_group, effective at the next step.")
+        self.target_note = QLabel()
+        self.target_note.setWordWrap(True)
+        self.target_note.setStyleSheet("color: #888;")
         self.form = HparamForm()
         self.form.setValidator(self._validate)
         top = QFormLayout()
         top.addRow("Optimizer", self.combo)
         top.addRow("Edit", self.target)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(self.form)
+        top.addRow("", self.target_note)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(self.summary)
         lay.addWidget(self.constraints)
-        lay.addWidget(scroll, 1)
+        lay.addWidget(self.form)  # no scroll box of its own: the Optimizer dock scrolls as a whole
         self._name = ""
         self._spec_hparams: dict = {}
         self._groups: tuple = ()
         self._shown: tuple | None = None
+        self._step = 0
+        self._chosen_target: int | None = None  # what the user picked in "Edit" (None: the default)
         self.combo.currentTextChanged.connect(self._on_combo)
-        self.target.currentIndexChanged.connect(lambda _: self._refresh_form(force=True))
+        self.target.currentIndexChanged.connect(self._on_target)
+        guard(self.combo, self.target)  # the user's choice (ours are silent)
         self.form.valueChanged.connect(self._on_value)
+        self.form.errorsChanged.connect(self._on_errors)
 
     def _validate(self, values: dict) -> str | None:
         try:
@@ -68,12 +76,20 @@ class OptimizerPanel(QWidget):
         data = self.target.currentData()
         return CONSTRUCTOR if data is None else int(data)
 
-    def setState(self, name: str, spec_hparams: dict, groups: tuple) -> None:
-        """Show optimizer ``name``, the spec's constructor arguments and the live groups."""
+    def default_target(self) -> int:
+        """Before the first step the constructor (what the seed's walkthrough edits: momentum
+        set there is inherited by groups added later); after it, group 0 (a live edit that
+        does not restart the run)."""
+        return CONSTRUCTOR if self._step == 0 or not self._groups else 0
+
+    def setState(self, name: str, spec_hparams: dict, groups: tuple, step: int = 0) -> None:
+        """Show optimizer ``name``, the spec's constructor arguments, the live groups and the step."""
         changed = name != self._name
         self._name = name
         self._spec_hparams = dict(spec_hparams)
+        self._step = step
         if changed:
+            self._chosen_target = None
             self.combo.blockSignals(True)
             self.combo.setCurrentText(name)
             self.combo.blockSignals(False)
@@ -81,19 +97,24 @@ class OptimizerPanel(QWidget):
             self.summary.setText(info.summary)
             self.constraints.setText("\n".join(info.constraints))
             self.constraints.setVisible(bool(info.constraints))
-        if changed or len(groups) != len(self._groups):
-            keep = self.target_group()
+        self._groups = groups
+        if changed or self.target.count() != len(groups) + 1:
             self.target.blockSignals(True)
             self.target.clear()
             self.target.addItem("Constructor (defaults)", None)
             for g in groups:
                 self.target.addItem(f"group {g.index}: {', '.join(g.names)}", g.index)
-            idx = self.target.findData(keep) if keep != CONSTRUCTOR else 0
-            if keep == CONSTRUCTOR and groups and changed:
-                idx = 1
-            self.target.setCurrentIndex(max(0, idx))
             self.target.blockSignals(False)
-        self._groups = groups
+        want = self._chosen_target if self._chosen_target is not None else self.default_target()
+        idx = 0 if want == CONSTRUCTOR else self.target.findData(want)
+        if idx >= 0 and idx != self.target.currentIndex():
+            self.target.blockSignals(True)
+            self.target.setCurrentIndex(idx)
+            self.target.blockSignals(False)
+            changed = True
+        g = self.target_group()
+        self.target_note.setText("Edits restart the run from step 0 with these arguments." if g == CONSTRUCTOR
+                                 else f"Edits change param_groups[{g}] live, from the next step on.")
         self._refresh_form(force=changed)
 
     def revert(self) -> None:
@@ -126,6 +147,25 @@ class OptimizerPanel(QWidget):
         elif not self.form.hasErrors():
             self.form.setValues(values, over)
         self._shown = key
+
+    def invalidText(self) -> str:
+        """One line for the status bar: the refused fields and the values still in force."""
+        bad = self.form.invalidFields()
+        if not bad:
+            return ""
+        where = "the constructor" if self.target_group() == CONSTRUCTOR else f"group {self.target_group()}"
+        kept = ", ".join(f"{k} = {fmt_value(v)}" for k, (_, v) in bad.items())
+        typed = ", ".join(f"{k} = {t}" for k, (t, _) in bad.items())
+        return f"{typed} refused: {where} keeps {kept} until the field is fixed (Esc restores it)"
+
+    @Slot()
+    def _on_errors(self) -> None:
+        self.invalidChanged.emit(self.invalidText())
+
+    @Slot(int)
+    def _on_target(self, _index: int) -> None:
+        self._chosen_target = self.target_group()
+        self._refresh_form(force=True)
 
     @Slot(str)
     def _on_combo(self, name: str) -> None:

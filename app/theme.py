@@ -6,8 +6,9 @@ both schemes; the widgets' own colours come from the palette (``palette(mid)`` e
 """
 from __future__ import annotations
 
-from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QPalette, QPen
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle
 
 _DARK = {
     QPalette.ColorRole.Window: (45, 45, 48), QPalette.ColorRole.WindowText: (225, 225, 225),
@@ -24,6 +25,29 @@ _DARK = {
 _DISABLED = (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText)
 
 
+class OutlinedIndicators(QProxyStyle):
+    """Fusion with a visible outline on check boxes and radio buttons: on a dark palette
+    Fusion outlines them in a shade darker than the window, and an unchecked box vanishes."""
+
+    BOXES = (QStyle.PrimitiveElement.PE_IndicatorCheckBox, QStyle.PrimitiveElement.PE_IndicatorItemViewItemCheck)
+
+    def drawPrimitive(self, element, option, painter, widget=None) -> None:  # noqa: N802 (Qt name)
+        super().drawPrimitive(element, option, painter, widget)
+        radio = element == QStyle.PrimitiveElement.PE_IndicatorRadioButton
+        if element not in self.BOXES and not radio:
+            return
+        painter.save()
+        painter.setRenderHint(painter.RenderHint.Antialiasing, radio)
+        painter.setPen(QPen(option.palette.color(QPalette.ColorRole.Mid), 1))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        r = option.rect.adjusted(0, 0, -1, -1)
+        painter.drawEllipse(r) if radio else painter.drawRect(r)
+        painter.restore()
+
+
+_style = None  # the proxy style lives as long as the app
+
+
 def apply_scheme(app: QApplication, scheme: str) -> None:
     """``"light"`` or ``"dark"``: the Fusion style with that palette; ``"system"`` changes nothing."""
     if scheme == "system":
@@ -34,6 +58,9 @@ def apply_scheme(app: QApplication, scheme: str) -> None:
     if scheme == "light":
         app.setPalette(app.style().standardPalette())
         return
+    global _style
+    _style = OutlinedIndicators("Fusion")
+    app.setStyle(_style)
     pal = QPalette()
     for role, rgb in _DARK.items():
         pal.setColor(role, QColor(*rgb))

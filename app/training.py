@@ -8,6 +8,7 @@ dock's other edits do; refusals change nothing.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 from PySide6.QtWidgets import QComboBox, QFileDialog, QFormLayout, QStackedWidget, QVBoxLayout, QWidget
@@ -17,6 +18,7 @@ from core.task_spec import TaskSpec
 from widgets.decision_view import DecisionView
 from widgets.scheduler_form import SchedulerForm
 from widgets.task_editor import TaskEditor
+from widgets.wheel_guard import guard
 
 from . import script_trust
 
@@ -51,10 +53,13 @@ class TrainingUI:
         lay.addLayout(form)
         lay.addWidget(self.problem_stack, 1)
         self.problem_mode.currentIndexChanged.connect(self.on_problem_mode)
+        guard(self.problem_mode)
         self.task_editor.taskEdited.connect(self.on_task_edited)
         self.task_editor.decayGroupsRequested.connect(self.on_decay_groups)
         self.task_editor.layerGroupsRequested.connect(
             lambda: self.replace_session(edits.set_fields, {"groups": ()}, on_ok=self._mark))
+        self.task_editor.oneGroupRequested.connect(
+            lambda: self.replace_session(edits.one_group, on_ok=self._mark))
         self.scheduler_form = SchedulerForm()
         self.scheduler_form.setSchedulers(schedulers.catalogue(), schedulers.skipped())
         self.scheduler_form.setRequiredFiller(schedulers.with_required)
@@ -90,7 +95,7 @@ class TrainingUI:
         """The common recipe: weights decay, biases and norms get weight_decay 0."""
         self.bridge.call(edits.decay_groups,
                          on_ok=lambda g: self.replace_session(edits.set_fields, {"groups": g}, on_ok=self._mark),
-                         on_error=lambda msg, tb: self.show_error("Cannot regroup", msg))
+                         on_error=lambda msg, tb: self.show_error("Cannot regroup", msg, tb))
 
     def on_scheduler_edited(self, spec) -> None:
         self.replace_session(edits.set_fields, {"scheduler": spec}, on_ok=self._mark)
@@ -112,7 +117,8 @@ class TrainingUI:
         script_trust.remember(self.settings, path, digest)
         self.bridge.call(edits.trust_scripts, [(path, digest)])
         task = TaskSpec(kind="script", script=path)
-        self.replace_session(edits.task_mode, task, on_ok=self._mark, fail_title="Cannot open the script")
+        self.replace_session(edits.task_mode, task, on_ok=self._mark, fail_title="Cannot open the script",
+                             about=Path(path).name)
 
     def draw_decision(self, s) -> None:
         self.decision.setDecision(s.decision)

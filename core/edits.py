@@ -15,9 +15,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from . import catalogue, files, objectives, session_file, trust
 from .session import Session
-from .spec import EditTensor, GradientSpec, ManualGrad, SessionSpec, TensorSpec
+from .spec import EditTensor, GradientSpec, GroupSpec, ManualGrad, SessionSpec, TensorSpec
 from .task_spec import TaskSpec
 
 ARCHITECTURE = ("kind", "hidden", "n_features", "script", "activation")  # a change means a new model
@@ -129,6 +131,28 @@ def with_default(session, name: str, value) -> Session:
     return _rebuild(session, replace(cur, hparams={**cur.hparams, name: value}), f"{name} changed")
 
 
+def with_start_point(session, x: float, y: float) -> Session:
+    """The run restarted from (x, y) on a 2-number objective: the objective's tensors
+    start from these values (in order), as if typed into their explicit values."""
+    spec = session.spec
+    names = spec.gradient.tensors or tuple(t.name for t in spec.tensors)
+    chosen = [t for t in spec.tensors if t.name in names]
+    if spec.gradient.kind != "objective" or sum(t.numel for t in chosen) != 2:
+        raise ValueError("A start point can be set only for an objective of 2 numbers")
+    flat, tensors = [float(x), float(y)], []
+    for t in spec.tensors:
+        if t.name in names:
+            values, flat = np.asarray(flat[:t.numel]).reshape(t.shape).tolist(), flat[t.numel:]
+            t = replace(t, init="values", values=values)
+        tensors.append(t)
+    return _rebuild(session, replace(spec, tensors=tuple(tensors)), "start point changed")
+
+
+def one_group(session) -> Session:
+    """Every parameter in one param_group (what LBFGS needs), in the optimizer's order."""
+    return _rebuild(session, replace(session.spec, groups=(GroupSpec(tuple(session.names)),)), "one group")
+
+
 def with_task(session, task: TaskSpec) -> Session:
     """A training task; the groups stay unless the model's architecture changed."""
     cur = session.spec
@@ -151,9 +175,14 @@ def tensor_mode(session) -> Session:
                     "hand-made tensors")
 
 
+def blank_spec() -> SessionSpec:
+    """The simplest problem: one 2x2 tensor with a manual gradient of ones, SGD (File > New)."""
+    return SessionSpec(tensors=(TensorSpec("weight", (2, 2), grad=ManualGrad()),))
+
+
 def blank(session=None) -> Session:
-    """The simplest session (one 2x2 tensor, SGD): where a new runner starts before a rebuild."""
-    return Session(SessionSpec(tensors=(TensorSpec("weight", (2, 2), grad=ManualGrad()),)))
+    """The simplest session (``blank_spec``): where a new runner starts before a rebuild."""
+    return Session(blank_spec())
 
 
 # ----- the timeline (session commands) -----
@@ -186,6 +215,30 @@ def edit_tensor(session, name: str, which: str, index, value: float) -> None:
 
 def branches(session):
     return session.branches()
+
+
+def branch_history(session, branch: int):
+    """The curves of another branch (plain data), to overlay on the current one's."""
+    b = session.timeline.branches.get(branch)
+    if b is None:
+        raise ValueError(f"There is no branch {branch}")
+    session.flush()
+    return b.series.view()
+
+
+def distribution(session, name: str, which: str = "value"):
+    """A tensor's (or its gradient's or a state entry's) histograms over the steps, plain numpy:
+    (steps, bin values, counts per step) or None (see core.distributions)."""
+    return session.distribution(name, which)
+
+
+def set_checkpoint_budget(session, nbytes: int) -> int:
+    """The memory the timeline's checkpoints may use (thinned at once if over); returns what they use."""
+    if not 16 * 2 ** 20 <= nbytes <= 2 ** 45:
+        raise ValueError(f"Checkpoint memory must be between 16 MB and 32 TB, not {nbytes:,} bytes")
+    tl = session.timeline
+    tl.checkpoints.set_budget(int(nbytes), tl.heads())
+    return tl.checkpoints.used
 
 
 def with_optimizer_spec(spec: SessionSpec, name: str, hparams: dict) -> SessionSpec:

@@ -147,7 +147,7 @@ def make_snapshot(session, seq: int, history: History | None = None, running: bo
                     branches=branches, at_head=session.at_head, head_step=tl.branch.end_step,
                     breakpoints=tuple((b.text, b.enabled) for b in session.breakpoints),
                     checkpoint_bytes=tl.checkpoints.used, checkpoint_budget=tl.checkpoints.budget,
-                    notice=session.notice, can_undo=bool(session._undo), can_redo=bool(session._redo))
+                    notice=session.notice, added=tuple(t.name for t in session.engine.added_tensors()), can_undo=bool(session._undo), can_redo=bool(session._redo))
 
 
 def exact_value(session, name: str, which: str, index: tuple[int, ...]) -> float:

@@ -20,6 +20,8 @@ from dataclasses import replace
 from .history import BUDGET, Budget
 
 SNAPSHOT_BUDGET = 0.04  # share of wall time for snapshots (at most max_hz of them a second)
+BURST_SECONDS = 0.002  # stepping between looks at the clock; commands are still checked every step
+MAX_BURST = 10_000
 from .observe import make_snapshot
 from .session import Session
 from .snapshot import RunError, Snapshot
@@ -87,6 +89,7 @@ class Runner(RunnerCommands):
         self._batch_total = 0
         self._batch_done = 0
         self._rate_limit = 0.0
+        self._burst_len = 1  # steps between looks at the clock (see _burst)
         self._seq = 0
         self._error: RunError | None = None
         self._paused_reason: str | None = None
@@ -184,7 +187,7 @@ class Runner(RunnerCommands):
                 continue
             if self._rate_limit > 0 and not self._wait_for_rate():
                 continue
-            self._one_step()
+            self._burst()
         self._flush()
         self._publish()
 
@@ -242,27 +245,40 @@ class Runner(RunnerCommands):
                 return False
         return True
 
-    def _one_step(self) -> None:
+    def _burst(self) -> None:
+        """Step until a command arrives, a Step N ends or about BURST_SECONDS have passed, then
+        publish if a snapshot is due: the clocks and budgets are read once a burst, not once a
+        step (a tiny problem's step takes 15 µs). A rate limit steps one at a time."""
         s = self._session
-        now = time.perf_counter()
-        self._last_step_time = now
-        last = self._pending == 1
-        if last:
-            s.observer.force_next = True  # the end of a Step N is always measured
-        try:
-            hit = s.advance()
-        except Exception as e:  # noqa: BLE001 - the run stops; the error travels as data
-            self._halt(error=RunError(type(e).__name__, str(e), traceback.format_exc()))
-            return
-        self._count_step()
-        if hit is not None:
-            self._halt(paused_reason=hit.message)
-            return
+        cmds = self._cmds
+        n = 1 if self._rate_limit > 0 else self._burst_len
+        batch = self._pending > 0
+        if batch:
+            n = min(n, self._pending)
+        t0 = time.perf_counter()
+        done = 0
+        while done < n:
+            if self._pending == 1:
+                s.observer.force_next = True  # the end of a Step N is always measured
+            try:
+                hit = s.advance()
+            except Exception as e:  # noqa: BLE001 - the run stops; the error travels as data
+                self._halt(error=RunError(type(e).__name__, str(e), traceback.format_exc()))
+                return
+            done += 1
+            self._count_step()
+            if hit is not None:
+                self._halt(paused_reason=hit.message)
+                return
+            if self._stop or not cmds.empty():
+                break
         after = time.perf_counter()
+        self._last_step_time = after
+        self._burst_len = max(1, min(MAX_BURST, int(BURST_SECONDS * done / max(after - t0, 1e-9))))
+        last = batch and self._pending == 0
         if last or (after - self._published_at >= self._min_interval and self._snap_budget.due(after)):
-            t0 = time.perf_counter()
             self._publish()
-            self._snap_budget.charge(time.perf_counter() - t0)
+            self._snap_budget.charge(time.perf_counter() - after)
 
     def _count_step(self) -> None:
         if self._pending > 0:

@@ -61,7 +61,13 @@ class SeriesSet:
         self._view = None
 
     def add_many(self, steps, rows) -> None:
-        """``add`` for many steps at once (increasing): one vectorised pass per column."""
+        """``add`` for many steps at once: one dict of values per step."""
+        names = {k for r in rows for k in r}
+        self.add_columns(steps, {k: [r.get(k) for r in rows] for k in names})
+
+    def add_columns(self, steps, cols: dict) -> None:
+        """``add`` for many steps at once (increasing): ``cols`` maps a name to one value per step
+        (None where there is none); one vectorised pass per column."""
         if not len(steps):
             return
         steps = np.asarray(steps, np.int64)
@@ -69,9 +75,8 @@ class SeriesSet:
             self._merge()
         idx = (steps - 1) // self.width
         self.n = max(self.n, int(idx[-1]) + 1)
-        names = {k for r in rows for k, v in r.items() if v is not None}
-        for name in names:
-            vals = np.array([_num(r.get(name)) for r in rows], np.float64)
+        for name, values in cols.items():
+            vals = np.array([np.nan if v is None else v for v in values], np.float64)
             seen = ~np.isnan(vals)
             if not seen.any():
                 continue
@@ -83,6 +88,31 @@ class SeriesSet:
             np.minimum.at(c["min"], i, v)
             np.maximum.at(c["max"], i, v)
         self.last_step = max(self.last_step, int(steps[-1]))
+        self._view = None
+
+    def add_constant(self, first: int, last: int, values: dict) -> None:
+        """The same value at every step from ``first`` to ``last`` (an lr no scheduler changes)."""
+        if last < first:
+            return
+        while (last - 1) // self.width >= self.capacity:
+            self._merge()
+        w = self.width
+        b0, b1 = (first - 1) // w, (last - 1) // w
+        buckets = np.arange(b0, b1 + 1)
+        lo = np.maximum(buckets * w + 1, first)
+        hi = np.minimum((buckets + 1) * w, last)
+        counts = (hi - lo + 1).astype(np.float64)
+        self.n = max(self.n, b1 + 1)
+        for name, v in values.items():
+            if v is None or math.isnan(v):
+                continue
+            c = self._col(name)
+            if math.isfinite(v):
+                c["count"][b0:b1 + 1] += counts
+                c["sum"][b0:b1 + 1] += counts * v
+            c["min"][b0:b1 + 1] = np.minimum(c["min"][b0:b1 + 1], v)
+            c["max"][b0:b1 + 1] = np.maximum(c["max"][b0:b1 + 1], v)
+        self.last_step = max(self.last_step, last)
         self._view = None
 
     def add_xy(self, step: int, x: float, y: float) -> None:

@@ -8,6 +8,7 @@ any step of any branch back exactly: the nearest checkpoint, then the journal re
 """
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from . import files
+from . import distributions, files
 from .breakpoints import Breakpoint, BreakpointError, check_fits
 from .breakpoints import parse as parse_breakpoint
 from .engine import (Engine, StepError, copy_state, grad_seed, make_grad, make_tensor,  # noqa: F401 (re-exported)
@@ -27,6 +28,8 @@ from .timeline import DEFAULT_BUDGET, Journal, Timeline
 
 SMALL_NUMEL = 1_000_000
 CHECKPOINT_SHARE = 0.01  # checkpoints take about this share of the stepping time
+FIRST_CHECKPOINT_EVERY = 16
+MAX_CHECKPOINT_EVERY = 1_000_000
 
 
 class NonFinite(RuntimeError):
@@ -66,6 +69,7 @@ class Session:
         s = cls.__new__(cls)
         s._setup(timeline)
         s.engine.restore(head_state, check=True)
+        s._watch_branch()
         if index is not None and index < len(timeline.branch.journal.entries):
             s._index = index
         return s
@@ -74,17 +78,17 @@ class Session:
         self.run_id = uuid.uuid4().hex[:12]
         self.timeline = timeline
         self.observer = Observer()
-        self.observer.series = timeline.branch.series
         self.engine = Engine(timeline.branch.spec, timeline.blobs, self.observer)
         self._index = None  # None: at the current branch's head; else the journal entries applied
         self._pending = 0  # steps taken but not yet written into the journal
         self._since_ckpt = 0
-        self._step_time = 0.0  # moving average of one step's wall time
-        self._ckpt_time = 0.0
+        self._ckpt_every = FIRST_CHECKPOINT_EVERY  # steps between checkpoints (see checkpoint())
+        self._ckpt_mark = 0.0
         self.last_hit: Hit | None = None
         self.notice = ""  # the last line for the status bar ("new branch 3, branch 2 kept at ...")
         self._undo: list = []
         self._redo: list = []
+        self._watch_branch()
 
     # ----- the live objects (read them on the owning thread only) -----
 
@@ -216,8 +220,8 @@ class Session:
             self._index, self._undo, self._redo = index, undo, redo
             self.engine = engine
             self.observer.attach(engine.optimizer)
-            self.observer.series = tl.branch.series
             engine.restore(state)
+            self._watch_branch()
             raise
 
     def run(self, n: int, budget: Budget | None = None, cancelled=lambda: False) -> int:
@@ -245,20 +249,18 @@ class Session:
     def advance(self) -> Hit | None:
         """One step, watched: the journal, the series, checkpoints and breakpoints. Returns the
         first breakpoint that held (the session then stands at its step)."""
-        t0 = time.perf_counter()
-        self._fork_if_rewound()
+        if self._index is not None:
+            self._fork_if_rewound()
         e = self.engine
         if e.step_count == 0:
             e.check_can_step()
         metrics = e.step_once()
         self._pending += 1
-        self._since_ckpt += 1
-        hit = self.observer.end_step(e.step_count, e.loss, e.lrs(), metrics, e)
+        hit = self.observer.end_step(e.step_count, e.loss, metrics, e)
         if hit is not None:
             return self._stop_at(hit)
-        dt = time.perf_counter() - t0
-        self._step_time = dt if not self._step_time else 0.95 * self._step_time + 0.05 * dt
-        if self._since_ckpt * self._step_time * CHECKPOINT_SHARE >= self._ckpt_time:
+        self._since_ckpt += 1
+        if self._since_ckpt >= self._ckpt_every:
             self.checkpoint()
         return None
 
@@ -267,9 +269,10 @@ class Session:
         hit = self.observer.resolve()
         if hit is not None:
             hit = self._stop_at(hit)
-        self.observer.flush_series()
+        e = self.engine
+        self.observer.flush_series(e.lrs(), e.step_count)
         if self._pending:
-            e, b = self.engine, self.timeline.branch
+            b = self.timeline.branch
             b.journal.record(e.step_count - self._pending, Step(self._pending))
             self._pending = 0
             loss = e.loss
@@ -297,18 +300,35 @@ class Session:
         return self.last_hit
 
     def checkpoint(self) -> None:
-        """Keep the engine's complete state at this step (the run's cost of rewinding later)."""
+        """Keep the engine's complete state at this step (the run's cost of rewinding later).
+
+        The next one comes after as many steps as keep checkpoints at about CHECKPOINT_SHARE
+        of the stepping time (measured over the steps since this one), so rewinding replays
+        at most that many steps.
+        """
         t0 = time.perf_counter()
+        steps = self._since_ckpt
         st = self.engine.state()
         nbytes = self.engine.state_bytes(st)
         self.flush()
         tl = self.timeline
         tl.checkpoints.add(tl.current, self.engine.step_count, st, nbytes, tl.heads())
+        t1 = time.perf_counter()
+        if steps and self._ckpt_mark:
+            per_step = max((t0 - self._ckpt_mark) / steps, 1e-7)
+            self._ckpt_every = max(1, min(MAX_CHECKPOINT_EVERY, math.ceil((t1 - t0) / (CHECKPOINT_SHARE * per_step))))
+        self._ckpt_mark = t1
         self._since_ckpt = 0
-        dt = time.perf_counter() - t0
-        self._ckpt_time = dt if not self._ckpt_time else 0.8 * self._ckpt_time + 0.2 * dt
 
     # ----- branches -----
+
+    def _watch_branch(self) -> None:
+        """Point the observer at the current branch's curves, from the step the engine stands at."""
+        o, e = self.observer, self.engine
+        o.series = self.timeline.branch.series
+        o.dists = self.timeline.branch.dists
+        o.lr_each_step = e.scheduler is not None
+        o._lr_from = e.step_count + 1
 
     def position(self) -> tuple[int, int, int]:
         """(branch, step, journal entries applied): where the session stands (after a flush)."""
@@ -322,11 +342,12 @@ class Session:
         tl, old = self.timeline, self.timeline.branch
         k = self.engine.step_count
         new = tl.new_branch(old.spec, old.id, k, True, f"forked from branch {old.id} at step {k:,}",
-                            journal=old.journal.copy_prefix(k, self._index), series=old.series.truncated(k))
+                            journal=old.journal.copy_prefix(k, self._index), series=old.series.truncated(k),
+                            dists=old.dists.truncated(k))
         new.last_loss = self.loss_value()
         tl.current = new.id
         self._index = None
-        self.observer.series = new.series
+        self._watch_branch()
         self.notice = f"New branch {new.id} from step {k:,}; branch {old.id} kept ({old.end_step:,} steps)"
 
     def rebuild(self, spec: SessionSpec, reason: str) -> str:
@@ -341,8 +362,8 @@ class Session:
         self.engine = engine
         engine.observer = self.observer
         self.observer.attach(engine.optimizer)
-        self.observer.series = new.series
         self._index = None
+        self._watch_branch()
         self._since_ckpt = 0
         self._push_undo(old_pos)
         self.notice = f"{reason}: new branch {new.id}, branch {old.id} kept at step {old_pos[1]:,}"
@@ -391,7 +412,7 @@ class Session:
             self.observer.recording = True
         tl.current = branch
         self._index = None if index >= len(b.journal.entries) else index
-        self.observer.series = b.series
+        self._watch_branch()
         self._since_ckpt = 0
 
     def branches(self) -> list[BranchInfo]:
@@ -425,6 +446,17 @@ class Session:
         self._undo.append(self.position())
         self._restore(*pos)
         return True
+
+    def distribution(self, name: str, which: str = "value"):
+        """(steps, bin edges, mean counts per step [buckets, bins + 1 (NaNs last)]) of a tensor,
+        its gradient or a state entry over the current branch, or None if not measured yet."""
+        self.flush()
+        index = self.index_of().get(name)
+        if index is None:
+            raise SpecError(f"No tensor named {name!r}")
+        d = self.timeline.branch.dists
+        got = (d if self.at_head else d.truncated(self.step_count)).view((index, which))
+        return None if got is None else (got[0], distributions.EDGES.copy(), got[1])
 
     # ----- breakpoints -----
 

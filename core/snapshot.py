@@ -185,6 +185,7 @@ class Snapshot:
     checkpoint_bytes: int = 0
     checkpoint_budget: int = 0
     notice: str = ""  # the last timeline event, for the status bar
+    added: tuple[str, ...] = ()  # tensors that joined by add_param_group (not in the spec)
     can_undo: bool = False
     can_redo: bool = False
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from .distributions import Distributions
 from .series import SeriesSet
 from .spec import SessionSpec, Step
 
@@ -83,6 +84,7 @@ class Branch:
     inherits: bool = False  # a fork (shares the parent's history up to fork_step) vs a rebuild
     reason: str = ""
     series: SeriesSet = field(default_factory=SeriesSet)
+    dists: Distributions = field(default_factory=Distributions)
     last_loss: float | None = None
     threads: int = 0  # torch threads it ran with (reduction order on the CPU depends on it)
     created: float = field(default_factory=time.time)
@@ -192,9 +194,10 @@ class Timeline:
         return {b.id: b.end_step for b in self.branches.values()}
 
     def new_branch(self, spec: SessionSpec, parent: int | None, fork_step: int, inherits: bool,
-                   reason: str, journal: Journal | None = None, series: SeriesSet | None = None) -> Branch:
+                   reason: str, journal: Journal | None = None, series: SeriesSet | None = None,
+                   dists: Distributions | None = None) -> Branch:
         b = Branch(self._next, spec, journal or Journal(), parent, fork_step, inherits, reason,
-                   series or SeriesSet())
+                   series or SeriesSet(), dists or Distributions())
         self.branches[b.id] = b
         self._next += 1
         return b

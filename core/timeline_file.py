@@ -14,6 +14,7 @@ import torch
 
 from . import schema, spec as specmod, trust
 from .breakpoints import parse as parse_breakpoint
+from .distributions import Distributions
 from .engine import Engine
 from .series import SeriesSet
 from .spec import GroupSpec, Reset, SpecError, Step
@@ -99,6 +100,7 @@ def timeline_tensors(session) -> dict:
         "blobs": dict(tl.blobs),
         "series": {str(b.id): {k: torch.from_numpy(np.asarray(v)) for k, v in b.series.to_arrays().items()}
                    for b in tl.branches.values()},
+        "distributions": {str(b.id): b.dists.to_saved() for b in tl.branches.values() if b.dists.n},
     }
 
 
@@ -130,6 +132,10 @@ def _restore(doc: dict, ckpt: dict, base, source: str):
         arrays = series.get(str(bid))
         if arrays:
             b.series = SeriesSet.from_arrays({k: v.numpy() for k, v in arrays.items()})
+    for bid, saved in (ckpt.get("distributions") or {}).items():
+        if not str(bid).isdigit() or int(bid) not in tl.branches:
+            raise DamagedTimeline(f"saved distributions belong to no branch ({bid})")
+        tl.branches[int(bid)].dists = Distributions.from_saved(saved)
     tl.blobs.update(ckpt.get("blobs") or {})
     for key, st in (ckpt.get("checkpoints") or {}).items():
         bid, _, step = str(key).partition("/")

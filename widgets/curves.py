@@ -1,32 +1,46 @@
 """Scalar series of a run against the step: loss, gradient norm, update norm, lr per group.
 
 Four small plots share one x axis so a spike lines up across them. Curves are made once
-and fed with ``setData``; NaN points (no loss yet, a group added later) leave gaps.
+and fed with ``setData``; NaN points (no loss yet, a group added later) leave gaps. The
+legend is a line of text above the plots (never on the data), the curves can be smoothed
+(TensorBoard's debiased moving average, the raw curve faint behind), either axis can be
+logarithmic, and the series export as CSV or the plots as PNG.
 """
 from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QMenu, QSlider, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from core.snapshot import History
 from widgets.pg_setup import cache_axes, compact_ticks, configure
+from widgets.wheel_guard import guard
 
 configure()
 
 SERIES = ("loss", "grad_norm", "update_norm", "lr")
+SMOOTHED = ("loss", "grad_norm", "update_norm")
 LABELS = {"loss": "loss", "grad_norm": "grad norm", "update_norm": "update norm", "lr": "lr"}
 AXIS_LABELS = {"grad_norm": "|grad|", "update_norm": "|update|"}  # short: the rows are narrow
 COLORS = {"loss": (255, 170, 60), "grad_norm": (90, 170, 255), "update_norm": (120, 210, 120)}
+VAL_COLOR = (240, 90, 170)
 # distinct, colour-blind-friendly-ish colours for lr groups (cycled)
 GROUP_COLORS = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66),
                 (204, 121, 167), (213, 94, 0), (0, 114, 178), (200, 200, 200)]
 AXIS_WIDTH = 52
+RAW_ALPHA = 70  # the unsmoothed curve behind a smoothed one
 
 
-def _curve(color) -> pg.PlotDataItem:
-    return pg.PlotDataItem(pen=pg.mkPen(color, width=1), connect="finite", clipToView=True,
+def _curve(color, alpha: int = 255) -> pg.PlotDataItem:
+    return pg.PlotDataItem(pen=pg.mkPen((*color, alpha), width=1), connect="finite", clipToView=True,
                            autoDownsample=True, downsampleMethod="peak")
 
 
@@ -42,6 +56,43 @@ def nearest_finite(x: np.ndarray, y: np.ndarray, at: float) -> int | None:
     return int(idx[best])
 
 
+def smooth(y: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average of the finite points, debiased
+    (divided by 1 - weight^n) so the first points are not pulled towards zero; NaN stays NaN."""
+    y = np.asarray(y, dtype=np.float64)
+    if weight <= 0 or y.size == 0:
+        return y
+    out = np.full(y.shape, np.nan)
+    last, n = 0.0, 0
+    for i, v in enumerate(y.tolist()):
+        if v != v or v in (float("inf"), float("-inf")):
+            continue
+        n += 1
+        last = last * weight + (1.0 - weight) * v
+        out[i] = last / (1.0 - weight ** n)
+    return out
+
+
+def _swatch(color, text: str) -> str:
+    return f"<span style='color: rgb{tuple(color)}'>━━</span>&nbsp;{text}"
+
+
+def _atomic_write(path, write) -> None:
+    """``write(fileobj)`` to a temp file beside ``path``, flushed and fsynced, then moved over it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 class CurvesView(QWidget):
     """Plots a ``History``; hovering a plot reads out the nearest point."""
 
@@ -49,8 +100,29 @@ class CurvesView(QWidget):
         super().__init__(parent)
         self._history = History.empty()
         self._last_hover: tuple[str, float, float | None] | None = None
-        self.logLoss = QCheckBox("log loss", self)
-        self.logLoss.toggled.connect(self._on_log_toggled)
+        self._forced_x = False
+        self._forced_y: set[str] = set()
+        self._legend_plain = ""
+        self.smoothing = QSlider(Qt.Orientation.Horizontal, self)
+        self.smoothing.setRange(0, 99)
+        self.smoothing.setToolTip("Smoothing of loss, |grad| and |update| (moving average weight; "
+                                  "the raw curve stays faint behind)")
+        self.smoothing.setMaximumWidth(90)
+        guard(self.smoothing)
+        self.smoothingLabel = QLabel("smooth 0", self)
+        self.logX = QCheckBox("log x", self)
+        self.logX.setToolTip("Logarithmic step axis")
+        self.logY = QCheckBox("log y", self)
+        self.logY.setToolTip("Logarithmic value axes")
+        self.exportButton = QToolButton(self)
+        self.exportButton.setText("Export")
+        self.exportButton.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.exportButton)
+        menu.addAction("Series as CSV…", self._ask_csv)
+        menu.addAction("Plots as PNG…", self._ask_png)
+        self.exportButton.setMenu(menu)
+        self.legendLabel = QLabel(self)
+        self.legendLabel.setWordWrap(True)
         self.hover = QLabel(self)
         self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.graphics = pg.GraphicsLayoutWidget(self)
@@ -59,6 +131,7 @@ class CurvesView(QWidget):
 
         self.plots: dict[str, pg.PlotItem] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
+        self.raw: dict[str, pg.PlotDataItem] = {}
         self.lrCurves: list[pg.PlotDataItem] = []
         self._markers: dict[str, pg.PlotDataItem] = {}
         for row, name in enumerate(SERIES):
@@ -69,6 +142,7 @@ class CurvesView(QWidget):
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setLabel("left", AXIS_LABELS.get(name, LABELS[name]))
             compact_ticks(plot.getAxis("left"), AXIS_WIDTH)
+            compact_ticks(plot.getAxis("bottom"))
             plot.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" would not fit the label
             if row < len(SERIES) - 1:
                 plot.getAxis("bottom").setStyle(showValues=False)
@@ -78,6 +152,9 @@ class CurvesView(QWidget):
             if row:
                 plot.setXLink(self.plots[SERIES[0]])
             if name != "lr":
+                self.raw[name] = _curve(COLORS[name], RAW_ALPHA)
+                self.raw[name].setVisible(False)
+                plot.addItem(self.raw[name])
                 self.curves[name] = _curve(COLORS[name])
                 plot.addItem(self.curves[name])
             marker = pg.PlotDataItem(pen=None, symbol="o", symbolSize=7,
@@ -86,30 +163,33 @@ class CurvesView(QWidget):
             plot.addItem(marker)
             self._markers[name] = marker
             self.plots[name] = plot
-        # validation (tasks): val loss beside the training loss, accuracy on the update-norm row's right axis
-        self.valLoss = pg.PlotDataItem(pen=pg.mkPen(240, 90, 170, width=1), symbol="o", symbolSize=4,
-                                       symbolBrush=(240, 90, 170), symbolPen=None, connect="finite",
-                                       name="validation")
+        # validation (tasks): val loss beside the training loss; its accuracy in the loss plot's title
+        self.valLoss = pg.PlotDataItem(pen=pg.mkPen(*VAL_COLOR, width=1), symbol="o", symbolSize=4,
+                                       symbolBrush=VAL_COLOR, symbolPen=None, connect="finite")
         self.plots["loss"].addItem(self.valLoss)
-        self.valAccuracy = pg.PlotDataItem(pen=pg.mkPen(120, 220, 120, width=1), symbol="o", symbolSize=4,
-                                           symbolBrush=(120, 220, 120), symbolPen=None, connect="finite")
         self.plots["loss"].setTitle(None)
-        self.lossLegend = self.plots["loss"].addLegend(offset=(-4, 4), brush=(0, 0, 0, 140),
-                                                       verSpacing=-6, labelTextSize="8pt")
-        self.lossLegend.setVisible(False)
-        self.legend = self.plots["lr"].addLegend(offset=(-4, 4), brush=(0, 0, 0, 140),
-                                                 verSpacing=-6, labelTextSize="8pt")
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.smoothing.valueChanged.connect(self._on_smoothing)
+        self.logX.toggled.connect(self._on_log)
+        self.logY.toggled.connect(self._on_log)
 
         top = QHBoxLayout()
-        top.addWidget(self.logLoss)
-        top.addWidget(self.hover, 1)
+        top.setSpacing(6)
+        top.addWidget(self.smoothingLabel)
+        top.addWidget(self.smoothing)
+        top.addWidget(self.logX)
+        top.addWidget(self.logY)
+        top.addStretch(1)
+        top.addWidget(self.exportButton)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
         lay.addLayout(top)
+        lay.addWidget(self.legendLabel)
+        lay.addWidget(self.hover)
         lay.addWidget(self.graphics, 1)
         self._set_hint()
+        self._update_legend(False, 0)
 
     # ----------------------------------------------------------------- public
     def history(self) -> History:
@@ -119,22 +199,22 @@ class CurvesView(QWidget):
         """Draw ``h``; curves are reused, lr curves follow the number of groups."""
         self._history = h
         x = np.asarray(h.step, dtype=np.float64)
+        w = self.smoothingWeight()
         for name, curve in self.curves.items():
-            curve.setData(x, np.asarray(getattr(h, name), dtype=np.float64))
+            y = np.asarray(getattr(h, name), dtype=np.float64)
+            self.raw[name].setData(x, y)
+            self.raw[name].setVisible(w > 0)
+            curve.setData(x, smooth(y, w))
         val = getattr(h, "val_loss", None)
         has_val = val is not None and len(val) and bool(np.isfinite(val).any())
         if has_val:
             self.valLoss.setData(x, np.asarray(val, dtype=np.float64))
-            if not self.lossLegend.items:
-                self.lossLegend.addItem(self.curves["loss"], "train")
-                self.lossLegend.addItem(self.valLoss, "validation")
             acc = h.val_accuracy
             if acc is not None and np.isfinite(acc).any():
                 last = acc[np.isfinite(acc)][-1]
                 self.plots["loss"].setTitle(f"validation accuracy {last:.1%}", size="8pt")
         else:
             self.valLoss.setData([], [])
-        self.lossLegend.setVisible(has_val)
         has_loss = len(h.loss) and bool(np.isfinite(h.loss).any())
         if not has_loss and not has_val:
             self.plots["loss"].setTitle("no loss: the gradients are set by hand", size="8pt")
@@ -143,14 +223,30 @@ class CurvesView(QWidget):
         self._sync_lr(len(h.lr))
         for curve, series in zip(self.lrCurves, h.lr):
             curve.setData(x, np.asarray(series, dtype=np.float64))
+        self._update_legend(bool(has_val), len(h.lr))
+        self._frame_x(x)
+        for name in SERIES:
+            ys = [np.asarray(c.getData()[1] if c.getData()[1] is not None else [], dtype=np.float64)
+                  for c in (self.lrCurves if name == "lr" else [self.curves[name]])]
+            self._frame_y(name, np.concatenate(ys) if ys else np.zeros(0))
         if self._last_hover is not None:  # keep the read-out live while the run goes on
             self.hoverAt(*self._last_hover)
+
+    def smoothingWeight(self) -> float:
+        return self.smoothing.value() / 100.0
+
+    def setSmoothing(self, weight: float) -> None:
+        self.smoothing.setValue(round(weight * 100))
+
+    def legendText(self) -> str:
+        """The legend as plain text, e.g. "loss: train, validation · lr: group 0, group 1"."""
+        return self._legend_plain
 
     def pointAt(self, series: str, x: float, y: float | None = None) -> tuple[str, float, float] | None:
         """Nearest finite point to step ``x`` in ``series``: ``(label, step, value)``.
 
         For "lr" with several groups, the group whose value at that step is nearest
-        to ``y`` (data units, as drawn) is chosen.
+        to ``y`` (data units, as drawn) is chosen. Values are the raw ones, not smoothed.
         """
         h = self._history
         steps = np.asarray(h.step, dtype=np.float64)
@@ -183,37 +279,148 @@ class CurvesView(QWidget):
             self._set_hint()
             return
         label, step, value = hit
-        self.hover.setText(f"{label} · step {step:.0f}: {value:.6g}")
+        text = f"{label} · step {step:.0f}: {value:.6g}"
+        if series in SMOOTHED and self.smoothingWeight() > 0:
+            i = nearest_finite(np.asarray(self._history.step, dtype=np.float64),
+                               getattr(self._history, series), x)
+            text += f" (smoothed {self.curves[series].getData()[1][i]:.6g})"
+        self.hover.setText(text)
         marker = self._markers[series]
         marker.setData([step], [value])
         marker.setVisible(True)
 
+    def exportCsv(self, path) -> None:
+        """The series as CSV: one row per recorded step, an empty cell where there is no value."""
+        h = self._history
+        cols = {"step": h.step, "loss": h.loss, "grad_norm": h.grad_norm, "update_norm": h.update_norm}
+        if h.val_loss is not None and len(h.val_loss) and np.isfinite(h.val_loss).any():
+            cols["val_loss"] = h.val_loss
+            if h.val_accuracy is not None:
+                cols["val_accuracy"] = h.val_accuracy
+        for g, s in enumerate(h.lr):
+            cols[f"lr_group_{g}"] = s
+        buf = io.StringIO()
+        out = csv.writer(buf, lineterminator="\n")
+        out.writerow(list(cols))
+        arrays = [np.asarray(v, dtype=np.float64) for v in cols.values()]
+        for i in range(len(h.step)):
+            row = []
+            for k, a in zip(cols, arrays):
+                v = float(a[i])
+                row.append("" if v != v else str(int(v)) if k == "step" else repr(v))
+            out.writerow(row)
+        data = buf.getvalue().encode()
+        _atomic_write(path, lambda f: f.write(data))
+
+    def exportPng(self, path) -> None:
+        """The four plots as drawn now, as a PNG."""
+        image = self.graphics.grab()
+
+        def write(f):
+            from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+            raw = QByteArray()
+            buf = QBuffer(raw)
+            buf.open(QIODevice.OpenModeFlag.WriteOnly)
+            if not image.save(buf, "PNG"):
+                raise OSError(f"Could not encode {Path(path).name} as PNG")
+            f.write(bytes(raw.data()))
+        _atomic_write(path, write)
+
     # -------------------------------------------------------------- internals
+    def _ask_csv(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export the series", "curves.csv", "CSV (*.csv)")
+        if path:
+            self._export(self.exportCsv, path)
+
+    def _ask_png(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export the plots", "curves.png", "PNG (*.png)")
+        if path:
+            self._export(self.exportPng, path)
+
+    def _export(self, fn, path) -> None:
+        try:
+            fn(path)
+        except OSError as e:
+            self.hover.setText(f"<span style='color: #d32f2f'>Could not write {Path(path).name}: "
+                               f"{e.strerror or e}</span>")
+        else:
+            self.hover.setText(f"<span style='color: grey'>wrote {Path(path).name}</span>")
+
+    def _frame_x(self, x: np.ndarray) -> None:
+        """With fewer than two steps recorded, show steps 0..1 (pyqtgraph's range around a
+        single point runs from -20 to 20); from two on, the range follows the data again."""
+        finite = x[np.isfinite(x)]
+        vb = self.plots["loss"].getViewBox()
+        if np.unique(finite).size < 2 and not self.logX.isChecked():
+            top = float(finite.max()) if finite.size else 1.0
+            vb.setXRange(0.0, max(1.0, top), padding=0.02)
+            self._forced_x = True
+        elif self._forced_x:
+            self._forced_x = False
+            vb.enableAutoRange(axis=pg.ViewBox.XAxis)
+
+    def _frame_y(self, name: str, y: np.ndarray) -> None:
+        """A flat series (a constant lr) gets a range around its value: pyqtgraph's range
+        around one value runs from v - 0.5 to v + 0.5, and an lr of 0.01 then reads "0"."""
+        finite = y[np.isfinite(y)]
+        vb = self.plots[name].getViewBox()
+        flat = finite.size > 0 and finite.min() == finite.max() and not self.logY.isChecked()
+        if flat:
+            v = float(finite[0])
+            half = abs(v) * 0.5 or 1.0
+            vb.setYRange(v - half, v + half, padding=0)
+            self._forced_y.add(name)
+        elif name in self._forced_y:
+            self._forced_y.discard(name)
+            vb.enableAutoRange(axis=pg.ViewBox.YAxis)
+
+    def _update_legend(self, has_val: bool, groups: int) -> None:
+        entries = []  # (plot, [(colour, name)])
+        if has_val:
+            entries.append(("loss", [(COLORS["loss"], "train"), (VAL_COLOR, "validation")]))
+        if groups:
+            entries.append(("lr", [(GROUP_COLORS[g % len(GROUP_COLORS)], f"group {g}") for g in range(groups)]))
+        self._legend_plain = " · ".join(f"{p}: {', '.join(n for _, n in items)}" for p, items in entries)
+        parts = [f"{p}: " + " ".join(_swatch(c, n) for c, n in items) for p, items in entries]
+        text = "&nbsp;&nbsp;&nbsp;".join(parts)
+        if text != self.legendLabel.text():
+            self.legendLabel.setText(text)
+        self.legendLabel.setVisible(bool(parts))
+
     def _sync_lr(self, n: int) -> None:
         plot = self.plots["lr"]
         while len(self.lrCurves) > n:
-            curve = self.lrCurves.pop()
-            self.legend.removeItem(curve)
-            plot.removeItem(curve)
+            plot.removeItem(self.lrCurves.pop())
         while len(self.lrCurves) < n:
             g = len(self.lrCurves)
             curve = _curve(GROUP_COLORS[g % len(GROUP_COLORS)])
-            curve.opts["name"] = f"group {g}"
-            plot.addItem(curve)  # the legend picks the name up
+            plot.addItem(curve)
             self.lrCurves.append(curve)
 
-    def _on_log_toggled(self, on: bool) -> None:
-        self.plots["loss"].setLogMode(y=on)
+    def _on_smoothing(self, value: int) -> None:
+        self.smoothingLabel.setText(f"smooth {value / 100:.2f}" if value else "smooth 0")
+        self.setHistory(self._history)
+
+    def _on_log(self, _on: bool = False) -> None:
+        for plot in self.plots.values():
+            plot.setLogMode(x=self.logX.isChecked(), y=self.logY.isChecked())
+        self._forced_x = False
+        self._forced_y.clear()
+        for plot in self.plots.values():
+            plot.getViewBox().enableAutoRange()
+        self.setHistory(self._history)
 
     def _on_mouse_moved(self, pos: QPointF) -> None:
         for name, plot in self.plots.items():
             vb = plot.getViewBox()
             if vb.sceneBoundingRect().contains(pos):
                 p = vb.mapSceneToView(pos)
-                y = p.y()
-                if name == "loss" and self.logLoss.isChecked():
+                x, y = p.x(), p.y()
+                if self.logX.isChecked():
+                    x = 10.0 ** x
+                if self.logY.isChecked():
                     y = 10.0 ** y
-                self.hoverAt(name, p.x(), y)
+                self.hoverAt(name, x, y)
                 return
 
     def _set_hint(self) -> None:

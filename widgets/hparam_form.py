@@ -2,7 +2,9 @@
 
 Every field is parsed with `HyperParam.parse` and then checked by a validator
 (torch's own rule, as one sentence) before its value is emitted. A bad field keeps
-its text and a red border, the message shows under the form, and nothing is emitted.
+its text and a red border, its message shows right under it, and nothing is emitted:
+the last accepted value stays in force (``inForce``), which ``errorsChanged`` lets the
+app say where the user looks.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QLabel, QLineE
                                QStyle, QToolButton, QVBoxLayout, QWidget)
 
 from core.hparams import BOOL, CHOICE, OPT_BOOL, HyperParam, OptimizerInfo
+from widgets.wheel_guard import guard
 
 Validator = Callable[[dict[str, object]], "str | None"]
 
@@ -39,6 +42,7 @@ class _Row:
     editor: QWidget
     reset: QToolButton
     options: list[object]  # for combo boxes: the value of each item
+    error: QLabel  # the row's message, right under its editor
 
 
 class HparamForm(QWidget):
@@ -50,6 +54,7 @@ class HparamForm(QWidget):
     """
 
     valueChanged = Signal(str, object)
+    errorsChanged = Signal()  # a field became invalid or valid again
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -68,15 +73,12 @@ class HparamForm(QWidget):
         self._toggle.setToolTip("Flags that pick an implementation, not the maths")
         self._toggle.setStyleSheet("QToolButton { border: none; padding: 2px 0; }")
         self._toggle.toggled.connect(self.setAdvancedExpanded)
-        self._error = QLabel(wordWrap=True)
-        self._error.setStyleSheet(f"color: {_ERROR_COLOUR};")
-        self._error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self._error.hide()
+        self._shown_errors: dict[str, str] = {}
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(4)
-        for w in (self._basic, self._toggle, self._advanced, self._error):
+        for w in (self._basic, self._toggle, self._advanced):
             lay.addWidget(w)
         lay.addStretch(1)
         self._toggle.hide()
@@ -135,7 +137,22 @@ class HparamForm(QWidget):
         return self._rows[name].label.font().bold()
 
     def errorText(self) -> str:
-        return self._error.text() if self._errors else ""
+        """Every message shown, one per line ("" when all fields are valid)."""
+        return "\n".join(dict.fromkeys(self._errors.values()))
+
+    def errorLabel(self, name: str) -> QLabel:
+        """The message line under ``name``'s editor."""
+        return self._rows[name].error
+
+    def invalidFields(self) -> dict[str, tuple[str, object]]:
+        """Invalid fields: name -> (the text typed, the value still in force)."""
+        out = {}
+        for name in self._errors:
+            ed = self._rows[name].editor
+            typed = ed.text() if isinstance(ed, QLineEdit) else ed.currentText() if isinstance(ed, QComboBox) \
+                else str(ed.isChecked())
+            out[name] = (typed, self._values[name])
+        return out
 
     def hasErrors(self) -> bool:
         return bool(self._errors)
@@ -161,9 +178,10 @@ class HparamForm(QWidget):
         for r, hp in enumerate(hparams):
             row = self._make_row(hp)
             self._rows[hp.name] = row
-            grid.addWidget(row.label, r, 0)
-            grid.addWidget(row.editor, r, 1)
-            grid.addWidget(row.reset, r, 2)
+            grid.addWidget(row.label, 2 * r, 0)
+            grid.addWidget(row.editor, 2 * r, 1)
+            grid.addWidget(row.reset, 2 * r, 2)
+            grid.addWidget(row.error, 2 * r + 1, 1, 1, 2)
             self._show_value(hp.name)
             self._update_mark(hp.name)
         self.layout().replaceWidget(old, new)
@@ -183,6 +201,7 @@ class HparamForm(QWidget):
             options = [None, True, False] if hp.kind == OPT_BOOL else list(hp.choices)
             editor.addItems([hp.format(c) for c in options])
             editor.activated.connect(partial(self._commit, hp.name))
+            guard(editor)
         else:
             editor = QLineEdit()
             editor.editingFinished.connect(partial(self._commit, hp.name))
@@ -196,7 +215,11 @@ class HparamForm(QWidget):
         policy.setRetainSizeWhenHidden(True)  # no column jump when a row gets marked
         reset.setSizePolicy(policy)
         reset.clicked.connect(partial(self._reset, hp.name))
-        return _Row(hp, label, editor, reset, options)
+        error = QLabel(wordWrap=True)
+        error.setStyleSheet(f"color: {_ERROR_COLOUR};")
+        error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        error.hide()
+        return _Row(hp, label, editor, reset, options, error)
 
     def _align_labels(self) -> None:
         """Same label column width in both sections, so editors line up."""
@@ -320,6 +343,11 @@ class HparamForm(QWidget):
                          "padding: 1px 2px; }" if invalid else "")
 
     def _show_errors(self) -> None:
-        msgs = list(dict.fromkeys(self._errors.values()))
-        self._error.setText("\n".join(msgs))
-        self._error.setVisible(bool(msgs))
+        for name, row in self._rows.items():
+            msg = self._errors.get(name, "")
+            if row.error.text() != msg:
+                row.error.setText(msg)
+            row.error.setVisible(bool(msg))
+        if self._errors != self._shown_errors:
+            self._shown_errors = dict(self._errors)
+            self.errorsChanged.emit()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtWidgets import QLabel, QStackedLayout, QVBoxLayout, QWidget
 
 from widgets.pg_setup import configure, map_plot
 from widgets.tensor_view import lut, to_uint8
@@ -71,7 +71,12 @@ def contour_segments(z: np.ndarray, level: float) -> np.ndarray:
 
 
 class LandscapeView(QWidget):
-    """Log-scaled map and contours of f(x, y), the optimizer's path and its current point."""
+    """Log-scaled map and contours of f(x, y), the optimizer's path and its current point.
+
+    A click on the map emits ``startRequested(x, y)``: the app restarts the run from there.
+    ``setMessage`` replaces the map by a sentence (no 2-parameter objective to draw)."""
+
+    startRequested = Signal(float, float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -92,13 +97,25 @@ class LandscapeView(QWidget):
             pi.addItem(item)
         pi.getViewBox().disableAutoRange()  # a diverging path must not zoom the map away
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.plot.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self.hover = QLabel(self)
         self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(2, 2, 2, 2)
+        page = QWidget()
+        lay = QVBoxLayout(page)
+        lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.hover)
+        self.message = QLabel()
+        self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: grey; padding: 12px;")
+        self._stack = QStackedLayout()
+        self._stack.addWidget(page)
+        self._stack.addWidget(self.message)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(2, 2, 2, 2)
+        outer.addLayout(self._stack)
         self._set_hint()
 
     # ----------------------------------------------------------------- public
@@ -112,6 +129,7 @@ class LandscapeView(QWidget):
         if z.shape != (len(ys), len(xs)):
             raise ValueError(f"Invalid landscape: z must have shape {(len(ys), len(xs))}, got {z.shape}")
         self._xs, self._ys, self._z = xs, ys, z
+        self._stack.setCurrentIndex(0)
         lz = log_scaled(z)
         finite = np.isfinite(lz)
         lo, hi = (lz[finite].min(), lz[finite].max()) if finite.any() else (0.0, 1.0)
@@ -134,6 +152,19 @@ class LandscapeView(QWidget):
         pi.setAspectLocked(max(w, h) / min(w, h) <= MAX_ASPECT, ratio=1)
         pi.getViewBox().setRange(xRange=(xs.min(), xs.max()), yRange=(ys.min(), ys.max()),
                                  padding=0.02)
+
+    def setMessage(self, text: str) -> None:
+        """Show ``text`` instead of the map and forget the map (it belonged to another objective)."""
+        self._xs = self._ys = self._z = None
+        self.image.clear()
+        self.contours.setData([], [])
+        self.minimum.setData([], [])
+        self.setPath(None)
+        self.message.setText(text)
+        self._stack.setCurrentIndex(1)
+
+    def isShowingMap(self) -> bool:
+        return self._stack.currentIndex() == 0 and self._z is not None
 
     def setPath(self, path: np.ndarray | None) -> None:
         """Draw the visited points ``(k, 2)`` as a line, the last one as the current marker."""
@@ -159,7 +190,7 @@ class LandscapeView(QWidget):
         """Show the position (and f there, if on the map) for data coordinates ``(x, y)``."""
         f = self.valueAt(x, y)
         text = f"x = {x:.4g}, y = {y:.4g}"
-        self.hover.setText(text if f is None else f"{text}, f ≈ {f:.6g}")
+        self.hover.setText(text if f is None else f"{text}, f ≈ {f:.6g} · click to start here")
 
     # -------------------------------------------------------------- internals
     def _on_mouse_moved(self, pos: QPointF) -> None:
@@ -170,5 +201,14 @@ class LandscapeView(QWidget):
         else:
             self._set_hint()
 
+    def _on_mouse_clicked(self, ev) -> None:
+        vb = self.plot.getPlotItem().getViewBox()
+        if ev.button() != Qt.MouseButton.LeftButton or self._z is None \
+                or not vb.sceneBoundingRect().contains(ev.scenePos()):
+            return
+        p = vb.mapSceneToView(ev.scenePos())
+        ev.accept()
+        self.startRequested.emit(float(p.x()), float(p.y()))
+
     def _set_hint(self) -> None:
-        self.hover.setText("<span style='color: grey'>hover for x, y</span>")
+        self.hover.setText("<span style='color: grey'>hover for x, y · click to start the run there</span>")

@@ -4,7 +4,11 @@ from __future__ import annotations
 import math
 
 import pyqtgraph as pg
+from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QGraphicsItem
+
+LABEL_GAP = 10  # pixels between two tick labels side by side, at least
+LABEL_GAP_V = 3  # between two labels one above the other
 
 _done = False
 
@@ -28,18 +32,85 @@ def short_number(v: float) -> str:
     return f"{v:.3g}"
 
 
+def _nice_factors():
+    k = 1
+    while True:
+        for m in (1, 2, 5):
+            yield k * m
+        k *= 10
+
+
+def label_extent(axis: pg.AxisItem, strings: list[str]) -> float:
+    """Pixels a label takes along the axis: its width on a horizontal axis, its height on a
+    vertical one."""
+    font = axis.style.get("tickFont") or axis.font()
+    fm = QFontMetricsF(font)
+    if axis.orientation in ("left", "right"):
+        return 0.8 * fm.height()  # pyqtgraph's own estimate of a label's height
+    return max((fm.horizontalAdvance(s) for s in strings), default=0.0)
+
+
+def thin_levels(axis: pg.AxisItem, levels, lo: float, hi: float, size: float, strings_of, origin: float = 0.0):
+    """Keep every k-th tick of the first level (k = 1, 2, 5, 10, ...) so its labels do not
+    run together, and only the finer levels whose labels fit too.
+
+    pyqtgraph always draws the first level's labels, however crowded ("0 1000200030004000"
+    on a 4096-long axis); its finer levels are dropped when crowded, this one is not.
+    ``strings_of(values, spacing)`` gives the labels; ``origin`` is where index 0 sits.
+    """
+    if not levels or size <= 0 or hi <= lo:
+        return levels
+    spacing, values = levels[0]
+    values = sorted(values)
+    if len(values) < 2:
+        return levels
+    gap = LABEL_GAP_V if axis.orientation in ("left", "right") else LABEL_GAP
+    need = label_extent(axis, strings_of(values, spacing)) + gap
+    px = size / (hi - lo)
+    if not spacing:  # uneven ticks (a log axis's 2..9): keep those far enough from the last kept
+        kept = [values[0]]
+        for v in values[1:]:
+            if (v - kept[-1]) * px >= need:
+                kept.append(v)
+        return [(spacing, kept)] if len(kept) < len(values) else levels
+    room = spacing * px  # pixels between two neighbouring ticks
+    if room < need:
+        k = next(f for f in _nice_factors() if f * room >= need or f > 10 ** 12)
+        kept = [v for v in values if round((v - origin) / spacing) % k == 0]
+        return [(spacing * k, kept)]
+    out = [levels[0]]
+    for sp, vals in levels[1:]:  # a finer level only where its labels fit between the coarser ones
+        vals = list(vals)
+        if not sp or not vals or sp * px < label_extent(axis, strings_of(vals, sp)) + gap:
+            break
+        out.append((sp, vals))
+    return out
+
+
 def compact_ticks(axis: pg.AxisItem, width: int | None = None) -> None:
-    """Short tick labels (``short_number``), optionally a fixed axis width.
+    """Short tick labels (``short_number``, decades on a log axis) that never run together,
+    optionally a fixed axis width.
 
     pyqtgraph drops tick text wider than the axis, and an axis whose width follows its
     labels can make a view with a locked aspect resize itself for ever.
     """
+    values_of = axis.tickValues
+
     def tick_strings(values, scale, spacing) -> list[str]:
         if axis.logMode:
-            return axis.logTickStrings(values, scale, spacing)
+            return [short_number(10.0 ** v) for v in values]
         return [short_number(v * scale) for v in values]
 
+    def tick_values(a, b, size):
+        lo, hi = min(a, b), max(a, b)
+        levels = values_of(a, b, size)
+        if axis.logMode:  # decades only (pyqtgraph labels 2..9 between them, which collide)
+            levels = [(1.0, [v for v in lv[1] if abs(v - round(v)) < 1e-9]) for lv in levels[:1]] \
+                if levels and len(levels[0][1]) >= 2 else levels[1:2] or levels
+        return thin_levels(axis, levels, lo, hi, size, lambda v, sp: tick_strings(v, 1.0, sp))
+
     axis.tickStrings = tick_strings
+    axis.tickValues = tick_values
     if width is not None:
         axis.setWidth(width)
 
@@ -80,10 +151,13 @@ def index_ticks(axis: pg.AxisItem, extent=lambda: math.inf, centre: float = 0.5)
             # a tick of a coarser level is not repeated (its label would be drawn twice)
             out.append((step, [v for v in values if v not in shown]))
             shown.update(values)
-        return out
+        return thin_levels(axis, out, lo, hi, size, lambda v, sp: strings(v, 1.0, sp), origin=centre)
+
+    def strings(values, scale, spacing):
+        return [str(int(round(v - centre))) for v in values]
 
     axis.tickValues = tick_values
-    axis.tickStrings = lambda values, scale, spacing: [str(int(round(v - centre))) for v in values]
+    axis.tickStrings = strings
 
 
 def map_plot(parent, x_label: str, y_label: str, left_width: int, bottom_height: int):

@@ -10,6 +10,7 @@ import re
 from dataclasses import replace
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLayout, QFrame,
                                QGroupBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton,
                                QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout,
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFormLay
 from core.spec import (OBJECTIVES, GroupSpec, ManualGrad, SessionSpec, SpecError,
                        TensorSpec)
 from widgets.group_matrix import GroupMatrix
+from widgets.wheel_guard import guard_all
 from widgets.tensor_detail import TensorDetail, reshaped
 from widgets.values_grid import fmt_number
 
@@ -55,6 +57,7 @@ class ProblemEditor(QWidget):
         self._base: dict[int, TensorSpec] = {}  # per tensor: the fields not shown in the table
         self._grad_ids: list[int] = []  # GradientSpec.tensors, as ids
         self._next_id = 0
+        self._added: list[tuple[str, tuple[int, ...], int]] = []  # rows of tensors add_param_group added
         self._loading = False
         self._build_ui()
         self.setSpec(self._spec)
@@ -80,6 +83,7 @@ class ProblemEditor(QWidget):
         self.table.setRowCount(0)
         for tid in self._ids:
             self._append_row(tid)
+        self._append_added()
         self._fit_table()
         self.groups.setContent(self._named_ids(), [([by_name[n] for n in g.tensors if n in by_name], g.hparams)
                                                    for g in spec.groups])
@@ -100,6 +104,37 @@ class ProblemEditor(QWidget):
         self._update_gradient_rows()
         self._show_error("")
         self._loading = False
+
+    def setAddedTensors(self, added: list[tuple[str, tuple[int, ...], int]]) -> None:
+        """Tensors the run got from add_param_group (name, shape, group): listed after the
+        problem's own, read-only (they belong to the run's history, not to the problem)."""
+        added = [(n, tuple(s), g) for n, s, g in added]
+        if added == self._added:
+            return
+        self._added = added
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(self._ids))
+        self.table.blockSignals(False)
+        self._append_added()
+        self._fit_table()
+
+    def addedTensors(self) -> list[tuple[str, tuple[int, ...], int]]:
+        return list(self._added)
+
+    def _append_added(self) -> None:
+        tip = ("Added to the run by Add group (optimizer.add_param_group) into group {g}. It is part of the "
+               "run, not of the problem: an edit of the problem restarts the run without it.")
+        self.table.blockSignals(True)
+        for name, shape, group in self._added:
+            r = self.table.rowCount()
+            self.table.insertRow(r)
+            for col, text in ((NAME, name), (SHAPE, shape_text(shape)), (INIT, f"added · group {group}")):
+                item = QTableWidgetItem(text)
+                item.setFlags(Qt.ItemFlag.ItemIsEnabled)  # read-only, not selectable
+                item.setForeground(QBrush(QColor("#8a8a8a")))
+                item.setToolTip(tip.format(g=group))
+                self.table.setItem(r, col, item)
+        self.table.blockSignals(False)
 
     def setDevices(self, devices: list[str]) -> None:
         """Offer ``devices`` (e.g. ["cpu", "cuda:0"]); the spec's device stays listed."""
@@ -234,6 +269,7 @@ class ProblemEditor(QWidget):
         outer.addWidget(self._locked_note)
         outer.addWidget(scroll, 1)
         outer.addWidget(self.error)
+        guard_all(self)
 
     # ----- tensor table -----
 

@@ -9,6 +9,8 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QGridLayout, QHBoxLayout, QLabel, QProgressBar,
                                QPushButton, QSpinBox, QWidget)
 
+from widgets.wheel_guard import guard_all
+
 STEP_N_DEFAULT = 50
 STEP_N_MAX = 1_000_000
 SPEED_MAX = 100_000
@@ -86,6 +88,11 @@ class RunControls(QWidget):
             grid.setColumnStretch(c, 1)
         self.progressBar.hide()
         self.cancelButton.hide()
+        guard_all(self)
+        # a spin box asks for room for its largest value ("1,000,000"): on a small screen the
+        # tensors need that width more; the numbers typed scroll inside the box
+        self.stepCountBox.setMinimumWidth(64)
+        self.speedBox.setMinimumWidth(96)
 
         self.stepButton.clicked.connect(lambda: self.stepRequested.emit(1))
         self.stepNButton.clicked.connect(lambda: self.stepRequested.emit(self.stepCountBox.value()))

@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QLabel, QScrollArea, QVBoxLayout,
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QLabel, QVBoxLayout,
                                QWidget)
 
 from core.hparams import OptimizerInfo
 from core.spec import SchedulerSpec
 from widgets.hparam_form import HparamForm, _same
+from widgets.wheel_guard import guard_all
 
 NONE = "None"
 EVERY = (("every step", "step"), ("every epoch", "epoch"))
@@ -128,19 +129,15 @@ class SchedulerForm(QWidget):
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error.hide()
         col.addWidget(self.error)
-        col.addStretch(1)
 
         self.combo.currentIndexChanged.connect(self._on_chosen)
         self.every.currentIndexChanged.connect(self._on_every)
 
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(self._content)
+        # no scroll box of its own: the dock that holds the form scrolls it with the rest
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(self._content)
+        guard_all(self)
 
     def _show_scheduler(self, spec: SchedulerSpec | None) -> None:
         self._loading = True

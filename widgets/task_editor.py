@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
 
 from core.task_spec import (ACTIVATIONS, DATASETS, DEFAULT_HIDDEN, TASK_KINDS, TWO_D_KINDS,
                             TaskSpec)
+from widgets.wheel_guard import guard_all
 
 HIDDEN_KINDS = tuple(DEFAULT_HIDDEN)  # kinds with hidden layers (or conv channels)
 GENERATED_KINDS = ("linear_regression",) + TWO_D_KINDS  # data made from n_samples / noise
@@ -74,6 +75,7 @@ class TaskEditor(QWidget):
     taskEdited = Signal(object)
     decayGroupsRequested = Signal()
     layerGroupsRequested = Signal()
+    oneGroupRequested = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -211,11 +213,14 @@ class TaskEditor(QWidget):
         self.decay_button.setToolTip("Two param_groups: weights, and biases with weight_decay=0")
         self.layer_button = QPushButton("One group per layer")
         self.layer_button.setToolTip("One param_group for the parameters of each layer")
-        for b in (self.decay_button, self.layer_button):
+        self.one_button = QPushButton("One group for all parameters (LBFGS needs this)")
+        self.one_button.setToolTip("A single param_group holding every parameter of the model")
+        for b in (self.decay_button, self.layer_button, self.one_button):
             b.setStyleSheet("text-align: left; padding: 3px 6px;")
             glay.addWidget(b)
         self.decay_button.clicked.connect(self.decayGroupsRequested)
         self.layer_button.clicked.connect(self.layerGroupsRequested)
+        self.one_button.clicked.connect(self.oneGroupRequested)
         col.addWidget(box)
         col.addStretch(1)
 
@@ -245,6 +250,7 @@ class TaskEditor(QWidget):
         outer.addWidget(self._locked_note)
         outer.addWidget(scroll, 1)
         outer.addWidget(self.error)
+        guard_all(self)
 
     def _line(self, tip: str) -> QLineEdit:
         ed = QLineEdit()

@@ -8,8 +8,8 @@ from __future__ import annotations
 import html
 from functools import partial
 
-from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import QGridLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, Qt, Signal, Slot
+from PySide6.QtWidgets import QGridLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from core.snapshot import ArrayView, TensorSnapshot
 from widgets.tensor_view import TensorView, fmt
@@ -61,6 +61,7 @@ class TensorPanel(QWidget):
         self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.scroll.setWidget(self._grid_host)
+        self.scroll.viewport().installEventFilter(self)  # its height sets the views' height
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -74,6 +75,10 @@ class TensorPanel(QWidget):
     def views(self) -> dict[str, TensorView]:
         """The views shown now, by ``which`` ("value", "grad", state keys), in order."""
         return dict(self._views)
+
+    def setPlaceholder(self, text: str) -> None:
+        """What the panel says when no tensor is shown (e.g. while a session opens)."""
+        self.placeholder.setText(text)
 
     def stateTexts(self) -> dict[str, str]:
         """The non-array state entries as shown, by key."""
@@ -110,7 +115,11 @@ class TensorPanel(QWidget):
                 texts[key] = fmt(val.values.reshape(()).item(), 8)
             else:
                 texts[key] = state_text(val)
-        self._sync_views(arrays, only if ts.name == getattr(self, "_drawn_name", None) else None)
+        same = ts.name == getattr(self, "_drawn_name", None)
+        if not same:
+            for view in self._views.values():
+                view.forgetExact()
+        self._sync_views(arrays, only if same else None)
         self._drawn_name = ts.name
         self._texts = texts
         self.scalars.setVisible(bool(texts))
@@ -136,7 +145,9 @@ class TensorPanel(QWidget):
             view = self._views.get(key)
             if view is None:
                 view = TensorView()
-                view.setMinimumSize(COLUMN_WIDTH - 40, VIEW_MIN_HEIGHT)
+                view.setMinimumWidth(COLUMN_WIDTH - 40)
+                # the grid decides the size, never what a view happens to show (plot, "None", a number)
+                view.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
                 view.exactRequested.connect(partial(self._forward, key))
                 self._views[key] = view
             elif only is not None and key not in only:
@@ -151,17 +162,48 @@ class TensorPanel(QWidget):
         self.exactRequested.emit(self._name, which, index)
 
     def _relayout(self, force: bool = False) -> None:
+        """Columns by the panel's width; every view the same size, so same-shape tensors are
+        drawn alike: the rows share the height when they fit at ``VIEW_MIN_HEIGHT`` each, else
+        a view is about as tall as a column is wide (at most half the height: two rows in sight)
+        and the column scrolls."""
         width = self.width() - 24  # room for the vertical scroll bar
-        cols = max(1, min(MAX_COLUMNS, width // COLUMN_WIDTH, len(self._views) or 1))
-        if cols == self._columns and not force:
+        n = len(self._views)
+        cols = max(1, min(MAX_COLUMNS, width // COLUMN_WIDTH, n or 1))
+        if cols != self._columns or force:
+            self._columns = cols
+            for view in self._views.values():
+                self._grid.removeWidget(view)
+            for i, view in enumerate(self._views.values()):
+                self._grid.addWidget(view, i // cols, i % cols)
+            for c in range(MAX_COLUMNS):
+                self._grid.setColumnStretch(c, 1 if c < cols else 0)
+        if not n:
             return
-        self._columns = cols
+        rows = -(-n // cols)
+        gap = self._grid.spacing()
+        avail = max(VIEW_MIN_HEIGHT, self.scroll.viewport().height())
+        if rows * VIEW_MIN_HEIGHT + (rows - 1) * gap <= avail:
+            h = (avail - (rows - 1) * gap) // rows
+        else:
+            col_w = (width - (cols - 1) * gap) // cols  # about square, two rows in sight
+            h = max(VIEW_MIN_HEIGHT, min(int(col_w * 0.8), (avail - gap) // 2))
         for view in self._views.values():
-            self._grid.removeWidget(view)
-        for i, view in enumerate(self._views.values()):
-            self._grid.addWidget(view, i // cols, i % cols)
-        for c in range(MAX_COLUMNS):
-            self._grid.setColumnStretch(c, 1 if c < cols else 0)
+            if view.height() != h or view.minimumHeight() != h:
+                view.setFixedHeight(h)
+
+    def viewSizes(self) -> dict[str, tuple[int, int]]:
+        """(width, height) of each view as laid out now."""
+        return {k: (v.width(), v.height()) for k, v in self._views.items()}
+
+    def resetViews(self) -> None:
+        """Every view back to its whole tensor (a new session: an old zoom means nothing there)."""
+        for view in self._views.values():
+            view.resetView()
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
+        if obj is self.scroll.viewport() and event.type() == QEvent.Type.Resize:
+            self._relayout()
+        return False
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().resizeEvent(event)

@@ -12,10 +12,13 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal, Slot
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QLabel, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QSizePolicy, QStackedWidget, QToolButton, QVBoxLayout,
+                               QWidget)
 
 from core.snapshot import ArrayView
 from widgets.pg_setup import cache_axes, compact_ticks, configure, index_ticks
+from widgets.cell_labels import CELL_SIDE, CellLabels
+from widgets.wheel_guard import PlotWheel
 
 configure()
 
@@ -73,7 +76,6 @@ def as_2d(values: np.ndarray) -> np.ndarray:
     return values if values.ndim == 2 else values.reshape(values.shape[0], -1)
 
 
-CELL_SIDE = 6  # tensors up to 6x6 show their numbers in the cells
 
 
 ASPECT_LOCK_MAX = 2  # height/width ratio up to which cells are drawn square
@@ -94,6 +96,11 @@ class TensorView(QWidget):
         self._disp: np.ndarray | None = None  # 2-D (or 1-D) array actually drawn
         self._shape_drawn: tuple | None = None
         self._hover_index: tuple[int, ...] | None = None
+        # hover state kept across redraws: the read-out follows the data while the mouse rests
+        self._hover_xy: tuple[float, float] | None = None
+        self._gen = 0  # counts the views drawn; an exact value is fetched for one of them
+        self._exact: tuple[tuple[int, ...], float, int] | None = None  # (index, value, gen) last fetched
+        self._asked: tuple[tuple[int, ...], int] | None = None  # (index, gen) of the fetch in flight
         self._cmap = ""
         self._image_page: pg.PlotWidget | None = None
         self._bars_page: pg.PlotWidget | None = None
@@ -106,6 +113,14 @@ class TensorView(QWidget):
         bold = self.title.font()
         bold.setBold(True)
         self.title.setFont(bold)
+        self.resetButton = QToolButton(self)
+        self.resetButton.setText("reset view")
+        self.resetButton.setAutoRaise(True)
+        self.resetButton.setToolTip("Back to the whole tensor (Ctrl+wheel zooms, drag pans)")
+        self.resetButton.clicked.connect(self.resetView)
+        self.resetButton.hide()
+        self._wheel = PlotWheel(self)
+        self.cells: CellLabels | None = None  # made with the image page
         self.pages = QStackedWidget(self)
         self.pages.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.placeholder = QLabel("None", self)
@@ -131,10 +146,14 @@ class TensorView(QWidget):
         self.stats.setStyleSheet("color: palette(mid);")
         self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
+        head = QHBoxLayout()
+        head.setContentsMargins(0, 0, 0, 0)
+        head.addWidget(self.title, 1)
+        head.addWidget(self.resetButton)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
-        lay.addWidget(self.title)
+        lay.addLayout(head)
         lay.addWidget(self.pages, 1)
         lay.addWidget(self.hover)
         lay.addWidget(self.stats)
@@ -163,6 +182,8 @@ class TensorView(QWidget):
         pi.layout.setColumnFixedWidth(4, 4)
         pi.getViewBox().disableAutoRange()
         pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self._zoomable(pw)
+        self.cells = CellLabels(pi, QFont(self.font()))
         self._image_page = pw
         self.pages.addWidget(pw)
 
@@ -185,10 +206,27 @@ class TensorView(QWidget):
         pi.addItem(self.bars)
         pi.addItem(self.step_curve)
         pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self._zoomable(pw)
         self._bars_page = pw
         self.pages.addWidget(pw)
 
+    def _zoomable(self, pw: pg.PlotWidget) -> None:
+        """Wheel scrolls the column (Ctrl+wheel zooms); a changed view offers "reset view"."""
+        pw.viewport().installEventFilter(self._wheel)
+        pw.getPlotItem().getViewBox().sigRangeChangedManually.connect(lambda *_: self.resetButton.show())
+
     # ----------------------------------------------------------------- public
+    @Slot()
+    def resetView(self) -> None:
+        """Show the whole tensor again (after a zoom or a pan)."""
+        self.resetButton.hide()
+        self._shape_drawn = None
+        if self._view is not None and self.pages.currentWidget() in (self._image_page, self._bars_page):
+            self.setView(self._view, self.title.text())
+
+    def isZoomed(self) -> bool:
+        return not self.resetButton.isHidden()
+
     def view(self) -> ArrayView | None:
         """The ``ArrayView`` drawn now (``None`` for the placeholder)."""
         return self._view
@@ -199,6 +237,8 @@ class TensorView(QWidget):
         The placeholder reads "no gradient" for a title containing "grad", else "None".
         """
         self.title.setText(title)
+        if view is not self._view:
+            self._gen += 1
         self._view = view
         self._hover_index = None
         if view is None:
@@ -223,18 +263,47 @@ class TensorView(QWidget):
             self.hover.hide()
             return
         self.hover.show()
-        self._set_hint()
         if len(view.shape) == 1:
             self._draw_bars(view)
         else:
             self._draw_image(view)
+        if self._hover_xy is not None:  # the mouse still rests here: read the new data out
+            self.hoverAt(*self._hover_xy)
+        else:
+            self._set_hint()
 
     @Slot(tuple, float)
     def showExact(self, index: tuple, value: float) -> None:
-        """Show the exact value fetched for ``index`` if the cursor is still there."""
+        """Show the exact value fetched for ``index`` if the cursor is still there; if the data
+        moved on meanwhile (a run), fetch it again (one fetch in flight at a time)."""
         index = tuple(int(i) for i in index)
+        gen = self._gen
+        if self._asked is not None and self._asked[0] == index:
+            gen = self._asked[1]
+            self._asked = None
+        self._exact = (index, float(value), gen)
         if index == self._hover_index:
             self.hover.setText(f"{self._index_text(index)} = {float(value):.8g} (exact)")
+            if gen != self._gen:
+                self._request_exact(index)
+
+    def forgetExact(self) -> None:
+        """Drop fetched values (another tensor is drawn here now)."""
+        self._exact = None
+        self._asked = None
+
+    def _request_exact(self, index: tuple[int, ...]) -> None:
+        ex = self._exact
+        if ex is not None and ex[0] == index and ex[2] == self._gen:
+            return  # fetched for this very frame
+        if self._asked is not None and self._asked[0] == index:
+            return  # one in flight already; its answer asks again if the data moved on
+        self._asked = (index, self._gen)
+        self.exactRequested.emit(index)
+
+    def cellLabels(self) -> list[tuple[str, bool]]:
+        """The cell labels (text, shown) in row-major order."""
+        return self.cells.labels() if self.cells is not None else []
 
     def valueAt(self, row: int, col: int) -> tuple[tuple[int, ...], float]:
         """Original tensor index and drawn value of display cell ``(row, col)``.
@@ -273,20 +342,27 @@ class TensorView(QWidget):
         return None
 
     def hoverAt(self, x: float, y: float) -> None:
-        """Update the read-out for data coordinates ``(x, y)`` (what mouse moves call)."""
+        """Update the read-out for data coordinates ``(x, y)`` (what mouse moves call).
+
+        A preview cell shows the preview's value until the exact one, fetched from the
+        runner, arrives (then the exact one, refreshed while the run goes on)."""
+        self._hover_xy = (x, y)
         cell = self.cellAt(x, y)
         if cell is None:
             self._hover_index = None
             self._set_hint()
             return
         index, value = self.valueAt(*cell)
-        exact = self._view.exact
-        text = f"{self._index_text(index)} = {value:.6g}"
-        self.hover.setText(text if exact else text + " (preview)")
-        if index != self._hover_index:
-            self._hover_index = index
-            if not exact:
-                self.exactRequested.emit(index)
+        self._hover_index = index
+        if self._view.exact:
+            self.hover.setText(f"{self._index_text(index)} = {value:.6g}")
+            return
+        ex = self._exact
+        if ex is not None and ex[0] == index:
+            self.hover.setText(f"{self._index_text(index)} = {ex[1]:.8g} (exact)")
+        else:
+            self.hover.setText(f"{self._index_text(index)} = {value:.6g} (preview)")
+        self._request_exact(index)
 
     # ---------------------------------------------------------------- drawing
     @staticmethod
@@ -313,7 +389,7 @@ class TensorView(QWidget):
             self.colorbar.setLevels((lo, hi))
         sy, sx = self._cell_size(v)
         h, w = d.shape[0] * sy, d.shape[1] * sx
-        self._label_cells(v, d, lo, hi)
+        self.cells.show(d if v.exact and max(d.shape) <= CELL_SIDE else None, lo, hi)
         key = ("image", v.shape, v.stride)
         if key != self._shape_drawn:
             self._shape_drawn = key
@@ -335,34 +411,6 @@ class TensorView(QWidget):
             return cur
         self._levels = (lo, hi, signed)
         return self._levels
-
-    def _label_cells(self, v: ArrayView, d: np.ndarray, lo: float, hi: float) -> None:
-        """Small exact tensors (the seed's 2x2) show each value in its cell, 4 decimals as torch prints."""
-        show = v.exact and max(d.shape) <= CELL_SIDE
-        items = getattr(self, "_cell_items", [])
-        if not show:
-            for t in items:
-                t.setVisible(False)
-            return
-        pi = self._image_page.getPlotItem()
-        while len(items) < d.size:
-            t = pg.TextItem(anchor=(0.5, 0.5))
-            pi.addItem(t)
-            items.append(t)
-        self._cell_items = items
-        mid = (lo + hi) / 2
-        for k, t in enumerate(items):
-            if k >= d.size:
-                t.setVisible(False)
-                continue
-            r, c = divmod(k, d.shape[1])
-            val = float(d[r, c])
-            t.setText(f"{val:.4f}")
-            # dark text on light cells: the diverging map is light near the middle
-            light = abs(val - mid) < 0.35 * (hi - lo) if hi > lo else True
-            t.setColor((20, 20, 20) if light else (245, 245, 245))
-            t.setPos(c + 0.5, r + 0.5)
-            t.setVisible(True)
 
     def _draw_bars(self, v: ArrayView) -> None:
         if self._bars_page is None:
@@ -414,10 +462,18 @@ class TensorView(QWidget):
         vb = page.getPlotItem().getViewBox()
         if not vb.sceneBoundingRect().contains(pos):
             self._hover_index = None
+            self._hover_xy = None
             self._set_hint()
             return
         p = vb.mapSceneToView(pos)
         self.hoverAt(p.x(), p.y())
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().leaveEvent(event)
+        self._hover_index = None
+        self._hover_xy = None
+        if self.hover.isVisible():
+            self._set_hint()
 
     def _set_hint(self) -> None:
         self.hover.setText("<span style='color: grey'>hover for values</span>")

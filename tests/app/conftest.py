@@ -58,12 +58,16 @@ def make_window(qtbot, settings_path):
     from app.main_window import MainWindow
     windows = []
 
-    def make(spec_or_session=None, journal=(), settings: QSettings | None = None):
-        if spec_or_session is None:
-            spec_or_session = manual_spec()
-        session = spec_or_session if isinstance(spec_or_session, Session) else Session(spec_or_session, journal)
+    def make(spec_or_session=None, journal=(), settings: QSettings | None = None, bare: bool = False):
+        """``bare``: no session given, as the app starts (the runner builds a blank one)."""
         s = settings if settings is not None else QSettings(str(settings_path), QSettings.Format.IniFormat)
-        win = MainWindow(session, s)
+        if bare:
+            win = MainWindow(None, s)
+        else:
+            if spec_or_session is None:
+                spec_or_session = manual_spec()
+            session = spec_or_session if isinstance(spec_or_session, Session) else Session(spec_or_session, journal)
+            win = MainWindow(session, s)
         windows.append(win)
         win.show()
         qtbot.waitExposed(win)

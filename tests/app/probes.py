@@ -36,3 +36,7 @@ def mend_loss(s):
 
 def pid(s):
     return os.getpid()
+
+
+def value_at(s, name, index):
+    return float(s.params[name].detach()[tuple(index)])

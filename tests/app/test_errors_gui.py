@@ -59,6 +59,17 @@ def test_a_killed_runner_process_stops_the_run_not_the_app_and_reset_starts_agai
     wait_step(qtbot, win, 1)
     assert not visible_boxes(win) and win.bridge.runner.alive
 
+    # the buttons drive the new runner process, not the dead one: a long Step N, then Cancel
+    c = win.controls
+    c.setStepCount(1_000_000)
+    qtbot.mouseClick(c.stepNButton, LEFT)
+    qtbot.waitUntil(lambda: c.cancelButton.isVisible() and win.snapshot.step > 1)
+    qtbot.mouseClick(c.cancelButton, LEFT)
+    qtbot.waitUntil(lambda: not win.snapshot.running and not c.cancelButton.isVisible())
+    stopped = win.snapshot.step
+    wait_idle(qtbot, win)
+    assert 1 < stopped < 1_000_000 and on_runner(win, probes.step_count) == stopped
+
 
 def test_non_finite_loss_pauses_and_the_status_bar_names_it(make_window, qtbot):
     win = make_window(quadratic_spec(optimizer="SGD", hparams={"lr": 10.0}, shape=(8,), condition=100.0))
@@ -133,3 +144,42 @@ def test_layout_is_saved_on_close_and_restored_at_the_next_start(make_window, qt
     next(a for a in reset.actions() if a.text() == "Reset layout").trigger()
     assert not win2.landscape_dock.isHidden()
     assert win2.dockWidgetArea(win2.state_dock) == Qt.DockWidgetArea.RightDockWidgetArea
+
+
+def one_line(text: str) -> bool:
+    return "\n" not in text and "Traceback" not in text
+
+
+def test_a_text_file_named_pt_is_refused_in_one_sentence_naming_it(make_window, qtbot, tmp_path):
+    win = make_window(quadratic_spec(shape=(4, 4)))
+    notes = tmp_path / "notes.pt"
+    notes.write_text("these are my notes, not a torch.save file\n")
+    win.open_path(notes)
+    qtbot.waitUntil(lambda: win.last_error != "")
+    (box,) = visible_boxes(win)
+    assert one_line(box.text()) and "notes.pt" in box.text()
+    assert box.windowTitle() == "Cannot load notes.pt"
+    assert "Traceback" in box.detailedText()  # the technical details, behind "Show Details…"
+    wait_idle(qtbot, win)
+    assert win.snapshot.step == 0
+
+
+def test_a_broken_json_session_is_refused_in_one_sentence_naming_it(make_window, qtbot, tmp_path):
+    win = make_window(quadratic_spec(shape=(4, 4)))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "optimlab-spec", "spec": {')
+    win.open_path(bad)
+    qtbot.waitUntil(lambda: win.last_error != "")
+    (box,) = visible_boxes(win)
+    assert one_line(box.text()) and "bad.json" in box.text()
+    assert win.snapshot.tensor("weight").value.shape == (4, 4)  # nothing changed
+
+
+def test_a_traceback_never_becomes_the_message_only_its_details(make_window, qtbot):
+    win = make_window(quadratic_spec(shape=(4, 4)))
+    tb = ('Traceback (most recent call last):\n  File "task.py", line 3, in make_model\n'
+          '    raise RuntimeError("my model is broken")\nRuntimeError: my model is broken')
+    win.show_error("Cannot open the script", tb)
+    (box,) = visible_boxes(win)
+    assert box.text() == "RuntimeError: my model is broken"
+    assert box.detailedText().startswith("Traceback (most recent call last)")

@@ -22,7 +22,7 @@ def test_screenshot_mode_writes_a_png_of_the_window(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     done = subprocess.run([sys.executable, "-m", "app", "--screenshot", str(png), "--example", "seed_walkthrough",
                            "--raise", "state dict"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     assert png.stat().st_size > 10_000
     img = QImage(str(png))
@@ -51,7 +51,7 @@ def test_dark_screenshot_waits_for_the_runner_and_draws_the_landscape(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     done = subprocess.run([sys.executable, "-m", "app", "--screenshot", str(png), "--example", "adam_rosenbrock",
                            "--color-scheme", "dark", "--raise", "landscape"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     img = QImage(str(png))
     assert img.pixelColor(640, 795).lightness() < 80  # the status bar: a dark palette
@@ -72,3 +72,34 @@ def test_the_optimlab_command_opens_files_and_window_options_in_the_app_and_subc
     for argv in ([], ["session.optimlab"], ["seed_walkthrough"], ["--color-scheme", "dark"],
                  ["--screenshot", "x.png"], ["gui"]):
         assert not wants_cli(argv), argv
+
+
+def test_at_1024x700_the_tensors_keep_room_and_the_optimizer_form_uses_the_dock(make_window, qtbot):
+    from PySide6.QtWidgets import QScrollArea
+    win = make_window(quadratic_spec(shape=(4, 4)))
+    for w, h in ((1280, 800), (1024, 700)):
+        win.resize(w, h)
+        qtbot.waitUntil(lambda: win.width() == w and win.height() == h)
+        qtbot.waitUntil(lambda: win.centralWidget().width() >= 0.36 * w)  # the side docks gave way
+        win.optimizer_dock.raise_()
+        scroll = win.optimizer_dock.widget()
+        assert isinstance(scroll, QScrollArea)  # the dock scrolls as a whole...
+        form = win.optimizer_panel.form
+        inner = [a for a in scroll.widget().findChildren(QScrollArea)]
+        assert not inner  # ...with no small scroll box of its own inside
+        qtbot.waitUntil(lambda: form.height() >= form.sizeHint().height())
+        toggle = form._toggle
+        scroll.ensureWidgetVisible(toggle)
+        qtbot.waitUntil(lambda: toggle.visibleRegion().boundingRect() == toggle.rect())  # "Advanced" not clipped
+
+
+def test_the_splash_is_on_screen_before_torch_is_imported_and_the_session_opens_after(tmp_path):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", OPTIMLAB_STARTUP_PROBE="quit", HOME=str(tmp_path),
+               XDG_CONFIG_HOME=str(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "app", "adam_rosenbrock"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    events = [line.split() for line in done.stdout.splitlines() if line.startswith("startup ")]
+    assert [e[1] for e in events] == ["first-window", "main-window", "ready"]
+    assert events[0][3] == "torch=no"  # a window at once, not after seconds of imports
+    assert float(events[0][2]) <= float(events[1][2]) <= float(events[2][2])

@@ -73,7 +73,7 @@ def test_run_seed_first_step(capsys, tmp_path):
 
 def test_module_entry_runs_the_seed_by_name():
     r = subprocess.run([sys.executable, "-m", "core.cli", "run", "seed_walkthrough", "--print-state"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       cwd=ROOT, capture_output=True, text=True, timeout=240,
                        env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert r.returncode == 0, r.stderr
     assert "0.0052" in r.stdout

@@ -233,7 +233,7 @@ def test_every_step_has_a_loss_point_at_any_speed():
     s.run(3000)
     h = s.history.view()
     assert len(h.step) == 3000 and not np.isnan(h.loss).any()
-    assert (~np.isnan(h.grad_norm)).sum() >= 30  # norms on the time budget, at least
+    assert (~np.isnan(h.grad_norm)).sum() >= 3000 // 64  # norms on the time budget, never thinner than every 64th step
 
 
 # ----- files -----

@@ -67,7 +67,7 @@ def test_ctrl_c_stops_at_the_next_step_saves_and_exits_130(tmp_path):
         time.sleep(0.05)
     assert (tmp_path / "STARTED").exists(), proc.communicate(timeout=5)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl+C does: the whole process group
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=240)
     assert proc.returncode == 130, err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "interrupted at step" in err and f"saved {params}" in err

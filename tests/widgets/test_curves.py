@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import QPointF
+from PySide6.QtGui import QFontMetricsF
 
 from core.snapshot import History
 from widgets.curves import CurvesView
@@ -58,13 +59,18 @@ def test_hover_with_the_mouse_reads_the_plot_under_it(curves, qtbot):
     assert curves.hover.text() == "grad norm · step 15: 4"
 
 
-def test_lr_has_one_curve_and_legend_entry_per_group(curves):
+def test_lr_has_one_curve_and_legend_entry_per_group_outside_the_plots(curves):
     curves.setHistory(history(groups=3))
-    names = [label.text for _, label in curves.legend.items]
-    assert names == ["group 0", "group 1", "group 2"]
+    assert curves.legendText() == "lr: group 0, group 1, group 2"
     assert len(curves.lrCurves) == 3
+    # the legend is a line above the plots: it covers no data and is never clipped
+    label = curves.legendLabel
+    assert label.isVisible() and label.width() >= label.sizeHint().width() - 1
+    assert label.geometry().bottom() < curves.graphics.geometry().top()
+    for plot in curves.plots.values():
+        assert plot.legend is None
     curves.setHistory(history(groups=1))
-    assert [label.text for _, label in curves.legend.items] == ["group 0"]
+    assert curves.legendText() == "lr: group 0"
 
 
 def test_lr_hover_picks_the_group_nearest_the_cursor(curves):
@@ -83,13 +89,81 @@ def test_updates_reuse_curves(curves):
     assert len(curves.curves["loss"].getData()[0]) == 80
 
 
-def test_log_toggle_switches_loss_axis(curves):
+def test_log_scale_on_either_axis(curves, qtbot):
     curves.setHistory(history())
-    curves.logLoss.setChecked(True)
-    assert curves.plots["loss"].getAxis("left").logMode
-    assert not curves.plots["grad_norm"].getAxis("left").logMode
-    curves.logLoss.setChecked(False)
+    curves.logY.setChecked(True)
+    assert all(p.getAxis("left").logMode for p in curves.plots.values())
+    assert not curves.plots["loss"].getAxis("bottom").logMode
+    move_mouse_to(curves, "grad_norm", 15.1, np.log10(4.0), qtbot)  # the view is in log10 units
+    assert curves.hover.text() == "grad norm · step 15: 4"
+    curves.logX.setChecked(True)
+    assert all(p.getAxis("bottom").logMode for p in curves.plots.values())
+    curves.logY.setChecked(False)
+    curves.logX.setChecked(False)
     assert not curves.plots["loss"].getAxis("left").logMode
+
+
+def test_log_ticks_are_decades_that_do_not_overlap(curves, qtbot):
+    n = 400
+    step = np.arange(1, n + 1, dtype=np.float64)
+    loss = 10.0 ** (2 - 8 * step / n)  # 1e2 down to 1e-6
+    curves.setHistory(History(step, loss, loss, loss, ()))
+    curves.logY.setChecked(True)
+    axis = curves.plots["loss"].getAxis("left")
+    size = axis.geometry().height()
+    levels = axis.tickValues(-6.0, 2.0, size)
+    assert len(levels) == 1
+    values = levels[0][1]
+    assert all(abs(v - round(v)) < 1e-9 for v in values)  # decades only, not 2..9 between them
+    gaps = np.diff(sorted(values)) * size / 8.0
+    assert (gaps >= QFontMetricsF(axis.font()).height()).all()  # labels never touch
+    assert axis.tickStrings([-6.0, 0.0, 2.0], 1.0, 1.0) == ["1e-06", "1", "100"]
+
+
+def test_smoothing_draws_the_moving_average_over_the_faint_raw_curve(curves):
+    curves.setHistory(history())
+    assert not curves.raw["loss"].isVisible()
+    curves.setSmoothing(0.6)
+    assert curves.smoothingLabel.text() == "smooth 0.60"
+    raw, smoothed = curves.raw["loss"].getData()[1], curves.curves["loss"].getData()[1]
+    assert curves.raw["loss"].isVisible()
+    assert np.array_equal(raw, history().loss, equal_nan=True)
+    assert smoothed[0] == raw[0]  # debiased: the first point is itself
+    first5 = 10.0 / np.arange(1, 6)
+    weights = 0.4 * 0.6 ** np.arange(4, -1, -1)  # TensorBoard's: older points weigh less
+    assert smoothed[4] == pytest.approx((weights * first5).sum() / (1 - 0.6 ** 5))
+    assert np.isnan(smoothed[5:8]).all() and np.isfinite(smoothed[8:]).all()
+    assert smoothed[-1] > raw[-1]  # a falling curve's average lags behind it
+    curves.hoverAt("loss", 20.0)
+    assert curves.hover.text().startswith("loss · step 20: 0.47619 (smoothed ")
+
+
+def test_first_step_shows_steps_zero_to_one_not_minus_twenty_to_twenty(curves, qtbot):
+    one = History(np.array([1.0]), np.array([2.0]), np.array([1.0]), np.array([0.1]), (np.array([0.1]),))
+    curves.setHistory(one)
+    vb = curves.plots["loss"].getViewBox()
+    qtbot.waitUntil(lambda: vb.viewRange()[0][0] > -0.1)
+    lo, hi = vb.viewRange()[0]
+    assert -0.1 < lo <= 0.0 and 1.0 <= hi < 1.1
+    curves.setHistory(history(n=50))  # then the range follows the data again
+    qtbot.waitUntil(lambda: vb.viewRange()[0][1] >= 49)
+
+
+def test_export_writes_the_series_as_csv_and_the_plots_as_png(curves, tmp_path):
+    curves.setHistory(history(n=12, groups=2))
+    csv_path, png_path = tmp_path / "c.csv", tmp_path / "c.png"
+    curves.exportCsv(csv_path)
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "step,loss,grad_norm,update_norm,lr_group_0,lr_group_1"
+    assert len(lines) == 13
+    assert lines[6].split(",")[1] == ""  # step 5: no loss (NaN) is an empty cell
+    assert lines[1] == "0,10.0,1.0,0.0,0.1,"
+    assert lines[11].split(",")[5] == repr(0.05)
+    curves.exportPng(png_path)
+    from PySide6.QtGui import QImage
+    img = QImage(str(png_path))
+    assert img.width() == curves.graphics.width() and img.height() == curves.graphics.height()
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_hover_readout_follows_new_data(curves):
@@ -122,3 +196,17 @@ def test_big_tick_values_are_short_enough_to_leave_the_axis_title_readable():
     from widgets.pg_setup import short_number
     assert [short_number(v) for v in (0.05, 250.0, 3000.0, -1500.0, 2.5e6, 2e-6, 0.0)] == \
         ["0.05", "250", "3k", "-1.5k", "2.5M", "2e-06", "0"]
+
+
+def test_a_constant_lr_is_read_on_its_axis_not_rounded_to_zero(curves, qtbot):
+    n = 30
+    step = np.arange(n, dtype=np.float64)
+    curves.setHistory(History(step, np.ones(n), np.ones(n), np.ones(n), (np.full(n, 0.01),)))
+    vb = curves.plots["lr"].getViewBox()
+    qtbot.waitUntil(lambda: vb.viewRange()[1][1] < 0.1)
+    lo, hi = vb.viewRange()[1]
+    assert lo < 0.01 < hi and hi - lo <= 0.011  # 0.01 sits mid-axis, not on a "0" tick of -0.5..0.5
+    axis = curves.plots["lr"].getAxis("left")
+    values = [v for _, vs in axis.tickValues(lo, hi, axis.geometry().height()) for v in vs]
+    labels = axis.tickStrings(values, 1.0, 1.0)
+    assert "0" not in labels and min(values) <= 0.01 <= max(values), labels

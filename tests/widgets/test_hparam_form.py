@@ -27,6 +27,8 @@ INFO = OptimizerInfo(
 def torch_rules(v):
     if v["lr"] < 0:
         return f"Invalid learning rate: {v['lr']}"
+    if v["momentum"] < 0:
+        return f"Invalid momentum value: {v['momentum']}"
     if v["nesterov"] and v["momentum"] <= 0:
         return "Nesterov momentum requires a momentum and zero dampening"
     return None
@@ -68,7 +70,6 @@ def test_negative_lr_shows_torch_message_and_emits_nothing(qtbot, form):
     with qtbot.assertNotEmitted(form.valueChanged):
         type_into(qtbot, form, "lr", "-1")
     assert "Invalid learning rate: -1.0" in form.errorText()
-    assert form._error.isVisible()
     assert form.editor("lr").property("invalid") is True
     assert form.editor("lr").text() == "-1"  # the bad text stays for correction
     assert form.values()["lr"] == 0.001
@@ -86,7 +87,7 @@ def test_good_value_emits_float_and_clears_error(qtbot, form):
         type_into(qtbot, form, "lr", "1e-2")
     assert sig.args == ["lr", 0.01]
     assert isinstance(sig.args[1], float)
-    assert form.errorText() == "" and not form._error.isVisible()
+    assert form.errorText() == "" and not form.errorLabel("lr").isVisible()
     assert form.editor("lr").property("invalid") is False
     assert form.editor("lr").text() == "0.01"
     assert form.values()["lr"] == 0.01
@@ -180,3 +181,17 @@ def test_renders_at_dock_width(qtbot, form):
     form.resize(380, form.sizeHint().height())
     assert not form.grab().isNull()
     form.grab().save("/tmp/hparam_form.png")
+
+
+def test_a_bad_value_is_explained_right_under_its_field_and_the_old_one_stays_in_force(qtbot, form):
+    with qtbot.waitSignal(form.errorsChanged):
+        type_into(qtbot, form, "momentum", "-3")
+    label, editor = form.errorLabel("momentum"), form.editor("momentum")
+    assert label.isVisible() and label.text() == "Invalid momentum value: -3.0"
+    below = label.mapTo(form, label.rect().topLeft()).y() - editor.mapTo(form, editor.rect().bottomLeft()).y()
+    assert 0 <= below <= 8, below  # right under the field, not at the end of the form
+    assert not form.errorLabel("lr").isVisible()
+    assert form.invalidFields() == {"momentum": ("-3", 0)}
+    with qtbot.waitSignal(form.errorsChanged):
+        type_into(qtbot, form, "momentum", "0.5")
+    assert form.invalidFields() == {} and not label.isVisible()

@@ -119,6 +119,21 @@ def test_renders_at_dock_width(controls):
 
 def test_status_line():
     assert format_status(51, None, 1234.4, "cpu") == "step 51 · loss — · 1,234 steps/s · cpu"
+    assert format_status(51, None, 1234.4, "cpu", running=False) == "step 51 · loss — · paused · cpu"
+    assert format_status(0, None, None, "cpu", running=False) == "step 0 · loss — · ready · cpu"
+    assert format_status(7, None, None, "cpu") == "step 7 · loss — · running · cpu"
     assert format_status(1200, 0.0123456, 2.5, "cuda:0") == (
         "step 1,200 · loss 0.01235 · 2.5 steps/s · cuda:0")
     assert format_status(3, float("nan"), 0.0, "cpu") == "step 3 · loss nan · 0 steps/s · cpu"
+
+
+def test_the_rate_is_measured_over_half_a_second_of_running_and_forgotten_when_paused():
+    from widgets.status import RateMeter
+    m = RateMeter()
+    assert m.update(0.0, 0, running=True) is None
+    assert m.update(0.2, 100, running=True) is None  # too short an interval to mean anything
+    assert m.update(0.5, 250, running=True) == 500.0
+    assert m.update(3.0, 1500, running=True) == pytest.approx(1250 / 2.5)  # the last 2 s or so
+    assert m.update(3.1, 1550, running=False) is None  # paused: no rate, and nothing kept
+    assert m.update(60.0, 1551, running=True) is None  # an instant Step N long after: no "0.1 steps/s"
+    assert m.update(60.1, 1600, running=True) is None

@@ -1,0 +1,99 @@
+"""Where the docks sit: the default layout, the saved one, and room for the tensors.
+
+Mixed into MainWindow (needs ``settings`` and the docks it builds). On a small screen the
+window fits the screen, and when it narrows the side docks give up width before the tensors
+in the centre do (at 1024x700 the centre had shrunk to about 220 px).
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QDockWidget, QWidget
+
+LAYOUT_VERSION = 1
+
+
+class WindowLayout:
+    """The docks around the tensors."""
+
+    def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
+        d = QDockWidget(title, self)
+        d.setObjectName(title.replace(" ", "_").lower())
+        d.setWidget(widget)
+        d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable |
+                      QDockWidget.DockWidgetFeature.DockWidgetFloatable |
+                      QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, d)
+        return d
+
+    def _default_layout(self) -> None:
+        """Controls over Optimizer/Problem on the left, tensors in the middle, curves/state right."""
+        L, R = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
+        for d in self.findChildren(QDockWidget):
+            d.setFloating(False)
+        self.addDockWidget(L, self.controls_dock)
+        self.addDockWidget(L, self.optimizer_dock)
+        self.splitDockWidget(self.controls_dock, self.optimizer_dock, Qt.Orientation.Vertical)
+        self.tabifyDockWidget(self.optimizer_dock, self.problem_dock)
+        self.addDockWidget(R, self.curves_dock)
+        self.addDockWidget(R, self.state_dock)
+        self.splitDockWidget(self.curves_dock, self.state_dock, Qt.Orientation.Vertical)
+        self.tabifyDockWidget(self.curves_dock, self.landscape_dock)
+        self.tabifyDockWidget(self.curves_dock, self.decision_dock)
+        for d in self.findChildren(QDockWidget):
+            d.show()
+        self.optimizer_dock.raise_()
+        self.curves_dock.raise_()
+        self.resizeDocks([self.controls_dock, self.curves_dock], [360, 400], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.controls_dock, self.optimizer_dock], [150, 600], Qt.Orientation.Vertical)
+        self.resizeDocks([self.curves_dock, self.state_dock], [400, 350], Qt.Orientation.Vertical)
+
+    def _fit_screen(self) -> None:
+        """No bigger than the screen's free area (a 1024x700 screen gets a 1024x700 window).
+        The offscreen platform's 800x600 is no screen a user looks at: left alone there."""
+        screen = self.screen()
+        if screen is None or QGuiApplication.platformName() == "offscreen":
+            return
+        avail = screen.availableGeometry()
+        if self.width() > avail.width() or self.height() > avail.height():
+            self.resize(min(self.width(), avail.width()), min(self.height(), avail.height()))
+            self.move(avail.topLeft())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        if event.size().width() < event.oldSize().width() or event.oldSize().width() < 0:
+            QTimer.singleShot(0, self._give_centre_room)
+
+    CENTRE_SHARE = 0.42  # of the window's width, at least, for the tensors
+
+    def _give_centre_room(self) -> None:
+        """The tensors get priority: when the window narrows, the side docks give up width
+        (in proportion, down to their minimum) until the centre has ``CENTRE_SHARE`` of it."""
+        want = int(self.CENTRE_SHARE * self.width())
+        short = want - self.centralWidget().width()
+        if short <= 0:
+            return
+        sides = []
+        for area in (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea):
+            docks = [d for d in self.findChildren(QDockWidget) if self.dockWidgetArea(d) == area
+                     and d.isVisible() and not d.isFloating()]
+            if docks:
+                sides.append(max(docks, key=lambda d: d.width()))
+        total = sum(d.width() for d in sides)
+        if not total:
+            return
+        widths = [max(d.minimumSizeHint().width(), int(d.width() - short * d.width() / total)) for d in sides]
+        self.resizeDocks(sides, widths, Qt.Orientation.Horizontal)
+
+    def _restore_layout(self) -> None:
+        geo = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        if state is not None:
+            self.restoreState(state, LAYOUT_VERSION)
+
+    def save_layout(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
+        self.settings.sync()

@@ -1,0 +1,152 @@
+"""Distributions over time: fixed-bin histograms of every parameter, gradient and optimizer
+state tensor, kept for every step or bucket of steps.
+
+The bins are the same for every tensor and every step, so histograms of neighbouring
+steps add up (a time bucket is the sum of its steps' counts): values are binned by
+sign and decade, ``BINS_PER_DECADE`` bins a decade from 1e-12 to 1e6 on each side,
+plus one bin for zero (and anything smaller than 1e-12) and one at each end for larger
+magnitudes and infinities. NaN is counted apart.
+
+Counting happens on the tensor's device (``torch.bucketize`` + ``bincount``) inside the
+observer's measured steps; the counts travel back with the step's other measurements in
+one transfer. A tensor of more than ``MAX_ELEMENTS`` elements is counted on an even
+stride through it (like the previews), and the counts are scaled to its size.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+BINS_PER_DECADE = 4
+LOW, HIGH = -12, 6  # decades
+MAX_ELEMENTS = 1 << 20
+CAPACITY = 512  # time buckets per tensor
+_MAG = np.logspace(LOW, HIGH, (HIGH - LOW) * BINS_PER_DECADE + 1)
+# bucket edges: -inf .. -1e6 .. -1e-12 | 0 | 1e-12 .. 1e6 .. inf
+EDGES = np.concatenate([-_MAG[::-1], _MAG])
+N_BINS = len(EDGES) + 1  # bucketize gives 0..len(EDGES)
+NAN_BIN = N_BINS  # one more column counts NaNs
+
+
+_edges_cache: dict = {}
+
+
+def _edges(device, dtype) -> torch.Tensor:
+    key = (str(device), dtype)
+    t = _edges_cache.get(key)
+    if t is None:
+        t = _edges_cache[key] = torch.as_tensor(EDGES, dtype=dtype, device=device)
+    return t
+
+
+def counts(t: torch.Tensor) -> torch.Tensor:
+    """The histogram of ``t`` over the fixed bins, as a float32 tensor of N_BINS + 1 counts
+    (the last: NaNs), on ``t``'s device. No host sync."""
+    t = t.detach()
+    if t.is_sparse:
+        t = t.coalesce().values()
+    flat = t.reshape(-1)
+    scale = 1.0
+    if flat.numel() > MAX_ELEMENTS:
+        stride = math.ceil(flat.numel() / MAX_ELEMENTS)
+        scale = flat.numel() / math.ceil(flat.numel() / stride)
+        flat = flat[::stride].contiguous()
+    x = flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat
+    idx = torch.bucketize(x, _edges(x.device, x.dtype))
+    idx = torch.where(torch.isnan(x), torch.full_like(idx, NAN_BIN), idx)
+    out = torch.bincount(idx, minlength=N_BINS + 1).to(torch.float32)
+    return out * scale if scale != 1.0 else out
+
+
+class Distributions:
+    """Histograms over time for many (tensor, what) pairs on one grid of time buckets."""
+
+    def __init__(self, capacity: int = CAPACITY):
+        self.capacity = capacity
+        self.width = 1  # steps per time bucket
+        self.n = 0
+        self.data: dict[tuple[str, str], np.ndarray] = {}  # (tensor, "value"/"grad"/state key) -> [capacity, bins]
+        self.samples: dict[tuple[str, str], np.ndarray] = {}  # how many steps each bucket summed
+
+    def add(self, step: int, hists: dict) -> None:
+        """``hists``: (tensor, what) -> counts (numpy, N_BINS + 1) measured at ``step``."""
+        i = (step - 1) // self.width
+        while i >= self.capacity:
+            self._merge()
+            i = (step - 1) // self.width
+        self.n = max(self.n, i + 1)
+        for key, c in hists.items():
+            a = self.data.get(key)
+            if a is None:
+                a = self.data[key] = np.zeros((self.capacity, N_BINS + 1), np.float32)
+                self.samples[key] = np.zeros(self.capacity, np.int32)
+            a[i] += c
+            self.samples[key][i] += 1
+
+    def _merge(self) -> None:
+        half = (self.n + 1) // 2
+        for key, a in self.data.items():
+            merged = a[0:2 * half:2].copy()
+            merged[:len(a[1:2 * half:2])] += a[1:2 * half:2]
+            a[:half], a[half:] = merged, 0
+            s = self.samples[key]
+            ms = s[0:2 * half:2].copy()
+            ms[:len(s[1:2 * half:2])] += s[1:2 * half:2]
+            s[:half], s[half:] = ms, 0
+        self.width *= 2
+        self.n = half
+
+    def truncated(self, step: int) -> "Distributions":
+        out = Distributions(self.capacity)
+        out.width = self.width
+        keep = min(self.n, max(0, (step - 1) // self.width + 1)) if step > 0 else 0
+        out.n = keep
+        for key, a in self.data.items():
+            out.data[key] = a.copy()
+            out.data[key][keep:] = 0
+            out.samples[key] = self.samples[key].copy()
+            out.samples[key][keep:] = 0
+        return out
+
+    def view(self, key) -> tuple[np.ndarray, np.ndarray] | None:
+        """(last step of each bucket, mean histogram per step in it [buckets, bins+1]) or None."""
+        a = self.data.get(key)
+        if a is None:
+            return None
+        n = self.n
+        s = np.maximum(self.samples[key][:n], 1)[:, None]
+        steps = (np.arange(n, dtype=np.float64) + 1) * self.width
+        return steps, a[:n] / s
+
+    def keys(self) -> list:
+        return sorted(self.data)
+
+    # ----- saving: plain data (torch.load(weights_only=True) reads it) -----
+
+    def to_saved(self) -> dict:
+        keys = self.keys()
+        n = self.n
+        return {"grid": [self.width, n, self.capacity], "keys": [[int(i), str(w)] for i, w in keys],
+                "counts": torch.from_numpy(np.stack([self.data[k][:n] for k in keys])) if keys else torch.zeros(0),
+                "samples": torch.from_numpy(np.stack([self.samples[k][:n] for k in keys])) if keys else torch.zeros(0)}
+
+    @classmethod
+    def from_saved(cls, d: dict) -> "Distributions":
+        width, n, capacity = (int(v) for v in d["grid"])
+        if not (1 <= capacity <= 1 << 16 and width >= 1 and 0 <= n <= capacity):
+            raise ValueError("the saved distributions are damaged")
+        out = cls(capacity)
+        out.width, out.n = width, n
+        counts, samples = d["counts"], d["samples"]
+        keys = [tuple(k) for k in d["keys"]]
+        if keys and (tuple(counts.shape) != (len(keys), n, N_BINS + 1) or tuple(samples.shape) != (len(keys), n)):
+            raise ValueError("the saved distributions are damaged")
+        for j, key in enumerate(keys):
+            a = np.zeros((capacity, N_BINS + 1), np.float32)
+            a[:n] = counts[j].numpy()
+            s = np.zeros(capacity, np.int32)
+            s[:n] = samples[j].numpy()
+            out.data[(int(key[0]), str(key[1]))], out.samples[(int(key[0]), str(key[1]))] = a, s
+        return out

@@ -1,0 +1,62 @@
+"""Distributions over time: fixed-bin histograms of parameters, gradients and every state
+tensor, kept per step (or bucket), counted on the device, saved and rewound with the timeline."""
+import numpy as np
+import torch
+
+from core import session_file
+from core.distributions import EDGES, N_BINS, NAN_BIN, Distributions, counts
+from core.session import Session
+from tests.core.test_fidelity import make_spec
+
+
+def test_counts_put_each_value_in_its_sign_and_decade_bin():
+    t = torch.tensor([0.0, 1e-20, 3e-3, -3e-3, 5.0, -7e8, float("inf"), float("nan"), float("nan")])
+    c = counts(t).numpy()
+    assert c.sum() == t.numel() and c[NAN_BIN] == 2
+    assert c[np.searchsorted(EDGES, 0.0)] == 2  # zero and the tiny value share the middle bin
+    for v in (3e-3, -3e-3, 5.0):
+        assert c[np.searchsorted(EDGES, v, side="left")] >= 1
+    assert c[0] == 1 and c[N_BINS - 1] == 1  # beyond 1e6 on each side (with inf)
+
+
+def test_a_big_tensor_is_counted_on_a_stride_and_scaled_to_its_size():
+    t = torch.randn(3000, 1000)
+    c = counts(t)
+    assert abs(float(c.sum()) - t.numel()) < 1e-3 * t.numel()
+
+
+def test_time_buckets_merge_by_adding_counts():
+    d = Distributions(capacity=4)
+    for step in range(1, 10):
+        d.add(step, {(0, "value"): np.full(N_BINS + 1, float(step), np.float32)})
+    steps, mean = d.view((0, "value"))
+    assert d.width == 4 and list(steps) == [4.0, 8.0, 12.0]
+    assert mean[0, 0] == (1 + 2 + 3 + 4) / 4 and mean[2, 0] == 9  # a mean histogram per step
+
+
+def test_the_session_records_weights_grads_and_state_and_they_survive_save_and_rewind(tmp_path):
+    s = Session(make_spec("Adam", "objective"))
+    for _ in range(6):
+        s.observer.force_next = True  # measured steps (the budget decides otherwise)
+        s.advance()
+    s.flush()
+    for which in ("value", "grad", "exp_avg", "exp_avg_sq"):
+        steps, edges, mean = s.distribution("t0", which)
+        assert list(steps) == [1, 2, 3, 4, 5, 6] and len(edges) == N_BINS - 1
+        assert np.allclose(mean.sum(axis=1), s.params["t0"].numel())
+    live = s.params["t0"].detach()
+    assert np.array_equal(s.distribution("t0")[2][-1], counts(live).numpy())  # the last step: the tensor now
+    session_file.save_session(s, tmp_path / "d.optimlab")
+    r = session_file.load_session(tmp_path / "d.optimlab")
+    assert np.array_equal(r.distribution("t0", "exp_avg")[2], s.distribution("t0", "exp_avg")[2])
+    s.goto(3)
+    assert list(s.distribution("t0")[0]) == [1, 2, 3]
+
+
+def test_histograms_travel_back_with_the_other_measurements_in_one_read():
+    s = Session(make_spec("Adam", "objective"))
+    s.observer.check_every = 8  # as on a GPU: read back in batches
+    for _ in range(8):
+        s.observer.force_next = True
+        s.advance()
+    assert list(s.distribution("t1")[0]) == list(range(1, 9))
