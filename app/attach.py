@@ -9,9 +9,10 @@ here waits on the script.
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QInputDialog, QLabel, QMainWindow, QMessageBox,
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QInputDialog, QLabel, QMainWindow,
                                QPushButton, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from core import channel
@@ -96,9 +97,8 @@ class AttachWindow(QMainWindow):
         self._draw_tensor()
         self.curves.setHistory(f.history)
         self.state_tree.setSnapshot(f)
-        state = "paused" if not f.running else "running"
-        self.status.setText(f"{f.run_id} · {f.optimizer} · {state} · "
-                            + format_status(f.step, f.loss, f.steps_per_second, f.device))
+        self.status.setText(f"{f.run_id} · {f.optimizer} · "
+                            + format_status(f.step, f.loss, f.steps_per_second, f.device, running=f.running))
 
     def _draw_tensor(self, *_) -> None:
         if self.snapshot is not None:
@@ -149,9 +149,13 @@ def choose_address(parent: QWidget) -> str | None:
 def open_attached(owner: QWidget, address: str | None) -> AttachWindow | None:
     """Open an AttachWindow (kept alive on ``owner``); a refusal is one sentence in a message box."""
     try:
-        w = AttachWindow(address)
+        ep = channel.resolve(address)
+        if not Path(f"{ep.base}.frames").exists():  # zmq would connect and wait for it forever
+            raise channel.ChannelError(f"No watched script is running at {ep.base} (has it ended?)")
+        w = AttachWindow(str(ep.base))
     except (channel.ChannelError, OSError) as e:
-        QMessageBox.warning(owner, "Cannot attach", str(e))
+        from .checkpoint_view import refuse
+        refuse(owner, "Cannot attach", str(e))
         return None
     windows = owner.__dict__.setdefault("_real_runs_windows", [])
     windows.append(w)

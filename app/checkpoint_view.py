@@ -7,14 +7,43 @@ same plain TensorSnapshot the app draws for its own sessions.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QTreeWidget,
                                QTreeWidgetItem, QVBoxLayout, QWidget)
 
-from core.checkpoints import CheckpointInfo, open_checkpoint, param_snapshot
+from core.checkpoints import CheckpointInfo, TensorRef, open_checkpoint, param_snapshot
 from core.paths import LoadError
 from widgets.tensor_panel import TensorPanel
+
+from .messages import one_sentence
+
+
+def refuse(owner: QWidget, title: str, text: str, about: str | None = None) -> None:
+    """One plain sentence in a message box that does not block (the main window's own, if it has one)."""
+    if hasattr(owner, "show_error"):
+        owner.show_error(title, text, about=about)
+        return
+    text, details = one_sentence(text)
+    if about and about not in text:
+        text = f"{about}: {text}"
+    box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, owner)
+    if details:
+        box.setDetailedText(details)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+
+
+def _norms(param) -> dict:
+    """The L2 norm of the parameter and of each state tensor (reads them: worker thread only)."""
+    refs = {"value": param.weight, **param.state}
+    return {k: v.norm() for k, v in refs.items() if isinstance(v, TensorRef)}
+
+
+def _load(param, index: int):
+    """What the window shows for one parameter: its TensorSnapshot and its norms."""
+    return param_snapshot(param, index), _norms(param)
 
 
 class _Loaded(QObject):
@@ -32,8 +61,9 @@ class CheckpointWindow(QMainWindow):
         self._loaded = _Loaded(self)
         self._loaded.done.connect(self._on_loaded, Qt.ConnectionType.QueuedConnection)
         self._wanted = None
+        self.norms: dict = {}  # of the parameter shown
         self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["name", "shape", "state"])
+        self.tree.setHeaderLabels(["name", "shape", "dtype", "state"])
         self.tree.currentItemChanged.connect(self._on_select)
         self.notes = QLabel()
         self.notes.setWordWrap(True)
@@ -52,11 +82,12 @@ class CheckpointWindow(QMainWindow):
 
     def _fill(self) -> None:
         for oi, o in enumerate(self.info.optimizers):
-            top = QTreeWidgetItem([f"{o.where}: {o.kind}", f"{len(o.params)} parameters", o.names_from])
+            top = QTreeWidgetItem([f"{o.where}: {o.kind}", f"{len(o.params)} parameters", "", o.names_from])
             self.tree.addTopLevelItem(top)
             for pi, p in enumerate(o.params):
-                shape = "" if p.weight is None else "x".join(map(str, p.weight.shape)) or "scalar"
-                item = QTreeWidgetItem([p.name, shape, ", ".join(p.state)])
+                ref = p.weight or next((v for v in p.state.values() if isinstance(v, TensorRef)), None)
+                shape = "" if ref is None else "x".join(map(str, ref.shape)) or "scalar"
+                item = QTreeWidgetItem([p.name, shape, "" if ref is None else ref.dtype, ", ".join(p.state)])
                 item.setData(0, Qt.ItemDataRole.UserRole, (oi, pi))
                 top.addChild(item)
             top.setExpanded(True)
@@ -77,7 +108,7 @@ class CheckpointWindow(QMainWindow):
         self._wanted = key
         oi, pi = key
         param = self.info.optimizers[oi].params[pi]
-        fut = self._pool.submit(param_snapshot, param, pi)
+        fut = self._pool.submit(_load, param, pi)
         fut.add_done_callback(lambda f, key=key: self._loaded.done.emit(
             key, f.result() if f.exception() is None else str(f.exception())))
 
@@ -86,10 +117,13 @@ class CheckpointWindow(QMainWindow):
         if key != self._wanted:
             return  # the user moved on
         if isinstance(result, str):
-            self.statusBar().showMessage(f"Cannot show it: {result}")
+            self.statusBar().showMessage(f"Cannot show it: {one_sentence(result)[0]}")
             self.tensor_panel.setTensor(None)
             return
-        self.tensor_panel.setTensor(result)
+        snapshot, norms = result
+        self.norms = norms
+        self.tensor_panel.setTensor(snapshot)
+        self.statusBar().showMessage(f"{snapshot.name}: " + ", ".join(f"‖{k}‖ = {v:.6g}" for k, v in norms.items()))
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -100,7 +134,7 @@ def open_checkpoint_window(owner: QWidget, path) -> CheckpointWindow | None:
     try:
         info = open_checkpoint(path)
     except (LoadError, OSError) as e:
-        QMessageBox.warning(owner, "Cannot open this checkpoint", str(e))
+        refuse(owner, "Cannot open this checkpoint", str(e), about=Path(path).name)
         return None
     w = CheckpointWindow(info)
     windows = owner.__dict__.setdefault("_real_runs_windows", [])

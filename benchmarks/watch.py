@@ -1,6 +1,6 @@
 """What optimlab.watch costs a training script, and how long a 1 GB checkpoint takes to open.
 
-    python benchmarks/watch.py [--pairs 5] [--quick] [--only cnn,adam,open]
+    python benchmarks/watch.py [--pairs 5] [--quick] [--only cnn,adam,open] [--cnn-steps 3000] [--adam-steps 60]
 
 Overhead: the same loop (zero_grad, loss, backward, step) on the same model and optimizer,
 timed bare (no hook) and watched, in interleaved pairs (bare first, then watched first,
@@ -139,12 +139,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", default="cnn,adam,open")
+    ap.add_argument("--cnn-steps", type=int, default=3000, help="steps a side for the digits CNN")
+    ap.add_argument("--adam-steps", type=int, default=60, help="steps a side for the 4096x4096 Adam")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     only = args.only.split(",")
     count = 3 if args.quick else args.pairs
-    cases = [("cnn", "digits CNN, Adam, batches of 32", cnn_case, 3000),
-             ("adam", "4096x4096, Adam", adam_case, 60)]
+    cases = [("cnn", "digits CNN, Adam, batches of 32", cnn_case, args.cnn_steps),
+             ("adam", "4096x4096, Adam", adam_case, args.adam_steps)]
     for key, label, case, n in cases:
         if key not in only:
             continue

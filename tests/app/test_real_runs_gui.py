@@ -1,13 +1,14 @@
 """File > Attach to a running script and File > Open checkpoint: the same heatmaps, curves and
 state tree as the app's own sessions, for a user's script and for a checkpoint on disk."""
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QMessageBox, QWidget
 
-from app.attach import AttachWindow
+from app.attach import AttachWindow, open_attached
 from app.checkpoint_view import open_checkpoint_window
 from core.watch import Watch
 
@@ -103,3 +104,65 @@ def test_the_file_menu_offers_attach_and_open_checkpoint(make_window):
     file_menu = win.menuBar().actions()[0].menu()
     texts = [a.text() for a in file_menu.actions()]
     assert {"Attach to a running script…", "Open checkpoint…", "Open checkpoint folder…"} <= set(texts)
+
+
+def boxes(owner):
+    return [b for b in owner.findChildren(QMessageBox) if b.isVisible()]
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_sentence_naming_it(qtbot, tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_bytes(b"these are my notes, not a checkpoint\n")
+    owner = QWidget()
+    qtbot.addWidget(owner)
+    owner.show()
+    assert open_checkpoint_window(owner, path) is None
+    qtbot.waitUntil(lambda: len(boxes(owner)) == 1)
+    (box,) = boxes(owner)
+    assert "notes.pt" in box.text() and "\n" not in box.text() and "Traceback" not in box.text()
+    assert not owner.__dict__.get("_real_runs_windows")
+
+
+class Trap:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_checkpoint_with_a_class_opens_with_that_entry_not_loaded_and_runs_nothing(qtbot, tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(5, 3)).sum().backward()
+    opt.step()
+    marker = tmp_path / "executed"
+    torch.save({"state_dict": model.state_dict(), "optimizer_states": [opt.state_dict()],
+                "callbacks": [Trap(marker)]}, tmp_path / "trap.ckpt")
+    owner = QWidget()
+    qtbot.addWidget(owner)
+    win = open_checkpoint_window(owner, tmp_path / "trap.ckpt")
+    try:
+        assert not marker.exists()
+        assert "callbacks[0]: not loaded: needs class builtins.getattr" in win.notes.text()
+        top = win.tree.topLevelItem(0)
+        assert [top.child(i).text(0) for i in range(2)] == ["weight", "bias"]
+        assert [top.child(0).text(c) for c in (1, 2)] == ["2x3", "float32"]
+        qtbot.waitUntil(lambda: "exp_avg" in win.norms)
+        st = opt.state[model.weight]
+        assert win.norms["exp_avg"] == float(torch.linalg.vector_norm(st["exp_avg"].double()))
+        assert win.norms["value"] == float(torch.linalg.vector_norm(model.weight.detach().double()))
+        assert "‖exp_avg‖" in win.statusBar().currentMessage()
+    finally:
+        win.close()
+    assert not marker.exists()
+
+
+def test_attaching_where_no_script_runs_is_refused_in_one_sentence(qtbot, tmp_path):
+    owner = QWidget()
+    qtbot.addWidget(owner)
+    owner.show()
+    assert open_attached(owner, str(tmp_path / "gone")) is None
+    qtbot.waitUntil(lambda: len(boxes(owner)) == 1)
+    (box,) = boxes(owner)
+    assert "No watched script is running at" in box.text() and "\n" not in box.text()
