@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from core.session import Session  # noqa: E402
 from core.spec import GradientSpec, SessionSpec  # noqa: E402
 from core.task_spec import TaskSpec  # noqa: E402
-from harness import CASES, measure_pairs, ratio_summary  # noqa: E402
+from harness import CASES, measure_histogram_pairs, measure_pairs, ratio_summary  # noqa: E402
 
 
 def time_to_accuracy(target: float = 0.9, max_steps: int = 20_000):
@@ -57,7 +57,11 @@ def main() -> None:
     ap.add_argument("--process", action="store_true",
                     help="measure the runner in its own process, as the app runs it")
     ap.add_argument("--no-accuracy", action="store_true", help="skip the time-to-accuracy table")
+    ap.add_argument("--histograms", action="store_true",
+                    help="instead: the runner with distributions counted vs not (ratio = on/off)")
     args = ap.parse_args()
+    if args.histograms:
+        return histograms(args)
     pairs = args.pairs or (3 if args.quick else 5)
     where = "runner process" if args.process else "runner thread"
     print(f"torch {torch.__version__}; {where}; median of {pairs} interleaved bare/runner pairs; "
@@ -82,6 +86,22 @@ def main() -> None:
     for name, steps, secs, acc in time_to_accuracy(max_steps=2_000 if args.quick else 20_000):
         shown = str(steps) if steps is not None else "not reached"
         print(f"{name:18s} {shown:>7s} {secs:8.2f} {acc:8.3f}")
+
+
+def histograms(args) -> None:
+    """Distributions over time cost: the runner counting histograms at measured steps vs not."""
+    pairs = args.pairs or (3 if args.quick else 5)
+    print(f"torch {torch.__version__}; {'runner process' if args.process else 'runner thread'}; median of "
+          f"{pairs} interleaved off/on pairs; ratio = with distributions / without, median (min-max, IQR)")
+    print(f"{'case':46s} {'off/s':>9s} {'on/s':>9s} {'ratio (spread)':36s} {'cpu (spread)':36s}")
+    med = statistics.median
+    for c in CASES:
+        if args.only and not c.label.startswith(args.only):
+            continue
+        n = max(10, c.steps // 10) if args.quick else c.steps
+        p = measure_histogram_pairs(c, n, pairs, args.process)
+        print(f"{c.label:46s} {med(b.rate for b in p.bare):9.1f} {med(r.rate for r in p.runner):9.1f} "
+              f"{ratio_summary(p.ratios):36s} {ratio_summary(p.cpu_ratios):36s}", flush=True)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,12 @@ def params_of(session) -> dict:
     return {n: p.detach().clone() for n, p in session.params.items()}
 
 
-def time_runner(spec: SessionSpec, n: int, process: bool, want_params: bool = False) -> Run:
+def histograms_off(session) -> None:
+    """Runner function: stop counting distributions (the histograms of measured steps)."""
+    session.observer.histograms = False
+
+
+def time_runner(spec: SessionSpec, n: int, process: bool, want_params: bool = False, setup=None) -> Run:
     """The runner doing ``n`` steps with live snapshots, from ``step(n)`` to the snapshot that
     shows the last step. Built (and warmed up by one step) on its runner thread.
 
@@ -207,6 +212,8 @@ def time_runner(spec: SessionSpec, n: int, process: bool, want_params: bool = Fa
     else:
         r = Runner(lambda: Session(spec), max_hz=SNAPSHOT_HZ, on_publish=published)
     try:
+        if setup is not None:
+            r.call(setup).result(120)
         r.call(warm_step).result(120)
         threads = r.call(runner_threads).result(120)
         start = r.latest().step
@@ -299,4 +306,17 @@ def measure_pairs(c: Case, n: int, pairs: int, process: bool) -> Pairs:
         bare.params = run.params = None
         out.bare.append(bare)
         out.runner.append(run)
+    return out
+
+
+def measure_histogram_pairs(c: Case, n: int, pairs: int, process: bool) -> Pairs:
+    """Interleaved pairs of the runner with distributions off (``bare``) and on (``runner``)."""
+    out = Pairs([], [])
+    for k in range(pairs):
+        first_off = k % 2 == 0
+        a = time_runner(c.spec, n, process, setup=histograms_off if first_off else None)
+        b = time_runner(c.spec, n, process, setup=None if first_off else histograms_off)
+        off, on = (a, b) if first_off else (b, a)
+        out.bare.append(off)
+        out.runner.append(on)
     return out

@@ -241,6 +241,13 @@ def set_checkpoint_budget(session, nbytes: int) -> int:
     return tl.checkpoints.used
 
 
+def set_norms_every_step(session, on: bool) -> bool:
+    """Measure grad/update norms and ratios at every step (``on``), or within their share of the
+    run's time (at least every 64th step; the default, so tiny problems run near a bare loop)."""
+    session.observer.every_step = bool(on)
+    return session.observer.every_step
+
+
 def with_optimizer_spec(spec: SessionSpec, name: str, hparams: dict) -> SessionSpec:
     """``spec`` for optimizer ``name``: arguments and group overrides it does not take are dropped."""
     known = catalogue.info(name).defaults

@@ -112,6 +112,15 @@ class Observer:
     def reset_budget(self) -> None:
         self._budget.reset()
 
+    @property
+    def every_step(self) -> bool:
+        """Norms measured at every step whatever they cost (the user asked; the run slows)."""
+        return self._budget.fraction >= 1.0
+
+    @every_step.setter
+    def every_step(self, on: bool) -> None:
+        self._budget.fraction = 1.0 if on else MEASURE_BUDGET
+
     # ----- the hooks (inside optimizer.step) -----
 
     def _pre(self, optimizer, args, kwargs) -> None:
@@ -119,7 +128,7 @@ class Observer:
             self._measuring = False
             return
         now = time.perf_counter()
-        self._measuring = (bool(self._needs) or self.force_next or self._budget.due(now)
+        self._measuring = (bool(self._needs) or self.force_next or self.every_step or self._budget.due(now)
                            or self._unmeasured >= MEASURE_AT_LEAST_EVERY - 1)
         self.force_next = False
         if not self._measuring:

@@ -309,3 +309,11 @@ def test_json_save_embeds_loaded_data_and_reopens_at_its_step(tmp_path):
     r.goto(None)
     s.goto(None)
     assert_same(r, s)
+
+
+def test_norms_every_step_when_asked():
+    s = Session(make_spec("Adam", "objective"))
+    assert edits.set_norms_every_step(s, True)
+    s.run(500)
+    h = s.history.view()
+    assert len(h.step) == 500 and not np.isnan(h.grad_norm).any() and not np.isnan(h.update_norm).any()
