@@ -47,7 +47,7 @@ def _load(param, index: int):
 
 
 class _Loaded(QObject):
-    done = Signal(object, object)  # (key, TensorSnapshot or error text)
+    done = Signal(object, object)  # (key, (TensorSnapshot, norms) or error text)
 
 
 class CheckpointWindow(QMainWindow):
@@ -109,8 +109,12 @@ class CheckpointWindow(QMainWindow):
         oi, pi = key
         param = self.info.optimizers[oi].params[pi]
         fut = self._pool.submit(_load, param, pi)
-        fut.add_done_callback(lambda f, key=key: self._loaded.done.emit(
-            key, f.result() if f.exception() is None else str(f.exception())))
+        loaded = self._loaded
+
+        def done(f, key=key):
+            if not f.cancelled():  # cancelled: the window is closing
+                loaded.done.emit(key, f.result() if f.exception() is None else str(f.exception()))
+        fut.add_done_callback(done)
 
     @Slot(object, object)
     def _on_loaded(self, key, result) -> None:

@@ -5,7 +5,9 @@
 Overhead: the same loop (zero_grad, loss, backward, step) on the same model and optimizer,
 timed bare (no hook) and watched, in interleaved pairs (bare first, then watched first,
 alternating), each pair's ratio = watched steps/s / bare steps/s; printed as the median with
-the spread (min-max, interquartile range), as benchmarks/harness.py does. Two settings:
+the spread (min-max, interquartile range), as benchmarks/harness.py does; beside it the same
+ratio in steps per CPU second of the script's process (its threads only: the load-robust
+cost of the hook and the publisher thread; the listener's own process is not counted). Two settings:
 - no app: watch() with no one listening (the hook counts and reads the clock);
 - listener: `optimlab listen` attached in its own process, decoding every frame (about 10 a
   second, as the app gets them).
@@ -15,7 +17,8 @@ OpenMP team for the two cores of a small machine; the machine is shared and nois
 
 Open: a torch.save checkpoint of about 1 GB (five 4096x4096 Linear layers and their Adam
 state) opened by `open_checkpoint` and summarised by name (shapes, dtypes), then the same
-with every norm (which reads every byte).
+with every norm (which reads every byte), and what the app's window shows at once: the first
+parameter's heatmaps (value, exp_avg, exp_avg_sq) and their norms.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from benchmarks.harness import ratio_summary  # noqa: E402
-from core.checkpoints import open_checkpoint  # noqa: E402
+from core.checkpoints import TensorRef, open_checkpoint, param_snapshot  # noqa: E402
 from core.inspect_report import summary  # noqa: E402
 from core.task_spec import TaskSpec  # noqa: E402
 from core.tasks import Task  # noqa: E402
@@ -61,17 +64,19 @@ def adam_case():
     return None, opt, lambda: None
 
 
-def timed(opt, step, w: Watch | None, n: int) -> float:
-    t0 = time.perf_counter()
+def timed(opt, step, w: Watch | None, n: int) -> tuple[float, float]:
+    """(steps per wall second, steps per CPU second of this whole process: the training
+    thread, the publisher thread and zmq's own threads)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(n):
         loss = step()
         if w is not None and loss is not None:
             w.report(loss=loss)
         opt.step()
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), n / (time.process_time() - c0)
 
 
-def pairs(case, n: int, count: int, listener: bool) -> list[float]:
+def pairs(case, n: int, count: int, listener: bool) -> tuple[list[float], list[float]]:
     model, opt, step = case()
     w = Watch(opt, model=model, name="bench")
     proc = None
@@ -82,7 +87,7 @@ def pairs(case, n: int, count: int, listener: bool) -> list[float]:
         while not w.publisher.listening and time.monotonic() < deadline:
             timed(opt, step, w, 1)
     timed(opt, step, w, max(1, n // 10))  # warm-up, watched
-    ratios = []
+    ratios, cpu_ratios = [], []
     for k in range(count):
         def bare():
             w._handle.remove()
@@ -97,15 +102,17 @@ def pairs(case, n: int, count: int, listener: bool) -> list[float]:
             b, s = bare(), watched()
         else:
             s, b = watched(), bare()
-        ratios.append(s / b)
-        print(f"    pair {k}: bare {b:,.1f} steps/s, watched {s:,.1f} steps/s, ratio {s / b:.3f}", flush=True)
+        ratios.append(s[0] / b[0])
+        cpu_ratios.append(s[1] / b[1])
+        print(f"    pair {k}: bare {b[0]:,.1f} steps/s, watched {s[0]:,.1f} steps/s, ratio {s[0] / b[0]:.3f} "
+              f"(CPU time {cpu_ratios[-1]:.3f})", flush=True)
     sent, dropped = w.publisher.frames_sent, w.publisher.frames_dropped
     w.close()
     if proc is not None:
         proc.terminate()
         proc.wait(10)
         print(f"    frames sent {sent:,}, dropped {dropped:,}")
-    return ratios
+    return ratios, cpu_ratios
 
 
 def open_times(repeats: int) -> None:
@@ -131,6 +138,16 @@ def open_times(repeats: int) -> None:
             what = "with every norm (reads 1 GB)" if norms else "names, shapes, dtypes"
             print(f"  open + optimizer state by name, {what}: median {statistics.median(times):.3f} s "
                   f"({min(times):.3f}-{max(times):.3f} s, {repeats} runs)")
+        times = []
+        for _ in range(repeats):  # what File > Open checkpoint shows at once: the first parameter, drawn
+            t0 = time.perf_counter()
+            info = open_checkpoint(path)
+            p = info.optimizers[0].params[0]
+            param_snapshot(p, 0)
+            [v.norm() for v in (p.weight, *p.state.values()) if isinstance(v, TensorRef)]
+            times.append(time.perf_counter() - t0)
+        print(f"  open + the first parameter's heatmaps and norms (4096x4096: value, exp_avg, exp_avg_sq): "
+              f"median {statistics.median(times):.3f} s ({min(times):.3f}-{max(times):.3f} s, {repeats} runs)")
 
 
 def main() -> None:
@@ -154,8 +171,9 @@ def main() -> None:
         for listener in (False, True):
             print(f"{label}, {'listener attached' if listener else 'no app'} ({n} steps a side, "
                   f"{count} pairs, {args.threads} thread):", flush=True)
-            r = pairs(case, n, count, listener)
+            r, c = pairs(case, n, count, listener)
             print(f"  watched / bare: {ratio_summary(r)}  (target {'0.97' if listener else '0.99'})", flush=True)
+            print(f"  CPU-time ratio: {ratio_summary(c)}", flush=True)
     if "open" in only:
         open_times(3 if args.quick else 5)
 

@@ -110,6 +110,9 @@ def _refusing(name: str, load):
     except LoadError:
         raise
     except pickle.UnpicklingError as e:
+        from .files import _REFUSED_MARKS, _first_line
+        if not any(m in str(e) for m in _REFUSED_MARKS):  # damaged or not a pickle at all: no class involved
+            raise LoadError(f"{name} is not a readable torch.save file ({_first_line(e)})") from None
         raise LoadError(f"Refused {name}: it holds Python objects other than tensors and plain values "
                         f"that cannot be set aside ({_gist(e)}); nothing was executed") from None
     except Exception as e:  # noqa: BLE001

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from app.attach import AttachWindow, open_attached
 from app.checkpoint_view import open_checkpoint_window
@@ -99,11 +99,30 @@ def test_open_checkpoint_shows_each_parameters_state_by_name_as_heatmaps(qtbot, 
         win.close()
 
 
-def test_the_file_menu_offers_attach_and_open_checkpoint(make_window):
+def test_file_open_checkpoint_opens_a_window_and_refuses_a_bad_file_in_the_main_windows_box(
+        make_window, qtbot, tmp_path, monkeypatch):
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, tmp_path / "good.pt")
+    (tmp_path / "bad.pt").write_bytes(b"\x00not a checkpoint")
+    chosen = [str(tmp_path / "good.pt")]
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (chosen[0], ""))
     win = make_window()
     file_menu = win.menuBar().actions()[0].menu()
-    texts = [a.text() for a in file_menu.actions()]
-    assert {"Attach to a running script…", "Open checkpoint…", "Open checkpoint folder…"} <= set(texts)
+    actions = {a.text(): a for a in file_menu.actions()}
+    assert {"Attach to a running script…", "Open checkpoint folder…"} <= set(actions)
+    actions["Open checkpoint…"].trigger()
+    (opened,) = win._real_runs_windows
+    qtbot.waitUntil(lambda: "momentum_buffer" in opened.norms)
+    assert opened.tree.topLevelItem(0).child(0).text(0) == "weight"
+    opened.close()
+    chosen[0] = str(tmp_path / "bad.pt")
+    actions["Open checkpoint…"].trigger()
+    qtbot.waitUntil(lambda: "bad.pt" in win.last_error)
+    assert "is not a readable torch.save file" in win.last_error and "\n" not in win.last_error
+    assert win._real_runs_windows in ([], [opened])  # no window for the refused file
 
 
 def boxes(owner):

@@ -191,3 +191,14 @@ def test_inspect_refuses_what_is_not_a_checkpoint_in_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert cli.main(["inspect", str(tmp_path / "empty")]) == 2
     assert "no checkpoint files" in capsys.readouterr().err
+
+
+def test_a_damaged_file_is_called_unreadable_and_a_legacy_pickle_with_a_class_is_refused_unexecuted(tmp_path):
+    (tmp_path / "damaged.pt").write_bytes(b"\x00 not a pickle")
+    with pytest.raises(LoadError, match=r"damaged.pt is not a readable torch.save file \(Unsupported operand 0\)$"):
+        open_checkpoint(tmp_path / "damaged.pt")
+    marker = tmp_path / "executed"
+    torch.save({"callbacks": [Trap(marker)]}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(LoadError, match="Refused .*legacy.pt: it holds Python objects"):
+        open_checkpoint(tmp_path / "legacy.pt")
+    assert not marker.exists()
