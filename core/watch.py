@@ -7,7 +7,8 @@
         w.report(loss=loss)          # optional: the loss of the step about to be taken
         optimizer.step()
 
-Built on ``optimizer.register_step_post_hook``. After every step the hook (1) agrees with
+Built on ``optimizer.register_step_post_hook``; ``optimlab.watch()`` with no optimizer
+(``WatchFirst``) uses torch's global step hook and watches the first optimizer to step. After every step the hook (1) agrees with
 the other ranks whether to hold there (pause/step from a listener), (2) when someone
 listens and the frame budget allows it (at most ``max_hz`` frames a second and ``budget``
 of the wall time), enqueues copies of the parameters, gradients and every state tensor
@@ -29,6 +30,7 @@ import time
 import weakref
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from . import channel
 from .frames import Capture, LossBatch, grab, plain_value
@@ -58,6 +60,15 @@ def _dist():
     return torch.distributed
 
 
+def _check_options(max_hz: float = MAX_HZ, budget: float = BUDGET, control_every: int = 1) -> None:
+    if not max_hz > 0:
+        raise ValueError(f"Invalid max_hz: {max_hz}")
+    if not 0 < budget <= 1:
+        raise ValueError(f"Invalid budget: {budget}")
+    if not (isinstance(control_every, int) and control_every >= 1):
+        raise ValueError(f"Invalid control_every: {control_every}")
+
+
 class Watch:
     """Watches one optimizer; ``close()`` (or the end of the process) removes the hook and sockets."""
 
@@ -66,12 +77,7 @@ class Watch:
                  control_every: int = 1):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"watch() needs a torch.optim.Optimizer, not {type(optimizer).__name__}")
-        if not max_hz > 0:
-            raise ValueError(f"Invalid max_hz: {max_hz}")
-        if not 0 < budget <= 1:
-            raise ValueError(f"Invalid budget: {budget}")
-        if not (isinstance(control_every, int) and control_every >= 1):
-            raise ValueError(f"Invalid control_every: {control_every}")
+        _check_options(max_hz, budget, control_every)
         self.optimizer = optimizer
         self.name = name or (type(model).__name__ if model is not None else type(optimizer).__name__)
         self.step = 0
@@ -229,3 +235,58 @@ class Watch:
                 cap.groups.append((gi, hp, tuple(idx), tuple(names)))
             cap.defaults = {k: plain_value(v, events) for k, v in opt.defaults.items()}
         return cap
+
+
+class WatchFirst:
+    """``watch()`` with no optimizer at hand: the first optimizer to step anywhere in the process
+    is watched from that step on (torch's global ``register_optimizer_step_post_hook``), as if
+    ``Watch(optimizer, **options)`` had been called just before it.
+
+    A loss reported before that first step is handed on. The global hook stays registered (a
+    check of one attribute per step of any optimizer) until ``close()``: torch iterates its
+    global hooks while calling them, so the hook cannot remove itself.
+    """
+
+    def __init__(self, model=None, **options):
+        _check_options(**{k: v for k, v in options.items() if k in ("max_hz", "budget", "control_every")})
+        self._options = dict(model=model, **options)
+        self.watch: Watch | None = None
+        self._early: tuple | None = None  # report() before the first step
+        self._closed = False
+        self._handle = register_optimizer_step_post_hook(self._first)
+
+    @property
+    def address(self) -> str | None:
+        return None if self.watch is None else self.watch.address
+
+    @property
+    def step(self) -> int:
+        return 0 if self.watch is None else self.watch.step
+
+    def report(self, loss=None, **scalars) -> None:
+        if self.watch is not None:
+            self.watch.report(loss, **scalars)
+        elif not self._closed:
+            self._early = (loss.detach() if isinstance(loss, torch.Tensor) else loss, scalars)
+
+    def _first(self, optimizer, args, kwargs) -> None:
+        if self.watch is not None or self._closed:
+            return
+        w = Watch(optimizer, **self._options)  # its own hook runs from the next step
+        if self._early is not None:
+            w.report(self._early[0], **self._early[1])
+            self._early = None
+        self.watch = w
+        w._post(optimizer, args, kwargs)  # this step is its step 1
+
+    def close(self) -> None:
+        self._closed = True
+        self._handle.remove()
+        if self.watch is not None:
+            self.watch.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

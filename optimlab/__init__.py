@@ -44,9 +44,12 @@ def _load_core():
 core = _load_core()
 
 
-def watch(optimizer, model=None, name=None, address=None, rank=None, **options):
-    """Stream ``optimizer``'s frames to a listener (see ``optimlab.core.watch.Watch``)."""
-    from .core.watch import Watch
+def watch(optimizer=None, model=None, name=None, address=None, rank=None, **options):
+    """Stream ``optimizer``'s frames to a listener (see ``optimlab.core.watch.Watch``). With no
+    optimizer, the first one to step in this process is watched (``WatchFirst``)."""
+    from .core.watch import Watch, WatchFirst
+    if optimizer is None:
+        return WatchFirst(model=model, name=name, address=address, rank=rank, **options)
     return Watch(optimizer, model=model, name=name, address=address, rank=rank, **options)
 
 

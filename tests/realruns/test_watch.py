@@ -180,3 +180,31 @@ def test_closing_removes_the_hook_and_the_sockets(setup):
     assert not base.info.exists()
     Trainer(model, opt, w).one()
     assert w.step == 0
+
+
+def test_watch_without_an_optimizer_follows_the_first_one_to_step_from_its_first_step():
+    from core.watch import WatchFirst
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    w = WatchFirst(model=model, name="anon", max_hz=200)
+    opt = torch.optim.Adam(model.parameters())  # made after watch(): no reference was passed
+    other = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    try:
+        assert w.address is None
+        tr = Trainer(model, opt, w)
+        tr.one()
+        other.step()  # a second optimizer is not the one watched
+        assert w.watch.optimizer is opt and w.step == 1
+        with Listener(w.address) as lst, tr:
+            _until(lambda: lst.latest() is not None, what="a first frame")
+            lst.pause()
+            held = _until(lambda: lst.status()["held_at"], what="the hold")
+            f = _until(lambda: (f := lst.latest()) is not None and f.step == held and f, what="frame")
+            assert [t.name for t in f.tensors] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+            assert f.optimizer == "Adam"
+            # the first step's loss, reported before any optimizer existed for the hook, is on the curve
+            assert np.array_equal(f.history.loss, np.array([float(x) for x in tr.losses[:held]]))
+    finally:
+        w.close()
+    tr.one()
+    assert w.step == held  # closed: no more steps counted
