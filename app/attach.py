@@ -23,6 +23,7 @@ from widgets.status import format_status
 from widgets.tensor_panel import TensorPanel
 
 FRAME_MS = 25
+ALIVE_EVERY = 40  # polls between checks that the script is still there (about a second)
 
 
 class _Replies(QObject):
@@ -39,6 +40,8 @@ class AttachWindow(QMainWindow):
         self.listener = Listener(address)  # ChannelError: the caller shows the sentence
         self.setWindowTitle(f"optimlab: attached to {self.listener.endpoint.name}")
         self.snapshot = None
+        self.ended = False
+        self._polls = 0
         self.last_reply: dict | str | None = None
         self._replies = _Replies(self)
         self._replies.done.connect(self._on_reply, Qt.ConnectionType.QueuedConnection)
@@ -82,6 +85,9 @@ class AttachWindow(QMainWindow):
 
     @Slot()
     def poll(self) -> None:
+        self._polls += 1
+        if self._polls % ALIVE_EVERY == 0 and not self.ended and not channel.alive(self.listener.endpoint):
+            self._end()
         f = self.listener.latest()
         if f is None or f is self.snapshot:
             return
@@ -99,6 +105,14 @@ class AttachWindow(QMainWindow):
         self.state_tree.setSnapshot(f)
         self.status.setText(f"{f.run_id} · {f.optimizer} · "
                             + format_status(f.step, f.loss, f.steps_per_second, f.device, running=f.running))
+
+    def _end(self) -> None:
+        """The script has ended (or crashed): its last frame stays on screen, the controls go."""
+        self.ended = True
+        for b in (self.pause_button, self.step_button, self.step_count, self.resume_button):
+            b.setEnabled(False)
+        self.statusBar().showMessage(f"{self.listener.endpoint.name} has ended; its last frame is shown")
+        self.setWindowTitle(self.windowTitle() + " (ended)")
 
     def _draw_tensor(self, *_) -> None:
         if self.snapshot is not None:

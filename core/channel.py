@@ -123,6 +123,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def alive(ep: Endpoint) -> bool:
+    """Is the script behind ``ep`` still there? (Its info file is removed when it closes; a
+    crashed one leaves the file behind, with the pid of a process that is gone.)"""
+    try:
+        return _alive(int(json.loads(ep.info.read_text())["pid"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def running() -> list[tuple[Endpoint, dict]]:
     """The watched scripts still running, newest first (stale files of dead ones are removed)."""
     try:

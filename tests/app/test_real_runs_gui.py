@@ -70,6 +70,10 @@ def test_attach_window_draws_the_scripts_frames_and_pauses_steps_and_resumes_it(
         win.resume_button.click()
         qtbot.waitUntil(lambda: script.w.step > held + 10)
         assert win.last_reply["ok"]
+        script.close()  # the script ends: the window says so and keeps its last frame
+        qtbot.waitUntil(lambda: win.ended)
+        assert not win.pause_button.isEnabled() and "has ended" in win.statusBar().currentMessage()
+        assert win.tensor_panel.views()["value"].view() is not None
     finally:
         win.close()
         script.close()
