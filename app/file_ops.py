@@ -22,6 +22,7 @@ from .new_dialog import NewSessionDialog
 RECENT_MAX = 8
 SESSION_FILTER = "optimlab sessions (*.optimlab *.json)"
 TORCH_FILTER = "torch.save files (*.pt *.pth *.pkl)"
+SCRIPT_FILTER = "Python scripts (*.py)"
 OPEN_FILTER = f"Sessions and state_dicts (*.optimlab *.json *.pt *.pth *.pkl);;{SESSION_FILTER};;{TORCH_FILTER}"
 
 
@@ -74,6 +75,7 @@ class FileOps:
         act("Save optimizer state_dict…", self.save_optimizer_dialog, "Ctrl+Shift+S")
         act("Save parameters…", partial(self._save_dialog, files.save_params, "parameters"))
         act("Save checkpoint (both)…", partial(self._save_dialog, files.save_checkpoint, "checkpoint"))
+        act("Export as PyTorch script…", self.export_script_dialog)
         menu.addSeparator()
         act("Load optimizer state_dict…", partial(self._load_dialog, "optimizer"))
         act("Load parameters…", partial(self._load_dialog, "params"))
@@ -243,6 +245,22 @@ class FileOps:
         self.bridge.call(fn, path, on_ok=lambda _: self.statusBar().showMessage(f"Saved {Path(path).name}", 5000),
                          on_error=lambda msg, tb: self.show_error("Cannot save", msg, tb,
                                                                   about=Path(path).name))
+
+    def export_script_dialog(self) -> None:
+        stem = self.path.stem if self.path else "session"
+        path, _ = QFileDialog.getSaveFileName(self, "Export as PyTorch script", f"{stem}.py", SCRIPT_FILTER)
+        if path:
+            self.export_script_to(path if Path(path).suffix else path + ".py")
+
+    def export_script_to(self, path, on_done=None) -> None:
+        """Write the current branch as a plain PyTorch script (on the runner: it replays the session)."""
+        def ok(written):
+            extra = f" and {len(written) - 1} stored state_dict file(s) beside it" if len(written) > 1 else ""
+            self.statusBar().showMessage(f"Exported {Path(path).name}{extra}", 5000)
+            if on_done:
+                on_done(written)
+        self.bridge.call(edits.export_script, path, on_ok=ok,
+                         on_error=lambda msg, tb: self.show_error("Cannot export", msg))
 
     # ----- drops and closing -----
 

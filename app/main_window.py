@@ -27,6 +27,7 @@ from widgets.wheel_guard import guard
 from . import script_trust
 from .add_group_dialog import AddGroupDialog
 from .bridge import RunnerBridge, empty_snapshot
+from .explain_dialog import ExplainDialog
 from .file_ops import FileOps, add_action
 from .landscape_ui import LandscapeUI
 from .layout import WindowLayout
@@ -62,6 +63,8 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
         self._paused_shown = None  # the pause reason shown in the status bar
         self._landscape_key = None
         self._history_drawn = None
+        self.explain_dialog = None  # made at the first click on an element
+        self._explain_token = 0
         self._slow_drawn = 0.0
         self._rate = RateMeter()  # steps/s measured from the snapshots, while running
         self.init_files()
@@ -138,6 +141,7 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
         self.optimizer_panel.groupValueChanged.connect(self.on_group_value)
         self.tensor_combo.currentTextChanged.connect(lambda _: self._draw_tensor())
         self.tensor_panel.exactRequested.connect(self.on_exact_requested)
+        self.tensor_panel.explainRequested.connect(self.on_explain_requested)
         self.landscape.startRequested.connect(self.on_start_point)
         c = self.controls
         c.stepRequested.connect(self.step)
@@ -291,6 +295,33 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
     def on_exact_requested(self, name: str, which: str, index: tuple) -> None:
         self.bridge.call(exact_value, name, which, index,
                          on_ok=lambda v: self.tensor_panel.showExact(name, which, index, v))
+
+    def on_explain_requested(self, name: str, index: tuple, step: int | None = None) -> None:
+        """Explain ``name[index]``'s update at ``step`` (default: the last step taken) in the Explain
+        dialog; computed on the runner, which replays to that step on an engine of its own."""
+        snap = self.bridge.latest()
+        if snap is None or snap.running or snap.batch_total > 0:
+            self.statusBar().showMessage("Pause the run to explain an update", 5000)
+            return
+        dlg = self.explain_dialog
+        if dlg is None:
+            dlg = self.explain_dialog = ExplainDialog(self)
+            dlg.requested.connect(lambda n, i, k: self.on_explain_requested(n, i, k))
+        step = snap.step if step is None else step
+        dlg.ask(name, index, step)
+        dlg.show()
+        dlg.raise_()
+        self._explain_token += 1
+        token = self._explain_token
+
+        def ok(e):
+            if token == self._explain_token:  # an older answer must not replace a newer question's
+                dlg.showExplanation(e)
+
+        def fail(msg, tb):
+            if token == self._explain_token:
+                dlg.showRefusal(msg)
+        self.bridge.call(edits.explain_update, name, index, max(1, step), on_ok=ok, on_error=fail)
 
     # ----- drawing -----
 

@@ -4,6 +4,9 @@
                  [--save-params PATH] [--save-session PATH] [--print-state]
                  [--trust-script] [--timeout SECONDS] [--branch B] [--at STEP] [--until CONDITION ...]
     optimlab branches SESSION   list the timeline's branches
+    optimlab explain SESSION --tensor NAME --index I[,J...] [--step K] [--branch B]
+                             one element's update: the optimizer's formula with its numbers, beside torch's
+    optimlab export SESSION [-o script.py] [--branch B]   the branch as a plain PyTorch script
     optimlab optimizers      list torch.optim's optimizers and their hyperparameters
     optimlab examples        list the shipped examples (usable as SESSION by name)
     optimlab listen [ADDRESS] [--frames N] [--json]   frames of a script that calls optimlab.watch
@@ -128,6 +131,16 @@ def cmd_branches(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from .explain import command  # here: the commands above need none of it
+    return command(args)
+
+
+def cmd_export(args) -> int:
+    from .export import command
+    return command(args)
+
+
 def cmd_optimizers(args) -> int:
     for info in catalogue.catalogue():
         print(f"{info.name}: {info.summary}")
@@ -199,6 +212,22 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("branches", help="list a session's branches (id, parent, fork step, steps, last loss)")
     b.add_argument("session", help="a .optimlab session (or .json, or an example's name)")
     b.set_defaults(func=cmd_branches)
+    e = sub.add_parser("explain", help="one element's update at a step: the optimizer's formula with its "
+                       "numbers, recomputed in float64 and in the tensor's dtype, beside the change torch made")
+    e.add_argument("session", help="a .optimlab session, a .json spec, or an example's name")
+    e.add_argument("--tensor", required=True, metavar="NAME", help="the tensor (a parameter's name)")
+    e.add_argument("--index", default="", metavar="I[,J...]", help="the element, e.g. 0,1 (none for a scalar)")
+    e.add_argument("--step", type=int, metavar="K", help="the update from step K-1 to K (default: the session's step)")
+    e.add_argument("--branch", type=int, metavar="B", help="a branch of the timeline (default: the current one)")
+    e.add_argument("--trust-script", action="store_true", help="run the Python task script the session names")
+    e.set_defaults(func=cmd_explain)
+    x = sub.add_parser("export", help="write the branch as a plain PyTorch script that reproduces it and "
+                       "checks its own result")
+    x.add_argument("session", help="a .optimlab session, a .json spec, or an example's name")
+    x.add_argument("-o", "--output", metavar="PATH", help="the script to write (default: print it)")
+    x.add_argument("--branch", type=int, metavar="B", help="a branch of the timeline (default: the current one)")
+    x.add_argument("--trust-script", action="store_true", help="run the Python task script the session names")
+    x.set_defaults(func=cmd_export)
     sub.add_parser("optimizers", help="list torch.optim's optimizers").set_defaults(func=cmd_optimizers)
     sub.add_parser("examples", help="list the shipped examples").set_defaults(func=cmd_examples)
     li = sub.add_parser("listen", help="print the frames of a running script that calls optimlab.watch(...)")

@@ -217,6 +217,18 @@ def branches(session):
     return session.branches()
 
 
+def explain_update(session, tensor: str, index, step=None):
+    """The update of ``tensor[index]`` at ``step`` (default: the last one taken) explained
+    (``core.explain``): replayed on an engine of its own, the session does not move."""
+    from .explain import explain  # its formula modules are needed only when asked
+    return explain(session, tensor, tuple(index), step)
+
+
+def export_script(session, path) -> list[str]:
+    """Write the current branch as a plain PyTorch script (``core.export``), atomically;
+    returns the files written (the script, then any stored state_dict beside it)."""
+    from .export import write_script
+    return [str(p) for p in write_script(session, path)]
 def branch_history(session, branch: int):
     """The curves of another branch (plain data), to overlay on the current one's."""
     b = session.timeline.branches.get(branch)

@@ -29,6 +29,7 @@ from .timeline import DEFAULT_BUDGET, Journal, Timeline
 SMALL_NUMEL = 1_000_000
 CHECKPOINT_SHARE = 0.01  # checkpoints take about this share of the stepping time
 FIRST_CHECKPOINT_EVERY = 16
+REPLAY_UNSEEN = 0.025  # seconds of replay a rewind may add unseen: no checkpoints closer than that
 MAX_CHECKPOINT_EVERY = 1_000_000
 
 
@@ -303,8 +304,9 @@ class Session:
         """Keep the engine's complete state at this step (the run's cost of rewinding later).
 
         The next one comes after as many steps as keep checkpoints at about CHECKPOINT_SHARE
-        of the stepping time (measured over the steps since this one), so rewinding replays
-        at most that many steps.
+        of the stepping time (measured over the steps since this one), and never closer than
+        REPLAY_UNSEEN seconds of steps (a tiny problem's 2 numbers would otherwise keep a
+        checkpoint every hundred steps, mostly RNG states); rewinding replays at most that many.
         """
         t0 = time.perf_counter()
         steps = self._since_ckpt
@@ -316,7 +318,8 @@ class Session:
         t1 = time.perf_counter()
         if steps and self._ckpt_mark:
             per_step = max((t0 - self._ckpt_mark) / steps, 1e-7)
-            self._ckpt_every = max(1, min(MAX_CHECKPOINT_EVERY, math.ceil((t1 - t0) / (CHECKPOINT_SHARE * per_step))))
+            every = max((t1 - t0) / (CHECKPOINT_SHARE * per_step), REPLAY_UNSEEN / per_step)
+            self._ckpt_every = max(1, min(MAX_CHECKPOINT_EVERY, math.ceil(every)))
         self._ckpt_mark = t1
         self._since_ckpt = 0
 

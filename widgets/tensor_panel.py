@@ -33,13 +33,18 @@ class TensorPanel(QWidget):
 
     ``exactRequested(tensor_name, which, index)`` where ``which`` is "value", "grad" or a
     state key; answer with ``showExact(tensor_name, which, index, value)``.
+    ``explainRequested(tensor_name, index)``: an element was clicked in the value, the
+    gradient or a state entry of the tensor's shape (Adafactor's row/column factors have
+    another shape and explain nothing).
     """
 
     exactRequested = Signal(str, str, tuple)
+    explainRequested = Signal(str, tuple)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._name = ""
+        self._shape: tuple = ()
         self._views: dict[str, TensorView] = {}
         self._texts: dict[str, str] = {}
         self._columns = 0
@@ -99,6 +104,7 @@ class TensorPanel(QWidget):
             self.placeholder.show()
             return
         self._name = ts.name
+        self._shape = tuple(ts.value.shape) if ts.value is not None else ()
         self.placeholder.hide()
         self.scroll.show()
         self.header.show()
@@ -149,6 +155,7 @@ class TensorPanel(QWidget):
                 # the grid decides the size, never what a view happens to show (plot, "None", a number)
                 view.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
                 view.exactRequested.connect(partial(self._forward, key))
+                view.elementClicked.connect(partial(self._clicked, key))
                 self._views[key] = view
             elif only is not None and key not in only:
                 continue
@@ -160,6 +167,11 @@ class TensorPanel(QWidget):
 
     def _forward(self, which: str, index: tuple) -> None:
         self.exactRequested.emit(self._name, which, index)
+
+    def _clicked(self, which: str, index: tuple) -> None:
+        view = self._views.get(which)
+        if view is not None and view.view() is not None and tuple(view.view().shape) == self._shape:
+            self.explainRequested.emit(self._name, index)
 
     def _relayout(self, force: bool = False) -> None:
         """Columns by the panel's width; every view the same size, so same-shape tensors are

@@ -85,10 +85,12 @@ class TensorView(QWidget):
     """Draws one ``ArrayView`` with a title, hover read-out and a statistics footer.
 
     Emits ``exactRequested(index)`` (an index of the full tensor) when the user hovers
-    a strided preview; answer with ``showExact(index, value)``.
+    a strided preview; answer with ``showExact(index, value)``. A left click on an
+    element emits ``elementClicked(index)`` (the window explains that element's update).
     """
 
     exactRequested = Signal(tuple)
+    elementClicked = Signal(tuple)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -182,6 +184,7 @@ class TensorView(QWidget):
         pi.layout.setColumnFixedWidth(4, 4)
         pi.getViewBox().disableAutoRange()
         pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        pw.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self._zoomable(pw)
         self.cells = CellLabels(pi, QFont(self.font()))
         self._image_page = pw
@@ -206,6 +209,7 @@ class TensorView(QWidget):
         pi.addItem(self.bars)
         pi.addItem(self.step_curve)
         pw.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        pw.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self._zoomable(pw)
         self._bars_page = pw
         self.pages.addWidget(pw)
@@ -364,6 +368,16 @@ class TensorView(QWidget):
             self.hover.setText(f"{self._index_text(index)} = {value:.6g} (preview)")
         self._request_exact(index)
 
+    def clickAt(self, x: float, y: float) -> tuple[int, ...] | None:
+        """A click at data coordinates ``(x, y)``: emits ``elementClicked`` with the element's index
+        in the full tensor (what a left click calls); returns it, or ``None`` off the data."""
+        cell = self.cellAt(x, y)
+        if cell is None:
+            return None
+        index, _ = self.valueAt(*cell)
+        self.elementClicked.emit(index)
+        return index
+
     # ---------------------------------------------------------------- drawing
     @staticmethod
     def _cell_size(v: ArrayView) -> tuple[float, float]:
@@ -468,6 +482,15 @@ class TensorView(QWidget):
         p = vb.mapSceneToView(pos)
         self.hoverAt(p.x(), p.y())
 
+    def _on_mouse_clicked(self, event) -> None:
+        page = self.pages.currentWidget()
+        if event.button() != Qt.MouseButton.LeftButton or page not in (self._image_page, self._bars_page):
+            return
+        vb = page.getPlotItem().getViewBox()
+        if vb.sceneBoundingRect().contains(event.scenePos()):
+            p = vb.mapSceneToView(event.scenePos())
+            self.clickAt(p.x(), p.y())
+
     def leaveEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().leaveEvent(event)
         self._hover_index = None
@@ -476,7 +499,7 @@ class TensorView(QWidget):
             self._set_hint()
 
     def _set_hint(self) -> None:
-        self.hover.setText("<span style='color: grey'>hover for values</span>")
+        self.hover.setText("<span style='color: grey'>hover for values, click to explain an update</span>")
 
     @staticmethod
     def _index_text(index: tuple[int, ...]) -> str:

@@ -376,6 +376,42 @@ def test_no_index_is_labelled_twice_on_a_big_tensor(view, qtbot):
     assert len(values) == len(set(values)) and len(levels) >= 1
 
 
+# ----------------------------------------------------------------- clicking an element
+def click_on(tv: TensorView, x: float, y: float, qtbot) -> None:
+    """A real left click (press and release on the plot's viewport) at data point (x, y)."""
+    pw = tv.pages.currentWidget()
+    vb = pw.getPlotItem().getViewBox()
+    qtbot.waitUntil(lambda: vb.viewRect().contains(QPointF(x, y)))  # auto range is lazy
+    at = pw.mapFromScene(vb.mapViewToScene(QPointF(x, y)))
+    qtbot.mouseClick(pw.viewport(), Qt.MouseButton.LeftButton, pos=at)
+
+
+def test_a_click_on_a_cell_names_its_element(view, qtbot):
+    view.setView(av(np.arange(12, dtype=np.float32).reshape(3, 4)), "weight")
+    with qtbot.waitSignal(view.elementClicked) as sig:
+        click_on(view, 2.5, 1.5, qtbot)  # column 2, row 1
+    assert sig.args == [(1, 2)]
+
+
+def test_a_click_on_a_bar_names_its_element_and_one_off_the_data_nothing(view, qtbot):
+    view.setView(av(np.arange(5, dtype=np.float32)), "bias")
+    with qtbot.waitSignal(view.elementClicked) as sig:
+        click_on(view, 3.1, 1.0, qtbot)
+    assert sig.args == [(3,)]
+    with qtbot.assertNotEmitted(view.elementClicked):
+        assert view.clickAt(40.0, 1.0) is None
+
+
+def test_panel_asks_to_explain_an_element_clicked_in_a_preview_or_the_gradient(panel, qtbot):
+    full = np.arange(40 * 30, dtype=np.float32).reshape(40, 30)
+    ts = TensorSnapshot(name="fc.weight", index=0, group=0, value=av(full, stride=(4, 3)), grad=av(full, (4, 3)),
+                        state={"exp_avg_sq_row": av(np.ones(40, np.float32))})
+    panel.setTensor(ts)
+    with qtbot.waitSignal(panel.explainRequested) as sig:
+        panel.views()["grad"].clickAt(3.5, 16.5)  # preview cell (4, 1): element (16, 3)
+    assert sig.args == ["fc.weight", (16, 3)]
+    with qtbot.assertNotEmitted(panel.explainRequested):  # a row factor's element is not the tensor's
+        panel.views()["exp_avg_sq_row"].clickAt(2.0, 1.0)
 def test_cell_values_are_formatted_by_magnitude():
     from widgets.cell_labels import cell_text
     assert [cell_text(v) for v in (2.656e-05, 0.005154, -1.0901, 0.0, 1234.5, 123456.0, float("nan"))] == \
