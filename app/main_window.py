@@ -24,7 +24,7 @@ from widgets.status import RateMeter, format_status
 from widgets.tensor_panel import TensorPanel
 from widgets.wheel_guard import guard
 
-from . import script_trust
+from . import optimizer_file, script_trust
 from .add_group_dialog import AddGroupDialog
 from .bridge import RunnerBridge, empty_snapshot
 from .explain_dialog import ExplainDialog
@@ -137,6 +137,7 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
         self.sync_training(self.spec)
         self.problem.specEdited.connect(self.on_spec_edited)
         self.optimizer_panel.optimizerChosen.connect(self.on_optimizer_chosen)
+        self.optimizer_panel.fileRequested.connect(lambda: optimizer_file.choose(self))
         self.optimizer_panel.defaultChanged.connect(self.on_default_changed)
         self.optimizer_panel.groupValueChanged.connect(self.on_group_value)
         self.tensor_combo.currentTextChanged.connect(lambda _: self._draw_tensor())
@@ -396,9 +397,10 @@ class MainWindow(FileOps, TrainingUI, WindowLayout, LandscapeUI, QMainWindow):
         self.invalid_note.setToolTip(text)
         self.invalid_note.setVisible(bool(text))
 
-    def ask_trust(self, path: str, digest: str) -> bool:
-        """Ask before a session runs a Python script; remember a yes for this file's contents."""
-        if not script_trust.ask(self, path, digest):
+    def ask_trust(self, path: str, digest: str, what: str = "task script") -> bool:
+        """Ask before a session runs a Python script (a task script or an optimizer file);
+        remember a yes for this file's contents."""
+        if not script_trust.ask(self, path, digest, what):
             return False
         script_trust.remember(self.settings, path, digest)
         return True

@@ -49,6 +49,8 @@ class SpecError(ValueError):
 Word = Annotated[str, Meta(max_length=MAX_NAME)]  # a name or an option (dtype, init, kind, ...)
 Text = Annotated[str, Meta(max_length=MAX_TEXT)]
 PathText = Annotated[str, Meta(max_length=MAX_PATH)]
+# "Adam", "pytorch_optimizer.Lion" or "file:PATH.py:Class" (core.optimizer_names)
+OptimizerText = Annotated[str, Meta(max_length=MAX_PATH + MAX_NAME + 8)]
 Dim = Annotated[int, Meta(ge=1, le=MAX_NUMEL)]
 Shape = Annotated[tuple[Dim, ...], Meta(max_length=MAX_DIMS)]
 Names = Annotated[tuple[Word, ...], Meta(max_length=MAX_TENSORS)]

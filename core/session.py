@@ -89,6 +89,7 @@ class Session:
         self.notice = ""  # the last line for the status bar ("new branch 3, branch 2 kept at ...")
         self._undo: list = []
         self._redo: list = []
+        self.view = None  # what the window shows (core.observe.View): snapshots copy only that
         self._watch_branch()
 
     # ----- the live objects (read them on the owning thread only) -----
@@ -275,6 +276,7 @@ class Session:
         if self._pending:
             b = self.timeline.branch
             b.journal.record(e.step_count - self._pending, Step(self._pending))
+            b.threads = torch.get_num_threads()  # CPU reductions' last bits depend on it (README)
             self._pending = 0
             loss = e.loss
             if loss is not None:
@@ -288,6 +290,7 @@ class Session:
         b = self.timeline.branch
         if self._pending:
             b.journal.record(self.engine.step_count - self._pending, Step(self._pending))
+            b.threads = torch.get_num_threads()
             self._pending = 0
         if self.engine.step_count > hit.step:
             b.journal = b.journal.copy_prefix(hit.step, b.journal.index_after(hit.step))
