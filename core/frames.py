@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .observe import _hist, _np_stats
+from .observe import _hist
 from .snapshot import PREVIEW_SIDE, WHOLE_LIMIT, ArrayView, GroupSnapshot, Snapshot, TensorSnapshot, frozen
 
 _NUMPY_LESS = {torch.bfloat16, torch.uint16, torch.uint32, torch.uint64}  # shown through float32 / int64
@@ -127,6 +127,15 @@ def plain_value(v, events: list):
 
 
 # ----- on the publisher thread -----
+
+def _np_stats(a: np.ndarray) -> tuple[float, float, float, float]:
+    """min, max, mean, norm of a host copy, in float64 (NaN for an empty tensor)."""
+    if not a.size:
+        nan = float("nan")
+        return nan, nan, nan, nan
+    af = a.astype(np.float64, copy=False)
+    return float(af.min()), float(af.max()), float(af.mean()), float(np.sqrt((af * af).sum()))
+
 
 def view(g: Grab) -> ArrayView:
     a = g.host.numpy()
