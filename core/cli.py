@@ -11,6 +11,8 @@
     optimlab optimizers      list the optimizers (torch.optim's, the installed collections') and their
                              hyperparameters, and the classes skipped with the reason
     optimlab examples        list the shipped examples (usable as SESSION by name)
+    optimlab listen [ADDRESS] [--frames N] [--json]   frames of a script that calls optimlab.watch
+    optimlab inspect PATH [--json] [--no-norms]       a checkpoint's optimizer state per parameter name
 
 Bad input exits with status 2 and one line on stderr. ``run`` works in a supervised child
 process (``core.headless``): Ctrl+C exits 130 and --timeout 124 after saving what was asked
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from . import catalogue, files, optimizer_names, trust
 from .breakpoints import BreakpointError
+from .channel import ChannelError
 from .breakpoints import parse as parse_breakpoint
 from .headless import RunRequest, supervise
 from .session import NonFinite, StepError
@@ -188,6 +191,19 @@ def cmd_examples(args) -> int:
     return 0
 
 
+def cmd_listen(args) -> int:
+    from .listen import listen
+    try:
+        return listen(args.address, frames=args.frames, as_json=args.json, timeout=args.timeout)
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_inspect(args) -> int:
+    from .inspect_report import inspect
+    return inspect(args.path, as_json=args.json, norms=not args.no_norms)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors are one line on stderr and status 2, like every other bad input."""
 
@@ -252,6 +268,18 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("optimizers", help="list the optimizers (torch.optim's and the installed collections')"
                    ).set_defaults(func=cmd_optimizers)
     sub.add_parser("examples", help="list the shipped examples").set_defaults(func=cmd_examples)
+    li = sub.add_parser("listen", help="print the frames of a running script that calls optimlab.watch(...)")
+    li.add_argument("address", nargs="?", help="its name or socket path (default: the newest running)")
+    li.add_argument("--frames", type=int, default=0, metavar="N", help="stop after N frames (default: never)")
+    li.add_argument("--json", action="store_true", help="one JSON object per line")
+    li.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS", help="give up after SECONDS (exit 124)")
+    li.set_defaults(func=cmd_listen)
+    ins = sub.add_parser("inspect", help="a checkpoint's optimizer state per parameter name (torch.save, "
+                                         "Lightning, Hugging Face Trainer folder, torch.distributed.checkpoint)")
+    ins.add_argument("path", help="a checkpoint file or folder")
+    ins.add_argument("--json", action="store_true", help="print JSON")
+    ins.add_argument("--no-norms", action="store_true", help="shapes and dtypes only (reads no tensor data)")
+    ins.set_defaults(func=cmd_inspect)
     return ap
 
 
@@ -277,7 +305,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # the reader (e.g. `| head`) closed the pipe: not an error of ours
         sys.stderr = open(os.devnull, "w")
         return 0
-    except (SpecError, files.LoadError, StepError, NonFinite, BreakpointError, OSError) as e:
+    except (SpecError, files.LoadError, StepError, NonFinite, BreakpointError, OSError, ChannelError) as e:
         print(f"optimlab: {_one_line(e)}", file=sys.stderr)
         return 2
 
