@@ -60,7 +60,7 @@ class RunnerBridge(QObject):
         self._seq = -1
         self._next = 0
         self._callbacks: dict[int, tuple] = {}
-        # ask_trust(path, digest) -> bool: the window's consent question; a request refused because
+        # ask_trust(path, digest, what) -> bool: the window's consent question; a request refused because
         # it would run an untrusted script is sent again once the user agrees
         self.ask_trust = None
         self._callDone.connect(self._on_call_done, Qt.ConnectionType.QueuedConnection)
@@ -137,7 +137,7 @@ class RunnerBridge(QObject):
     def _on_call_done(self, token, result, error, tb, exc) -> None:
         on_ok, on_error, request = self._callbacks.pop(token, (None, None, None))
         if isinstance(exc, UntrustedScript) and self.ask_trust is not None and request is not None:
-            if self.ask_trust(exc.path, exc.digest):
+            if self.ask_trust(exc.path, exc.digest, exc.what):
                 kind, fn, args = request
                 self.call(edits.trust_scripts, [(exc.path, exc.digest)])
                 (self.call if kind == "call" else self.replace)(fn, *args, on_ok=on_ok, on_error=on_error)

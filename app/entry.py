@@ -1,10 +1,11 @@
-"""The ``optimlab`` command: a CLI subcommand (run, branches, explain, export, optimizers, examples) runs headless;
-anything else (nothing, a file or example to open, window options) starts the desktop app."""
+"""The ``optimlab`` command: a CLI subcommand (run, branches, explain, export, optimizers, examples,
+listen, inspect) runs headless; anything else (nothing, a file or example to open, window options) starts the desktop app."""
 from __future__ import annotations
 
 import sys
 
-CLI_COMMANDS = ("run", "branches", "explain", "export", "optimizers", "examples", "-h", "--help")
+CLI_COMMANDS = ("run", "branches", "compare", "explain", "export", "optimizers", "examples", "listen", "inspect",
+                "-h", "--help")
 
 
 def wants_cli(argv: list[str]) -> bool:

@@ -65,6 +65,8 @@ class FileOps:
             a.triggered.connect(partial(self.open_example, name))
             examples.addAction(a)
         act("Open training script…", self.open_script_dialog)
+        from .checkpoint_view import add_real_runs_actions  # issue 13: attach, open checkpoints
+        add_real_runs_actions(self, menu, add_action)
         self.recent_menu = menu.addMenu("Open recent")
         self._fill_recent()
         menu.addSeparator()

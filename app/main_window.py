@@ -24,9 +24,10 @@ from widgets.status import RateMeter, format_status
 from widgets.tensor_panel import TensorPanel
 from widgets.wheel_guard import guard
 
-from . import script_trust
+from . import optimizer_file, script_trust
 from .add_group_dialog import AddGroupDialog
 from .bridge import RunnerBridge, empty_snapshot
+from .compare_ui import CompareUI
 from .distributions_ui import DistributionsUI
 from .explain_dialog import ExplainDialog
 from .file_ops import FileOps, add_action
@@ -45,7 +46,8 @@ def _on_screen(widget) -> bool:
     return widget.isVisible() and not widget.visibleRegion().isEmpty()
 
 
-class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, WindowLayout, LandscapeUI, QMainWindow):
+class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, WindowLayout, LandscapeUI,
+                 CompareUI, QMainWindow):
     """optimlab's window. ``session`` is sent to the runner (its own process) and never
     touched here again. Without one, the runner starts on a blank session and the window
     shows ``spec`` (if given) until ``open_initial`` has opened the real one there."""
@@ -141,6 +143,7 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, W
         self.sync_training(self.spec)
         self.problem.specEdited.connect(self.on_spec_edited)
         self.optimizer_panel.optimizerChosen.connect(self.on_optimizer_chosen)
+        self.optimizer_panel.fileRequested.connect(lambda: optimizer_file.choose(self))
         self.optimizer_panel.defaultChanged.connect(self.on_default_changed)
         self.optimizer_panel.groupValueChanged.connect(self.on_group_value)
         self.tensor_combo.currentTextChanged.connect(lambda _: self._draw_tensor())
@@ -172,6 +175,7 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, W
         act(run, "Zero grad", lambda: self.zero_grad(self.controls.setToNone()))
         act(run, "Reset", self.reset)
         act(run, "Add param group…", self.add_group_dialog)
+        self.build_compare_menu(self.menuBar().addMenu("&Compare"))
         view = self.menuBar().addMenu("&View")
         for d in self.findChildren(QDockWidget):
             view.addAction(d.toggleViewAction())
@@ -413,9 +417,10 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, W
         self.invalid_note.setToolTip(text)
         self.invalid_note.setVisible(bool(text))
 
-    def ask_trust(self, path: str, digest: str) -> bool:
-        """Ask before a session runs a Python script; remember a yes for this file's contents."""
-        if not script_trust.ask(self, path, digest):
+    def ask_trust(self, path: str, digest: str, what: str = "task script") -> bool:
+        """Ask before a session runs a Python script (a task script or an optimizer file);
+        remember a yes for this file's contents."""
+        if not script_trust.ask(self, path, digest, what):
             return False
         script_trust.remember(self.settings, path, digest)
         return True
@@ -442,6 +447,7 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, W
             event.ignore()
             return
         self.save_layout()
+        self.close_comparisons()
         self.bridge.shutdown()
         event.accept()
 

@@ -7,21 +7,25 @@ assigning ``optimizer.param_groups[N][name]`` does.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
-from core import catalogue
+from core import catalogue, extra_optimizers, optimizer_names
 from widgets.hparam_form import HparamForm
 from widgets.wheel_guard import guard
 from widgets.state_tree import format_value as fmt_value
 
 CONSTRUCTOR = -1
+# the combo's last entries: they load more names rather than name an optimizer
+MORE = "More: the installed collections…"
+FROM_FILE = "From a Python file…"
 
 
 class OptimizerPanel(QWidget):
     """Optimizer choice, description, constraints, target selector and the form."""
 
     optimizerChosen = Signal(str)
+    fileRequested = Signal()  # "From a Python file…" was chosen (the window asks which file, and consent)
     defaultChanged = Signal(str, object)  # constructor argument edited (restarts the run)
     groupValueChanged = Signal(int, str, object)  # live param_group edited
     invalidChanged = Signal(str)  # what is in force while a field holds a refused value ("" when none)
@@ -30,7 +34,13 @@ class OptimizerPanel(QWidget):
         super().__init__(parent)
         self.combo = QComboBox()
         self.combo.addItems(list(catalogue.optimizer_classes()))
-        self.combo.setToolTip("Every optimizer class in the installed torch.optim")
+        self.combo.insertSeparator(self.combo.count())
+        if extra_optimizers.installed():  # imported only when asked for: pytorch_optimizer takes seconds
+            self.combo.addItem(MORE)
+        self.combo.addItem(FROM_FILE)
+        self.combo.setToolTip("Every optimizer class in the installed torch.optim; more from the installed "
+                              "collections (pytorch_optimizer, schedulefree, ...) or from your own Python file")
+        self._extras_loaded = False
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.constraints = QLabel()
@@ -91,6 +101,7 @@ class OptimizerPanel(QWidget):
         if changed:
             self._chosen_target = None
             self.combo.blockSignals(True)
+            self._ensure_listed(name)
             self.combo.setCurrentText(name)
             self.combo.blockSignals(False)
             info = catalogue.info(name)
@@ -169,8 +180,53 @@ class OptimizerPanel(QWidget):
 
     @Slot(str)
     def _on_combo(self, name: str) -> None:
-        if name and name != self._name:
+        if name in (MORE, FROM_FILE):
+            self.combo.blockSignals(True)
+            self.combo.setCurrentText(self._name)  # the running optimizer stays shown
+            self.combo.blockSignals(False)
+            if name == MORE:
+                self.loadCollections()
+                QTimer.singleShot(0, self.combo.showPopup)  # the list, now with them
+            else:
+                self.fileRequested.emit()
+        elif name and name != self._name:
             self.optimizerChosen.emit(name)
+
+    # ----- names beyond torch.optim -----
+
+    def loadCollections(self) -> None:
+        """List every class of the installed collections; a skipped one greyed out, its reason
+        as its tooltip (``optimlab optimizers`` says the same)."""
+        if self._extras_loaded:
+            return
+        self._extras_loaded = True
+        self.combo.removeItem(self.combo.findText(MORE))
+        for found in extra_optimizers.listing():
+            self._add(found.name, found.reason)
+
+    def addNames(self, names) -> None:
+        """Add optimizer names (a user file's classes) before the combo's last entries."""
+        for name in names:
+            if self.combo.findText(name) < 0:
+                self._add(name)
+
+    def _ensure_listed(self, name: str) -> None:
+        """A session opened with a collection's or a file's class shows its name."""
+        if self.combo.findText(name) >= 0:
+            return
+        if optimizer_names.parse(name).kind == "collection":
+            self.loadCollections()
+        if self.combo.findText(name) < 0:
+            self._add(name)
+
+    def _add(self, name: str, reason: str | None = None) -> None:
+        at = self.combo.findText(FROM_FILE)
+        if self.combo.findText(MORE) >= 0:
+            at = self.combo.findText(MORE)
+        self.combo.insertItem(at, name)
+        if reason is not None:
+            self.combo.model().item(at).setEnabled(False)
+            self.combo.setItemData(at, f"Skipped: {name.rpartition('.')[2]} {reason}.", Qt.ItemDataRole.ToolTipRole)
 
     @Slot(str, object)
     def _on_value(self, name: str, value) -> None:

@@ -30,11 +30,15 @@ def remember(settings, path: str, digest: str) -> None:
         settings.sync()
 
 
-def ask(parent: QWidget | None, path: str, digest: str) -> bool:
-    """The question, with the script's absolute path and a short hash; True if the user agrees."""
+INTROS = {"task script": "This session trains a model defined by a Python script:",
+          "optimizer file": "This optimizer is defined in a Python file:"}
+
+
+def ask(parent: QWidget | None, path: str, digest: str, what: str = "task script") -> bool:
+    """The question, with the script's absolute path and a short hash; True if the user agrees.
+    ``what`` ("task script", "optimizer file") says what the script is for."""
     box = QMessageBox(QMessageBox.Icon.Warning, "Run this Python script?",
-                      "This session trains a model defined by a Python script:", QMessageBox.StandardButton.NoButton,
-                      parent)
+                      INTROS.get(what, INTROS["task script"]), QMessageBox.StandardButton.NoButton, parent)
     box.setInformativeText(f"{path}\nsha256 {digest[:trust.SHORT]}\n\nThe script runs with your permissions and "
                            "can do anything you can. Run it only if you trust where it came from. You will be "
                            "asked again if it changes.")

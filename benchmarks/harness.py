@@ -88,6 +88,7 @@ def bare_loop(spec: SessionSpec):
     ``Session(spec)`` built (same initial values, optimizer, data order). The step calls
     torch only: none of the session's bookkeeping, probes or checks."""
     s = Session(spec)
+    s.observer.detach()  # its hooks on the optimizer measure norms, checks, histograms: the runner's work
     opt, g = s.optimizer, spec.gradient
     zero, set_to_none = spec.zero_grad_each_step, spec.set_to_none
     if g.kind == "manual" and g.when == "once":

@@ -1,17 +1,24 @@
-"""The optimizer catalogue: every optimizer class in the installed torch.optim.
+"""The optimizer catalogue: every optimizer class in the installed torch.optim, and those
+of the optional collections and a user's own file (``core.extra_optimizers``).
 
-Found at run time and described from torch itself (signature and docstring), so
-forms are generated with nothing written per optimizer. The few rules torch only
-enforces deep inside ``step`` are checked here first and said in one sentence.
+Found at run time and described from the class itself (signature and docstring, in any
+of the usual styles), so forms are generated with nothing written per optimizer. The
+few rules torch only enforces deep inside ``step`` are checked here first and said in
+one sentence, as are the special needs of other classes (a closure, second-order
+gradients, schedule-free's train()/eval() switch).
 """
 from __future__ import annotations
 
 import inspect
 import re
+import typing
 from functools import lru_cache
 
 import torch
 
+from . import extra_optimizers as extras
+from .docstrings import arg_docs, arg_texts
+from . import optimizer_names
 from .hparams import (ADVANCED, BOOL, CHOICE, FLOAT, INT, OPT_BOOL, TEXT, TUPLE, HyperParam,
                       OptimizerInfo)
 
@@ -20,8 +27,11 @@ NEEDS_2D = {"Muon"}
 NEEDS_SPARSE = {"SparseAdam"}
 NEEDS_CLOSURE = {"LBFGS"}
 ONE_GROUP = {"LBFGS"}
+# what needs() answers (the extras' own flags, and torch's rules above as flags)
+CLOSURE, SECOND_ORDER, TRAIN_EVAL, TWO_D = extras.CLOSURE, extras.SECOND_ORDER, extras.TRAIN_EVAL, extras.NEEDS_2D
+SPARSE, ONE_GROUP_ONLY = "sparse", "one_group"
 
-_ARG = re.compile(r"^\s{4,}(\w+) \(([^)]*)\)\s*:\s*(.*)$")
+_arg_docs = arg_texts  # core.schedulers reads its tooltips with the same parser
 
 
 def optimizer_classes() -> dict[str, type]:
@@ -34,30 +44,35 @@ def optimizer_classes() -> dict[str, type]:
     return dict(sorted(out.items(), key=lambda kv: kv[0].lower()))
 
 
-def _arg_docs(doc: str) -> dict[str, str]:
-    """Parse the ``Args:`` section of a torch.optim docstring into name -> text."""
-    docs: dict[str, str] = {}
-    if "Args:" not in doc:
-        return docs
-    section = doc.split("Args:", 1)[1]
-    current = None
-    base_indent = None
-    for line in section.splitlines():
-        if not line.strip():
-            if current:
-                current = None
-            continue
-        m = _ARG.match(line)
-        indent = len(line) - len(line.lstrip())
-        if m and (base_indent is None or indent == base_indent):
-            base_indent = indent
-            current = m.group(1)
-            docs[current] = m.group(3).strip()
-        elif current and base_indent is not None and indent > base_indent:
-            docs[current] += " " + line.strip()
-        elif base_indent is not None and indent <= base_indent and not m:
-            break
-    return {k: re.sub(r"\s+", " ", v) for k, v in docs.items()}
+def is_torch(name: str) -> bool:
+    """A class of torch.optim (a plain name), not a collection's or a file's."""
+    return optimizer_names.is_torch(name)
+
+
+def optimizer_class(name: str) -> type:
+    """The class ``name`` stands for (``core.optimizer_names``): ValueError in one sentence for
+    an unknown or skipped class, UntrustedScript (nothing run) for a file not agreed to."""
+    n = optimizer_names.parse(name)
+    if n.kind == "torch":
+        classes = optimizer_classes()
+        if name not in classes:
+            raise ValueError(f"Unknown optimizer {name!r}: torch.optim has {', '.join(classes)}")
+        return classes[name]
+    cls = extras.resolve(name)
+    reason = extras.skip_reason(name, cls)
+    if reason:
+        raise ValueError(f"{name} cannot be used here: it {reason}")
+    return cls
+
+
+def needs(name: str) -> frozenset[str]:
+    """What stepping ``name`` takes beyond zero_grad, backward and step(): CLOSURE, SECOND_ORDER
+    (backward with create_graph=True), TRAIN_EVAL (schedule-free's switch), TWO_D, SPARSE,
+    ONE_GROUP_ONLY."""
+    if is_torch(name):
+        rules = ((NEEDS_2D, TWO_D), (NEEDS_SPARSE, SPARSE), (NEEDS_CLOSURE, CLOSURE), (ONE_GROUP, ONE_GROUP_ONLY))
+        return frozenset(flag for names, flag in rules if name in names)
+    return extras.needs(name, optimizer_class(name))
 
 
 def _choices(doc: str) -> tuple[str, ...]:
@@ -66,74 +81,118 @@ def _choices(doc: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(f for f in found if f not in ("None", "True", "False")))
 
 
-def _describe(param: inspect.Parameter, doc: str) -> HyperParam:
-    ann = str(param.annotation)
+def _literal(annotation) -> tuple | None:
+    """The options of a ``Literal[...]`` annotation (an object or its text), else None."""
+    for arg in (typing.get_args(annotation) if not isinstance(annotation, str) else ()):
+        found = _literal(arg)
+        if found:
+            return found
+    if typing.get_origin(annotation) is typing.Literal:
+        return typing.get_args(annotation)
+    if isinstance(annotation, str):
+        m = re.search(r"Literal\[([^\]]*)\]", annotation)
+        if m:
+            return tuple(re.findall(r"[\"']([^\"']*)[\"']", m.group(1))) or None
+    return None
+
+
+def _plain(v) -> bool:
+    """A value a form and a JSON spec can hold: None, bool, number, text, a tuple of numbers."""
+    if isinstance(v, tuple):
+        return all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in v)
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+def _describe(param: inspect.Parameter, doc) -> HyperParam | None:
+    """The form field of one constructor argument (None: one a form cannot edit, such as a
+    callable or a tensor default; the class keeps its own default)."""
     default = param.default
-    optional = default is None or "None" in ann
+    if not _plain(default):
+        return None
+    doc_text, doc_type = (doc.text, doc.type) if hasattr(doc, "text") else (doc, "")
+    annotation = param.annotation if param.annotation is not param.empty else doc_type
+    ann = annotation if isinstance(annotation, str) else str(annotation)
+    optional = default is None or "None" in ann or "optional" in ann.lower()
     advanced = param.name in ADVANCED
     if isinstance(default, bool) or (default is None and "bool" in ann):
         kind = BOOL if isinstance(default, bool) else OPT_BOOL
-        return HyperParam(param.name, kind, default, doc, optional=kind == OPT_BOOL, advanced=advanced)
-    if isinstance(default, tuple) or "tuple" in ann:
-        return HyperParam(param.name, TUPLE, default, doc, length=len(default or ()), optional=False,
+        return HyperParam(param.name, kind, default, doc_text, optional=kind == OPT_BOOL, advanced=advanced)
+    if isinstance(default, tuple) or (default is None and "tuple" in ann.lower()):
+        return HyperParam(param.name, TUPLE, default, doc_text, length=len(default or ()), optional=default is None,
                           advanced=advanced)
-    if "str" in ann:
-        choices = _choices(doc)
-        if choices:
+    literal = _literal(annotation)
+    if literal and all(isinstance(c, str) for c in literal):
+        opts = ((None,) if optional else ()) + tuple(literal)
+        return HyperParam(param.name, CHOICE, default, doc_text, choices=opts, optional=optional, advanced=advanced)
+    if "str" in ann or isinstance(default, str):
+        choices = _choices(doc_text)
+        if choices and (default is None or default in choices):
             opts = ((None,) if optional else ()) + choices
-            return HyperParam(param.name, CHOICE, default, doc, choices=opts, optional=optional,
+            return HyperParam(param.name, CHOICE, default, doc_text, choices=opts, optional=optional,
                               advanced=advanced)
-        return HyperParam(param.name, TEXT, default, doc, optional=optional, advanced=advanced)
+        return HyperParam(param.name, TEXT, default, doc_text, optional=optional, advanced=advanced)
     if "float" in ann or isinstance(default, float):
-        # keep torch's own default (SGD's dampening is the int 0): only user edits are passed on
-        return HyperParam(param.name, FLOAT, default, doc, optional=optional, advanced=advanced)
+        # keep the class's own default (SGD's dampening is the int 0): only user edits are passed on
+        return HyperParam(param.name, FLOAT, default, doc_text, optional=optional, advanced=advanced)
     if "int" in ann or isinstance(default, int):
-        return HyperParam(param.name, INT, default, doc, optional=optional, advanced=advanced)
-    return HyperParam(param.name, TEXT, default, doc, optional=optional, advanced=advanced)
+        return HyperParam(param.name, INT, default, doc_text, optional=optional, advanced=advanced)
+    return HyperParam(param.name, TEXT, default, doc_text, optional=optional, advanced=advanced)
 
 
-def _constraints(name: str) -> tuple[str, ...]:
-    out = []
-    if name in NEEDS_2D:
-        out.append(f"{name} optimizes only 2-D tensors (matrices).")
-    if name in NEEDS_SPARSE:
-        out.append(f"{name} needs sparse gradients: use a manual gradient with 'sparse' on.")
-    if name in NEEDS_CLOSURE:
-        out.append(f"{name} re-evaluates the loss several times per step; optimlab supplies the closure.")
-    if name in ONE_GROUP:
-        out.append(f"{name} does not support parameter groups: one group only.")
-    return tuple(out)
+def _constraints(name: str, need: frozenset[str]) -> tuple[str, ...]:
+    short = optimizer_names.parse(name).cls
+    sentences = {
+        TWO_D: f"{short} optimizes only 2-D tensors (matrices).",
+        SPARSE: f"{short} needs sparse gradients: use a manual gradient with 'sparse' on.",
+        CLOSURE: (f"{short} re-evaluates the loss several times per step; optimlab supplies the closure."
+                  if is_torch(name) else
+                  f"{short} steps with a closure (step(closure)); optimlab supplies one doing zero_grad, "
+                  "the loss and backward."),
+        SECOND_ORDER: f"{short} uses second-order information: every backward is "
+                      "loss.backward(create_graph=True), so it needs an objective or a task, not manual gradients.",
+        TRAIN_EVAL: f"{short} has a train()/eval() switch: optimlab calls optimizer.train() before every step "
+                    "and optimizer.eval() just around each evaluation.",
+        ONE_GROUP_ONLY: f"{short} does not support parameter groups: one group only.",
+    }
+    return tuple(text for flag, text in sentences.items() if flag in need)
+
+
+def info(name: str) -> OptimizerInfo:
+    """The description of one optimizer, read from its class."""
+    return _info(name, optimizer_class(name))
 
 
 @lru_cache(maxsize=None)
-def info(name: str) -> OptimizerInfo:
-    """The description of one optimizer, read from torch."""
-    classes = optimizer_classes()
-    if name not in classes:
-        raise ValueError(f"Unknown optimizer {name!r}: torch.optim has {', '.join(classes)}")
-    cls = classes[name]
-    doc = inspect.getdoc(cls) or ""
-    summary = doc.strip().splitlines()[0].strip() if doc.strip() else name
-    docs = _arg_docs(cls.__doc__ or "")
+def _info(name: str, cls: type) -> OptimizerInfo:
+    # the class's own docstring: inspect.getdoc would inherit Optimizer's "Base class for all optimizers."
+    doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "")
+    summary = doc.strip().splitlines()[0].strip() if doc.strip() else optimizer_names.parse(name).cls
+    docs = arg_docs(cls.__doc__ or "") or arg_docs(cls.__init__.__doc__ or "")
     params = []
     for p in inspect.signature(cls.__init__).parameters.values():
         if p.name in ("self", "params") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        params.append(_describe(p, docs.get(p.name, "")))
-    return OptimizerInfo(name, summary, tuple(params), _constraints(name))
+        h = _describe(p, docs.get(p.name) or "")
+        if h is not None:
+            params.append(h)
+    return OptimizerInfo(name, summary, tuple(params), _constraints(name, needs(name)))
 
 
 def catalogue() -> list[OptimizerInfo]:
+    """torch.optim's optimizers (``extras.listing()`` has the others)."""
     return [info(n) for n in optimizer_classes()]
 
 
-def validate_hparams(name: str, hparams: dict, ndim: int = 2, device: str | None = None) -> None:
-    """Raise ValueError with torch's own sentence if torch would refuse ``hparams``.
+def validate_hparams(name: str, hparams: dict, ndim: int = 2, device: str | None = None,
+                     dtypes=("float32",)) -> None:
+    """Raise ValueError with the class's own sentence if it would refuse ``hparams``.
 
     Builds the optimizer on a throwaway tensor: torch's __init__ checks ranges
     (``Invalid learning rate: -1``) and we add the names and types it does not
     check. The advanced flags (capturable, fused, ...) are tried with one step on
-    ``device`` (None: any device here), since torch refuses some only inside step.
+    ``device`` (None: any device here) for each parameter dtype in ``dtypes``, since
+    torch refuses some only inside step (capturable on the CPU, fused for a dtype
+    its kernels lack).
     """
     desc = info(name)
     known = {h.name for h in desc.hparams}
@@ -142,15 +201,17 @@ def validate_hparams(name: str, hparams: dict, ndim: int = 2, device: str | None
         raise ValueError(f"{name} has no hyperparameter {unknown[0]!r}; it has {', '.join(sorted(known))}")
     for k, v in hparams.items():
         _check_type(desc.hparam(k), v)
-    shape = (2, 2) if name in NEEDS_2D else (2,) * max(1, ndim)
+    shape = (2, 2) if TWO_D in needs(name) else (2,) * max(1, ndim)
     dummy = torch.zeros(shape, requires_grad=True)
     try:
-        optimizer_classes()[name]([dummy], **hparams)
-    except (ValueError, TypeError, RuntimeError, OverflowError) as e:
-        raise ValueError(str(e)) from None
+        with extras.quiet():  # a class's constructor may draw random numbers: not from the session's
+            optimizer_class(name)([dummy], **hparams)
+    except (ValueError, TypeError, RuntimeError, OverflowError, AssertionError) as e:
+        raise ValueError(str(e) or type(e).__name__) from None
     flags = [k for k in ADVANCED if hparams.get(k)]
     if flags:
-        _check_runs(name, hparams, shape, flags, device)
+        for dtype in dict.fromkeys(dtypes):
+            _check_runs(name, hparams, shape, flags, device, dtype)
 
 
 def _check_type(h: HyperParam, v) -> None:
@@ -187,14 +248,15 @@ def _is_number(v) -> bool:
     return not isinstance(v, int) or -(2 ** 63) <= v < 2 ** 63
 
 
-def _check_runs(name: str, hparams: dict, shape, flags: list[str], device: str | None) -> None:
+def _check_runs(name: str, hparams: dict, shape, flags: list[str], device: str | None,
+                dtype: str = "float32") -> None:
     """One step on a throwaway tensor with zero gradient: capturable on the CPU, say, is
     accepted by the constructor and fails only in step (an AssertionError traceback)."""
     candidates = [device] if device is not None else devices()
     first = None
     for dev in candidates:
         try:
-            _trial_step(name, hparams, shape, dev)
+            _trial_step(name, hparams, shape, dev, dtype)
             return
         except Exception as e:  # noqa: BLE001 - torch fails here with AssertionError, RuntimeError...
             first = first or (dev, e)
@@ -204,15 +266,21 @@ def _check_runs(name: str, hparams: dict, shape, flags: list[str], device: str |
     if "differentiable" in flags and "leaf Variable" in said:
         raise ValueError(f"{name} cannot step with {setting}: that mode is for parameters computed "
                          f"inside autograd, and a session's tensors are leaves (torch: {said})")
-    raise ValueError(f"{name} cannot run with {setting} on {dev}: {said}")
+    dt = "" if dtype == "float32" else f" for {dtype} tensors"
+    raise ValueError(f"{name} cannot run with {setting} on {dev}{dt}: {said}")
 
 
-def _trial_step(name: str, hparams: dict, shape, device: str) -> None:
-    p = torch.zeros(shape, device=device, requires_grad=True)
-    g = torch.zeros(shape, device=device)
-    p.grad = g.to_sparse() if name in NEEDS_SPARSE else g
-    opt = optimizer_classes()[name]([p], **hparams)
-    if name in NEEDS_CLOSURE:
+def _trial_step(name: str, hparams: dict, shape, device: str, dtype: str = "float32") -> None:
+    p = torch.zeros(shape, device=device, dtype=getattr(torch, dtype), requires_grad=True)
+    need = needs(name)
+    opt = optimizer_class(name)([p], **hparams)
+    if not is_torch(name):
+        with extras.quiet():
+            extras.take_step(opt, [p], need)
+        return
+    g = torch.zeros_like(p)
+    p.grad = g.to_sparse() if SPARSE in need else g
+    if CLOSURE in need:
         opt.step(lambda: torch.zeros((), device=device))
     else:
         opt.step()
@@ -220,51 +288,67 @@ def _trial_step(name: str, hparams: dict, shape, device: str) -> None:
 
 def group_keys(name: str) -> frozenset[str]:
     """The hyperparameter names a param_group of this optimizer carries in its state_dict."""
-    return frozenset(_fresh_group(name)) - {"params"}
+    return frozenset(_fresh_group(optimizer_class(name))) - {"params"}
 
 
 @lru_cache(maxsize=None)
-def _fresh_group(name: str) -> dict:
+def _fresh_group(cls: type) -> dict:
     dummy = torch.zeros((2, 2), requires_grad=True)
-    opt = optimizer_classes()[name]([dummy])
+    with extras.quiet():
+        opt = cls([dummy])
     return {k: v for k, v in opt.param_groups[0].items() if k != "params"}
 
 
-@lru_cache(maxsize=None)
 def fixed_group_values(name: str) -> dict:
     """Group entries the class sets itself, not from an argument: what tells it apart.
 
     AdamW is Adam with ``decoupled_weight_decay=True`` fixed, so both carry the same
-    keys; only this value says which of the two wrote a state_dict.
+    keys; only this value says which of the two wrote a state_dict. Only torch's classes
+    are read so: others keep running values there (schedule-free's train_mode and
+    weight_sum, Prodigy's d), which a saved file rightly differs in.
     """
-    args = {h.name for h in info(name).hparams}
-    return {k: v for k, v in _fresh_group(name).items() if k not in args}
+    if not is_torch(name):
+        return {}
+    return _fixed_group_values(name)
 
 
 @lru_cache(maxsize=None)
+def _fixed_group_values(name: str) -> dict:
+    args = {h.name for h in info(name).hparams}
+    return {k: v for k, v in _fresh_group(optimizer_class(name)).items() if k not in args}
+
+
 def filled_keys(name: str) -> frozenset[str]:
     """Group keys torch fills in when a loaded state_dict lacks them (files from older
     torch versions, written before the key existed)."""
+    return _filled_keys(optimizer_class(name))
+
+
+@lru_cache(maxsize=None)
+def _filled_keys(cls: type) -> frozenset[str]:
     out = set()
-    for key in group_keys(name):
+    fresh = _fresh_group(cls)
+    for key in fresh:
         dummy = torch.zeros((2, 2), requires_grad=True)
-        opt = optimizer_classes()[name]([dummy])
-        group = {k: v for k, v in _fresh_group(name).items() if k != key}
+        with extras.quiet():
+            opt = cls([dummy])
+        group = {k: v for k, v in fresh.items() if k != key}
         try:
             opt.load_state_dict({"state": {}, "param_groups": [{**group, "params": [0]}]})
-        except Exception:  # noqa: BLE001 - a key torch cannot do without
+        except Exception:  # noqa: BLE001 - a key the class cannot do without
             continue
         if key in opt.param_groups[0]:
             out.add(key)
     return frozenset(out)
 
 
-def identify(keys, values: dict | None = None) -> list[str]:
-    """Optimizers that could have written a param_group with these keys (those torch fills
-    in on load may be missing) and, given the group's ``values``, whose fixed entries agree."""
+def identify(keys, values: dict | None = None, among: tuple[str, ...] = ()) -> list[str]:
+    """Optimizers (torch's, and ``among``) that could have written a param_group with these
+    keys (those torch fills in on load may be missing) and, given the group's ``values``,
+    whose fixed entries agree."""
     keys = frozenset(keys) - {"params", "param_names", "initial_lr"}
     out = []
-    for n in optimizer_classes():
+    for n in dict.fromkeys([*optimizer_classes(), *among]):
         want = group_keys(n)
         if not (keys <= want and want - keys <= filled_keys(n)):
             continue
@@ -281,11 +365,6 @@ def same_value(a, b) -> bool:
 
 
 def devices() -> list[str]:
-    """Devices torch reports on this machine, CPU first."""
-    out = ["cpu"]
-    if torch.cuda.is_available():
-        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        out.append("mps")
-    return out
+    """Devices torch reports on this machine, CPU first (see ``core.devices``)."""
+    from .devices import available
+    return available()

@@ -3,12 +3,16 @@
     optimlab run SESSION [--steps N] [--load-optimizer PATH] [--save-optimizer PATH]
                  [--save-params PATH] [--save-session PATH] [--print-state]
                  [--trust-script] [--timeout SECONDS] [--branch B] [--at STEP] [--until CONDITION ...]
+                 [--threads N]
     optimlab branches SESSION   list the timeline's branches
     optimlab explain SESSION --tensor NAME --index I[,J...] [--step K] [--branch B]
                              one element's update: the optimizer's formula with its numbers, beside torch's
     optimlab export SESSION [-o script.py] [--branch B]   the branch as a plain PyTorch script
-    optimlab optimizers      list torch.optim's optimizers and their hyperparameters
+    optimlab optimizers      list the optimizers (torch.optim's, the installed collections') and their
+                             hyperparameters, and the classes skipped with the reason
     optimlab examples        list the shipped examples (usable as SESSION by name)
+    optimlab listen [ADDRESS] [--frames N] [--json]   frames of a script that calls optimlab.watch
+    optimlab inspect PATH [--json] [--no-norms]       a checkpoint's optimizer state per parameter name
 
 Bad input exits with status 2 and one line on stderr. ``run`` works in a supervised child
 process (``core.headless``): Ctrl+C exits 130 and --timeout 124 after saving what was asked
@@ -22,8 +26,9 @@ import os
 import sys
 from pathlib import Path
 
-from . import catalogue, files, trust
+from . import catalogue, files, optimizer_names, trust
 from .breakpoints import BreakpointError
+from .channel import ChannelError
 from .breakpoints import parse as parse_breakpoint
 from .headless import RunRequest, supervise
 from .session import NonFinite, StepError
@@ -102,7 +107,8 @@ def cmd_run(args) -> int:
     req = RunRequest(session=str(Path(resolve(args.session)).absolute()), steps=args.steps,
                      load_optimizer=_abs(args.load_optimizer), load_params=_abs(args.load_params), saves=saves,
                      print_state=args.print_state, trust_script=args.trust_script,
-                     trusted=tuple(trust.trusted()), branch=args.branch, at=args.at, until=tuple(args.until))
+                     trusted=tuple(trust.trusted()), branch=args.branch, at=args.at, until=tuple(args.until),
+                     threads=args.threads or 0)
     for c in req.until:
         parse_breakpoint(c)  # a condition that cannot be read is refused before anything runs
     outcome = supervise(req, args.timeout)
@@ -139,14 +145,42 @@ def cmd_export(args) -> int:
 
 
 def cmd_optimizers(args) -> int:
+    """torch.optim's optimizers, then each installed collection's (``[extras]``): a form's
+    fields and notes for those a session can use, one line with the reason for those skipped."""
+    from . import extra_optimizers
+    print("== torch.optim ==")
     for info in catalogue.catalogue():
-        print(f"{info.name}: {info.summary}")
-        for h in info.hparams:
-            if not h.advanced:
-                print(f"    {h.name} = {h.format(h.default)}  ({h.kind})")
-        for c in info.constraints:
-            print(f"    note: {c}")
+        _print_info(info)
+    found = extra_optimizers.listing()
+    for module in extra_optimizers.installed():
+        mine = [f for f in found if f.collection == module]
+        print(f"\n== {module} ({sum(f.reason is None for f in mine)} usable, "
+              f"{sum(f.reason is not None for f in mine)} skipped) ==")
+        skipped = []
+        for f in mine:
+            try:
+                info = None if f.reason else catalogue.info(f.name)
+            except Exception as e:  # noqa: BLE001 - a class that cannot be described is listed as skipped
+                f = extra_optimizers.Found(f.name, f.collection, _one_line(e))
+            if f.reason:
+                skipped.append(f)
+            else:
+                _print_info(info)
+        for f in skipped:
+            print(f"skipped: {f.name}: {f.reason}")
+    missing = [m for m in optimizer_names.COLLECTIONS if m not in extra_optimizers.installed()]
+    if missing:
+        print(f"\nnot installed: {', '.join(missing)} (pip install 'optimlab[extras]')")
     return 0
+
+
+def _print_info(info) -> None:
+    print(f"{info.name}: {info.summary}")
+    for h in info.hparams:
+        if not h.advanced:
+            print(f"    {h.name} = {h.format(h.default)}  ({h.kind})")
+    for c in info.constraints:
+        print(f"    note: {c}")
 
 
 def cmd_examples(args) -> int:
@@ -155,6 +189,19 @@ def cmd_examples(args) -> int:
         spec, _ = loads(p.read_text())
         print(f"{name}: {spec.name or spec.description}")
     return 0
+
+
+def cmd_listen(args) -> int:
+    from .listen import listen
+    try:
+        return listen(args.address, frames=args.frames, as_json=args.json, timeout=args.timeout)
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_inspect(args) -> int:
+    from .inspect_report import inspect
+    return inspect(args.path, as_json=args.json, norms=not args.no_norms)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -186,6 +233,10 @@ def parser() -> argparse.ArgumentParser:
                         "script other than a shipped example is refused and nothing runs)")
     r.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS",
                    help="stop stepping after SECONDS, save what was asked and exit 124")
+    r.add_argument("--threads", type=int, metavar="N",
+                   help="torch threads to step with (default: the app's rule, every core but one for problems "
+                        "up to a million numbers, every core above; OPTIMLAB_THREADS overrides it); on the CPU "
+                        "sums over more than 32,768 numbers differ in their last bits between thread counts")
     r.add_argument("--branch", type=int, metavar="B", help="stand on branch B (its head, or --at) first")
     r.add_argument("--at", type=int, metavar="STEP", help="stand at STEP of the branch first (rewinding)")
     r.add_argument("--until", action="append", default=[], metavar="CONDITION",
@@ -212,8 +263,23 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--branch", type=int, metavar="B", help="a branch of the timeline (default: the current one)")
     x.add_argument("--trust-script", action="store_true", help="run the Python task script the session names")
     x.set_defaults(func=cmd_export)
-    sub.add_parser("optimizers", help="list torch.optim's optimizers").set_defaults(func=cmd_optimizers)
+    from .compare_cli import add_parser as add_compare
+    add_compare(sub)
+    sub.add_parser("optimizers", help="list the optimizers (torch.optim's and the installed collections')"
+                   ).set_defaults(func=cmd_optimizers)
     sub.add_parser("examples", help="list the shipped examples").set_defaults(func=cmd_examples)
+    li = sub.add_parser("listen", help="print the frames of a running script that calls optimlab.watch(...)")
+    li.add_argument("address", nargs="?", help="its name or socket path (default: the newest running)")
+    li.add_argument("--frames", type=int, default=0, metavar="N", help="stop after N frames (default: never)")
+    li.add_argument("--json", action="store_true", help="one JSON object per line")
+    li.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS", help="give up after SECONDS (exit 124)")
+    li.set_defaults(func=cmd_listen)
+    ins = sub.add_parser("inspect", help="a checkpoint's optimizer state per parameter name (torch.save, "
+                                         "Lightning, Hugging Face Trainer folder, torch.distributed.checkpoint)")
+    ins.add_argument("path", help="a checkpoint file or folder")
+    ins.add_argument("--json", action="store_true", help="print JSON")
+    ins.add_argument("--no-norms", action="store_true", help="shapes and dtypes only (reads no tensor data)")
+    ins.set_defaults(func=cmd_inspect)
     return ap
 
 
@@ -224,6 +290,9 @@ def main(argv=None) -> int:
         return e.code if isinstance(e.code, int) else 2
     if (getattr(args, "at", None) or 0) < 0:
         print("optimlab: --at must be a step number, 0 or more", file=sys.stderr)
+        return 2
+    if getattr(args, "threads", None) is not None and args.threads < 1:
+        print("optimlab: --threads must be 1 or more", file=sys.stderr)
         return 2
     if getattr(args, "steps", 0) < 0:
         print("optimlab: --steps must be 0 or more", file=sys.stderr)
@@ -236,7 +305,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # the reader (e.g. `| head`) closed the pipe: not an error of ours
         sys.stderr = open(os.devnull, "w")
         return 0
-    except (SpecError, files.LoadError, StepError, NonFinite, BreakpointError, OSError) as e:
+    except (SpecError, files.LoadError, StepError, NonFinite, BreakpointError, OSError, ChannelError) as e:
         print(f"optimlab: {_one_line(e)}", file=sys.stderr)
         return 2
 

@@ -7,7 +7,7 @@ sign and decade, ``BINS_PER_DECADE`` bins a decade from 1e-12 to 1e6 on each sid
 plus one bin for zero (and anything smaller than 1e-12) and one at each end for larger
 magnitudes and infinities. NaN is counted apart.
 
-Counting happens on the tensor's device (``torch.bucketize`` + ``bincount``) inside the
+Counting happens on the tensor's device (``torch.bucketize``, then ``bin_counts``) inside the
 observer's measured steps; the counts travel back with the step's other measurements in
 one transfer. A tensor of more than ``MAX_ELEMENTS`` elements is counted on an even
 stride through it (like the previews), and the counts are scaled to its size.
@@ -56,8 +56,23 @@ def counts(t: torch.Tensor) -> torch.Tensor:
     x = flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat
     idx = torch.bucketize(x, _edges(x.device, x.dtype))
     idx = torch.where(torch.isnan(x), torch.full_like(idx, NAN_BIN), idx)
-    out = torch.bincount(idx, minlength=N_BINS + 1).to(torch.float32)
+    out = bin_counts(idx).to(torch.float32)
     return out * scale if scale != 1.0 else out
+
+
+def bin_counts(idx: torch.Tensor) -> torch.Tensor:
+    """How many of ``idx`` (int64, each in 0..N_BINS) fall in each of the N_BINS + 1 columns.
+    ``bincount`` on the CPU; elsewhere a scatter-add, because CUDA's ``bincount`` reads the
+    largest index to the host first (a sync each call), and scatter_add_ over one dimension
+    stays deterministic under ``torch.use_deterministic_algorithms`` (integer counts: exact)."""
+    if idx.device.type == "cpu":
+        return torch.bincount(idx, minlength=N_BINS + 1)
+    return scatter_counts(idx)
+
+
+def scatter_counts(idx: torch.Tensor) -> torch.Tensor:
+    """``bin_counts`` off the CPU (any device: tested against ``bincount`` on the CPU)."""
+    return torch.zeros(N_BINS + 1, dtype=torch.int64, device=idx.device).scatter_add_(0, idx, torch.ones_like(idx))
 
 
 class Distributions:

@@ -41,6 +41,13 @@ def apply(session, action) -> None:
     session.apply(action)
 
 
+def set_view(session, shown=None, histograms: bool = False) -> None:
+    """Snapshots copy the values of these tensors only (names; None: all), and histograms of
+    big tensors' previews only if asked: the rest travels as shape and statistics."""
+    from .observe import View
+    session.view = View(None if shown is None else frozenset(shown), histograms)
+
+
 def landscape(session, objective: str, condition: float):
     """A contour grid (torch work belongs on the runner, not the GUI thread)."""
     return objectives.landscape(objective, condition)

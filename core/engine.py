@@ -7,6 +7,11 @@ The per-step order is fixed and documented (README, "The step"):
   3. ``optimizer.step()`` (LBFGS: ``optimizer.step(closure)``, the closure doing
      zero_grad, loss and backward itself, as torch's docs show);
   4. tasks: evaluation every K steps, then the scheduler.
+Optimizers outside torch.optim may need more (``catalogue.needs``): a closure like LBFGS's,
+``backward(create_graph=True)`` (second-order: SophiaH, AdaHessian), or schedule-free's
+switch: ``optimizer.train()`` before every step (before its gradient) and
+``optimizer.eval()``/``optimizer.train()`` just around an evaluation. Before their
+first step torch's global generator is seeded (``optimizer_seed``): some draw from it.
 Nothing here draws random numbers, casts or moves tensors except what a plain script
 doing the same actions would do, so results equal plain PyTorch's bit for bit.
 
@@ -19,16 +24,19 @@ rewinding is made of.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 
-from . import catalogue, limits, objectives, schedulers
-from .spec import (AddGroup, EditTensor, GroupSpec, LoadOptimizer, LoadParams, ManualGrad, Reset, SessionSpec,
+from . import catalogue, devices, limits, objectives, schedulers
+from .observe import state_entry
+from .spec import (DTYPES, AddGroup, EditTensor, GroupSpec, LoadOptimizer, LoadParams, ManualGrad, Reset, SessionSpec,
                    SetDevice, SetGrad, SetHparam, SpecError, Step, TensorSpec, ZeroGrad, check_groups)
 from .tasks import Task
 from .trust import UntrustedScript
 
 GRAD_SEED_OFFSET = 999_983
+OPTIMIZER_SEED_OFFSET = 999_979
 
 
 class StepError(RuntimeError):
@@ -45,8 +53,16 @@ def grad_seed(session_seed: int) -> int:
     return (session_seed * 1_000_003 + GRAD_SEED_OFFSET) % (2 ** 63)
 
 
+def optimizer_seed(session_seed: int) -> int:
+    """Seed of torch's global generator, set after building an optimizer from outside
+    torch.optim (Hutchinson's probes of SophiaH and AdaHessian draw from it)."""
+    return (session_seed * 1_000_003 + OPTIMIZER_SEED_OFFSET) % (2 ** 63)
+
+
 def make_tensor(t: TensorSpec, seed: int, device: str) -> torch.Tensor:
-    """Create a leaf tensor exactly as the spec says (always on CPU, then moved)."""
+    """Create a leaf tensor exactly as the spec says: made on the CPU in its dtype (float32,
+    float64, bfloat16 or float16; random inits draw in that dtype), then moved, so its values
+    are the same on every device."""
     dtype = getattr(torch, t.dtype)
     g = torch.Generator().manual_seed(t.seed if t.seed is not None else seed)
     x = torch.empty(t.shape, dtype=dtype)
@@ -75,19 +91,32 @@ def make_tensor(t: TensorSpec, seed: int, device: str) -> torch.Tensor:
 
 
 def make_grad(g: ManualGrad, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A manual gradient for ``like`` (random draws come from the session's generator)."""
-    shape, dtype = tuple(like.shape), like.dtype
+    """A manual gradient for ``like``, in its dtype, made on its device.
+
+    Random draws come from ``gen``, the session's generator *on that device*
+    (``grad_generator``): on the CPU ``torch.randn(shape, generator=gen, dtype=dtype) * std``;
+    on CUDA the same call with ``device="cuda:N"`` and a CUDA generator, so nothing is drawn
+    on the CPU and copied each step. Explicit values are written on the CPU and copied (the
+    one fill that needs a copy; they are small)."""
+    shape, dtype, device = tuple(like.shape), like.dtype, like.device
     if g.fill == "constant":
-        out = torch.full(shape, g.value, dtype=dtype)
+        out = torch.full(shape, g.value, dtype=dtype, device=device)
     elif g.fill == "zeros":
-        out = torch.zeros(shape, dtype=dtype)
+        out = torch.zeros(shape, dtype=dtype, device=device)
     elif g.fill == "normal":
-        out = torch.randn(shape, generator=gen, dtype=dtype) * g.std
+        out = torch.randn(shape, generator=gen, dtype=dtype, device=gen.device) * g.std
     else:
         out = torch.tensor(g.values, dtype=dtype).reshape(shape)
     if g.sparse:
         out = out.to_sparse()
-    return out.to(like.device)
+    return out.to(device)
+
+
+def grad_generator(session_seed: int, device: str) -> torch.Generator:
+    """The generator random manual gradients are drawn from on ``device``: one per device,
+    each seeded with ``grad_seed(session_seed)`` when first used there (a session moved to
+    CUDA and back goes on with its CPU generator where it left off)."""
+    return torch.Generator(device=device).manual_seed(grad_seed(session_seed))
 
 
 def copy_state(obj):
@@ -117,11 +146,14 @@ class Engine:
 
     def _build(self) -> None:
         spec = self.spec
-        self.device = spec.device
-        self._check_device(self.device)
-        self.opt_class = catalogue.optimizer_classes().get(spec.optimizer)
-        if self.opt_class is None:
-            raise SpecError(f"Unknown optimizer {spec.optimizer!r}")
+        self.device = devices.canonical(spec.device)
+        try:
+            self.opt_class = catalogue.optimizer_class(spec.optimizer)
+            self.needs = catalogue.needs(spec.optimizer)
+        except UntrustedScript:
+            raise  # the window asks the user and tries again
+        except ValueError as e:
+            raise SpecError(str(e)) from None
         self.task = None
         self.params: dict[str, torch.Tensor] = {}
         if spec.gradient.kind == "task":
@@ -133,8 +165,7 @@ class Engine:
             except ValueError as e:
                 raise SpecError(str(e)) from None
             self.params = dict(self.task.named_parameters())
-            self.tensor_specs = [TensorSpec(n, tuple(p.shape), dtype=str(p.dtype)[6:] if p.dtype in
-                                            (torch.float32, torch.float64) else "float32", init="task")
+            self.tensor_specs = [TensorSpec(n, tuple(p.shape), dtype=_dtype_name(p.dtype), init="task")
                                  for n, p in self.params.items()]
             self.group_specs = list(spec.groups or self.task.default_groups())
             check_groups(self.group_specs, set(self.params))
@@ -148,12 +179,10 @@ class Engine:
         for i, t in enumerate(self.tensor_specs):
             if t.init != "task":
                 self.params[t.name] = make_tensor(t, tensor_seed(spec.seed, i), self.device)
-        self.grad_gen = torch.Generator().manual_seed(grad_seed(spec.seed))
-        try:
-            for g in self.group_specs:
-                catalogue.validate_hparams(spec.optimizer, {**spec.hparams, **g.hparams}, device=self.device)
-        except ValueError as e:
-            raise SpecError(str(e)) from None
+        self._grad_gens = {"cpu": torch.Generator().manual_seed(grad_seed(spec.seed))}
+        self._saved_rngs: dict[str, torch.Tensor] = {}
+        self._values_grads: dict[str, tuple] = {}  # tensor -> (its ManualGrad, that gradient made on the device)
+        self._check_groups_run(self.device, [{**spec.hparams, **g.hparams} for g in self.group_specs])
         groups = [{"params": [self.params[n] for n in g.tensors], **g.hparams} for g in self.group_specs]
         try:
             self.optimizer = self.opt_class(groups, **spec.hparams)
@@ -166,6 +195,11 @@ class Engine:
                                                            self.optimizer)
             except ValueError as e:
                 raise SpecError(f"{spec.scheduler.name}: {e}") from None
+        self._switch = catalogue.TRAIN_EVAL in self.needs
+        if self._switch:
+            self.optimizer.train()  # schedule-free: train mode before the first gradient
+        if not catalogue.is_torch(spec.optimizer):
+            torch.manual_seed(optimizer_seed(spec.seed))
         self.step_count = 0
         self.loss: torch.Tensor | None = None
         self.last_eval: dict = {}
@@ -174,7 +208,10 @@ class Engine:
         # what every step does, decided once (the step of a tiny problem takes 15 µs)
         self._manual_every = spec.gradient.kind == "manual" and spec.gradient.when == "every_step"
         self._has_loss = bool(self._objective_names) or self.task is not None
-        self._lbfgs = self.opt_class is torch.optim.LBFGS
+        self._lbfgs = catalogue.CLOSURE in self.needs  # LBFGS, and other classes stepped with a closure
+        self._graph = catalogue.SECOND_ORDER in self.needs  # backward(create_graph=True)
+        if self._graph:  # torch's advice (autograd.grad) is not what a plain training script does
+            warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
         if self.observer is not None:
             self.observer.attach(self.optimizer)
         if spec.gradient.kind == "manual" and spec.gradient.when == "once":
@@ -193,17 +230,53 @@ class Engine:
             raise SpecError(str(e)) from None
         return names
 
-    def _check_device(self, device: str) -> None:
-        if device not in catalogue.devices():
-            raise SpecError(f"Device {device!r} is not available here; torch reports {', '.join(catalogue.devices())}")
+    @property
+    def grad_gen(self) -> torch.Generator:
+        """The generator of random manual gradients on the session's device (``grad_generator``)."""
+        return self.grad_gen_for(self.device)
+
+    def grad_gen_for(self, device: str) -> torch.Generator:
+        gen = self._grad_gens.get(device)
+        if gen is None:
+            gen = self._grad_gens[device] = grad_generator(self.spec.seed, device)
+            saved = self._saved_rngs.pop(device, None)
+            if saved is not None:
+                gen.set_state(saved)
+        return gen
+
+    def _grad_rng_states(self) -> dict:
+        """device -> state of the manual-gradient generators other than the CPU's (those of a
+        device not here, read from a file, are kept for when the session goes back there)."""
+        return {**self._saved_rngs, **{d: g.get_state() for d, g in self._grad_gens.items() if d != "cpu"}}
+
+    def _set_grad_rngs(self, cpu_state, others: dict) -> None:
+        if not (isinstance(others, dict) and all(isinstance(d, str) and isinstance(v, torch.Tensor)
+                                                 for d, v in others.items())):
+            raise SpecError("The saved random-gradient generators are not device -> state tensors")
+        gen = self._grad_gens["cpu"]
+        gen.set_state(cpu_state)
+        self._grad_gens, self._saved_rngs = {"cpu": gen}, dict(others)
+
+    def dtypes(self) -> tuple[str, ...]:
+        """The parameters' dtypes, as a spec names them (what advanced options are tried with)."""
+        return tuple(dict.fromkeys(t.dtype for t in self.tensor_specs)) or ("float32",)
+
+    def _check_groups_run(self, device: str, hparams_per_group, dtypes=None) -> None:
+        """Every group's hyperparameters can step on ``device`` with the tensors' dtypes
+        (capturable on the CPU, fused for a dtype torch has no kernel for: one sentence)."""
+        try:
+            for hp in hparams_per_group:
+                catalogue.validate_hparams(self.spec.optimizer, hp, device=device, dtypes=dtypes or self.dtypes())
+        except ValueError as e:
+            raise SpecError(str(e)) from None
 
     def _check_optimizer_fits(self, tensors, groups) -> None:
         name = self.spec.optimizer
-        if name in catalogue.NEEDS_2D:
+        if catalogue.TWO_D in self.needs:
             bad = [t.name for t in tensors if len(t.shape) != 2]
             if bad:
                 raise SpecError(f"{name} optimizes only 2-D tensors (matrices); {bad[0]} is not 2-D")
-        if name in catalogue.ONE_GROUP and len(groups) > 1:
+        if catalogue.ONE_GROUP_ONLY in self.needs and len(groups) > 1:
             raise SpecError(f"{name} does not support parameter groups: use one group")
 
     # ----- what snapshots, files and the observer read -----
@@ -243,10 +316,15 @@ class Engine:
 
     def xy(self):
         """The current point of a 2-number objective, for the landscape path."""
+        flat = self.xy_tensor()
+        return None if flat is None else tuple(float(v) for v in flat.cpu().tolist())
+
+    def xy_tensor(self) -> torch.Tensor | None:
+        """The current point of a 2-number objective as a 2-element copy on the device (the
+        observer reads it with its batch: no host sync of its own)."""
         if len(self._objective_names) and sum(self.params[n].numel() for n in self._objective_names) == 2:
             with torch.no_grad():
-                flat = torch.cat([self.params[n].detach().reshape(-1) for n in self._objective_names])
-                return tuple(float(v) for v in flat.cpu().tolist())
+                return torch.cat([self.params[n].detach().reshape(-1) for n in self._objective_names])
         return None
 
     @property
@@ -260,14 +338,17 @@ class Engine:
             return p
         if which == "grad":
             return p.grad
-        v = self.optimizer.state.get(p, {}).get(which)
+        v = state_entry(self.optimizer.state.get(p, {}), which)  # "Q[1]": an item of a list of tensors
         return v if isinstance(v, torch.Tensor) else None
 
     # ----- one step, in the documented order -----
 
     def check_can_step(self) -> None:
         name = self.spec.optimizer
-        if name in catalogue.NEEDS_SPARSE:
+        if self._graph and not self._has_loss:
+            raise StepError(f"{name} uses second-order information (backward with create_graph=True); "
+                            "manual gradients have none: use an objective or a task")
+        if catalogue.SPARSE in self.needs:
             if self.spec.gradient.kind == "objective":
                 raise StepError(f"{name} needs sparse gradients; an objective gives dense ones: "
                                 "use manual gradients with 'sparse' on")
@@ -278,8 +359,13 @@ class Engine:
 
     def step_once(self) -> dict:
         """One optimizer step; returns the evaluation's metrics if one ran this step."""
+        if self.spec.deterministic and not torch.are_deterministic_algorithms_enabled():
+            with devices.deterministic():  # the spec's option: as a script calling it at its top
+                return self.step_once()
         spec = self.spec
         opt = self.optimizer
+        if self._switch:
+            opt.train()  # schedule-free: nothing when already in train mode
         if self.task is not None:
             self._batch = self.task.next_batch()  # one batch a step (LBFGS's closure reuses it)
         closure = None
@@ -292,7 +378,7 @@ class Engine:
                 self._assign_manual_grads()
             elif self._has_loss:
                 loss = self._loss()
-                loss.backward()
+                loss.backward(create_graph=self._graph)
                 self.loss = loss.detach()
         try:
             ret = opt.step(closure) if closure is not None else opt.step()
@@ -310,7 +396,11 @@ class Engine:
         metrics = {}
         task = self.task
         if task is not None and self.step_count % task.spec.eval_every == 0:
+            if self._switch:
+                self.optimizer.eval()  # schedule-free: evaluate at the averaged weights
             metrics = task.evaluate()
+            if self._switch:
+                self.optimizer.train()
             self.last_eval = metrics
         if self.scheduler is not None:
             at_end = task.at_epoch_end if task is not None else True
@@ -330,7 +420,7 @@ class Engine:
             if self._objective_names or self.task is not None:
                 opt.zero_grad(set_to_none=spec.set_to_none)
                 loss = self._loss()
-                loss.backward()
+                loss.backward(create_graph=self._graph)
                 return loss
             if manual_every:
                 self._assign_manual_grads()
@@ -347,7 +437,14 @@ class Engine:
     def _assign_manual_grads(self) -> None:
         for t in self.tensor_specs:
             if t.grad is not None:
-                self.params[t.name].grad = make_grad(t.grad, self.params[t.name], self.grad_gen)
+                p = self.params[t.name]
+                if t.grad.fill == "values":  # written out once on the device, cloned each step
+                    kept = self._values_grads.get(t.name)
+                    if kept is None or kept[0] is not t.grad or kept[1].device != p.device or kept[1].dtype != p.dtype:
+                        kept = self._values_grads[t.name] = (t.grad, make_grad(t.grad, p, self.grad_gen))
+                    p.grad = kept[1].clone()
+                else:
+                    p.grad = make_grad(t.grad, p, self.grad_gen)
 
     def _set_grad(self, name: str, grad: ManualGrad | None) -> None:
         p = self.params[name]
@@ -396,10 +493,7 @@ class Engine:
         known = catalogue.info(self.spec.optimizer).defaults
         merged = {k: v for k, v in self.optimizer.defaults.items() if k in known}
         merged.update(action.hparams)  # unknown names are refused by validate_hparams
-        try:
-            catalogue.validate_hparams(self.spec.optimizer, merged, device=self.device)
-        except ValueError as e:
-            raise SpecError(str(e)) from None
+        self._check_groups_run(self.device, [merged], self.dtypes() + tuple(t.dtype for t in action.tensors))
         limits.check_tensors_fit(self.spec.optimizer, action.tensors, [merged], self.device)
         new = {}
         for k, t in enumerate(action.tensors):
@@ -425,10 +519,7 @@ class Engine:
         group = self.optimizer.param_groups[action.group]
         current = {k: v for k, v in group.items() if k in desc.defaults}
         current[action.name] = action.value
-        try:
-            catalogue.validate_hparams(self.spec.optimizer, current, device=self.device)
-        except ValueError as e:
-            raise SpecError(str(e)) from None
+        self._check_groups_run(self.device, [current])
         group[action.name] = action.value
         gs = self.group_specs[action.group]
         self.group_specs[action.group] = GroupSpec(gs.tensors, {**gs.hparams, action.name: action.value})
@@ -454,6 +545,8 @@ class Engine:
         except Exception as e:  # noqa: BLE001 - the checks passed, so this is unexpected: undo it
             opt.__setstate__(before)
             raise files.LoadError(f"The state_dict could not be loaded: {e}") from None
+        if self._switch:
+            opt.train()  # a file saved in eval mode (as schedule-free advises) steps in train mode
         args = catalogue.info(self.spec.optimizer).defaults
         for gi, g in enumerate(opt.param_groups):
             gs = self.group_specs[gi]
@@ -499,20 +592,29 @@ class Engine:
                 t[tuple(action.index)] = action.value
 
     def _do_setdevice(self, action: SetDevice) -> None:
-        self._check_device(action.device)
-        if action.device == self.device:
+        """Move everything a step touches: tensors, gradients, optimizer state (torch's own
+        load_state_dict rule: ``step`` counters stay on the CPU unless capturable or fused),
+        the task's model, buffers and data, the last loss; the observer then reads back as
+        that device wants. Refused before anything moves if the optimizer's settings cannot
+        step there."""
+        device = devices.canonical(action.device)
+        if device == self.device:
             return
+        known = catalogue.info(self.spec.optimizer).defaults
+        self._check_groups_run(device, [{k: v for k, v in g.items() if k in known}
+                                        for g in self.optimizer.param_groups])
         sd = self.optimizer.state_dict()
         for p in self.params.values():
-            p.data = p.data.to(action.device)
-            if p.grad is not None:
-                p.grad = p.grad.to(action.device)
+            _move_leaf(p, device)
         self.optimizer.load_state_dict(sd)
+        keep_saved_dtypes(self.optimizer, sd)
         if self.task is not None:
-            self.task.to(action.device)
+            self.task.to(device)
         if self.loss is not None:
-            self.loss = self.loss.to(action.device)
-        self.device = action.device
+            self.loss = self.loss.to(device)
+        self.device = device
+        if self.observer is not None:
+            self.observer.attach(self.optimizer)  # how often it reads back depends on the device
 
     def _do_reset(self, action: Reset) -> None:
         self._build()
@@ -537,8 +639,12 @@ class Engine:
             "defaults": copy_state(dict(self.optimizer.defaults)),
             "scheduler": copy_state(self.scheduler.state_dict()) if self.scheduler is not None else None,
             "task": self.task.state() if self.task is not None else None,
-            "grad_rng": self.grad_gen.get_state(),
+            "grad_rng": self._grad_gens["cpu"].get_state(),
+            # the generators of other devices (CUDA: random manual gradients drawn there), and
+            # CUDA's global one (dropout in a task's model draws from it)
+            "grad_rngs": self._grad_rng_states(),
             "torch_rng": torch.random.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.startswith("cuda") else {}),
             "loss": None if self.loss is None else self.loss.detach().clone(),
             "last_eval": dict(self.last_eval),
         }
@@ -546,15 +652,17 @@ class Engine:
     def restore(self, st: dict, check: bool = False) -> None:
         """Become exactly the engine that ``state()`` captured (same spec). With ``check`` (a
         state read from a file), its tensors are checked against this engine first."""
-        if self.structure() != st["structure"]:
+        names, groups, device = st["structure"]
+        want = (names, groups, devices.canonical(device))  # a device not here: refused in one sentence
+        if self.structure() != want:
             self._build()
             base = len(self.group_specs)
             by_name = {t.name: t for t in st["added"]}
             for g in st["groups"][base:]:
                 self._do_addgroup(AddGroup(tuple(by_name[n] for n in g.tensors), g.hparams))
-            if st["structure"][2] != self.device:
-                self._do_setdevice(SetDevice(st["structure"][2]))
-            if self.structure() != st["structure"]:
+            if want[2] != self.device:
+                self._do_setdevice(SetDevice(want[2]))
+            if self.structure() != want:
                 raise SpecError("The saved tensors and groups do not match the session's spec")
         if check:
             from . import files
@@ -575,8 +683,10 @@ class Engine:
             self.scheduler.load_state_dict(copy_state(st["scheduler"]))
         if self.task is not None and st["task"] is not None:
             self.task.load_state(st["task"])
-        self.grad_gen.set_state(st["grad_rng"])
+        self._set_grad_rngs(st["grad_rng"], st.get("grad_rngs") or {})
         torch.random.set_rng_state(st["torch_rng"])
+        if st.get("cuda_rng") is not None and self.device.startswith("cuda"):
+            torch.cuda.set_rng_state(st["cuda_rng"], self.device)
         self.loss = None if st["loss"] is None else st["loss"].to(self.device).clone()
         self.last_eval = dict(st["last_eval"])
         self.step_count = st["step"]
@@ -585,6 +695,22 @@ class Engine:
     def state_bytes(st: dict) -> int:
         """Memory a captured state holds (its tensors)."""
         return _nbytes(st)
+
+
+def _move_leaf(p: torch.Tensor, device: str) -> None:
+    """Move a leaf tensor and its gradient in place: the optimizer and the model keep the same
+    object, as ``nn.Module.to`` does (``.data``, or a swap where the two tensor types cannot
+    share it, as with torch's ``meta`` device)."""
+    grad = p.grad
+    new = p.data.to(device)
+    if torch._has_compatible_shallow_copy_type(p, new):
+        p.data = new
+    else:
+        new = torch.nn.Parameter(new, p.requires_grad) if isinstance(p, torch.nn.Parameter) \
+            else new.requires_grad_(p.requires_grad)
+        torch.utils.swap_tensors(p, new)
+    if grad is not None:
+        p.grad = grad.to(device)
 
 
 def keep_saved_dtypes(optimizer: torch.optim.Optimizer, sd: dict) -> None:
@@ -621,6 +747,10 @@ def _copy_to(v, device):
     return v
 
 
+def _dtype_name(dtype: torch.dtype) -> str:
+    """A model parameter's dtype as a spec names it (anything else counts as float32)."""
+    name = str(dtype).removeprefix("torch.")
+    return name if name in DTYPES else "float32"
 _NOTHING: dict = {}  # no evaluation ran (shared: callers only read it)
 
 

@@ -180,6 +180,10 @@ def explain(session, tensor: str, index=(), step: int | None = None, branch: int
     of ``branch`` (default: the current one). The session does not move; nothing it holds changes.
     Refusals (no such tensor, index, step or branch) raise SpecError with one sentence."""
     bid, step = _where(session, tensor, step, branch)
+    name = session.timeline.branches[bid].spec.optimizer
+    if name != "LBFGS" and name not in RULES:
+        raise SpecError(f"{name} cannot be explained: the formulas are torch.optim's, as torch documents them; "
+                        "an optimizer from elsewhere has none here")
     with torch.random.fork_rng(devices=[]):  # replaying restores generator states: keep the caller's
         eng = engine_before(session.timeline, bid, step)
         if tensor not in eng.params:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from . import export_check, export_task, files, objectives, paths, schedulers
-from .engine import Engine, grad_seed, tensor_seed
+from . import catalogue, export_check, export_task, files, objectives, optimizer_names, paths, schedulers
+from .engine import Engine, grad_seed, optimizer_seed, tensor_seed
 from .replay import engine_at
 from .spec import (AddGroup, EditTensor, LoadOptimizer, LoadParams, ManualGrad, Reset, SetDevice, SetGrad, SetHparam,
                    SpecError, Step, TensorSpec, ZeroGrad)
@@ -36,7 +36,7 @@ RESERVED = {"torch", "nn", "F", "np", "math", "io", "sys", "base64", "hashlib", 
             "EXPECTED", "digest", "fingerprints", "found", "differ", "device", "task", "batch", "loss", "loss_fn",
             "next_batch", "evaluate", "step_count", "val_loss", "train_x", "train_y", "val_x", "val_y", "order",
             "order_generator", "n_train", "batch_size", "steps_per_epoch", "batch_in_epoch", "evaluated", "x", "y",
-            "sd", "p", "name", "value", "TASK_SCRIPT"}
+            "sd", "p", "name", "value", "TASK_SCRIPT", "importlib", "optimizer_module", "module_spec"}
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,11 @@ class _Writer:
     def __init__(self, spec, blobs: dict, engine: Engine, script_name: str, inline_limit: int):
         self.spec, self.blobs, self.script_name, self.inline_limit = spec, blobs, script_name, inline_limit
         self.task = spec.gradient.task if spec.gradient.kind == "task" else None
-        self.lbfgs = spec.optimizer == "LBFGS"
+        need = catalogue.needs(spec.optimizer)  # what the engine does for the class, the script does too
+        self.lbfgs = catalogue.CLOSURE in need  # LBFGS, and other classes stepped with a closure
+        self.backward = "loss.backward(create_graph=True)" if catalogue.SECOND_ORDER in need else "loss.backward()"
+        self.switch = catalogue.TRAIN_EVAL in need  # schedule-free's train()/eval()
+        self.origin = optimizer_names.parse(spec.optimizer)
         self.device = spec.device
         self.lines: list[str] = []
         self.files: dict[str, bytes] = {}
@@ -160,6 +164,11 @@ class _Writer:
             s = spec.scheduler
             args = "".join(f", {k}={v!r}" for k, v in schedulers._coerce(s.name, s.params).items())
             self.emit(f"scheduler = torch.optim.lr_scheduler.{s.name}(optimizer{args})")
+        if self.switch:
+            self.emit("optimizer.train()  # schedule-free: train mode before the first gradient")
+        if self.origin.kind != "torch":
+            self.emit(f"torch.manual_seed({optimizer_seed(spec.seed)})  # torch's generator, for a class that draws "
+                      "from it: (seed * 1_000_003 + 999_979) % 2**63")
         if self.task is not None:
             self.emit("step_count, val_loss = 0, None")
         if self.lbfgs:
@@ -177,13 +186,27 @@ class _Writer:
     def _grad(self, name: str, g: ManualGrad) -> str:
         return grad_expr(g, self.shapes[name], self.dtypes[name], self.device)
 
+    def _optimizer_class(self) -> str:
+        """How the script names the class: torch.optim's, a collection's (imported in the prelude),
+        or one loaded from the user's file."""
+        n = self.origin
+        if n.kind == "torch":
+            return f"torch.optim.{n.cls}"
+        if n.kind == "collection":
+            return f"{n.module}.{n.cls}"
+        self.emit(f"module_spec = importlib.util.spec_from_file_location('optimizer_module', {n.path!r})",
+                  "optimizer_module = importlib.util.module_from_spec(module_spec)",
+                  "module_spec.loader.exec_module(optimizer_module)  # your optimizer file")
+        return f"optimizer_module.{n.cls}"
+
     def _optimizer(self, groups) -> None:
         kwargs = "".join(f", {k}={v!r}" for k, v in self.spec.hparams.items())
         refs = [[self.ref(n) for n in g.tensors] for g in groups]
+        cls = self._optimizer_class()
         if len(groups) == 1 and not groups[0].hparams:
-            self.emit(f"optimizer = torch.optim.{self.spec.optimizer}([{', '.join(refs[0])}]{kwargs})")
+            self.emit(f"optimizer = {cls}([{', '.join(refs[0])}]{kwargs})")
             return
-        self.emit(f"optimizer = torch.optim.{self.spec.optimizer}([")
+        self.emit(f"optimizer = {cls}([")
         for g, r in zip(groups, refs):
             extra = "".join(f", {k!r}: {v!r}" for k, v in g.hparams.items())
             self.emit(f'    {{"params": [{", ".join(r)}]{extra}}},')
@@ -202,7 +225,7 @@ class _Writer:
         self.emit("", "", "def closure():", '    """What L-BFGS evaluates, as often as it needs (optimlab\'s closure)."""')
         if spec.gradient.kind in ("objective", "task"):
             self.emit(f"    optimizer.zero_grad(set_to_none={spec.set_to_none})",
-                      f"    loss = {self._loss_call('batch[0], batch[1]')}", "    loss.backward()", "    return loss")
+                      f"    loss = {self._loss_call('batch[0], batch[1]')}", f"    {self.backward}", "    return loss")
         else:
             if spec.gradient.when == "every_step":
                 self.emit(*(f"    {self.ref(n)}.grad = {self._grad(n, g)}" for n, g in self.manual))
@@ -211,12 +234,14 @@ class _Writer:
     def _plain_step(self) -> bool:
         s = self.spec
         return (s.gradient.kind == "manual" and s.gradient.when == "once" and not s.zero_grad_each_step
-                and s.scheduler is None and not self.lbfgs)
+                and s.scheduler is None and not self.lbfgs and not self.switch)
 
     def _step_function(self) -> None:
         """``def step()``: one step in the engine's order (README, "The step")."""
         s, task = self.spec, self.task
         body, glob = [], []
+        if self.switch:
+            body.append("optimizer.train()  # schedule-free: train mode for the gradient and the step")
         if self.lbfgs:
             if task is not None:
                 body.append("batch = next_batch()  # the closure evaluates the loss on this batch")
@@ -228,14 +253,17 @@ class _Writer:
             if s.gradient.kind == "manual" and s.gradient.when == "every_step":
                 body += [f"{self.ref(n)}.grad = {self._grad(n, g)}" for n, g in self.manual]
             elif s.gradient.kind == "objective":
-                body += [f"loss = {self._loss_call()}", "loss.backward()"]
+                body += [f"loss = {self._loss_call()}", self.backward]
             elif task is not None:
-                body += ["x, y = next_batch()", f"loss = {self._loss_call()}", "loss.backward()"]
+                body += ["x, y = next_batch()", f"loss = {self._loss_call()}", self.backward]
             body.append("optimizer.step()")
         if task is not None:
             glob += ["step_count", "val_loss"]
             body += ["step_count += 1", f"evaluated = step_count % {task.eval_every} == 0",
-                     "if evaluated:", "    val_loss = evaluate()"]
+                     "if evaluated:"]
+            body += (["    optimizer.eval()  # schedule-free: evaluated at the averaged weights",
+                      "    val_loss = evaluate()", "    optimizer.train()"] if self.switch else
+                     ["    val_loss = evaluate()"])
         body += self._scheduler_step()
         doc = '"""One step: ' + ("optimizer.step(closure), " if self.lbfgs else "zero_grad, the gradient, "
                                  "optimizer.step(), ") + ("evaluation, " if task else "") + \
@@ -366,6 +394,10 @@ class _Writer:
         if task is not None and task.kind == "script":
             std.add("import runpy")
         third = ["import torch"]
+        if self.origin.kind == "collection":
+            third.append(f"import {self.origin.module}")
+        elif self.origin.kind == "file":
+            std.add("import importlib.util")
         if task is not None:
             third += ["import torch.nn.functional as F", "from torch import nn"]
             if task.kind in ("digits_mlp", "digits_cnn"):

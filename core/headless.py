@@ -36,7 +36,7 @@ class RunRequest:
     print_state: bool = False
     trust_script: bool = False
     trusted: tuple[tuple[str, str], ...] = ()  # (path, sha256) agreed to in this process
-    threads: int = 0  # torch threads in the child (0: torch's default)
+    threads: int = 0  # torch threads in the child (0: the app's rule, runner_process.threads_for)
     branch: int | None = None  # stand on this branch (its head, or --at) before anything else
     at: int | None = None  # stand at this step first
     until: tuple[str, ...] = ()  # breakpoint conditions: stop at the first step where one holds
@@ -83,18 +83,35 @@ def child_main(req: RunRequest, conn, cancel, progress) -> None:
         conn.close()
 
 
-def _child_run(req: RunRequest, conn, cancel, progress) -> None:
+def _open(req: RunRequest):
+    """The session, stepped (and a .json's journal replayed) with the torch thread count the
+    app's runner process would use (``runner_process.threads_for``), or ``--threads``: on the
+    CPU a reduction over more than 32,768 elements depends on it in its last bits."""
     import torch
 
-    from . import files, session_file, trust
-    from .cli import print_state_text, resolve
-    from .spec import LoadOptimizer, LoadParams
+    from . import session_file
+    from .cli import resolve
+    from .runner_process import threads_for
+    path = resolve(req.session)
     if req.threads:
         torch.set_num_threads(req.threads)
+    s = session_file.load_session(path)
+    n = req.threads or threads_for(s)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+        if str(path).lower().endswith(".json"):  # its journal was replayed with another count: again
+            s = session_file.load_session(path)
+    return s
+
+
+def _child_run(req: RunRequest, conn, cancel, progress) -> None:
+    from . import files, session_file, trust
+    from .cli import print_state_text
+    from .spec import LoadOptimizer, LoadParams
     trust.trust_all(req.trust_script)
     for path, digest in req.trusted:
         trust.trust(path, digest)
-    s = session_file.load_session(resolve(req.session))
+    s = _open(req)
     if req.branch is not None or req.at is not None:
         s.goto(req.at, req.branch)
     if req.until:

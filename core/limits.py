@@ -157,7 +157,7 @@ def tensor_bytes(t) -> int:
 
 
 def _itemsize(t) -> int:
-    return 8 if t.dtype == "float64" else 4
+    return {"float64": 8, "bfloat16": 2, "float16": 2}.get(t.dtype, 4)
 
 
 def stepping_bytes(t, copies: int) -> int:

@@ -33,6 +33,7 @@ from . import distributions
 from .breakpoints import DEFAULTS, Breakpoint, resolve_target, tensor_flag
 from .distributions import Distributions
 from .history import Budget
+from .observe import state_items
 from .series import SeriesSet
 
 MEASURE_BUDGET = 0.02  # share of wall time spent measuring norms (every step when they cost less)
@@ -186,7 +187,7 @@ class Observer:
                 self._losses.append(lv)
             return self._scalar_hit(step, lv) if self._scalar else None
         lrs = engine.lrs() if self.lr_each_step and engine is not None else None
-        xy = engine.xy() if cur is not None and engine is not None and engine.has_xy else None
+        xy = engine.xy_tensor() if cur is not None and engine is not None and engine.has_xy else None
         flags = []
         for bp in self._on:
             if bp.kind == "tensor" and engine is not None:
@@ -213,12 +214,14 @@ class Observer:
 
     def _resolve(self, raw) -> Hit | None:
         tensors = []
-        for _, loss, cur, _, _, _, flags in raw:
+        for _, loss, cur, _, _, xy, flags in raw:
             if isinstance(loss, torch.Tensor):
                 tensors.append(loss)
             if cur:
                 tensors.extend(v for v in cur.values() if isinstance(v, torch.Tensor))
             tensors.extend(f for _, f in flags)
+            if xy is not None:
+                tensors.extend((xy[0], xy[1]))
         values = iter(_read(tensors))
         for step, loss, cur, lrs, metrics, xy, flags in raw:
             got = {"loss": next(values) if isinstance(loss, torch.Tensor) else loss}
@@ -226,6 +229,8 @@ class Observer:
                 for k, v in cur.items():
                     got[k] = next(values) if isinstance(v, torch.Tensor) else v
             held = {bp: bool(next(values)) for bp, _ in flags}
+            if xy is not None:
+                xy = (next(values), next(values))
             if self._rising_on:
                 self._losses.append(got["loss"])
             hit = self._first_hit(step, got, held)
@@ -325,7 +330,7 @@ def _histograms(optimizer, params) -> tuple[list, torch.Tensor]:
         if p.grad is not None:
             keys.append((i, "grad"))
             hs.append(distributions.counts(p.grad))
-        for k, v in optimizer.state.get(p, {}).items():
+        for k, v in state_items(optimizer.state.get(p, {})):
             if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel() > 1:
                 keys.append((i, k))
                 hs.append(distributions.counts(v))
@@ -334,7 +339,7 @@ def _histograms(optimizer, params) -> tuple[list, torch.Tensor]:
 
 def _state_keys(engine, name: str) -> set[str]:
     st = engine.optimizer.state.get(engine.params[name], {})
-    return {k for k, v in st.items() if isinstance(v, torch.Tensor)}
+    return {k for k, v in state_items(st) if isinstance(v, torch.Tensor)}
 
 
 def _read(tensors) -> list[float]:

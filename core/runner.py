@@ -26,6 +26,13 @@ from .observe import make_snapshot
 from .session import Session
 from .snapshot import RunError, Snapshot
 
+def frame_of(session, seq: int, **kw):
+    """The frame of what the runner steps: a session's snapshot, or what another steppable
+    object (a ``core.compare.Comparison``) makes with its own ``make_frame``."""
+    make = getattr(session, "make_frame", None)
+    return make(seq, **kw) if make is not None else make_snapshot(session, seq, **kw)
+
+
 def run_steps(session: Session, n: int, budget: Budget | None = None, cancelled=lambda: False) -> int:
     """Step ``n`` times on this thread (stopping at a breakpoint). Returns steps done."""
     return session.run(n, cancelled=cancelled)
@@ -72,7 +79,7 @@ class Runner(RunnerCommands):
         (seen on the digits MLP). If the function raises, ``fallback()`` is used and the
         error is shown in the first snapshot. ``on_session(session)`` is called on the runner
         thread whenever a session is taken on (built or swapped in)."""
-        built = isinstance(session, Session)
+        built = hasattr(session, "advance")  # a Session (or a Comparison), not a function making one
         self._on_session = on_session
         self._factory = None if built else session
         self._fallback = fallback
@@ -97,7 +104,7 @@ class Runner(RunnerCommands):
         self._sps_mark = (time.perf_counter(), 0)
         self._last_step_time = 0.0
         self._published_at = 0.0
-        self._latest: Snapshot | None = make_snapshot(session, 0) if built else None
+        self._latest: Snapshot | None = frame_of(session, 0) if built else None
         if built:
             self._ready.set()
         self._lock = threading.Lock()
@@ -126,7 +133,7 @@ class Runner(RunnerCommands):
 
     def _swap(self, session, build, args):
         new = build(session, *args)
-        if not isinstance(new, Session):
+        if not hasattr(new, "advance"):
             raise TypeError(f"{getattr(build, '__name__', build)} returned {type(new).__name__}, not a Session")
         self._session = new
         if self._on_session is not None:
@@ -317,7 +324,7 @@ class Runner(RunnerCommands):
             self._sps_mark = (now, steps)
         self._seq += 1
         try:
-            snap = make_snapshot(self._session, self._seq, running=self._running or self._pending > 0,
+            snap = frame_of(self._session, self._seq, running=self._running or self._pending > 0,
                                  paused_reason=self._paused_reason, error=self._error,
                                  steps_per_second=self._sps if math.isfinite(self._sps) else 0.0)
         except Exception as e:  # noqa: BLE001 - keep the old picture, report why

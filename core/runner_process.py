@@ -362,6 +362,8 @@ def threads_for(session) -> int:
 
 
 def _set_threads(session) -> None:
+    """Step ``session`` with ``threads_for``'s count of torch threads (the CLI's child uses the
+    same rule). The session records the count with the steps it takes (``Branch.threads``)."""
     import torch
     n = threads_for(session)
     if torch.get_num_threads() != n:

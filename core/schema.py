@@ -49,6 +49,8 @@ class SpecError(ValueError):
 Word = Annotated[str, Meta(max_length=MAX_NAME)]  # a name or an option (dtype, init, kind, ...)
 Text = Annotated[str, Meta(max_length=MAX_TEXT)]
 PathText = Annotated[str, Meta(max_length=MAX_PATH)]
+# "Adam", "pytorch_optimizer.Lion" or "file:PATH.py:Class" (core.optimizer_names)
+OptimizerText = Annotated[str, Meta(max_length=MAX_PATH + MAX_NAME + 8)]
 Dim = Annotated[int, Meta(ge=1, le=MAX_NUMEL)]
 Shape = Annotated[tuple[Dim, ...], Meta(max_length=MAX_DIMS)]
 Names = Annotated[tuple[Word, ...], Meta(max_length=MAX_TENSORS)]
@@ -207,7 +209,8 @@ def _sentence(message: str, data, where: str) -> str:
                 return f"{path} must not be empty"
             return f"{path} must be at most {int(m['len']):,} characters long, not {n:,}"
         unit = "entries" if m["want"] == "object" else "items"
-        return f"{path} must have at most {int(m['len']):,} {unit}, not {n:,}"
+        most = "at least" if m["lop"].startswith(">") else "at most"
+        return f"{path} must have {most} {int(m['len']):,} {unit}, not {n:,}"
     if m["bound"]:
         bound = float(m["bound"])
         if abs(bound) == sys.float_info.max:

@@ -85,10 +85,14 @@ class Session:
         self._since_ckpt = 0
         self._ckpt_every = FIRST_CHECKPOINT_EVERY  # steps between checkpoints (see checkpoint())
         self._ckpt_mark = 0.0
+        # share of the wall clock this session's steps get (1/n in a comparison of n runs stepped
+        # in turn): checkpoints are spaced by its own time per step, not the others' as well
+        self.time_share = 1.0
         self.last_hit: Hit | None = None
         self.notice = ""  # the last line for the status bar ("new branch 3, branch 2 kept at ...")
         self._undo: list = []
         self._redo: list = []
+        self.view = None  # what the window shows (core.observe.View): snapshots copy only that
         self._watch_branch()
 
     # ----- the live objects (read them on the owning thread only) -----
@@ -275,6 +279,7 @@ class Session:
         if self._pending:
             b = self.timeline.branch
             b.journal.record(e.step_count - self._pending, Step(self._pending))
+            b.threads = torch.get_num_threads()  # CPU reductions' last bits depend on it (README)
             self._pending = 0
             loss = e.loss
             if loss is not None:
@@ -288,6 +293,7 @@ class Session:
         b = self.timeline.branch
         if self._pending:
             b.journal.record(self.engine.step_count - self._pending, Step(self._pending))
+            b.threads = torch.get_num_threads()
             self._pending = 0
         if self.engine.step_count > hit.step:
             b.journal = b.journal.copy_prefix(hit.step, b.journal.index_after(hit.step))
@@ -317,7 +323,7 @@ class Session:
         tl.checkpoints.add(tl.current, self.engine.step_count, st, nbytes, tl.heads())
         t1 = time.perf_counter()
         if steps and self._ckpt_mark:
-            per_step = max((t0 - self._ckpt_mark) / steps, 1e-7)
+            per_step = max((t0 - self._ckpt_mark) / steps * self.time_share, 1e-7)
             every = max((t1 - t0) / (CHECKPOINT_SHARE * per_step), REPLAY_UNSEEN / per_step)
             self._ckpt_every = max(1, min(MAX_CHECKPOINT_EVERY, math.ceil(every)))
         self._ckpt_mark = t1

@@ -29,7 +29,10 @@ class ArrayView:
 
     ``values`` is the whole tensor when ``exact`` is true; otherwise it is a
     downsampled preview (every ``stride``-th element along each axis) and the
-    statistics are of the whole tensor.
+    statistics are of the whole tensor. A tensor the window does not show travels
+    without values (``shown`` False: ``values`` is empty, the statistics are there).
+    ``dtype`` is the tensor's own; the values of a bfloat16 or float16 tensor are a
+    float32 copy (numpy has no bfloat16; float32 holds both exactly).
     """
 
     shape: tuple[int, ...]
@@ -44,6 +47,7 @@ class ArrayView:
     hist_counts: np.ndarray | None = None
     hist_edges: np.ndarray | None = None
     stats_exact: bool = True  # False: min/max/mean/norm are of the preview (big tensor, while running)
+    shown: bool = True  # False: only shape, dtype and statistics travelled (the window does not show it)
 
     @property
     def numel(self) -> int:

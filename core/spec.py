@@ -13,12 +13,12 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from . import schema
+from . import optimizer_names, schema
 from .schema import (MAX_JOURNAL, MAX_NUMEL, MAX_STEPS, MAX_TENSORS, MAX_VALUES, Count, HParams, HValue, Index, Names,
-                     PathText, Shape, SpecError, Text, Values, Word, in_file, parse_json)
+                     OptimizerText, PathText, Shape, SpecError, Text, Values, Word, in_file, parse_json)
 from .task_spec import TaskSpec, task_from_dict
 
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "bfloat16", "float16")  # parameter dtypes (core.devices shows them)
 INITS = ("zeros", "ones", "constant", "normal", "uniform", "xavier_uniform", "xavier_normal",
          "kaiming_uniform", "kaiming_normal", "values", "task")  # "task": made by a training task's model
 GRAD_FILLS = ("constant", "zeros", "normal", "values")
@@ -120,7 +120,7 @@ class TensorSpec:
         if not self.name or not self.name.replace("_", "a").replace(".", "a").isalnum():
             raise SpecError(f"Invalid tensor name {self.name!r}: use letters, digits, '_' and '.'")
         if self.dtype not in DTYPES:
-            raise SpecError(f"Invalid dtype {self.dtype!r} for {self.name}: use float32 or float64")
+            raise SpecError(f"Invalid dtype {self.dtype!r} for {self.name}: use {', '.join(DTYPES)}")
         if self.init not in INITS:
             raise SpecError(f"Unknown init {self.init!r} for {self.name}: use one of {', '.join(INITS)}")
         if self.numel > MAX_NUMEL:
@@ -228,7 +228,7 @@ Groups = Annotated[tuple[GroupSpec, ...], Meta(max_length=MAX_TENSORS)]
 class SessionSpec:
     """What a session starts from. The journal says what happened since."""
 
-    optimizer: Word = "SGD"
+    optimizer: OptimizerText = "SGD"  # core.optimizer_names: "Adam", "pytorch_optimizer.Lion", "file:P.py:C"
     hparams: HParams = field(default_factory=dict)  # optimizer defaults given to the constructor
     tensors: Tensors = ()
     groups: Groups = ()  # empty: one group with every tensor
@@ -238,6 +238,9 @@ class SessionSpec:
     set_to_none: bool = True  # zero_grad(set_to_none=...)
     zero_grad_each_step: bool = False  # call zero_grad before every step's gradient
     scheduler: SchedulerSpec | None = None
+    # steps run under torch.use_deterministic_algorithms(True) (CUBLAS_WORKSPACE_CONFIG set):
+    # for kernels that are otherwise nondeterministic on CUDA (index_add, scatter, some convolutions)
+    deterministic: bool = False
     name: Text = ""
     description: Text = ""
 
@@ -253,6 +256,10 @@ class SessionSpec:
 
     def check(self) -> None:
         """Structural checks that need no torch (names, membership, shapes)."""
+        try:
+            optimizer_names.parse(self.optimizer)
+        except ValueError as e:
+            raise SpecError(str(e)) from None
         _seed("seed", self.seed)
         if self.gradient.kind == "task":
             self.gradient.check()

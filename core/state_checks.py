@@ -14,7 +14,7 @@ from itertools import chain
 
 import torch
 
-from . import catalogue
+from . import catalogue, extra_optimizers
 from .files import LoadError, _copy_state
 
 # what param_groups hold besides the optimizer's own arguments: torch's names, and the numbers
@@ -86,6 +86,9 @@ def check_kind(session, saved: list) -> None:
         if odd is not None or None in g:
             raise LoadError(f"param_group {i} of the state_dict has a key {odd!r} that is not a name")
         got = frozenset(g) - IGNORED_GROUP_KEYS
+        if not catalogue.is_torch(name):
+            _check_kind_extra(name, i, got, g)
+            continue
         writers = catalogue.identify(got, g)
         if name not in writers:
             others = [n for n in writers or catalogue.identify(got) if n != name]
@@ -107,6 +110,18 @@ def check_kind(session, saved: list) -> None:
                 raise LoadError(f"This state_dict is from {other}, but the session uses {name}")
 
 
+def _check_kind_extra(name: str, i: int, got: frozenset, group: dict) -> None:
+    """A class from outside torch.optim: its fresh group's keys must all be there (keys it adds
+    while stepping may be there too); a torch class whose keys fit exactly is named."""
+    missing = sorted(catalogue.group_keys(name) - got - catalogue.filled_keys(name))
+    if not missing:
+        return
+    others = catalogue.identify(got, group) or catalogue.identify(got)
+    if others:
+        raise LoadError(f"This state_dict is from {' or '.join(others)}, but the session uses {name}")
+    raise LoadError(f"param_group {i} of the state_dict does not match {name}: it lacks {', '.join(missing)}")
+
+
 # ----- hyperparameters -----
 
 def check_group_values(session, i: int, g: dict) -> None:
@@ -114,7 +129,8 @@ def check_group_values(session, i: int, g: dict) -> None:
     name = session.spec.optimizer
     args = {h.name for h in catalogue.info(name).hparams}
     try:
-        catalogue.validate_hparams(name, {k: v for k, v in g.items() if k in args}, device=session.device)
+        catalogue.validate_hparams(name, {k: v for k, v in g.items() if k in args}, device=session.device,
+                                   dtypes=getattr(session, "engine", session).dtypes())
     except ValueError as e:
         raise LoadError(f"param_group {i} of the state_dict is refused: {e}") from None
     for k in SCHEDULER_GROUP_KEYS & set(g):
@@ -168,10 +184,13 @@ def check_entries(session, saved: list, state: dict, where: dict[int, int]) -> N
         bad = next((k for k in entry if not isinstance(k, str)), None)
         if bad is not None:
             raise LoadError(f"The state of {who} has a key {bad!r} that is not a name")
-        if name in catalogue.NEEDS_CLOSURE:
+        if name == "LBFGS":
             _check_lbfgs(entry, pos, who, params, saved[0])
             continue
-        kinds = STATE_KINDS.get(name) or {k: "ref" for k in ref.get(pos, {})}
+        if name not in STATE_KINDS:
+            _check_unknown_entry(entry, who, ref.get(pos, {}))
+            continue
+        kinds = STATE_KINDS[name]
         for key, v in entry.items():
             if key not in kinds:
                 raise LoadError(f"State {key!r} of {who} is not something {name} keeps "
@@ -187,6 +206,29 @@ def check_entries(session, saved: list, state: dict, where: dict[int, int]) -> N
                             f"which {name} needs with these hyperparameters")
     # no state for a parameter is fine: torch's own state_dict has none for a parameter that
     # joined by add_param_group and has not stepped yet (Adagrad creates it then)
+
+
+def _check_unknown_entry(entry: dict, who: str, expected: dict) -> None:
+    """State of a class without a table here: every tensor in it plain and dense, and shaped as
+    a fresh optimizer of the class shapes it after one step where that key is known; keys it
+    makes only later are let through to the dry run, which loads and steps them."""
+    for key, v in entry.items():
+        what = f"State {key!r} of {who}"
+        for t in _tensors_in(v):
+            _check_tensor(t, what, floating=False)
+        if isinstance(v, torch.Tensor) and isinstance(expected.get(key), torch.Size) and v.shape != expected[key]:
+            raise LoadError(f"{what} has shape {list(v.shape)}; the session expects {list(expected[key])}")
+
+
+def _tensors_in(v):
+    if isinstance(v, torch.Tensor):
+        yield v
+    elif isinstance(v, (list, tuple)):
+        for x in v:
+            yield from _tensors_in(x)
+    elif isinstance(v, dict):
+        for x in v.values():
+            yield from _tensors_in(x)
 
 
 def _check_value(v, kind: str, what: str, p: torch.Tensor, expected, name: str) -> None:
@@ -330,13 +372,19 @@ def fresh(session, saved_groups, copies):
         groups.append({"params": copies[i:i + n], **hp})
         i += n
     try:
-        return session.opt_class(groups)
-    except (ValueError, TypeError, RuntimeError, OverflowError) as e:
+        with extra_optimizers.quiet():
+            return session.opt_class(groups)
+    except (ValueError, TypeError, RuntimeError, OverflowError, AssertionError) as e:
         raise LoadError(f"The state_dict's hyperparameters are refused by torch: {e}") from None
 
 
-def step(opt, copies=None) -> None:
-    """One step; LBFGS gets a closure whose gradient is not zero, so its history is used."""
+def step(opt, copies=None, needs: frozenset = frozenset()) -> None:
+    """One step; LBFGS gets a closure whose gradient is not zero, so its history is used.
+    Other classes are stepped as the engine steps them (``needs``), on a zero gradient."""
+    if needs and not isinstance(opt, torch.optim.LBFGS):
+        params = [p for g in opt.param_groups for p in g["params"]]
+        extra_optimizers.take_step(opt, params, needs, loss_fn=_zero_loss)
+        return
     if isinstance(opt, torch.optim.LBFGS):
         def closure():
             for c in copies or ():
@@ -354,7 +402,8 @@ def reference_state(session, saved_groups) -> tuple[dict[int, set], dict[int, di
     opt = fresh(session, saved_groups, copies)
     at_start = {i: set(opt.state.get(c, {})) for i, c in enumerate(copies)}
     try:
-        step(opt)
+        with extra_optimizers.quiet():  # a step may draw random numbers: not from the session's
+            step(opt, copies, _needs(session))
     except Exception:  # noqa: BLE001 - a reference we cannot build checks nothing; the dry run will say
         return at_start, {}
     out = {}
@@ -374,10 +423,24 @@ def dry_run(session, sd) -> None:
         opt.load_state_dict(_copy_state(sd))
         if isinstance(opt, torch.optim.LBFGS):
             opt.param_groups[0]["max_iter"] = 1  # one iteration uses every piece of the history
-        step(opt, copies)
+        with extra_optimizers.quiet():
+            step(opt, copies, _needs(session))
     except Exception as e:  # noqa: BLE001 - any failure means the file does not fit
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise LoadError(f"The state_dict does not fit this session: {first}") from None
+
+
+def _needs(session) -> frozenset:
+    """How the engine steps this session's class (empty for torch's, stepped as before)."""
+    if catalogue.is_torch(session.spec.optimizer):
+        return frozenset()
+    need = getattr(session, "needs", None)  # an Engine, or a Session around one
+    return need if need is not None else session.engine.needs
+
+
+def _zero_loss(ps):
+    """A loss whose gradient is zero but has a graph (a second-order step differentiates it)."""
+    return sum((p * p).sum() for p in ps) * 0.0
 
 
 # ----- parameters files -----

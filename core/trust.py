@@ -20,6 +20,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+from . import optimizer_names
 from .spec import SpecError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "resources" / "examples"
@@ -34,13 +35,13 @@ _trust_all = False
 class UntrustedScript(SpecError):
     """The session names a script the user has not agreed to run (nothing was run)."""
 
-    def __init__(self, path: str, digest: str):
-        self.path, self.digest = path, digest
+    def __init__(self, path: str, digest: str, what: str = "task script"):
+        self.path, self.digest, self.what = path, digest, what  # what: "task script" or "optimizer file"
         super().__init__(f"This session runs the Python script {path} (sha256 {digest[:SHORT]}); "
                          "it was not run because you have not trusted it")
 
     def __reduce__(self):  # travels from the runner process as itself
-        return (type(self), (self.path, self.digest))
+        return (type(self), (self.path, self.digest, self.what))
 
 
 def resolve(script: str, base: str | os.PathLike | None) -> str:
@@ -52,32 +53,33 @@ def resolve(script: str, base: str | os.PathLike | None) -> str:
     return os.path.abspath(p)
 
 
-def read_script(path: str) -> tuple[bytes, str]:
-    """(bytes, sha256 hex) of a script file, refusing anything but a plain Python text file."""
+def read_script(path: str, what: str = "task script") -> tuple[bytes, str]:
+    """(bytes, sha256 hex) of a script file (``what``: "task script", "optimizer file"),
+    refusing anything but a plain Python text file."""
     p = Path(path)
     try:
         st = os.stat(p)
     except OSError as e:
-        raise SpecError(f"The task script {path} cannot be read: {e.strerror or e}") from None
+        raise SpecError(f"The {what} {path} cannot be read: {e.strerror or e}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise SpecError(f"The task script {path} is not a regular file")
+        raise SpecError(f"The {what} {path} is not a regular file")
     if p.suffix != ".py":
-        raise SpecError(f"The task script {path} is not a .py file")
+        raise SpecError(f"The {what} {path} is not a .py file")
     if st.st_size > MAX_SCRIPT_BYTES:
-        raise SpecError(f"The task script {path} is {st.st_size:,} bytes; scripts up to "
+        raise SpecError(f"The {what} {path} is {st.st_size:,} bytes; scripts up to "
                         f"{MAX_SCRIPT_BYTES // 2**20} MB are accepted")
     try:
         with open(p, "rb") as f:
             data = f.read(MAX_SCRIPT_BYTES + 1)
     except OSError as e:
-        raise SpecError(f"The task script {path} cannot be read: {e.strerror or e}") from None
+        raise SpecError(f"The {what} {path} cannot be read: {e.strerror or e}") from None
     if data[:2] == b"PK" or b"\x00" in data:
-        raise SpecError(f"The task script {path} is not Python source text (it looks like an archive "
+        raise SpecError(f"The {what} {path} is not Python source text (it looks like an archive "
                         "or a binary file)")
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        raise SpecError(f"The task script {path} is not UTF-8 Python source text") from None
+        raise SpecError(f"The {what} {path} is not UTF-8 Python source text") from None
     return data, hashlib.sha256(data).hexdigest()
 
 
@@ -123,20 +125,22 @@ def forget() -> None:
     _trust_all = False
 
 
-def checked_source(path: str) -> bytes:
+def checked_source(path: str, what: str = "task script") -> bytes:
     """The script's bytes if the user trusts them; UntrustedScript (nothing run) if not."""
-    data, d = read_script(path)
+    data, d = read_script(path, what)
     with _lock:
         ok = _trust_all or (os.path.realpath(path), d) in _trusted
     if not ok and not is_shipped(path):
-        raise UntrustedScript(os.path.abspath(path), d)
+        raise UntrustedScript(os.path.abspath(path), d, what)
     return data
 
 
 # ----- script paths in specs: absolute while open, relative to the file when saved -----
 
 def with_base(spec, base):
-    """``spec`` with a script task's path made absolute against ``base`` (a session file's folder)."""
+    """``spec`` with a script task's path, and an optimizer file's, made absolute against
+    ``base`` (a session file's folder)."""
+    spec = _optimizer_path(spec, lambda p: resolve(p, base))
     task = spec.gradient.task
     if spec.gradient.kind != "task" or task is None or task.kind != "script" or not task.script:
         return spec
@@ -144,12 +148,28 @@ def with_base(spec, base):
 
 
 def relative_to(spec, folder):
-    """``spec`` with a script path written relative to ``folder`` when the script lies inside it."""
+    """``spec`` with a script path (and an optimizer file's) written relative to ``folder``
+    when the file lies inside it."""
+    spec = _optimizer_path(spec, lambda p: _relative(p, folder))
     task = spec.gradient.task
     if spec.gradient.kind != "task" or task is None or task.kind != "script" or not task.script:
         return spec
+    return replace(spec, gradient=replace(spec.gradient, task=replace(task, script=_relative(task.script, folder))))
+
+
+def _relative(path: str, folder) -> str:
     try:
-        rel = Path(task.script).resolve().relative_to(Path(folder).resolve())
+        return str(Path(path).resolve().relative_to(Path(folder).resolve()))
     except ValueError:
+        return path
+
+
+def _optimizer_path(spec, change):
+    """``spec`` with its ``file:PATH:Class`` optimizer's PATH changed by ``change``."""
+    if not spec.optimizer.startswith(optimizer_names.FILE_PREFIX):
         return spec
-    return replace(spec, gradient=replace(spec.gradient, task=replace(task, script=str(rel))))
+    try:
+        name = optimizer_names.parse(spec.optimizer)
+    except ValueError:
+        return spec  # the spec's own check says what is wrong with it
+    return replace(spec, optimizer=optimizer_names.file_name(change(name.path), name.cls))

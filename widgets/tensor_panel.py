@@ -60,6 +60,7 @@ class TensorPanel(QWidget):
         self._columns = 0
         self._editable: tuple[bool, str] = (True, "")
         self._strips: dict[str, DensityStrip] = {}  # made the first time "over time" shows an entry
+        self._over_time_offered = True  # False where no one feeds the strips (a checkpoint, an attached script)
         self._dists: dict[str, object] = {}  # which -> what its strip shows (for setDistributions' callers)
 
         self.header = QLabel(self)
@@ -132,7 +133,7 @@ class TensorPanel(QWidget):
         self.placeholder.hide()
         self.scroll.show()
         self.header.show()
-        self.overTimeButton.show()
+        self.overTimeButton.setVisible(self._over_time_offered)
         extra = " · sparse gradient (shown dense)" if ts.grad_sparse else ""
         self.header.setText(f"{html.escape(ts.name)} · group {ts.group} · param {ts.index}{extra}")
 
@@ -169,6 +170,13 @@ class TensorPanel(QWidget):
         self._editable = (on, why)
         for view in self._views.values():
             view.setEditable(on, why) if why else view.setEditable(on)
+
+    def offerOverTime(self, on: bool) -> None:
+        """Offer the "over time" button (only where the distributions can be fetched)."""
+        self._over_time_offered = bool(on)
+        if not on:
+            self.setOverTime(False)
+        self.overTimeButton.setVisible(on and bool(self._name))
 
     def overTime(self) -> bool:
         """Whether the entries show their distributions over time (else their values now)."""

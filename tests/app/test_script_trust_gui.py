@@ -35,9 +35,11 @@ def asked(monkeypatch):
     class Asked(list):
         answer = False
     calls = Asked()
+    calls.whats = []
 
-    def fake(parent, path, digest):
+    def fake(parent, path, digest, what="task script"):
         calls.append((path, digest))
+        calls.whats.append(what)
         return calls.answer
     monkeypatch.setattr(script_trust, "ask", fake)
     return calls

@@ -108,5 +108,5 @@ def test_devices_are_the_ones_torch_reports(monkeypatch):
 
 
 def test_a_device_torch_does_not_report_is_refused_in_one_sentence():
-    with pytest.raises(SpecError, match="Device 'cuda:7' is not available here; torch reports cpu"):
+    with pytest.raises(SpecError, match="Device 'cuda:7' is not available here: torch reports no CUDA GPU"):
         Session(SessionSpec(tensors=[TensorSpec("w", (2,))], device="cuda:7"))

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from core import session_file
-from core.distributions import EDGES, N_BINS, NAN_BIN, Distributions, counts
+from core.distributions import EDGES, N_BINS, NAN_BIN, Distributions, counts, scatter_counts
 from core.session import Session
 from tests.core.test_fidelity import make_spec
 
@@ -17,6 +17,19 @@ def test_counts_put_each_value_in_its_sign_and_decade_bin():
     for v in (3e-3, -3e-3, 5.0):
         assert c[np.searchsorted(EDGES, v, side="left")] >= 1
     assert c[0] == 1 and c[N_BINS - 1] == 1  # beyond 1e6 on each side (with inf)
+
+
+def test_the_gpu_way_of_counting_bins_counts_what_bincount_counts_even_when_deterministic():
+    """Off the CPU the bins are counted by a scatter-add (CUDA's bincount syncs with the host)."""
+    some = torch.randint(0, N_BINS + 1, (50_000,), generator=torch.Generator().manual_seed(0))
+    idx = torch.cat([torch.arange(N_BINS + 1), some])
+    want = torch.bincount(idx, minlength=N_BINS + 1)
+    assert torch.equal(scatter_counts(idx), want)
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert torch.equal(scatter_counts(idx), want)
+    finally:
+        torch.use_deterministic_algorithms(False)
 
 
 def test_a_big_tensor_is_counted_on_a_stride_and_scaled_to_its_size():

@@ -138,3 +138,36 @@ def test_a_step_without_probing_makes_no_host_sync(spec):
         for _ in range(5):
             step_without_probing(session)
     assert syncs.count == 0, syncs.report()
+
+
+@pytest.mark.parametrize("spec", [rosen_spec, digits_spec], ids=["adam-rosenbrock", "adam-digits-task"])
+def test_a_watched_step_reads_values_only_when_its_batch_is_read(spec):
+    """As on a GPU (measurements read back every GPU_CHECK_EVERY steps), with every step
+    measured (a breakpoint needs the gradient norm) and the landscape's point recorded: the
+    steps between two reads of the batch read nothing, whatever they measured."""
+    from core.breakpoints import parse
+    from core.observer import GPU_CHECK_EVERY
+    session = Session(spec())
+    session.step(1)
+    session.set_breakpoints([parse("grad_norm > 1e30"), parse("loss nonfinite")])
+    session.observer.check_every = GPU_CHECK_EVERY
+    reading_steps, quiet_steps = 0, 0
+    for _ in range(2 * GPU_CHECK_EVERY + 5):
+        with SyncCounter() as syncs:
+            assert session.advance() is None
+        if session.observer.pending():  # the batch was not read: the step must not have read
+            at_epoch_start = session.task is not None and session.task.batch_in_epoch == 1
+            places = {op for op, _ in syncs.by_place()}
+            assert syncs.count == 0 or (at_epoch_start and places == {"to(cpu)"}), syncs.report()
+            quiet_steps += 1
+        else:
+            reading_steps += 1
+    assert quiet_steps > reading_steps > 0
+    session.flush()  # what was measured reaches the curves (and the landscape's path)
+    h = session.history.view()
+    measured = h.step[h.step > 1]
+    assert len(measured) == 2 * GPU_CHECK_EVERY + 5 and np.isfinite(h.grad_norm[h.step > 1]).all()
+    if spec is rosen_spec:
+        path = session.history.path_array()
+        assert path is not None and len(path) >= len(measured)
+        assert tuple(path[-1]) == tuple(session.params["xy"].tolist())

@@ -87,3 +87,10 @@ def test_new_entries_never_flash_as_windows_of_their_own(qtbot):
         QApplication.instance().removeEventFilter(spy)
     assert spy.shown == []  # a window shown took the focus from the main window (its shortcuts went dead)
     assert all(v.isVisible() for v in p.views().values())
+
+
+def test_where_nothing_feeds_the_strips_over_time_is_not_offered(panel):
+    panel.offerOverTime(False)
+    assert not panel.overTimeButton.isVisible() and not panel.overTime()
+    panel.setTensor(snapshot({}))
+    assert not panel.overTimeButton.isVisible()

@@ -1,0 +1,181 @@
+"""The Compare window: 2 to 6 configurations of one problem stepped in lockstep by a runner of
+its own, drawn by ``widgets.compare_view.CompareView``.
+
+It owns a RunnerBridge like the main window's; the runner steps a ``core.compare.Comparison``
+(built there by ``core.compare_edits``), and the window draws the comparison frames it
+publishes. Adding a configuration while it runs sends it to the runner, where it starts from
+step 0 and catches up. Save and Open write and read one ``.optimlab-compare`` file.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QMainWindow, QPushButton,
+                               QSpinBox, QVBoxLayout, QWidget)
+
+from core import catalogue, compare_edits, edits
+from core.compare import MAX_RUNS, RunSpec, config_spec, hparams_from_text
+from core.compare_file import EXT
+from core.compare_frame import ComparisonFrame
+from core.spec import SessionSpec, SpecError
+from widgets.compare_view import CompareView
+
+from .bridge import RunnerBridge
+from .messages import one_sentence
+
+
+def second_config(spec: SessionSpec) -> RunSpec:
+    """What a comparison of one configuration is compared with first: Adam (SGD for Adam)."""
+    other = "SGD" if spec.optimizer == "Adam" else "Adam"
+    return RunSpec("", config_spec(spec, other, {}, None))
+
+
+class CompareWindow(QMainWindow):
+    """A comparison's own window. ``runs``: RunSpecs to start with (one gets a second, see
+    ``second_config``); ``path``: a saved comparison to open instead."""
+
+    def __init__(self, runs=(), path: str | None = None, process: bool | None = None, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("optimlab · Compare")
+        self.resize(1200, 800)
+        self.base: SessionSpec | None = None  # the problem every run shares (from the runner)
+        self.frame: ComparisonFrame | None = None
+        self.last_error = ""  # the last sentence shown (tests read it)
+        self.bridge = RunnerBridge(None, self, process=process)
+        self.bridge.snapshotChanged.connect(self.on_frame)
+        self.view = CompareView()
+        self.view.landscapeWanted.connect(self._want_landscape)
+        self._build(self.view)
+        runs = list(runs)
+        if path is not None:
+            self.open_path(path)
+        elif runs:
+            if len(runs) == 1:
+                runs.append(second_config(runs[0].spec))
+            self.bridge.replace(compare_edits.build, runs, on_ok=self._took, on_error=self._failed)
+
+    # ----- layout -----
+
+    def _build(self, view) -> None:
+        self.run_button = QPushButton("Run")
+        self.run_button.clicked.connect(self.toggle_run)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 1_000_000)
+        self.steps.setValue(100)
+        step = QPushButton("Step N")
+        step.clicked.connect(lambda: self.step(self.steps.value()))
+        self.optimizer = QComboBox()
+        self.optimizer.addItems([i.name for i in catalogue.catalogue()])
+        self.args = QLineEdit()
+        self.args.setPlaceholderText("arguments, e.g. lr=0.01, momentum=0.9")
+        add = QPushButton("Add configuration")
+        add.setToolTip("It starts from step 0 on the same problem and catches up with the others")
+        add.clicked.connect(self.add_from_form)
+        save, opn = QPushButton("Save…"), QPushButton("Open…")
+        save.clicked.connect(self._ask_save)
+        opn.clicked.connect(self._ask_open)
+        bar = QHBoxLayout()
+        for w in (self.run_button, step, self.steps, QLabel("  Add"), self.optimizer, self.args, add, save, opn):
+            bar.addWidget(w)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.addLayout(bar)
+        lay.addWidget(view, 1)
+        lay.addWidget(self.status)
+        self.setCentralWidget(central)
+
+    # ----- driving the runner -----
+
+    @Slot()
+    def toggle_run(self) -> None:
+        if self.frame is not None and self.frame.running:
+            self.bridge.runner.pause()
+        else:
+            self.bridge.runner.run()
+
+    def step(self, n: int) -> None:
+        self.bridge.runner.step(n)
+
+    def add(self, rs: RunSpec) -> None:
+        """Add a configuration: on the runner it starts from step 0 and catches up."""
+        if self.frame is not None and len(self.frame.runs) >= MAX_RUNS:
+            self.show_error(f"A comparison holds at most {MAX_RUNS} configurations")
+            return
+        self.bridge.call(compare_edits.add_run, rs, on_ok=lambda label: self._say(f"Added {label}"),
+                         on_error=self._failed)
+
+    @Slot()
+    def add_from_form(self) -> None:
+        if self.base is None:
+            self.show_error("There is no comparison yet to add a configuration to")
+            return
+        name = self.optimizer.currentText()
+        try:
+            spec = config_spec(self.base, name, hparams_from_text(name, self.args.text()), None)
+        except (SpecError, ValueError) as e:
+            self.show_error(str(e))  # nothing is sent; the form keeps its text to correct
+            return
+        self.add(RunSpec("", spec))
+
+    def save_to(self, path: str) -> None:
+        self.bridge.call(compare_edits.save, path, on_ok=lambda _: self._say(f"Saved {path}"),
+                         on_error=lambda m, tb: self.show_error(f"Not saved: {m}", path))
+
+    def open_path(self, path: str) -> None:
+        """Open a saved comparison; if it cannot be read, the one on screen stays."""
+        self.bridge.replace(compare_edits.open_comparison, path, on_ok=self._took,
+                            on_error=lambda m, tb: self.show_error(m, path))
+
+    def _ask_save(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save comparison", "", f"Comparisons (*{EXT})")
+        if path:
+            self.save_to(path if path.endswith(EXT) else path + EXT)
+
+    def _ask_open(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open comparison", "", f"Comparisons (*{EXT})")
+        if path:
+            self.open_path(path)
+
+    def _want_landscape(self, objective: str, condition: float) -> None:
+        self.bridge.call(edits.landscape, objective, condition, on_ok=lambda grid: self.view.setLandscape(*grid))
+
+    # ----- answers -----
+
+    def _took(self, spec) -> None:
+        self.base = spec
+
+    def _failed(self, msg: str, tb: str = "") -> None:
+        self.show_error(msg)
+
+    def _say(self, text: str) -> None:
+        self.statusBar().showMessage(text, 5000)
+
+    def show_error(self, text: str, about: str | None = None) -> None:
+        """One sentence in the status line (naming ``about``, a file); the comparison stays as it was."""
+        text, _ = one_sentence(text, "")
+        if about and about not in text:
+            text = f"{about}: {text}"
+        self.last_error = text
+        self.status.setText(f"<span style='color:#e06c5a'>{text}</span>")
+
+    @Slot(object)
+    def on_frame(self, f) -> None:
+        if not isinstance(f, ComparisonFrame):
+            return  # the blank session the runner starts on
+        self.frame = f
+        self.run_button.setText("Pause" if f.running else "Run")
+        self.view.setFrame(f)
+        halted = [f"{r.label} stopped at step {r.snapshot.step:,}: {r.halted}" for r in f.runs if r.halted]
+        parts = [f"step {f.step:,}", f"{len(f.runs)} configurations"]
+        if f.steps_per_second:
+            parts.append(f"{f.steps_per_second:,.0f} lockstep steps/s")
+        if f.error is not None:
+            parts.append(f"error: {f.error.message}")
+        elif f.paused_reason:
+            parts.append(f.paused_reason)
+        self.statusBar().showMessage(" · ".join(parts + halted))
+
+    def closeEvent(self, event) -> None:
+        self.bridge.shutdown()
+        event.accept()

@@ -1,0 +1,422 @@
+"""Compare optimizers in lockstep: 2 to 6 runs of one problem, stepped together.
+
+Each run is a whole ``Session`` built from its own spec; the specs differ only in the
+optimizer, its arguments, the groups' arguments and the scheduler. The problem part
+(tensors, gradient source or task, device, seed, zero_grad mode) is the same, so by the
+seeding rules of ``core.engine`` and ``core.tasks`` every run starts from the same
+initial tensors and sees the same batches in the same order, and each has its own
+generators (random manual gradients, data order). A task script's model may draw from
+torch's global RNG (dropout): each run then keeps a global RNG state of its own, swapped
+in around its steps (pytorch#49593: runs that share one generator diverge from the same
+runs made alone). So each run of a comparison is bit for bit the run made alone.
+
+Stepping is in lockstep: one step of every run, in order, per ``advance()``. A run added
+later starts from step 0 and is stepped alone up to the others (``add``); a branch of a
+session's timeline becomes a run with its journal's edits replayed at their steps
+(``RunSpec.from_branch``). A run whose step fails or stops at a breakpoint (the loss
+became NaN) halts there with the reason; the others go on.
+
+The comparison has what a runner asks of a session (``advance``, ``flush``, ``run``,
+``step_count``, ``observer``, ``numel``, ``spec``) and makes its own frames
+(``make_frame``), so ``core.runner`` steps it like a session.
+"""
+from __future__ import annotations
+
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from . import catalogue
+from .compare_frame import CompareHistory, ComparisonFrame, RunFrame
+from .compare_watch import CrossWatch
+from .observe import make_snapshot
+from .observer import MEASURE_BUDGET, Hit
+from .session import Session
+from .snapshot import History
+from .spec import SchedulerSpec, SessionSpec, SpecError, Step
+
+MIN_RUNS, MAX_RUNS = 2, 6
+RUN_BUDGET = 64 * 2 ** 20  # checkpoint memory of each run (a comparison is not rewound)
+# what every run shares, and the words a refusal names it by
+PROBLEM = {"tensors": "tensors", "gradient": "gradient source or task", "device": "device", "seed": "seed",
+           "set_to_none": "zero_grad mode", "zero_grad_each_step": "zero_grad mode"}
+_EMPTY = History.empty()
+
+
+def describe(spec: SessionSpec) -> str:
+    """A short label: the optimizer, the arguments that differ from torch's defaults, the scheduler."""
+    defaults = catalogue.info(spec.optimizer).defaults
+    args = [f"{k}={_short(v)}" for k, v in spec.hparams.items() if k in defaults and not
+            catalogue.same_value(v, defaults[k])]
+    text = " ".join([spec.optimizer] + args)
+    return f"{text} · {spec.scheduler.name}" if spec.scheduler is not None else text
+
+
+def _short(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def config_spec(base: SessionSpec, optimizer: str, hparams: dict, scheduler: SchedulerSpec | None) -> SessionSpec:
+    """``base``'s problem with another optimizer, its arguments and a scheduler (group overrides
+    the optimizer does not take are dropped)."""
+    from .edits import with_optimizer_spec
+    return replace(with_optimizer_spec(base, optimizer, hparams), scheduler=scheduler)
+
+
+def hparams_from_text(optimizer: str, text: str) -> dict:
+    """``"lr=0.01, momentum=0.9"`` as ``optimizer``'s arguments, each parsed like its form field;
+    one sentence (SpecError) naming the first word that is not one."""
+    known = {h.name: h for h in catalogue.info(optimizer).hparams}
+    out = {}
+    for word in filter(None, (w.strip() for w in _top_level_split(text.replace(";", ",")))):
+        name, eq, value = (x.strip() for x in word.partition("="))
+        if not eq or not name:
+            raise SpecError(f"Arguments: {word!r} is not name=value")
+        if name not in known:
+            raise SpecError(f"Arguments: {optimizer} takes no argument {name!r}")
+        try:
+            out[name] = known[name].parse(value)
+        except ValueError as e:
+            raise SpecError(f"Arguments: {e}") from None
+    return out
+
+
+def _top_level_split(text: str) -> list[str]:
+    """Split at commas outside brackets (``betas=(0.9, 0.99)`` stays one word)."""
+    words, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch in "([") - (ch in ")]")
+        if ch == "," and depth == 0:
+            words.append(text[start:i])
+            start = i + 1
+    return words + [text[start:]]
+
+
+def check_same_problem(base: SessionSpec, spec: SessionSpec, label: str) -> None:
+    for name, words in PROBLEM.items():
+        if getattr(base, name) != getattr(spec, name):
+            raise SpecError(f"{label} is not on the comparison's problem: its {words} differs")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One configuration: a label, a whole spec and, for a promoted branch, the journal's
+    actions (``(step before, action)``, steps left out) replayed at their steps, with the
+    data its loads refer to."""
+
+    label: str
+    spec: SessionSpec
+    script: tuple = ()
+    blobs: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_branch(cls, session: Session, branch: int, label: str = "") -> "RunSpec":
+        """Branch ``branch`` of ``session``'s timeline as a configuration."""
+        session.flush()
+        b = session.timeline.branches.get(branch)
+        if b is None:
+            raise SpecError(f"There is no branch {branch}")
+        script = tuple((s0, a) for s0, a in b.journal.entries if not isinstance(a, Step))
+        used = {getattr(a, "blob", "") for _, a in script} - {""}
+        blobs = {k: v for k, v in session.timeline.blobs.items() if k in used}
+        return cls(label or f"branch {b.id}: {describe(b.spec)}", b.spec, script, blobs)
+
+
+class Run:
+    """One run of a comparison: its session, the branch actions still to replay, why it halted."""
+
+    def __init__(self, run_id: int, label: str, session: Session, script=(), joined: int = 0, halted: str = "",
+                 rng: torch.Tensor | None = None):
+        self.id, self.label, self.session, self.joined, self.halted = run_id, label, session, joined, halted
+        self.script = deque(script)
+        self.rng = rng  # its own global RNG state (task scripts only), else None
+        self.acted = False  # a replayed action changed something since the last step
+
+    @property
+    def step_count(self) -> int:
+        return self.session.step_count
+
+    @contextmanager
+    def own_rng(self):
+        """Torch's global RNG is this run's for the duration (task scripts may draw from it)."""
+        if self.rng is None:
+            yield
+            return
+        saved = torch.random.get_rng_state()
+        torch.random.set_rng_state(self.rng)
+        try:
+            yield
+        finally:
+            self.rng = torch.random.get_rng_state()
+            torch.random.set_rng_state(saved)
+
+    def halt(self, step: int, why: str) -> Hit:
+        self.halted = why
+        return Hit(step, why, f"{self.label} stopped: {why}")
+
+    def advance(self) -> Hit | None:
+        """One step (then the branch actions due at the new step); a failure halts this run only."""
+        try:
+            with self.own_rng():
+                hit = self.session.advance()
+        except Exception as e:  # noqa: BLE001 - this run stops; the comparison goes on
+            return self.halt(self.session.step_count, _sentence(e))
+        if hit is not None:
+            return self.halt(hit.step, hit.detail or hit.text)
+        return self.replay_due()
+
+    def run_to(self, step: int) -> Hit | None:
+        """Step alone to ``step`` (catching up), in runs between the branch actions."""
+        self.replay_due()
+        while not self.halted and self.session.step_count < step:
+            stop = min([step] + [s0 for s0, _ in self.script if s0 > self.session.step_count])
+            try:
+                with self.own_rng():
+                    self.session.run(stop - self.session.step_count)
+            except Exception as e:  # noqa: BLE001
+                return self.halt(self.session.step_count, _sentence(e))
+            hit = self.session.last_hit
+            if hit is not None:
+                return self.halt(hit.step, hit.detail or hit.text)
+            self.replay_due()
+        return None
+
+    def replay_due(self) -> Hit | None:
+        """Apply the branch actions recorded at the step this run stands at."""
+        while self.script and self.script[0][0] <= self.session.step_count:
+            _, action = self.script.popleft()
+            try:
+                with self.own_rng():
+                    self.session.apply(action, undoable=False)
+            except Exception as e:  # noqa: BLE001
+                return self.halt(self.session.step_count, _sentence(e))
+            self.acted = True
+        return None
+
+    def flush(self) -> Hit | None:
+        hit = self.session.flush()
+        if hit is not None and not self.halted:
+            return self.halt(hit.step, hit.detail or hit.text)
+        return None
+
+
+def _sentence(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class _Observers:
+    """What a runner asks of "the observer", passed on to every run's and to the cross-run watch."""
+
+    def __init__(self, comparison: "Comparison"):
+        self._c = comparison
+
+    def reset_budget(self) -> None:
+        for r in self._c.runs:
+            r.session.observer.reset_budget()
+        self._c.watch.reset_budget()
+
+    @property
+    def force_next(self) -> bool:
+        return self._c.watch.force_next
+
+    @force_next.setter
+    def force_next(self, on: bool) -> None:
+        for r in self._c.runs:
+            r.session.observer.force_next = on
+        self._c.watch.force_next = on
+
+
+class Comparison:
+    """2 to 6 runs of one problem stepped in lockstep, and the series between them."""
+
+    def __init__(self, runs, budget: int = RUN_BUDGET):
+        runs = list(runs)
+        if not MIN_RUNS <= len(runs) <= MAX_RUNS:
+            raise SpecError(f"A comparison needs {MIN_RUNS} to {MAX_RUNS} configurations, not {len(runs)}")
+        self.budget = budget
+        self.runs: list[Run] = []
+        self.watch = CrossWatch()
+        self.observer = _Observers(self)
+        self.last_hit: Hit | None = None
+        self._step = 0
+        self._next_id = 0
+        self._rng0 = torch.random.get_rng_state()  # the global RNG each run starts from
+        self._hist = None
+        for rs in runs:
+            self._check(rs)
+            self.runs.append(self._make(rs))
+        self._share_budgets()
+
+    def _share_budgets(self) -> None:
+        """Each run's observer measures, and its session checkpoints, within its share of the
+        time: its clock runs while the other runs step too, so a whole share each would spend
+        n times what the same runs made alone spend."""
+        for r in self.runs:
+            r.session.observer._budget.fraction = MEASURE_BUDGET / len(self.runs)
+            r.session.time_share = 1.0 / len(self.runs)
+
+    @classmethod
+    def restore(cls, runs: list[Run], step: int, watch: CrossWatch, next_id: int) -> "Comparison":
+        """A comparison from runs as they stand (how a saved one reopens)."""
+        c = cls.__new__(cls)
+        c.budget, c.runs, c.watch, c._step, c._next_id = RUN_BUDGET, list(runs), watch, step, next_id
+        c.observer, c.last_hit, c._hist = _Observers(c), None, None
+        c._rng0 = torch.random.get_rng_state()
+        c._share_budgets()
+        return c
+
+    # ----- what the runner reads -----
+
+    @property
+    def step_count(self) -> int:
+        return self._step
+
+    @property
+    def spec(self) -> SessionSpec:
+        """The first run's spec (the problem every run shares)."""
+        return self.runs[0].session.spec
+
+    def numel(self) -> int:
+        return max(r.session.numel() for r in self.runs)
+
+    def active(self) -> list[Run]:
+        return [r for r in self.runs if not r.halted]
+
+    def get(self, run_id: int) -> Run:
+        for r in self.runs:
+            if r.id == run_id:
+                return r
+        raise SpecError(f"There is no run {run_id} in this comparison")
+
+    # ----- configurations -----
+
+    def _check(self, rs: RunSpec) -> None:
+        if self.runs:
+            check_same_problem(self.spec, rs.spec, rs.label or describe(rs.spec))
+
+    def _label(self, wanted: str) -> str:
+        taken = {r.label for r in self.runs}
+        label, k = wanted, 2
+        while label in taken:
+            label, k = f"{wanted} ({k})", k + 1
+        return label
+
+    def _make(self, rs: RunSpec, joined: int = 0) -> Run:
+        session = Session(rs.spec, blobs=rs.blobs, budget=self.budget)
+        task = rs.spec.gradient.task
+        own_rng = task is not None and rs.spec.gradient.kind == "task" and task.kind == "script"
+        run = Run(self._next_id, self._label(rs.label or describe(rs.spec)), session, rs.script, joined,
+                  rng=self._rng0.clone() if own_rng else None)
+        self._next_id += 1
+        run.replay_due()
+        return run
+
+    def add(self, rs: RunSpec) -> Run:
+        """Add a configuration: it starts from step 0 and is stepped alone to the others' step."""
+        if len(self.runs) >= MAX_RUNS:
+            raise SpecError(f"A comparison holds at most {MAX_RUNS} configurations")
+        self._check(rs)
+        self.flush()
+        run = self._make(rs, joined=self._step)
+        run.run_to(self._step)
+        run.flush()
+        self.runs.append(run)
+        self._share_budgets()
+        self.watch.invalidate()
+        return run
+
+    def remove(self, run_id: int) -> None:
+        if len(self.runs) <= MIN_RUNS:
+            raise SpecError(f"A comparison needs at least {MIN_RUNS} configurations")
+        run = self.get(run_id)
+        self.runs.remove(run)
+        self._share_budgets()
+        self.watch.forget(run_id)
+
+    # ----- stepping -----
+
+    def advance(self) -> Hit | None:
+        """One lockstep step of every run still stepping; the first breakpoint or failure, if any
+        (that run halts there; the others took their step)."""
+        active = self.active()
+        if not active:
+            return Hit(self._step, "every run has stopped", "every run has stopped")
+        k = self._step
+        watch = self.watch.due(len(active))
+        if watch:
+            self.watch.before({r.id: self._shared(r) for r in active}, k)
+        first = None
+        for r in active:
+            hit = r.advance()
+            if hit is not None and first is None:
+                first = hit
+        self._step = k + 1
+        if watch:
+            self.watch.after({r.id: self._shared(r) for r in active if not r.halted}, k + 1)
+        if any(r.acted for r in active):
+            for r in active:
+                r.acted = False
+            self.watch.invalidate()  # an edit moved the parameters: not part of the next update
+        return first
+
+    def _shared(self, run: Run) -> list[torch.Tensor]:
+        """The parameters every run has (the problem's own; not those a branch added)."""
+        e = run.session.engine
+        added = {t.name for t in e.added_tensors()}
+        return [e.params[n] for n in e.names if n not in added]
+
+    def flush(self) -> Hit | None:
+        """Read every pending measurement (a breakpoint found late on a GPU halts its run)."""
+        first = None
+        for r in self.runs:
+            hit = r.flush()
+            if hit is not None and first is None:
+                first = hit
+        self.watch.resolve()
+        return first
+
+    def run(self, n: int, cancelled=lambda: False) -> int:
+        """``n`` lockstep steps (fewer if ``cancelled()`` or a run halts: ``last_hit`` says why)."""
+        done = 0
+        self.last_hit = None
+        try:
+            for i in range(n):
+                if cancelled():
+                    break
+                if i == n - 1:
+                    self.observer.force_next = True
+                hit = self.advance()
+                done += 1
+                if hit is not None:
+                    self.last_hit = hit
+                    break
+        finally:
+            hit = self.flush()
+            self.last_hit = self.last_hit or hit
+        return done
+
+    # ----- frames -----
+
+    def history(self) -> CompareHistory:
+        """Every run's curves and the cross-run series (the same object while nothing changed)."""
+        runs = tuple(r.session.history.view() for r in self.runs)
+        cross = self.watch.view()
+        old = self._hist
+        if old is None or old.cross is not cross or len(old.runs) != len(runs) or \
+                any(a is not b for a, b in zip(old.runs, runs)):
+            self._hist = CompareHistory(runs, cross)
+        return self._hist
+
+    def make_frame(self, seq: int, running: bool = False, paused_reason: str | None = None, error=None,
+                   steps_per_second: float = 0.0) -> ComparisonFrame:
+        """The frame the window draws: each run's snapshot (without curves) and the history."""
+        runs = tuple(RunFrame(r.id, r.label, make_snapshot(r.session, seq, history=_EMPTY, running=running),
+                              r.halted, r.joined) for r in self.runs)
+        g = self.spec.gradient
+        return ComparisonFrame(seq=seq, step=self._step, runs=runs, history=self.history(), running=running,
+                               paused_reason=paused_reason, error=error, steps_per_second=steps_per_second,
+                               objective=g.objective if g.kind == "objective" else None,
+                               condition=float(g.condition))

@@ -1,0 +1,91 @@
+"""``optimlab compare``: make or open a comparison, step it in lockstep, save it, print a table.
+
+    optimlab compare FILE.optimlab-compare --steps 500
+    optimlab compare SESSION --config "Adam lr=0.01" --config "SGD momentum=0.9" --steps 500 -o out.optimlab-compare
+
+A session (a .json spec, a .optimlab file or an example's name) gives the problem and the first
+configuration (its current branch, edits included); each ``--config`` adds one more. The
+comparison is saved to ``-o`` (or back to FILE when it was one); the table has every run's
+loss and validation accuracy at ``--at`` steps and the last step.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import compare_file
+from .compare import Comparison, RunSpec, config_spec, hparams_from_text
+from .spec import SpecError
+
+
+def _value_at(step: np.ndarray, y, k: int) -> float | None:
+    """The last finite value of ``y`` at or before step ``k``."""
+    if y is None or len(y) == 0:
+        return None
+    ok = np.flatnonzero(np.isfinite(y[:np.searchsorted(step, k, side="right")]))
+    return float(y[ok[-1]]) if len(ok) else None
+
+
+def parse_config(base, text: str) -> RunSpec:
+    """``"Adam lr=0.01, betas=(0.9, 0.99)"``: an optimizer name, then its arguments."""
+    name, _, args = text.strip().partition(" ")
+    if not name:
+        raise SpecError("--config needs an optimizer name, e.g. --config \"Adam lr=0.01\"")
+    return RunSpec("", config_spec(base, name, hparams_from_text(name, args), None))
+
+
+def table(c: Comparison, at: list[int]) -> str:
+    steps = sorted({k for k in at if 0 < k <= c.step_count} | {c.step_count})
+    heads = [f"loss@{k}" for k in steps] + [f"acc@{k}" for k in steps]
+    width = max(len(r.label) for r in c.runs)
+    lines = [f"{'configuration':<{width}}  " + "  ".join(f"{h:>12}" for h in heads)]
+    for r in c.runs:
+        h = r.session.history.view()
+        cells = [_value_at(h.step, h.loss, k) for k in steps] + [_value_at(h.step, h.val_accuracy, k) for k in steps]
+        text = "  ".join(f"{'-' if v is None or not math.isfinite(v) else f'{v:.6g}':>12}" for v in cells)
+        note = f"  (stopped at step {r.step_count:,}: {r.halted})" if r.halted else ""
+        lines.append(f"{r.label:<{width}}  {text}{note}")
+    return "\n".join(lines)
+
+
+def cmd_compare(args) -> int:
+    from . import session_file
+    from .cli import resolve
+    if args.steps < 0:
+        raise SpecError("--steps must be 0 or more")
+    at = [int(w) for w in (args.table_at or "").replace(",", " ").split() if w.isdigit()]
+    source = str(args.file)
+    if source.endswith(compare_file.EXT):
+        if args.config:
+            raise SpecError("--config adds configurations to a session; use the window to add them to a saved comparison")
+        c = compare_file.load(source)
+        out = args.output or source
+    else:
+        s = session_file.load_session(resolve(source))
+        runs = [RunSpec.from_branch(s, s.timeline.current)] + [parse_config(s.spec, t) for t in args.config]
+        c = Comparison(runs)
+        out = args.output
+    if args.output is not None:
+        compare_file.files.save_target(args.output)  # a bad target is refused before stepping
+    c.run(args.steps)
+    if out:
+        compare_file.save(c, out)
+    print(table(c, at))
+    if c.last_hit is not None:
+        print(c.last_hit.message)
+    if out:
+        print(f"saved {Path(out).name} at step {c.step_count:,}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="step 2-6 configurations of one problem in lockstep and print a table")
+    p.add_argument("file", help="a .optimlab-compare file, or a session (.json, .optimlab, an example's name)")
+    p.add_argument("--config", action="append", default=[], metavar="'OPTIMIZER ARGS'",
+                   help="one more configuration, e.g. 'Adam lr=0.01' (repeatable; with a session)")
+    p.add_argument("--steps", type=int, default=0, help="lockstep steps to run")
+    p.add_argument("--at", dest="table_at", metavar="K,K,...", help="steps of the table (the last step is always shown)")
+    p.add_argument("-o", "--output", metavar="PATH", help="save the comparison here (.optimlab-compare)")
+    p.set_defaults(func=cmd_compare)

@@ -1,0 +1,44 @@
+"""What the compare window asks its runner (and the main window's) to do: module-level
+functions, so they travel to a runner process by name (see ``core.edits``).
+
+Builders (``runner.replace``) return the Comparison the runner steps from then on;
+commands (``runner.call``) get it as their first argument. ``branch_run`` runs on the
+main window's runner: it reads a branch of that session's timeline.
+"""
+from __future__ import annotations
+
+from . import compare_file
+from .compare import Comparison, RunSpec
+from .observe import exact_value as _exact
+
+
+def build(current, runs) -> Comparison:
+    """A new comparison of ``runs`` (RunSpecs), all at step 0."""
+    return Comparison(runs)
+
+
+def open_comparison(current, path) -> Comparison:
+    return compare_file.load(path)
+
+
+def save(c: Comparison, path) -> None:
+    compare_file.save(c, path)
+
+
+def add_run(c: Comparison, rs: RunSpec) -> str:
+    """Add a configuration mid-run (it catches up from step 0); returns its label."""
+    return c.add(rs).label
+
+
+def remove_run(c: Comparison, run_id: int) -> None:
+    c.remove(run_id)
+
+
+def exact_value(c: Comparison, run_id: int, name: str, which: str, index: tuple) -> float:
+    """One element of a run's parameter, gradient or state tensor, exactly."""
+    return _exact(c.get(run_id).session, name, which, index)
+
+
+def branch_run(session, branch: int) -> RunSpec:
+    """(On the main window's runner.) Branch ``branch`` of the session as a configuration."""
+    return RunSpec.from_branch(session, branch)

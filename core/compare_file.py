@@ -1,0 +1,179 @@
+"""A comparison on disk: one zip holding every run's own .optimlab and a small JSON.
+
+``NAME.optimlab-compare`` holds ``comparison.json`` (the step, each run's id, label, the
+step it joined at, why it halted, the branch actions it has still to replay), one
+``run<id>.optimlab`` per run (``core.session_file``'s bytes: its whole timeline, so it
+reopens where it stood and continues bit-identically) and ``cross.pt`` (the series between
+runs, plain tensors). Reading goes through the same checks as a session's: the zip's
+directory (``core.limits``), strict JSON (``core.schema``), ``torch.load(weights_only=True)``;
+any problem is one sentence naming the file, and nothing is half-built.
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+from msgspec import Meta
+
+from . import files, limits, schema, session_file, spec as specmod
+from .compare import MAX_RUNS, MIN_RUNS, Comparison, Run, check_same_problem
+from .compare_watch import CrossWatch, parse_column
+from .series import SeriesSet
+from .spec import SpecError, Step
+
+FORMAT = "optimlab-comparison"
+VERSION = 1
+EXT = ".optimlab-compare"
+MAX_MEMBERS = 16  # comparison.json, cross.pt and one file per run (at most 6)
+MAX_JSON_BYTES = 64_000_000
+Steps = Annotated[int, Meta(ge=0, le=schema.MAX_STEPS)]
+
+
+@dataclass(frozen=True)
+class RunDoc:
+    id: Annotated[int, Meta(ge=0, le=1_000_000)]
+    label: schema.Text
+    joined: Steps = 0
+    halted: schema.Text = ""
+    script: specmod.Entries = ()
+
+
+@dataclass(frozen=True)
+class ComparisonDoc:
+    format: schema.Word
+    version: Annotated[int, Meta(ge=1)]
+    step: Steps
+    next_id: Annotated[int, Meta(ge=0, le=1_000_000)]
+    runs: Annotated[tuple[RunDoc, ...], Meta(min_length=MIN_RUNS, max_length=MAX_RUNS)]
+
+
+def _member(run_id: int) -> str:
+    return f"run{run_id}.optimlab"
+
+
+def pack(c: Comparison, folder=None) -> bytes:
+    """The bytes of a .optimlab-compare file (``folder``: where it goes, for relative script paths)."""
+    c.flush()
+    doc = {"format": FORMAT, "version": VERSION, "step": c.step_count, "next_id": c._next_id, "runs": [
+        {"id": r.id, "label": r.label, "joined": r.joined, "halted": r.halted,
+         "script": [{"at": s0, **specmod.action_to_dict(a)} for s0, a in r.script]} for r in c.runs]}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("comparison.json", specmod.pretty_json(doc).encode())
+        for r in c.runs:
+            with r.own_rng():  # the run's head state carries its own global RNG state
+                z.writestr(_member(r.id), session_file.pack(r.session, folder))
+        cross = {k: torch.from_numpy(np.asarray(v)) for k, v in c.watch.series.to_arrays().items()}
+        z.writestr("cross.pt", files.to_bytes(cross))
+    return buf.getvalue()
+
+
+def save(c: Comparison, path) -> None:
+    """Write the comparison atomically (a crash mid-save leaves the old file)."""
+    files.save_target(path)
+    data = pack(c, Path(path).parent)
+    files.atomic_write(path, lambda f: f.write(data))
+
+
+def load(path) -> Comparison:
+    name = Path(path).name
+    with files.open_regular(path) as f:
+        return unpack(f, name, Path(path).parent)
+
+
+def unpack(source, name: str = "the comparison", base=None) -> Comparison:
+    """The comparison in ``source`` (bytes or a binary file); one LoadError/SpecError naming ``name``."""
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    if not zipfile.is_zipfile(fp):
+        raise files.LoadError(f"{name} is not an optimlab comparison (not a zip file)")
+    with limits.open_zip(fp, name, MAX_MEMBERS, {"comparison.json": MAX_JSON_BYTES}, error=files.LoadError) as z:
+        infos = {i.filename: i for i in z.infolist()}
+        if "comparison.json" not in infos or "cross.pt" not in infos:
+            raise files.LoadError(f"{name} is not an optimlab comparison (no comparison.json/cross.pt)")
+        limits.check_bytes(sum(i.file_size for i in infos.values()), f"Opening {name}", error=files.LoadError)
+        raw = limits.read_member(z, infos["comparison.json"], name, error=files.LoadError)
+        with schema.in_file(name, (SpecError, files.LoadError)):
+            doc = _read_doc(raw)
+            members = {}
+            for rd in doc.runs:
+                info = infos.get(_member(rd.id))
+                if info is None:
+                    raise files.LoadError(f"run {rd.id} ({rd.label}) has no {_member(rd.id)}")
+                members[rd.id] = limits.read_member(z, info, name, error=files.LoadError)
+            cross_bytes = limits.read_member(z, infos["cross.pt"], name, error=files.LoadError)
+    with schema.in_file(name, (SpecError, files.LoadError)):
+        cross = files.torch_read(io.BytesIO(cross_bytes), name="cross.pt")
+        watch = _watch(cross, {rd.id for rd in doc.runs})
+        runs = [_run(rd, members[rd.id], name, base, doc.step) for rd in doc.runs]
+        for r in runs[1:]:
+            check_same_problem(runs[0].session.spec, r.session.spec, r.label)
+        if doc.next_id <= max(r.id for r in runs):
+            raise files.LoadError("its next run id is already taken")
+    return Comparison.restore(runs, doc.step, watch, doc.next_id)
+
+
+def _read_doc(raw: bytes) -> ComparisonDoc:
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as e:
+        raise files.LoadError(f"comparison.json is not text ({e})") from None
+    data = schema.parse_json(text, "comparison.json")
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise files.LoadError("this is not an optimlab comparison")
+    if isinstance(data.get("version"), int) and data["version"] > VERSION:
+        raise files.LoadError(f"this comparison was written by a newer optimlab (version {data['version']})")
+    doc = schema.convert(data, ComparisonDoc, "")
+    ids = [rd.id for rd in doc.runs]
+    if len(set(ids)) != len(ids) or len({rd.label for rd in doc.runs}) != len(ids):
+        raise files.LoadError("two runs have the same id or label")
+    return doc
+
+
+def _run(rd: RunDoc, data: bytes, name: str, base, step: int) -> Run:
+    session = session_file.unpack(data, f"{name} ({rd.label})", base)
+    rng = torch.random.get_rng_state() if _own_rng(session) else None  # restore set it to the run's
+    script, last = [], session.step_count
+    for i, item in enumerate(rd.script):
+        at = item.get("at") if isinstance(item, dict) else None
+        if not isinstance(at, int) or isinstance(at, bool) or at < last:
+            raise files.LoadError(f"runs[{rd.label}].script[{i}] has no valid step ('at') after the run's")
+        a = specmod.action_from_dict({k: v for k, v in item.items() if k != "at"}, f"script[{i}]")
+        if isinstance(a, Step):
+            raise files.LoadError(f"runs[{rd.label}].script[{i}] is a step; a run's script holds edits only")
+        script.append((at, a))
+        last = at
+    stands = session.step_count
+    if (stands != step and not rd.halted) or stands > step or rd.joined > step:
+        raise files.LoadError(f"run {rd.label} stands at step {stands:,}, the comparison at step {step:,}")
+    return Run(rd.id, rd.label, session, script, rd.joined, rd.halted, rng)
+
+
+def _own_rng(session) -> bool:
+    g = session.spec.gradient
+    return g.kind == "task" and g.task is not None and g.task.kind == "script"
+
+
+def _watch(cross, ids: set[int]) -> CrossWatch:
+    if not isinstance(cross, dict) or "grid" not in cross:
+        raise files.LoadError("cross.pt holds no series")
+    arrays = {}
+    for k, v in cross.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise files.LoadError("cross.pt holds something other than named tensors")
+        col = k.partition("/")[0]
+        if k != "grid":
+            p = parse_column(col)
+            if p is None or not {p[1], p[2]} <= ids:
+                raise files.LoadError(f"cross.pt has a series {col!r} of no pair of its runs")
+        arrays[k] = v.numpy()
+    w = CrossWatch()
+    try:
+        w.series = SeriesSet.from_arrays(arrays)
+    except (ValueError, TypeError) as e:
+        raise files.LoadError(f"cross.pt: {e}") from None
+    return w

@@ -1,0 +1,152 @@
+"""The Compare window: runs stepped in lockstep and drawn together, a configuration added
+mid-run that catches up, save and open, and bad input refused with one sentence."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.compare import RunSpec, config_spec
+from core.session import Session
+from core.spec import GradientSpec, SessionSpec, TensorSpec
+
+BUILD_MS = 90_000  # building the runs (a trial step per optimizer) on a loaded 2-core machine
+
+
+def rosenbrock() -> SessionSpec:
+    return SessionSpec(tensors=(TensorSpec("xy", (2,), init="values", values=[-1.5, 2.0]),),
+                       gradient=GradientSpec("objective", objective="rosenbrock"), zero_grad_each_step=True)
+
+
+@pytest.fixture
+def compare_window(qtbot):
+    from app.compare_window import CompareWindow
+    made = []
+
+    def make(runs=(), path=None):
+        w = CompareWindow(runs, path=path, process=False)
+        qtbot.addWidget(w)
+        w.show()
+        made.append(w)
+        return w
+    yield make
+    for w in made:
+        w.close()
+
+
+def stands_at(w, step: int) -> bool:
+    f = w.frame
+    return f is not None and f.step == step and not f.running and all(r.snapshot.step == step for r in f.runs)
+
+
+def two_runs():
+    base = rosenbrock()
+    return [RunSpec("", config_spec(base, "Adam", {"lr": 0.01}, None)),
+            RunSpec("", config_spec(base, "SGD", {"lr": 0.001, "momentum": 0.9}, None))]
+
+
+def test_runs_are_overlaid_each_trajectory_drawn_and_their_numbers_equal_the_runs_alone(compare_window, qtbot):
+    runs = two_runs()
+    w = compare_window(runs)
+    qtbot.waitUntil(lambda: w.frame is not None and w.base is not None, timeout=BUILD_MS)
+    w.step(25)
+    qtbot.waitUntil(lambda: stands_at(w, 25))
+    f = w.frame
+    for rf, rs in zip(f.runs, runs):
+        alone = Session(rs.spec)
+        alone.run(25)
+        assert np.array_equal(rf.snapshot.tensor("xy").value.values, alone.params["xy"].detach().numpy())
+        x, y = w.view.curves.curve("loss", rf.id)
+        assert len(x) == 25 and y[-1] == pytest.approx(alone.loss_value())
+        line, dot = w.view.landscape.paths[rf.id]
+        px, py = dot.getData()
+        assert (px[0], py[0]) == tuple(alone.params["xy"].detach().double().numpy())
+    assert w.view.curves.curve("lr", f.runs[0].id)[1][-1] == 0.01
+    qtbot.waitUntil(lambda: w.view.landscape.isShowingMap())  # one map under both paths
+    d, cos = w.view.pairs.distance.data((0, 1)), w.view.pairs.cosine.data((0, 1))
+    assert d is not None and np.isfinite(d[1][-1]) and d[1][-1] > 0 and -1 <= cos[1][-1] <= 1
+    w.view.tensors.which.setCurrentText("grad")
+    assert [v.title.text() for v in w.view.tensors.views] == [f"{r.label} · xy grad" for r in f.runs]
+    w.view.table.steps.setText("10, 25")
+    w.view.table.steps.editingFinished.emit()
+    at10 = w.view.table.text(0, 0)
+    alone = Session(runs[0].spec)
+    alone.run(10)
+    assert float(at10) == pytest.approx(alone.loss_value(), rel=1e-4)
+
+
+def test_a_configuration_added_mid_run_catches_up_and_is_drawn(compare_window, qtbot):
+    w = compare_window(two_runs())
+    qtbot.waitUntil(lambda: w.base is not None, timeout=BUILD_MS)
+    w.step(10)
+    qtbot.waitUntil(lambda: stands_at(w, 10))
+    w.optimizer.setCurrentText("RMSprop")
+    w.args.setText("lr=0.001, alpha=0.9")
+    w.add_from_form()
+    qtbot.waitUntil(lambda: len(w.frame.runs) == 3)
+    new = w.frame.runs[2]
+    assert new.label == "RMSprop lr=0.001 alpha=0.9" and new.joined == 10 and new.snapshot.step == 10
+    alone = Session(config_spec(rosenbrock(), "RMSprop", {"lr": 0.001, "alpha": 0.9}, None))
+    alone.run(10)
+    assert np.array_equal(new.snapshot.tensor("xy").value.values, alone.params["xy"].detach().numpy())
+    qtbot.waitUntil(lambda: w.view.curves.curve("loss", new.id) is not None
+                    and len(w.view.curves.curve("loss", new.id)[0]) == 10)
+
+
+def test_bad_arguments_are_refused_with_one_sentence_and_nothing_is_added(compare_window, qtbot):
+    w = compare_window(two_runs())
+    qtbot.waitUntil(lambda: w.frame is not None and w.base is not None, timeout=BUILD_MS)
+    w.optimizer.setCurrentText("SGD")
+    w.args.setText("lr=fast")
+    w.add_from_form()
+    assert "lr must be a number, not 'fast'" in w.last_error
+    assert len(w.frame.runs) == 2
+
+
+def test_a_saved_comparison_opens_in_a_new_window_where_it_stood(compare_window, qtbot, tmp_path):
+    w = compare_window(two_runs())
+    qtbot.waitUntil(lambda: w.base is not None, timeout=BUILD_MS)
+    w.step(7)
+    qtbot.waitUntil(lambda: stands_at(w, 7))
+    path = str(tmp_path / "pair.optimlab-compare")
+    w.save_to(path)
+    qtbot.waitUntil(lambda: (tmp_path / "pair.optimlab-compare").exists())
+    again = compare_window(path=path)
+    qtbot.waitUntil(lambda: again.frame is not None and again.frame.step == 7, timeout=BUILD_MS)
+    assert [r.label for r in again.frame.runs] == [r.label for r in w.frame.runs]
+    for a, b in zip(again.frame.runs, w.frame.runs):
+        assert np.array_equal(a.snapshot.tensor("xy").value.values, b.snapshot.tensor("xy").value.values)
+
+
+def test_a_damaged_file_is_refused_naming_it_and_the_comparison_on_screen_stays(compare_window, qtbot, tmp_path):
+    w = compare_window(two_runs())
+    qtbot.waitUntil(lambda: w.frame is not None and w.base is not None, timeout=BUILD_MS)
+    bad = tmp_path / "broken.optimlab-compare"
+    bad.write_bytes(b"not a zip at all")
+    w.open_path(str(bad))
+    qtbot.waitUntil(lambda: bool(w.last_error))
+    assert "broken.optimlab-compare" in w.last_error and "\n" not in w.last_error
+    assert len(w.frame.runs) == 2
+
+
+def test_a_branch_promoted_from_the_main_window_replays_its_edits_in_the_comparison(make_window, qtbot):
+    from core.spec import SetHparam, Step
+
+    from .conftest import manual_spec
+    spec = manual_spec("SGD", {"lr": 0.1, "momentum": 0.9})
+    journal = [Step(3), SetHparam(0, "lr", 0.02), Step(2)]
+    main = make_window(Session(spec, journal))
+    main.compare_process = False  # a runner thread: the test need not start a second process
+    main.promote_branch(0)
+    qtbot.waitUntil(lambda: bool(main.compare_windows) and main.compare_windows[0].frame is not None,
+                    timeout=BUILD_MS)
+    w = main.compare_windows[0]
+    try:
+        assert [r.label.split(":")[0] for r in w.frame.runs] == ["branch 0", "Adam"]
+        w.step(5)
+        qtbot.waitUntil(lambda: stands_at(w, 5), timeout=BUILD_MS)
+        alone = Session(spec, journal)
+        shown = w.frame.runs[0].snapshot
+        assert np.array_equal(shown.tensor("weight").value.values, alone.params["weight"].detach().numpy())
+        assert shown.groups[0].hparams["lr"] == 0.02
+    finally:
+        main.close_comparisons()

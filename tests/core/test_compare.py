@@ -1,0 +1,206 @@
+"""A comparison steps 2-6 runs in lockstep, and each run is bit for bit the same run made alone."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core import trust
+from core.compare import Comparison, RunSpec, config_spec
+from core.session import Session
+from core.spec import (GradientSpec, ManualGrad, SchedulerSpec, SessionSpec, SetHparam, SpecError, Step,
+                       TensorSpec, ZeroGrad)
+from core.task_spec import TaskSpec
+
+
+def manual_base():
+    """Random manual gradients every step: each run draws them from its own generator."""
+    g = ManualGrad(fill="normal", std=0.5)
+    return SessionSpec(tensors=(TensorSpec("w", (3, 4), grad=g), TensorSpec("b", (4,), grad=g)),
+                       gradient=GradientSpec("manual", when="every_step"), seed=3, zero_grad_each_step=True)
+
+
+def rosenbrock_base():
+    return SessionSpec(tensors=(TensorSpec("xy", (2,), init="values", values=[-1.5, 2.0]),),
+                       gradient=GradientSpec("objective", objective="rosenbrock"), zero_grad_each_step=True)
+
+
+def digits_base():
+    return SessionSpec(zero_grad_each_step=True, gradient=GradientSpec("task", task=TaskSpec(
+        kind="digits_mlp", hidden=(16,), batch_size=32, eval_every=4, seed=1)))
+
+
+STEP_LR = SchedulerSpec("StepLR", {"step_size": 2, "gamma": 0.5}, "epoch")
+COSINE = SchedulerSpec("CosineAnnealingLR", {"T_max": 7}, "step")
+CASES = {
+    "sgd-vs-adam-manual": (manual_base, [("SGD", {"lr": 0.1, "momentum": 0.9}, None), ("Adam", {"lr": 0.01}, None)]),
+    "adam-vs-adamw-rosenbrock": (rosenbrock_base, [("Adam", {"lr": 0.01}, None), ("AdamW", {"lr": 0.01}, COSINE),
+                                                   ("RMSprop", {"lr": 0.001}, None)]),
+    "digits-schedulers": (digits_base, [("SGD", {"lr": 0.05, "momentum": 0.9}, STEP_LR), ("Adam", {}, None),
+                                        ("Adam", {"lr": 0.003}, COSINE), ("Adagrad", {}, None)]),
+}
+
+
+def specs_of(case):
+    base, configs = CASES[case]
+    return [config_spec(base(), name, hp, sched) for name, hp, sched in configs]
+
+
+def equal_state(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(equal_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(equal_state(x, y) for x, y in zip(a, b))
+    return a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
+
+
+def same_run(run_session: Session, alone: Session) -> bool:
+    """Parameters, gradients, optimizer state, scheduler state and the loss, all torch.equal."""
+    p, q = run_session.params, alone.params
+    return (p.keys() == q.keys() and all(torch.equal(p[n], q[n]) for n in p)
+            and all(equal_state(p[n].grad, q[n].grad) if q[n].grad is not None else p[n].grad is None for n in p)
+            and equal_state(run_session.optimizer.state_dict(), alone.optimizer.state_dict())
+            and (alone.scheduler is None or equal_state(run_session.scheduler.state_dict(),
+                                                        alone.scheduler.state_dict()))
+            and equal_state(run_session.loss, alone.loss))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_run_of_a_comparison_equals_the_same_run_alone(case):
+    specs = specs_of(case)
+    c = Comparison([RunSpec("", s) for s in specs])
+    assert c.run(9) == 9
+    assert [r.step_count for r in c.runs] == [9] * len(specs)
+    for spec, run in zip(specs, c.runs):
+        alone = Session(spec)
+        alone.run(9)
+        assert same_run(run.session, alone), run.label
+
+
+def test_a_configuration_added_mid_run_catches_up_and_equals_the_run_alone():
+    base = digits_base()
+    c = Comparison([RunSpec("", config_spec(base, "SGD", {"lr": 0.05}, STEP_LR)),
+                    RunSpec("", config_spec(base, "Adam", {}, None))])
+    c.run(6)
+    late = config_spec(base, "RMSprop", {"lr": 0.002}, COSINE)
+    run = c.add(RunSpec("", late))
+    assert run.step_count == 6 and run.joined == 6
+    c.run(5)
+    assert [r.step_count for r in c.runs] == [11, 11, 11]
+    alone = Session(late)
+    alone.run(11)
+    assert same_run(run.session, alone)
+    frame = c.make_frame(1)
+    pairs = set(frame.history.cross.pairs)
+    assert pairs == {(0, 1), (0, 2), (1, 2)}
+    d02 = frame.history.cross.between(0, 2)[0]
+    assert math.isnan(d02[0]) and math.isfinite(d02[-1])  # the late run's pairs start when it joined
+
+
+def test_a_promoted_branch_replays_its_edits_at_their_steps():
+    base = manual_base()
+    s = Session(config_spec(base, "SGD", {"lr": 0.1, "momentum": 0.9}, None))
+    s.apply(Step(3))
+    s.apply(SetHparam(0, "lr", 0.02))
+    s.apply(ZeroGrad(False))
+    s.apply(Step(4))
+    rs = RunSpec.from_branch(s, s.timeline.current)
+    assert [type(a) for _, a in rs.script] == [SetHparam, ZeroGrad]
+    c = Comparison([rs, RunSpec("", config_spec(base, "Adam", {}, None))])
+    c.run(7)
+    assert same_run(c.runs[0].session, s)
+    c.run(3)  # past the branch's end: the run goes on with the edited lr
+    s.run(3)
+    assert same_run(c.runs[0].session, s)
+    assert c.runs[0].session.optimizer.param_groups[0]["lr"] == 0.02
+
+
+def test_runs_with_the_same_configuration_stay_at_distance_zero_with_cosine_one():
+    spec = config_spec(rosenbrock_base(), "Adam", {"lr": 0.01}, None)
+    c = Comparison([RunSpec("A", spec), RunSpec("B", spec)])
+    c.run(20)
+    d, cos = c.make_frame(1).history.cross.between(0, 1)
+    seen = ~np.isnan(cos)
+    assert seen.any()
+    assert (d[seen] == 0).all() and (abs(cos[seen] - 1) < 1e-6).all()
+
+
+def test_distance_and_cosine_are_those_of_the_parameters_and_updates():
+    base = manual_base()
+    a, b = config_spec(base, "SGD", {"lr": 0.1}, None), config_spec(base, "Adam", {"lr": 0.05}, None)
+    c = Comparison([RunSpec("", a), RunSpec("", b)])
+    c.run(5)
+    before = [torch.cat([p.detach().reshape(-1) for p in r.session.params.values()]) for r in c.runs]
+    c.run(1)  # the last step of a run is always measured
+    after = [torch.cat([p.detach().reshape(-1) for p in r.session.params.values()]) for r in c.runs]
+    d, cos = c.make_frame(1).history.cross.between(0, 1)
+    u0, u1 = after[0] - before[0], after[1] - before[1]
+    assert d[-1] == pytest.approx(float(torch.linalg.vector_norm(after[0] - after[1])), rel=1e-5)
+    assert cos[-1] == pytest.approx(float(u0 @ u1 / (u0.norm() * u1.norm())), rel=1e-5)
+
+
+def test_a_diverging_run_halts_with_its_reason_and_the_others_go_on():
+    base = rosenbrock_base()
+    c = Comparison([RunSpec("stable", config_spec(base, "Adam", {"lr": 0.01}, None)),
+                    RunSpec("wild", config_spec(base, "SGD", {"lr": 10.0}, None))])
+    c.run(50)
+    assert c.last_hit is not None and "wild stopped" in c.last_hit.message
+    wild = c.runs[1]
+    assert wild.halted and wild.step_count < 50
+    c.run(5)
+    assert c.runs[0].step_count == c.step_count and wild.step_count < c.step_count
+    frame = c.make_frame(1)
+    assert frame.runs[1].halted == wild.halted
+
+
+def test_a_comparison_refuses_another_problem_and_the_wrong_number_of_runs():
+    base = manual_base()
+    with pytest.raises(SpecError, match="2 to 6 configurations, not 1"):
+        Comparison([RunSpec("", base)])
+    other = config_spec(SessionSpec(**{**base.__dict__, "seed": 4}), "Adam", {}, None)
+    with pytest.raises(SpecError, match="not on the comparison's problem: its seed differs"):
+        Comparison([RunSpec("", base), RunSpec("other", other)])
+    c = Comparison([RunSpec("", base), RunSpec("", config_spec(base, "Adam", {}, None))])
+    with pytest.raises(SpecError, match="at least 2"):
+        c.remove(0)
+
+
+SCRIPT = """
+import torch
+from torch import nn
+
+def make_data():
+    x = torch.randn(64, 3)
+    y = x.sum(1, keepdim=True)
+    return x[:48], y[:48], x[48:], y[48:]
+
+def make_model():
+    return nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.5), nn.Linear(8, 1))
+
+def loss_fn(output, target):
+    return nn.functional.mse_loss(output, target)
+"""
+
+
+def test_runs_whose_model_draws_from_the_global_rng_each_keep_their_own(tmp_path):
+    """pytorch#49593: dropout drawing from one shared generator would make lockstep runs differ
+    from the same runs made alone."""
+    path = tmp_path / "dropout.py"
+    path.write_text(SCRIPT)
+    trust.trust_file(str(path))
+    try:
+        base = SessionSpec(zero_grad_each_step=True, gradient=GradientSpec("task", task=TaskSpec(
+            kind="script", script=str(path), batch_size=16, eval_every=100, seed=2)))
+        specs = [config_spec(base, "SGD", {"lr": 0.01}, None), config_spec(base, "Adam", {}, None)]
+        torch.manual_seed(11)
+        c = Comparison([RunSpec("", s) for s in specs])
+        c.run(8)
+        for spec, run in zip(specs, c.runs):
+            torch.manual_seed(11)
+            alone = Session(spec)
+            alone.run(8)
+            assert same_run(run.session, alone), run.label
+    finally:
+        trust.forget()

@@ -1,0 +1,30 @@
+"""``optimlab compare``: a comparison made from a session, stepped, saved, reopened and stepped on."""
+from core import cli, compare_file
+from core.compare import config_spec
+from core.session import Session
+from core.session_file import load_session
+
+
+def test_compare_makes_steps_saves_and_prints_each_runs_loss_as_alone(tmp_path, capsys):
+    out = tmp_path / "ab.optimlab-compare"
+    assert cli.main(["compare", "adam_rosenbrock", "--config", "SGD lr=0.0005, momentum=0.9", "--steps", "6",
+                     "--at", "3", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    base = load_session(cli.resolve("adam_rosenbrock"))
+    sgd = Session(config_spec(base.spec, "SGD", {"lr": 0.0005, "momentum": 0.9}, None))
+    sgd.run(6)
+    row = next(line for line in text.splitlines() if line.startswith("SGD lr=0.0005 momentum=0.9"))
+    assert float(row.split()[-3]) == float(f"{sgd.loss_value():.6g}")  # loss@3 loss@6 acc@3 acc@6: '-' for acc
+    assert "saved ab.optimlab-compare at step 6" in text
+    assert cli.main(["compare", str(out), "--steps", "4"]) == 0
+    again = compare_file.load(out)
+    sgd.run(4)
+    assert again.step_count == 10 and again.runs[1].session.loss_value() == sgd.loss_value()
+
+
+def test_compare_refuses_a_bad_configuration_with_one_sentence_and_saves_nothing(tmp_path, capsys):
+    out = tmp_path / "x.optimlab-compare"
+    assert cli.main(["compare", "adam_rosenbrock", "--config", "Adam betas=oops", "--steps", "2", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("optimlab: Arguments: betas") and "\n" not in err
+    assert not out.exists()

@@ -1,0 +1,210 @@
+"""optimlab.watch in one process: frames equal the optimizer's tensors; pause, step and resume hold
+the training thread; a listener that leaves releases it; nothing is captured with no one listening."""
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from core.listen import Listener
+from core.watch import Watch
+
+
+def _until(cond, seconds=20.0, what="condition"):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Trainer:
+    """A user's loop on a thread: steps until told to stop; records the losses it reported."""
+
+    def __init__(self, model, opt, w):
+        self.model, self.opt, self.w = model, opt, w
+        self.losses = []
+        self.stop = threading.Event()
+        self.x = torch.randn(16, 3, generator=torch.Generator().manual_seed(0))
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def one(self):
+        self.opt.zero_grad()
+        loss = self.model(self.x).pow(2).mean()
+        loss.backward()
+        self.w.report(loss=loss)
+        self.losses.append(loss.detach().clone())
+        self.opt.step()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.one()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.w.close()  # releases a held step
+        self.thread.join(10)
+
+
+@pytest.fixture
+def setup():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    opt = torch.optim.Adam([{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.01}])
+    w = Watch(opt, model=model, name="unit", max_hz=200)
+    yield model, opt, w
+    w.close()
+
+
+def test_a_paused_frame_holds_every_tensor_gradient_and_state_entry_equal_to_torch(setup):
+    model, opt, w = setup
+    with Listener(w.address) as lst, Trainer(model, opt, w):
+        _until(lambda: lst.latest() is not None, what="a first frame")
+        lst.pause()
+        held = _until(lambda: lst.status()["held_at"], what="the hold")
+        f = _until(lambda: (f := lst.latest()) is not None and not f.running and f.step == held and f, what="frame")
+        # the training thread is held inside step(): its tensors are the frame's
+        named = dict(model.named_parameters())
+        assert [t.name for t in f.tensors] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+        for t in f.tensors:
+            p = named[t.name]
+            assert np.array_equal(t.value.values, p.detach().numpy()) and t.value.exact
+            assert np.array_equal(t.grad.values, p.grad.numpy())
+            st = opt.state[p]
+            assert set(t.state) == set(st)
+            for k in ("exp_avg", "exp_avg_sq"):
+                assert np.array_equal(t.state[k].values, st[k].numpy())
+        assert [g.hparams["lr"] for g in f.groups] == [0.001, 0.01]
+        assert [g.names for g in f.groups] == [("0.weight", "0.bias"), ("2.weight", "2.bias")]
+        assert f.optimizer == "Adam" and f.step == w.step
+
+
+def test_the_curve_holds_every_reported_loss_at_its_step(setup):
+    model, opt, w = setup
+    with Listener(w.address) as lst, Trainer(model, opt, w) as tr:
+        _until(lambda: lst.latest() is not None, what="a first frame")
+        lst.pause()
+        held = _until(lambda: lst.status()["held_at"], what="the hold")
+        f = _until(lambda: (f := lst.latest()) is not None and f.step == held and f, what="frame")
+        h = f.history
+        assert h.bucket == 1 and h.step[-1] == held
+        assert np.array_equal(h.loss, np.array([float(x) for x in tr.losses[:held]]))
+        assert f.loss == float(tr.losses[held - 1])
+
+
+def test_pause_step_and_resume_hold_the_script_at_exact_steps(setup):
+    model, opt, w = setup
+    with Listener(w.address) as lst, Trainer(model, opt, w):
+        _until(lambda: lst.latest() is not None, what="a first frame")
+        lst.pause()
+        held = _until(lambda: lst.status()["held_at"], what="the hold")
+        time.sleep(0.2)  # a script that was not held would have stepped on
+        assert w.step == held
+        lst.step(3)
+        _until(lambda: lst.status()["held_at"] == held + 3, what="three steps")
+        assert w.step == held + 3
+        lst.resume()
+        _until(lambda: w.step > held + 20, what="the run going on")
+
+
+def test_a_listener_that_leaves_while_paused_releases_the_script(setup):
+    model, opt, w = setup
+    with Trainer(model, opt, w):
+        lst = Listener(w.address)
+        _until(lambda: lst.latest() is not None, what="a first frame")
+        lst.pause()
+        held = _until(lambda: lst.status()["held_at"], what="the hold")
+        lst.close()  # the app closed (or crashed): its subscription ends
+        _until(lambda: w.step > held + 10, what="the script going on")
+
+
+def test_nothing_is_copied_while_no_one_listens(setup, monkeypatch):
+    model, opt, w = setup
+    captures = []
+    real = w._capture
+    monkeypatch.setattr(w, "_capture", lambda paused: captures.append(1) or real(paused))
+    tr = Trainer(model, opt, w)
+    for _ in range(300):
+        tr.one()
+    assert captures == [] and w.publisher.frames_sent == 0
+    with Listener(w.address) as lst:
+        _until(lambda: w.publisher.listening, what="the subscription")
+        for _ in range(50):
+            tr.one()
+            time.sleep(0.002)
+        _until(lambda: lst.latest() is not None, what="a frame")
+    assert captures
+
+
+def test_a_big_bfloat16_parameter_travels_as_a_preview_with_its_dtype():
+    p = torch.nn.Parameter(torch.randn(600, 300).to(torch.bfloat16))
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    with Watch(opt, name="bf16", max_hz=1000) as w, Listener(w.address) as lst:
+        _until(lambda: w.publisher.listening, what="the subscription")
+        lst.pause()
+        p.grad = torch.ones_like(p)
+        t = threading.Thread(target=opt.step)
+        t.start()
+        f = _until(lambda: (f := lst.latest()) is not None and f, what="a frame")
+        v = f.tensors[0].value
+        assert (v.shape, v.dtype, v.exact) == ((600, 300), "bfloat16", False)
+        assert v.values.shape == (200, 150) and v.stride == (3, 2) and v.stats_exact
+        assert np.array_equal(v.values, p.detach()[::3, ::2].float().numpy())
+        assert v.norm == pytest.approx(float(torch.linalg.vector_norm(p.detach().double())), rel=1e-5)
+        lst.resume()
+        t.join(10)
+
+
+def test_watch_refuses_what_is_not_an_optimizer_and_bad_settings():
+    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+        Watch(object())
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    with pytest.raises(ValueError, match="Invalid max_hz"):
+        Watch(opt, max_hz=0)
+    with pytest.raises(ValueError, match="Invalid rank"):
+        Watch(opt, rank=1)
+
+
+def test_closing_removes_the_hook_and_the_sockets(setup):
+    model, opt, w = setup
+    base = w.publisher.endpoint
+    assert base.info.exists()
+    w.close()
+    assert not base.info.exists()
+    Trainer(model, opt, w).one()
+    assert w.step == 0
+
+
+def test_watch_without_an_optimizer_follows_the_first_one_to_step_from_its_first_step():
+    from core.watch import WatchFirst
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    w = WatchFirst(model=model, name="anon", max_hz=200)
+    opt = torch.optim.Adam(model.parameters())  # made after watch(): no reference was passed
+    other = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    try:
+        assert w.address is None
+        tr = Trainer(model, opt, w)
+        tr.one()
+        other.step()  # a second optimizer is not the one watched
+        assert w.watch.optimizer is opt and w.step == 1
+        with Listener(w.address) as lst, tr:
+            _until(lambda: lst.latest() is not None, what="a first frame")
+            lst.pause()
+            held = _until(lambda: lst.status()["held_at"], what="the hold")
+            f = _until(lambda: (f := lst.latest()) is not None and f.step == held and f, what="frame")
+            assert [t.name for t in f.tensors] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+            assert f.optimizer == "Adam"
+            # the first step's loss, reported before any optimizer existed for the hook, is on the curve
+            assert np.array_equal(f.history.loss, np.array([float(x) for x in tr.losses[:held]]))
+    finally:
+        w.close()
+    tr.one()
+    assert w.step == held  # closed: no more steps counted

@@ -1,0 +1,36 @@
+"""The comparison's widgets: the table's steps, values at a step, one curve per pair of runs."""
+import numpy as np
+import pytest
+
+from core.compare_frame import CrossSeries
+from widgets.compare_plots import PairCurves, color_of
+from widgets.compare_view import parse_steps, value_at
+
+
+def test_table_steps_are_read_from_commas_or_spaces_and_a_bad_word_is_named():
+    assert parse_steps("100, 10 1000,10") == [10, 100, 1000]
+    with pytest.raises(ValueError, match="Steps: 'ten' is not a whole number of steps"):
+        parse_steps("5, ten")
+
+
+def test_the_value_at_a_step_is_the_last_measured_one_at_or_before_it():
+    step = np.array([1.0, 2.0, 3.0, 4.0, 8.0])
+    acc = np.array([np.nan, 0.5, np.nan, 0.7, 0.9])
+    assert value_at(step, acc, 3) == 0.5
+    assert value_at(step, acc, 7) == 0.7
+    assert value_at(step, acc, 1) is None
+    assert value_at(step, None, 3) is None
+
+
+def test_each_pair_gets_one_distance_and_one_cosine_curve_and_a_removed_run_drops_its_pairs(qtbot):
+    w = PairCurves()
+    qtbot.addWidget(w)
+    s = np.arange(1.0, 4.0)
+    cross = CrossSeries(s, ((0, 1), (0, 2), (1, 2)), tuple(s * k for k in (1, 2, 3)),
+                        tuple(np.full(3, c) for c in (1.0, 0.5, -0.5)))
+    w.setPairs(cross, {0: 0, 1: 1, 2: 2}, {0: "SGD", 1: "Adam", 2: "RMSprop"})
+    assert set(w.distance.items) == {(0, 1), (0, 2), (1, 2)}
+    assert list(w.distance.data((0, 2))[1]) == [2.0, 4.0, 6.0] and list(w.cosine.data((1, 2))[1]) == [-0.5] * 3
+    assert w.distance.items[(1, 2)].opts["pen"].color().getRgb()[:3] == color_of(1)
+    w.setPairs(cross, {0: 0, 1: 1}, {0: "SGD", 1: "Adam"})
+    assert set(w.cosine.items) == {(0, 1)}

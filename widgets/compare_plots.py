@@ -1,0 +1,127 @@
+"""The curves of a comparison: every run overlaid in its own colour, and the series between runs.
+
+``RunCurves`` overlays loss, validation loss and accuracy, gradient norm, update norm and
+learning rate (group 0) of every run; ``PairCurves`` draws ||theta_a - theta_b|| and the
+cosine between the updates for every pair. Both take plain data (``core.compare_frame``'s
+``CompareHistory``) and reuse their curve items, so a redraw is a ``setData`` per curve.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from widgets.pg_setup import configure
+
+configure()
+
+# six colours that stay apart on a dark background and for common colour blindness (Okabe-Ito)
+COLORS = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (204, 121, 167), (213, 94, 0))
+PLOTS = (("loss", "loss"), ("val_loss", "validation loss"), ("val_accuracy", "validation accuracy"),
+         ("grad_norm", "gradient norm"), ("update_norm", "update norm"), ("lr", "learning rate (group 0)"))
+
+
+def color_of(order: int) -> tuple[int, int, int]:
+    """A run's colour by its place in the comparison."""
+    return COLORS[order % len(COLORS)]
+
+
+def series_of(history, key: str) -> np.ndarray | None:
+    """One series of a run's History (group 0 for the learning rate), or None."""
+    if key == "lr":
+        return history.lr[0] if history.lr else None
+    return getattr(history, key, None)
+
+
+class _Overlay:
+    """Curves of one plot, one per key (run id or pair), made on first use and then reused."""
+
+    def __init__(self, plot: pg.PlotItem):
+        self.plot = plot
+        self.items: dict = {}
+
+    def set(self, key, x: np.ndarray, y: np.ndarray | None, color, name: str = "", dash: bool = False) -> None:
+        item = self.items.get(key)
+        if item is None:
+            pen = pg.mkPen(color, width=1, style=pg.QtCore.Qt.PenStyle.DashLine if dash else
+                           pg.QtCore.Qt.PenStyle.SolidLine)
+            item = self.items[key] = self.plot.plot(pen=pen, name=name or None, connect="finite")
+            item.setClipToView(True)
+            item.setDownsampling(auto=True, method="peak")
+        if y is None or len(y) != len(x):
+            item.setData([], [])
+        else:
+            item.setData(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+
+    def keep(self, keys) -> None:
+        """Drop the curves of runs (or pairs) no longer in the comparison."""
+        for k in [k for k in self.items if k not in keys]:
+            self.plot.removeItem(self.items.pop(k))
+
+    def data(self, key) -> tuple[np.ndarray, np.ndarray] | None:
+        """The whole series set on ``key``'s curve (not the part clipped to the view)."""
+        item = self.items.get(key)
+        return None if item is None else item.getOriginalDataset()
+
+
+class RunCurves(QWidget):
+    """Loss, validation metrics, gradient and update norms, learning rate: one curve per run."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.layout_widget = pg.GraphicsLayoutWidget(self)
+        self.overlays: dict[str, _Overlay] = {}
+        for i, (key, title) in enumerate(PLOTS):
+            p = self.layout_widget.addPlot(row=i // 3, col=i % 3, title=title)
+            p.showGrid(x=True, y=True, alpha=0.2)
+            if key == "loss":
+                p.addLegend(offset=(-4, 4))
+            self.overlays[key] = _Overlay(p)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.layout_widget)
+
+    def setRuns(self, runs, histories) -> None:
+        """``runs``: (id, label) in order; ``histories``: their History objects."""
+        for key, ov in self.overlays.items():
+            for order, ((rid, label), h) in enumerate(zip(runs, histories)):
+                ov.set(rid, h.step, series_of(h, key), color_of(order), label)
+            ov.keep({rid for rid, _ in runs})
+
+    def curve(self, key: str, run_id: int):
+        """(x, y) drawn for ``run_id`` on plot ``key`` (what a test or an export reads)."""
+        return self.overlays[key].data(run_id)
+
+
+class PairCurves(QWidget):
+    """||theta_a - theta_b|| and the cosine of the two runs' updates, one curve per pair."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.layout_widget = pg.GraphicsLayoutWidget(self)
+        dist = self.layout_widget.addPlot(row=0, col=0, title="distance ||θ_a − θ_b||")
+        cos = self.layout_widget.addPlot(row=1, col=0, title="cosine between the updates")
+        dist.addLegend(offset=(-4, 4))
+        cos.setYRange(-1.05, 1.05)
+        cos.setXLink(dist)
+        for p in (dist, cos):
+            p.showGrid(x=True, y=True, alpha=0.2)
+        self.distance, self.cosine = _Overlay(dist), _Overlay(cos)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.layout_widget)
+
+    def setPairs(self, cross, order: dict[int, int], labels: dict[int, str]) -> None:
+        """``cross``: a CrossSeries; ``order``/``labels``: each run id's place and label."""
+        keys = set()
+        for k, (a, b) in enumerate(cross.pairs):
+            if a not in order or b not in order:
+                continue
+            keys.add((a, b))
+            # the pair's colour is its first run's, dashed when the second is not the next one
+            color, dash = color_of(order[a]), order[b] - order[a] > 1
+            name = f"{labels[a]} vs {labels[b]}"
+            self.distance.set((a, b), cross.step, cross.distance[k], color, name, dash)
+            self.cosine.set((a, b), cross.step, cross.cosine[k], color, name, dash)
+        self.distance.keep(keys)
+        self.cosine.keep(keys)

@@ -1,0 +1,252 @@
+"""What a comparison looks like: one widget with a tab per way of comparing the runs.
+
+- Curves: every run's loss, validation metrics, norms and learning rate overlaid.
+- Landscape: every run's trajectory on one 2-D map, each in its run's colour.
+- Tensors: the same tensor (its value, gradient or a state entry) of every run side by side.
+- Between runs: the distance between parameters and the cosine between updates over time.
+- Table: loss and validation accuracy of every run at the steps the user types.
+
+It takes a ``core.compare_frame.ComparisonFrame`` (plain numpy data) and draws it; nothing
+here touches torch or a live tensor.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
+                               QTabWidget, QVBoxLayout, QWidget)
+
+from widgets.compare_plots import PairCurves, RunCurves, color_of
+from widgets.landscape import LandscapeView
+from widgets.tensor_view import TensorView, fmt
+
+DEFAULT_STEPS = "10, 100, 1000"
+MAX_TABLE_STEPS = 20
+
+
+def parse_steps(text: str) -> list[int]:
+    """The table's steps from ``"10, 100 1000"``; ValueError with one sentence if a word is not a step."""
+    out = []
+    for word in text.replace(",", " ").split():
+        if not word.isdigit():
+            raise ValueError(f"Steps: {word!r} is not a whole number of steps")
+        out.append(int(word))
+    if len(out) > MAX_TABLE_STEPS:
+        raise ValueError(f"Steps: at most {MAX_TABLE_STEPS} steps, not {len(out)}")
+    return sorted(set(out))
+
+
+def value_at(step: np.ndarray, y: np.ndarray | None, k: int) -> float | None:
+    """The series' last finite value at or before step ``k`` (a bucket counts from its first step)."""
+    if y is None or len(y) == 0 or len(step) != len(y):
+        return None
+    upto = np.searchsorted(step, k, side="right")
+    ok = np.flatnonzero(np.isfinite(y[:upto]))
+    return float(y[ok[-1]]) if len(ok) else None
+
+
+class TrajectoryMap(LandscapeView):
+    """The landscape with one path per run (the base class's own path is not used)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.paths: dict[int, tuple[pg.PlotDataItem, pg.ScatterPlotItem]] = {}
+
+    def setPaths(self, paths: dict[int, np.ndarray], order: dict[int, int]) -> None:
+        """``paths``: run id -> (k, 2) visited points; drawn in each run's colour."""
+        pi = self.plot.getPlotItem()
+        for rid in [r for r in self.paths if r not in paths]:
+            for item in self.paths.pop(rid):
+                pi.removeItem(item)
+        for rid, p in paths.items():
+            if rid not in self.paths:
+                c = color_of(order[rid])
+                line = pg.PlotDataItem(pen=pg.mkPen(c, width=2), connect="finite")
+                dot = pg.ScatterPlotItem(symbol="o", size=11, brush=c, pen=pg.mkPen("w", width=1.5))
+                for item in (line, dot):
+                    item.setZValue(10)
+                    pi.addItem(item)
+                self.paths[rid] = (line, dot)
+            line, dot = self.paths[rid]
+            p = np.asarray(p, dtype=np.float64).reshape(-1, 2)
+            line.setData(p[:, 0], p[:, 1])
+            last = p[-1:][np.isfinite(p[-1:]).all(axis=1)]
+            dot.setData(last[:, 0], last[:, 1])
+
+
+class SideBySide(QWidget):
+    """The same tensor of every run side by side; the user picks the tensor and what of it."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.tensor = QComboBox()
+        self.which = QComboBox()
+        self.tensor.setToolTip("The parameter shown for every run")
+        self.which.setToolTip("Its value, its gradient or one entry of the optimizer's state")
+        head = QHBoxLayout()
+        head.addWidget(QLabel("Tensor"))
+        head.addWidget(self.tensor, 1)
+        head.addWidget(QLabel("shows"))
+        head.addWidget(self.which, 1)
+        self.row = QHBoxLayout()
+        lay = QVBoxLayout(self)
+        lay.addLayout(head)
+        lay.addLayout(self.row, 1)
+        self.views: list[TensorView] = []
+        self._frame = None
+        self.tensor.currentTextChanged.connect(self._redraw)
+        self.which.currentTextChanged.connect(self._redraw)
+
+    def setFrame(self, frame) -> None:
+        self._frame = frame
+        names = [t.name for t in frame.runs[0].snapshot.tensors] if frame.runs else []
+        _set_items(self.tensor, names)
+        self._redraw()
+
+    def _redraw(self, *_):
+        f = self._frame
+        if f is None:
+            return
+        name = self.tensor.currentText()
+        options = ["value", "grad"]
+        for r in f.runs:  # a state entry of any run (each optimizer has its own)
+            t = r.snapshot.tensor(name)
+            for k, v in (t.state.items() if t is not None else ()):
+                if hasattr(v, "values") and f"state: {k}" not in options:
+                    options.append(f"state: {k}")
+        _set_items(self.which, options)
+        which = self.which.currentText()
+        while len(self.views) < len(f.runs):
+            self.views.append(TensorView())
+            self.row.addWidget(self.views[-1], 1)
+        while len(self.views) > len(f.runs):
+            self.views.pop().deleteLater()
+        for v, r in zip(self.views, f.runs):
+            t = r.snapshot.tensor(name)
+            view, missing = None, "no such tensor"
+            if t is not None:
+                if which == "value":
+                    view = t.value
+                elif which == "grad":
+                    view, missing = t.grad, "no gradient"
+                else:
+                    s = t.state.get(which.removeprefix("state: "))
+                    view = s if hasattr(s, "values") else None
+                    missing = f"{r.label.split()[0]} keeps no {which.removeprefix('state: ')}"
+            v.setView(view, f"{r.label} · {name} {which}", missing)
+
+
+def _set_items(combo: QComboBox, items: list[str]) -> None:
+    """Replace ``combo``'s items only when they changed, keeping the choice if it is still there."""
+    if [combo.itemText(i) for i in range(combo.count())] == items:
+        return
+    keep = combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(items)
+    if keep in items:
+        combo.setCurrentText(keep)
+    combo.blockSignals(False)
+
+
+class StepTable(QWidget):
+    """Loss and validation accuracy of every run at the steps typed in the box."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.steps = QLineEdit(DEFAULT_STEPS)
+        self.steps.setToolTip("Steps, separated by commas or spaces")
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #e06c5a;")
+        self.table = QTableWidget()
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        head = QHBoxLayout()
+        head.addWidget(QLabel("At steps"))
+        head.addWidget(self.steps, 1)
+        lay = QVBoxLayout(self)
+        lay.addLayout(head)
+        lay.addWidget(self.error)
+        lay.addWidget(self.table, 1)
+        self._frame = None
+        self._wanted = parse_steps(DEFAULT_STEPS)
+        self.steps.editingFinished.connect(self._on_steps)
+
+    @Slot()
+    def _on_steps(self) -> None:
+        try:
+            self._wanted = parse_steps(self.steps.text())
+        except ValueError as e:
+            self.error.setText(str(e))  # the table keeps the steps it had
+            return
+        self.error.setText("")
+        if self._frame is not None:
+            self.setFrame(self._frame)
+
+    def setFrame(self, frame) -> None:
+        self._frame = frame
+        steps = [k for k in self._wanted if k <= frame.step] or [frame.step]
+        has_acc = any(h.val_accuracy is not None for h in frame.history.runs)
+        cols = [(k, "loss") for k in steps] + ([(k, "val_accuracy") for k in steps] if has_acc else [])
+        self.table.setRowCount(len(frame.runs))
+        self.table.setColumnCount(len(cols))
+        self.table.setHorizontalHeaderLabels([f"{'loss' if m == 'loss' else 'val acc'} @ {k:,}" for k, m in cols])
+        self.table.setVerticalHeaderLabels([r.label for r in frame.runs])
+        for i, (r, h) in enumerate(zip(frame.runs, frame.history.runs)):
+            for j, (k, m) in enumerate(cols):
+                v = value_at(h.step, getattr(h, m), k) if k <= r.snapshot.step else None
+                self.table.setItem(i, j, QTableWidgetItem("—" if v is None or not math.isfinite(v) else fmt(v, 5)))
+
+    def text(self, row: int, col: int) -> str:
+        item = self.table.item(row, col)
+        return item.text() if item is not None else ""
+
+
+class CompareView(QTabWidget):
+    """The comparison's tabs; ``setFrame`` draws a frame, ``setLandscape`` the map under the paths."""
+
+    landscapeWanted = Signal(str, float)  # objective, condition: the app computes the grid
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.curves = RunCurves()
+        self.landscape = TrajectoryMap()
+        self.tensors = SideBySide()
+        self.pairs = PairCurves()
+        self.table = StepTable()
+        for w, title in ((self.curves, "Curves"), (self.landscape, "Landscape"), (self.tensors, "Tensors"),
+                         (self.pairs, "Between runs"), (self.table, "Table")):
+            self.addTab(w, title)
+        self._landscape_key = None
+        self.frame = None
+
+    def setFrame(self, frame) -> None:
+        old = self.frame
+        self.frame = frame
+        order = {r.id: i for i, r in enumerate(frame.runs)}
+        labels = {r.id: r.label for r in frame.runs}
+        if old is None or old.history is not frame.history or [r.label for r in old.runs] != list(labels.values()):
+            self.curves.setRuns([(r.id, r.label) for r in frame.runs], frame.history.runs)
+            self.pairs.setPairs(frame.history.cross, order, labels)
+        self._draw_landscape(frame, order)
+        self.tensors.setFrame(frame)
+        self.table.setFrame(frame)
+
+    def setLandscape(self, xs, ys, z) -> None:
+        self.landscape.setLandscape(xs, ys, z)
+
+    def _draw_landscape(self, frame, order) -> None:
+        paths = {r.id: r.snapshot.path for r in frame.runs if r.snapshot.path is not None}
+        if frame.objective is None or not paths:
+            if self._landscape_key != "none":
+                self._landscape_key = "none"
+                self.landscape.setMessage("No landscape: the runs' trajectories are drawn for an objective of "
+                                          "2 numbers (the adam_rosenbrock example has one).")
+            return
+        key = (frame.objective, frame.condition)
+        if key != self._landscape_key:
+            self._landscape_key = key
+            self.landscapeWanted.emit(*key)
+        self.landscape.setPaths(paths, order)
