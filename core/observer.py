@@ -70,6 +70,7 @@ class Observer:
         self._unmeasured = 0  # steps since the last measured one
         self._handles = []
         self._measuring = False
+        self._hist_now = False
         self._before: list[torch.Tensor] | None = None
         self._cur: dict | None = None
         self._steps: list[int] = []  # read: steps and their losses (the common case)
@@ -129,8 +130,11 @@ class Observer:
             self._measuring = False
             return
         now = time.perf_counter()
-        self._measuring = (bool(self._needs) or self.force_next or self.every_step or self._budget.due(now)
-                           or self._unmeasured >= MEASURE_AT_LEAST_EVERY - 1)
+        chosen = self.force_next or self.every_step or self._budget.due(now)
+        self._measuring = chosen or bool(self._needs) or self._unmeasured >= MEASURE_AT_LEAST_EVERY - 1
+        # histograms cost most of a measurement on small problems: not on steps measured only for
+        # the floor or for a breakpoint's norms (distributions are bucketed over steps anyway)
+        self._hist_now = self.histograms and chosen
         self.force_next = False
         if not self._measuring:
             self._unmeasured += 1
@@ -160,7 +164,7 @@ class Observer:
                     pn = torch.linalg.vector_norm(torch.stack(p_norms[i:i + len(ps)]))
                     cur[f"update_ratio{gi}"] = dn / pn
                     i += len(ps)
-            if self.histograms:
+            if self._hist_now:
                 cur["hist"] = _histograms(optimizer, [p for ps in groups for p in ps])
         self._before = None
         self._cur = cur
@@ -323,18 +327,18 @@ class Observer:
 
 def _histograms(optimizer, params) -> tuple[list, torch.Tensor]:
     """Keys ((param index, "value" | "grad" | state key)) and their counts, stacked, on the device."""
-    keys, hs = [], []
+    keys, ts = [], []
     for i, p in enumerate(params):
         keys.append((i, "value"))
-        hs.append(distributions.counts(p))
+        ts.append(p)
         if p.grad is not None:
             keys.append((i, "grad"))
-            hs.append(distributions.counts(p.grad))
+            ts.append(p.grad)
         for k, v in state_items(optimizer.state.get(p, {})):
             if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel() > 1:
                 keys.append((i, k))
-                hs.append(distributions.counts(v))
-    return keys, torch.stack(hs)
+                ts.append(v)
+    return keys, distributions.counts_many(ts)
 
 
 def _state_keys(engine, name: str) -> set[str]:

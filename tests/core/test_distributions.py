@@ -3,7 +3,7 @@ tensor, kept per step (or bucket), counted on the device, saved and rewound with
 import numpy as np
 import torch
 
-from core import session_file
+from core import distributions, session_file
 from core.distributions import EDGES, N_BINS, NAN_BIN, Distributions, counts, scatter_counts
 from core.session import Session
 from tests.core.test_fidelity import make_spec
@@ -73,3 +73,13 @@ def test_histograms_travel_back_with_the_other_measurements_in_one_read():
         s.observer.force_next = True
         s.advance()
     assert list(s.distribution("t1")[0]) == list(range(1, 9))
+
+
+def test_counting_many_tensors_together_gives_each_its_own_counts():
+    g = torch.Generator().manual_seed(3)
+    ts = [torch.randn(5, 7, generator=g) * 1e3, torch.zeros(4), torch.tensor([float("nan"), float("inf"), -1e-13]),
+          torch.randn(3, dtype=torch.float64, generator=g), torch.randn(6, generator=g).to(torch.bfloat16),
+          torch.randn(2 ** 20 + 5, generator=g)]
+    together = distributions.counts_many(ts)
+    for t, row in zip(ts, together):
+        assert torch.equal(row, distributions.counts(t))

@@ -91,7 +91,7 @@ def mutated(draw):
     return f"{name}.optimlab", buf.getvalue()
 
 
-@settings(max_examples=300, derandomize=True, deadline=None, database=None,
+@settings(max_examples=200, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(mutated())
 def test_mutated_examples_open_or_are_refused_in_one_sentence_within_bounded_memory(case):

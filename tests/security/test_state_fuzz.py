@@ -128,7 +128,7 @@ def _parent(obj, path):
 # ----- the property -----
 
 @seed(8)
-@settings(max_examples=300, derandomize=True, deadline=None, database=None,
+@settings(max_examples=200, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=mutated(), protocol=st.sampled_from([2, 4]), through_cli=st.booleans())
 def test_mutated_state_files_are_refused_in_one_sentence_or_load_and_step(tmp_path, capsys, case, protocol,
