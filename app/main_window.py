@@ -180,6 +180,7 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, W
         for d in self.findChildren(QDockWidget):
             view.addAction(d.toggleViewAction())
         view.addSeparator()
+        self.build_norms_action(view)
         act(view, "Reset layout", self._default_layout)
         self.build_edit_menu(before=run)
 

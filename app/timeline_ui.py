@@ -8,6 +8,7 @@ what is shown comes from the frames (``draw_timeline``), never from what was ask
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFrame, QMenu, QVBoxLayout, QWidget
 
 from core import edits
@@ -20,6 +21,7 @@ from .file_ops import add_action
 
 DEFAULT_BUDGET_MB = 512
 BUDGET_KEY = "timeline/checkpoint_mb"
+EVERY_STEP_KEY = "curves/norms_every_step"
 NOTICE_MS = 20_000
 
 
@@ -175,6 +177,29 @@ class TimelineUI:
             refuse(msg)
         self.bridge.call(edits.set_breakpoints, checked, on_ok=done, on_error=refused)
 
+    def build_norms_action(self, menu) -> None:
+        """View > Norms at every step: the curves' grad/update norms and ratios for every step,
+        not within their 2% share of the run's time (the run slows; remembered)."""
+        self.norms_every_step = self.settings.value(EVERY_STEP_KEY, False, type=bool)
+        self._norms_sent = None
+        a = QAction("Norms at every step (slower)", self)
+        a.setCheckable(True)
+        a.setChecked(self.norms_every_step)
+        a.toggled.connect(self.set_norms_every_step)
+        menu.addAction(a)
+        self.norms_action = a
+
+    def set_norms_every_step(self, on: bool) -> None:
+        self.norms_every_step = bool(on)
+        self.settings.setValue(EVERY_STEP_KEY, self.norms_every_step)
+        self._send_norms()
+
+    def _send_norms(self) -> None:
+        s = self.bridge.latest()
+        self._norms_sent = (s.run_id if s is not None else "", self.norms_every_step)
+        self.bridge.call(edits.set_norms_every_step, self.norms_every_step,
+                         on_error=lambda msg, _tb: self.statusBar().showMessage(msg, 10_000))
+
     def set_checkpoint_budget(self, nbytes: int) -> None:
         """The checkpoints' memory bound (remembered for later sessions)."""
         self.budget_wanted = int(nbytes)
@@ -196,6 +221,8 @@ class TimelineUI:
         if s.checkpoint_budget and s.checkpoint_budget != self.budget_wanted \
                 and self._budget_sent != (s.run_id, self.budget_wanted):
             self._send_budget()  # a session opened or built afresh starts at the default bound
+        if self.norms_every_step and self._norms_sent != (s.run_id, True):
+            self._send_norms()  # a session opened or built afresh measures within the budget
         if not self._bp_busy:
             self.breakpoint_list.setBreakpoints(s.breakpoints)
         self.undo_action.setEnabled(s.can_undo)

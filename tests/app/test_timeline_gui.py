@@ -263,3 +263,22 @@ def test_a_saved_timeline_reopens_with_its_branches_at_the_step_it_was_saved_at(
     assert win.timeline_strip.positionText().startswith("rewound to step 7 of branch 0 (of 12)")
     wait_idle(qtbot, win)
     np.testing.assert_array_equal(shown_values(win), expected(spec, 7)["value"])
+
+
+def test_norms_at_every_step_from_the_view_menu_put_every_step_on_the_norm_curves(make_window, qtbot):
+    win = make_window(quadratic_spec(shape=(4, 4)))
+    win.norms_action.setChecked(True)  # View > Norms at every step
+    win.step(300)
+    wait_step(qtbot, win, 300)
+    wait_idle(qtbot, win)
+    for name in ("grad_norm", "update_norm"):
+        qtbot.waitUntil(lambda: len(win.curves.curves[name].getData()[0]) == 300)
+        x, y = win.curves.curves[name].getData()
+        np.testing.assert_array_equal(x, np.arange(1, 301))
+        assert np.isfinite(y).all()
+    win.norms_action.setChecked(False)
+    win.step(300)
+    wait_step(qtbot, win, 600)
+    wait_idle(qtbot, win)
+    qtbot.waitUntil(lambda: win.curves.history().step[-1] == 600)
+    assert np.isnan(win.curves.history().grad_norm[300:]).any()  # back within the time budget
