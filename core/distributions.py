@@ -57,9 +57,9 @@ def counts(t: torch.Tensor) -> torch.Tensor:
 
 def counts_many(ts: list[torch.Tensor]) -> torch.Tensor:
     """``counts`` of each of ``ts``, stacked ([len(ts), N_BINS + 1], float32, on their device),
-    the tensors of one device and dtype counted together: one ``bucketize`` and one count over
-    all of them (on small problems the per-op overhead of counting each alone was most of a
-    measured step). The same counts as ``counts`` one by one."""
+    the tensors of one device and dtype binned together: one ``bucketize`` over all of them,
+    then a count of each one's share (on small problems the per-op overhead of binning each
+    alone was most of a measured step). The same counts as ``counts`` one by one."""
     groups: dict = {}
     for j, t in enumerate(ts):
         t = t.detach()
@@ -74,16 +74,13 @@ def counts_many(ts: list[torch.Tensor]) -> torch.Tensor:
         x = torch.cat(xs) if len(xs) > 1 else xs[0]
         idx = torch.bucketize(x, _edges(device, dtype))
         idx = torch.where(torch.isnan(x), torch.full_like(idx, NAN_BIN), idx)
-        if len(xs) > 1:
-            sizes = torch.tensor([len(v) for v in xs], device=device)
-            idx = idx + torch.repeat_interleave(torch.arange(len(xs), device=device) * (N_BINS + 1), sizes,
-                                                output_size=x.numel())
-        width = len(xs) * (N_BINS + 1)
-        c = (torch.bincount(idx, minlength=width) if device.type == "cpu"
-             else torch.zeros(width, dtype=torch.int64, device=device).scatter_add_(0, idx, torch.ones_like(idx)))
-        c = c.to(torch.float32).reshape(len(xs), N_BINS + 1)
-        for r, (j, _, scale) in enumerate(members):
-            rows[j] = c[r] * scale if scale != 1.0 else c[r]
+        # one count per tensor over views of the joint index (an offset per element, made by
+        # repeat_interleave, would be one op less, but on the CPU it always opens an OpenMP
+        # region, which deadlocks a forked child of a process that opened one before)
+        parts = idx.split([len(v) for v in xs]) if len(xs) > 1 else (idx,)
+        for part, (j, _, scale) in zip(parts, members):
+            c = bin_counts(part).to(torch.float32)
+            rows[j] = c * scale if scale != 1.0 else c
     return torch.stack(rows)
 
 
