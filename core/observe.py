@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import devices
-from .snapshot import (HIST_BINS, PREVIEW_SIDE, WHOLE_LIMIT, ArrayView, BranchSummary, Decision, GroupSnapshot,
+from .snapshot import (HIST_BINS, PREVIEW_SIDE, WHOLE_LIMIT, ArrayView, Decision, GroupSnapshot,
                        History, Snapshot, TensorSnapshot, frozen)
 from .transfer import HostBatch
 
@@ -318,8 +318,7 @@ def make_snapshot(session, seq: int, history: History | None = None, running: bo
     task = session.task
     series = session.history
     tl = session.timeline
-    branches = tuple(BranchSummary(b.id, b.parent, b.fork_step, b.steps, b.last_loss, b.reason, b.optimizer,
-                                   b.current) for b in session.branches())
+    branches = tuple(session.branches())
     return Snapshot(seq=seq, step=session.step_count, loss=plan.scalar("loss"), optimizer=session.spec.optimizer,
                     device=session.device, defaults={k: plain(v) for k, v in opt.defaults.items()},
                     groups=tuple(groups), tensors=tuple(tensors),

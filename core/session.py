@@ -12,7 +12,7 @@ import math
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 
@@ -23,6 +23,7 @@ from .engine import (Engine, StepError, copy_state, grad_seed, make_grad, make_t
                      tensor_seed)
 from .history import Budget
 from .observer import Hit, Observer
+from .snapshot import BranchSummary
 from .spec import LoadOptimizer, LoadParams, Reset, SessionSpec, SpecError, Step
 from .timeline import DEFAULT_BUDGET, Journal, Timeline
 
@@ -37,18 +38,7 @@ class NonFinite(RuntimeError):
     """The loss or a parameter became NaN or infinite (names the culprit)."""
 
 
-@dataclass(frozen=True)
-class BranchInfo:
-    """A branch as a list shows it."""
-
-    id: int
-    parent: int | None
-    fork_step: int
-    steps: int
-    last_loss: float | None
-    reason: str
-    optimizer: str
-    current: bool
+BranchInfo = BranchSummary  # a branch as a list shows it (the frames carry the same type)
 
 
 class Session:
@@ -424,11 +414,11 @@ class Session:
         self._watch_branch()
         self._since_ckpt = 0
 
-    def branches(self) -> list[BranchInfo]:
+    def branches(self) -> list[BranchSummary]:
         self.flush()
         cur = self.timeline.current
-        return [BranchInfo(b.id, b.parent, b.fork_step, b.end_step, b.last_loss, b.reason, b.spec.optimizer,
-                           b.id == cur) for b in self.timeline.branches.values()]
+        return [BranchSummary(b.id, b.parent, b.fork_step, b.end_step, b.last_loss, b.reason, b.spec.optimizer,
+                              b.id == cur) for b in self.timeline.branches.values()]
 
     # ----- undo -----
 
