@@ -11,7 +11,7 @@ Optimizers outside torch.optim may need more (``catalogue.needs``): a closure li
 ``backward(create_graph=True)`` (second-order: SophiaH, AdaHessian), or schedule-free's
 switch: ``optimizer.train()`` before every step (before its gradient) and
 ``optimizer.eval()``/``optimizer.train()`` just around an evaluation. Before their
-first step torch's global generator is seeded (``optimizer_seed``): some draw from it.
+first step torch's and numpy's global generators are seeded (``optimizer_seed``): some draw from them.
 Nothing here draws random numbers, casts or moves tensors except what a plain script
 doing the same actions would do, so results equal plain PyTorch's bit for bit.
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import warnings
 
+import numpy as np
 import torch
 
 from . import catalogue, devices, limits, objectives, schedulers
@@ -200,6 +201,7 @@ class Engine:
             self.optimizer.train()  # schedule-free: train mode before the first gradient
         if not catalogue.is_torch(spec.optimizer):
             torch.manual_seed(optimizer_seed(spec.seed))
+            np.random.seed(optimizer_seed(spec.seed) % 2 ** 32)  # some draw from numpy's (PSGD's Kron)
         self.step_count = 0
         self.loss: torch.Tensor | None = None
         self.last_eval: dict = {}

@@ -169,6 +169,7 @@ class _Writer:
         if self.origin.kind != "torch":
             self.emit(f"torch.manual_seed({optimizer_seed(spec.seed)})  # torch's generator, for a class that draws "
                       "from it: (seed * 1_000_003 + 999_979) % 2**63")
+            self.emit(f"np.random.seed({optimizer_seed(spec.seed) % 2 ** 32})  # and numpy's, for one that draws from it")
         if self.task is not None:
             self.emit("step_count, val_loss = 0, None")
         if self.lbfgs:
@@ -400,8 +401,8 @@ class _Writer:
             std.add("import importlib.util")
         if task is not None:
             third += ["import torch.nn.functional as F", "from torch import nn"]
-            if task.kind in ("digits_mlp", "digits_cnn"):
-                third.insert(0, "import numpy as np")
+        if self.origin.kind != "torch" or (task is not None and task.kind in ("digits_mlp", "digits_cnn")):
+            third.insert(0, "import numpy as np")
         std = sorted(i for i in std if i.startswith("import ")) + sorted(i for i in std if i.startswith("from "))
         out = [f'"""{title}', "",
                "A plain PyTorch script (optimlab not needed) that does what the session did, in order,",

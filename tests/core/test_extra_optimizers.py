@@ -4,6 +4,7 @@ import io
 import math
 import zipfile
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -169,6 +170,7 @@ def test_session_equals_plain_script_with_the_same_class(name):
     if "train_eval" in need:
         opt.train()
     torch.manual_seed(optimizer_seed(SEED))
+    np.random.seed(optimizer_seed(SEED) % 2 ** 32)
     for _ in range(3):
         plain_step(opt, params, need)
     opt.param_groups[0]["lr"] = lr * 0.5
@@ -222,6 +224,7 @@ def test_schedule_free_task_with_evaluation_equals_plain_training_loop():
     opt = catalogue.optimizer_class(name)([{"params": ps} for ps in layers.values()], lr=0.01)
     opt.train()
     torch.manual_seed(optimizer_seed(SEED))
+    np.random.seed(optimizer_seed(SEED) % 2 ** 32)
     g = torch.Generator().manual_seed(seeds.order)
     n, bs = tx.shape[0], ts.batch_size
     per_epoch, i, val_loss = -(-n // bs), 0, None
@@ -375,6 +378,7 @@ def test_user_optimizer_file_is_refused_until_trusted_then_works(tmp_path):
     params = plain_tensors(SHAPES)
     opt = cls(params, lr=0.05)
     torch.manual_seed(optimizer_seed(SEED))
+    np.random.seed(optimizer_seed(SEED) % 2 ** 32)
     for _ in range(3):
         plain_step(opt, params, frozenset())
     assert_same_run(s.param_list, s.optimizer, params, opt, "file")
@@ -475,6 +479,7 @@ def test_every_usable_class_steps_in_a_session_as_in_a_plain_script():
             if "train_eval" in need:
                 opt.train()
             torch.manual_seed(optimizer_seed(SEED))
+            np.random.seed(optimizer_seed(SEED) % 2 ** 32)
             for _ in range(2):
                 plain_step(opt, params, need)
             assert_same_run(s.param_list, s.optimizer, params, opt, name)
