@@ -26,6 +26,7 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 
 from . import catalogue
@@ -124,14 +125,35 @@ class RunSpec:
         return cls(label or f"branch {b.id}: {describe(b.spec)}", b.spec, script, blobs)
 
 
+def seeds_globally(spec: SessionSpec) -> bool:
+    """Building this spec seeds torch's and numpy's global generators (optimizers beyond torch.optim)."""
+    return not catalogue.is_torch(spec.optimizer)
+
+
+def draws_globally(spec: SessionSpec) -> bool:
+    """Its steps may draw from the global generators: a task script's model, or an optimizer
+    beyond torch.optim (SophiaH's probes, Kron's numpy draws)."""
+    g = spec.gradient
+    return (g.kind == "task" and g.task is not None and g.task.kind == "script") or seeds_globally(spec)
+
+
+def global_rngs() -> tuple:
+    return torch.random.get_rng_state(), np.random.get_state()
+
+
+def set_global_rngs(states: tuple) -> None:
+    torch.random.set_rng_state(states[0])
+    np.random.set_state(states[1])
+
+
 class Run:
     """One run of a comparison: its session, the branch actions still to replay, why it halted."""
 
     def __init__(self, run_id: int, label: str, session: Session, script=(), joined: int = 0, halted: str = "",
-                 rng: torch.Tensor | None = None):
+                 rng: tuple | None = None):
         self.id, self.label, self.session, self.joined, self.halted = run_id, label, session, joined, halted
         self.script = deque(script)
-        self.rng = rng  # its own global RNG state (task scripts only), else None
+        self.rng = rng  # its own global generators' states (see draws_globally), else None
         self.acted = False  # a replayed action changed something since the last step
 
     @property
@@ -140,17 +162,19 @@ class Run:
 
     @contextmanager
     def own_rng(self):
-        """Torch's global RNG is this run's for the duration (task scripts may draw from it)."""
+        """Torch's and numpy's global generators are this run's for the duration (task scripts and
+        optimizers beyond torch.optim may draw from them; runs sharing them would differ from the
+        same runs alone, pytorch#49593)."""
         if self.rng is None:
             yield
             return
-        saved = torch.random.get_rng_state()
-        torch.random.set_rng_state(self.rng)
+        saved = global_rngs()
+        set_global_rngs(self.rng)
         try:
             yield
         finally:
-            self.rng = torch.random.get_rng_state()
-            torch.random.set_rng_state(saved)
+            self.rng = global_rngs()
+            set_global_rngs(saved)
 
     def halt(self, step: int, why: str) -> Hit:
         self.halted = why
@@ -305,11 +329,13 @@ class Comparison:
         return label
 
     def _make(self, rs: RunSpec, joined: int = 0) -> Run:
+        saved = global_rngs()
         session = Session(rs.spec, blobs=rs.blobs, budget=self.budget)
-        task = rs.spec.gradient.task
-        own_rng = task is not None and rs.spec.gradient.kind == "task" and task.kind == "script"
-        run = Run(self._next_id, self._label(rs.label or describe(rs.spec)), session, rs.script, joined,
-                  rng=self._rng0.clone() if own_rng else None)
+        rng = None
+        if draws_globally(rs.spec):  # from where a session alone would start drawing
+            rng = global_rngs() if seeds_globally(rs.spec) else (self._rng0.clone(), saved[1])
+        set_global_rngs(saved)
+        run = Run(self._next_id, self._label(rs.label or describe(rs.spec)), session, rs.script, joined, rng=rng)
         self._next_id += 1
         run.replay_due()
         return run

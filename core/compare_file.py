@@ -21,7 +21,7 @@ import torch
 from msgspec import Meta
 
 from . import files, limits, schema, session_file, spec as specmod
-from .compare import MAX_RUNS, MIN_RUNS, Comparison, Run, check_same_problem
+from .compare import MAX_RUNS, MIN_RUNS, Comparison, Run, check_same_problem, draws_globally, global_rngs
 from .compare_watch import CrossWatch, parse_column
 from .series import SeriesSet
 from .spec import SpecError, Step
@@ -136,7 +136,7 @@ def _read_doc(raw: bytes) -> ComparisonDoc:
 
 def _run(rd: RunDoc, data: bytes, name: str, base, step: int) -> Run:
     session = session_file.unpack(data, f"{name} ({rd.label})", base)
-    rng = torch.random.get_rng_state() if _own_rng(session) else None  # restore set it to the run's
+    rng = global_rngs() if draws_globally(session.spec) else None  # restore set them to the run's
     script, last = [], session.step_count
     for i, item in enumerate(rd.script):
         at = item.get("at") if isinstance(item, dict) else None
@@ -151,11 +151,6 @@ def _run(rd: RunDoc, data: bytes, name: str, base, step: int) -> Run:
     if (stands != step and not rd.halted) or stands > step or rd.joined > step:
         raise files.LoadError(f"run {rd.label} stands at step {stands:,}, the comparison at step {step:,}")
     return Run(rd.id, rd.label, session, script, rd.joined, rd.halted, rng)
-
-
-def _own_rng(session) -> bool:
-    g = session.spec.gradient
-    return g.kind == "task" and g.task is not None and g.task.kind == "script"
 
 
 def _watch(cross, ids: set[int]) -> CrossWatch:

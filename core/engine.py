@@ -199,7 +199,8 @@ class Engine:
         self._switch = catalogue.TRAIN_EVAL in self.needs
         if self._switch:
             self.optimizer.train()  # schedule-free: train mode before the first gradient
-        if not catalogue.is_torch(spec.optimizer):
+        self._draws_numpy = not catalogue.is_torch(spec.optimizer)
+        if self._draws_numpy:
             torch.manual_seed(optimizer_seed(spec.seed))
             np.random.seed(optimizer_seed(spec.seed) % 2 ** 32)  # some draw from numpy's (PSGD's Kron)
         self.step_count = 0
@@ -646,6 +647,8 @@ class Engine:
             # CUDA's global one (dropout in a task's model draws from it)
             "grad_rngs": self._grad_rng_states(),
             "torch_rng": torch.random.get_rng_state(),
+            # numpy's global generator, for optimizers beyond torch.optim that draw from it (Kron)
+            **({"numpy_rng": np.random.get_state()} if self._draws_numpy else {}),
             **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.startswith("cuda") else {}),
             "loss": None if self.loss is None else self.loss.detach().clone(),
             "last_eval": dict(self.last_eval),
@@ -687,6 +690,8 @@ class Engine:
             self.task.load_state(st["task"])
         self._set_grad_rngs(st["grad_rng"], st.get("grad_rngs") or {})
         torch.random.set_rng_state(st["torch_rng"])
+        if st.get("numpy_rng") is not None:
+            np.random.set_state(st["numpy_rng"])
         if st.get("cuda_rng") is not None and self.device.startswith("cuda"):
             torch.cuda.set_rng_state(st["cuda_rng"], self.device)
         self.loss = None if st["loss"] is None else st["loss"].to(self.device).clone()

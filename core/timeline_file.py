@@ -35,7 +35,21 @@ def state_to_saveable(st: dict) -> dict:
     names, groups, device = st["structure"]
     out["structure"] = [list(names), [list(g) for g in groups], device]
     out["last_eval"] = {k: float(v) for k, v in st["last_eval"].items()}
+    if st.get("numpy_rng") is not None:  # numpy's tuple as tensors and numbers (weights_only reads them)
+        kind, keys, pos, has_gauss, cached = st["numpy_rng"]
+        out["numpy_rng"] = {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                            "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
     return out
+
+
+def _numpy_rng_from(d):
+    """numpy's generator state from ``state_to_saveable``'s form, checked (a damaged one is refused)."""
+    ok = (isinstance(d, dict) and d.get("kind") == "MT19937" and isinstance(d.get("keys"), torch.Tensor)
+          and tuple(d["keys"].shape) == (624,) and isinstance(d.get("pos"), int) and 0 <= d["pos"] <= 624
+          and isinstance(d.get("has_gauss"), int) and isinstance(d.get("cached"), float))
+    if not ok or not bool(((d["keys"] >= 0) & (d["keys"] < 2 ** 32)).all()):
+        raise DamagedTimeline("an engine state has a damaged numpy generator state")
+    return ("MT19937", d["keys"].numpy().astype(np.uint32), d["pos"], d["has_gauss"], d["cached"])
 
 
 def state_from_saveable(d: dict) -> dict:
@@ -50,6 +64,8 @@ def state_from_saveable(d: dict) -> dict:
     st["structure"] = (tuple(names), tuple(tuple(g) for g in groups), device)
     if not isinstance(st["step"], int) or st["step"] < 0:
         raise DamagedTimeline(f"an engine state has step {st['step']!r}")
+    if d.get("numpy_rng") is not None:
+        st["numpy_rng"] = _numpy_rng_from(d["numpy_rng"])
     return st
 
 

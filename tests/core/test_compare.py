@@ -204,3 +204,46 @@ def test_runs_whose_model_draws_from_the_global_rng_each_keep_their_own(tmp_path
             assert same_run(run.session, alone), run.label
     finally:
         trust.forget()
+
+
+NUMPY_NOISE = '''
+import numpy as np
+import torch
+
+
+class NumpyNoise(torch.optim.Optimizer):
+    """SGD with a random step size from numpy's global generator."""
+
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for g in self.param_groups:
+            for p in g["params"]:
+                p.add_(p.grad, alpha=-g["lr"] * float(np.random.random()))
+'''
+
+
+def test_runs_of_optimizers_drawing_from_global_generators_each_keep_their_own(tmp_path):
+    """SophiaH draws its probes from torch's global generator, a user's optimizer from numpy's:
+    two such runs in lockstep would share the draws; each keeps its own, as when run alone."""
+    pytest.importorskip("pytorch_optimizer")
+    from core import optimizer_names
+    path = tmp_path / "noise.py"
+    path.write_text(NUMPY_NOISE)
+    trust.trust_file(str(path))
+    try:
+        noise = optimizer_names.file_name(str(path), "NumpyNoise")
+        specs = [config_spec(rosenbrock_base(), "pytorch_optimizer.SophiaH", {"lr": 0.01}, None),
+                 config_spec(rosenbrock_base(), "pytorch_optimizer.SophiaH", {"lr": 0.02}, None),
+                 config_spec(rosenbrock_base(), noise, {"lr": 0.001}, None),
+                 config_spec(rosenbrock_base(), noise, {"lr": 0.002}, None)]
+        c = Comparison([RunSpec("", s) for s in specs])
+        c.run(12)
+        for spec, run in zip(specs, c.runs):
+            alone = Session(spec)
+            alone.run(12)
+            assert same_run(run.session, alone), run.label
+    finally:
+        trust.forget()

@@ -335,6 +335,20 @@ class MySGD(torch.optim.Optimizer):
                 p.add_(d, alpha=-g["lr"] * g["scale"])
 
 
+class NumpyNoise(torch.optim.Optimizer):
+    """SGD with a random step size drawn from numpy's global generator (as PSGD's Kron draws)."""
+
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        import numpy as np
+        for g in self.param_groups:
+            for p in g["params"]:
+                p.add_(p.grad, alpha=-g["lr"] * float(np.random.random()))
+
+
 class Rest(torch.optim.Optimizer):
     """reST style.
 
@@ -386,6 +400,28 @@ def test_user_optimizer_file_is_refused_until_trusted_then_works(tmp_path):
     path.write_text(MY_OPT + "\n# changed\n")
     with pytest.raises(trust.UntrustedScript):
         Session(spec)
+
+
+def test_rewinding_brings_numpys_generator_back_for_an_optimizer_that_draws_from_it(tmp_path):
+    """An optimizer drawing from numpy's global generator every step: going back to a step and
+    running on repeats the run, in place or from a checkpoint."""
+    path = tmp_path / "my_opt.py"
+    path.write_text(MY_OPT)
+    trust.trust_file(str(path))
+    s = Session(objective_spec(optimizer_names.file_name(str(path), "NumpyNoise")))
+    s.apply(Step(40))
+    params = [p.detach().clone() for p in s.param_list]
+    for k in (17, 39, 1, 0):
+        s.goto(k)
+        s.apply(Step(40 - k))  # a new branch from step k
+        assert all(torch.equal(a, b) for a, b in zip(s.param_list, params)), f"from step {k}"
+    from core import session_file  # and from a saved session's checkpoints
+    session_file.save_session(s, tmp_path / "s.optimlab")
+    again = session_file.load_session(tmp_path / "s.optimlab")
+    np.random.seed(12345)  # whatever numpy's generator holds meanwhile
+    again.goto(25)
+    again.apply(Step(15))
+    assert all(torch.equal(a, b) for a, b in zip(again.param_list, params)), "reopened"
 
 
 def test_forms_read_numpy_rest_and_missing_docstrings(tmp_path):
@@ -506,9 +542,11 @@ def test_lists_of_state_tensors_are_shown_and_read_like_any_state_tensor():
     assert torch.equal(s.engine.state_tensor("t0", "GG[0]"), s.optimizer.state[s.params["t0"]]["GG"][0])
 
 
-@pytest.mark.parametrize("name", ["pytorch_optimizer.SophiaH", "schedulefree.AdamWScheduleFree"])
+@pytest.mark.parametrize("name", ["pytorch_optimizer.SophiaH", "schedulefree.AdamWScheduleFree",
+                                  "pytorch_optimizer.Kron"])
 def test_rewinding_and_stepping_again_repeats_the_run_bit_for_bit(name):
-    """SophiaH draws Hutchinson probes from torch's generator: a rewind brings that back too."""
+    """SophiaH draws Hutchinson probes from torch's generator, Kron from numpy's: a rewind brings
+    those back too."""
     s = Session(objective_spec(name))
     s.apply(Step(6))
     params = [p.detach().clone() for p in s.param_list]
