@@ -137,7 +137,7 @@ class CrossWatch:
             p = parse_column(name)
             if p is not None and run_id in p[1:]:
                 del self.series.cols[name]
-        self.series._view = None
+        self.series.invalidate()
         self._last.pop(run_id, None)
 
     def view(self) -> CrossSeries:

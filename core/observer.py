@@ -61,13 +61,15 @@ class Observer:
         self.series = SeriesSet()
         self.breakpoints: list[Breakpoint] = []
         self.recording = True  # off while the session replays steps that are already recorded
-        self.force_next = False  # measure the next step whatever the budget (the last of a Step N)
+        self._skip = 0  # the next steps known to be unmeasured (see _plan): _pre's fast path
+        self._force = False
         self.lr_each_step = False  # a scheduler changes the lr between steps: record it with each
         self.dists = Distributions()  # histograms over time (on measured steps), by (param index, what)
         self.histograms = True
         self.check_every = 1
         self._budget = Budget(budget)
         self._unmeasured = 0  # steps since the last measured one
+        self._checked = (0.0, 0)  # (time, _unmeasured) at the last look at the clock
         self._handles = []
         self._measuring = False
         self._hist_now = False
@@ -107,12 +109,25 @@ class Observer:
         self._needs = frozenset().union(*(b.needs for b in self._on)) if self._on else frozenset()
         self._scalar = [b for b in self._on if b.kind in ("loss", "step")]
         self._simple = not self._needs and not any(b.kind == "tensor" for b in self._on)
+        self._skip = 0
         rising = [int(b.value) for b in self._on if b.kind == "loss" and b.op == "rising"]
         self._rising_on = bool(rising)
         self._losses = deque(self._losses, maxlen=max(rising, default=0) + 1)
 
     def reset_budget(self) -> None:
         self._budget.reset()
+        self._skip = 0
+
+    @property
+    def force_next(self) -> bool:
+        """Measure the next step whatever the budget (the last of a Step N)."""
+        return self._force
+
+    @force_next.setter
+    def force_next(self, on: bool) -> None:
+        self._force = on
+        if on:
+            self._skip = 0
 
     @property
     def every_step(self) -> bool:
@@ -122,27 +137,49 @@ class Observer:
     @every_step.setter
     def every_step(self, on: bool) -> None:
         self._budget.fraction = 1.0 if on else MEASURE_BUDGET
+        self._skip = 0
 
     # ----- the hooks (inside optimizer.step) -----
 
     def _pre(self, optimizer, args, kwargs) -> None:
+        if self._skip:  # known unmeasured (see _plan): a tiny problem's step takes tens of µs
+            self._skip -= 1
+            self._unmeasured += 1
+            self._measuring = False
+            return
         if not self.recording:
             self._measuring = False
             return
         now = time.perf_counter()
-        chosen = self.force_next or self.every_step or self._budget.due(now)
+        chosen = self._force or self.every_step or self._budget.due(now)
         self._measuring = chosen or bool(self._needs) or self._unmeasured >= MEASURE_AT_LEAST_EVERY - 1
         # histograms cost most of a measurement on small problems: not on steps measured only for
         # the floor or for a breakpoint's norms (distributions are bucketed over steps anyway)
         self._hist_now = self.histograms and chosen
-        self.force_next = False
+        self._force = False
         if not self._measuring:
             self._unmeasured += 1
+            self._plan(now)
         else:
             self._unmeasured = 0
             self._t0 = now
             with torch.no_grad():
                 self._before = [p.detach().clone() for g in optimizer.param_groups for p in g["params"]]
+
+    def _plan(self, now: float) -> None:
+        """Skip the clock for steps that cannot be measured anyway: half the steps until the
+        budget allows the next measurement (at the steps' recent pace), never past the floor.
+        Whatever could want a step measured sooner (force_next, every_step, breakpoints, a
+        budget reset) sets ``_skip`` back to 0."""
+        t, u = self._checked
+        self._checked = (now, self._unmeasured)
+        steps = self._unmeasured - u
+        if self._needs or steps <= 0 or now <= t:
+            return
+        b = self._budget
+        wait = b.spent / b.fraction - (now - b.start) if b.fraction > 0 else math.inf
+        ahead = int(0.5 * wait * steps / (now - t)) if math.isfinite(wait) else MEASURE_AT_LEAST_EVERY
+        self._skip = max(0, min(ahead, MEASURE_AT_LEAST_EVERY - 1 - self._unmeasured))
 
     def _post(self, optimizer, args, kwargs) -> None:
         if not self._measuring:
@@ -154,13 +191,18 @@ class Observer:
             params = [p.detach() for ps in groups for p in ps]
             d_norms = torch._foreach_norm(torch._foreach_sub(self._before, params))
             p_norms = torch._foreach_norm(params)
-            cur = {"update_norm": torch.linalg.vector_norm(torch.stack(d_norms)),
+            update_norm = torch.linalg.vector_norm(torch.stack(d_norms))
+            # the largest |p| is NaN or infinite exactly when a parameter is (max propagates NaN);
+            # one reduction instead of isfinite's several small ones on the CPU
+            cur = {"update_norm": update_norm,
                    "grad_norm": torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None,
-                   "finite": torch.isfinite(torch.stack(torch._foreach_norm(params, ord=math.inf))).all()}
+                   "max_abs": torch.stack(torch._foreach_norm(params, ord=math.inf)).max()}
             i = 0
+            one = sum(1 for ps in groups if ps) == 1
             for gi, ps in enumerate(groups):
                 if ps:
-                    dn = torch.linalg.vector_norm(torch.stack(d_norms[i:i + len(ps)]))
+                    # one group: its ||Δp|| is the update norm, the same expression
+                    dn = update_norm if one else torch.linalg.vector_norm(torch.stack(d_norms[i:i + len(ps)]))
                     pn = torch.linalg.vector_norm(torch.stack(p_norms[i:i + len(ps)]))
                     cur[f"update_ratio{gi}"] = dn / pn
                     i += len(ps)
@@ -238,7 +280,7 @@ class Observer:
             if self._rising_on:
                 self._losses.append(got["loss"])
             hit = self._first_hit(step, got, held)
-            got.pop("finite", None)
+            got.pop("max_abs", None)
             if lrs is not None:
                 for g, lr in enumerate(lrs):
                     got[f"lr{g}"] = lr
@@ -294,7 +336,8 @@ class Observer:
                 return x > v
             return self._rising(int(v))
         if kind == "params":
-            return got.get("finite") == 0.0
+            x = got.get("max_abs")
+            return x is not None and not math.isfinite(x)
         key = f"update_ratio{bp.group}" if kind == "update_ratio" else kind
         x = got.get(key)
         return x is not None and x > v

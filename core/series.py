@@ -31,6 +31,10 @@ class SeriesSet:
         self.path: list[tuple[int, float, float]] = []  # (step, x, y) of a 2-number objective
         self.last_step = 0
         self._view: History | None = None
+        # view()'s derived columns (mean, low, high) over the whole grid, valid below _low: a
+        # frame then recomputes the buckets that changed (the last few), not all of them
+        self._derived: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._low = 0
 
     def _col(self, name: str) -> dict[str, np.ndarray]:
         c = self.cols.get(name)
@@ -46,6 +50,7 @@ class SeriesSet:
             i = (step - 1) // self.width
         if i >= self.n:
             self.n = i + 1
+        self._low = min(self._low, i)
         for name, v in values.items():
             if v is None or math.isnan(v):
                 continue
@@ -75,6 +80,7 @@ class SeriesSet:
             self._merge()
         idx = (steps - 1) // self.width
         self.n = max(self.n, int(idx[-1]) + 1)
+        self._low = min(self._low, int(idx[0]))
         for name, values in cols.items():
             vals = np.array([np.nan if v is None else v for v in values], np.float64)
             seen = ~np.isnan(vals)
@@ -103,6 +109,7 @@ class SeriesSet:
         hi = np.minimum((buckets + 1) * w, last)
         counts = (hi - lo + 1).astype(np.float64)
         self.n = max(self.n, b1 + 1)
+        self._low = min(self._low, b0)
         for name, v in values.items():
             if v is None or math.isnan(v):
                 continue
@@ -133,6 +140,7 @@ class SeriesSet:
                 a[half:] = fill
         self.width *= 2
         self.n = half
+        self._low = 0
 
     def truncated(self, step: int) -> "SeriesSet":
         """A copy up to ``step``: exact while a bucket is one step; else to the bucket holding it."""
@@ -167,14 +175,47 @@ class SeriesSet:
         """The x of each bucket: its step (one-step buckets) or its last step."""
         return (np.arange(self.n, dtype=np.float64) + 1) * self.width
 
+    def invalidate(self) -> None:
+        """Columns were changed or removed directly: the next view recomputes everything."""
+        self._view = None
+        self._low = 0
+        self._derived.clear()
+
+    def _derive(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``column(name)`` as fresh arrays, recomputing only the buckets from ``_low`` on."""
+        n, low = self.n, self._low
+        c = self.cols.get(name)
+        if c is None:
+            nan = np.full(n, np.nan)
+            return nan, nan.copy(), nan.copy()
+        d = self._derived.get(name)
+        if d is None:
+            low = 0
+            d = self._derived[name] = tuple(np.full(self.capacity, np.nan) for _ in range(3))
+        if low < n:
+            count = c["count"][low:n]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                d[0][low:n] = np.where(count > 0, c["sum"][low:n] / np.maximum(count, 1), np.nan)
+            seen = np.isfinite(c["min"][low:n]) | (c["max"][low:n] > c["min"][low:n])
+            d[1][low:n] = np.where(seen, c["min"][low:n], np.nan)
+            d[2][low:n] = np.where(seen, c["max"][low:n], np.nan)
+        return d[0][:n].copy(), d[1][:n].copy(), d[2][:n].copy()  # frames keep theirs unchanged
+
     def view(self) -> History:
         """Read-only arrays for the curves (cached until the next add)."""
         if self._view is None:
+            derived = {}
+
+            def get(name):
+                if name not in derived:
+                    derived[name] = self._derive(name)
+                return derived[name]
+
             def mean(name):
-                return frozen(self.column(name)[0])
+                return frozen(get(name)[0])
 
             def env(name):
-                _, lo, hi = self.column(name)
+                _, lo, hi = get(name)
                 return frozen(lo), frozen(hi)
             lrs = []
             g = 0
@@ -194,6 +235,7 @@ class SeriesSet:
                                  loss_min=loss_lo, loss_max=loss_hi, grad_norm_min=g_lo, grad_norm_max=g_hi,
                                  update_norm_min=u_lo, update_norm_max=u_hi, update_ratio=tuple(ratios),
                                  bucket=self.width)
+            self._low = self.n
         return self._view
 
     def path_array(self) -> np.ndarray | None:

@@ -36,3 +36,36 @@ def test_history_round_trips_through_arrays():
     h.add(100, 0.0, 0.0, 0.0, [0.1, 0.2])
     g.add(100, 0.0, 0.0, 0.0, [0.1, 0.2])
     assert np.array_equal(h.view().step, g.view().step)
+
+
+def test_curves_read_between_steps_equal_curves_read_once_at_the_end():
+    """Frames read the curves while the run goes on (only the buckets that changed are
+    recomputed): whatever the reading pattern, through bucket merges, a group added late and
+    values missing at some steps, every frame equals a fresh computation of its columns."""
+    from core.series import SeriesSet
+    rng = np.random.default_rng(0)
+    live, step = SeriesSet(capacity=64), 0
+    while step < 700:
+        k = int(rng.integers(1, 40))
+        steps = list(range(step + 1, step + k + 1))
+        rows = [{"loss": float(rng.normal()), "grad_norm": None if s % 3 else float(rng.random()),
+                 "update_ratio0": float(rng.random()),
+                 **({"update_ratio1": float(rng.random())} if s > 300 else {})} for s in steps]
+        if rng.random() < 0.5:
+            live.add_many(steps, rows)
+        else:
+            for s, r in zip(steps, rows):
+                live.add(s, r)
+        if rng.random() < 0.5:
+            live.add_constant(steps[0], steps[-1], {"lr0": 0.1 if step < 400 else 0.05})
+        step = steps[-1]
+        if rng.random() < 0.6:
+            v = live.view()
+            assert v.step.shape == (live.n,)
+            for got, name in [(v.loss, "loss"), (v.grad_norm, "grad_norm")] + [(lr, "lr0") for lr in v.lr]:
+                assert np.array_equal(got, live.column(name)[0], equal_nan=True), (step, name)
+            assert np.array_equal(v.loss_min, live.column("loss")[1], equal_nan=True)
+            assert np.array_equal(v.grad_norm_max, live.column("grad_norm")[2], equal_nan=True)
+            if step > 300:
+                assert np.array_equal(v.update_ratio[1], live.column("update_ratio1")[0], equal_nan=True)
+    assert live.width > 1  # the grid merged on the way
