@@ -4,7 +4,8 @@
 - Landscape: every run's trajectory on one 2-D map, each in its run's colour.
 - Tensors: the same tensor (its value, gradient or a state entry) of every run side by side.
 - Between runs: the distance between parameters and the cosine between updates over time.
-- Table: loss and validation accuracy of every run at the steps the user types.
+- Table: the quantities the user ticks (loss, validation metrics, norms, lr, distance to the
+  first run) of every run at the steps the user types.
 
 It takes a ``core.compare_frame.ComparisonFrame`` (plain numpy data) and draws it; nothing
 here touches torch or a live tensor.
@@ -16,14 +17,23 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
                                QTabWidget, QVBoxLayout, QWidget)
 
-from widgets.compare_plots import PairCurves, RunCurves, color_of
+from widgets.compare_plots import PairCurves, RunCurves, color_of, colour_slots, series_of
 from widgets.landscape import LandscapeView
 from widgets.tensor_view import TensorView, fmt
 
 DEFAULT_STEPS = "10, 100, 1000"
+# the table's quantities: key -> (column title, tooltip); keys are History fields (lr: group 0)
+COLUMNS = {"loss": ("loss", "The training loss at the step"),
+           "val_loss": ("val loss", "The last validation loss at or before the step"),
+           "val_accuracy": ("val acc", "The last validation accuracy at or before the step"),
+           "grad_norm": ("grad norm", "The last measured gradient norm at or before the step"),
+           "update_norm": ("update norm", "The last measured update norm ||Δθ|| at or before the step"),
+           "lr": ("lr", "Group 0's learning rate"),
+           "distance": ("distance to first", "||θ − θ_first||: how far the run is from the first configuration")}
+DEFAULT_COLUMNS = ("loss", "val_accuracy")
 MAX_TABLE_STEPS = 20
 
 
@@ -153,7 +163,7 @@ def _set_items(combo: QComboBox, items: list[str]) -> None:
 
 
 class StepTable(QWidget):
-    """Loss and validation accuracy of every run at the steps typed in the box."""
+    """The runs' values at the steps typed in the box, for the quantities ticked above it."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -166,8 +176,19 @@ class StepTable(QWidget):
         head = QHBoxLayout()
         head.addWidget(QLabel("At steps"))
         head.addWidget(self.steps, 1)
+        ticks = QHBoxLayout()
+        ticks.addWidget(QLabel("Show"))
+        self.columns: dict[str, QCheckBox] = {}
+        for key, (title, tip) in COLUMNS.items():
+            box = self.columns[key] = QCheckBox(title)
+            box.setToolTip(tip)
+            box.setChecked(key in DEFAULT_COLUMNS)
+            box.toggled.connect(self._redraw)
+            ticks.addWidget(box)
+        ticks.addStretch(1)
         lay = QVBoxLayout(self)
         lay.addLayout(head)
+        lay.addLayout(ticks)
         lay.addWidget(self.error)
         lay.addWidget(self.table, 1)
         self._frame = None
@@ -182,26 +203,51 @@ class StepTable(QWidget):
             self.error.setText(str(e))  # the table keeps the steps it had
             return
         self.error.setText("")
+        self._redraw()
+
+    def _redraw(self, *_) -> None:
         if self._frame is not None:
             self.setFrame(self._frame)
+
+    def chosen(self, frame) -> list[str]:
+        """The ticked quantities (a validation one only where some run has it: tasks are evaluated)."""
+        return [k for k, box in self.columns.items() if box.isChecked() and
+                (not k.startswith("val_") or any(getattr(h, k) is not None for h in frame.history.runs))]
 
     def setFrame(self, frame) -> None:
         self._frame = frame
         steps = [k for k in self._wanted if k <= frame.step] or [frame.step]
-        has_acc = any(h.val_accuracy is not None for h in frame.history.runs)
-        cols = [(k, "loss") for k in steps] + ([(k, "val_accuracy") for k in steps] if has_acc else [])
+        cols = [(k, m) for m in self.chosen(frame) for k in steps]
         self.table.setRowCount(len(frame.runs))
         self.table.setColumnCount(len(cols))
-        self.table.setHorizontalHeaderLabels([f"{'loss' if m == 'loss' else 'val acc'} @ {k:,}" for k, m in cols])
+        self.table.setHorizontalHeaderLabels([f"{COLUMNS[m][0]} @ {k:,}" for k, m in cols])
         self.table.setVerticalHeaderLabels([r.label for r in frame.runs])
         for i, (r, h) in enumerate(zip(frame.runs, frame.history.runs)):
             for j, (k, m) in enumerate(cols):
-                v = value_at(h.step, getattr(h, m), k) if k <= r.snapshot.step else None
+                v = None
+                if k <= r.snapshot.step:
+                    step, y = _series(frame, r, h, m)
+                    v = value_at(step, y, k)
                 self.table.setItem(i, j, QTableWidgetItem("—" if v is None or not math.isfinite(v) else fmt(v, 5)))
 
     def text(self, row: int, col: int) -> str:
         item = self.table.item(row, col)
         return item.text() if item is not None else ""
+
+    def header(self, col: int) -> str:
+        item = self.table.horizontalHeaderItem(col)
+        return item.text() if item is not None else ""
+
+
+def _series(frame, run, history, key: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(steps, values) of quantity ``key`` for ``run`` (the distance: from the first run)."""
+    if key != "distance":
+        return history.step, series_of(history, key)
+    first = frame.runs[0]
+    if run.id == first.id:
+        return history.step, np.zeros(len(history.step))
+    pair = frame.history.cross.between(first.id, run.id)
+    return frame.history.cross.step, None if pair is None else pair[0]
 
 
 class CompareView(QTabWidget):
@@ -221,14 +267,15 @@ class CompareView(QTabWidget):
             self.addTab(w, title)
         self._landscape_key = None
         self.frame = None
+        self.slots: dict[int, int] = {}  # run id -> its colour slot (kept while the run stays)
 
     def setFrame(self, frame) -> None:
         old = self.frame
         self.frame = frame
-        order = {r.id: i for i, r in enumerate(frame.runs)}
+        order = self.slots = colour_slots(self.slots, [r.id for r in frame.runs])
         labels = {r.id: r.label for r in frame.runs}
         if old is None or old.history is not frame.history or [r.label for r in old.runs] != list(labels.values()):
-            self.curves.setRuns([(r.id, r.label) for r in frame.runs], frame.history.runs)
+            self.curves.setRuns([(r.id, r.label) for r in frame.runs], frame.history.runs, order)
             self.pairs.setPairs(frame.history.cross, order, labels)
         self._draw_landscape(frame, order)
         self.tensors.setFrame(frame)
