@@ -7,7 +7,7 @@ nothing here touches the comparison's runs.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QLineEdit, QListWidget, QListWidgetItem, QMenu,
                                QPushButton, QVBoxLayout, QWidget)
 
@@ -76,9 +76,8 @@ class ConfigPanel(QWidget):
         keep = self.selected()
         self.runs.clear()
         for rid, text in rows:
-            item = QListWidgetItem(text)
+            item = QListWidgetItem(_swatch(color_of(slots.get(rid, 0))), text)
             item.setData(Qt.ItemDataRole.UserRole, rid)
-            item.setForeground(QColor(*color_of(slots.get(rid, 0))))
             self.runs.addItem(item)
             if rid == keep:
                 self.runs.setCurrentItem(item)
@@ -103,3 +102,10 @@ class ConfigPanel(QWidget):
         menu = QMenu(self)
         menu.addAction(f"Remove {item.text()}", lambda: self.removeRequested.emit(item.data(Qt.ItemDataRole.UserRole)))
         menu.exec(self.runs.mapToGlobal(pos))
+
+
+def _swatch(rgb) -> QIcon:
+    """A square of the run's colour (its curves' colour; readable on a light or dark list)."""
+    pix = QPixmap(12, 12)
+    pix.fill(QColor(*rgb))
+    return QIcon(pix)

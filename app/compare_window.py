@@ -82,7 +82,8 @@ class CompareWindow(QMainWindow):
         side = QScrollArea()
         side.setWidgetResizable(True)
         side.setWidget(self.panel)
-        side.setMinimumWidth(280)
+        side.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # it fits its width
+        side.setMinimumWidth(self.panel.minimumSizeHint().width() + side.verticalScrollBar().sizeHint().width() + 4)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(side)
         split.addWidget(view)

@@ -61,7 +61,11 @@ class _Overlay:
         if y is None or len(y) != len(x):
             item.setData([], [])
         else:
-            item.setData(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+            # measured on a budget (norms, distances) or every few steps (validation): NaN between
+            # the measured steps, so the line joins the measured points rather than showing dots
+            x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+            ok = np.isfinite(y)
+            item.setData(x[ok], y[ok])
 
     def keep(self, keys) -> None:
         """Drop the curves of runs (or pairs) no longer in the comparison."""
