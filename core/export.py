@@ -428,8 +428,10 @@ class _Writer:
             out += ["def beside(recorded):",
                     '    """A file this script reads: its copy beside the script if there is one (the folder was',
                     '    moved or sent), else where it was at export."""',
-                    '    here = Path(__file__).resolve().with_name(Path(recorded).name) if "__file__" in globals() else None',
-                    "    return here if here is not None and here.is_file() else Path(recorded)", "", ""]
+                    '    if "__file__" not in globals():  # run from stdin: only the recorded path',
+                    "        return Path(recorded)",
+                    "    here = Path(__file__).resolve().with_name(Path(recorded).name)",
+                    "    return here if here.is_file() else Path(recorded)", "", ""]
         if self.stored:
             out += ["# state_dicts the session loaded: base64 of their torch.save bytes, or files beside this script",
                     "STORED = {"]

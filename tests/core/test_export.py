@@ -317,7 +317,8 @@ def test_an_exported_folder_moved_elsewhere_still_reproduces_with_the_files_besi
     finally:
         trust.forget()
     header = script.read_text().split("import ", 1)[0]
-    assert "# Needs these files" in header and f"#   sine_task.py  (your task script; at export: {str(own)!r})" in header
+    assert "# Needs these files" in header
+    assert f"#   sine_task.py  (your task script; at export: {str(own)!r})" in header
     moved = shutil.move(str(folder), str(tmp_path / "sent_elsewhere"))
     assert not own.exists()
     stdout, params, _ = run_plain(Path(moved) / "sine.py", Path(moved))
