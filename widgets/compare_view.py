@@ -20,42 +20,12 @@ from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
                                QTabWidget, QVBoxLayout, QWidget)
 
-from widgets.compare_plots import PairCurves, RunCurves, color_of, colour_slots, series_of
+from core.compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell, parse_steps
+from widgets.compare_plots import PairCurves, RunCurves, color_of, colour_slots
 from widgets.landscape import LandscapeView
 from widgets.tensor_view import TensorView, fmt
 
 DEFAULT_STEPS = "10, 100, 1000"
-# the table's quantities: key -> (column title, tooltip); keys are History fields (lr: group 0)
-COLUMNS = {"loss": ("loss", "The training loss at the step"),
-           "val_loss": ("val loss", "The last validation loss at or before the step"),
-           "val_accuracy": ("val acc", "The last validation accuracy at or before the step"),
-           "grad_norm": ("grad norm", "The last measured gradient norm at or before the step"),
-           "update_norm": ("update norm", "The last measured update norm ||Δθ|| at or before the step"),
-           "lr": ("lr", "Group 0's learning rate"),
-           "distance": ("distance to first", "||θ − θ_first||: how far the run is from the first configuration")}
-DEFAULT_COLUMNS = ("loss", "val_accuracy")
-MAX_TABLE_STEPS = 20
-
-
-def parse_steps(text: str) -> list[int]:
-    """The table's steps from ``"10, 100 1000"``; ValueError with one sentence if a word is not a step."""
-    out = []
-    for word in text.replace(",", " ").split():
-        if not word.isdigit():
-            raise ValueError(f"Steps: {word!r} is not a whole number of steps")
-        out.append(int(word))
-    if len(out) > MAX_TABLE_STEPS:
-        raise ValueError(f"Steps: at most {MAX_TABLE_STEPS} steps, not {len(out)}")
-    return sorted(set(out))
-
-
-def value_at(step: np.ndarray, y: np.ndarray | None, k: int) -> float | None:
-    """The series' last finite value at or before step ``k`` (a bucket counts from its first step)."""
-    if y is None or len(y) == 0 or len(step) != len(y):
-        return None
-    upto = np.searchsorted(step, k, side="right")
-    ok = np.flatnonzero(np.isfinite(y[:upto]))
-    return float(y[ok[-1]]) if len(ok) else None
 
 
 class TrajectoryMap(LandscapeView):
@@ -211,23 +181,20 @@ class StepTable(QWidget):
 
     def chosen(self, frame) -> list[str]:
         """The ticked quantities (a validation one only where some run has it: tasks are evaluated)."""
-        return [k for k, box in self.columns.items() if box.isChecked() and
-                (not k.startswith("val_") or any(getattr(h, k) is not None for h in frame.history.runs))]
+        return available(frame.history, [k for k, box in self.columns.items() if box.isChecked()])
 
     def setFrame(self, frame) -> None:
         self._frame = frame
         steps = [k for k in self._wanted if k <= frame.step] or [frame.step]
         cols = [(k, m) for m in self.chosen(frame) for k in steps]
+        ids = [r.id for r in frame.runs]
         self.table.setRowCount(len(frame.runs))
         self.table.setColumnCount(len(cols))
         self.table.setHorizontalHeaderLabels([f"{COLUMNS[m][0]} @ {k:,}" for k, m in cols])
         self.table.setVerticalHeaderLabels([r.label for r in frame.runs])
-        for i, (r, h) in enumerate(zip(frame.runs, frame.history.runs)):
+        for i, r in enumerate(frame.runs):
             for j, (k, m) in enumerate(cols):
-                v = None
-                if k <= r.snapshot.step:
-                    step, y = _series(frame, r, h, m)
-                    v = value_at(step, y, k)
+                v = cell(frame.history, ids, i, m, k) if k <= r.snapshot.step else None
                 self.table.setItem(i, j, QTableWidgetItem("—" if v is None or not math.isfinite(v) else fmt(v, 5)))
 
     def text(self, row: int, col: int) -> str:
@@ -237,17 +204,6 @@ class StepTable(QWidget):
     def header(self, col: int) -> str:
         item = self.table.horizontalHeaderItem(col)
         return item.text() if item is not None else ""
-
-
-def _series(frame, run, history, key: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(steps, values) of quantity ``key`` for ``run`` (the distance: from the first run)."""
-    if key != "distance":
-        return history.step, series_of(history, key)
-    first = frame.runs[0]
-    if run.id == first.id:
-        return history.step, np.zeros(len(history.step))
-    pair = frame.history.cross.between(first.id, run.id)
-    return frame.history.cross.step, None if pair is None else pair[0]
 
 
 class CompareView(QTabWidget):

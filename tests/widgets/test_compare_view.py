@@ -1,25 +1,8 @@
-"""The comparison's widgets: the table's steps, values at a step, one curve per pair of runs."""
+"""The comparison's widgets: one curve per pair of runs, colours that stay, lines through measured points."""
 import numpy as np
-import pytest
 
 from core.compare_frame import CrossSeries
 from widgets.compare_plots import PairCurves, RunCurves, color_of, colour_slots
-from widgets.compare_view import parse_steps, value_at
-
-
-def test_table_steps_are_read_from_commas_or_spaces_and_a_bad_word_is_named():
-    assert parse_steps("100, 10 1000,10") == [10, 100, 1000]
-    with pytest.raises(ValueError, match="Steps: 'ten' is not a whole number of steps"):
-        parse_steps("5, ten")
-
-
-def test_the_value_at_a_step_is_the_last_measured_one_at_or_before_it():
-    step = np.array([1.0, 2.0, 3.0, 4.0, 8.0])
-    acc = np.array([np.nan, 0.5, np.nan, 0.7, 0.9])
-    assert value_at(step, acc, 3) == 0.5
-    assert value_at(step, acc, 7) == 0.7
-    assert value_at(step, acc, 1) is None
-    assert value_at(step, None, 3) is None
 
 
 def test_each_pair_gets_one_distance_and_one_cosine_curve_and_a_removed_run_drops_its_pairs(qtbot):
