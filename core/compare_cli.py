@@ -1,7 +1,8 @@
 """``optimlab compare``: make or open a comparison, step it in lockstep, save it, print a table.
 
     optimlab compare FILE.optimlab-compare --steps 500
-    optimlab compare SESSION --config "Adam lr=0.01" --config "SGD momentum=0.9" --steps 500 -o out.optimlab-compare
+    optimlab compare SESSION --config "Adam lr=0.01" --config "SGD momentum=0.9 | StepLR step_size=100" \\
+        --steps 500 -o out.optimlab-compare
 
 A session (a .json spec, a .optimlab file or an example's name) gives the problem and the first
 configuration (its current branch, edits included); each ``--config`` adds one more. The
@@ -14,21 +15,45 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from . import compare_file
-from .compare import Comparison, RunSpec, config_spec, hparams_from_text
+from . import compare_file, schedulers
+from .compare import Comparison, RunSpec, _top_level_split, config_spec, hparams_from_text
 from .compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell, parse_columns
-from .spec import SpecError
+from .spec import SchedulerSpec, SpecError
 
 SHORT = {"loss": "loss", "val_loss": "vloss", "val_accuracy": "acc", "grad_norm": "gnorm", "update_norm": "unorm",
          "lr": "lr", "distance": "dist"}  # column heads that fit 12 characters
 
 
 def parse_config(base, text: str) -> RunSpec:
-    """``"Adam lr=0.01, betas=(0.9, 0.99)"``: an optimizer name, then its arguments."""
+    """``"Adam lr=0.01, betas=(0.9, 0.99)"``: an optimizer name, then its arguments; after a
+    ``|``, an lr scheduler and its own (``"SGD lr=0.1 | StepLR step_size=3, every=step"``)."""
+    text, bar, sched = text.partition("|")
     name, _, args = text.strip().partition(" ")
     if not name:
         raise SpecError("--config needs an optimizer name, e.g. --config \"Adam lr=0.01\"")
-    return RunSpec("", config_spec(base, name, hparams_from_text(name, args), None))
+    scheduler = parse_scheduler(sched) if bar else None
+    return RunSpec("", config_spec(base, name, hparams_from_text(name, args), scheduler))
+
+
+def parse_scheduler(text: str) -> SchedulerSpec:
+    """``"StepLR step_size=3, gamma=0.5, every=step"``: a scheduler of torch.optim.lr_scheduler,
+    its arguments (required ones it is not given take the form's starting value) and when it steps."""
+    name, _, args = text.strip().partition(" ")
+    offered = [i.name for i in schedulers.catalogue()]
+    if name not in offered:
+        raise SpecError(f"--config: {name or 'nothing'!r} after '|' is not a scheduler; one of {', '.join(offered)}")
+    every = schedulers.default_every(name)
+    words = []
+    for word in _top_level_split(args.replace(";", ",")):  # milestones=[30, 80] stays one word
+        key, _, value = (x.strip() for x in word.partition("="))
+        if key == "every":
+            every = value
+        else:
+            words.append(word)
+    params = schedulers.with_required(name, hparams_from_text(name, ",".join(words), schedulers.info(name)))
+    spec = SchedulerSpec(name, params, every)
+    spec.check()
+    return spec
 
 
 def table(c: Comparison, at: list[int], columns=DEFAULT_COLUMNS) -> str:
@@ -84,7 +109,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="step 2-6 configurations of one problem in lockstep and print a table")
     p.add_argument("file", help="a .optimlab-compare file, or a session (.json, .optimlab, an example's name)")
     p.add_argument("--config", action="append", default=[], metavar="'OPTIMIZER ARGS'",
-                   help="one more configuration, e.g. 'Adam lr=0.01' (repeatable; with a session)")
+                   help="one more configuration, e.g. 'Adam lr=0.01' or 'SGD lr=0.1 | StepLR step_size=3, "
+                   "every=step' (repeatable; with a session)")
     p.add_argument("--steps", type=int, default=0, help="lockstep steps to run")
     p.add_argument("--at", dest="table_at", metavar="K,K,...", help="steps of the table (the last step is always shown)")
     p.add_argument("--columns", metavar="NAME,...", help=f"the table's quantities, of {', '.join(COLUMNS)} "
