@@ -3,8 +3,10 @@ its own, drawn by ``widgets.compare_view.CompareView``.
 
 It owns a RunnerBridge like the main window's; the runner steps a ``core.compare.Comparison``
 (built there by ``core.compare_edits``), and the window draws the comparison frames it
-publishes. Adding a configuration while it runs sends it to the runner, where it starts from
-step 0 and catches up. Save and Open write and read one ``.optimlab-compare`` file.
+publishes. The side panel (``app.compare_panel``) lists the configurations and adds one (an
+optimizer, its arguments and an lr scheduler): adding sends it to the runner, where it starts
+from step 0 and catches up; removing drops one there, the others untouched. Save and Open
+write and read one ``.optimlab-compare`` file.
 """
 from __future__ import annotations
 
