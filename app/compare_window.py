@@ -3,23 +3,26 @@ its own, drawn by ``widgets.compare_view.CompareView``.
 
 It owns a RunnerBridge like the main window's; the runner steps a ``core.compare.Comparison``
 (built there by ``core.compare_edits``), and the window draws the comparison frames it
-publishes. Adding a configuration while it runs sends it to the runner, where it starts from
-step 0 and catches up. Save and Open write and read one ``.optimlab-compare`` file.
+publishes. The side panel (``app.compare_panel``) lists the configurations and adds one (an
+optimizer, its arguments and an lr scheduler): adding sends it to the runner, where it starts
+from step 0 and catches up; removing drops one there, the others untouched. Save and Open
+write and read one ``.optimlab-compare`` file.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import Slot
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QMainWindow, QPushButton,
-                               QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSpinBox,
+                               QSplitter, QVBoxLayout, QWidget)
 
-from core import catalogue, compare_edits, edits
-from core.compare import MAX_RUNS, RunSpec, config_spec, hparams_from_text
+from core import compare_edits, edits
+from core.compare import MAX_RUNS, MIN_RUNS, RunSpec, config_spec, hparams_from_text
 from core.compare_file import EXT
 from core.compare_frame import ComparisonFrame
 from core.spec import SessionSpec, SpecError
 from widgets.compare_view import CompareView
 
 from .bridge import RunnerBridge
+from .compare_panel import ConfigPanel
 from .messages import one_sentence
 
 
@@ -63,25 +66,35 @@ class CompareWindow(QMainWindow):
         self.steps.setValue(100)
         step = QPushButton("Step N")
         step.clicked.connect(lambda: self.step(self.steps.value()))
-        self.optimizer = QComboBox()
-        self.optimizer.addItems([i.name for i in catalogue.catalogue()])
-        self.args = QLineEdit()
-        self.args.setPlaceholderText("arguments, e.g. lr=0.01, momentum=0.9")
-        add = QPushButton("Add configuration")
-        add.setToolTip("It starts from step 0 on the same problem and catches up with the others")
-        add.clicked.connect(self.add_from_form)
+        self.panel = ConfigPanel(lambda: len(self.frame.runs[0].snapshot.groups) if self.frame else 1)
+        self.panel.addRequested.connect(self.add_from_form)
+        self.panel.removeRequested.connect(self.remove)
+        self.optimizer, self.args, self.scheduler = self.panel.optimizer, self.panel.args, self.panel.scheduler
         save, opn = QPushButton("Save…"), QPushButton("Open…")
         save.clicked.connect(self._ask_save)
         opn.clicked.connect(self._ask_open)
         bar = QHBoxLayout()
-        for w in (self.run_button, step, self.steps, QLabel("  Add"), self.optimizer, self.args, add, save, opn):
+        for w in (self.run_button, step, self.steps):
             bar.addWidget(w)
+        bar.addStretch(1)
+        bar.addWidget(save)
+        bar.addWidget(opn)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        side = QScrollArea()
+        side.setWidgetResizable(True)
+        side.setWidget(self.panel)
+        side.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # it fits its width
+        side.setMinimumWidth(self.panel.minimumSizeHint().width() + side.verticalScrollBar().sizeHint().width() + 4)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(side)
+        split.addWidget(view)
+        split.setStretchFactor(1, 1)
+        split.setSizes([300, 900])
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.addLayout(bar)
-        lay.addWidget(view, 1)
+        lay.addWidget(split, 1)
         lay.addWidget(self.status)
         self.setCentralWidget(central)
 
@@ -107,16 +120,34 @@ class CompareWindow(QMainWindow):
 
     @Slot()
     def add_from_form(self) -> None:
+        """Add the form's optimizer with its arguments and the scheduler chosen below them."""
         if self.base is None:
             self.show_error("There is no comparison yet to add a configuration to")
             return
+        if self.scheduler.errorText():
+            self.show_error(f"Scheduler: {self.scheduler.errorText()}")
+            return
         name = self.optimizer.currentText()
         try:
-            spec = config_spec(self.base, name, hparams_from_text(name, self.args.text()), None)
+            spec = config_spec(self.base, name, hparams_from_text(name, self.args.text()), self.scheduler.scheduler())
         except (SpecError, ValueError) as e:
             self.show_error(str(e))  # nothing is sent; the form keeps its text to correct
             return
         self.add(RunSpec("", spec))
+
+    @Slot(int)
+    def remove(self, run_id: int) -> None:
+        """Drop one configuration on the runner; the others go on untouched (at least 2 stay)."""
+        runs = self.frame.runs if self.frame is not None else ()
+        gone = next((r for r in runs if r.id == run_id), None)
+        if gone is None:
+            self.show_error("Choose the configuration to remove in the list first")
+        elif len(runs) <= MIN_RUNS:
+            self.show_error(f"A comparison needs at least {MIN_RUNS} configurations: add another before "
+                            f"removing {gone.label}")
+        else:
+            self.bridge.call(compare_edits.remove_run, run_id, on_ok=lambda _: self._say(f"Removed {gone.label}"),
+                             on_error=self._failed)
 
     def save_to(self, path: str) -> None:
         self.bridge.call(compare_edits.save, path, on_ok=lambda _: self._say(f"Saved {path}"),
@@ -166,6 +197,7 @@ class CompareWindow(QMainWindow):
         self.frame = f
         self.run_button.setText("Pause" if f.running else "Run")
         self.view.setFrame(f)
+        self.panel.setRuns(f.runs, self.view.slots)
         halted = [f"{r.label} stopped at step {r.snapshot.step:,}: {r.halted}" for r in f.runs if r.halted]
         parts = [f"step {f.step:,}", f"{len(f.runs)} configurations"]
         if f.steps_per_second:

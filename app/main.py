@@ -2,6 +2,7 @@
 
     python -m app [SESSION_OR_FILE]
     python -m app --screenshot out.png [--example seed_walkthrough] [--steps N] [--tensor NAME] [--raise DOCK]
+    python -m app --screenshot out.png --example digits_mlp --compare table [--steps N]
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--size", default="1280x800", help="with --screenshot: window size")
     ap.add_argument("--raise", dest="raise_docks", action="append", default=[], metavar="DOCK",
                     help="with --screenshot: bring this dock to the front (e.g. landscape, problem); repeatable")
+    ap.add_argument("--compare", metavar="TAB", help="with --screenshot: the Compare window instead, the "
+                    "session's configuration beside a second one, on this tab (curves, landscape, tensors, "
+                    "between runs, table)")
     ap.add_argument("--color-scheme", choices=("system", "light", "dark"), default="system",
                     help="light or dark palette (default: the desktop's)")
     return ap
@@ -100,6 +104,8 @@ def screenshot(args) -> int:
         print(f"optimlab: {e}", file=sys.stderr)
         return 2
 
+    if args.compare:
+        return compare_screenshot(app, session, args)
     from .main_window import MainWindow
     settings = QSettings(os.path.join(os.path.dirname(os.path.abspath(args.screenshot)), ".optimlab-shot.ini"),
                          QSettings.Format.IniFormat)
@@ -125,6 +131,33 @@ def screenshot(args) -> int:
     win.dirty = False
     win.close()
     os.remove(settings.fileName()) if os.path.exists(settings.fileName()) else None
+    print(f"wrote {args.screenshot}" if ok else f"optimlab: could not write {args.screenshot}")
+    return 0 if ok else 1
+
+
+def compare_screenshot(app, session, args) -> int:
+    """The Compare window of the session's configuration (and a second one) after ``--steps``."""
+    from core.compare import RunSpec
+
+    from .compare_window import CompareWindow
+    win = CompareWindow([RunSpec("", session.spec)], process=False)
+    tabs = {win.view.tabText(i).lower(): i for i in range(win.view.count())}
+    if args.compare.lower() not in tabs:
+        print(f"optimlab: no Compare tab {args.compare!r}; there are {', '.join(tabs)}", file=sys.stderr)
+        win.close()
+        return 2
+    win.view.setCurrentIndex(tabs[args.compare.lower()])
+    win.resize(*(int(v) for v in args.size.lower().split("x")))
+    win.show()
+    end = time.monotonic() + 120
+    while time.monotonic() < end and win.frame is None:
+        app.processEvents()
+        time.sleep(0.02)
+    if args.steps:
+        win.step(args.steps)
+    settle(app, win, args.steps)
+    ok = win.grab().save(args.screenshot)
+    win.close()
     print(f"wrote {args.screenshot}" if ok else f"optimlab: could not write {args.screenshot}")
     return 0 if ok else 1
 

@@ -5,12 +5,14 @@ Conditions, in the syntax of the CLI's ``--until`` and the window's breakpoint l
     loss nonfinite            loss > 5            loss rising 10      (rising on each of 10 steps)
     grad_norm > 10            update_norm > 1     update_ratio[1] > 0.01   (group 1: ||dp|| / ||p||)
     weight nonfinite          fc1.weight.grad abs > 100      fc1.weight.exp_avg_sq nonfinite
-    params nonfinite          step == 120
+    params nonfinite          step == 120                    t0.Q[1] abs > 1e3
 
 A tensor condition names a parameter, optionally followed by ``.grad`` or an optimizer
-state key (``exp_avg``, ``momentum_buffer`` ...). The observer evaluates each enabled
-condition after every step as a tensor on the parameters' device and reads the results
-in batches, so watching adds no host sync per step on a GPU (see ``core.observer``).
+state key (``exp_avg``, ``momentum_buffer`` ...); a state entry that is a list of tensors
+(SOAP's and Kron's preconditioners) is named item by item, ``Q[1]``, as the state view
+lists it. The observer evaluates each enabled condition after every step as a tensor on
+the parameters' device and reads the results in batches, so watching adds no host sync
+per step on a GPU (see ``core.observer``).
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ class Breakpoint:
 DEFAULTS = (Breakpoint("loss", "nonfinite"), Breakpoint("params", "nonfinite"))
 
 _NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+_TARGET = r"([A-Za-z_][\w.]*(?:\[\d+\])?)"  # fc1.weight, fc1.weight.grad, t0.Q[1] (an item of a list)
 _PATTERNS = [
     (re.compile(r"^(loss|params)\s+nonfinite$"), lambda m: Breakpoint(m[1], "nonfinite")),
     (re.compile(rf"^(loss|grad_norm|update_norm)\s*>\s*{_NUM}$"), lambda m: Breakpoint(m[1], ">", float(m[2]))),
@@ -72,8 +75,8 @@ _PATTERNS = [
     (re.compile(rf"^update_ratio\[(\d+)\]\s*>\s*{_NUM}$"),
      lambda m: Breakpoint("update_ratio", ">", float(m[2]), group=int(m[1]))),
     (re.compile(r"^step\s*==\s*(\d+)$"), lambda m: Breakpoint("step", "==", float(m[1]))),
-    (re.compile(r"^([A-Za-z_][\w.]*)\s+nonfinite$"), lambda m: Breakpoint("tensor", "nonfinite", target=m[1])),
-    (re.compile(rf"^([A-Za-z_][\w.]*)\s+abs\s*>\s*{_NUM}$"),
+    (re.compile(rf"^{_TARGET}\s+nonfinite$"), lambda m: Breakpoint("tensor", "nonfinite", target=m[1])),
+    (re.compile(rf"^{_TARGET}\s+abs\s*>\s*{_NUM}$"),
      lambda m: Breakpoint("tensor", "abs>", float(m[2]), target=m[1])),
 ]
 
@@ -91,7 +94,8 @@ def parse(text: str) -> Breakpoint:
                 raise BreakpointError(f"Invalid breakpoint {text!r}: rising needs at least 1 step")
             return bp
     raise BreakpointError(f"Cannot read the breakpoint {text!r}: write e.g. 'loss nonfinite', 'grad_norm > 10', "
-                          "'update_ratio[0] > 0.01', 'loss rising 5', 'weight.grad abs > 100' or 'step == 120'")
+                          "'update_ratio[0] > 0.01', 'loss rising 5', 'weight.grad abs > 100', 'w.Q[1] nonfinite' "
+                          "or 'step == 120'")
 
 
 def resolve_target(target: str, names, state_keys_of) -> tuple[str, str]:

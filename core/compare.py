@@ -66,10 +66,11 @@ def config_spec(base: SessionSpec, optimizer: str, hparams: dict, scheduler: Sch
     return replace(with_optimizer_spec(base, optimizer, hparams), scheduler=scheduler)
 
 
-def hparams_from_text(optimizer: str, text: str) -> dict:
+def hparams_from_text(optimizer: str, text: str, info=None) -> dict:
     """``"lr=0.01, momentum=0.9"`` as ``optimizer``'s arguments, each parsed like its form field;
-    one sentence (SpecError) naming the first word that is not one."""
-    known = {h.name: h for h in catalogue.info(optimizer).hparams}
+    one sentence (SpecError) naming the first word that is not one. ``info``: the description
+    to read them with (default the catalogue's; a scheduler's from ``core.schedulers``)."""
+    known = {h.name: h for h in (info or catalogue.info(optimizer)).hparams}
     out = {}
     for word in filter(None, (w.strip() for w in _top_level_split(text.replace(";", ",")))):
         name, eq, value = (x.strip() for x in word.partition("="))

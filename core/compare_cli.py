@@ -1,49 +1,70 @@
 """``optimlab compare``: make or open a comparison, step it in lockstep, save it, print a table.
 
     optimlab compare FILE.optimlab-compare --steps 500
-    optimlab compare SESSION --config "Adam lr=0.01" --config "SGD momentum=0.9" --steps 500 -o out.optimlab-compare
+    optimlab compare SESSION --config "Adam lr=0.01" --config "SGD momentum=0.9 | StepLR step_size=100" \\
+        --steps 500 -o out.optimlab-compare
 
 A session (a .json spec, a .optimlab file or an example's name) gives the problem and the first
 configuration (its current branch, edits included); each ``--config`` adds one more. The
 comparison is saved to ``-o`` (or back to FILE when it was one); the table has every run's
-loss and validation accuracy at ``--at`` steps and the last step.
+``--columns`` (default: loss and validation accuracy; see ``core.compare_table``) at ``--at``
+steps and the last step.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-import numpy as np
+from . import compare_file, schedulers
+from .compare import Comparison, RunSpec, _top_level_split, config_spec, hparams_from_text
+from .compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell, parse_columns
+from .spec import SchedulerSpec, SpecError
 
-from . import compare_file
-from .compare import Comparison, RunSpec, config_spec, hparams_from_text
-from .spec import SpecError
-
-
-def _value_at(step: np.ndarray, y, k: int) -> float | None:
-    """The last finite value of ``y`` at or before step ``k``."""
-    if y is None or len(y) == 0:
-        return None
-    ok = np.flatnonzero(np.isfinite(y[:np.searchsorted(step, k, side="right")]))
-    return float(y[ok[-1]]) if len(ok) else None
+SHORT = {"loss": "loss", "val_loss": "vloss", "val_accuracy": "acc", "grad_norm": "gnorm", "update_norm": "unorm",
+         "lr": "lr", "distance": "dist"}  # column heads that fit 12 characters
 
 
 def parse_config(base, text: str) -> RunSpec:
-    """``"Adam lr=0.01, betas=(0.9, 0.99)"``: an optimizer name, then its arguments."""
+    """``"Adam lr=0.01, betas=(0.9, 0.99)"``: an optimizer name, then its arguments; after a
+    ``|``, an lr scheduler and its own (``"SGD lr=0.1 | StepLR step_size=3, every=step"``)."""
+    text, bar, sched = text.partition("|")
     name, _, args = text.strip().partition(" ")
     if not name:
         raise SpecError("--config needs an optimizer name, e.g. --config \"Adam lr=0.01\"")
-    return RunSpec("", config_spec(base, name, hparams_from_text(name, args), None))
+    scheduler = parse_scheduler(sched) if bar else None
+    return RunSpec("", config_spec(base, name, hparams_from_text(name, args), scheduler))
 
 
-def table(c: Comparison, at: list[int]) -> str:
+def parse_scheduler(text: str) -> SchedulerSpec:
+    """``"StepLR step_size=3, gamma=0.5, every=step"``: a scheduler of torch.optim.lr_scheduler,
+    its arguments (required ones it is not given take the form's starting value) and when it steps."""
+    name, _, args = text.strip().partition(" ")
+    offered = [i.name for i in schedulers.catalogue()]
+    if name not in offered:
+        raise SpecError(f"--config: {name or 'nothing'!r} after '|' is not a scheduler; one of {', '.join(offered)}")
+    every = schedulers.default_every(name)
+    words = []
+    for word in _top_level_split(args.replace(";", ",")):  # milestones=[30, 80] stays one word
+        key, _, value = (x.strip() for x in word.partition("="))
+        if key == "every":
+            every = value
+        else:
+            words.append(word)
+    params = schedulers.with_required(name, hparams_from_text(name, ",".join(words), schedulers.info(name)))
+    spec = SchedulerSpec(name, params, every)
+    spec.check()
+    return spec
+
+
+def table(c: Comparison, at: list[int], columns=DEFAULT_COLUMNS) -> str:
+    """Every run's ``columns`` at the steps ``at`` (those reached) and the last step."""
     steps = sorted({k for k in at if 0 < k <= c.step_count} | {c.step_count})
-    heads = [f"loss@{k}" for k in steps] + [f"acc@{k}" for k in steps]
+    hist, ids = c.history(), [r.id for r in c.runs]
+    cols = [(m, k) for m in available(hist, columns) for k in steps]
     width = max(len(r.label) for r in c.runs)
-    lines = [f"{'configuration':<{width}}  " + "  ".join(f"{h:>12}" for h in heads)]
-    for r in c.runs:
-        h = r.session.history.view()
-        cells = [_value_at(h.step, h.loss, k) for k in steps] + [_value_at(h.step, h.val_accuracy, k) for k in steps]
+    lines = [f"{'configuration':<{width}}  " + "  ".join(f"{SHORT[m] + '@' + str(k):>12}" for m, k in cols)]
+    for i, r in enumerate(c.runs):
+        cells = [cell(hist, ids, i, m, k) if k <= r.step_count else None for m, k in cols]
         text = "  ".join(f"{'-' if v is None or not math.isfinite(v) else f'{v:.6g}':>12}" for v in cells)
         note = f"  (stopped at step {r.step_count:,}: {r.halted})" if r.halted else ""
         lines.append(f"{r.label:<{width}}  {text}{note}")
@@ -56,6 +77,10 @@ def cmd_compare(args) -> int:
     if args.steps < 0:
         raise SpecError("--steps must be 0 or more")
     at = [int(w) for w in (args.table_at or "").replace(",", " ").split() if w.isdigit()]
+    try:
+        columns = parse_columns(args.columns) if args.columns else list(DEFAULT_COLUMNS)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
     source = str(args.file)
     if source.endswith(compare_file.EXT):
         if args.config:
@@ -72,7 +97,7 @@ def cmd_compare(args) -> int:
     c.run(args.steps)
     if out:
         compare_file.save(c, out)
-    print(table(c, at))
+    print(table(c, at, columns))
     if c.last_hit is not None:
         print(c.last_hit.message)
     if out:
@@ -84,8 +109,11 @@ def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="step 2-6 configurations of one problem in lockstep and print a table")
     p.add_argument("file", help="a .optimlab-compare file, or a session (.json, .optimlab, an example's name)")
     p.add_argument("--config", action="append", default=[], metavar="'OPTIMIZER ARGS'",
-                   help="one more configuration, e.g. 'Adam lr=0.01' (repeatable; with a session)")
+                   help="one more configuration, e.g. 'Adam lr=0.01' or 'SGD lr=0.1 | StepLR step_size=3, "
+                   "every=step' (repeatable; with a session)")
     p.add_argument("--steps", type=int, default=0, help="lockstep steps to run")
     p.add_argument("--at", dest="table_at", metavar="K,K,...", help="steps of the table (the last step is always shown)")
+    p.add_argument("--columns", metavar="NAME,...", help=f"the table's quantities, of {', '.join(COLUMNS)} "
+                   "(default: loss, val_accuracy)")
     p.add_argument("-o", "--output", metavar="PATH", help="save the comparison here (.optimlab-compare)")
     p.set_defaults(func=cmd_compare)

@@ -36,7 +36,7 @@ RESERVED = {"torch", "nn", "F", "np", "math", "io", "sys", "base64", "hashlib", 
             "EXPECTED", "digest", "fingerprints", "found", "differ", "device", "task", "batch", "loss", "loss_fn",
             "next_batch", "evaluate", "step_count", "val_loss", "train_x", "train_y", "val_x", "val_y", "order",
             "order_generator", "n_train", "batch_size", "steps_per_epoch", "batch_in_epoch", "evaluated", "x", "y",
-            "sd", "p", "name", "value", "TASK_SCRIPT", "importlib", "optimizer_module", "module_spec"}
+            "sd", "p", "name", "value", "TASK_SCRIPT", "importlib", "optimizer_module", "module_spec", "beside"}
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,9 @@ class _Writer:
         self.manual = [(t.name, t.grad) for t in engine.tensor_specs if t.grad is not None]
         self.step_defined = None  # the manual-gradient list the current step() was written for
         self.initial = engine  # the engine as the spec builds it (a task's parameters, the first groups)
+        self.reads = export_task.files_read(self.task) if self.task is not None else []  # (path, what)
+        if self.origin.kind == "file":
+            self.reads.append((str(self.origin.path), "your optimizer file"))
 
     # ----- names -----
 
@@ -195,7 +198,8 @@ class _Writer:
             return f"torch.optim.{n.cls}"
         if n.kind == "collection":
             return f"{n.module}.{n.cls}"
-        self.emit(f"module_spec = importlib.util.spec_from_file_location('optimizer_module', {n.path!r})",
+        self.emit(f"module_spec = importlib.util.spec_from_file_location('optimizer_module', "
+                  f"str(beside({n.path!r})))",
                   "optimizer_module = importlib.util.module_from_spec(module_spec)",
                   "module_spec.loader.exec_module(optimizer_module)  # your optimizer file")
         return f"optimizer_module.{n.cls}"
@@ -367,6 +371,15 @@ class _Writer:
                 self.stored[key] = "file:" + name
         return key
 
+    def _needs(self) -> list[str]:
+        """The header's list of the files the script reads besides itself."""
+        beside = [(name, "a stored state_dict") for name in self.files]
+        if not self.reads and not beside:
+            return []
+        out = ["# Needs these files, beside this script (or where they were at export):"]
+        out += [f"#   {Path(path).name}  ({what}; at export: {path!r})" for path, what in self.reads]
+        return out + [f"#   {name}  ({what})" for name, what in beside] + [""]
+
     # ----- the check -----
 
     def check(self, expected: dict[str, str]) -> None:
@@ -388,6 +401,8 @@ class _Writer:
         std = {"import hashlib", "import sys"}
         if self.stored:
             std |= {"import base64", "import io", "from pathlib import Path"}
+        if self.reads:
+            std.add("from pathlib import Path")
         if task is not None or self.spec.gradient.kind == "objective":
             std.add("import math")
         if task is not None:
@@ -408,7 +423,15 @@ class _Writer:
                "A plain PyTorch script (optimlab not needed) that does what the session did, in order,",
                "then checks its result against SHA-256 digests optimlab recorded at export.",
                f"Run: python {self.script_name} [PARAMS.pt [OPTIMIZER.pt]]  (optionally saves both, as optimlab does)",
-               '"""', *std, "", *third, "", ""]
+               '"""', *self._needs(), *std, "", *third, "", ""]
+        if self.reads:
+            out += ["def beside(recorded):",
+                    '    """A file this script reads: its copy beside the script if there is one (the folder was',
+                    '    moved or sent), else where it was at export."""',
+                    '    if "__file__" not in globals():  # run from stdin: only the recorded path',
+                    "        return Path(recorded)",
+                    "    here = Path(__file__).resolve().with_name(Path(recorded).name)",
+                    "    return here if here.is_file() else Path(recorded)", "", ""]
         if self.stored:
             out += ["# state_dicts the session loaded: base64 of their torch.save bytes, or files beside this script",
                     "STORED = {"]

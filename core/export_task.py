@@ -2,9 +2,13 @@
 
 It writes out the recipe ``core.tasks`` documents for a plain script: the data from
 ``core.datasets`` (its functions' source copied in; the digits read from the shipped
-``digits.npz`` by absolute path), the seeded split, the model built after
-``torch.manual_seed(init seed)``, the seeded data order, and the loss. A script task
-runs the user's file (``runpy.run_path``), checked against the SHA-256 it had at export.
+``digits.npz``), the seeded split, the model built after ``torch.manual_seed(init seed)``,
+the seeded data order, and the loss. A script task runs the user's file
+(``runpy.run_path``), checked against the SHA-256 it had at export.
+
+Files the script reads (``files_read``) are found with the script's ``beside(path)``: a
+copy beside the script if there is one (the folder was moved or sent), else the path
+they had at export.
 """
 from __future__ import annotations
 
@@ -18,6 +22,15 @@ from .task_spec import TaskSpec
 _ACTIVATIONS = {"relu": "nn.ReLU()", "tanh": "nn.Tanh()", "sigmoid": "nn.Sigmoid()", "gelu": "nn.GELU()"}
 _MAKERS = {"moons": datasets.make_moons, "circles": datasets.make_circles, "spirals": datasets.make_spirals,
            "xor": datasets.make_xor}
+
+
+def files_read(spec: TaskSpec) -> list[tuple[str, str]]:
+    """(absolute path at export, what it is) of each file the task's part of the script reads."""
+    if spec.kind == "script":
+        return [(str(trust.resolve(spec.script, None)), "your task script")]
+    if spec.kind in ("digits_mlp", "digits_cnn"):
+        return [(str(datasets.DIGITS_PATH), "the 8x8 digits shipped with optimlab")]
+    return []
 
 
 def source(*functions) -> list[str]:
@@ -63,7 +76,7 @@ def _data(spec: TaskSpec, seeds) -> list[str]:
     shape = "(len(x), 64)" if spec.kind == "digits_mlp" else "(len(x), 1, 8, 8)"
     return source(datasets.train_val_split) + [
         "# the 8x8 digits shipped with optimlab (core/datasets.py load_digits)",
-        f"with np.load({str(datasets.DIGITS_PATH)!r}) as z:",
+        f"with np.load(beside({str(datasets.DIGITS_PATH)!r})) as z:",
         '    images, labels = z["images"], z["labels"]',
         "x = torch.from_numpy(images.astype(np.float32) / np.float32(16.0))",
         f"x = x.reshape{shape}.contiguous()",
@@ -87,10 +100,10 @@ def setup(spec: TaskSpec, device: str) -> list[str]:
     if spec.kind == "script":
         path = trust.resolve(spec.script, None)
         digest = trust.digest(path)
-        out += [f"TASK_SCRIPT = {path!r}",
+        out += [f"TASK_SCRIPT = beside({path!r})",
                 f'if hashlib.sha256(open(TASK_SCRIPT, "rb").read()).hexdigest() != {digest!r}:',
                 '    print(f"warning: {TASK_SCRIPT} changed since the export; the result may differ")',
-                'task = runpy.run_path(TASK_SCRIPT, run_name="optimlab_task")',
+                'task = runpy.run_path(str(TASK_SCRIPT), run_name="optimlab_task")',
                 f"torch.manual_seed({seeds.data})",
                 'train_x, train_y, val_x, val_y = (t.detach().contiguous() for t in task["make_data"]())',
                 f"torch.manual_seed({seeds.init})",

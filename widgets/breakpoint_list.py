@@ -13,7 +13,8 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QListWidget, QLis
                                QVBoxLayout, QWidget)
 
 SYNTAX = ("loss nonfinite · params nonfinite · loss > 5 · loss rising 10 · grad_norm > 10 · update_norm > 1 · "
-          "update_ratio[0] > 0.01 · weight.grad abs > 100 · weight.exp_avg_sq nonfinite · step == 120")
+          "update_ratio[0] > 0.01 · weight.grad abs > 100 · weight.exp_avg_sq nonfinite · w.Q[1] nonfinite · "
+          "step == 120")
 
 
 class BreakpointList(QWidget):

@@ -22,8 +22,18 @@ PLOTS = (("loss", "loss"), ("val_loss", "validation loss"), ("val_accuracy", "va
 
 
 def color_of(order: int) -> tuple[int, int, int]:
-    """A run's colour by its place in the comparison."""
+    """A run's colour by its colour slot (see ``colour_slots``)."""
     return COLORS[order % len(COLORS)]
+
+
+def colour_slots(old: dict[int, int], run_ids) -> dict[int, int]:
+    """Each run id's colour slot: a run keeps its slot while it stays in the comparison (removing
+    one leaves the others' colours as they were); a new run takes the lowest free slot."""
+    slots = {rid: old[rid] for rid in run_ids if rid in old}
+    for rid in run_ids:
+        if rid not in slots:
+            slots[rid] = min(set(range(len(COLORS) + 1)) - set(slots.values()))
+    return slots
 
 
 def series_of(history, key: str) -> np.ndarray | None:
@@ -51,7 +61,11 @@ class _Overlay:
         if y is None or len(y) != len(x):
             item.setData([], [])
         else:
-            item.setData(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+            # measured on a budget (norms, distances) or every few steps (validation): NaN between
+            # the measured steps, so the line joins the measured points rather than showing dots
+            x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+            ok = np.isfinite(y)
+            item.setData(x[ok], y[ok])
 
     def keep(self, keys) -> None:
         """Drop the curves of runs (or pairs) no longer in the comparison."""
@@ -81,11 +95,13 @@ class RunCurves(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.layout_widget)
 
-    def setRuns(self, runs, histories) -> None:
-        """``runs``: (id, label) in order; ``histories``: their History objects."""
+    def setRuns(self, runs, histories, slots: dict[int, int] | None = None) -> None:
+        """``runs``: (id, label) in order; ``histories``: their History objects; ``slots``: each
+        run id's colour (default: its place)."""
+        slots = slots or {rid: i for i, (rid, _) in enumerate(runs)}
         for key, ov in self.overlays.items():
-            for order, ((rid, label), h) in enumerate(zip(runs, histories)):
-                ov.set(rid, h.step, series_of(h, key), color_of(order), label)
+            for (rid, label), h in zip(runs, histories):
+                ov.set(rid, h.step, series_of(h, key), color_of(slots[rid]), label)
             ov.keep({rid for rid, _ in runs})
 
     def curve(self, key: str, run_id: int):

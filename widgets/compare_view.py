@@ -4,7 +4,8 @@
 - Landscape: every run's trajectory on one 2-D map, each in its run's colour.
 - Tensors: the same tensor (its value, gradient or a state entry) of every run side by side.
 - Between runs: the distance between parameters and the cosine between updates over time.
-- Table: loss and validation accuracy of every run at the steps the user types.
+- Table: the quantities the user ticks (loss, validation metrics, norms, lr, distance to the
+  first run) of every run at the steps the user types.
 
 It takes a ``core.compare_frame.ComparisonFrame`` (plain numpy data) and draws it; nothing
 here touches torch or a live tensor.
@@ -16,36 +17,15 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
                                QTabWidget, QVBoxLayout, QWidget)
 
-from widgets.compare_plots import PairCurves, RunCurves, color_of
+from core.compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell, parse_steps
+from widgets.compare_plots import PairCurves, RunCurves, color_of, colour_slots
 from widgets.landscape import LandscapeView
 from widgets.tensor_view import TensorView, fmt
 
 DEFAULT_STEPS = "10, 100, 1000"
-MAX_TABLE_STEPS = 20
-
-
-def parse_steps(text: str) -> list[int]:
-    """The table's steps from ``"10, 100 1000"``; ValueError with one sentence if a word is not a step."""
-    out = []
-    for word in text.replace(",", " ").split():
-        if not word.isdigit():
-            raise ValueError(f"Steps: {word!r} is not a whole number of steps")
-        out.append(int(word))
-    if len(out) > MAX_TABLE_STEPS:
-        raise ValueError(f"Steps: at most {MAX_TABLE_STEPS} steps, not {len(out)}")
-    return sorted(set(out))
-
-
-def value_at(step: np.ndarray, y: np.ndarray | None, k: int) -> float | None:
-    """The series' last finite value at or before step ``k`` (a bucket counts from its first step)."""
-    if y is None or len(y) == 0 or len(step) != len(y):
-        return None
-    upto = np.searchsorted(step, k, side="right")
-    ok = np.flatnonzero(np.isfinite(y[:upto]))
-    return float(y[ok[-1]]) if len(ok) else None
 
 
 class TrajectoryMap(LandscapeView):
@@ -153,7 +133,7 @@ def _set_items(combo: QComboBox, items: list[str]) -> None:
 
 
 class StepTable(QWidget):
-    """Loss and validation accuracy of every run at the steps typed in the box."""
+    """The runs' values at the steps typed in the box, for the quantities ticked above it."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -166,8 +146,19 @@ class StepTable(QWidget):
         head = QHBoxLayout()
         head.addWidget(QLabel("At steps"))
         head.addWidget(self.steps, 1)
+        ticks = QHBoxLayout()
+        ticks.addWidget(QLabel("Show"))
+        self.columns: dict[str, QCheckBox] = {}
+        for key, (title, tip) in COLUMNS.items():
+            box = self.columns[key] = QCheckBox(title)
+            box.setToolTip(tip)
+            box.setChecked(key in DEFAULT_COLUMNS)
+            box.toggled.connect(self._redraw)
+            ticks.addWidget(box)
+        ticks.addStretch(1)
         lay = QVBoxLayout(self)
         lay.addLayout(head)
+        lay.addLayout(ticks)
         lay.addWidget(self.error)
         lay.addWidget(self.table, 1)
         self._frame = None
@@ -182,25 +173,36 @@ class StepTable(QWidget):
             self.error.setText(str(e))  # the table keeps the steps it had
             return
         self.error.setText("")
+        self._redraw()
+
+    def _redraw(self, *_) -> None:
         if self._frame is not None:
             self.setFrame(self._frame)
+
+    def chosen(self, frame) -> list[str]:
+        """The ticked quantities (a validation one only where some run has it: tasks are evaluated)."""
+        return available(frame.history, [k for k, box in self.columns.items() if box.isChecked()])
 
     def setFrame(self, frame) -> None:
         self._frame = frame
         steps = [k for k in self._wanted if k <= frame.step] or [frame.step]
-        has_acc = any(h.val_accuracy is not None for h in frame.history.runs)
-        cols = [(k, "loss") for k in steps] + ([(k, "val_accuracy") for k in steps] if has_acc else [])
+        cols = [(k, m) for m in self.chosen(frame) for k in steps]
+        ids = [r.id for r in frame.runs]
         self.table.setRowCount(len(frame.runs))
         self.table.setColumnCount(len(cols))
-        self.table.setHorizontalHeaderLabels([f"{'loss' if m == 'loss' else 'val acc'} @ {k:,}" for k, m in cols])
+        self.table.setHorizontalHeaderLabels([f"{COLUMNS[m][0]} @ {k:,}" for k, m in cols])
         self.table.setVerticalHeaderLabels([r.label for r in frame.runs])
-        for i, (r, h) in enumerate(zip(frame.runs, frame.history.runs)):
+        for i, r in enumerate(frame.runs):
             for j, (k, m) in enumerate(cols):
-                v = value_at(h.step, getattr(h, m), k) if k <= r.snapshot.step else None
+                v = cell(frame.history, ids, i, m, k) if k <= r.snapshot.step else None
                 self.table.setItem(i, j, QTableWidgetItem("—" if v is None or not math.isfinite(v) else fmt(v, 5)))
 
     def text(self, row: int, col: int) -> str:
         item = self.table.item(row, col)
+        return item.text() if item is not None else ""
+
+    def header(self, col: int) -> str:
+        item = self.table.horizontalHeaderItem(col)
         return item.text() if item is not None else ""
 
 
@@ -221,14 +223,15 @@ class CompareView(QTabWidget):
             self.addTab(w, title)
         self._landscape_key = None
         self.frame = None
+        self.slots: dict[int, int] = {}  # run id -> its colour slot (kept while the run stays)
 
     def setFrame(self, frame) -> None:
         old = self.frame
         self.frame = frame
-        order = {r.id: i for i, r in enumerate(frame.runs)}
+        order = self.slots = colour_slots(self.slots, [r.id for r in frame.runs])
         labels = {r.id: r.label for r in frame.runs}
         if old is None or old.history is not frame.history or [r.label for r in old.runs] != list(labels.values()):
-            self.curves.setRuns([(r.id, r.label) for r in frame.runs], frame.history.runs)
+            self.curves.setRuns([(r.id, r.label) for r in frame.runs], frame.history.runs, order)
             self.pairs.setPairs(frame.history.cross, order, labels)
         self._draw_landscape(frame, order)
         self.tensors.setFrame(frame)

@@ -5,17 +5,20 @@ Takes plain data from ``core.distributions``: the last step of each time bucket,
 edges (sign and decade bins, symmetric around 0), and the mean count per step
 in each bucket and bin (the last column counts NaNs). Colour is log(1 + count) scaled
 per column, so a column shows where that step's values lie whatever the tensor's size.
-Hovering reads out the step, the bin's value range and its count.
+Hovering reads out the step, the bin's value range and its count. Ctrl+wheel zooms the step
+axis (the plain wheel scrolls the column the strip sits in, as over the tensor views), a
+drag pans it, and the zoom stays while new steps arrive until "whole run" is pressed.
 """
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from widgets.pg_setup import configure
 from widgets.tensor_view import lut
+from widgets.wheel_guard import PlotWheel
 
 configure()
 
@@ -83,7 +86,7 @@ class DensityStrip(QWidget):
         super().__init__(parent)
         self.plot = pg.PlotWidget()
         self.plot.setMenuEnabled(False)
-        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.setMouseEnabled(x=True, y=False)  # zoom and pan the steps; the bins stay whole
         self.plot.hideButtons()
         self.plot.setLabel("bottom", "step")
         self.image = pg.ImageItem()
@@ -93,15 +96,36 @@ class DensityStrip(QWidget):
         self.note.setWordWrap(True)
         self.hover = QLabel(" ")
         self.hover.setStyleSheet("color: grey;")
+        self.resetButton = QToolButton()
+        self.resetButton.setText("whole run")
+        self.resetButton.setAutoRaise(True)
+        self.resetButton.setToolTip("Back to every step (Ctrl+wheel zooms the steps, drag pans)")
+        self.resetButton.clicked.connect(self.resetView)
+        self.resetButton.hide()
+        foot = QHBoxLayout()
+        foot.addWidget(self.hover, 1)
+        foot.addWidget(self.resetButton)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot, 1)
-        lay.addWidget(self.hover)
+        lay.addLayout(foot)
         lay.addWidget(self.note)
         self._shape = None
         self._data = None
+        self._wheel = PlotWheel(self)
+        self.plot.viewport().installEventFilter(self._wheel)
+        self.plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.resetButton.show())
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.setData(None)
+
+    def isZoomed(self) -> bool:
+        return not self.resetButton.isHidden()
+
+    def resetView(self) -> None:
+        """Every step again (after a zoom or a pan)."""
+        self.resetButton.hide()
+        if self._data is not None:
+            self.setData(self._data)
 
     def hoverAt(self, x: float, y: float) -> str:
         """Read out what lies at step ``x``, bin row ``y`` (as hovering there does)."""
@@ -119,6 +143,7 @@ class DensityStrip(QWidget):
         """``data``: (steps, bin edges, counts [buckets, bins + 1]) or None."""
         if data is None or len(data[0]) == 0:
             self._data = None
+            self.resetButton.hide()
             self.image.clear()
             self.note.show()
             self.hover.setText(" ")
@@ -133,5 +158,7 @@ class DensityStrip(QWidget):
         if self._shape != (len(edges),):
             self._shape = (len(edges),)
             self.plot.getAxis("left").setTicks([tick_labels(np.asarray(edges))])
-        self.plot.setXRange(first, steps[-1], padding=0)
+        self.plot.getViewBox().setLimits(xMin=first, xMax=steps[-1], yMin=0, yMax=img.shape[0])
+        if not self.isZoomed():  # a user's zoom stays while the run goes on
+            self.plot.setXRange(first, steps[-1], padding=0)
         self.plot.setYRange(0, img.shape[0], padding=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from core.compare import RunSpec, config_spec
 from core.session import Session
@@ -150,3 +151,80 @@ def test_a_branch_promoted_from_the_main_window_replays_its_edits_in_the_compari
         assert shown.groups[0].hparams["lr"] == 0.02
     finally:
         main.close_comparisons()
+
+
+def three_runs():
+    base = rosenbrock()
+    return two_runs() + [RunSpec("", config_spec(base, "RMSprop", {"lr": 0.001}, None))]
+
+
+def test_a_removed_configuration_leaves_the_others_as_they_were_and_is_not_saved(compare_window, qtbot, tmp_path):
+    from core import compare_file
+    runs = three_runs()
+    w = compare_window(runs)
+    qtbot.waitUntil(lambda: w.frame is not None and w.base is not None, timeout=BUILD_MS)
+    w.step(10)
+    qtbot.waitUntil(lambda: stands_at(w, 10))
+    colours = dict(w.view.slots)
+    rows = [w.panel.runs.item(i).text() for i in range(w.panel.runs.count())]
+    assert rows == [r.label for r in w.frame.runs]
+    w.panel.select(1)
+    w.panel.remove_button.click()
+    qtbot.waitUntil(lambda: len(w.frame.runs) == 2)
+    assert [r.id for r in w.frame.runs] == [0, 2] and w.panel.runs.count() == 2
+    assert w.view.slots == {0: colours[0], 2: colours[2]}  # each kept its colour
+    assert w.view.curves.curve("loss", 1) is None and set(w.view.pairs.distance.items) == {(0, 2)}
+    w.step(5)
+    qtbot.waitUntil(lambda: stands_at(w, 15))
+    for rf, rs in zip(w.frame.runs, (runs[0], runs[2])):
+        alone = Session(rs.spec)
+        alone.run(15)
+        assert np.array_equal(rf.snapshot.tensor("xy").value.values, alone.params["xy"].detach().numpy())
+    path = tmp_path / "two.optimlab-compare"
+    w.save_to(str(path))
+    qtbot.waitUntil(lambda: path.exists() and w.bridge.pending == 0)
+    assert [r.label for r in compare_file.load(str(path)).runs] == [r.label for r in w.frame.runs]
+    w.panel.select(2)
+    w.panel.remove_button.click()  # only 2 are left: refused, nothing sent
+    assert w.last_error.startswith("A comparison needs at least 2 configurations") and "\n" not in w.last_error
+    assert w.bridge.pending == 0 and len(w.frame.runs) == 2
+
+
+def test_a_configuration_added_with_a_scheduler_equals_the_same_run_alone(compare_window, qtbot):
+    from core.spec import SchedulerSpec
+    from tests.widgets.keys import type_into
+    w = compare_window(two_runs())
+    qtbot.waitUntil(lambda: w.base is not None and w.frame is not None, timeout=BUILD_MS)
+    w.step(4)
+    qtbot.waitUntil(lambda: stands_at(w, 4))
+    w.optimizer.setCurrentText("SGD")
+    w.args.setText("lr=0.0005, momentum=0.9")
+    w.scheduler.combo.setCurrentText("StepLR")
+    w.scheduler.every.setCurrentIndex(w.scheduler.every.findData("step"))
+    type_into(qtbot, w.scheduler.form.editor("step_size"), "3")
+    type_into(qtbot, w.scheduler.form.editor("gamma"), "0.5")
+    sched = SchedulerSpec("StepLR", {"step_size": 3, "gamma": 0.5}, "step")
+    assert w.scheduler.scheduler() == sched
+    w.add_from_form()
+    qtbot.waitUntil(lambda: len(w.frame.runs) == 3)
+    w.step(5)
+    qtbot.waitUntil(lambda: stands_at(w, 9))
+    new = w.frame.runs[2]
+    assert new.label == "SGD lr=0.0005 momentum=0.9 · StepLR"
+    alone = Session(config_spec(rosenbrock(), "SGD", {"lr": 0.0005, "momentum": 0.9}, sched))
+    alone.run(9)
+    assert np.array_equal(new.snapshot.tensor("xy").value.values, alone.params["xy"].detach().numpy())
+    assert new.snapshot.groups[0].hparams["lr"] == alone.optimizer.param_groups[0]["lr"] == 0.0005 * 0.5 ** 3
+
+    # the table shows the quantities ticked: lr and the distance to the first run at step 9
+    table = w.view.table
+    for key, on in (("loss", False), ("val_accuracy", False), ("lr", True), ("distance", True)):
+        table.columns[key].setChecked(on)
+    table.steps.setText("9")
+    table.steps.editingFinished.emit()
+    assert [table.header(c) for c in range(table.table.columnCount())] == ["lr @ 9", "distance to first @ 9"]
+    first = Session(two_runs()[0].spec)
+    first.run(9)
+    assert float(table.text(2, 0)) == pytest.approx(0.0005 * 0.5 ** 3)
+    dist = float(torch.linalg.vector_norm(alone.params["xy"].detach() - first.params["xy"].detach()))
+    assert float(table.text(2, 1)) == pytest.approx(dist, rel=1e-4) and float(table.text(0, 1)) == 0

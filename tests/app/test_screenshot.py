@@ -103,3 +103,18 @@ def test_the_splash_is_on_screen_before_torch_is_imported_and_the_session_opens_
     assert [e[1] for e in events] == ["first-window", "main-window", "ready"]
     assert events[0][3] == "torch=no"  # a window at once, not after seconds of imports
     assert float(events[0][2]) <= float(events[1][2]) <= float(events[2][2])
+
+
+def test_screenshot_mode_draws_the_compare_window_on_the_tab_asked(tmp_path, qapp, capsys):
+    png = tmp_path / "compare.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    done = subprocess.run([sys.executable, "-m", "app", "--screenshot", str(png), "--example", "adam_rosenbrock",
+                           "--compare", "table", "--steps", "5", "--size", "1024x700"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    img = QImage(str(png))
+    assert (img.width(), img.height()) == (1024, 700) and png.stat().st_size > 10_000
+    from app.main import main
+    assert main(["--screenshot", str(tmp_path / "no.png"), "--example", "adam_rosenbrock", "--compare", "plots"]) == 2
+    assert "no Compare tab 'plots'; there are curves, landscape, tensors, between runs, table" in capsys.readouterr().err
+    assert not (tmp_path / "no.png").exists()

@@ -1,4 +1,6 @@
 """``optimlab compare``: a comparison made from a session, stepped, saved, reopened and stepped on."""
+import pytest
+
 from core import cli, compare_file
 from core.compare import config_spec
 from core.session import Session
@@ -14,7 +16,7 @@ def test_compare_makes_steps_saves_and_prints_each_runs_loss_as_alone(tmp_path, 
     sgd = Session(config_spec(base.spec, "SGD", {"lr": 0.0005, "momentum": 0.9}, None))
     sgd.run(6)
     row = next(line for line in text.splitlines() if line.startswith("SGD lr=0.0005 momentum=0.9"))
-    assert float(row.split()[-3]) == float(f"{sgd.loss_value():.6g}")  # loss@3 loss@6 acc@3 acc@6: '-' for acc
+    assert float(row.split()[-1]) == float(f"{sgd.loss_value():.6g}")  # loss@3 loss@6 (an objective has no acc)
     assert "saved ab.optimlab-compare at step 6" in text
     assert cli.main(["compare", str(out), "--steps", "4"]) == 0
     again = compare_file.load(out)
@@ -28,3 +30,39 @@ def test_compare_refuses_a_bad_configuration_with_one_sentence_and_saves_nothing
     err = capsys.readouterr().err.strip()
     assert err.startswith("optimlab: Arguments: betas") and "\n" not in err
     assert not out.exists()
+
+
+def test_compare_prints_the_columns_asked_for_and_names_an_unknown_one(tmp_path, capsys):
+    assert cli.main(["compare", "adam_rosenbrock", "--config", "SGD lr=0.0005", "--steps", "5",
+                     "--columns", "lr, distance"]) == 0
+    head, first, second = capsys.readouterr().out.splitlines()[:3]
+    assert head.split()[1:] == ["lr@5", "dist@5"]
+    base = load_session(cli.resolve("adam_rosenbrock"))
+    adam, sgd = Session(base.spec), Session(config_spec(base.spec, "SGD", {"lr": 0.0005}, None))
+    adam.run(5)
+    sgd.run(5)
+    dist = float((sgd.params["xy"] - adam.params["xy"]).detach().norm())
+    assert second.split()[-2:] == ["0.0005", f"{dist:.6g}"] and first.split()[-1] == "0"
+    assert cli.main(["compare", "adam_rosenbrock", "--config", "SGD", "--columns", "loss,acc"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("optimlab: Columns: 'acc' is not one of loss") and "\n" not in err
+
+
+def test_a_configuration_with_a_scheduler_runs_as_the_same_session_alone(capsys):
+    from core.compare_cli import parse_config
+    from core.spec import SchedulerSpec, SpecError
+    base = load_session(cli.resolve("adam_rosenbrock")).spec
+    rs = parse_config(base, "SGD lr=0.0005, momentum=0.9 | MultiStepLR milestones=[2, 4], gamma=0.5, every=step")
+    sched = SchedulerSpec("MultiStepLR", {"milestones": [2, 4], "gamma": 0.5}, "step")
+    assert rs.spec == config_spec(base, "SGD", {"lr": 0.0005, "momentum": 0.9}, sched)
+    assert cli.main(["compare", "adam_rosenbrock", "--config", "SGD lr=0.0005 | StepLR step_size=2, every=step",
+                     "--steps", "5", "--columns", "lr"]) == 0
+    row = capsys.readouterr().out.splitlines()[2]
+    alone = Session(config_spec(base, "SGD", {"lr": 0.0005}, SchedulerSpec("StepLR", {"step_size": 2}, "step")))
+    alone.run(5)
+    assert row.split()[-1] == f"{alone.optimizer.param_groups[0]['lr']:.6g}" == "5e-06"
+    for bad, words in (("SGD | Steep", "'Steep' after '|' is not a scheduler"),
+                       ("SGD | StepLR step_size=2, every=hour", "Invalid scheduler interval 'hour'"),
+                       ("SGD | StepLR size=2", "StepLR takes no argument 'size'")):
+        with pytest.raises(SpecError, match=words):
+            parse_config(base, bad)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -292,7 +293,49 @@ def test_a_script_task_needs_trust_to_export(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "--trust-script" in err and err.count("\n") == 1
         assert main(["export", str(session), "--trust-script"]) == 0
-        assert f"TASK_SCRIPT = {str(own)!r}" in capsys.readouterr().out
+        assert f"TASK_SCRIPT = beside({str(own)!r})" in capsys.readouterr().out
     finally:
         from core import trust
         trust.forget()
+
+
+def test_an_exported_folder_moved_elsewhere_still_reproduces_with_the_files_beside_the_script(tmp_path, one_thread):
+    """The script finds the task script (and the digits) beside itself before the paths they had at export."""
+    import shutil
+
+    from core import datasets, trust
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    own = folder / "sine_task.py"
+    own.write_text((EXAMPLES / "script_sine_regression.py").read_text())
+    trust.trust_file(str(own))
+    try:
+        spec = json.loads(script_task(folder, "script_sine_regression.py", "Adam", {"lr": 0.01}, 6).read_text())
+        spec["spec"]["gradient"]["task"]["script"] = str(own)
+        session = session_file.load_session(_write(folder / "sine.json", spec))
+        script = write_script(session, folder / "sine.py")[0]
+    finally:
+        trust.forget()
+    header = script.read_text().split("import ", 1)[0]
+    assert "# Needs these files" in header
+    assert f"#   sine_task.py  (your task script; at export: {str(own)!r})" in header
+    moved = shutil.move(str(folder), str(tmp_path / "sent_elsewhere"))
+    assert not own.exists()
+    stdout, params, _ = run_plain(Path(moved) / "sine.py", Path(moved))
+    assert stdout.strip().splitlines()[-1] == "reproduced"
+    assert_same_state(params, {n: p.detach() for n, p in session.params.items()}, "params")
+
+    digits = session_file.load_session(example_paths()["digits_mlp"])
+    (tmp_path / "digits").mkdir()
+    script = write_script(digits, tmp_path / "digits" / "digits.py")[0]
+    assert "#   digits.npz  (the 8x8 digits shipped with optimlab" in script.read_text().split("import ", 1)[0]
+    with np.load(datasets.DIGITS_PATH) as z:  # a different copy beside the script is the one it reads
+        np.savez(script.with_name("digits.npz"), images=z["images"][::-1], labels=z["labels"][::-1])
+    r = subprocess.run([sys.executable, "-I", "-c", BLOCKER, str(script)], cwd=script.parent, env=ENV,
+                       capture_output=True, text=True, timeout=300)
+    assert "differs from the session" in r.stdout, r.stdout + r.stderr
+
+
+def _write(path: Path, doc: dict) -> Path:
+    path.write_text(json.dumps(doc))
+    return path

@@ -597,3 +597,24 @@ def test_explain_refuses_an_extra_in_one_sentence():
     s = Session(objective_spec("pytorch_optimizer.Lion"), [Step(1)])
     with pytest.raises(SpecError, match=r"^pytorch_optimizer.Lion cannot be explained: the formulas are torch"):
         explain(s, "t0", (0, 0))
+
+
+def test_a_breakpoint_names_one_matrix_of_a_list_kept_in_the_state():
+    """SOAP's GG (and Q) are lists of matrices: ``t0.GG[1] abs > x`` watches the second one."""
+    from core.breakpoints import BreakpointError, parse
+    alone = Session(objective_spec("pytorch_optimizer.SOAP"))
+    peaks = []
+    for _ in range(6):
+        alone.apply(Step(1))
+        peaks.append(float(alone.optimizer.state[alone.params["t0"]]["GG"][1].abs().amax()))
+    threshold = (min(peaks) + max(peaks)) / 2
+    first = 1 + next(i for i, v in enumerate(peaks) if v > threshold)
+    assert parse(f"t0.GG[1] abs > {threshold!r}").target == "t0.GG[1]"
+    assert parse("t0.Q[0] nonfinite").text == "t0.Q[0] nonfinite"
+    s = Session(objective_spec("pytorch_optimizer.SOAP"))
+    s.set_breakpoints([f"t0.GG[1] abs > {threshold!r}"])
+    hits = [s.advance() for _ in range(first)]
+    assert hits[:-1] == [None] * (first - 1) and hits[-1].step == first
+    s.set_breakpoints(["t0.Q[5] nonfinite"])
+    with pytest.raises(BreakpointError, match=r"t0 has no 'Q\[5\]'.*Q\[0\], Q\[1\]"):
+        s.advance()

@@ -1,25 +1,8 @@
-"""The comparison's widgets: the table's steps, values at a step, one curve per pair of runs."""
+"""The comparison's widgets: one curve per pair of runs, colours that stay, lines through measured points."""
 import numpy as np
-import pytest
 
 from core.compare_frame import CrossSeries
-from widgets.compare_plots import PairCurves, color_of
-from widgets.compare_view import parse_steps, value_at
-
-
-def test_table_steps_are_read_from_commas_or_spaces_and_a_bad_word_is_named():
-    assert parse_steps("100, 10 1000,10") == [10, 100, 1000]
-    with pytest.raises(ValueError, match="Steps: 'ten' is not a whole number of steps"):
-        parse_steps("5, ten")
-
-
-def test_the_value_at_a_step_is_the_last_measured_one_at_or_before_it():
-    step = np.array([1.0, 2.0, 3.0, 4.0, 8.0])
-    acc = np.array([np.nan, 0.5, np.nan, 0.7, 0.9])
-    assert value_at(step, acc, 3) == 0.5
-    assert value_at(step, acc, 7) == 0.7
-    assert value_at(step, acc, 1) is None
-    assert value_at(step, None, 3) is None
+from widgets.compare_plots import PairCurves, RunCurves, color_of, colour_slots
 
 
 def test_each_pair_gets_one_distance_and_one_cosine_curve_and_a_removed_run_drops_its_pairs(qtbot):
@@ -34,3 +17,25 @@ def test_each_pair_gets_one_distance_and_one_cosine_curve_and_a_removed_run_drop
     assert w.distance.items[(1, 2)].opts["pen"].color().getRgb()[:3] == color_of(1)
     w.setPairs(cross, {0: 0, 1: 1}, {0: "SGD", 1: "Adam"})
     assert set(w.cosine.items) == {(0, 1)}
+
+
+def test_a_removed_run_frees_its_colour_and_the_others_keep_theirs():
+    slots = colour_slots({}, [0, 1, 2])
+    assert slots == {0: 0, 1: 1, 2: 2}
+    slots = colour_slots(slots, [0, 2])
+    assert slots == {0: 0, 2: 2}
+    assert colour_slots(slots, [0, 2, 3]) == {0: 0, 2: 2, 3: 1}  # a new run takes the free colour
+
+
+def test_norms_measured_every_few_steps_are_drawn_as_a_line_through_the_measured_points(qtbot):
+    from core.snapshot import History
+    w = RunCurves()
+    qtbot.addWidget(w)
+    step = np.arange(1.0, 7.0)
+    nan = np.nan
+    h = History(step, step * 0.5, np.array([1.0, nan, nan, 2.0, nan, 3.0]), np.full(6, nan), (np.full(6, 0.1),))
+    w.setRuns([(0, "SGD")], [h])
+    x, y = w.curve("grad_norm", 0)
+    assert list(x) == [1.0, 4.0, 6.0] and list(y) == [1.0, 2.0, 3.0]
+    none = w.curve("update_norm", 0)[0]  # never measured: no points at all
+    assert (none is None or len(none) == 0) and len(w.curve("loss", 0)[0]) == 6

@@ -60,3 +60,33 @@ def test_hovering_reads_out_the_step_the_values_and_the_count(qtbot):
     assert w.hoverAt(3.5, 5) == "" and w.hover.text() == " "  # past the last step: nothing
     w.setData((np.array([4.0, 8.0]), e, counts[:2] / 4))  # buckets of 4 steps: a mean count per step
     assert w.hoverAt(5.0, 74 + 48) == "steps 5–8: 2.25 elements a step in (1 .. 1.78]"
+
+
+def test_ctrl_wheel_zooms_the_steps_the_zoom_stays_as_steps_arrive_and_whole_run_resets(qtbot):
+    from PySide6.QtCore import Qt
+
+    from tests.widgets.test_tensor_view import wheel
+    w = DensityStrip()
+    qtbot.addWidget(w)
+    w.resize(500, 300)
+    w.show()
+    qtbot.waitExposed(w)
+    e = edges()
+    steps = np.arange(1.0, 101.0)
+    w.setData((steps, e, np.ones((100, len(e) + 2))))
+    vb = w.plot.getViewBox()
+    (x0, x1), (y0, y1) = vb.viewRange()
+    centre = w.plot.viewport().rect().center()
+    wheel(qtbot, w.plot.viewport(), centre, 120)  # the plain wheel is the column's: no zoom
+    assert vb.viewRange() == [[x0, x1], [y0, y1]] and not w.isZoomed()
+    wheel(qtbot, w.plot.viewport(), centre, 120, ctrl=True)
+    qtbot.waitUntil(w.isZoomed)
+    (a, b), (c, d) = vb.viewRange()
+    assert b - a < 0.95 * (x1 - x0) and x0 <= a < b <= x1  # fewer steps shown, inside the run
+    assert (c, d) == (y0, y1)  # every bin still shown
+    more = np.arange(1.0, 151.0)
+    w.setData((more, e, np.ones((150, len(e) + 2))))
+    assert vb.viewRange()[0] == [a, b]  # new steps do not undo the zoom
+    qtbot.mouseClick(w.resetButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not w.isZoomed())
+    assert vb.viewRange()[0] == [0.0, 150.0]
