@@ -85,6 +85,7 @@ class Observer:
         self._needs: frozenset = frozenset()
         self._on: list[Breakpoint] = []
         self._scalar: list[Breakpoint] = []
+        self._step_bps = False
         self._simple = True
         self._rising_on = False
         self.set_breakpoints(DEFAULTS)
@@ -108,6 +109,7 @@ class Observer:
         self._on = [b for b in self.breakpoints if b.enabled]
         self._needs = frozenset().union(*(b.needs for b in self._on)) if self._on else frozenset()
         self._scalar = [b for b in self._on if b.kind in ("loss", "step")]
+        self._step_bps = any(b.kind == "step" for b in self._on)
         self._simple = not self._needs and not any(b.kind == "tensor" for b in self._on)
         self._skip = 0
         rising = [int(b.value) for b in self._on if b.kind == "loss" and b.op == "rising"]
@@ -217,21 +219,24 @@ class Observer:
         """Record ``step``; returns the first breakpoint that held, once it is known."""
         if not self.recording:
             return None
-        cur = self._cur if self._measuring else None
-        self._cur, self._measuring = None, False
-        if cur is not None and "hist" in cur:
-            keys, h = cur["hist"]
-            cur["hist"] = (step, keys, h)
-        if cur is not None:
+        if self._measuring:
+            cur, self._cur, self._measuring = self._cur, None, False
+            if cur is not None and "hist" in cur:
+                keys, h = cur["hist"]
+                cur["hist"] = (step, keys, h)
             self._budget.charge(time.perf_counter() - self._t0)
-        if cur is None and self._simple and self.check_every == 1 and not metrics and not self.lr_each_step:
-            # the common case on the CPU: a step and its loss
-            lv = None if loss is None else float(loss)
-            self._steps.append(step)
-            self._loss.append(lv)
-            if self._rising_on:
-                self._losses.append(lv)
-            return self._scalar_hit(step, lv) if self._scalar else None
+        else:
+            cur = None
+            if self._simple and self.check_every == 1 and not metrics and not self.lr_each_step:
+                # the common case on the CPU: a step and its loss
+                lv = None if loss is None else float(loss)
+                self._steps.append(step)
+                self._loss.append(lv)
+                if self._rising_on:
+                    self._losses.append(lv)
+                if lv is None and not self._step_bps:
+                    return None  # the loss conditions need a loss (manual gradients have none)
+                return self._scalar_hit(step, lv) if self._scalar else None
         lrs = engine.lrs() if self.lr_each_step and engine is not None else None
         xy = engine.xy_tensor() if cur is not None and engine is not None and engine.has_xy else None
         flags = []

@@ -273,7 +273,8 @@ class Runner(RunnerCommands):
                 self._halt(error=RunError(type(e).__name__, str(e), traceback.format_exc()))
                 return
             done += 1
-            self._count_step()
+            if self._pending:
+                self._count_step()
             if hit is not None:
                 self._halt(paused_reason=hit.message)
                 return
