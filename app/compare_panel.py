@@ -31,6 +31,8 @@ class ConfigPanel(QWidget):
         super().__init__(parent)
         self.runs = QListWidget()
         self.runs.setToolTip("The configurations stepped together; right-click one to remove it")
+        self.runs.setTextElideMode(Qt.TextElideMode.ElideRight)  # long labels: whole in each tooltip
+        self.runs.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.runs.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.runs.customContextMenuRequested.connect(self._menu)
         self.remove_button = QPushButton("Remove configuration")
@@ -78,6 +80,7 @@ class ConfigPanel(QWidget):
         for rid, text in rows:
             item = QListWidgetItem(_swatch(color_of(slots.get(rid, 0))), text)
             item.setData(Qt.ItemDataRole.UserRole, rid)
+            item.setToolTip(text)
             self.runs.addItem(item)
             if rid == keep:
                 self.runs.setCurrentItem(item)

@@ -10,7 +10,8 @@ For every pair of runs (a, b) stepping together, after a lockstep step:
 - ``cosine`` = <u_a, u_b> / (||u_a|| ||u_b||) with u the change that step made.
 
 Measuring copies every run's parameters, so it takes a small share of the run's time
-(``MEASURE_BUDGET``, like the observer's norms) and is forced at the end of a Step N.
+(``MEASURE_BUDGET``, like the observer's norms, with its floor ``MEASURE_AT_LEAST_EVERY``) and is
+forced at the end of a Step N.
 Nothing here waits on the device: results stay tensors and are read back in one transfer
 every ``check_every`` steps or at a flush, like ``core.observer``.
 """
@@ -21,7 +22,7 @@ import time
 import torch
 
 from .history import Budget
-from .observer import GPU_CHECK_EVERY, MEASURE_BUDGET
+from .observer import GPU_CHECK_EVERY, MEASURE_AT_LEAST_EVERY, MEASURE_BUDGET
 from .series import SeriesSet
 from .snapshot import frozen
 from .compare_frame import CrossSeries
@@ -56,6 +57,7 @@ class CrossWatch:
         self.check_every = CPU_CHECK_EVERY
         self._budget = Budget(budget)
         self._due = False
+        self._unmeasured = 0  # lockstep steps since the last measured one
         self._t0 = 0.0
         self._last: dict[int, torch.Tensor] = {}  # run id -> its parameters after step _last_step
         self._last_step = -1
@@ -74,11 +76,16 @@ class CrossWatch:
     def due(self, n_runs: int) -> bool:
         """Whether the next lockstep step is measured (then call ``before`` and ``after``)."""
         now = time.perf_counter()
-        self._due = n_runs >= 2 and (self.force_next or self._budget.due(now))
+        # the time budget, with the observer's floor: a point at least every so many steps, so a
+        # fast run's distance curve is not a few far-apart points joined by straight lines
+        self._due = n_runs >= 2 and (self.force_next or self._budget.due(now)
+                                     or self._unmeasured >= MEASURE_AT_LEAST_EVERY - 1)
         self.force_next = False
         if self._due:
             self._t0 = now
+            self._unmeasured = 0
         else:
+            self._unmeasured += 1
             self._last_step = -1  # the parameters move on unseen
         return self._due
 

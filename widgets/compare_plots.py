@@ -88,8 +88,8 @@ class RunCurves(QWidget):
         for i, (key, title) in enumerate(PLOTS):
             p = self.layout_widget.addPlot(row=i // 3, col=i % 3, title=title)
             p.showGrid(x=True, y=True, alpha=0.2)
-            if key == "loss":
-                p.addLegend(offset=(-4, 4))
+            # no legend inside the plots: the window lists the runs in their colours beside them
+            # (a long configuration label made an in-plot legend cover the curves and clip)
             self.overlays[key] = _Overlay(p)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -117,7 +117,7 @@ class PairCurves(QWidget):
         self.layout_widget = pg.GraphicsLayoutWidget(self)
         dist = self.layout_widget.addPlot(row=0, col=0, title="distance ||θ_a − θ_b||")
         cos = self.layout_widget.addPlot(row=1, col=0, title="cosine between the updates")
-        dist.addLegend(offset=(-4, 4))
+        dist.addLegend(offset=(-4, -4))  # bottom right: distances mostly grow, the top fills up
         cos.setYRange(-1.05, 1.05)
         cos.setXLink(dist)
         for p in (dist, cos):

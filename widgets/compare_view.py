@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
                                QTabWidget, QVBoxLayout, QWidget)
 
@@ -26,6 +26,7 @@ from widgets.landscape import LandscapeView
 from widgets.tensor_view import TensorView, fmt
 
 DEFAULT_STEPS = "10, 100, 1000"
+LABEL_WIDTH = 240  # px: a longer configuration label is elided in the table (whole in its tooltip)
 
 
 class TrajectoryMap(LandscapeView):
@@ -143,6 +144,9 @@ class StepTable(QWidget):
         self.error.setStyleSheet("color: #e06c5a;")
         self.table = QTableWidget()
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        rows = self.table.verticalHeader()  # long configuration labels: elided, whole in a tooltip
+        rows.setMaximumWidth(LABEL_WIDTH)
+        rows.setTextElideMode(Qt.TextElideMode.ElideRight)
         head = QHBoxLayout()
         head.addWidget(QLabel("At steps"))
         head.addWidget(self.steps, 1)
@@ -191,11 +195,15 @@ class StepTable(QWidget):
         self.table.setRowCount(len(frame.runs))
         self.table.setColumnCount(len(cols))
         self.table.setHorizontalHeaderLabels([f"{COLUMNS[m][0]} @ {k:,}" for k, m in cols])
-        self.table.setVerticalHeaderLabels([r.label for r in frame.runs])
+        for i, r in enumerate(frame.runs):
+            label = QTableWidgetItem(r.label)
+            label.setToolTip(r.label)
+            self.table.setVerticalHeaderItem(i, label)
         for i, r in enumerate(frame.runs):
             for j, (k, m) in enumerate(cols):
                 v = cell(frame.history, ids, i, m, k) if k <= r.snapshot.step else None
                 self.table.setItem(i, j, QTableWidgetItem("—" if v is None or not math.isfinite(v) else fmt(v, 5)))
+        self.table.resizeColumnsToContents()
 
     def text(self, row: int, col: int) -> str:
         item = self.table.item(row, col)
