@@ -196,6 +196,7 @@ class Engine:
                                                            self.optimizer)
             except ValueError as e:
                 raise SpecError(f"{spec.scheduler.name}: {e}") from None
+        self._metric_scheduler = self.scheduler is not None and schedulers.needs_metric(spec.scheduler.name)
         self._switch = catalogue.TRAIN_EVAL in self.needs
         if self._switch:
             self.optimizer.train()  # schedule-free: train mode before the first gradient
@@ -407,7 +408,7 @@ class Engine:
             self.last_eval = metrics
         if self.scheduler is not None:
             at_end = task.at_epoch_end if task is not None else True
-            if schedulers.needs_metric(self.spec.scheduler.name):
+            if self._metric_scheduler:
                 if metrics or task is None:
                     value = metrics.get("val_loss") if metrics else self.loss_value()
                     if value is not None:

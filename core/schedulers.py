@@ -46,6 +46,12 @@ _UNDESCRIBABLE = ("Callable", "LRScheduler")
 
 def scheduler_classes() -> dict[str, type]:
     """Name -> class for every LRScheduler subclass torch.optim.lr_scheduler exports (and ReduceLROnPlateau)."""
+    return dict(_classes())
+
+
+@lru_cache(maxsize=None)
+def _classes() -> dict[str, type]:
+    """scheduler_classes(), looked up once (a run asks for its scheduler's class at every step)."""
     out = {}
     base = lr_scheduler.LRScheduler
     for name in dir(lr_scheduler):
@@ -95,7 +101,7 @@ def names() -> list[str]:
 
 
 def _class(name: str) -> type:
-    classes = scheduler_classes()
+    classes = _classes()
     if name not in classes:
         raise ValueError(f"Unknown scheduler {name!r}: torch.optim.lr_scheduler has {', '.join(names())}")
     return classes[name]
