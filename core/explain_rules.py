@@ -72,7 +72,11 @@ class Run:
         if value.dim() == len(self.index):
             # a factor of the tensor (Adafactor's row/column, a keepdim reduction): its size-1 dims read at 0
             return float(value[tuple(i if s > 1 else 0 for i, s in zip(self.index, value.shape))])
-        return float(value.reshape(-1)[0]) if value.numel() == 1 else float("nan")
+        if value.numel() == 1:
+            return float(value.reshape(-1)[0])
+        if value.dim() == 1 and value.numel() == self.p.numel():  # a flattened copy (Prodigy's s)
+            return float(value[sum(i * math.prod(self.p.shape[k + 1:]) for k, i in enumerate(self.index))])
+        return float("nan")
 
     # ----- inputs -----
 
