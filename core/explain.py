@@ -357,8 +357,11 @@ def parse_index(text: str) -> tuple[int, ...]:
 
 def command(args) -> int:
     """``optimlab explain``: print the explanation; exit 1 if the formula and torch disagree."""
+    import contextlib
+    import sys
     from .cli_open import open_session
-    session = open_session(args.session, args.trust_script)
-    e = explain(session, args.tensor, parse_index(args.index), args.step, args.branch)
+    with contextlib.redirect_stdout(sys.stderr):  # what a class prints when built (prodigyopt does) is not output
+        session = open_session(args.session, args.trust_script)
+        e = explain(session, args.tensor, parse_index(args.index), args.step, args.branch)
     print(render(e))
     return 1 if e.mismatch else 0

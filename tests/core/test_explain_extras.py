@@ -12,7 +12,7 @@ from core import explain_extras, session_file
 from core.cli import main
 from core.explain import explain, render
 from core.session import Session
-from core.spec import GradientSpec, SessionSpec, SetHparam, SpecError, Step, TensorSpec, ZeroGrad
+from core.spec import AddGroup, GradientSpec, ManualGrad, SessionSpec, SetHparam, SpecError, Step, TensorSpec, ZeroGrad
 
 for _module in ("pytorch_optimizer", "lion_pytorch", "schedulefree", "prodigyopt"):
     pytest.importorskip(_module)  # pyproject's [extras]; .ci/run installs them
@@ -92,6 +92,23 @@ def test_prodigy_shows_the_whole_models_d_at_the_step():
     assert {t.name: t.value_dtype for t in explain(s, "b", (1,), step=4).terms}["d_t"] == d[-1]  # one d for all
 
 
+def test_prodigy_sums_over_every_group_each_with_its_own_decay():
+    spec = SessionSpec(optimizer="prodigyopt.Prodigy", seed=4, gradient=GradientSpec(kind="manual", when="every_step"),
+                       tensors=(TensorSpec("w", (5, 7), init="normal", grad=ManualGrad(fill="normal")),))
+    s = Session(spec, [Step(2)])
+    s.apply(AddGroup((TensorSpec("v", (2, 2), init="normal", grad=ManualGrad(fill="normal")),),
+                     {"weight_decay": 0.1, "eps": 1e-4}))
+    s.apply(Step(2))
+    on_w, on_v = explain(s, "w", (1, 1)), explain(s, "v", (1, 0))
+    assert (on_w.group, on_v.group) == (0, 1)
+    for e in (on_w, on_v):
+        assert_agrees(e)
+    d = [{t.name: t.torch for t in e.terms}["d_t"] for e in (on_w, on_v)]
+    assert d[0] == d[1] == s.optimizer.param_groups[1]["d"]
+    assert any(t.name == "theta (decayed)" for t in on_v.terms) and not any(t.name == "theta (decayed)"
+                                                                             for t in on_w.terms)
+
+
 def test_a_fork_after_a_rewind_is_explained_at_its_own_steps():
     s = session("schedulefree.AdamWScheduleFree", {"lr": 0.01}, steps=5)
     s.goto(2)
@@ -145,16 +162,16 @@ def test_a_lion_variant_not_written_out_is_refused_naming_the_option(option):
 
 
 @pytest.mark.parametrize("optimizer,hparams,last_term", [
-    ("prodigyopt.Prodigy", {}, "theta_t"), ("lion_pytorch.Lion", {"lr": 0.01}, "m_t"),
+    ("prodigyopt.Prodigy", {"weight_decay": 0.01}, "theta_t"), ("lion_pytorch.Lion", {"lr": 0.01}, "m_t"),
     ("schedulefree.AdamWScheduleFree", {"lr": 0.01}, "x_t")])
 def test_cli_explains_an_extra_and_ends_with_the_summary_line(tmp_path, capsys, optimizer, hparams, last_term):
     path = tmp_path / "extra.optimlab"
     session_file.save_session(session(optimizer, hparams), path)
     capsys.readouterr()
     assert main(["explain", str(path), "--tensor", "w", "--index", "2,3", "--step", "2"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    head = next(i for i, line in enumerate(lines) if line.startswith(f"{optimizer}, step 2 of branch 0: w[2,3]"))
-    assert lines[head + 1].startswith(f"{optimizer}: the rule of")
-    names = [line.split()[0] for line in lines[head + 4:] if line.startswith("  ")]
+    lines = capsys.readouterr().out.strip().splitlines()  # prodigyopt's own print, if any, goes to stderr
+    assert lines[0].startswith(f"{optimizer}, step 2 of branch 0: w[2,3]")
+    assert lines[1].startswith(f"{optimizer}: the rule of")
+    names = [line.split()[0] for line in lines[5:] if line.startswith("  ")]
     assert names[-1] == last_term and "theta_t" in " ".join(names)
     assert re.fullmatch(r"torch: -?\d\.\d+e?-?\d*  formula: -?\d\.\d+e?-?\d*  diff: 0 ulp", lines[-1]), lines[-1]
