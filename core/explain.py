@@ -226,7 +226,6 @@ def _explain(eng: Engine, tensor: str, index, step: int, branch: int) -> Explana
             for dtype, ref in ((param.dtype, False), (torch.float64, True)):
                 r = explain_rules.Run(dtype, ref, before["params"][pos], grad, before["state"][pos], hparams, index,
                                       impl)
-                # the whole model, for rules of a whole-model quantity (Prodigy's d); groups for group:NAME
                 r.context, r.pos, r.group_index = before, pos, gi
                 r.layout = [len(g["params"]) for g in eng.optimizer.param_groups]
                 RULES[name](r)
@@ -294,7 +293,7 @@ def _assemble(eng, name, tensor, index, step, branch, impl, gi, group, before, a
 
 
 def _source(name: str, impl: str) -> str:
-    if name in explain_extras.RULES and "." in name:
+    if name in explain_extras.RULES:
         return explain_extras.source(name, impl)
     module = {"Adafactor": "_adafactor", "Muon": "_muon", "SparseAdam": "sparse_adam"}.get(name, name.lower())
     return (f"torch.optim.{name}: the algorithm of its docstring (torch/optim/{module}.py), each term computed "

@@ -76,8 +76,14 @@ def implementation(name: str, opt, group_index: int) -> str:
 
 
 def source(name: str, impl: str) -> str:
+    """Where the rule comes from; the installed version too when it is not the one the rule was written for."""
+    import importlib.metadata
+    from .extra_optimizers import PINNED
+    from .optimizer_names import COLLECTIONS
     module, _, cls = name.partition(".")
-    return (f"{name}: the rule of {cls}.step in {module} (the pinned version), each term computed in its "
+    installed = importlib.metadata.version(COLLECTIONS[module])
+    other = "" if installed == PINNED[module] else f"; {installed} is installed, so a MISMATCH may be a change of rule"
+    return (f"{name}: the rule of {cls}.step in {module} {PINNED[module]}{other}, each term computed in its "
             f"{impl} order")
 
 

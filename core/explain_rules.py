@@ -55,6 +55,11 @@ class Run:
         self.state = {k: (v.detach().to(dtype, copy=True) if isinstance(v, torch.Tensor) and v.dtype == p.dtype
                           and (v.dim() > 0 or v.shape == p.shape) else v) for k, v in state.items()}
         self.terms: list[tuple[str, str, float, str | None]] = []
+        # set by core.explain for rules of a whole-model quantity (Prodigy's d): the copies taken before
+        # the step (params, grads, state, groups), this tensor's position, its group, the groups' sizes
+        self.context: dict = {}
+        self.pos = self.group_index = 0
+        self.layout: list[int] = []
         self.new_state: dict = {}
         self.notes: list[str] = []
 
