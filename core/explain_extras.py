@@ -1,6 +1,6 @@
 """Explain one update for the optimizers beyond torch.optim that people most compare with Adam:
-Lion (lion_pytorch's and pytorch_optimizer's), schedule-free AdamW (schedulefree's) and Prodigy
-(prodigyopt's).
+Lion and schedule-free AdamW (each as lion_pytorch/schedulefree and pytorch_optimizer write
+it) and Prodigy (prodigyopt's).
 
 Written like ``core.explain_rules`` (same ``Run``): each rule follows the class's own
 ``step`` source of the pinned version (``core.extra_optimizers.PINNED``), term by term in
@@ -24,20 +24,17 @@ import torch
 from .explain_rules import Run
 
 LION_P, LION_PO = "lion_pytorch.Lion", "pytorch_optimizer.Lion"
-SF, PRODIGY = "schedulefree.AdamWScheduleFree", "prodigyopt.Prodigy"
-EXPLAINED = (LION_P, LION_PO, SF, PRODIGY)
+SF, SF_PO, PRODIGY = "schedulefree.AdamWScheduleFree", "pytorch_optimizer.ScheduleFreeAdamW", "prodigyopt.Prodigy"
+EXPLAINED = (LION_P, LION_PO, SF, SF_PO, PRODIGY)
 # pytorch_optimizer's variants that change Lion's rule (its step reads them from the group)
 LION_VARIANTS = {"use_gc": "gradient centralisation", "adanorm": "AdaNorm's gradient rescaling",
                  "cautious": "the cautious mask"}
-OTHER_RULE = {"pytorch_optimizer.ScheduleFreeAdamW": "its rule is not schedulefree's (it adds 1e-15 under the "
-              "square root of the denominator and has decoupling_c and ams_bound)"}
 
 
 def not_explained(name: str) -> str:
     """The one sentence for an optimizer that has no rule here."""
-    why = OTHER_RULE.get(name, "the formulas are torch.optim's, as torch documents them, and beyond it only those of "
-                               + ", ".join(EXPLAINED[:-1]) + " and " + EXPLAINED[-1])
-    return f"{name} cannot be explained: {why}"
+    return (f"{name} cannot be explained: the formulas are torch.optim's, as torch documents them, and beyond it "
+            f"only those of {', '.join(EXPLAINED[:-1])} and {EXPLAINED[-1]}")
 
 
 def refusal(name: str, opt, group: dict) -> str | None:
@@ -60,7 +57,7 @@ def options(name: str, opt) -> dict:
     """What the rule needs that the class keeps on the optimizer object, not in its groups."""
     if name == LION_P:
         return {"decoupled_weight_decay": opt.decoupled_wd, "init_lr": opt._init_lr}
-    if name == LION_PO:
+    if name in (LION_PO, SF_PO):
         return {"maximize": opt.maximize}
     return {}
 
@@ -70,6 +67,8 @@ def implementation(name: str, opt, group_index: int) -> str:
     live = opt.param_groups[group_index]
     if name == LION_PO:
         return "foreach" if opt._can_use_foreach(live) else "for-loop"
+    if name == SF_PO:
+        return "foreach" if opt.can_use_foreach(live, live.get("foreach", opt.foreach)) else "for-loop"
     if name == SF:
         return "foreach" if live.get("foreach") and any(p.grad is not None for p in live["params"]) else "for-loop"
     return "for-loop"
@@ -149,56 +148,94 @@ def _group_term(r: Run, name: str, formula: str, value: float, key: str | None =
     r.term(name, formula, value, None if key is None else f"group:{key}")
 
 
-def adamw_schedule_free(r: Run) -> None:
-    """schedulefree.AdamWScheduleFree: y (what the parameter holds in train mode), z (the SGD-like
-    sequence, state['z']) and x (the average, what eval() puts in the parameter)."""
+def _averaging(r: Run, t: int, lr: float, c_text: str = "weight_t / weight_sum  (the averaging weight)",
+               sched_key: str | None = None) -> tuple[float, float]:
+    """The weighting both schedule-free AdamWs share: lr_max, weight_t, weight_sum, then c."""
     h = r.h
-    k, b1, b2, eps, decay = h["k"], *h["betas"], h["eps"], h["weight_decay"]
-    warm = h["warmup_steps"]
-    sched = (k + 1) / warm if k < warm else 1.0
-    _group_term(r, "t", "k + 1 (group['k'] before the step, plus 1)", k + 1, "k")
-    _group_term(r, "warmup", "t/warmup_steps while k < warmup_steps, else 1", sched)
-    bc2 = 1 - b2 ** (k + 1)
-    _group_term(r, "bias_correction2", "1 - beta2^t", bc2)
-    lr = h["lr"] * sched
-    _group_term(r, "lr_t", "lr*warmup", lr, "scheduled_lr")
+    _group_term(r, "lr_t", "lr*warmup", lr, sched_key)
     lr_max = max(lr, h["lr_max"])
     _group_term(r, "lr_max", "max(lr_t, lr_max before)", lr_max, "lr_max")
-    weight = ((k + 1) ** h["r"]) * (lr_max ** h["weight_lr_power"])
+    weight = (t ** h["r"]) * (lr_max ** h["weight_lr_power"])
     _group_term(r, "weight_t", "t^r * lr_max^weight_lr_power", weight)
     weight_sum = h["weight_sum"] + weight
     _group_term(r, "weight_sum", "weight_sum before + weight_t", weight_sum, "weight_sum")
-    try:
-        c = weight / weight_sum
-    except ZeroDivisionError:
-        c = 0
-    _group_term(r, "c_{t+1}", "weight_t / weight_sum  (the averaging weight)", c)
-    g = r.g()
+    c = weight / weight_sum if weight_sum != 0 else 0
+    _group_term(r, "c_{t+1}", c_text, c)
+    return lr, c
+
+
+def _schedule_free_step(r: Run, g, v, denom, lr: float, c: float) -> None:
+    """y, z and x of one schedule-free step, from the normalised gradient g/denom."""
+    h, b1 = r.h, r.h["betas"][0]
     y0 = r.p
     z0 = r.state.get("z", y0.clone())
     r.term("y_{t-1}", "the parameter in train mode (y)", y0)
     r.term("z_{t-1}", "state['z'] before the step (starts at theta_0)", z0)
     r.term("x_{t-1}", "y + (1 - 1/beta1)*(z - y): what eval() puts in the parameter", y0.lerp(z0, 1 - 1 / b1))
-    v = r.st("exp_avg_sq").mul(b2).addcmul(g, g, value=1 - b2)
-    r.term("v_t", "beta2*v_{t-1} + (1 - beta2)*g_t^2", v, "exp_avg_sq")
-    denom = v.div(bc2).sqrt().add(eps)
-    r.term("denom", "sqrt(v_t/bias_correction2) + eps", denom)
     gn = g.div(denom)
     r.term("g_hat", "g_t/denom", gn)
-    if decay != 0:
-        gn = gn.add(y0, alpha=decay)
+    if h["weight_decay"] != 0:
+        gn = gn.add(y0, alpha=h["weight_decay"])
         r.term("g_hat (decay)", "g_hat + weight_decay*y_{t-1}  (at y, not x)", gn)
     y = y0.lerp(z0, c)
     r.term("y (averaged)", "(1 - c)*y_{t-1} + c*z_{t-1}", y)
-    y = y.add(gn, alpha=lr * (b1 * (1 - c) - 1))
-    r.p = y
+    r.p = y.add(gn, alpha=lr * (b1 * (1 - c) - 1))
     r.term("theta_t = y_t", "y + lr_t*(beta1*(1 - c) - 1)*g_hat", r.p, "param")
     z = z0.sub(gn, alpha=lr)
     r.term("z_t", "z_{t-1} - lr_t*g_hat", z, "z")
-    r.term("x_t", "y_t + (1 - 1/beta1)*(z_t - y_t): the averaged weights eval() shows", y.lerp(z, 1 - 1 / b1))
+    r.term("x_t", "y_t + (1 - 1/beta1)*(z_t - y_t): the averaged weights eval() shows", r.p.lerp(z, 1 - 1 / b1))
     r.new_state.update(z=z, exp_avg_sq=v)
     r.notes.append("In train mode the parameter holds y_t = (1 - beta1)*z_t + beta1*x_t, the point the gradient "
                    "is taken at; eval() moves it to the average x_t, train() back.")
+
+
+def adamw_schedule_free(r: Run) -> None:
+    """schedulefree.AdamWScheduleFree: y (what the parameter holds in train mode), z (the SGD-like
+    sequence, state['z']) and x (the average, what eval() puts in the parameter)."""
+    h = r.h
+    k, (b1, b2), warm = h["k"], h["betas"], h["warmup_steps"]
+    sched = (k + 1) / warm if k < warm else 1.0
+    _group_term(r, "t", "k + 1 (group['k'] before the step, plus 1)", k + 1, "k")
+    _group_term(r, "warmup", "t/warmup_steps while k < warmup_steps, else 1", sched)
+    bc2 = 1 - b2 ** (k + 1)
+    _group_term(r, "bias_correction2", "1 - beta2^t", bc2)
+    lr, c = _averaging(r, k + 1, h["lr"] * sched, sched_key="scheduled_lr")
+    g = r.g()
+    v = r.st("exp_avg_sq").mul(b2).addcmul(g, g, value=1 - b2)
+    r.term("v_t", "beta2*v_{t-1} + (1 - beta2)*g_t^2", v, "exp_avg_sq")
+    denom = v.div(bc2).sqrt().add(h["eps"])
+    r.term("denom", "sqrt(v_t/bias_correction2) + eps", denom)
+    _schedule_free_step(r, g, v, denom, lr, c)
+
+
+def pytorch_optimizer_schedule_free(r: Run) -> None:
+    """pytorch_optimizer.ScheduleFreeAdamW: schedulefree's rule with 1e-15 under the root of the
+    denominator, decoupling_c (a scaled averaging weight) and ams_bound."""
+    h = r.h
+    (b1, b2), warm = h["betas"], h["warmup_steps"]
+    t = h.get("step", 0) + 1
+    _group_term(r, "t", "group['step'] + 1", t, "step")
+    sched = t / warm if t < warm else 1.0
+    _group_term(r, "warmup", "t/warmup_steps while t < warmup_steps, else 1", sched)
+    bc2 = 1.0 - math.pow(b2, t)
+    _group_term(r, "bias_correction2", "1 - beta2^t", bc2)
+    lr, c = _averaging(r, t, h["lr"] * sched, "weight_t / weight_sum" if h["decoupling_c"] <= 0 else
+                       "weight_t / weight_sum, before decoupling_c")
+    if h["decoupling_c"] > 0:
+        c = min(1.0, c * (1.0 - b1) * h["decoupling_c"])
+        _group_term(r, "c (decoupling_c)", "min(1, c*(1 - beta1)*decoupling_c)", c)
+    g = r.g()
+    v = r.st("exp_avg_sq").mul(b2).addcmul(g, g, value=1.0 - b2)
+    r.term("v_t", "beta2*v_{t-1} + (1 - beta2)*g_t^2", v, "exp_avg_sq")
+    v_hat = v.div(bc2)
+    r.term("v_hat", "v_t/bias_correction2", v_hat)
+    if h["ams_bound"]:
+        v_hat = torch.maximum(r.st("max_exp_avg_sq"), v_hat)
+        r.term("v_max", "max(v_max_{t-1}, v_hat)  (ams_bound: the corrected moment is kept)", v_hat, "max_exp_avg_sq")
+        r.new_state["max_exp_avg_sq"] = v_hat
+    denom = v_hat.add(1e-15).sqrt().add(h["eps"])
+    r.term("denom", "sqrt(v_hat + 1e-15) + eps", denom)
+    _schedule_free_step(r, g, v, denom, lr, c)
 
 
 # ----- Prodigy -----
@@ -307,4 +344,5 @@ def prodigy(r: Run) -> None:
                    "of every tensor; the moments take d_{t-1}, the denominator d_t.")
 
 
-RULES = {LION_P: lion_pytorch_lion, LION_PO: pytorch_optimizer_lion, SF: adamw_schedule_free, PRODIGY: prodigy}
+RULES = {LION_P: lion_pytorch_lion, LION_PO: pytorch_optimizer_lion, SF: adamw_schedule_free,
+         SF_PO: pytorch_optimizer_schedule_free, PRODIGY: prodigy}

@@ -1,5 +1,5 @@
 """Explain one update beyond torch.optim: Lion (lion_pytorch's and pytorch_optimizer's),
-schedule-free AdamW and Prodigy, recomputed at one element from their step's own rule,
+schedule-free AdamW (schedulefree's and pytorch_optimizer's) and Prodigy, recomputed at one element from their step's own rule,
 agree with what the optimizer did; other extras and unwritten options are refused in one
 sentence."""
 import re
@@ -38,6 +38,9 @@ SETTINGS = [
     ("pytorch_optimizer.Lion", {"lr": 0.01, "weight_decay": 0.1, "fixed_decay": True, "foreach": False}),
     ("schedulefree.AdamWScheduleFree", {"lr": 0.01, "weight_decay": 0.1, "warmup_steps": 2}),
     ("schedulefree.AdamWScheduleFree", {"lr": 0.01, "r": 1.0, "weight_lr_power": 1.0, "foreach": False}),
+    ("pytorch_optimizer.ScheduleFreeAdamW", {"lr": 0.01, "ams_bound": True, "weight_decay": 0.1, "r": 1.0}),
+    ("pytorch_optimizer.ScheduleFreeAdamW", {"lr": 0.01, "decoupling_c": 5, "maximize": True, "warmup_steps": 2,
+                                             "foreach": False}),
     ("prodigyopt.Prodigy", {}),
     ("prodigyopt.Prodigy", {"weight_decay": 0.1, "use_bias_correction": True, "decouple": False,
                             "safeguard_warmup": True, "betas": (0.0, 0.99)}),
@@ -141,15 +144,12 @@ def test_a_wrong_extra_formula_is_caught(monkeypatch, optimizer, term):
 
 
 def test_other_extras_are_refused_naming_those_explained():
-    s = session("pytorch_optimizer.Adan", {}, steps=1)
-    with pytest.raises(SpecError, match=r"^pytorch_optimizer.Adan cannot be explained: .*torch.optim's.*"
-                                        r"lion_pytorch.Lion, pytorch_optimizer.Lion, schedulefree.AdamWScheduleFree "
-                                        r"and prodigyopt.Prodigy$"):
-        explain(s, "w", (0, 0))
-    s = session("pytorch_optimizer.ScheduleFreeAdamW", {}, steps=1)
-    with pytest.raises(SpecError, match=r"^pytorch_optimizer.ScheduleFreeAdamW cannot be explained: its rule is "
-                                        r"not schedulefree's \(it adds 1e-15 under the square root"):
-        explain(s, "w", (0, 0))
+    for name in ("pytorch_optimizer.Adan", "pytorch_optimizer.Prodigy"):  # the latter: a Prodigy of its own
+        s = session(name, {}, steps=1)
+        with pytest.raises(SpecError, match=rf"^{name} cannot be explained: .*torch.optim's.* lion_pytorch.Lion, "
+                                            r"pytorch_optimizer.Lion, schedulefree.AdamWScheduleFree, "
+                                            r"pytorch_optimizer.ScheduleFreeAdamW and prodigyopt.Prodigy$"):
+            explain(s, "w", (0, 0))
 
 
 @pytest.mark.parametrize("option", ["use_gc", "adanorm", "cautious"])
