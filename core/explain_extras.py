@@ -193,7 +193,7 @@ def adamw_schedule_free(r: Run) -> None:
     """schedulefree.AdamWScheduleFree: y (what the parameter holds in train mode), z (the SGD-like
     sequence, state['z']) and x (the average, what eval() puts in the parameter)."""
     h = r.h
-    k, (b1, b2), warm = h["k"], h["betas"], h["warmup_steps"]
+    k, b2, warm = h["k"], h["betas"][1], h["warmup_steps"]
     sched = (k + 1) / warm if k < warm else 1.0
     _group_term(r, "t", "k + 1 (group['k'] before the step, plus 1)", k + 1, "k")
     _group_term(r, "warmup", "t/warmup_steps while k < warmup_steps, else 1", sched)
@@ -315,7 +315,8 @@ def prodigy(r: Run) -> None:
     r.term("v_t", "beta2*v_{t-1} + d_{t-1}^2*(1 - beta2)*g_t^2", e["v"], "exp_avg_sq")
     r.new_state.update(exp_avg_sq=e["v"], s=e["s"])
     if d_denom == 0:
-        r.notes.append("Every s is 0 (no gradient yet): Prodigy returns before the d estimate and the parameters.")
+        r.notes.append("The sum of |s| is 0 (every gradient so far was 0): Prodigy returns before d and the "
+                       "parameters.")
         return
     numerator = g0["d_numerator"] * beta3 + delta
     _group_term(r, "d_numerator", "beta3*d_numerator_{t-1} + sum over all elements of (d/d0)*dlr*g*(p0 - theta)",

@@ -1,11 +1,10 @@
-"""Explain one update beyond torch.optim: Lion (lion_pytorch's and pytorch_optimizer's),
-schedule-free AdamW (schedulefree's and pytorch_optimizer's) and Prodigy, recomputed at one element from their step's own rule,
-agree with what the optimizer did; other extras and unwritten options are refused in one
+"""Explain one update beyond torch.optim: Lion and schedule-free AdamW (each in two
+collections) and Prodigy, recomputed at one element from their step's own rule, agree
+with what the optimizer did; other extras and unwritten options are refused in one
 sentence."""
 import re
 
 import pytest
-import torch
 
 from core import explain as explain_module
 from core import explain_extras, session_file
