@@ -111,18 +111,22 @@ def test_prodigy_sums_over_every_group_each_with_its_own_decay():
                                                                              for t in on_w.terms)
 
 
-def test_a_fork_after_a_rewind_is_explained_at_its_own_steps():
-    s = session("schedulefree.AdamWScheduleFree", {"lr": 0.01}, steps=5)
+@pytest.mark.parametrize("optimizer,lr,key", [("schedulefree.AdamWScheduleFree", 0.01, "lr_max"),
+                                               ("prodigyopt.Prodigy", 1.0, "d_t")])
+def test_a_fork_after_a_rewind_is_explained_at_its_own_steps(optimizer, lr, key):
+    s = session(optimizer, {"lr": lr}, steps=5)
     s.goto(2)
     s.apply(ZeroGrad())
     s.apply(SetHparam(0, "lr", 0.2))
-    s.step(3)  # a new branch from step 2: k, weight_sum and lr_max come back with the rewind
+    s.step(3)  # a new branch from step 2: what the group keeps (k, weight_sum, lr_max; d) comes back with the rewind
     on_fork, on_root = explain(s, "w", (1, 1), step=4), explain(s, "w", (1, 1), step=4, branch=0)
-    assert (on_fork.branch, on_fork.hparams["lr"], on_root.hparams["lr"]) == (1, 0.2, 0.01)
+    assert (on_fork.branch, on_fork.hparams["lr"], on_root.hparams["lr"]) == (1, 0.2, lr)
     for e in (on_fork, on_root):
         assert_agrees(e)
-    lr_max = {t.name: t.torch for t in on_fork.terms}["lr_max"]
-    assert lr_max == 0.2
+    fork, root = ({t.name: t.torch for t in e.terms}[key] for e in (on_fork, on_root))
+    assert fork != root
+    if key == "lr_max":
+        assert fork == 0.2
 
 
 @pytest.mark.parametrize("optimizer,term", [("prodigyopt.Prodigy", "d_hat"), ("lion_pytorch.Lion", "m_t"),
