@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import explain_lbfgs, explain_matrix, explain_rules
+from . import explain_extras, explain_lbfgs, explain_matrix, explain_rules
 from .engine import Engine, copy_state
 from .replay import engine_before
 from .spec import SpecError
@@ -31,7 +31,7 @@ from .spec import SpecError
 TOLERANCE = {"for-loop": 0, "foreach": 2, "fused": 2}  # measured on CPU: foreach 0, fused 0-1
 FUSED_KINDS = {"Adam", "AdamW", "SGD", "Adagrad"}
 FOR_LOOP_ONLY = {"LBFGS", "SparseAdam", "Muon"}
-RULES = {**explain_rules.RULES, **explain_matrix.RULES}
+RULES = {**explain_rules.RULES, **explain_matrix.RULES, **explain_extras.RULES}
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,7 @@ def explain(session, tensor: str, index=(), step: int | None = None, branch: int
     bid, step = _where(session, tensor, step, branch)
     name = session.timeline.branches[bid].spec.optimizer
     if name != "LBFGS" and name not in RULES:
-        raise SpecError(f"{name} cannot be explained: the formulas are torch.optim's, as torch documents them; "
-                        "an optimizer from elsewhere has none here")
+        raise SpecError(explain_extras.not_explained(name))
     with torch.random.fork_rng(devices=[]):  # replaying restores generator states: keep the caller's
         eng = engine_before(session.timeline, bid, step)
         if tensor not in eng.params:
@@ -206,8 +205,14 @@ def _explain(eng: Engine, tensor: str, index, step: int, branch: int) -> Explana
         cap.remove()
     before, after = cap.before, cap.after
     group = before["groups"][gi]
-    group_params = eng.optimizer.param_groups[gi]["params"]
-    impl = implementation(name, group, [p for p in group_params if p.grad is not None] or group_params)
+    if name in explain_extras.RULES:
+        refused = explain_extras.refusal(name, eng.optimizer, group)
+        if refused:
+            raise SpecError(refused)
+        impl = explain_extras.implementation(name, eng.optimizer, gi)
+    else:
+        group_params = eng.optimizer.param_groups[gi]["params"]
+        impl = implementation(name, group, [p for p in group_params if p.grad is not None] or group_params)
     runs, notes = [], []
     if name == "LBFGS":
         runs = _lbfgs_runs(eng, st, cap, pos, index, group)
@@ -217,9 +222,12 @@ def _explain(eng: Engine, tensor: str, index, step: int, branch: int) -> Explana
             notes.append(f"{tensor} had no gradient at this step: torch skips a parameter whose .grad is None, "
                          "so nothing of it changed.")
         else:
+            hparams = {**group, **explain_extras.options(name, eng.optimizer)}
             for dtype, ref in ((param.dtype, False), (torch.float64, True)):
-                r = explain_rules.Run(dtype, ref, before["params"][pos], grad, before["state"][pos], group, index,
+                r = explain_rules.Run(dtype, ref, before["params"][pos], grad, before["state"][pos], hparams, index,
                                       impl)
+                r.context, r.pos, r.group_index = before, pos, gi
+                r.layout = [len(g["params"]) for g in eng.optimizer.param_groups]
                 RULES[name](r)
                 runs.append(r)
     return _assemble(eng, name, tensor, index, step, branch, impl, gi, group, before, after, pos, runs, notes)
@@ -244,6 +252,9 @@ def _torch_value(name: str, key: str, after: dict, pos: int, index, run) -> tupl
     if key == "param":
         p = after["params"][pos]
         return float(p[index]), p.dtype
+    if key.startswith("group:"):  # what an extra keeps in its parameter group (schedule-free's k, Prodigy's d)
+        v = after["groups"][run.group_index].get(key[6:])
+        return None if v is None else (float(v), torch.float64)
     st = after["state"][0 if name == "LBFGS" else pos]
     v = st.get(key)
     if v is None:
@@ -282,6 +293,8 @@ def _assemble(eng, name, tensor, index, step, branch, impl, gi, group, before, a
 
 
 def _source(name: str, impl: str) -> str:
+    if name in explain_extras.RULES:
+        return explain_extras.source(name, impl)
     module = {"Adafactor": "_adafactor", "Muon": "_muon", "SparseAdam": "sparse_adam"}.get(name, name.lower())
     return (f"torch.optim.{name}: the algorithm of its docstring (torch/optim/{module}.py), each term computed "
             f"as torch's {impl} implementation orders it")
@@ -343,8 +356,11 @@ def parse_index(text: str) -> tuple[int, ...]:
 
 def command(args) -> int:
     """``optimlab explain``: print the explanation; exit 1 if the formula and torch disagree."""
+    import contextlib
+    import sys
     from .cli_open import open_session
-    session = open_session(args.session, args.trust_script)
-    e = explain(session, args.tensor, parse_index(args.index), args.step, args.branch)
+    with contextlib.redirect_stdout(sys.stderr):  # what a class prints when built (prodigyopt does) is not output
+        session = open_session(args.session, args.trust_script)
+        e = explain(session, args.tensor, parse_index(args.index), args.step, args.branch)
     print(render(e))
     return 1 if e.mismatch else 0

@@ -55,6 +55,11 @@ class Run:
         self.state = {k: (v.detach().to(dtype, copy=True) if isinstance(v, torch.Tensor) and v.dtype == p.dtype
                           and (v.dim() > 0 or v.shape == p.shape) else v) for k, v in state.items()}
         self.terms: list[tuple[str, str, float, str | None]] = []
+        # set by core.explain for rules of a whole-model quantity (Prodigy's d): the copies taken before
+        # the step (params, grads, state, groups), this tensor's position, its group, the groups' sizes
+        self.context: dict = {}
+        self.pos = self.group_index = 0
+        self.layout: list[int] = []
         self.new_state: dict = {}
         self.notes: list[str] = []
 
@@ -72,7 +77,11 @@ class Run:
         if value.dim() == len(self.index):
             # a factor of the tensor (Adafactor's row/column, a keepdim reduction): its size-1 dims read at 0
             return float(value[tuple(i if s > 1 else 0 for i, s in zip(self.index, value.shape))])
-        return float(value.reshape(-1)[0]) if value.numel() == 1 else float("nan")
+        if value.numel() == 1:
+            return float(value.reshape(-1)[0])
+        if value.dim() == 1 and value.numel() == self.p.numel():  # a flattened copy (Prodigy's s)
+            return float(value[sum(i * math.prod(self.p.shape[k + 1:]) for k, i in enumerate(self.index))])
+        return float("nan")
 
     # ----- inputs -----
 

@@ -594,8 +594,8 @@ def test_exported_scripts_with_extras_reproduce_in_a_plain_interpreter(tmp_path)
 
 def test_explain_refuses_an_extra_in_one_sentence():
     from core.explain import explain
-    s = Session(objective_spec("pytorch_optimizer.Lion"), [Step(1)])
-    with pytest.raises(SpecError, match=r"^pytorch_optimizer.Lion cannot be explained: the formulas are torch"):
+    s = Session(objective_spec("pytorch_optimizer.SOAP"), [Step(1)])  # Lion, Prodigy, schedule-free: explained
+    with pytest.raises(SpecError, match=r"^pytorch_optimizer.SOAP cannot be explained: the formulas are torch"):
         explain(s, "t0", (0, 0))
 
 
