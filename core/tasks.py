@@ -383,6 +383,25 @@ class Task:
             for n, b in mine.items():
                 b.copy_(buffers[n])
 
+    def seek(self, batches: int) -> None:
+        """Stand where a plain script following rule 3 stands after ``batches`` batches (how a
+        session resumed from a checkpoint at that step goes on with the same data): the order
+        generator has drawn one permutation per epoch begun, the current epoch's order is kept."""
+        if isinstance(batches, bool) or not isinstance(batches, int) or batches < 0:
+            raise ValueError(f"Invalid data position: {batches!r} batches")
+        epoch, pos = divmod(batches, self.steps_per_epoch)
+        gen = torch.Generator().manual_seed(self.seeds.order)
+        order = None
+        if self.spec.shuffle:
+            for _ in range(epoch + (pos > 0)):  # the generator's state after that many draws
+                order = torch.randperm(self.n_train, generator=gen)
+        elif pos > 0:
+            order = torch.arange(self.n_train)
+        self.order_generator = gen
+        self.epoch, self.batch_in_epoch = epoch, pos
+        self._order = order if pos > 0 else None
+        self._order_here = None
+
     def to(self, device: str) -> None:
         """Move model and data; parameters stay the same Parameter objects (module._apply)."""
         self.model.to(device)

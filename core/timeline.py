@@ -1,6 +1,7 @@
 """The timeline: what happened, as a tree of branches, each a spec plus a complete journal.
 
-A branch starts from its spec at step 0 (``parent`` None, or a rebuild of another
+A branch starts from its spec at step 0, or at the step of the checkpoint its spec resumes
+(``start_step``), (``parent`` None, or a rebuild of another
 branch: an optimizer switch, a constructor edit, a new problem) or forks from its
 parent at ``fork_step`` (it then shares the parent's journal up to there, copied in).
 Its journal holds every action with the step count before it; steps are coalesced
@@ -90,8 +91,13 @@ class Branch:
     created: float = field(default_factory=time.time)
 
     @property
+    def start_step(self) -> int:
+        """0, or the step of the checkpoint a resumed session starts at: its first step is this + 1."""
+        return self.spec.start_step
+
+    @property
     def end_step(self) -> int:
-        return self.journal.end_step
+        return self.journal.end_step if self.journal.entries else self.start_step
 
 
 @dataclass
