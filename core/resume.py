@@ -60,7 +60,7 @@ def resume_spec(spec: SessionSpec, path, step: int | None = None, optimizer: int
         weights, opts, scheds, info, _ = checkpoints.parts(obj)
         task = Task(spec.gradient.task)  # the model's names and shapes, on the CPU
         params, buffers, where = _model_weights(weights, task)
-        sd, groups, opt_where = _optimizer(opts, task, optimizer)
+        sd, groups, opt_where = _optimizer(opts, task, optimizer, spec.groups)
         n, step_from = _step(step, info, sd)
         notes = [f"{fmt} checkpoint: model weights at {where}, optimizer state at {opt_where}, "
                  f"step {n:,} from {step_from}"]
@@ -81,6 +81,36 @@ def resume_spec(spec: SessionSpec, path, step: int | None = None, optimizer: int
                   resume=ResumeSpec(step=n, blob=key, path=str(Path(path).absolute()), sha256=_sha256(path)))
     out.check()
     return Resumed(out, {key: data}, n, step_from, tuple(notes))
+
+
+def task_spec_for(task: str, checkpoint, optimizer: str | None = None, optimizer_index: int | None = None,
+                  **task_fields) -> SessionSpec:
+    """The session spec a resumed run starts from: a task script (``.py``; its optimizer named,
+    or read from the checkpoint's state; ``task_fields`` such as batch_size and seed as the run
+    used them) or a session spec's JSON file naming a task (its journal is not used)."""
+    from . import spec as specmod
+    from .spec import GradientSpec
+    from .task_spec import TaskSpec
+    p = Path(task)
+    if p.suffix.lower() == ".py":
+        try:
+            ts = TaskSpec(kind="script", script=str(p.absolute()), **task_fields)
+        except TypeError as e:
+            raise SpecError(f"Invalid task option: {e}") from None
+        name = optimizer or guess_optimizer(checkpoint, optimizer_index)
+        out = SessionSpec(optimizer=name, gradient=GradientSpec(kind="task", task=ts), zero_grad_each_step=True)
+    else:
+        with files.open_regular(p) as f:
+            text = f.read(8 << 20).decode("utf-8", errors="replace")
+        out, _ = specmod.loads(text, p.name)
+        if out.gradient.kind != "task":
+            raise SpecError(f"{p.name} is not a task session: resuming needs the task whose model the checkpoint holds")
+        if task_fields:
+            out = replace(out, gradient=replace(out.gradient, task=replace(out.gradient.task, **task_fields)))
+        if optimizer:
+            out = replace(out, optimizer=optimizer)
+    out.check()
+    return out
 
 
 def guess_optimizer(path, optimizer: int | None = None) -> str:
@@ -159,10 +189,11 @@ def _pick(opts: list, index: int | None):
     return where or "(top level)", sd
 
 
-def _optimizer(opts: list, task: Task, index: int | None):
-    """(the optimizer state_dict as saved, the groups as tensor names, where it was): positions
-    in group order are the model's parameters in ``named_parameters`` order, unless the groups
-    carry ``param_names``."""
+def _optimizer(opts: list, task: Task, index: int | None, spec_groups=()):
+    """(the optimizer state_dict as saved, the groups as tensor names, where it was). The
+    parameters of the groups, in order, are: their ``param_names`` if saved; else the spec's
+    groups if it has groups of the same sizes (the script built its groups as the spec says);
+    else the model's parameters in ``named_parameters`` order."""
     where, raw = _pick(opts, index)
     sd = _materialise(raw, where)
     names = [n for n, _ in task.named_parameters()]
@@ -176,6 +207,8 @@ def _optimizer(opts: list, task: Task, index: int | None):
         if unknown is not None:
             raise LoadError(f"the optimizer state at {where} names a parameter {unknown!r} the task's model does not have")
         named = [tuple(g["param_names"]) for g in groups]
+    elif spec_groups and [len(g.tensors) for g in spec_groups] == [len(g["params"]) for g in groups]:
+        named = [tuple(g.tensors) for g in spec_groups]
     else:
         it = iter(names)
         named = [tuple(next(it) for _ in g["params"]) for g in groups]
@@ -258,4 +291,4 @@ def _sha256(path) -> str:
     return h.hexdigest()
 
 
-__all__ = ["Resumed", "resume_spec", "guess_optimizer"]
+__all__ = ["Resumed", "resume_spec", "task_spec_for", "guess_optimizer"]
