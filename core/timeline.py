@@ -181,7 +181,9 @@ class Timeline:
     """The branches, the current one, the stored data of loads, and the checkpoints."""
 
     def __init__(self, spec: SessionSpec, budget: int = DEFAULT_BUDGET):
-        self.branches: dict[int, Branch] = {0: Branch(0, spec)}
+        start = spec.start_step  # curves count from the step a resumed checkpoint starts at
+        self.branches: dict[int, Branch] = {0: Branch(0, spec, series=SeriesSet(origin=start),
+                                                      dists=Distributions(origin=start))}
         self.current = 0
         self.blobs: dict[str, object] = {}  # loaded state_dicts and parameters, by content id
         self.checkpoints = Checkpoints(budget)
@@ -203,7 +205,7 @@ class Timeline:
                    reason: str, journal: Journal | None = None, series: SeriesSet | None = None,
                    dists: Distributions | None = None) -> Branch:
         b = Branch(self._next, spec, journal or Journal(), parent, fork_step, inherits, reason,
-                   series or SeriesSet(), dists or Distributions())
+                   series or SeriesSet(origin=spec.start_step), dists or Distributions(origin=spec.start_step))
         self.branches[b.id] = b
         self._next += 1
         return b

@@ -1,0 +1,246 @@
+"""A session resumed from a plain script's checkpoint goes on bit for bit as the script did.
+
+The script here follows core/tasks.py's documented rules (data, init, data order with a seeded
+generator, loss, step), writes ``{"model", "optimizer", "scheduler", "step"}`` with torch.save
+at step N and goes on to M; optimlab resumes from the file and steps M - N."""
+import json
+
+import numpy as np
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core import cli, session_file
+from core.paths import LoadError
+from core.resume import resume_spec
+from core.session import Session
+from core.spec import GradientSpec, GroupSpec, SchedulerSpec, SessionSpec, SpecError
+from core.task_spec import TaskSpec
+from core.tasks import Task, build_model, make_task_data, task_seeds
+
+# 60 samples, val 0.2: 48 training samples, batches of 16: an epoch is 3 steps
+TASK = TaskSpec("mlp", dataset="spirals", n_samples=60, hidden=(8,), activation="tanh", batch_size=16, seed=6)
+CASES = {
+    "adam_steplr": ("Adam", {"lr": 0.01}, ("StepLR", {"step_size": 4, "gamma": 0.5})),
+    "sgd_momentum": ("SGD", {"lr": 0.05, "momentum": 0.9}, None),
+}
+
+
+def plain_run(optimizer, hparams, sched, steps, save_at=None, path=None, extra=None, task=TASK, groups=None):
+    """Train ``steps`` steps as the task's rules say; at ``save_at`` write a checkpoint to ``path``."""
+    s = task_seeds(task.seed)
+    torch.manual_seed(s.init)
+    model = build_model(task)
+    train_x, train_y, _, _ = make_task_data(task)
+    named = dict(model.named_parameters())
+    params = [{"params": [named[n] for n in g]} for g in groups] if groups else model.parameters()
+    opt = getattr(torch.optim, optimizer)(params, **hparams)
+    scheduler = getattr(torch.optim.lr_scheduler, sched[0])(opt, **sched[1]) if sched else None
+    g = torch.Generator().manual_seed(s.order)
+    done = 0
+    while done < steps:
+        order = torch.randperm(len(train_x), generator=g)
+        for i in range(0, len(train_x), task.batch_size):
+            if done == steps:
+                break
+            idx = order[i:i + task.batch_size]
+            opt.zero_grad()
+            F.binary_cross_entropy_with_logits(model(train_x[idx]).squeeze(1), train_y[idx].float()).backward()
+            opt.step()
+            if scheduler is not None:
+                scheduler.step()
+            done += 1
+            if done == save_at:
+                ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done, **(extra or {})}
+                if scheduler is not None:
+                    ck["scheduler"] = scheduler.state_dict()
+                torch.save(ck, path)
+    return model, opt, scheduler
+
+
+def session_spec(optimizer, hparams, sched, task=TASK, groups=()):
+    return SessionSpec(optimizer=optimizer, hparams=hparams, gradient=GradientSpec(kind="task", task=task),
+                       zero_grad_each_step=True, groups=groups,
+                       scheduler=None if sched is None else SchedulerSpec(sched[0], sched[1], every="step"))
+
+
+def assert_same(session, model, opt, scheduler=None):
+    for n, p in model.named_parameters():
+        assert torch.equal(session.params[n], p.detach()), n
+    mine, want = session.optimizer.state_dict(), opt.state_dict()
+    assert mine["state"].keys() == want["state"].keys()
+    for i, st in want["state"].items():
+        assert mine["state"][i].keys() == st.keys()
+        for k, v in st.items():
+            assert torch.equal(mine["state"][i][k], v), (i, k)
+    strip = ("params", "param_names")
+    assert [{k: v for k, v in g.items() if k not in strip} for g in mine["param_groups"]] == \
+        [{k: v for k, v in g.items() if k not in strip} for g in want["param_groups"]]
+    if scheduler is not None:
+        assert session.scheduler.state_dict() == scheduler.state_dict()
+
+
+def resumed(spec, path, **kw):
+    r = resume_spec(spec, path, **kw)
+    return Session(r.spec, blobs=r.blobs), r
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("n", [6, 7])  # 6: at an epoch's end; 7: one batch into the third epoch
+def test_a_resumed_session_continues_bit_identically_to_the_script_that_wrote_the_checkpoint(tmp_path, case, n):
+    optimizer, hparams, sched = CASES[case]
+    m = 14
+    path = tmp_path / "ck.pt"
+    model, opt, scheduler = plain_run(optimizer, hparams, sched, m, save_at=n, path=path)
+    s, r = resumed(session_spec(optimizer, hparams, sched), path)
+    assert (s.step_count, r.step, r.step_from) == (n, n, "step")
+    s.run(m - n)
+    assert s.step_count == m
+    assert_same(s, model, opt, scheduler)
+
+
+def test_the_step_comes_from_the_optimizer_state_when_the_checkpoint_names_none(tmp_path):
+    path = tmp_path / "ck.pt"
+    plain_run("Adam", {"lr": 0.01}, None, 5, save_at=5, path=path)
+    ck = torch.load(path, weights_only=True)
+    del ck["step"]
+    torch.save(ck, path)
+    s, r = resumed(session_spec("Adam", {"lr": 0.01}, None), path)
+    assert (s.step_count, r.step_from) == (5, "the optimizer state's step")
+
+
+def test_groups_as_the_spec_has_them_take_the_checkpoints_positions_in_that_order(tmp_path):
+    groups = (("fc1.weight", "out.weight"), ("fc1.bias", "out.bias"))
+    path = tmp_path / "ck.pt"
+    model, opt, _ = plain_run("SGD", {"lr": 0.05, "momentum": 0.9}, None, 9, save_at=4, path=path, groups=groups)
+    s, _ = resumed(session_spec("SGD", {"lr": 0.05, "momentum": 0.9}, None,
+                                groups=tuple(GroupSpec(g) for g in groups)), path)
+    s.run(5)
+    assert_same(s, model, opt)
+
+
+def test_torchs_generator_comes_from_the_checkpoint_when_it_carries_one(tmp_path):
+    path = tmp_path / "ck.pt"
+    torch.manual_seed(123)
+    saved = torch.random.get_rng_state()
+    plain_run("SGD", {"lr": 0.05}, None, 3, save_at=3, path=path, extra={"rng_state": saved})
+    torch.manual_seed(0)
+    s, r = resumed(session_spec("SGD", {"lr": 0.05}, None), path)
+    assert torch.equal(torch.random.get_rng_state(), saved)
+    assert not any("no random generator" in note for note in r.notes)
+
+
+def test_a_resumed_session_saved_and_reopened_goes_on_the_same(tmp_path):
+    optimizer, hparams, sched = CASES["adam_steplr"]
+    path = tmp_path / "ck.pt"
+    model, opt, scheduler = plain_run(optimizer, hparams, sched, 15, save_at=7, path=path)
+    s, _ = resumed(session_spec(optimizer, hparams, sched), path)
+    s.run(3)
+    path.unlink()  # the session keeps what it read: the checkpoint file is not needed again
+    for name in ("s.optimlab", "s.json"):
+        session_file.save_session(s, tmp_path / name)
+        again = session_file.load_session(tmp_path / name)
+        assert again.step_count == 10 and again.spec.resume == s.spec.resume
+        assert again.history.view().step[0] == 8  # its curves still start after the checkpoint's step
+        again.run(5)
+        assert_same(again, model, opt, scheduler)
+
+
+def test_rewinding_stops_at_the_checkpoints_step_and_forks_from_there_exactly(tmp_path):
+    optimizer, hparams, sched = CASES["sgd_momentum"]
+    path = tmp_path / "ck.pt"
+    model, opt, _ = plain_run(optimizer, hparams, sched, 12, save_at=5, path=path)
+    s, _ = resumed(session_spec(optimizer, hparams, sched), path)
+    s.run(20)
+    head = {n: p.detach().clone() for n, p in s.params.items()}
+    with pytest.raises(SpecError, match="runs from step 5 to 25 .*there is no step 4"):
+        s.goto(4)
+    assert s.step_count == 25 and all(torch.equal(head[n], p) for n, p in s.params.items())
+    s.goto(5)
+    s.run(7)  # a new branch from the checkpoint's step
+    assert s.timeline.current == 1 and s.step_count == 12
+    assert_same(s, model, opt)
+    assert s.undo() and (s.timeline.current, s.step_count) == (0, 25)  # back to before the rewind
+    assert all(torch.equal(head[n], p) for n, p in s.params.items())
+    h = s.history.view()
+    assert h.step[0] == 6 and len(h.step) == 20  # the curves run from the step after the checkpoint's
+    assert np.isfinite(h.loss).all()
+
+
+def test_task_seek_stands_where_serving_that_many_batches_leaves_the_data_order():
+    for n in (0, 2, 3, 7):
+        served, sought = Task(TASK), Task(TASK)
+        for _ in range(n):
+            served.next_batch()
+        sought.seek(n)
+        for _ in range(5):
+            a, b = served.next_batch(), sought.next_batch()
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+# ----- refusals: one sentence, nothing built -----
+
+def test_a_checkpoint_of_another_model_is_refused_naming_the_tensor(tmp_path):
+    path = tmp_path / "ck.pt"
+    other = TaskSpec("mlp", dataset="spirals", n_samples=60, hidden=(16,), activation="tanh", batch_size=16, seed=6)
+    plain_run("SGD", {"lr": 0.05}, None, 3, save_at=3, path=path, task=other)
+    with pytest.raises(LoadError, match=r"ck.pt: fc1.weight has shape \[16, 2\] in the checkpoint, but \[8, 2\]"):
+        resume_spec(session_spec("SGD", {"lr": 0.05}, None), path)
+
+
+def test_a_checkpoint_without_optimizer_state_or_step_is_refused_in_one_sentence(tmp_path):
+    path = tmp_path / "ck.pt"
+    plain_run("SGD", {"lr": 0.05}, None, 3, save_at=3, path=path)
+    ck = torch.load(path, weights_only=True)
+    torch.save({"model": ck["model"], "step": 3}, path)
+    with pytest.raises(LoadError, match="holds no optimizer state"):
+        resume_spec(session_spec("SGD", {"lr": 0.05}, None), path)
+    torch.save({"model": ck["model"], "optimizer": ck["optimizer"]}, path)  # SGD without momentum has no step
+    with pytest.raises(LoadError, match="no step found in the checkpoint"):
+        resume_spec(session_spec("SGD", {"lr": 0.05}, None), path)
+
+
+def test_an_optimizer_state_of_another_class_is_refused_by_the_engine(tmp_path):
+    path = tmp_path / "ck.pt"
+    plain_run("Adam", {"lr": 0.01}, None, 3, save_at=3, path=path)
+    with pytest.raises(LoadError, match="from Adam.*but the session uses SGD"):
+        resumed(session_spec("SGD", {"lr": 0.05}, None), path)
+
+
+def _spec_file(tmp_path, optimizer, hparams, task=TASK):
+    from core import spec as specmod
+    p = tmp_path / "task.json"
+    p.write_text(json.dumps(specmod.document(session_spec(optimizer, hparams, None, task=task))))
+    return p
+
+
+def test_the_cli_resumes_steps_and_saves_a_session_that_reopens_at_the_same_step(tmp_path, capsys):
+    path = tmp_path / "ck.pt"
+    model, opt, _ = plain_run("SGD", {"lr": 0.05, "momentum": 0.9}, None, 11, save_at=7, path=path)
+    out = tmp_path / "s.optimlab"
+    code = cli.main(["resume", str(path), "--task", str(_spec_file(tmp_path, "SGD", {"lr": 0.05, "momentum": 0.9})),
+                     "--steps", "4", "-o", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "step 7 from step" in printed and "at step 11" in printed
+    s = session_file.load_session(out)
+    assert s.step_count == 11
+    assert_same(s, model, opt)
+
+
+def test_the_cli_refuses_bad_input_in_one_line_with_status_2_and_writes_nothing(tmp_path, capsys):
+    path = tmp_path / "ck.pt"
+    plain_run("SGD", {"lr": 0.05}, None, 3, save_at=3, path=path)
+    ck = torch.load(path, weights_only=True)
+    torch.save({"model": ck["model"], "optimizer": ck["optimizer"]}, path)
+    spec = _spec_file(tmp_path, "SGD", {"lr": 0.05})
+    out = tmp_path / "s.optimlab"
+    for args, said in ((["--task", str(spec)], "no step found"),
+                       (["--task", str(spec), "--step", "-2"], "--step must be"),
+                       (["--task", str(tmp_path / "nope.json"), "--step", "3"], "nope.json")):
+        code = cli.main(["resume", str(path), *args, "-o", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and said in err and err.count("\n") == 1, err
+        assert not out.exists()
+    code = cli.main(["resume", str(path), "--task", str(spec), "--step", "3", "-o", str(out)])
+    assert code == 0 and session_file.load_session(out).step_count == 3
