@@ -104,6 +104,17 @@ def open_session(session, path) -> Session:
     return session_file.load_session(path)
 
 
+def resume_checkpoint(session, checkpoint: str, task: str, step: int | None = None) -> Session:
+    """A session at the checkpoint's step (``core.resume``) for ``task`` (a session spec's JSON
+    file naming a task, or a task script); the notes (where the step came from...) as its notice."""
+    from . import resume
+    base = resume.task_spec_for(task, checkpoint)
+    r = resume.resume_spec(base, checkpoint, step=step)
+    s = Session(r.spec, blobs=r.blobs)
+    s.notice = "; ".join((f"Resumed {Path(checkpoint).name} at step {r.step:,} (from {r.step_from})",) + r.notes[1:])
+    return s
+
+
 def _rebuild(session, spec: SessionSpec, reason: str) -> Session:
     if spec != session.spec:
         session.rebuild(spec, reason)
