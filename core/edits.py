@@ -146,7 +146,16 @@ def with_optimizer(session, name: str) -> Session:
 def with_default(session, name: str, value) -> Session:
     """One constructor argument changed (the run restarts, as a new optimizer would)."""
     cur = session.spec
-    return _rebuild(session, replace(cur, hparams={**cur.hparams, name: value}), f"{name} changed")
+    return _rebuild(session, _fresh_optimizer(replace(cur, hparams={**cur.hparams, name: value})), f"{name} changed")
+
+
+def _fresh_optimizer(spec: SessionSpec) -> SessionSpec:
+    """A resumed spec whose optimizer is built anew (another class, or other constructor arguments:
+    the run restarts, as it does from step 0 otherwise): the checkpoint's weights, data position and
+    generator at its step, without its optimizer and scheduler state. Other specs are unchanged."""
+    if spec.resume is None or not spec.resume.optimizer_state:
+        return spec
+    return replace(spec, resume=replace(spec.resume, optimizer_state=False))
 
 
 def with_start_point(session, x: float, y: float) -> Session:
@@ -299,4 +308,5 @@ def with_optimizer_spec(spec: SessionSpec, name: str, hparams: dict) -> SessionS
     """``spec`` for optimizer ``name``: arguments and group overrides it does not take are dropped."""
     known = catalogue.info(name).defaults
     groups = tuple(replace(g, hparams={k: v for k, v in g.hparams.items() if k in known}) for g in spec.groups)
-    return replace(spec, optimizer=name, hparams={k: v for k, v in hparams.items() if k in known}, groups=groups)
+    out = replace(spec, optimizer=name, hparams={k: v for k, v in hparams.items() if k in known}, groups=groups)
+    return _fresh_optimizer(out) if name != spec.optimizer else out

@@ -234,7 +234,8 @@ class Engine:
             raise SpecError(f"The session has no stored checkpoint data named {r.blob!r}")
         with files.about(r.path or None):
             self.load_params(data["params"])
-            self.load_optimizer_state(data["optimizer"])
+            if r.optimizer_state:
+                self.load_optimizer_state(data["optimizer"])
             buffers = data.get("buffers") or {}
             mine = dict(self.task.model.named_buffers())
             for n, b in buffers.items():
@@ -243,7 +244,7 @@ class Engine:
             with torch.no_grad():
                 for n, b in buffers.items():
                     mine[n].copy_(b)
-            if self.scheduler is not None and data.get("scheduler") is not None:
+            if self.scheduler is not None and data.get("scheduler") is not None and r.optimizer_state:
                 extra = sorted(set(data["scheduler"]) - set(self.scheduler.state_dict()))
                 if extra:  # torch's load_state_dict takes any keys: another class's state would slip in
                     raise files.LoadError(f"the scheduler state has {', '.join(map(str, extra[:3]))}, which "

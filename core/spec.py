@@ -235,6 +235,9 @@ class ResumeSpec:
     blob: Word
     path: PathText = ""
     sha256: Word = ""
+    # False: the checkpoint's weights, data position and generator, with a fresh optimizer and
+    # scheduler (another optimizer tried from the checkpoint's step)
+    optimizer_state: bool = True
 
 
 @dataclass(frozen=True)

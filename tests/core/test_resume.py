@@ -244,3 +244,35 @@ def test_the_cli_refuses_bad_input_in_one_line_with_status_2_and_writes_nothing(
         assert not out.exists()
     code = cli.main(["resume", str(path), "--task", str(spec), "--step", "3", "-o", str(out)])
     assert code == 0 and session_file.load_session(out).step_count == 3
+
+
+def test_another_optimizer_starts_fresh_at_the_checkpoints_step_with_its_weights_and_data(tmp_path):
+    from core import edits
+    path = tmp_path / "ck.pt"
+    model, _, _ = plain_run("Adam", {"lr": 0.01}, None, 7, save_at=7, path=path)
+    s, _ = resumed(session_spec("Adam", {"lr": 0.01}, None), path)
+    s.run(2)
+    edits.with_optimizer(s, "SGD")
+    assert (s.timeline.current, s.step_count, s.spec.optimizer) == (1, 7, "SGD")
+    assert s.optimizer.state_dict()["state"] == {}
+    for n, p in model.named_parameters():
+        assert torch.equal(s.params[n], p.detach()), n
+    assert s.task.batches_served == 7  # the data goes on where the checkpoint's run was
+    s.run(1)
+    assert s.step_count == 8
+    s.goto(9, branch=0)  # the Adam branch is kept
+    assert s.spec.optimizer == "Adam" and s.step_count == 9
+
+
+def test_explain_works_after_the_checkpoints_step_and_export_is_refused_in_one_sentence(tmp_path):
+    from core.explain import explain
+    from core.export import export_script
+    path = tmp_path / "ck.pt"
+    plain_run("SGD", {"lr": 0.05, "momentum": 0.9}, None, 4, save_at=4, path=path)
+    s, _ = resumed(session_spec("SGD", {"lr": 0.05, "momentum": 0.9}, None), path)
+    s.run(3)
+    assert explain(s, "fc1.weight", (0, 0), step=5) is not None
+    with pytest.raises(SpecError, match="has steps 5 to 7; there is no update at step 4"):
+        explain(s, "fc1.weight", (0, 0), step=4)
+    with pytest.raises(SpecError, match="resumes a checkpoint .*ck.pt at step 4.*not supported yet"):
+        export_script(s)
