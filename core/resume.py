@@ -191,28 +191,60 @@ def _pick(opts: list, index: int | None):
 
 def _optimizer(opts: list, task: Task, index: int | None, spec_groups=()):
     """(the optimizer state_dict as saved, the groups as tensor names, where it was). The
-    parameters of the groups, in order, are: their ``param_names`` if saved; else the spec's
-    groups if it has groups of the same sizes (the script built its groups as the spec says);
-    else the model's parameters in ``named_parameters`` order."""
+    parameters of the groups, in order, are their ``param_names`` if saved; else the first of
+    these orders whose parameters have the shapes of their state tensors: the spec's groups (the
+    script built its groups as the spec says), the model's ``named_parameters`` order, Hugging
+    Face Trainer's weight-decay grouping (weights first, then biases and norms)."""
     where, raw = _pick(opts, index)
     sd = _materialise(raw, where)
-    names = [n for n, _ in task.named_parameters()]
+    shapes = {n: tuple(p.shape) for n, p in task.named_parameters()}
+    names = list(shapes)
     groups = [g for g in sd["param_groups"] if isinstance(g, dict) and isinstance(g.get("params"), list)]
     count = sum(len(g["params"]) for g in groups)
     if count != len(names):
         raise LoadError(f"the optimizer state at {where} holds {count} parameter(s); "
                         f"the task's model has {len(names)} ({', '.join(names[:4])}{'...' if len(names) > 4 else ''})")
+    sizes = [len(g["params"]) for g in groups]
     if all(isinstance(g.get("param_names"), list) for g in groups):
         unknown = next((n for g in groups for n in g["param_names"] if n not in names), None)
         if unknown is not None:
             raise LoadError(f"the optimizer state at {where} names a parameter {unknown!r} the task's model does not have")
         named = [tuple(g["param_names"]) for g in groups]
-    elif spec_groups and [len(g.tensors) for g in spec_groups] == [len(g["params"]) for g in groups]:
-        named = [tuple(g.tensors) for g in spec_groups]
-    else:
-        it = iter(names)
-        named = [tuple(next(it) for _ in g["params"]) for g in groups]
-    return sd, tuple(GroupSpec(t) for t in named), where
+        return sd, tuple(GroupSpec(t) for t in named), where
+    orders = []
+    if spec_groups and [len(g.tensors) for g in spec_groups] == sizes:
+        orders.append([n for g in spec_groups for n in g.tensors])
+    orders.append(names)
+    orders.append([n for n in names if not _no_decay(n)] + [n for n in names if _no_decay(n)])
+    candidates = []
+    for flat in orders:
+        it = iter(flat)
+        named = [tuple(next(it) for _ in range(k)) for k in sizes]
+        candidates.append(named)
+        try:
+            _check_shapes(named, groups, sd["state"], shapes, where)
+        except LoadError:
+            continue
+        return sd, tuple(GroupSpec(t) for t in named), where
+    # none fits by shapes (state that is not shaped like its parameter: LBFGS's flat history,
+    # factored second moments): the first order, and the engine's own checks of the state decide
+    return sd, tuple(GroupSpec(t) for t in candidates[0]), where
+
+
+def _no_decay(name: str) -> bool:
+    low = name.lower()
+    return low.endswith("bias") or "norm" in low
+
+
+def _check_shapes(named, groups, state: dict, shapes: dict, where: str) -> None:
+    """Every state tensor with dimensions has its parameter's shape (else LoadError naming it)."""
+    for names, g in zip(named, groups):
+        for n, key in zip(names, g["params"]):
+            st = state.get(key)
+            for k, v in (st.items() if isinstance(st, dict) else ()):
+                if isinstance(v, torch.Tensor) and v.dim() and tuple(v.shape) != shapes[n]:
+                    raise LoadError(f"the optimizer state's {k} for {n} (at {where}) has shape {list(v.shape)}, "
+                                    f"but {n} is {list(shapes[n])} in the task's model")
 
 
 def _step(given: int | None, info: dict, sd: dict) -> tuple[int, str]:

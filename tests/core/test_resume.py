@@ -276,3 +276,73 @@ def test_explain_works_after_the_checkpoints_step_and_export_is_refused_in_one_s
         explain(s, "fc1.weight", (0, 0), step=4)
     with pytest.raises(SpecError, match="resumes a checkpoint .*ck.pt at step 4.*not supported yet"):
         export_script(s)
+
+
+DROPOUT_SCRIPT = '''
+import torch
+from torch import nn
+
+
+def make_data():
+    x = torch.randn(40, 3)
+    y = x.sum(1, keepdim=True).sin()
+    return x[:30], y[:30], x[30:], y[30:]
+
+
+def make_model():
+    return nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Dropout(0.3), nn.Linear(16, 1))
+
+
+def loss_fn(output, target):
+    return nn.functional.mse_loss(output, target)
+'''
+
+
+@pytest.fixture
+def untrusted():
+    from core import trust
+    trust.forget()
+    yield
+    trust.forget()
+
+
+def test_a_task_scripts_checkpoint_with_torchs_generator_resumes_bit_identically_with_dropout(tmp_path, capsys,
+                                                                                                untrusted):
+    """The CLI reads the optimizer class from the checkpoint; dropout draws from torch's generator,
+    which the checkpoint carries, so the steps after it are the script's exactly."""
+    import runpy
+    script = tmp_path / "task.py"
+    script.write_text(DROPOUT_SCRIPT)
+    ns = runpy.run_path(str(script))
+    seeds, bs, n, m = task_seeds(3), 8, 6, 13  # 30 samples: 4 batches an epoch, the last one of 6
+    torch.manual_seed(seeds.data)
+    train_x, train_y, _, _ = ns["make_data"]()
+    torch.manual_seed(seeds.init)
+    model = ns["make_model"]()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(seeds.order)
+    done, path = 0, tmp_path / "ck.pt"
+    torch.manual_seed(99)  # the run's own generator state: only the checkpoint can tell optimlab
+    while done < m:
+        order = torch.randperm(len(train_x), generator=g)
+        for i in range(0, len(train_x), bs):
+            if done == m:
+                break
+            idx = order[i:i + bs]
+            opt.zero_grad()
+            ns["loss_fn"](model(train_x[idx]), train_y[idx]).backward()
+            opt.step()
+            done += 1
+            if done == n:
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": n,
+                            "rng_state": torch.random.get_rng_state()}, path)
+    out = tmp_path / "s.optimlab"
+    args = ["resume", str(path), "--task", str(script), "--batch-size", str(bs), "--seed", "3",
+            "--steps", str(m - n), "-o", str(out)]
+    assert cli.main(args) == 2 and "--trust-script" in capsys.readouterr().err  # consent first
+    assert not out.exists()
+    assert cli.main(args + ["--trust-script"]) == 0
+    assert "step 6 from iteration" in capsys.readouterr().out
+    s = session_file.load_session(out)
+    assert s.spec.optimizer == "Adam" and s.step_count == m
+    assert_same(s, model, opt)
