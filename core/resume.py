@@ -124,6 +124,11 @@ def guess_optimizer(path, optimizer: int | None = None) -> str:
         if not groups:
             raise LoadError(f"the optimizer state at {where} has no param_groups")
         got = catalogue.identify(groups[0].keys(), groups[0])
+        # the class whose fixed entries the group shows (AdamW's decoupled_weight_decay=True) over
+        # one that merely allows them (Adam with that argument): they step alike
+        specific = [n for n in got if catalogue.fixed_group_values(n)
+                    and all(k in groups[0] for k in catalogue.fixed_group_values(n))]
+        got = specific if len(specific) == 1 else got
         if len(got) != 1:
             which = f"it could be {' or '.join(got)}" if got else "no torch.optim class has its param_groups"
             raise LoadError(f"cannot tell which optimizer wrote the state at {where} ({which}): name it")

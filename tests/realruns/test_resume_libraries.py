@@ -1,5 +1,5 @@
-"""A checkpoint that PyTorch Lightning's Trainer writes mid-run resumes as a session at its
-global_step, and goes on bit for bit as the Trainer did.
+"""Checkpoints written by the libraries resume as sessions: PyTorch Lightning's Trainer mid-run (at
+its global_step, going on bit for bit as the Trainer did) and a Hugging Face Trainer folder.
 
 The LightningModule wraps a built-in task's model (so its weights are named ``model.fc1.weight``)
 and trains as the task's rules say, with the data unshuffled (a DataLoader without shuffle hands
@@ -13,6 +13,7 @@ from core.session import Session
 from core.spec import GradientSpec, SessionSpec
 from core.task_spec import TaskSpec
 from core.tasks import build_model, make_task_data, task_seeds
+from tests.realruns.test_library_checkpoints import hf_checkpoint  # noqa: F401 (a fixture)
 
 TASK = TaskSpec("mlp", dataset="moons", n_samples=60, hidden=(8,), activation="relu", batch_size=16, seed=3,
                 shuffle=False)
@@ -64,3 +65,63 @@ def test_a_lightning_checkpoint_resumes_at_its_global_step_and_goes_on_as_the_tr
     for i, st in s.optimizer.state_dict()["state"].items():
         for k, v in st.items():
             assert torch.equal(v, want[i][k]), (i, k)
+
+
+HF_SCRIPT = '''
+import torch
+
+
+class Tiny(torch.nn.Module):  # the Trainer's model, with the forward a task script gives it
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Linear(4, 8)
+        self.norm = torch.nn.LayerNorm(8)
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.norm(self.embed(x)))
+
+
+def make_model():
+    return Tiny()
+
+
+def make_data():
+    x = torch.randn(32, 4)
+    y = torch.arange(32) % 2
+    return x[:24], y[:24], x[24:], y[24:]
+
+
+def loss_fn(output, target):
+    return torch.nn.functional.cross_entropy(output, target)
+'''
+
+
+def test_a_hugging_face_trainer_folder_resumes_at_its_global_step_with_its_state_by_name(hf_checkpoint, tmp_path,
+                                                                                          capsys):
+    """The Trainer groups weights apart from biases and norms (weight decay) without saving names:
+    the state goes to the right parameters by their shapes; torch's generator comes from rng_state.pth."""
+    from core import cli, session_file, trust
+    folder, trainer = hf_checkpoint
+    script = tmp_path / "tiny.py"
+    script.write_text(HF_SCRIPT)
+    out = tmp_path / "s.optimlab"
+    try:
+        assert cli.main(["resume", str(folder), "--task", str(script), "--trust-script", "-o", str(out)]) == 0
+        assert "step 4 from trainer_state.global_step" in capsys.readouterr().out
+        s = session_file.load_session(out)
+    finally:
+        trust.forget()
+    assert s.spec.optimizer == "AdamW" and s.step_count == 4
+    model, opt = trainer.model, trainer.optimizer
+    for n, p in model.named_parameters():
+        assert torch.equal(s.params[n], p.detach()), n
+    names = {p: n for n, p in model.named_parameters()}
+    mine = {n: s.optimizer.state[p] for n, p in s.params.items()}
+    for p, st in opt.state.items():
+        for k, v in st.items():
+            assert torch.equal(mine[names[p]][k], v), (names[p], k)
+    assert [g["weight_decay"] for g in s.optimizer.param_groups] == [0.01, 0.0]
+    from core.safe_load import load_torch
+    saved = load_torch(folder / "rng_state.pth")["cpu"]  # numpy's state in it stays unloaded
+    assert torch.equal(s.engine.state()["torch_rng"], saved)
