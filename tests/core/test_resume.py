@@ -346,3 +346,29 @@ def test_a_task_scripts_checkpoint_with_torchs_generator_resumes_bit_identically
     s = session_file.load_session(out)
     assert s.spec.optimizer == "Adam" and s.step_count == m
     assert_same(s, model, opt)
+
+
+class Trap:
+    """A pickle that would create a file when unpickled (never, here: weights_only)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_checkpoint_holding_a_class_resumes_without_running_it_and_refuses_it_where_it_is_needed(tmp_path):
+    path = tmp_path / "ck.pt"
+    model, opt, _ = plain_run("SGD", {"lr": 0.05, "momentum": 0.9}, None, 3, save_at=3, path=path)
+    ck = torch.load(path, weights_only=True)
+    marker = tmp_path / "executed"
+    torch.save({**ck, "callbacks": [Trap(marker)]}, path)
+    s, _ = resumed(session_spec("SGD", {"lr": 0.05, "momentum": 0.9}, None), path)
+    assert s.step_count == 3 and not marker.exists()
+    ck["optimizer"]["state"][0]["momentum_buffer"] = Trap(marker)
+    torch.save(ck, path)
+    with pytest.raises(LoadError, match=r"ck.pt: optimizer.state.0.momentum_buffer is not loaded: needs class"):
+        resume_spec(session_spec("SGD", {"lr": 0.05, "momentum": 0.9}, None), path)
+    assert not marker.exists()
