@@ -135,7 +135,20 @@ def set_fields(session, fields: dict, reason: str = "settings changed") -> Sessi
 def with_problem(session, spec: SessionSpec) -> Session:
     """The Problem dock's spec, keeping the optimizer and its arguments of the current one."""
     cur = session.spec
-    return _rebuild(session, with_optimizer_spec(spec, cur.optimizer, cur.hparams), "problem changed")
+    spec = _checkpoint_if_same_model(cur, with_optimizer_spec(spec, cur.optimizer, cur.hparams))
+    return _rebuild(session, spec, "problem changed")
+
+
+def _checkpoint_if_same_model(cur: SessionSpec, spec: SessionSpec) -> SessionSpec:
+    """A resumed checkpoint fits only its model and data: another model, data or seed (anything
+    but the batch size, shuffling and evaluation interval) starts from step 0 without it."""
+    if spec.resume is None:
+        return spec
+    a, b = cur.gradient.task, spec.gradient.task
+    if spec.gradient.kind == "task" and cur.gradient.kind == "task" and \
+            replace(a, batch_size=b.batch_size, shuffle=b.shuffle, eval_every=b.eval_every) == b:
+        return spec
+    return replace(spec, resume=None)
 
 
 def with_optimizer(session, name: str) -> Session:

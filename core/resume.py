@@ -186,7 +186,8 @@ def _pick(opts: list, index: int | None):
     if index is None:
         if len(opts) > 1:
             raise LoadError(f"the checkpoint holds {len(opts)} optimizer states "
-                            f"({', '.join(w or '(top level)' for w, _ in opts)}): choose one by its number")
+                            f"({', '.join(w or '(top level)' for w, _ in opts)}): choose one by its number from 0 "
+                            "(optimlab resume --optimizer-state I)")
         index = 0
     if not 0 <= index < len(opts):
         raise LoadError(f"there is no optimizer state {index}; the checkpoint holds {len(opts)}")

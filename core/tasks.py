@@ -22,7 +22,8 @@ that follows these rules (tests/core/test_tasks.py does exactly this):
 3. **Data order.** ``g = torch.Generator().manual_seed(seeds.order)``; at the start
    of every epoch ``order = torch.randperm(n_train, generator=g)`` if ``shuffle``
    else ``torch.arange(n_train)``; batch ``i`` is ``train_x[order[i*bs:(i+1)*bs]]``
-   (the last batch of an epoch may be smaller; nothing is dropped).
+   (the last batch of an epoch may be smaller; nothing is dropped). A session resumed from a
+   checkpoint at step N stands where this rule leaves a script after N batches (``Task.seek``).
 4. **Loss.** Regression: ``F.mse_loss(model(x), y)``. Two-class sets (one logit):
    ``F.binary_cross_entropy_with_logits(model(x).squeeze(1), y.to(float32))``.
    Digits: ``F.cross_entropy(model(x), y)``. A script: its own ``loss_fn``.

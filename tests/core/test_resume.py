@@ -372,3 +372,21 @@ def test_a_checkpoint_holding_a_class_resumes_without_running_it_and_refuses_it_
     with pytest.raises(LoadError, match=r"ck.pt: optimizer.state.0.momentum_buffer is not loaded: needs class"):
         resume_spec(session_spec("SGD", {"lr": 0.05, "momentum": 0.9}, None), path)
     assert not marker.exists()
+
+
+def test_another_model_in_the_problem_starts_from_step_0_and_another_batch_size_stays_at_the_checkpoint(tmp_path):
+    from dataclasses import replace as dc_replace
+
+    from core import edits
+    path = tmp_path / "ck.pt"
+    plain_run("SGD", {"lr": 0.05}, None, 4, save_at=4, path=path)
+    s, _ = resumed(session_spec("SGD", {"lr": 0.05}, None), path)
+    task = s.spec.gradient.task
+    wider = dc_replace(s.spec, gradient=dc_replace(s.spec.gradient, task=dc_replace(task, hidden=(16,))), groups=())
+    edits.with_problem(s, wider)
+    assert (s.timeline.current, s.step_count, s.spec.resume) == (1, 0, None)
+    assert tuple(s.params["fc1.weight"].shape) == (16, 2)
+    s.goto(4, branch=0)
+    bigger = dc_replace(s.spec, gradient=dc_replace(s.spec.gradient, task=dc_replace(task, batch_size=24)))
+    edits.with_problem(s, bigger)
+    assert (s.timeline.current, s.step_count) == (2, 4) and s.task.spec.batch_size == 24
