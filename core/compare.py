@@ -305,6 +305,9 @@ class Comparison:
         return label
 
     def _make(self, rs: RunSpec, joined: int = 0) -> Run:
+        if rs.spec.resume is not None:
+            raise SpecError(f"{rs.label or describe(rs.spec)} resumes a checkpoint: comparisons start from step 0, "
+                            "so a resumed session cannot be compared yet")
         session = Session(rs.spec, blobs=rs.blobs, budget=self.budget)
         task = rs.spec.gradient.task
         own_rng = task is not None and rs.spec.gradient.kind == "task" and task.kind == "script"

@@ -390,3 +390,17 @@ def test_another_model_in_the_problem_starts_from_step_0_and_another_batch_size_
     bigger = dc_replace(s.spec, gradient=dc_replace(s.spec.gradient, task=dc_replace(task, batch_size=24)))
     edits.with_problem(s, bigger)
     assert (s.timeline.current, s.step_count) == (2, 4) and s.task.spec.batch_size == 24
+
+
+def test_a_checkpoint_with_two_optimizers_asks_which_and_a_comparison_is_refused_in_one_sentence(tmp_path):
+    from core.compare import Comparison, RunSpec
+    path = tmp_path / "ck.pt"
+    plain_run("SGD", {"lr": 0.05}, None, 3, save_at=3, path=path)
+    ck = torch.load(path, weights_only=True)
+    torch.save({**ck, "optimizers": [ck["optimizer"], ck["optimizer"]]}, path)
+    with pytest.raises(LoadError, match=r"holds 3 optimizer states .*--optimizer-state I"):
+        resume_spec(session_spec("SGD", {"lr": 0.05}, None), path)
+    s, _ = resumed(session_spec("SGD", {"lr": 0.05}, None), path, optimizer=2)
+    assert s.step_count == 3
+    with pytest.raises(SpecError, match="resumes a checkpoint: comparisons start from step 0"):
+        Comparison([RunSpec("", s.spec), RunSpec("", s.spec)])
