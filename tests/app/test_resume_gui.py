@@ -40,6 +40,7 @@ def test_a_checkpoint_resumed_from_its_window_stands_at_its_step_and_steps_on_as
                                                                                              tmp_path):
     ck, spec, model = _files(tmp_path)
     win = make_window(manual_spec())
+    assert any(a.text() == "Resume checkpoint as session…" for a in win.menuBar().actions()[0].menu().actions())
     _resume(qtbot, win, ck, spec)
     wait_step(qtbot, win, 7)
     qtbot.waitUntil(lambda: win.windowTitle() == "ck.pt (resumed) * — optimlab")  # unsaved: Save asks where
