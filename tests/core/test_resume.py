@@ -24,6 +24,8 @@ TASK = TaskSpec("mlp", dataset="spirals", n_samples=60, hidden=(8,), activation=
 CASES = {
     "adam_steplr": ("Adam", {"lr": 0.01}, ("StepLR", {"step_size": 4, "gamma": 0.5})),
     "sgd_momentum": ("SGD", {"lr": 0.05, "momentum": 0.9}, None),
+    # stepped once an epoch (every 3 steps), as a script does after its inner loop
+    "adamw_exponential_per_epoch": ("AdamW", {"lr": 0.01}, ("ExponentialLR", {"gamma": 0.7}, "epoch")),
 }
 
 
@@ -48,7 +50,8 @@ def plain_run(optimizer, hparams, sched, steps, save_at=None, path=None, extra=N
             opt.zero_grad()
             F.binary_cross_entropy_with_logits(model(train_x[idx]).squeeze(1), train_y[idx].float()).backward()
             opt.step()
-            if scheduler is not None:
+            at_epoch_end = i + task.batch_size >= len(train_x)
+            if scheduler is not None and (sched[2:] != ("epoch",) or at_epoch_end):
                 scheduler.step()
             done += 1
             if done == save_at:
@@ -62,7 +65,8 @@ def plain_run(optimizer, hparams, sched, steps, save_at=None, path=None, extra=N
 def session_spec(optimizer, hparams, sched, task=TASK, groups=()):
     return SessionSpec(optimizer=optimizer, hparams=hparams, gradient=GradientSpec(kind="task", task=task),
                        zero_grad_each_step=True, groups=groups,
-                       scheduler=None if sched is None else SchedulerSpec(sched[0], sched[1], every="step"))
+                       scheduler=None if sched is None else SchedulerSpec(sched[0], sched[1],
+                                                                          every=(sched[2:] or ("step",))[0]))
 
 
 def assert_same(session, model, opt, scheduler=None):
