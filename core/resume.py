@@ -12,7 +12,9 @@ carries one, and the step count.
 The session then goes on bit for bit as the run that wrote the checkpoint did, provided that
 run followed the task's documented rules (``core.tasks``: data, init, data order, loss,
 step) and made its optimizer over ``model.parameters()`` in the model's order (one group,
-or groups in that order), or saved ``param_names``.
+or groups in that order), or as the spec's groups say, or saved ``param_names``, or keyed its
+state by name (torch.distributed.checkpoint's ``get_state_dict``); Hugging Face's weight-decay
+grouping is recognised by the state's shapes.
 
 Which step: the ``step`` given, else the checkpoint's own (``global_step``, ``step``,
 ``iteration``, Hugging Face's ``trainer_state.json``), else the optimizer state's ``step``
@@ -211,6 +213,9 @@ def _optimizer(opts: list, task: Task, index: int | None, spec_groups=()):
         raise LoadError(f"the optimizer state at {where} holds {count} parameter(s); "
                         f"the task's model has {len(names)} ({', '.join(names[:4])}{'...' if len(names) > 4 else ''})")
     sizes = [len(g["params"]) for g in groups]
+    keys = [k for g in groups for k in g["params"]]
+    if keys and all(isinstance(k, str) for k in keys):
+        return _renumbered(sd, groups, keys, names, where)
     if all(isinstance(g.get("param_names"), list) for g in groups):
         unknown = next((n for g in groups for n in g["param_names"] if n not in names), None)
         if unknown is not None:
@@ -235,6 +240,25 @@ def _optimizer(opts: list, task: Task, index: int | None, spec_groups=()):
     # none fits by shapes (state that is not shaped like its parameter: LBFGS's flat history,
     # factored second moments): the first order, and the engine's own checks of the state decide
     return sd, tuple(GroupSpec(t) for t in candidates[0]), where
+
+
+def _renumbered(sd: dict, groups: list, keys: list, names: list, where: str):
+    """A state keyed by parameter names (torch.distributed.checkpoint's ``get_state_dict``), numbered
+    as torch's own state_dict numbers it (group order), each group named by its keys (a common
+    prefix such as ``model.`` allowed)."""
+    prefix = next((k[:len(k) - len(n)] for k in keys[:1] for n in names
+                   if k.endswith(n) and (len(k) == len(n) or k[len(k) - len(n) - 1] == ".")), None)
+    bad = next((k for k in keys if prefix is None or not k.startswith(prefix) or k[len(prefix):] not in names), None)
+    if bad is not None:
+        raise LoadError(f"the optimizer state at {where} is for a parameter {bad!r} the task's model does not have")
+    number = {k: i for i, k in enumerate(keys)}
+    stray = next((k for k in sd["state"] if k not in number), None)
+    if stray is not None:
+        raise LoadError(f"the optimizer state at {where} has state for {stray!r}, which no param_group lists")
+    out = {"state": {number[k]: v for k, v in sd["state"].items()},
+           "param_groups": [{**g, "params": [number[k] for k in g["params"]]} for g in groups]}
+    named = [tuple(k[len(prefix):] for k in g["params"]) for g in groups]
+    return out, tuple(GroupSpec(t) for t in named), where
 
 
 def _no_decay(name: str) -> bool:

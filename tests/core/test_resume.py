@@ -29,8 +29,10 @@ CASES = {
 }
 
 
-def plain_run(optimizer, hparams, sched, steps, save_at=None, path=None, extra=None, task=TASK, groups=None):
-    """Train ``steps`` steps as the task's rules say; at ``save_at`` write a checkpoint to ``path``."""
+def plain_run(optimizer, hparams, sched, steps, save_at=None, path=None, extra=None, task=TASK, groups=None,
+              saver=None):
+    """Train ``steps`` steps as the task's rules say; at ``save_at`` write a checkpoint to ``path``
+    (with torch.save, or ``saver(model, opt, step)``)."""
     s = task_seeds(task.seed)
     torch.manual_seed(s.init)
     model = build_model(task)
@@ -54,7 +56,9 @@ def plain_run(optimizer, hparams, sched, steps, save_at=None, path=None, extra=N
             if scheduler is not None and (sched[2:] != ("epoch",) or at_epoch_end):
                 scheduler.step()
             done += 1
-            if done == save_at:
+            if done == save_at and saver is not None:
+                saver(model, opt, done)
+            elif done == save_at:
                 ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done, **(extra or {})}
                 if scheduler is not None:
                     ck["scheduler"] = scheduler.state_dict()
@@ -408,3 +412,24 @@ def test_a_checkpoint_with_two_optimizers_asks_which_and_a_comparison_is_refused
     assert s.step_count == 3
     with pytest.raises(SpecError, match="resumes a checkpoint: comparisons start from step 0"):
         Comparison([RunSpec("", s.spec), RunSpec("", s.spec)])
+
+
+def test_a_torch_distributed_checkpoint_keyed_by_names_resumes_bit_identically(tmp_path):
+    """get_state_dict keys the optimizer's state by parameter name; the folder is read by names."""
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+    folder = tmp_path / "dcp"
+
+    def save(model, opt, step):
+        msd, osd = get_state_dict(model, opt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "assuming the intent is to save in a single process"
+            dcp.save({"model": msd, "optim": osd, "step": step}, checkpoint_id=str(folder))
+    optimizer, hparams, _ = CASES["sgd_momentum"]
+    model, opt, _ = plain_run(optimizer, hparams, None, 11, save_at=5, saver=save)
+    s, r = resumed(session_spec(optimizer, hparams, None), folder)
+    assert r.step == 5 and r.notes[0].startswith("torch.distributed.checkpoint checkpoint")
+    s.run(6)
+    assert_same(s, model, opt)
