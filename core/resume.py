@@ -298,7 +298,8 @@ def _step(given: int | None, info: dict, sd: dict) -> tuple[int, str]:
     if len(steps) == 1 and None not in steps:
         return steps.pop(), "the optimizer state's step"
     raise LoadError("no step found in the checkpoint (no global_step, step or iteration entry, and the optimizer "
-                    "state's steps do not agree): give the step it was saved at")
+                    "state's steps do not agree): give the step it was saved at (optimlab resume --step N, "
+                    "or the step field of Resume as session)")
 
 
 def _rng(obj) -> torch.Tensor | None:
