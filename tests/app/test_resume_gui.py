@@ -67,3 +67,23 @@ def test_a_checkpoint_of_another_model_is_refused_in_one_sentence_and_the_sessio
     box = win.findChildren(QMessageBox)[-1]
     assert "fc1.weight has shape [16, 2] in the checkpoint" in box.text() and "\n" not in box.text()
     assert win.snapshot.step == 2 and [t.name for t in win.snapshot.tensors] == ["weight"]
+
+
+def test_the_dialogs_step_field_gives_the_step_a_checkpoint_does_not_say(make_window, qtbot, tmp_path):
+    import torch
+    ck = tmp_path / "ck.pt"
+    plain_run("SGD", {"lr": 0.05}, None, 4, save_at=4, path=ck)
+    saved = torch.load(ck, weights_only=True)
+    torch.save({"model": saved["model"], "optimizer": saved["optimizer"]}, ck)  # no step anywhere
+    spec = tmp_path / "task.json"
+    spec.write_text(json.dumps(specmod.document(session_spec("SGD", {"lr": 0.05}, None))))
+    win = make_window(manual_spec())
+    view = open_checkpoint_window(win, ck)
+    qtbot.addWidget(view)
+    qtbot.mouseClick(view.resume_button, LEFT)
+    dlg = win.resume_dialog
+    dlg.task_edit.setText(str(spec))
+    dlg.step_spin.setValue(4)
+    dlg.accept()
+    wait_step(qtbot, win, 4)
+    assert win.snapshot.start_step == 4 and [t.name for t in win.snapshot.tensors][0] == "fc1.weight"
