@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from . import catalogue, checkpoints, files
+from . import catalogue, checkpoints, files, trust
 from .checkpoints import TensorRef
 from .paths import LoadError
 from .safe_load import NotLoaded
@@ -105,6 +105,7 @@ def task_spec_for(task: str, checkpoint, optimizer: str | None = None, optimizer
         with files.open_regular(p) as f:
             text = f.read(8 << 20).decode("utf-8", errors="replace")
         out, _ = specmod.loads(text, p.name)
+        out = trust.with_base(out, p.parent)  # a task script named relative to the spec's folder
         if out.gradient.kind != "task":
             raise SpecError(f"{p.name} is not a task session: resuming needs the task whose model the checkpoint holds")
         if task_fields:

@@ -38,7 +38,9 @@ def plain_run(optimizer, hparams, sched, steps, save_at=None, path=None, extra=N
     model = build_model(task)
     train_x, train_y, _, _ = make_task_data(task)
     named = dict(model.named_parameters())
-    params = [{"params": [named[n] for n in g]} for g in groups] if groups else model.parameters()
+    # groups: names, or (names, hyperparameters)
+    params = [{"params": [named[n] for n in g[0]], **g[1]} if isinstance(g[0], tuple) else {"params": [named[n] for n in g]}
+              for g in groups] if groups else model.parameters()
     opt = getattr(torch.optim, optimizer)(params, **hparams)
     scheduler = getattr(torch.optim.lr_scheduler, sched[0])(opt, **sched[1]) if sched else None
     g = torch.Generator().manual_seed(s.order)
@@ -50,7 +52,11 @@ def plain_run(optimizer, hparams, sched, steps, save_at=None, path=None, extra=N
                 break
             idx = order[i:i + task.batch_size]
             opt.zero_grad()
-            F.binary_cross_entropy_with_logits(model(train_x[idx]).squeeze(1), train_y[idx].float()).backward()
+            out = model(train_x[idx])
+            if task.kind.startswith("digits"):
+                F.cross_entropy(out, train_y[idx]).backward()
+            else:
+                F.binary_cross_entropy_with_logits(out.squeeze(1), train_y[idx].float()).backward()
             opt.step()
             at_epoch_end = i + task.batch_size >= len(train_x)
             if scheduler is not None and (sched[2:] != ("epoch",) or at_epoch_end):
@@ -433,3 +439,20 @@ def test_a_torch_distributed_checkpoint_keyed_by_names_resumes_bit_identically(t
     assert r.step == 5 and r.notes[0].startswith("torch.distributed.checkpoint checkpoint")
     s.run(6)
     assert_same(s, model, opt)
+
+
+def test_the_shipped_digits_example_resumes_from_a_scripts_checkpoint_by_its_name(tmp_path, capsys):
+    """Its groups (weights, then biases without weight decay) and its per-epoch StepLR, as the
+    script built them; the CLI takes the example by name."""
+    from core.spec import loads
+    spec, _ = loads((cli.EXAMPLES / "digits_mlp.json").read_text())
+    task = spec.gradient.task
+    groups = [(g.tensors, dict(g.hparams)) for g in spec.groups]
+    sched = (spec.scheduler.name, dict(spec.scheduler.params), "epoch")
+    path = tmp_path / "ck.pt"
+    model, opt, scheduler = plain_run("SGD", dict(spec.hparams), sched, 100, save_at=50, path=path, task=task,
+                                      groups=groups)
+    out = tmp_path / "s.optimlab"
+    assert cli.main(["resume", str(path), "--task", "digits_mlp", "--steps", "50", "-o", str(out)]) == 0
+    assert "at step 100" in capsys.readouterr().out
+    assert_same(session_file.load_session(out), model, opt, scheduler)
