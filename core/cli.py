@@ -230,9 +230,15 @@ def cmd_resume(args) -> int:
     except TaskError as e:
         raise SpecError(str(e)) from None
     for note in r.notes:
-        print(note)
+        print(note, flush=True)
+    stop = []
     if args.steps:
-        s.run(args.steps)
+        import signal
+        old = signal.signal(signal.SIGINT, lambda *_: stop.append(1))  # Ctrl+C: stop between two steps
+        try:
+            s.run(args.steps, cancelled=lambda: bool(stop))
+        finally:
+            signal.signal(signal.SIGINT, old)
     loss = s.loss_value()
     print(f"at step {s.step_count:,}" + ("" if loss is None else f", loss {loss:.6g}"))
     if args.print_state:
@@ -240,6 +246,10 @@ def cmd_resume(args) -> int:
     if args.output is not None:
         session_file.save_session(s, args.output)
         print(f"saved {args.output}")
+    if stop:
+        print(f"optimlab: interrupted at step {s.step_count:,}" + ("; saved " + args.output if args.output else ""),
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -456,3 +456,25 @@ def test_the_shipped_digits_example_resumes_from_a_scripts_checkpoint_by_its_nam
     assert cli.main(["resume", str(path), "--task", "digits_mlp", "--steps", "50", "-o", str(out)]) == 0
     assert "at step 100" in capsys.readouterr().out
     assert_same(session_file.load_session(out), model, opt, scheduler)
+
+
+def test_ctrl_c_stops_a_cli_resume_between_two_steps_and_saves_what_was_asked(tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    from core.session import Session as S
+    path = tmp_path / "ck.pt"
+    plain_run("SGD", {"lr": 0.05}, None, 3, save_at=3, path=path)
+    real = S.advance
+
+    def advance(self):  # the user presses Ctrl+C during the fifth step after the checkpoint
+        if self.step_count == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self)
+    monkeypatch.setattr(S, "advance", advance)
+    out = tmp_path / "s.optimlab"
+    code = cli.main(["resume", str(path), "--task", str(_spec_file(tmp_path, "SGD", {"lr": 0.05})), "--step", "3",
+                     "--steps", "100", "-o", str(out)])
+    assert code == 130 and "interrupted at step 8; saved" in capsys.readouterr().err
+    assert session_file.load_session(out).step_count == 8
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
