@@ -220,7 +220,8 @@ def _optimizer(opts: list, task: Task, index: int | None, spec_groups=()):
     if all(isinstance(g.get("param_names"), list) for g in groups):
         unknown = next((n for g in groups for n in g["param_names"] if n not in names), None)
         if unknown is not None:
-            raise LoadError(f"the optimizer state at {where} names a parameter {unknown!r} the task's model does not have")
+            raise LoadError(f"the optimizer state at {where} names a parameter {unknown!r} "
+                            "the task's model does not have")
         named = [tuple(g["param_names"]) for g in groups]
         return sd, tuple(GroupSpec(t) for t in named), where
     orders = []

@@ -39,8 +39,8 @@ def plain_run(optimizer, hparams, sched, steps, save_at=None, path=None, extra=N
     train_x, train_y, _, _ = make_task_data(task)
     named = dict(model.named_parameters())
     # groups: names, or (names, hyperparameters)
-    params = [{"params": [named[n] for n in g[0]], **g[1]} if isinstance(g[0], tuple) else {"params": [named[n] for n in g]}
-              for g in groups] if groups else model.parameters()
+    params = [{"params": [named[n] for n in g[0]], **g[1]} if isinstance(g[0], tuple)
+              else {"params": [named[n] for n in g]} for g in groups] if groups else model.parameters()
     opt = getattr(torch.optim, optimizer)(params, **hparams)
     scheduler = getattr(torch.optim.lr_scheduler, sched[0])(opt, **sched[1]) if sched else None
     g = torch.Generator().manual_seed(s.order)
