@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
-from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QTreeWidget,
-                               QTreeWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QPushButton, QSplitter,
+                               QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from core.checkpoints import CheckpointInfo, TensorRef, open_checkpoint, param_snapshot
 from core.paths import LoadError
@@ -53,9 +53,10 @@ class _Loaded(QObject):
 class CheckpointWindow(QMainWindow):
     """Optimizers and their parameters on the left; the selected one's state as heatmaps."""
 
-    def __init__(self, info: CheckpointInfo, parent: QWidget | None = None):
+    def __init__(self, info: CheckpointInfo, parent: QWidget | None = None, session_window=None):
         super().__init__(parent)
         self.info = info
+        self.session_window = session_window  # the main window a "Resume as session" opens in
         self.setWindowTitle(f"optimlab: {info.path} ({info.format})")
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="optimlab-checkpoint")
         self._loaded = _Loaded(self)
@@ -75,6 +76,12 @@ class CheckpointWindow(QMainWindow):
         lay = QVBoxLayout(left)
         lay.addWidget(self.tree, 1)
         lay.addWidget(self.notes)
+        self.resume_button = QPushButton("Resume as session…")
+        self.resume_button.setToolTip("Open this checkpoint in the main window at its step, for the task "
+                                      "whose model it holds, and step on from there")
+        self.resume_button.setEnabled(session_window is not None and bool(info.optimizers))
+        self.resume_button.clicked.connect(self._resume)
+        lay.addWidget(self.resume_button)
         split = QSplitter()
         split.addWidget(left)
         split.addWidget(self.tensor_panel)
@@ -131,6 +138,10 @@ class CheckpointWindow(QMainWindow):
         self.tensor_panel.setTensor(snapshot)
         self.statusBar().showMessage(f"{snapshot.name}: " + ", ".join(f"‖{k}‖ = {v:.6g}" for k, v in norms.items()))
 
+    def _resume(self) -> None:
+        from .resume_dialog import ask_and_resume
+        ask_and_resume(self.session_window, self.info.path)
+
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         self._pool.shutdown(wait=True, cancel_futures=True)
         super().closeEvent(event)
@@ -142,7 +153,7 @@ def open_checkpoint_window(owner: QWidget, path) -> CheckpointWindow | None:
     except (LoadError, OSError) as e:
         refuse(owner, "Cannot open this checkpoint", str(e), about=Path(path).name)
         return None
-    w = CheckpointWindow(info)
+    w = CheckpointWindow(info, session_window=owner if hasattr(owner, "replace_session") else None)
     windows = owner.__dict__.setdefault("_real_runs_windows", [])
     windows.append(w)
     w.destroyed.connect(lambda *_: windows.remove(w) if w in windows else None)
@@ -152,7 +163,7 @@ def open_checkpoint_window(owner: QWidget, path) -> CheckpointWindow | None:
 
 
 def add_real_runs_actions(owner: QWidget, menu, add_action) -> None:
-    """File menu entries: attach to a running script, open a checkpoint file or folder."""
+    """File menu entries: attach to a running script, open a checkpoint file or folder, resume one."""
     from .attach import choose_address, open_attached
 
     def attach():
@@ -166,6 +177,13 @@ def add_real_runs_actions(owner: QWidget, menu, add_action) -> None:
         if path:
             open_checkpoint_window(owner, path)
 
+    def resume_file():
+        from .resume_dialog import ask_and_resume
+        path, _ = QFileDialog.getOpenFileName(owner, "Resume checkpoint as session", "",
+                                              "Checkpoints (*.pt *.pth *.ckpt *.bin *.tar);;All files (*)")
+        if path:
+            ask_and_resume(owner, path)
+
     def open_folder():
         path = QFileDialog.getExistingDirectory(owner, "Open checkpoint folder (Hugging Face, torch.distributed)")
         if path:
@@ -173,3 +191,5 @@ def add_real_runs_actions(owner: QWidget, menu, add_action) -> None:
     add_action(owner, menu, "Attach to a running script…", attach)
     add_action(owner, menu, "Open checkpoint…", open_file)
     add_action(owner, menu, "Open checkpoint folder…", open_folder)
+    if hasattr(owner, "replace_session"):
+        add_action(owner, menu, "Resume checkpoint as session…", resume_file)

@@ -215,7 +215,7 @@ class TimelineUI:
     # ----- drawing a frame -----
 
     def draw_timeline(self, s) -> None:
-        self.timeline_strip.setPosition(s.step, s.head_step, s.branch, s.at_head)
+        self.timeline_strip.setPosition(s.step, s.head_step, s.branch, s.at_head, s.start_step)
         self.branch_list.setBranches(s.branches)
         self.branch_list.setMemory(s.checkpoint_bytes, s.checkpoint_budget)
         if s.checkpoint_budget and s.checkpoint_budget != self.budget_wanted \

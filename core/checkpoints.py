@@ -91,19 +91,24 @@ class CheckpointInfo:
 
 def open_checkpoint(path) -> CheckpointInfo:
     """Read ``path`` (a file or a folder) lazily; LoadError in one sentence if it cannot be."""
+    obj, fmt = load_raw(path)
+    return describe(obj, str(path), fmt)
+
+
+def load_raw(path) -> tuple[object, str]:
+    """(the checkpoint as nested containers with tensors or lazy TensorRefs, its format name)."""
     p = Path(path)
     if p.is_dir():
         if is_dcp(p):
             from .dcp_read import load_dcp
-            return describe(load_dcp(p), str(p), "torch.distributed.checkpoint")
-        obj, fmt = _folder(p)
-        return describe(obj, str(p), fmt)
+            return load_dcp(p), "torch.distributed.checkpoint"
+        return _folder(p)
     if p.suffix == ".safetensors":
-        return describe({"model": load_safetensors(p)}, str(p), "safetensors")
+        return {"model": load_safetensors(p)}, "safetensors"
     obj = load_torch(p)
     fmt = "PyTorch Lightning" if isinstance(obj, dict) and ("pytorch-lightning_version" in obj
                                                             or "optimizer_states" in obj) else "torch.save"
-    return describe(obj, str(p), fmt)
+    return obj, fmt
 
 
 def _folder(p: Path):
@@ -135,18 +140,27 @@ def _folder(p: Path):
 
 # ----- finding what is where -----
 
-def describe(obj, path: str, fmt: str) -> CheckpointInfo:
+def parts(obj) -> tuple[dict, list, list, dict, list]:
+    """What a checkpoint holds, as found: weights (where -> {name: TensorRef}), optimizer
+    state_dicts and scheduler state_dicts as saved ((where, dict) each), plain scalars
+    (where -> value) and the entries not loaded ((where, NotLoaded))."""
     weights: dict = {}
     opts: list = []
     scheds: list = []
     info: dict = {}
     missing: list = []
     _walk(obj, "", weights, opts, scheds, info, missing, 0)
-    optimizers = [_optimizer(where, sd, weights, claimed=set()) for where, sd in opts]
-    _claim(optimizers, opts, weights)
     if isinstance(obj, dict) and isinstance(obj.get("trainer_state"), dict):
         ts = obj["trainer_state"]
         info.update({f"trainer_state.{k}": ts[k] for k in ("global_step", "epoch", "max_steps") if k in ts})
+    return weights, opts, scheds, info, missing
+
+
+def describe(obj, path: str, fmt: str) -> CheckpointInfo:
+    weights, opts, raw_scheds, info, missing = parts(obj)
+    scheds = [(where, {k: _plain(v) for k, v in sd.items()}) for where, sd in raw_scheds]
+    optimizers = [_optimizer(where, sd, weights, claimed=set()) for where, sd in opts]
+    _claim(optimizers, opts, weights)
     return CheckpointInfo(path, fmt, weights, optimizers, scheds, info, missing)
 
 
@@ -180,7 +194,7 @@ def _walk(obj, where, weights, opts, scheds, info, missing, depth) -> None:
         opts.append((where, obj))
         return
     if _is_scheduler(obj):
-        scheds.append((where, {k: _plain(v) for k, v in obj.items()}))
+        scheds.append((where, obj))
         return
     if isinstance(obj, dict):
         tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, (torch.Tensor, TensorRef))}

@@ -13,6 +13,10 @@
     optimlab examples        list the shipped examples (usable as SESSION by name)
     optimlab listen [ADDRESS] [--frames N] [--json]   frames of a script that calls optimlab.watch
     optimlab inspect PATH [--json] [--no-norms]       a checkpoint's optimizer state per parameter name
+    optimlab resume CHECKPOINT --task SPEC_OR_SCRIPT [--step N] [--steps K] [-o SESSION]
+                    [--optimizer NAME] [--optimizer-state I] [--batch-size B] [--seed S]
+                    [--trust-script] [--print-state]
+                             a session at the checkpoint's step that goes on as the run that wrote it
 
 Bad input exits with status 2 and one line on stderr. ``run`` works in a supervised child
 process (``core.headless``): Ctrl+C exits 130 and --timeout 124 after saving what was asked
@@ -204,6 +208,51 @@ def cmd_inspect(args) -> int:
     return inspect(args.path, as_json=args.json, norms=not args.no_norms)
 
 
+def cmd_resume(args) -> int:
+    """A session at the checkpoint's step (``core.resume``), stepped on and saved as asked."""
+    from . import resume, session_file
+    from .session import Session
+    from .tasks import TaskError
+    from .trust import UntrustedScript
+    if args.output is not None:
+        files.save_target(args.output)  # a bad target is refused before any work
+    if not Path(args.checkpoint).is_dir():
+        files.readable(args.checkpoint)
+    trust.trust_all(args.trust_script)
+    fields = {k: v for k, v in (("batch_size", args.batch_size), ("seed", args.seed)) if v is not None}
+    try:
+        base = resume.task_spec_for(str(resolve(args.task)), args.checkpoint, args.optimizer,
+                                    args.optimizer_state, **fields)
+        r = resume.resume_spec(base, args.checkpoint, step=args.step, optimizer=args.optimizer_state)
+        s = Session(r.spec, blobs=r.blobs)
+    except UntrustedScript as e:
+        raise SpecError(f"{e}: pass --trust-script to run it") from None
+    except TaskError as e:
+        raise SpecError(str(e)) from None
+    for note in r.notes:
+        print(note, flush=True)
+    stop = []
+    if args.steps:
+        import signal
+        old = signal.signal(signal.SIGINT, lambda *_: stop.append(1))  # Ctrl+C: stop between two steps
+        try:
+            s.run(args.steps, cancelled=lambda: bool(stop))
+        finally:
+            signal.signal(signal.SIGINT, old)
+    loss = s.loss_value()
+    print(f"at step {s.step_count:,}" + ("" if loss is None else f", loss {loss:.6g}"))
+    if args.print_state:
+        print_state(s)
+    if args.output is not None:
+        session_file.save_session(s, args.output)
+        print(f"saved {args.output}")
+    if stop:
+        print(f"optimlab: interrupted at step {s.step_count:,}" + ("; saved " + args.output if args.output else ""),
+              file=sys.stderr)
+        return 130
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors are one line on stderr and status 2, like every other bad input."""
 
@@ -280,6 +329,25 @@ def parser() -> argparse.ArgumentParser:
     ins.add_argument("--json", action="store_true", help="print JSON")
     ins.add_argument("--no-norms", action="store_true", help="shapes and dtypes only (reads no tensor data)")
     ins.set_defaults(func=cmd_inspect)
+    rs = sub.add_parser("resume", help="a task session at a checkpoint's step that goes on bit for bit as the "
+                                       "run that wrote it (if that run followed the task's documented rules)")
+    rs.add_argument("checkpoint", help="a checkpoint file or folder (torch.save, Lightning, Hugging Face, DCP)")
+    rs.add_argument("--task", required=True, metavar="SPEC_OR_SCRIPT",
+                    help="the task whose model the checkpoint holds: a session spec (.json, or an example's "
+                         "name) or a task script (.py)")
+    rs.add_argument("--step", type=int, metavar="N", help="the step the checkpoint was saved at (default: "
+                    "its global_step/step/iteration, else the optimizer state's step)")
+    rs.add_argument("--steps", type=int, default=0, metavar="K", help="steps to run on from there")
+    rs.add_argument("-o", "--output", metavar="PATH", help="save the session (.optimlab, or .json)")
+    rs.add_argument("--optimizer", metavar="NAME", help="the optimizer class (default: the spec's; for a "
+                    "script, read from the checkpoint's optimizer state)")
+    rs.add_argument("--optimizer-state", type=int, metavar="I", help="which optimizer state, when the "
+                    "checkpoint holds several (numbered from 0 as inspect lists them)")
+    rs.add_argument("--batch-size", type=int, metavar="B", help="the task's batch size as the run used it")
+    rs.add_argument("--seed", type=int, metavar="S", help="the task's seed as the run used it")
+    rs.add_argument("--trust-script", action="store_true", help="run the Python task script")
+    rs.add_argument("--print-state", action="store_true", help="print the optimizer as run --print-state does")
+    rs.set_defaults(func=cmd_resume)
     return ap
 
 
@@ -296,6 +364,9 @@ def main(argv=None) -> int:
         return 2
     if getattr(args, "steps", 0) < 0:
         print("optimlab: --steps must be 0 or more", file=sys.stderr)
+        return 2
+    if (getattr(args, "step", None) or 0) < 0:
+        print("optimlab: --step must be a step number, 0 or more", file=sys.stderr)
         return 2
     if not getattr(args, "timeout", 0.0) >= 0:
         print("optimlab: --timeout must be 0 (none) or more seconds", file=sys.stderr)

@@ -330,6 +330,9 @@ class Comparison:
         return label
 
     def _make(self, rs: RunSpec, joined: int = 0) -> Run:
+        if rs.spec.resume is not None:
+            raise SpecError(f"{rs.label or describe(rs.spec)} resumes a checkpoint: comparisons start from step 0, "
+                            "so a resumed session cannot be compared yet")
         saved = global_rngs()
         session = Session(rs.spec, blobs=rs.blobs, budget=self.budget)
         rng = None

@@ -110,8 +110,9 @@ def scatter_counts(idx: torch.Tensor) -> torch.Tensor:
 class Distributions:
     """Histograms over time for many (tensor, what) pairs on one grid of time buckets."""
 
-    def __init__(self, capacity: int = CAPACITY):
+    def __init__(self, capacity: int = CAPACITY, origin: int = 0):
         self.capacity = capacity
+        self.origin = origin  # the step before the first bucket's (a resumed checkpoint's step)
         self.width = 1  # steps per time bucket
         self.n = 0
         self.data: dict[tuple[str, str], np.ndarray] = {}  # (tensor, "value"/"grad"/state key) -> [capacity, bins]
@@ -119,10 +120,10 @@ class Distributions:
 
     def add(self, step: int, hists: dict) -> None:
         """``hists``: (tensor, what) -> counts (numpy, N_BINS + 1) measured at ``step``."""
-        i = (step - 1) // self.width
+        i = (step - self.origin - 1) // self.width
         while i >= self.capacity:
             self._merge()
-            i = (step - 1) // self.width
+            i = (step - self.origin - 1) // self.width
         self.n = max(self.n, i + 1)
         for key, c in hists.items():
             a = self.data.get(key)
@@ -146,9 +147,9 @@ class Distributions:
         self.n = half
 
     def truncated(self, step: int) -> "Distributions":
-        out = Distributions(self.capacity)
+        out = Distributions(self.capacity, self.origin)
         out.width = self.width
-        keep = min(self.n, max(0, (step - 1) // self.width + 1)) if step > 0 else 0
+        keep = min(self.n, max(0, (step - self.origin - 1) // self.width + 1)) if step > self.origin else 0
         out.n = keep
         for key, a in self.data.items():
             out.data[key] = a.copy()
@@ -164,7 +165,7 @@ class Distributions:
             return None
         n = self.n
         s = np.maximum(self.samples[key][:n], 1)[:, None]
-        steps = (np.arange(n, dtype=np.float64) + 1) * self.width
+        steps = self.origin + (np.arange(n, dtype=np.float64) + 1) * self.width
         return steps, a[:n] / s
 
     def keys(self) -> list:
@@ -175,16 +176,19 @@ class Distributions:
     def to_saved(self) -> dict:
         keys = self.keys()
         n = self.n
-        return {"grid": [self.width, n, self.capacity], "keys": [[int(i), str(w)] for i, w in keys],
+        return {"grid": [self.width, n, self.capacity, self.origin], "keys": [[int(i), str(w)] for i, w in keys],
                 "counts": torch.from_numpy(np.stack([self.data[k][:n] for k in keys])) if keys else torch.zeros(0),
                 "samples": torch.from_numpy(np.stack([self.samples[k][:n] for k in keys])) if keys else torch.zeros(0)}
 
     @classmethod
     def from_saved(cls, d: dict) -> "Distributions":
-        width, n, capacity = (int(v) for v in d["grid"])
-        if not (1 <= capacity <= 1 << 16 and width >= 1 and 0 <= n <= capacity):
+        grid = [int(v) for v in d["grid"]]
+        if len(grid) not in (3, 4):
             raise ValueError("the saved distributions are damaged")
-        out = cls(capacity)
+        width, n, capacity, origin = grid + [0] * (4 - len(grid))  # files before resuming: origin 0
+        if not (1 <= capacity <= 1 << 16 and width >= 1 and 0 <= n <= capacity and origin >= 0):
+            raise ValueError("the saved distributions are damaged")
+        out = cls(capacity, origin)
         out.width, out.n = width, n
         counts, samples = d["counts"], d["samples"]
         keys = [tuple(k) for k in d["keys"]]

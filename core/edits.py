@@ -104,6 +104,17 @@ def open_session(session, path) -> Session:
     return session_file.load_session(path)
 
 
+def resume_checkpoint(session, checkpoint: str, task: str, step: int | None = None) -> Session:
+    """A session at the checkpoint's step (``core.resume``) for ``task`` (a session spec's JSON
+    file naming a task, or a task script); the notes (where the step came from...) as its notice."""
+    from . import resume
+    base = resume.task_spec_for(task, checkpoint)
+    r = resume.resume_spec(base, checkpoint, step=step)
+    s = Session(r.spec, blobs=r.blobs)
+    s.notice = "; ".join((f"Resumed {Path(checkpoint).name} at step {r.step:,} (from {r.step_from})",) + r.notes[1:])
+    return s
+
+
 def _rebuild(session, spec: SessionSpec, reason: str) -> Session:
     if spec != session.spec:
         session.rebuild(spec, reason)
@@ -124,7 +135,20 @@ def set_fields(session, fields: dict, reason: str = "settings changed") -> Sessi
 def with_problem(session, spec: SessionSpec) -> Session:
     """The Problem dock's spec, keeping the optimizer and its arguments of the current one."""
     cur = session.spec
-    return _rebuild(session, with_optimizer_spec(spec, cur.optimizer, cur.hparams), "problem changed")
+    spec = _checkpoint_if_same_model(cur, with_optimizer_spec(spec, cur.optimizer, cur.hparams))
+    return _rebuild(session, spec, "problem changed")
+
+
+def _checkpoint_if_same_model(cur: SessionSpec, spec: SessionSpec) -> SessionSpec:
+    """A resumed checkpoint fits only its model and data: another model, data or seed (anything
+    but the batch size, shuffling and evaluation interval) starts from step 0 without it."""
+    if spec.resume is None:
+        return spec
+    a, b = cur.gradient.task, spec.gradient.task
+    if spec.gradient.kind == "task" and cur.gradient.kind == "task" and \
+            replace(a, batch_size=b.batch_size, shuffle=b.shuffle, eval_every=b.eval_every) == b:
+        return spec
+    return replace(spec, resume=None)
 
 
 def with_optimizer(session, name: str) -> Session:
@@ -135,7 +159,16 @@ def with_optimizer(session, name: str) -> Session:
 def with_default(session, name: str, value) -> Session:
     """One constructor argument changed (the run restarts, as a new optimizer would)."""
     cur = session.spec
-    return _rebuild(session, replace(cur, hparams={**cur.hparams, name: value}), f"{name} changed")
+    return _rebuild(session, _fresh_optimizer(replace(cur, hparams={**cur.hparams, name: value})), f"{name} changed")
+
+
+def _fresh_optimizer(spec: SessionSpec) -> SessionSpec:
+    """A resumed spec whose optimizer is built anew (another class, or other constructor arguments:
+    the run restarts, as it does from step 0 otherwise): the checkpoint's weights, data position and
+    generator at its step, without its optimizer and scheduler state. Other specs are unchanged."""
+    if spec.resume is None or not spec.resume.optimizer_state:
+        return spec
+    return replace(spec, resume=replace(spec.resume, optimizer_state=False))
 
 
 def with_start_point(session, x: float, y: float) -> Session:
@@ -288,4 +321,5 @@ def with_optimizer_spec(spec: SessionSpec, name: str, hparams: dict) -> SessionS
     """``spec`` for optimizer ``name``: arguments and group overrides it does not take are dropped."""
     known = catalogue.info(name).defaults
     groups = tuple(replace(g, hparams={k: v for k, v in g.hparams.items() if k in known}) for g in spec.groups)
-    return replace(spec, optimizer=name, hparams={k: v for k, v in hparams.items() if k in known}, groups=groups)
+    out = replace(spec, optimizer=name, hparams={k: v for k, v in hparams.items() if k in known}, groups=groups)
+    return _fresh_optimizer(out) if name != spec.optimizer else out

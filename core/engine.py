@@ -216,12 +216,52 @@ class Engine:
         self._graph = catalogue.SECOND_ORDER in self.needs  # backward(create_graph=True)
         if self._graph:  # torch's advice (autograd.grad) is not what a plain training script does
             warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
+        if spec.resume is not None:
+            self._resume(spec.resume)
         if self.observer is not None:
             self.observer.attach(self.optimizer)
         if spec.gradient.kind == "manual" and spec.gradient.when == "once":
             for t in self.tensor_specs:
                 if t.grad is not None:
                     self._set_grad(t.name, t.grad)
+
+    def _resume(self, r) -> None:
+        """Stand at step ``r.step`` of the checkpoint the spec resumes (``core.resume``): its
+        weights, optimizer and scheduler state, the task's data position, torch's generator.
+        Each piece is checked before it is applied; a refusal leaves a half-built engine that
+        nobody keeps (building raises)."""
+        from . import files
+        data = self.blobs.get(r.blob)
+        if not isinstance(data, dict) or not {"params", "optimizer"} <= set(data):
+            raise SpecError(f"The session has no stored checkpoint data named {r.blob!r}")
+        with files.about(r.path or None):
+            self.load_params(data["params"])
+            if r.optimizer_state:
+                self.load_optimizer_state(data["optimizer"])
+            buffers = data.get("buffers") or {}
+            mine = dict(self.task.model.named_buffers())
+            for n, b in buffers.items():
+                if n not in mine or tuple(mine[n].shape) != tuple(b.shape):
+                    raise files.LoadError(f"the checkpoint's buffer {n} does not fit the task's model")
+            with torch.no_grad():
+                for n, b in buffers.items():
+                    mine[n].copy_(b)
+            if self.scheduler is not None and data.get("scheduler") is not None and r.optimizer_state:
+                extra = sorted(set(data["scheduler"]) - set(self.scheduler.state_dict()))
+                if extra:  # torch's load_state_dict takes any keys: another class's state would slip in
+                    raise files.LoadError(f"the scheduler state has {', '.join(map(str, extra[:3]))}, which "
+                                          f"{self.spec.scheduler.name} does not have: it is another scheduler's")
+                try:
+                    self.scheduler.load_state_dict(copy_state(data["scheduler"]))
+                except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                    raise files.LoadError(f"the scheduler state does not fit {self.spec.scheduler.name}: {e}") from None
+            self.task.seek(r.step)
+            if data.get("rng") is not None:
+                try:
+                    torch.random.set_rng_state(data["rng"])
+                except (RuntimeError, TypeError) as e:
+                    raise files.LoadError(f"the random generator state is not torch's: {e}") from None
+        self.step_count = r.step
 
     def _objective_tensors(self) -> tuple[str, ...]:
         g = self.spec.gradient
@@ -470,7 +510,7 @@ class Engine:
 
     def _do_step(self, action: Step) -> None:
         for _ in range(action.n):
-            if self.step_count == 0:
+            if self.step_count == self.spec.start_step:
                 self.check_can_step()
             self.step_once()
 

@@ -166,12 +166,12 @@ def _where(session, tensor: str, step: int | None, branch: int | None) -> tuple[
     bid = tl.current if branch is None else branch
     if bid not in tl.branches:
         raise SpecError(f"There is no branch {bid}; there are {', '.join(map(str, tl.branches))}")
-    end = tl.branches[bid].end_step
+    first, end = tl.branches[bid].start_step + 1, tl.branches[bid].end_step  # a resumed branch: after its checkpoint
     if step is None:
         step = session.step_count if bid == tl.current else end
-    if not 1 <= step <= end:
-        raise SpecError(f"Branch {bid} has steps 1 to {end:,}; there is no update at step {step:,} to explain"
-                        if end else f"Branch {bid} has taken no step yet: there is no update to explain")
+    if not first <= step <= end:
+        raise SpecError(f"Branch {bid} has steps {first:,} to {end:,}; there is no update at step {step:,} to explain"
+                        if end >= first else f"Branch {bid} has taken no step yet: there is no update to explain")
     return bid, step
 
 

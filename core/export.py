@@ -472,6 +472,9 @@ def export_script(session, branch: int | None = None, script_name: str = "export
     bid, step, index = _position(session, branch)
     tl = session.timeline
     b = tl.branches[bid]
+    if b.spec.resume is not None:
+        raise SpecError(f"Branch {bid} resumes a checkpoint ({Path(b.spec.resume.path).name} at step "
+                        f"{b.spec.resume.step:,}); exporting it as a plain script is not supported yet")
     entries = [a for _, a in b.journal.prefix(step, index)]
     resets = [i for i, a in enumerate(entries) if isinstance(a, Reset)]
     entries = entries[resets[-1] + 1:] if resets else entries  # a reset starts again from the spec

@@ -328,6 +328,7 @@ def make_snapshot(session, seq: int, history: History | None = None, running: bo
                     decision=decision, epoch=None if task is None else task.epoch,
                     metrics=dict(session.last_eval), run_id=session.run_id, branch=tl.current,
                     branches=branches, at_head=session.at_head, head_step=tl.branch.end_step,
+                    start_step=tl.branch.start_step,
                     breakpoints=tuple((b.text, b.enabled) for b in session.breakpoints),
                     checkpoint_bytes=tl.checkpoints.used, checkpoint_budget=tl.checkpoints.budget,
                     notice=session.notice, added=tuple(t.name for t in session.engine.added_tensors()), can_undo=bool(session._undo), can_redo=bool(session._redo))

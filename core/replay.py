@@ -16,7 +16,7 @@ def engine_at(timeline, branch: int, step: int, index: int) -> Engine:
     b = timeline.branches[branch]
     ck = timeline.nearest_checkpoint(branch, step)
     eng = Engine(b.spec, timeline.blobs)
-    start = 0
+    start = eng.step_count  # 0, or the step a resumed checkpoint starts at
     if ck is not None:
         eng.restore(ck.state, check=bool(ck.state.get("_check", False)))
         start = ck.step

@@ -2,7 +2,8 @@
 
 All columns of a branch (loss, norms, validation metrics, lr per group, update/weight
 ratio per group) share one grid of at most ``capacity`` buckets. Bucket ``i`` covers
-steps ``1 + i*width .. (i+1)*width``. Until the grid is full a bucket is one step;
+steps ``origin + 1 + i*width .. origin + (i+1)*width`` (``origin``: 0, or the step a resumed
+checkpoint starts at). Until the grid is full a bucket is one step;
 then neighbours merge in pairs and each bucket covers twice the steps (counts and sums
 add, min/max combine). So the curves always run from the first step to now, with an
 envelope where a bucket holds several steps, as TensorBoard draws long runs. A value
@@ -23,8 +24,9 @@ _STATS = (("count", 0.0, np.add), ("sum", 0.0, np.add), ("min", np.inf, np.minim
 class SeriesSet:
     """The curves of one branch. ``add`` takes steps in increasing order."""
 
-    def __init__(self, capacity: int = CAPACITY):
+    def __init__(self, capacity: int = CAPACITY, origin: int = 0):
         self.capacity = capacity
+        self.origin = origin  # the step before the first one recorded
         self.width = 1
         self.n = 0  # buckets in use
         self.cols: dict[str, dict[str, np.ndarray]] = {}
@@ -44,10 +46,10 @@ class SeriesSet:
 
     def add(self, step: int, values: dict) -> None:
         """Record ``values`` (name -> float or None) for ``step``."""
-        i = (step - 1) // self.width
+        i = (step - self.origin - 1) // self.width
         while i >= self.capacity:
             self._merge()
-            i = (step - 1) // self.width
+            i = (step - self.origin - 1) // self.width
         if i >= self.n:
             self.n = i + 1
         self._low = min(self._low, i)
@@ -76,9 +78,9 @@ class SeriesSet:
         if not len(steps):
             return
         steps = np.asarray(steps, np.int64)
-        while (int(steps[-1]) - 1) // self.width >= self.capacity:
+        while (int(steps[-1]) - self.origin - 1) // self.width >= self.capacity:
             self._merge()
-        idx = (steps - 1) // self.width
+        idx = (steps - self.origin - 1) // self.width
         self.n = max(self.n, int(idx[-1]) + 1)
         self._low = min(self._low, int(idx[0]))
         for name, values in cols.items():
@@ -100,13 +102,13 @@ class SeriesSet:
         """The same value at every step from ``first`` to ``last`` (an lr no scheduler changes)."""
         if last < first:
             return
-        while (last - 1) // self.width >= self.capacity:
+        while (last - self.origin - 1) // self.width >= self.capacity:
             self._merge()
         w = self.width
-        b0, b1 = (first - 1) // w, (last - 1) // w
+        b0, b1 = (first - self.origin - 1) // w, (last - self.origin - 1) // w
         buckets = np.arange(b0, b1 + 1)
-        lo = np.maximum(buckets * w + 1, first)
-        hi = np.minimum((buckets + 1) * w, last)
+        lo = np.maximum(self.origin + buckets * w + 1, first)
+        hi = np.minimum(self.origin + (buckets + 1) * w, last)
         counts = (hi - lo + 1).astype(np.float64)
         self.n = max(self.n, b1 + 1)
         self._low = min(self._low, b0)
@@ -144,9 +146,9 @@ class SeriesSet:
 
     def truncated(self, step: int) -> "SeriesSet":
         """A copy up to ``step``: exact while a bucket is one step; else to the bucket holding it."""
-        out = SeriesSet(self.capacity)
+        out = SeriesSet(self.capacity, self.origin)
         out.width = self.width
-        keep = min(self.n, max(0, (step - 1) // self.width + 1)) if step > 0 else 0
+        keep = min(self.n, max(0, (step - self.origin - 1) // self.width + 1)) if step > self.origin else 0
         out.n = keep
         for name, c in self.cols.items():
             oc = out._col(name)
@@ -173,7 +175,7 @@ class SeriesSet:
 
     def steps(self) -> np.ndarray:
         """The x of each bucket: its step (one-step buckets) or its last step."""
-        return (np.arange(self.n, dtype=np.float64) + 1) * self.width
+        return self.origin + (np.arange(self.n, dtype=np.float64) + 1) * self.width
 
     def invalidate(self) -> None:
         """Columns were changed or removed directly: the next view recomputes everything."""
@@ -247,7 +249,7 @@ class SeriesSet:
 
     def to_arrays(self) -> dict:
         n = self.n
-        out = {"grid": np.array([self.width, self.n, self.capacity, self.last_step], np.int64)}
+        out = {"grid": np.array([self.width, self.n, self.capacity, self.last_step, self.origin], np.int64)}
         for name, c in self.cols.items():
             for k, _, _ in _STATS:
                 out[f"{name}/{k}"] = c[k][:n].copy()
@@ -257,10 +259,13 @@ class SeriesSet:
 
     @classmethod
     def from_arrays(cls, d: dict) -> "SeriesSet":
-        width, n, capacity, last = (int(v) for v in np.asarray(d["grid"]).tolist())
-        if not (1 <= capacity <= 1 << 20 and width >= 1 and 0 <= n <= capacity):
+        grid = [int(v) for v in np.asarray(d["grid"]).tolist()]
+        if len(grid) not in (4, 5):
             raise ValueError("the saved curves are damaged")
-        out = cls(capacity)
+        width, n, capacity, last, origin = grid + [0] * (5 - len(grid))  # files before resuming: origin 0
+        if not (1 <= capacity <= 1 << 20 and width >= 1 and 0 <= n <= capacity and origin >= 0):
+            raise ValueError("the saved curves are damaged")
+        out = cls(capacity, origin)
         out.width, out.n, out.last_step = width, n, last
         for key, v in d.items():
             name, _, k = key.partition("/")

@@ -247,7 +247,7 @@ class Session:
         if self._index is not None:
             self._fork_if_rewound()
         e = self.engine
-        if e.step_count == 0:
+        if e.step_count == e.spec.start_step:
             e.check_can_step()
         metrics = e.step_once()
         self._pending += 1
@@ -375,10 +375,11 @@ class Session:
         b = self.timeline.branches.get(self.timeline.current if branch is None else branch)
         if b is None:
             raise SpecError(f"There is no branch {branch}; there are {', '.join(map(str, self.timeline.branches))}")
-        end = b.end_step
+        start, end = b.start_step, b.end_step
         step = end if step is None else step
-        if not 0 <= step <= end:
-            raise SpecError(f"Branch {b.id} runs from step 0 to {end:,}; there is no step {step:,}")
+        if not start <= step <= end:
+            since = f" (it resumes a checkpoint at step {start:,})" if start else ""
+            raise SpecError(f"Branch {b.id} runs from step {start:,} to {end:,}{since}; there is no step {step:,}")
         index = len(b.journal.entries) if step == end else b.journal.index_after(step)
         before = self.position()
         if (b.id, step, index) != before:
@@ -399,7 +400,7 @@ class Session:
                 start = ck.step
             else:
                 self.engine._build()
-                start = 0
+                start = self.engine.step_count  # 0, or the step a resumed checkpoint starts at
             for s0, a in b.journal.prefix(step, index):
                 if isinstance(a, Step):
                     n = s0 + a.n - max(s0, start)

@@ -51,6 +51,8 @@ def json_document(session: Session, folder=None) -> dict:
     journal = session.journal
     doc = specmod.document(spec, journal)
     used = {a.blob for a in journal if isinstance(a, (LoadOptimizer, LoadParams)) and a.blob}
+    if session.spec.resume is not None:  # the checkpoint it resumes: the file reopens without it
+        used.add(session.spec.resume.blob)
     if used:
         doc["blobs"] = {k: base64.b64encode(files.to_bytes(session.blobs[k])).decode() for k in sorted(used)}
     if not session.at_head:

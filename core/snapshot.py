@@ -185,6 +185,7 @@ class Snapshot:
     branches: tuple[BranchSummary, ...] = ()
     at_head: bool = True  # False: rewound; stepping from here forks a new branch
     head_step: int = 0  # the last step of the current branch
+    start_step: int = 0  # its first: 0, or the step of the checkpoint it resumes
     breakpoints: tuple[tuple[str, bool], ...] = ()  # (condition, enabled)
     checkpoint_bytes: int = 0
     checkpoint_budget: int = 0

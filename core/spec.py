@@ -225,6 +225,22 @@ Groups = Annotated[tuple[GroupSpec, ...], Meta(max_length=MAX_TENSORS)]
 
 
 @dataclass(frozen=True)
+class ResumeSpec:
+    """A session that starts at ``step`` of a checkpoint (``core.resume``): its model weights,
+    optimizer state, scheduler state and random generator are the timeline's stored ``blob``,
+    so a saved session reopens without the checkpoint file. ``path`` and ``sha256`` say which
+    file it was read from (shown, never read again)."""
+
+    step: Annotated[int, Meta(ge=0, le=MAX_STEPS)]
+    blob: Word
+    path: PathText = ""
+    sha256: Word = ""
+    # False: the checkpoint's weights, data position and generator, with a fresh optimizer and
+    # scheduler (another optimizer tried from the checkpoint's step)
+    optimizer_state: bool = True
+
+
+@dataclass(frozen=True)
 class SessionSpec:
     """What a session starts from. The journal says what happened since."""
 
@@ -243,11 +259,17 @@ class SessionSpec:
     deterministic: bool = False
     name: Text = ""
     description: Text = ""
+    resume: ResumeSpec | None = None  # starts at a checkpoint's step (a task's model only)
 
     def __post_init__(self):
         object.__setattr__(self, "tensors", tuple(self.tensors))
         object.__setattr__(self, "groups", tuple(self.groups))
         object.__setattr__(self, "hparams", {k: _tuples(v) for k, v in dict(self.hparams).items()})
+
+    @property
+    def start_step(self) -> int:
+        """The step the session starts at: 0, or a resumed checkpoint's step."""
+        return 0 if self.resume is None else self.resume.step
 
     def effective_groups(self) -> tuple[GroupSpec, ...]:
         if self.groups:
@@ -261,6 +283,9 @@ class SessionSpec:
         except ValueError as e:
             raise SpecError(str(e)) from None
         _seed("seed", self.seed)
+        if self.resume is not None and self.gradient.kind != "task":
+            raise SpecError("Only a task session can resume from a checkpoint: the checkpoint's weights "
+                            "belong to the task's model")
         if self.gradient.kind == "task":
             self.gradient.check()
             if self.tensors:

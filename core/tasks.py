@@ -22,7 +22,8 @@ that follows these rules (tests/core/test_tasks.py does exactly this):
 3. **Data order.** ``g = torch.Generator().manual_seed(seeds.order)``; at the start
    of every epoch ``order = torch.randperm(n_train, generator=g)`` if ``shuffle``
    else ``torch.arange(n_train)``; batch ``i`` is ``train_x[order[i*bs:(i+1)*bs]]``
-   (the last batch of an epoch may be smaller; nothing is dropped).
+   (the last batch of an epoch may be smaller; nothing is dropped). A session resumed from a
+   checkpoint at step N stands where this rule leaves a script after N batches (``Task.seek``).
 4. **Loss.** Regression: ``F.mse_loss(model(x), y)``. Two-class sets (one logit):
    ``F.binary_cross_entropy_with_logits(model(x).squeeze(1), y.to(float32))``.
    Digits: ``F.cross_entropy(model(x), y)``. A script: its own ``loss_fn``.
@@ -382,6 +383,25 @@ class Task:
         with torch.no_grad():
             for n, b in mine.items():
                 b.copy_(buffers[n])
+
+    def seek(self, batches: int) -> None:
+        """Stand where a plain script following rule 3 stands after ``batches`` batches (how a
+        session resumed from a checkpoint at that step goes on with the same data): the order
+        generator has drawn one permutation per epoch begun, the current epoch's order is kept."""
+        if isinstance(batches, bool) or not isinstance(batches, int) or batches < 0:
+            raise ValueError(f"Invalid data position: {batches!r} batches")
+        epoch, pos = divmod(batches, self.steps_per_epoch)
+        gen = torch.Generator().manual_seed(self.seeds.order)
+        order = None
+        if self.spec.shuffle:
+            for _ in range(epoch + (pos > 0)):  # the generator's state after that many draws
+                order = torch.randperm(self.n_train, generator=gen)
+        elif pos > 0:
+            order = torch.arange(self.n_train)
+        self.order_generator = gen
+        self.epoch, self.batch_in_epoch = epoch, pos
+        self._order = order if pos > 0 else None
+        self._order_here = None
 
     def to(self, device: str) -> None:
         """Move model and data; parameters stay the same Parameter objects (module._apply)."""

@@ -1,6 +1,7 @@
 """The timeline: what happened, as a tree of branches, each a spec plus a complete journal.
 
-A branch starts from its spec at step 0 (``parent`` None, or a rebuild of another
+A branch starts from its spec at step 0, or at the step of the checkpoint its spec resumes
+(``start_step``), (``parent`` None, or a rebuild of another
 branch: an optimizer switch, a constructor edit, a new problem) or forks from its
 parent at ``fork_step`` (it then shares the parent's journal up to there, copied in).
 Its journal holds every action with the step count before it; steps are coalesced
@@ -90,8 +91,13 @@ class Branch:
     created: float = field(default_factory=time.time)
 
     @property
+    def start_step(self) -> int:
+        """0, or the step of the checkpoint a resumed session starts at: its first step is this + 1."""
+        return self.spec.start_step
+
+    @property
     def end_step(self) -> int:
-        return self.journal.end_step
+        return self.journal.end_step if self.journal.entries else self.start_step
 
 
 @dataclass
@@ -175,7 +181,9 @@ class Timeline:
     """The branches, the current one, the stored data of loads, and the checkpoints."""
 
     def __init__(self, spec: SessionSpec, budget: int = DEFAULT_BUDGET):
-        self.branches: dict[int, Branch] = {0: Branch(0, spec)}
+        start = spec.start_step  # curves count from the step a resumed checkpoint starts at
+        self.branches: dict[int, Branch] = {0: Branch(0, spec, series=SeriesSet(origin=start),
+                                                      dists=Distributions(origin=start))}
         self.current = 0
         self.blobs: dict[str, object] = {}  # loaded state_dicts and parameters, by content id
         self.checkpoints = Checkpoints(budget)
@@ -197,7 +205,7 @@ class Timeline:
                    reason: str, journal: Journal | None = None, series: SeriesSet | None = None,
                    dists: Distributions | None = None) -> Branch:
         b = Branch(self._next, spec, journal or Journal(), parent, fork_step, inherits, reason,
-                   series or SeriesSet(), dists or Distributions())
+                   series or SeriesSet(origin=spec.start_step), dists or Distributions(origin=spec.start_step))
         self.branches[b.id] = b
         self._next += 1
         return b

@@ -77,9 +77,10 @@ class TimelineStrip(QWidget):
         self.setPosition(0, 0, 0, True)
 
     # ----------------------------------------------------------------- public
-    def setPosition(self, step: int, head: int, branch: int, at_head: bool) -> None:
-        """Show ``step`` of ``branch`` (whose last step is ``head``); ``at_head`` False: rewound."""
-        self._step, self._head = int(step), int(head)
+    def setPosition(self, step: int, head: int, branch: int, at_head: bool, start: int = 0) -> None:
+        """Show ``step`` of ``branch`` (whose last step is ``head``, first ``start``: a session resumed
+        from a checkpoint starts at its step); ``at_head`` False: rewound."""
+        self._step, self._head, self._start = int(step), int(head), int(start)
         self.label.setText(position_text(step, head, branch, at_head))
         self.label.setStyleSheet("" if at_head else f"color: {REWOUND_COLOR}; font-weight: bold;")
         self.headButton.setEnabled(not at_head)
@@ -103,7 +104,7 @@ class TimelineStrip(QWidget):
     def _show(self, step: int, head: int) -> None:
         for w in (self.slider, self.stepBox):
             w.blockSignals(True)
-            w.setRange(0, max(0, head))
+            w.setRange(self._start, max(self._start, head))  # no step before the branch's first
             w.setValue(step)
             w.blockSignals(False)
 
