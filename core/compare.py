@@ -26,6 +26,8 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+import time
+
 import numpy as np
 import torch
 
@@ -40,6 +42,7 @@ from .spec import SchedulerSpec, SessionSpec, SpecError, Step
 
 MIN_RUNS, MAX_RUNS = 2, 6
 RUN_BUDGET = 64 * 2 ** 20  # checkpoint memory of each run (a comparison is not rewound)
+HISTORY_EVERY = 0.25  # seconds: a running comparison's frames carry curves at most this old
 # what every run shares, and the words a refusal names it by
 PROBLEM = {"tensors": "tensors", "gradient": "gradient source or task", "device": "device", "seed": "seed",
            "set_to_none": "zero_grad mode", "zero_grad_each_step": "zero_grad mode"}
@@ -270,6 +273,8 @@ class Comparison:
         self._next_id = 0
         self._rng0 = torch.random.get_rng_state()  # the global RNG each run starts from
         self._hist = None
+        self._hist_at = 0.0
+        self._hist_ids: tuple = ()  # the runs the last history was read from
         for rs in runs:
             self._check(rs)
             self.runs.append(self._make(rs))
@@ -288,7 +293,7 @@ class Comparison:
         """A comparison from runs as they stand (how a saved one reopens)."""
         c = cls.__new__(cls)
         c.budget, c.runs, c.watch, c._step, c._next_id = RUN_BUDGET, list(runs), watch, step, next_id
-        c.observer, c.last_hit, c._hist = _Observers(c), None, None
+        c.observer, c.last_hit, c._hist, c._hist_at, c._hist_ids = _Observers(c), None, None, 0.0, ()
         c._rng0 = torch.random.get_rng_state()
         c._share_budgets()
         return c
@@ -430,8 +435,18 @@ class Comparison:
 
     # ----- frames -----
 
-    def history(self) -> CompareHistory:
-        """Every run's curves and the cross-run series (the same object while nothing changed)."""
+    def history(self, fresh: bool = True) -> CompareHistory:
+        """Every run's curves and the cross-run series (the same object while nothing changed).
+        ``fresh=False`` (a running comparison's frames): the last one while it is younger than
+        HISTORY_EVERY seconds. Reading the curves of every run and, in the app's runner process,
+        pickling them (about 1 MB for 4 runs of 1,500 steps) cost most of a frame, and frames
+        share a small time budget: curves at a few updates a second let the rest of the window
+        (the step, the tensors) update several times as often."""
+        now = time.perf_counter()
+        ids = tuple(r.id for r in self.runs)
+        if not fresh and self._hist is not None and now - self._hist_at < HISTORY_EVERY and ids == self._hist_ids:
+            return self._hist
+        self._hist_at, self._hist_ids = now, ids
         runs = tuple(r.session.history.view() for r in self.runs)
         cross = self.watch.view()
         old = self._hist
@@ -446,7 +461,8 @@ class Comparison:
         runs = tuple(RunFrame(r.id, r.label, make_snapshot(r.session, seq, history=_EMPTY, running=running),
                               r.halted, r.joined) for r in self.runs)
         g = self.spec.gradient
-        return ComparisonFrame(seq=seq, step=self._step, runs=runs, history=self.history(), running=running,
+        return ComparisonFrame(seq=seq, step=self._step, runs=runs, history=self.history(fresh=not running),
+                               running=running,
                                paused_reason=paused_reason, error=error, steps_per_second=steps_per_second,
                                objective=g.objective if g.kind == "objective" else None,
                                condition=float(g.condition))

@@ -247,3 +247,16 @@ def test_runs_of_optimizers_drawing_from_global_generators_each_keep_their_own(t
             assert same_run(run.session, alone), run.label
     finally:
         trust.forget()
+
+
+def test_running_frames_reuse_recent_curves_and_a_paused_frame_has_them_to_the_last_step():
+    """Curves are most of a comparison frame's cost: while running, a frame may carry curves a
+    fraction of a second old; once paused, the frame's curves reach the step it shows."""
+    c = Comparison([RunSpec("", s) for s in specs_of("sgd-vs-adam-manual")])
+    c.run(5)
+    first = c.make_frame(1, running=True)
+    c.run(5)
+    again = c.make_frame(2, running=True)
+    assert again.step == 10 and again.history is first.history  # well within HISTORY_EVERY
+    paused = c.make_frame(3, running=False)
+    assert all(h.step[-1] == 10 for h in paused.history.runs)
