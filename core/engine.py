@@ -23,7 +23,9 @@ rewinding is made of.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import sys
 import warnings
 
 import numpy as np
@@ -133,11 +135,19 @@ def copy_state(obj):
     return copy.deepcopy(obj)
 
 
+def quiet():
+    """What is printed while a session is built goes to stderr: prodigyopt prints "Using decoupled
+    weight decay" in its constructor, which at every rebuild and rewind (and every validation
+    that builds the class on a throwaway tensor) would mix into the CLI's output."""
+    return contextlib.redirect_stdout(sys.stderr)
+
+
 class Engine:
     """The live objects a spec describes. Call only from the thread that owns it."""
 
     def __init__(self, spec: SessionSpec, blobs: dict | None = None, observer=None):
-        spec.check()
+        with quiet():
+            spec.check()
         self.spec = spec
         self.blobs = blobs if blobs is not None else {}  # loaded state_dicts by id (the timeline's store)
         self.observer = observer
@@ -146,6 +156,10 @@ class Engine:
     # ----- building -----
 
     def _build(self) -> None:
+        with quiet():
+            self._construct()
+
+    def _construct(self) -> None:
         spec = self.spec
         self.device = devices.canonical(spec.device)
         try:

@@ -618,3 +618,13 @@ def test_a_breakpoint_names_one_matrix_of_a_list_kept_in_the_state():
     s.set_breakpoints(["t0.Q[5] nonfinite"])
     with pytest.raises(BreakpointError, match=r"t0 has no 'Q\[5\]'.*Q\[0\], Q\[1\]"):
         s.advance()
+
+
+def test_what_a_class_prints_when_built_goes_to_stderr_not_into_the_output(capsys):
+    """prodigyopt prints "Using decoupled weight decay" in its constructor: at every rebuild or
+    rewind that would mix into `optimlab run`'s output (a JSON state, a table)."""
+    s = Session(objective_spec("prodigyopt.Prodigy", hparams={"weight_decay": 0.01}))
+    s.apply(Step(3))
+    s.goto(1)
+    out = capsys.readouterr()
+    assert out.out == "" and "decoupled weight decay" in out.err
