@@ -145,3 +145,18 @@ def test_a_running_branch_ticks_over_without_the_tree_being_rebuilt(qtbot):
     bl.setBranches(tuple(on))  # a new branch: the tree is redrawn, ticks kept
     assert bl.item(3).parent() is bl.item(1) and bl.overlaid() == {2}
     assert bl.item(2).checkState(0) == Qt.CheckState.Checked
+
+
+def test_a_click_on_the_strip_rewinds_to_the_step_under_the_mouse(qtbot):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QStyle, QStyleOptionSlider
+    strip = shown(qtbot, TimelineStrip(), 600, 80)
+    strip.setPosition(1000, 1000, 0, True)
+    opt = QStyleOptionSlider()
+    strip.slider.initStyleOption(opt)
+    groove = strip.slider.style().subControlRect(QStyle.ComplexControl.CC_Slider, opt,
+                                                 QStyle.SubControl.SC_SliderGroove, strip.slider)
+    at = QPoint(groove.left() + groove.width() // 4, groove.center().y())
+    with qtbot.waitSignal(strip.gotoRequested) as sig:
+        QTest.mouseClick(strip.slider, LEFT, pos=at)
+    assert 150 <= sig.args[0] <= 350  # about a quarter of the run, not one page (10 steps) back
