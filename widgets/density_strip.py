@@ -134,6 +134,7 @@ class DensityStrip(QWidget):
         lay.addWidget(self.note)
         self._shape = None
         self._data = None
+        self._idle = " "  # the hover line away from the data: how much of it was measured
         self._wheel = PlotWheel(self)
         self.plot.viewport().installEventFilter(self._wheel)
         self.plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.resetButton.show())
@@ -152,7 +153,7 @@ class DensityStrip(QWidget):
     def hoverAt(self, x: float, y: float) -> str:
         """Read out what lies at step ``x``, bin row ``y`` (as hovering there does)."""
         text = "" if self._data is None else hover_text(*self._data, x, y)
-        self.hover.setText(text or " ")
+        self.hover.setText(text or self._idle)
         return text
 
     def _on_mouse_moved(self, pos: QPointF) -> None:
@@ -168,6 +169,7 @@ class DensityStrip(QWidget):
             self.resetButton.hide()
             self.image.clear()
             self.note.show()
+            self._idle = " "
             self.hover.setText(" ")
             return
         steps, edges, counts = data
@@ -176,6 +178,11 @@ class DensityStrip(QWidget):
         src = held(counts)
         shown = np.where(src[:, None] >= 0, np.asarray(counts)[np.maximum(src, 0)], 0.0)
         img = density_image(shown)
+        n_measured, n = int((src == np.arange(len(src))).sum()), len(src)
+        self._idle = (" " if n_measured == n else f"measured in {n_measured:,} of {n:,} columns; "
+                      "the others show the last measured one (hover for which)")
+        if self.hover.text() == " " or self.hover.text().startswith("measured in "):
+            self.hover.setText(self._idle)
         self.image.setImage(img, levels=(0, 255), autoLevels=False)
         first = steps[0] - (steps[1] - steps[0] if len(steps) > 1 else 1)
         self.image.setRect(pg.QtCore.QRectF(first, 0, steps[-1] - first, img.shape[0]))
