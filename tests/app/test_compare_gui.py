@@ -228,3 +228,15 @@ def test_a_configuration_added_with_a_scheduler_equals_the_same_run_alone(compar
     assert float(table.text(2, 0)) == pytest.approx(0.0005 * 0.5 ** 3)
     dist = float(torch.linalg.vector_norm(alone.params["xy"].detach() - first.params["xy"].detach()))
     assert float(table.text(2, 1)) == pytest.approx(dist, rel=1e-4) and float(table.text(0, 1)) == 0
+
+
+def test_the_tensors_tab_fits_a_small_screen_with_three_long_configurations(compare_window, qtbot):
+    base = rosenbrock()
+    long = {"lr": 0.001, "momentum": 0.9, "weight_decay": 0.0001, "dampening": 0.1}
+    runs = [RunSpec("", config_spec(base, "SGD", dict(long, lr=lr), None)) for lr in (0.001, 0.002, 0.003)]
+    w = compare_window(runs)
+    qtbot.waitUntil(lambda: w.frame is not None and len(w.view.tensors.views) == 3, timeout=BUILD_MS)
+    w.view.setCurrentWidget(w.view.tensors)
+    titles = [v.title.text() for v in w.view.tensors.views]
+    assert all(len(t) > 60 for t in titles)  # whole, for the tooltip and the tests
+    assert w.view.minimumSizeHint().width() <= 800  # each title asked for its whole width: 1,700 px in all
