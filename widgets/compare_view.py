@@ -30,7 +30,10 @@ LABEL_WIDTH = 240  # px: a longer configuration label is elided in the table (wh
 
 
 class TrajectoryMap(LandscapeView):
-    """The landscape with one path per run (the base class's own path is not used)."""
+    """The landscape with one path per run (the base class's own path is not used). A click
+    starts nothing here (every run keeps its own start), so the hints do not offer it."""
+
+    CLICK_STARTS = False
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -57,3 +57,17 @@ def test_validation_plots_are_laid_out_only_once_a_run_is_evaluated(qtbot):
     assert w.shown() == ("loss", "val_loss", "grad_norm", "update_norm", "lr")
     assert w.overlays["val_loss"].plot in w.layout_widget.ci.items
     assert list(w.curve("val_loss", 1)[1]) == [0.5, 0.4]
+
+
+def test_the_comparison_map_does_not_offer_a_click_that_starts_nothing(qtbot):
+    from widgets.compare_view import TrajectoryMap
+    from widgets.landscape import LandscapeView
+    xs = ys = np.linspace(-1.0, 1.0, 5)
+    z = np.add.outer(ys ** 2, xs ** 2)
+    for cls, offered in ((TrajectoryMap, False), (LandscapeView, True)):
+        w = cls()
+        qtbot.addWidget(w)
+        assert ("click" in w.hover.text()) is offered
+        w.setLandscape(xs, ys, z)
+        w.hoverAt(0.1, 0.2)
+        assert "f ≈" in w.hover.text() and ("click" in w.hover.text()) is offered
