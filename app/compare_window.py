@@ -179,12 +179,18 @@ class CompareWindow(QMainWindow):
 
     def _took(self, spec) -> None:
         self.base = spec
+        self._clear_error()
 
     def _failed(self, msg: str, tb: str = "") -> None:
         self.show_error(msg)
 
     def _say(self, text: str) -> None:
+        self._clear_error()  # what just worked supersedes an earlier refusal (it stayed on screen)
         self.statusBar().showMessage(text, 5000)
+
+    def _clear_error(self) -> None:
+        self.last_error = ""
+        self.status.setText("")
 
     def show_error(self, text: str, about: str | None = None) -> None:
         """One sentence in the status line (naming ``about``, a file); the comparison stays as it was."""

@@ -103,6 +103,11 @@ def test_bad_arguments_are_refused_with_one_sentence_and_nothing_is_added(compar
     w.add_from_form()
     assert "lr must be a number, not 'fast'" in w.last_error
     assert len(w.frame.runs) == 2
+    w.args.setText("lr=0.01")  # corrected: added, and the refusal leaves the screen
+    w.add_from_form()
+    qtbot.waitUntil(lambda: len(w.frame.runs) == 3, timeout=BUILD_MS)
+    qtbot.waitUntil(lambda: w.status.text() == "")
+    assert w.last_error == ""
 
 
 def test_a_saved_comparison_opens_in_a_new_window_where_it_stood(compare_window, qtbot, tmp_path):
