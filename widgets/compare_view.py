@@ -20,7 +20,7 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
                                QTabWidget, QVBoxLayout, QWidget)
 
-from core.compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell, parse_steps
+from core.compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell_at, parse_steps
 from widgets.compare_plots import PairCurves, RunCurves, color_of, colour_slots
 from widgets.landscape import LandscapeView
 from widgets.tensor_view import TensorView, fmt
@@ -136,6 +136,15 @@ def _set_items(combo: QComboBox, items: list[str]) -> None:
     combo.blockSignals(False)
 
 
+def cell_text(found: tuple[float, int] | None, k: int) -> str:
+    """A table cell: the value, and where it was measured at an earlier step (a norm on its time
+    budget, a validation every few steps) that step, so it is not read as step ``k``'s."""
+    if found is None or not math.isfinite(found[0]):
+        return "—"
+    v, at = found
+    return fmt(v, 5) if at >= k else f"{fmt(v, 5)} (step {at:,})"
+
+
 class StepTable(QWidget):
     """The runs' values at the steps typed in the box, for the quantities ticked above it."""
 
@@ -204,8 +213,8 @@ class StepTable(QWidget):
             self.table.setVerticalHeaderItem(i, label)
         for i, r in enumerate(frame.runs):
             for j, (k, m) in enumerate(cols):
-                v = cell(frame.history, ids, i, m, k) if k <= r.snapshot.step else None
-                self.table.setItem(i, j, QTableWidgetItem("—" if v is None or not math.isfinite(v) else fmt(v, 5)))
+                found = cell_at(frame.history, ids, i, m, k) if k <= r.snapshot.step else None
+                self.table.setItem(i, j, QTableWidgetItem(cell_text(found, k)))
         self.table.resizeColumnsToContents()
 
     def text(self, row: int, col: int) -> str:

@@ -71,3 +71,10 @@ def test_the_comparison_map_does_not_offer_a_click_that_starts_nothing(qtbot):
         w.setLandscape(xs, ys, z)
         w.hoverAt(0.1, 0.2)
         assert "f ≈" in w.hover.text() and ("click" in w.hover.text()) is offered
+
+
+def test_a_table_cell_measured_before_its_step_names_the_step_it_was_measured_at():
+    from widgets.compare_view import cell_text
+    assert cell_text((162.86, 1), 50) == "162.86 (step 1)"  # read as step 50's grad norm otherwise
+    assert cell_text((1.7026, 100), 100) == "1.7026"
+    assert cell_text(None, 5) == "—" and cell_text((float("nan"), 3), 5) == "—"
