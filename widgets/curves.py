@@ -77,7 +77,12 @@ def smooth(y: np.ndarray, weight: float) -> np.ndarray:
 
 
 def _swatch(color, text: str) -> str:
-    return f"<span style='color: rgb{tuple(color)}'>━━</span>&nbsp;{text}"
+    # the legend wraps between entries, never inside one ("group" at a line's end, "0" below it)
+    return f"<span style='color: rgb{tuple(color)}'>━━</span>&nbsp;{_nobreak(text)}"
+
+
+def _nobreak(text: str) -> str:
+    return text.replace(" ", "&nbsp;")
 
 
 class CurvesView(CurvesExport, QWidget):
@@ -340,8 +345,8 @@ class CurvesView(CurvesExport, QWidget):
             swatches = [(GROUP_COLORS[g % len(GROUP_COLORS)], f"group {g}") for g in range(groups)]
             entries.append(("lr, update ratio" if ratios else "lr", swatches))
         self._legend_plain = " · ".join(f"{p}: {', '.join(n for _, n in items)}" for p, items in entries)
-        parts = [f"{p}: " + " ".join(_swatch(c, n) for c, n in items) for p, items in entries]
-        text = "&nbsp;&nbsp;&nbsp;".join(parts)
+        parts = [f"{_nobreak(p)}:&nbsp;" + " ".join(_swatch(c, n) for c, n in items) for p, items in entries]
+        text = "&nbsp;&nbsp; ".join(parts)
         if text != self.legendLabel.text():
             self.legendLabel.setText(text)
         self.legendLabel.setVisible(bool(parts))

@@ -210,3 +210,16 @@ def test_a_constant_lr_is_read_on_its_axis_not_rounded_to_zero(curves, qtbot):
     values = [v for _, vs in axis.tickValues(lo, hi, axis.geometry().height()) for v in vs]
     labels = axis.tickStrings(values, 1.0, 1.0)
     assert "0" not in labels and min(values) <= 0.01 <= max(values), labels
+
+
+def test_the_legend_wraps_between_entries_never_inside_one(curves):
+    from core.snapshot import History as H
+    h = history(groups=2)
+    curves.setHistory(H(h.step, h.loss, h.grad_norm, h.update_norm, h.lr, val_loss=h.loss,
+                        update_ratio=h.lr))
+    assert curves.legendText() == "loss: train, validation · lr, update ratio: group 0, group 1"
+    # Qt wraps rich text at plain spaces only: every piece between them is a whole entry
+    pieces = [p for p in curves.legendLabel.text().split(" ") if p]
+    words = [p.split("</span>")[-1].replace("&nbsp;", " ").strip() for p in pieces]
+    assert "group 0" in words and "group 1" in words and any(w.startswith("lr, update ratio:") for w in words)
+    assert "0" not in words and "group" not in words and "ratio:" not in words
