@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QMenu, QSlider, QToolButton, QVBoxLayout, QWidget
 
 from core.snapshot import History
@@ -30,6 +31,8 @@ GROUPED = ("update_ratio", "lr")  # one curve per param_group
 LABELS = {"loss": "loss", "grad_norm": "grad norm", "update_norm": "update norm", "update_ratio": "update ratio",
           "lr": "lr"}
 AXIS_LABELS = {"grad_norm": "|grad|", "update_norm": "|update|", "update_ratio": "ratio"}  # the rows are narrow
+# on a short row (a small screen) the rotated labels ran into each other: shorter still
+SHORT_LABELS = {"grad_norm": "|g|", "update_norm": "|Δp|", "update_ratio": "Δp/p"}
 # measured as often as a small share of the run's time allows: a step without a measurement is
 # not a gap in the curve (as a step without a loss is), so these lines join the measured points
 MEASURED = ("grad_norm", "update_norm", "update_ratio")
@@ -163,6 +166,7 @@ class CurvesView(CurvesExport, QWidget):
             plot.addItem(marker)
             self._markers[name] = marker
             self.plots[name] = plot
+            plot.geometryChanged.connect(lambda name=name: self._fit_label(name))
         # validation (tasks): val loss beside the training loss; its accuracy in the loss plot's title
         self.valLoss = pg.PlotDataItem(pen=pg.mkPen(*VAL_COLOR, width=1), symbol="o", symbolSize=4,
                                        symbolBrush=VAL_COLOR, symbolPen=None, connect="finite")
@@ -336,6 +340,15 @@ class CurvesView(CurvesExport, QWidget):
         elif name in self._forced_y:
             self._forced_y.discard(name)
             vb.enableAutoRange(axis=pg.ViewBox.YAxis)
+
+    def _fit_label(self, name: str) -> None:
+        """The row's long label where its height holds it, else the short one."""
+        axis = self.plots[name].getAxis("left")
+        full = AXIS_LABELS.get(name, LABELS[name])
+        fits = QFontMetricsF(axis.label.font()).horizontalAdvance(full) + 6 <= axis.geometry().height()
+        text = full if fits else SHORT_LABELS.get(name, full)
+        if axis.labelText != text:
+            axis.setLabel(text)
 
     def _update_legend(self, has_val: bool, groups: int, ratios: bool = False) -> None:
         entries = []  # (plot, [(colour, name)])

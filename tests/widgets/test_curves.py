@@ -223,3 +223,19 @@ def test_the_legend_wraps_between_entries_never_inside_one(curves):
     words = [p.split("</span>")[-1].replace("&nbsp;", " ").strip() for p in pieces]
     assert "group 0" in words and "group 1" in words and any(w.startswith("lr, update ratio:") for w in words)
     assert "0" not in words and "group" not in words and "ratio:" not in words
+
+
+def test_on_short_rows_the_axis_labels_shorten_instead_of_running_into_each_other(qtbot):
+    cv = shown(qtbot, CurvesView(), 300, 260)  # the right column at 1024x700
+    cv.setHistory(history())
+
+    def label(name):
+        return cv.plots[name].getAxis("left").labelText
+    qtbot.waitUntil(lambda: label("update_norm") == "|Δp|")
+    assert label("grad_norm") == "|g|" and label("update_ratio") == "Δp/p"
+    for name in ("grad_norm", "update_norm", "update_ratio"):  # each fits its row
+        axis = cv.plots[name].getAxis("left")
+        assert QFontMetricsF(axis.label.font()).horizontalAdvance(label(name)) <= axis.geometry().height()
+    cv.resize(300, 900)
+    qtbot.waitUntil(lambda: label("update_norm") == "|update|")
+    assert label("grad_norm") == "|grad|"
