@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
                                QTabWidget, QVBoxLayout, QWidget)
 
 from core.compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell_at, parse_steps
@@ -162,16 +162,17 @@ class StepTable(QWidget):
         head = QHBoxLayout()
         head.addWidget(QLabel("At steps"))
         head.addWidget(self.steps, 1)
-        ticks = QHBoxLayout()
-        ticks.addWidget(QLabel("Show"))
+        ticks = QGridLayout()  # three a row: in one row the boxes made the window wider than a small screen
+        ticks.addWidget(QLabel("Show"), 0, 0)
         self.columns: dict[str, QCheckBox] = {}
-        for key, (title, tip) in COLUMNS.items():
+        per_row = 3
+        for i, (key, (title, tip)) in enumerate(COLUMNS.items()):
             box = self.columns[key] = QCheckBox(title)
             box.setToolTip(tip)
             box.setChecked(key in DEFAULT_COLUMNS)
             box.toggled.connect(self._redraw)
-            ticks.addWidget(box)
-        ticks.addStretch(1)
+            ticks.addWidget(box, i // per_row, 1 + i % per_row)
+        ticks.setColumnStretch(per_row + 1, 1)
         lay = QVBoxLayout(self)
         lay.addLayout(head)
         lay.addLayout(ticks)

@@ -247,3 +247,11 @@ def test_the_tensors_tab_fits_a_small_screen_with_three_long_configurations(comp
     titles = [v.title.text() for v in w.view.tensors.views]
     assert all(len(t) > 60 for t in titles)  # whole, for the tooltip and the tests
     assert w.view.minimumSizeHint().width() <= 800  # each title asked for its whole width: 1,700 px in all
+
+
+def test_the_window_fits_a_screen_smaller_than_its_default_size(compare_window, qtbot):
+    w = compare_window(two_runs())
+    avail = w.screen().availableGeometry()  # the offscreen platform: 800 wide
+    assert avail.width() < 1200
+    assert w.width() <= avail.width() and w.height() <= avail.height()
+    assert avail.contains(w.geometry().topLeft())
