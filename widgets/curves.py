@@ -232,7 +232,9 @@ class CurvesView(CurvesExport, QWidget):
         else:
             self.valLoss.setData([], [])
         has_loss = len(h.loss) and bool(np.isfinite(h.loss).any())
-        if not has_loss and not has_val:
+        if not len(h.step):  # a new branch at step 0: there is a loss to come, whatever its source
+            self.plots["loss"].setTitle("no step yet", size="8pt")
+        elif not has_loss and not has_val:
             self.plots["loss"].setTitle("no loss: the gradients are set by hand", size="8pt")
         elif not has_val:
             self.plots["loss"].setTitle(None)
@@ -332,7 +334,10 @@ class CurvesView(CurvesExport, QWidget):
         finite = y[np.isfinite(y)]
         vb = self.plots[name].getViewBox()
         flat = finite.size > 0 and finite.min() == finite.max() and not self._log_y(name)
-        if flat:
+        if finite.size == 0:  # nothing to draw: not the last branch's range (stale ticks over no curve)
+            vb.setYRange(0.0, 1.0, padding=0)
+            self._forced_y.add(name)
+        elif flat:
             v = float(finite[0])
             half = abs(v) * 0.5 or 1.0
             vb.setYRange(v - half, v + half, padding=0)

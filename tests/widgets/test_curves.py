@@ -239,3 +239,15 @@ def test_on_short_rows_the_axis_labels_shorten_instead_of_running_into_each_othe
     cv.resize(300, 900)
     qtbot.waitUntil(lambda: label("update_norm") == "|update|")
     assert label("grad_norm") == "|grad|"
+
+
+def test_a_branch_at_step_0_says_no_step_yet_and_keeps_no_old_ranges(curves, qtbot):
+    curves.setHistory(history())
+    vb = curves.plots["grad_norm"].getViewBox()
+    qtbot.waitUntil(lambda: vb.viewRange()[1][1] > 5)  # sqrt(50): the old branch's range
+    curves.setHistory(History.empty())  # a rebuild: a new branch at step 0
+    assert curves.plots["loss"].titleLabel.text == "no step yet"  # not "the gradients are set by hand"
+    for name in ("loss", "grad_norm", "lr"):
+        assert curves.plots[name].getViewBox().viewRange()[1] == [0.0, 1.0]
+    curves.setHistory(history())
+    qtbot.waitUntil(lambda: vb.viewRange()[1][1] > 5)  # drawn again when steps come
