@@ -57,7 +57,7 @@ class AttachWindow(QMainWindow):
         self.tensor_combo.currentTextChanged.connect(self._draw_tensor)
         self.tensor_panel = TensorPanel()
         self.tensor_panel.offerOverTime(False)  # no timeline here: nothing to draw over time
-        self.tensor_panel.setEditable(False, "a watched script's values are read here, not edited")
+        self.tensor_panel.setReadOnly("a watched script's values are read here, not edited")
         self.curves = CurvesView()
         self.state_tree = StateTree()
         self.status = QLabel("waiting for the first frame…")

@@ -69,7 +69,7 @@ class CheckpointWindow(QMainWindow):
         self.notes.setWordWrap(True)
         self.tensor_panel = TensorPanel()
         self.tensor_panel.offerOverTime(False)  # no timeline here: nothing to draw over time
-        self.tensor_panel.setEditable(False, "a checkpoint file is read here, not edited")
+        self.tensor_panel.setReadOnly("a checkpoint file is read here, not edited")
         self._fill()
         left = QWidget()
         lay = QVBoxLayout(left)

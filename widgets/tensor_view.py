@@ -534,8 +534,18 @@ class TensorView(CellEditing, QWidget):
         if self.hover.isVisible():
             self._set_hint()
 
+    HINT = "hover: values · click: explain · double-click: edit"
+
+    def setHint(self, text: str) -> None:
+        """What the line under the view says when the mouse is elsewhere (a read-only view
+        offers neither explain nor edit, so it must not say it does)."""
+        self._hint = text
+        if self._hover_index is None and not self.isEditing():
+            self._set_hint()
+
     def _set_hint(self) -> None:
-        self.hover.setText("<span style='color: grey'>hover: values · click: explain · double-click: edit</span>")
+        hint = getattr(self, "_hint", self.HINT)
+        self.hover.setText(f"<span style='color: grey'>{hint}</span>")
 
     @staticmethod
     def _index_text(index: tuple[int, ...]) -> str:
