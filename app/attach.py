@@ -22,6 +22,8 @@ from widgets.state_tree import StateTree
 from widgets.status import format_status
 from widgets.tensor_panel import TensorPanel
 
+from .layout import fit_screen
+
 FRAME_MS = 25
 ALIVE_EVERY = 40  # polls between checks that the script is still there (about a second)
 
@@ -83,7 +85,7 @@ class AttachWindow(QMainWindow):
         self.timer.setInterval(FRAME_MS)
         self.timer.timeout.connect(self.poll)
         self.timer.start()
-        self.resize(1200, 760)
+        fit_screen(self, 1200, 760)
 
     @Slot()
     def poll(self) -> None:

@@ -17,6 +17,7 @@ from core.checkpoints import CheckpointInfo, TensorRef, open_checkpoint, param_s
 from core.paths import LoadError
 from widgets.tensor_panel import TensorPanel
 
+from .layout import fit_screen
 from .messages import one_sentence
 
 
@@ -80,7 +81,7 @@ class CheckpointWindow(QMainWindow):
         split.addWidget(self.tensor_panel)
         split.setStretchFactor(1, 2)
         self.setCentralWidget(split)
-        self.resize(1200, 760)
+        fit_screen(self, 1200, 760)
 
     def _fill(self) -> None:
         for oi, o in enumerate(self.info.optimizers):

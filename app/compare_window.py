@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSpinBox,
                                QSplitter, QVBoxLayout, QWidget)
 
@@ -27,6 +26,7 @@ from widgets.status import RateMeter, format_rate
 
 from .bridge import RunnerBridge
 from .compare_panel import ConfigPanel
+from .layout import fit_screen
 from .messages import one_sentence
 
 
@@ -43,7 +43,7 @@ class CompareWindow(QMainWindow):
     def __init__(self, runs=(), path: str | None = None, process: bool | None = None, parent=None):
         super().__init__(parent)
         self.setWindowTitle("optimlab · Compare")
-        self._fit_screen(1200, 800)
+        fit_screen(self, 1200, 800)  # at 1024x700 it ran off the screen with Save, Open and its status
         self.base: SessionSpec | None = None  # the problem every run shares (from the runner)
         self.frame: ComparisonFrame | None = None
         self.last_error = ""  # the last sentence shown (tests read it)
@@ -62,16 +62,6 @@ class CompareWindow(QMainWindow):
             self.bridge.replace(compare_edits.build, runs, on_ok=self._took, on_error=self._failed)
 
     # ----- layout -----
-
-    def _fit_screen(self, width: int, height: int) -> None:
-        """``width`` x ``height``, or the screen's free area if that is smaller (at 1024x700 the
-        window ran off the screen with its Save and Open buttons and its status line)."""
-        screen = self.screen() or QGuiApplication.primaryScreen()
-        if screen is not None:
-            avail = screen.availableGeometry()
-            width, height = min(width, avail.width()), min(height, avail.height())
-            self.move(avail.topLeft())
-        self.resize(width, height)
 
     def _build(self, view) -> None:
         self.run_button = QPushButton("Run")
