@@ -104,8 +104,14 @@ class SideBySide(QWidget):
         _set_items(self.which, options)
         which = self.which.currentText()
         while len(self.views) < len(f.runs):
-            self.views.append(TensorView())
-            self.row.addWidget(self.views[-1], 1)
+            view = TensorView()
+            # the runs' tensors are looked at here, not explained or edited (nothing answers a
+            # click or a double-click): the view must not offer it
+            view.setEditable(False, "the runs of a comparison are not edited")
+            view.setHint("hover: values")
+            view.fillButton.hide()
+            self.views.append(view)
+            self.row.addWidget(view, 1)
         while len(self.views) > len(f.runs):
             self.views.pop().deleteLater()
         for v, r in zip(self.views, f.runs):

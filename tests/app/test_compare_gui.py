@@ -246,6 +246,8 @@ def test_the_tensors_tab_fits_a_small_screen_with_three_long_configurations(comp
     w.view.setCurrentWidget(w.view.tensors)
     titles = [v.title.text() for v in w.view.tensors.views]
     assert all(len(t) > 60 for t in titles)  # whole, for the tooltip and the tests
+    for v in w.view.tensors.views:  # nothing here explains or edits: not offered
+        assert v.hover.text().endswith("hover: values</span>") and not v.fillButton.isVisible()
     assert w.view.minimumSizeHint().width() <= 800  # each title asked for its whole width: 1,700 px in all
 
 
