@@ -179,9 +179,9 @@ class DensityStrip(QWidget):
         shown = np.where(src[:, None] >= 0, np.asarray(counts)[np.maximum(src, 0)], 0.0)
         img = density_image(shown)
         n_measured, n = int((src == np.arange(len(src))).sum()), len(src)
-        self._idle = (" " if n_measured == n else f"measured in {n_measured:,} of {n:,} columns; "
-                      "the others show the last measured one (hover for which)")
-        if self.hover.text() == " " or self.hover.text().startswith("measured in "):
+        # short: it sits beside "whole run" in a narrow strip (the others hold the last measured one)
+        self._idle = " " if n_measured == n else f"{n_measured:,} of {n:,} columns measured (hover: which)"
+        if self.hover.text() == " " or self.hover.text().endswith("columns measured (hover: which)"):
             self.hover.setText(self._idle)
         self.image.setImage(img, levels=(0, 255), autoLevels=False)
         first = steps[0] - (steps[1] - steps[0] if len(steps) > 1 else 1)

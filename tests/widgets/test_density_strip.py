@@ -43,7 +43,7 @@ def test_steps_between_measured_ones_show_the_last_measured_histogram(qtbot):
     assert w.hoverAt(2.5, 100.5) == "step 3: not measured; at step 2: 7 elements in (3.16e-06 .. 5.62e-06]"
     assert w.hoverAt(0.5, 100.5) == "step 1: not measured"
     w.hoverAt(9.0, 100.5)  # away from the data: how much of it is measured
-    assert w.hover.text() == "measured in 2 of 5 columns; the others show the last measured one (hover for which)"
+    assert w.hover.text() == "2 of 5 columns measured (hover: which)"
 
 
 def test_the_strip_draws_data_and_says_when_there_is_none(qtbot):
@@ -79,7 +79,7 @@ def test_hovering_reads_out_the_step_the_values_and_the_count(qtbot):
     w._on_mouse_moved(vb.mapViewToScene(QPointF(1.6, 122.5)))  # what the scene's mouse move sends
     assert w.hover.text() == "step 2: 9 elements in (1 .. 1.78]"
     assert w.hoverAt(2.5, 1.2) == "step 3: not measured; at step 2: 0 elements in (-1e+06 .. -5.62e+05]"
-    assert w.hoverAt(3.5, 5) == "" and w.hover.text().startswith("measured in 1 of 3")  # past the last step
+    assert w.hoverAt(3.5, 5) == "" and w.hover.text().startswith("1 of 3 columns measured")  # past the last step
     w.setData((np.array([4.0, 8.0]), e, counts[:2] / 4))  # buckets of 4 steps: a mean count per step
     assert w.hoverAt(5.0, 74 + 48) == "steps 5–8: 2.25 elements a step in (1 .. 1.78]"
 
