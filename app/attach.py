@@ -22,6 +22,8 @@ from widgets.state_tree import StateTree
 from widgets.status import format_status
 from widgets.tensor_panel import TensorPanel
 
+from .layout import fit_screen
+
 FRAME_MS = 25
 ALIVE_EVERY = 40  # polls between checks that the script is still there (about a second)
 
@@ -57,7 +59,7 @@ class AttachWindow(QMainWindow):
         self.tensor_combo.currentTextChanged.connect(self._draw_tensor)
         self.tensor_panel = TensorPanel()
         self.tensor_panel.offerOverTime(False)  # no timeline here: nothing to draw over time
-        self.tensor_panel.setEditable(False, "a watched script's values are read here, not edited")
+        self.tensor_panel.setReadOnly("a watched script's values are read here, not edited")
         self.curves = CurvesView()
         self.state_tree = StateTree()
         self.status = QLabel("waiting for the first frame…")
@@ -83,7 +85,7 @@ class AttachWindow(QMainWindow):
         self.timer.setInterval(FRAME_MS)
         self.timer.timeout.connect(self.poll)
         self.timer.start()
-        self.resize(1200, 760)
+        fit_screen(self, 1200, 760)
 
     @Slot()
     def poll(self) -> None:

@@ -17,6 +17,7 @@ from core.checkpoints import CheckpointInfo, TensorRef, open_checkpoint, param_s
 from core.paths import LoadError
 from widgets.tensor_panel import TensorPanel
 
+from .layout import fit_screen
 from .messages import one_sentence
 
 
@@ -70,7 +71,7 @@ class CheckpointWindow(QMainWindow):
         self.notes.setWordWrap(True)
         self.tensor_panel = TensorPanel()
         self.tensor_panel.offerOverTime(False)  # no timeline here: nothing to draw over time
-        self.tensor_panel.setEditable(False, "a checkpoint file is read here, not edited")
+        self.tensor_panel.setReadOnly("a checkpoint file is read here, not edited")
         self._fill()
         left = QWidget()
         lay = QVBoxLayout(left)
@@ -87,7 +88,7 @@ class CheckpointWindow(QMainWindow):
         split.addWidget(self.tensor_panel)
         split.setStretchFactor(1, 2)
         self.setCentralWidget(split)
-        self.resize(1200, 760)
+        fit_screen(self, 1200, 760)
 
     def _fill(self) -> None:
         for oi, o in enumerate(self.info.optimizers):

@@ -10,6 +10,8 @@ write and read one ``.optimlab-compare`` file.
 """
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSpinBox,
                                QSplitter, QVBoxLayout, QWidget)
@@ -20,9 +22,11 @@ from core.compare_file import EXT
 from core.compare_frame import ComparisonFrame
 from core.spec import SessionSpec, SpecError
 from widgets.compare_view import CompareView
+from widgets.status import RateMeter, format_rate
 
 from .bridge import RunnerBridge
 from .compare_panel import ConfigPanel
+from .layout import fit_screen
 from .messages import one_sentence
 
 
@@ -39,10 +43,11 @@ class CompareWindow(QMainWindow):
     def __init__(self, runs=(), path: str | None = None, process: bool | None = None, parent=None):
         super().__init__(parent)
         self.setWindowTitle("optimlab · Compare")
-        self.resize(1200, 800)
+        fit_screen(self, 1200, 800)  # at 1024x700 it ran off the screen with Save, Open and its status
         self.base: SessionSpec | None = None  # the problem every run shares (from the runner)
         self.frame: ComparisonFrame | None = None
         self.last_error = ""  # the last sentence shown (tests read it)
+        self.rate = RateMeter()  # measured here over half a second of running, as the main window does
         self.bridge = RunnerBridge(None, self, process=process)
         self.bridge.snapshotChanged.connect(self.on_frame)
         self.view = CompareView()
@@ -175,12 +180,18 @@ class CompareWindow(QMainWindow):
 
     def _took(self, spec) -> None:
         self.base = spec
+        self._clear_error()
 
     def _failed(self, msg: str, tb: str = "") -> None:
         self.show_error(msg)
 
     def _say(self, text: str) -> None:
+        self._clear_error()  # what just worked supersedes an earlier refusal (it stayed on screen)
         self.statusBar().showMessage(text, 5000)
+
+    def _clear_error(self) -> None:
+        self.last_error = ""
+        self.status.setText("")
 
     def show_error(self, text: str, about: str | None = None) -> None:
         """One sentence in the status line (naming ``about``, a file); the comparison stays as it was."""
@@ -200,8 +211,12 @@ class CompareWindow(QMainWindow):
         self.panel.setRuns(f.runs, self.view.slots)
         halted = [f"{r.label} stopped at step {r.snapshot.step:,}: {r.halted}" for r in f.runs if r.halted]
         parts = [f"step {f.step:,}", f"{len(f.runs)} configurations"]
-        if f.steps_per_second:
-            parts.append(f"{f.steps_per_second:,.0f} lockstep steps/s")
+        # the runner's own rate kept a stale interval's value after a Step N ("0 lockstep steps/s")
+        sps = self.rate.update(time.perf_counter(), f.step, f.running)
+        if not f.running:
+            parts.append("paused" if f.step else "ready")
+        elif sps is not None:
+            parts.append(f"{format_rate(sps)} lockstep steps/s")
         if f.error is not None:
             parts.append(f"error: {f.error.message}")
         elif f.paused_reason:

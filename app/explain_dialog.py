@@ -108,11 +108,17 @@ class ExplainDialog(QDialog):
                     item.setBackground(MISMATCH)
                 self.table.setItem(r, c, item)
         last = render(e).splitlines()[-1]  # "torch: X  formula: Y  diff: N ulp", as the CLI prints it
+        # X and Y are the change to the element, not its value: say so, with the values before and
+        # after as the CLI prints them (without this line a user read 1.4e-06 as the new weight)
+        values = (f"theta before: {_num(e.before, e.dtype)}; after: torch {_num(e.torch_after, e.dtype)}, "
+                  f"formula {_num(e.formula_after, e.dtype)} ({e.dtype}), "
+                  f"{_num(e.reference_after, 'float64')} (float64)")
         notes = "".join(f"<br>note: {html.escape(n)}" for n in e.notes)
         flag = (f"<br><b style='color:#c00'>MISMATCH beyond the {e.tolerance} ulp tolerance of the "
                 f"{e.implementation} implementation</b>" if e.mismatch else
                 f"<br>within the {e.tolerance} ulp tolerance of the {e.implementation} implementation")
-        self.verdict.setText(f"<tt>{html.escape(last)}</tt>{flag}{notes}")
+        self.verdict.setText(f"{html.escape(values)}<br>the change to the element (after - before): "
+                             f"<tt>{html.escape(last)}</tt>{flag}{notes}")
 
     def lastLine(self) -> str:
         """The verdict's first line as plain text (tests and copy-paste)."""

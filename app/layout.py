@@ -13,6 +13,17 @@ from PySide6.QtWidgets import QDockWidget, QWidget
 LAYOUT_VERSION = 2  # 2: the Branches and Breakpoints docks
 
 
+def fit_screen(window: QWidget, width: int, height: int) -> None:
+    """Size a top-level ``window`` to ``width`` x ``height``, or to its screen's free area where
+    that is smaller (at 1024x700 the Compare and checkpoint windows ran off the screen)."""
+    screen = window.screen() or QGuiApplication.primaryScreen()
+    if screen is not None:
+        avail = screen.availableGeometry()
+        width, height = min(width, avail.width()), min(height, avail.height())
+        window.move(avail.topLeft())
+    window.resize(width, height)
+
+
 class WindowLayout:
     """The docks around the tensors."""
 

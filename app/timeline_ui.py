@@ -225,6 +225,10 @@ class TimelineUI:
             self._send_norms()  # a session opened or built afresh measures within the budget
         if not self._bp_busy:
             self.breakpoint_list.setBreakpoints(s.breakpoints)
+        if s.tensors:  # the examples under the field name a tensor and a state entry this session has
+            t = s.tensors[0]
+            self.breakpoint_list.setNames(t.name, next((k for k, v in t.state.items() if hasattr(v, "shape")
+                                                        and getattr(v, "shape", ()) != ()), ""))
         self.undo_action.setEnabled(s.can_undo)
         self.redo_action.setEnabled(s.can_redo)
         self.tensor_panel.setEditable(not s.running, "pause the run to edit values")

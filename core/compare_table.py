@@ -51,11 +51,17 @@ def parse_columns(text: str) -> list[str]:
 
 def value_at(step: np.ndarray, y: np.ndarray | None, k: int) -> float | None:
     """The series' last finite value at or before step ``k`` (a bucket counts from its first step)."""
+    found = measured_at(step, y, k)
+    return None if found is None else found[0]
+
+
+def measured_at(step: np.ndarray, y: np.ndarray | None, k: int) -> tuple[float, int] | None:
+    """``value_at``'s value and the step (or bucket) it was measured at."""
     if y is None or len(y) == 0 or len(step) != len(y):
         return None
     upto = np.searchsorted(step, k, side="right")
     ok = np.flatnonzero(np.isfinite(y[:upto]))
-    return float(y[ok[-1]]) if len(ok) else None
+    return (float(y[ok[-1]]), int(step[ok[-1]])) if len(ok) else None
 
 
 def available(history: CompareHistory, keys) -> list[str]:
@@ -81,3 +87,8 @@ def series(history: CompareHistory, run_ids: list[int], i: int, key: str) -> tup
 def cell(history: CompareHistory, run_ids: list[int], i: int, key: str, k: int) -> float | None:
     """The ``i``-th run's ``key`` at step ``k`` (None where there is no value yet)."""
     return value_at(*series(history, run_ids, i, key), k)
+
+
+def cell_at(history: CompareHistory, run_ids: list[int], i: int, key: str, k: int) -> tuple[float, int] | None:
+    """``cell`` and the step its value was measured at (a norm measured at step 1 is not step 50's)."""
+    return measured_at(*series(history, run_ids, i, key), k)

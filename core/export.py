@@ -140,7 +140,8 @@ class _Writer:
     def build(self, threads: int) -> None:
         spec, eng = self.spec, self.initial
         if threads:
-            self.emit(f"torch.set_num_threads({threads})  # the branch ran with {threads} threads "
+            self.emit(f"torch.set_num_threads({threads})  # the branch ran with {threads} "
+                      f"thread{'s' if threads != 1 else ''} "
                       "(a CPU reduction's order depends on it)", "")
         if self.task is not None:
             self.emit("# ----- the task: data, model and loss (core/tasks.py's recipe) -----")

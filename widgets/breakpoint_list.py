@@ -8,6 +8,8 @@ is emptied once its condition is in the list.
 """
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton,
                                QVBoxLayout, QWidget)
@@ -15,6 +17,16 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QListWidget, QLis
 SYNTAX = ("loss nonfinite · params nonfinite · loss > 5 · loss rising 10 · grad_norm > 10 · update_norm > 1 · "
           "update_ratio[0] > 0.01 · weight.grad abs > 100 · weight.exp_avg_sq nonfinite · w.Q[1] nonfinite · "
           "step == 120")
+
+
+def syntax(tensor: str = "", state_key: str = "") -> str:
+    """The conditions' syntax with examples naming the session's own tensor and state entry
+    (the generic "weight.grad abs > 100" was refused in a session with no tensor "weight")."""
+    if not tensor:
+        return SYNTAX
+    named = [f"{tensor}.grad abs > 100"] + ([f"{tensor}.{state_key} nonfinite"] if state_key else [])
+    return " · ".join(["loss nonfinite", "params nonfinite", "loss > 5", "loss rising 10", "grad_norm > 10",
+                       "update_norm > 1", "update_ratio[0] > 0.01", *named, "step == 120"])
 
 
 class BreakpointList(QWidget):
@@ -66,6 +78,14 @@ class BreakpointList(QWidget):
         self.removeButton.setEnabled(False)
 
     # ----------------------------------------------------------------- public
+    def setNames(self, tensor: str, state_key: str = "") -> None:
+        """Give the examples under the field the session's tensor (and one of its state entries)."""
+        text = syntax(tensor, state_key)
+        if text != getattr(self, "_syntax", SYNTAX):
+            self._syntax = text
+            self.hint.setText(f"<span style='color: grey'>{html.escape(text)}</span>")
+            self.field.setToolTip("A condition, one of:\n" + text.replace(" · ", "\n"))
+
     def setBreakpoints(self, entries) -> None:
         """Show ``[(text, enabled), ...]`` as the session holds them; a typed condition that is
         now in the list leaves the field."""

@@ -79,21 +79,41 @@ class _Overlay:
 
 
 class RunCurves(QWidget):
-    """Loss, validation metrics, gradient and update norms, learning rate: one curve per run."""
+    """Loss, validation metrics, gradient and update norms, learning rate: one curve per run.
+
+    The validation plots are laid out only once some run has been evaluated (only training
+    tasks are): for an objective they stayed two empty frames beside the loss."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.layout_widget = pg.GraphicsLayoutWidget(self)
         self.overlays: dict[str, _Overlay] = {}
-        for i, (key, title) in enumerate(PLOTS):
-            p = self.layout_widget.addPlot(row=i // 3, col=i % 3, title=title)
+        for key, title in PLOTS:
+            p = pg.PlotItem(title=title)
             p.showGrid(x=True, y=True, alpha=0.2)
             # no legend inside the plots: the window lists the runs in their colours beside them
             # (a long configuration label made an in-plot legend cover the curves and clip)
             self.overlays[key] = _Overlay(p)
+        self._placed: tuple[str, ...] = ()
+        self._arrange([k for k, _ in PLOTS if not k.startswith("val_")])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.layout_widget)
+
+    def shown(self) -> tuple[str, ...]:
+        """The plots laid out, in order."""
+        return self._placed
+
+    def _arrange(self, keys) -> None:
+        keys = tuple(keys)
+        if keys == self._placed:
+            return
+        for k in self._placed:
+            self.layout_widget.removeItem(self.overlays[k].plot)
+        cols = 3 if len(keys) > 4 else 2
+        for i, k in enumerate(keys):
+            self.layout_widget.addItem(self.overlays[k].plot, row=i // cols, col=i % cols)
+        self._placed = keys
 
     def setRuns(self, runs, histories, slots: dict[int, int] | None = None) -> None:
         """``runs``: (id, label) in order; ``histories``: their History objects; ``slots``: each
@@ -103,6 +123,10 @@ class RunCurves(QWidget):
             for (rid, label), h in zip(runs, histories):
                 ov.set(rid, h.step, series_of(h, key), color_of(slots[rid]), label)
             ov.keep({rid for rid, _ in runs})
+
+        def evaluated(key):
+            return any(y is not None and np.isfinite(y).any() for y in (series_of(h, key) for h in histories))
+        self._arrange([k for k, _ in PLOTS if not k.startswith("val_") or evaluated(k)])
 
     def curve(self, key: str, run_id: int):
         """(x, y) drawn for ``run_id`` on plot ``key`` (what a test or an export reads)."""

@@ -17,10 +17,10 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QTableWidget, QTableWidgetItem,
                                QTabWidget, QVBoxLayout, QWidget)
 
-from core.compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell, parse_steps
+from core.compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell_at, parse_steps
 from widgets.compare_plots import PairCurves, RunCurves, color_of, colour_slots
 from widgets.landscape import LandscapeView
 from widgets.tensor_view import TensorView, fmt
@@ -30,7 +30,10 @@ LABEL_WIDTH = 240  # px: a longer configuration label is elided in the table (wh
 
 
 class TrajectoryMap(LandscapeView):
-    """The landscape with one path per run (the base class's own path is not used)."""
+    """The landscape with one path per run (the base class's own path is not used). A click
+    starts nothing here (every run keeps its own start), so the hints do not offer it."""
+
+    CLICK_STARTS = False
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -101,8 +104,14 @@ class SideBySide(QWidget):
         _set_items(self.which, options)
         which = self.which.currentText()
         while len(self.views) < len(f.runs):
-            self.views.append(TensorView())
-            self.row.addWidget(self.views[-1], 1)
+            view = TensorView()
+            # the runs' tensors are looked at here, not explained or edited (nothing answers a
+            # click or a double-click): the view must not offer it
+            view.setEditable(False, "the runs of a comparison are not edited")
+            view.setHint("hover: values")
+            view.fillButton.hide()
+            self.views.append(view)
+            self.row.addWidget(view, 1)
         while len(self.views) > len(f.runs):
             self.views.pop().deleteLater()
         for v, r in zip(self.views, f.runs):
@@ -133,6 +142,15 @@ def _set_items(combo: QComboBox, items: list[str]) -> None:
     combo.blockSignals(False)
 
 
+def cell_text(found: tuple[float, int] | None, k: int) -> str:
+    """A table cell: the value, and where it was measured at an earlier step (a norm on its time
+    budget, a validation every few steps) that step, so it is not read as step ``k``'s."""
+    if found is None or not math.isfinite(found[0]):
+        return "—"
+    v, at = found
+    return fmt(v, 5) if at >= k else f"{fmt(v, 5)} (step {at:,})"
+
+
 class StepTable(QWidget):
     """The runs' values at the steps typed in the box, for the quantities ticked above it."""
 
@@ -150,16 +168,17 @@ class StepTable(QWidget):
         head = QHBoxLayout()
         head.addWidget(QLabel("At steps"))
         head.addWidget(self.steps, 1)
-        ticks = QHBoxLayout()
-        ticks.addWidget(QLabel("Show"))
+        ticks = QGridLayout()  # three a row: in one row the boxes made the window wider than a small screen
+        ticks.addWidget(QLabel("Show"), 0, 0)
         self.columns: dict[str, QCheckBox] = {}
-        for key, (title, tip) in COLUMNS.items():
+        per_row = 3
+        for i, (key, (title, tip)) in enumerate(COLUMNS.items()):
             box = self.columns[key] = QCheckBox(title)
             box.setToolTip(tip)
             box.setChecked(key in DEFAULT_COLUMNS)
             box.toggled.connect(self._redraw)
-            ticks.addWidget(box)
-        ticks.addStretch(1)
+            ticks.addWidget(box, i // per_row, 1 + i % per_row)
+        ticks.setColumnStretch(per_row + 1, 1)
         lay = QVBoxLayout(self)
         lay.addLayout(head)
         lay.addLayout(ticks)
@@ -201,8 +220,8 @@ class StepTable(QWidget):
             self.table.setVerticalHeaderItem(i, label)
         for i, r in enumerate(frame.runs):
             for j, (k, m) in enumerate(cols):
-                v = cell(frame.history, ids, i, m, k) if k <= r.snapshot.step else None
-                self.table.setItem(i, j, QTableWidgetItem("—" if v is None or not math.isfinite(v) else fmt(v, 5)))
+                found = cell_at(frame.history, ids, i, m, k) if k <= r.snapshot.step else None
+                self.table.setItem(i, j, QTableWidgetItem(cell_text(found, k)))
         self.table.resizeColumnsToContents()
 
     def text(self, row: int, col: int) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QMenu, QSlider, QToolButton, QVBoxLayout, QWidget
 
 from core.snapshot import History
@@ -30,6 +31,8 @@ GROUPED = ("update_ratio", "lr")  # one curve per param_group
 LABELS = {"loss": "loss", "grad_norm": "grad norm", "update_norm": "update norm", "update_ratio": "update ratio",
           "lr": "lr"}
 AXIS_LABELS = {"grad_norm": "|grad|", "update_norm": "|update|", "update_ratio": "ratio"}  # the rows are narrow
+# on a short row (a small screen) the rotated labels ran into each other: shorter still
+SHORT_LABELS = {"grad_norm": "|g|", "update_norm": "|Δp|", "update_ratio": "Δp/p"}
 # measured as often as a small share of the run's time allows: a step without a measurement is
 # not a gap in the curve (as a step without a loss is), so these lines join the measured points
 MEASURED = ("grad_norm", "update_norm", "update_ratio")
@@ -77,7 +80,12 @@ def smooth(y: np.ndarray, weight: float) -> np.ndarray:
 
 
 def _swatch(color, text: str) -> str:
-    return f"<span style='color: rgb{tuple(color)}'>━━</span>&nbsp;{text}"
+    # the legend wraps between entries, never inside one ("group" at a line's end, "0" below it)
+    return f"<span style='color: rgb{tuple(color)}'>━━</span>&nbsp;{_nobreak(text)}"
+
+
+def _nobreak(text: str) -> str:
+    return text.replace(" ", "&nbsp;")
 
 
 class CurvesView(CurvesExport, QWidget):
@@ -158,6 +166,7 @@ class CurvesView(CurvesExport, QWidget):
             plot.addItem(marker)
             self._markers[name] = marker
             self.plots[name] = plot
+            plot.geometryChanged.connect(lambda name=name: self._fit_label(name))
         # validation (tasks): val loss beside the training loss; its accuracy in the loss plot's title
         self.valLoss = pg.PlotDataItem(pen=pg.mkPen(*VAL_COLOR, width=1), symbol="o", symbolSize=4,
                                        symbolBrush=VAL_COLOR, symbolPen=None, connect="finite")
@@ -223,7 +232,9 @@ class CurvesView(CurvesExport, QWidget):
         else:
             self.valLoss.setData([], [])
         has_loss = len(h.loss) and bool(np.isfinite(h.loss).any())
-        if not has_loss and not has_val:
+        if not len(h.step):  # a new branch at step 0: there is a loss to come, whatever its source
+            self.plots["loss"].setTitle("no step yet", size="8pt")
+        elif not has_loss and not has_val:
             self.plots["loss"].setTitle("no loss: the gradients are set by hand", size="8pt")
         elif not has_val:
             self.plots["loss"].setTitle(None)
@@ -323,7 +334,10 @@ class CurvesView(CurvesExport, QWidget):
         finite = y[np.isfinite(y)]
         vb = self.plots[name].getViewBox()
         flat = finite.size > 0 and finite.min() == finite.max() and not self._log_y(name)
-        if flat:
+        if finite.size == 0:  # nothing to draw: not the last branch's range (stale ticks over no curve)
+            vb.setYRange(0.0, 1.0, padding=0)
+            self._forced_y.add(name)
+        elif flat:
             v = float(finite[0])
             half = abs(v) * 0.5 or 1.0
             vb.setYRange(v - half, v + half, padding=0)
@@ -331,6 +345,15 @@ class CurvesView(CurvesExport, QWidget):
         elif name in self._forced_y:
             self._forced_y.discard(name)
             vb.enableAutoRange(axis=pg.ViewBox.YAxis)
+
+    def _fit_label(self, name: str) -> None:
+        """The row's long label where its height holds it, else the short one."""
+        axis = self.plots[name].getAxis("left")
+        full = AXIS_LABELS.get(name, LABELS[name])
+        fits = QFontMetricsF(axis.label.font()).horizontalAdvance(full) + 6 <= axis.geometry().height()
+        text = full if fits else SHORT_LABELS.get(name, full)
+        if axis.labelText != text:
+            axis.setLabel(text)
 
     def _update_legend(self, has_val: bool, groups: int, ratios: bool = False) -> None:
         entries = []  # (plot, [(colour, name)])
@@ -340,8 +363,8 @@ class CurvesView(CurvesExport, QWidget):
             swatches = [(GROUP_COLORS[g % len(GROUP_COLORS)], f"group {g}") for g in range(groups)]
             entries.append(("lr, update ratio" if ratios else "lr", swatches))
         self._legend_plain = " · ".join(f"{p}: {', '.join(n for _, n in items)}" for p, items in entries)
-        parts = [f"{p}: " + " ".join(_swatch(c, n) for c, n in items) for p, items in entries]
-        text = "&nbsp;&nbsp;&nbsp;".join(parts)
+        parts = [f"{_nobreak(p)}:&nbsp;" + " ".join(_swatch(c, n) for c, n in items) for p, items in entries]
+        text = "&nbsp;&nbsp; ".join(parts)
         if text != self.legendLabel.text():
             self.legendLabel.setText(text)
         self.legendLabel.setVisible(bool(parts))

@@ -4,7 +4,8 @@ many elements fell in the bin (TensorBoard's distributions view, for optimizer s
 Takes plain data from ``core.distributions``: the last step of each time bucket, the bin
 edges (sign and decade bins, symmetric around 0), and the mean count per step
 in each bucket and bin (the last column counts NaNs). Colour is log(1 + count) scaled
-per column, so a column shows where that step's values lie whatever the tensor's size.
+per column, so a column shows where that step's values lie whatever the tensor's size; a
+column with no measured step shows the last measured one (the hover says so).
 Hovering reads out the step, the bin's value range and its count. Ctrl+wheel zooms the step
 axis (the plain wheel scrolls the column the strip sits in, as over the tensor views), a
 drag pans it, and the zoom stays while new steps arrive until "whole run" is pressed.
@@ -32,19 +33,31 @@ def density_image(counts: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((img * 254).round().astype(np.uint8))  # 255 is the colour table's NaN
 
 
-def tick_labels(edges: np.ndarray) -> list[tuple[float, str]]:
-    """Labels on the bin edges at every third decade on each side (1e-12 ... 1e6), 0 on the
-    middle bin (between -1e-12 and 1e-12), and NaN on the top row. Bin ``i`` spans y ``i`` to
-    ``i + 1``; edge ``k`` separates bins ``k`` and ``k + 1``, so it sits at y ``k + 1``."""
-    out = []
+def held(counts: np.ndarray) -> np.ndarray:
+    """For each column, the column whose histogram it shows: itself where it was measured, else
+    the last measured one before it (-1 before the first). Histograms are counted only at the
+    measured steps, a few in a fast run: drawn alone they were thin lines on an empty strip.
+    A measured column is never all zero (every element falls in some bin)."""
+    measured = np.asarray(counts).sum(axis=1) > 0
+    idx = np.where(measured, np.arange(len(measured)), -1)
+    return np.maximum.accumulate(idx) if len(idx) else idx
+
+
+def tick_labels(edges: np.ndarray) -> list[list[tuple[float, str]]]:
+    """Two levels of labels on the bin edges (pyqtgraph draws the second only where it fits):
+    0 on the middle bin (between -1e-12 and 1e-12), every sixth decade on each side, NaN on the
+    top row; then the decades between (every third). Bin ``i`` spans y ``i`` to ``i + 1``; edge
+    ``k`` separates bins ``k`` and ``k + 1``, so it sits at y ``k + 1``. No label at +-1e-12
+    (beside 0) nor at 1e6 (beside NaN): each sat on its neighbour's text."""
+    major, minor = [], []
     for k, v in enumerate(edges):
-        exp = np.log10(abs(v))
-        if abs(exp - round(exp)) < 1e-6 and round(exp) % 3 == 0:
-            out.append((k + 1.0, f"{'-' if v < 0 else ''}1e{int(round(exp))}"))
+        exp = int(round(np.log10(abs(v))))
+        if abs(np.log10(abs(v)) - exp) < 1e-6 and exp % 3 == 0 and exp != -12 and not (v > 0 and exp == 6):
+            (major if exp % 6 == 0 else minor).append((k + 1.0, f"{'-' if v < 0 else ''}1e{exp}"))
         if k + 1 < len(edges) and v < 0 < edges[k + 1]:
-            out.append((k + 1.5, "0"))
-    out.append((len(edges) + 1.5, "NaN"))
-    return out
+            major.append((k + 1.5, "0"))
+    major.append((len(edges) + 1.5, "NaN"))
+    return [major, minor]
 
 
 def bin_text(edges: np.ndarray, i: int) -> str:
@@ -64,7 +77,8 @@ def bin_text(edges: np.ndarray, i: int) -> str:
 
 
 def hover_text(steps, edges, counts, x: float, y: float) -> str:
-    """What the strip holds under (x: step, y: bin row), or "" outside the data."""
+    """What the strip holds under (x: step, y: bin row), or "" outside the data; a column that
+    was not measured says which measured step it shows."""
     if not len(steps) or y < 0 or y >= counts.shape[1]:
         return ""
     first = steps[0] - (steps[1] - steps[0] if len(steps) > 1 else 1)
@@ -72,11 +86,19 @@ def hover_text(steps, edges, counts, x: float, y: float) -> str:
         return ""
     col = min(int(np.searchsorted(steps, x, side="left")), len(steps) - 1)
     row = int(y)
-    width = steps[1] - steps[0] if len(steps) > 1 else 1
-    last = int(steps[col])
-    where = f"step {last:,}" if width == 1 else f"steps {last - int(width) + 1:,}–{last:,}"
+    width = int(steps[1] - steps[0]) if len(steps) > 1 else 1
+
+    def where(c: int) -> str:
+        last = int(steps[c])
+        return f"step {last:,}" if width == 1 else f"steps {last - width + 1:,}–{last:,}"
     per = "" if width == 1 else " a step"
-    return f"{where}: {counts[col, row]:.4g} elements{per} in {bin_text(edges, row)}"
+    src = int(held(counts[:col + 1])[-1])
+    if src < 0:
+        return f"{where(col)}: not measured"
+    shown = f"{counts[src, row]:.4g} elements{per} in {bin_text(edges, row)}"
+    if src != col:
+        return f"{where(col)}: not measured; at {where(src)}: {shown}"
+    return f"{where(col)}: {shown}"
 
 
 class DensityStrip(QWidget):
@@ -112,6 +134,7 @@ class DensityStrip(QWidget):
         lay.addWidget(self.note)
         self._shape = None
         self._data = None
+        self._idle = " "  # the hover line away from the data: how much of it was measured
         self._wheel = PlotWheel(self)
         self.plot.viewport().installEventFilter(self._wheel)
         self.plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.resetButton.show())
@@ -130,7 +153,7 @@ class DensityStrip(QWidget):
     def hoverAt(self, x: float, y: float) -> str:
         """Read out what lies at step ``x``, bin row ``y`` (as hovering there does)."""
         text = "" if self._data is None else hover_text(*self._data, x, y)
-        self.hover.setText(text or " ")
+        self.hover.setText(text or self._idle)
         return text
 
     def _on_mouse_moved(self, pos: QPointF) -> None:
@@ -146,18 +169,26 @@ class DensityStrip(QWidget):
             self.resetButton.hide()
             self.image.clear()
             self.note.show()
+            self._idle = " "
             self.hover.setText(" ")
             return
         steps, edges, counts = data
         self._data = (np.asarray(steps), np.asarray(edges), np.asarray(counts))
         self.note.hide()
-        img = density_image(counts)
+        src = held(counts)
+        shown = np.where(src[:, None] >= 0, np.asarray(counts)[np.maximum(src, 0)], 0.0)
+        img = density_image(shown)
+        n_measured, n = int((src == np.arange(len(src))).sum()), len(src)
+        # short: it sits beside "whole run" in a narrow strip (the others hold the last measured one)
+        self._idle = " " if n_measured == n else f"{n_measured:,} of {n:,} columns measured (hover: which)"
+        if self.hover.text() == " " or self.hover.text().endswith("columns measured (hover: which)"):
+            self.hover.setText(self._idle)
         self.image.setImage(img, levels=(0, 255), autoLevels=False)
         first = steps[0] - (steps[1] - steps[0] if len(steps) > 1 else 1)
         self.image.setRect(pg.QtCore.QRectF(first, 0, steps[-1] - first, img.shape[0]))
         if self._shape != (len(edges),):
             self._shape = (len(edges),)
-            self.plot.getAxis("left").setTicks([tick_labels(np.asarray(edges))])
+            self.plot.getAxis("left").setTicks(tick_labels(np.asarray(edges)))
         self.plot.getViewBox().setLimits(xMin=first, xMax=steps[-1], yMin=0, yMax=img.shape[0])
         if not self.isZoomed():  # a user's zoom stays while the run goes on
             self.plot.setXRange(first, steps[-1], padding=0)

@@ -77,6 +77,7 @@ class LandscapeView(QWidget):
     ``setMessage`` replaces the map by a sentence (no 2-parameter objective to draw)."""
 
     startRequested = Signal(float, float)
+    CLICK_STARTS = True  # a view whose click starts nothing says nothing about clicking
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -190,7 +191,8 @@ class LandscapeView(QWidget):
         """Show the position (and f there, if on the map) for data coordinates ``(x, y)``."""
         f = self.valueAt(x, y)
         text = f"x = {x:.4g}, y = {y:.4g}"
-        self.hover.setText(text if f is None else f"{text}, f ≈ {f:.6g} · click to start here")
+        click = " · click to start here" if self.CLICK_STARTS else ""
+        self.hover.setText(text if f is None else f"{text}, f ≈ {f:.6g}{click}")
 
     # -------------------------------------------------------------- internals
     def _on_mouse_moved(self, pos: QPointF) -> None:
@@ -203,7 +205,7 @@ class LandscapeView(QWidget):
 
     def _on_mouse_clicked(self, ev) -> None:
         vb = self.plot.getPlotItem().getViewBox()
-        if ev.button() != Qt.MouseButton.LeftButton or self._z is None \
+        if not self.CLICK_STARTS or ev.button() != Qt.MouseButton.LeftButton or self._z is None \
                 or not vb.sceneBoundingRect().contains(ev.scenePos()):
             return
         p = vb.mapSceneToView(ev.scenePos())
@@ -211,4 +213,5 @@ class LandscapeView(QWidget):
         self.startRequested.emit(float(p.x()), float(p.y()))
 
     def _set_hint(self) -> None:
-        self.hover.setText("<span style='color: grey'>hover for x, y · click to start the run there</span>")
+        click = " · click to start the run there" if self.CLICK_STARTS else ""
+        self.hover.setText(f"<span style='color: grey'>hover for x, y{click}</span>")

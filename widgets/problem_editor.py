@@ -191,7 +191,9 @@ class ProblemEditor(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.add_button)
         row.addWidget(self.remove_button)
-        row.addWidget(QLabel("double-click a name or shape to edit"), 1)
+        hint = QLabel("double-click a name or shape to edit")
+        hint.setWordWrap(True)  # on one line it made the dock's content wider than the dock at 1024x700
+        row.addWidget(hint, 1)
         lay.addWidget(self.table)
         lay.addLayout(row)
         col.addWidget(box)

@@ -55,6 +55,10 @@ def format_status(step: int, loss: float | None, steps_per_second: float | None,
     elif steps_per_second is None or not math.isfinite(steps_per_second):
         rate = "running"
     else:
-        sps = steps_per_second
-        rate = (f"{sps:.1f}" if 0 < sps < 10 else f"{round(sps):,}") + " steps/s"
+        rate = format_rate(steps_per_second) + " steps/s"
     return f"step {step:,} · loss {loss_text} · {rate} · {device}"
+
+
+def format_rate(sps: float) -> str:
+    """A rate as the status bar shows it: one decimal under 10 (never a bare "0"), else whole."""
+    return f"{sps:.1f}" if 0 < sps < 10 else f"{round(sps):,}"

@@ -209,12 +209,14 @@ class TaskEditor(QWidget):
 
         box = QGroupBox("Parameter groups")
         glay = QVBoxLayout(box)
-        self.decay_button = QPushButton("Weights / biases groups (weight_decay 0 on biases)")
+        # short texts (the whole story in the tooltips): longer ones clipped the dock at 1024x700
+        self.decay_button = QPushButton("Weights, biases (no decay)")
         self.decay_button.setToolTip("Two param_groups: weights, and biases with weight_decay=0")
         self.layer_button = QPushButton("One group per layer")
         self.layer_button.setToolTip("One param_group for the parameters of each layer")
-        self.one_button = QPushButton("One group for all parameters (LBFGS needs this)")
-        self.one_button.setToolTip("A single param_group holding every parameter of the model")
+        self.one_button = QPushButton("One group for all (LBFGS)")
+        self.one_button.setToolTip("A single param_group holding every parameter of the model "
+                                   "(what LBFGS needs)")
         for b in (self.decay_button, self.layer_button, self.one_button):
             b.setStyleSheet("text-align: left; padding: 3px 6px;")
             glay.addWidget(b)

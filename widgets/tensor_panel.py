@@ -61,6 +61,7 @@ class TensorPanel(QWidget):
         self._editable: tuple[bool, str] = (True, "")
         self._strips: dict[str, DensityStrip] = {}  # made the first time "over time" shows an entry
         self._over_time_offered = True  # False where no one feeds the strips (a checkpoint, an attached script)
+        self._read_only = False  # a checkpoint or a watched script: no explain, no edits
         self._dists: dict[str, object] = {}  # which -> what its strip shows (for setDistributions' callers)
 
         self.header = QLabel(self)
@@ -137,8 +138,9 @@ class TensorPanel(QWidget):
         extra = " · sparse gradient (shown dense)" if ts.grad_sparse else ""
         self.header.setText(f"{html.escape(ts.name)} · group {ts.group} · param {ts.index}{extra}")
 
-        arrays: dict[str, tuple[ArrayView | None, str]] = {
-            "value": (ts.value, ts.name), "grad": (ts.grad, "grad")}
+        arrays: dict[str, tuple[ArrayView | None, str]] = {"value": (ts.value, ts.name)}
+        if ts.grad is not None or not self._read_only:
+            arrays["grad"] = (ts.grad, "grad")
         texts: dict[str, str] = {}
         for key, val in ts.state.items():
             if isinstance(val, ArrayView) and not val.is_scalar:
@@ -170,6 +172,19 @@ class TensorPanel(QWidget):
         self._editable = (on, why)
         for view in self._views.values():
             view.setEditable(on, why) if why else view.setEditable(on)
+
+    def setReadOnly(self, why: str) -> None:
+        """Show values only (a checkpoint file, a watched script): no edits (``why`` says so),
+        no explain on click, views that say so, and no "grad" slot where there is no gradient
+        (a checkpoint has none: it stood empty beside the weights)."""
+        self._read_only = True
+        self.setEditable(False, why)
+        for view in self._views.values():
+            self._read_only_view(view)
+
+    def _read_only_view(self, view: TensorView) -> None:
+        view.setHint("hover: values")
+        view.fillButton.hide()
 
     def offerOverTime(self, on: bool) -> None:
         """Offer the "over time" button (only where the distributions can be fetched)."""
@@ -240,6 +255,8 @@ class TensorPanel(QWidget):
                 view.valueEdited.connect(partial(self._forward_edit, key))
                 on, why = self._editable
                 view.setEditable(on, why) if why else view.setEditable(on)
+                if self._read_only:
+                    self._read_only_view(view)
                 self._views[key] = view
             elif (only is not None and key not in only) or self.overTime():
                 continue  # hidden under its strip: drawn again when "over time" is off (the app redraws)
@@ -285,7 +302,8 @@ class TensorPanel(QWidget):
 
     def _clicked(self, which: str, index: tuple) -> None:
         view = self._views.get(which)
-        if view is not None and view.view() is not None and tuple(view.view().shape) == self._shape:
+        if not self._read_only and view is not None and view.view() is not None \
+                and tuple(view.view().shape) == self._shape:
             self.explainRequested.emit(self._name, index)
 
     def _relayout(self, force: bool = False) -> None:

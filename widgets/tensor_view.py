@@ -19,6 +19,7 @@ from core.snapshot import ArrayView
 from widgets.pg_setup import cache_axes, compact_ticks, configure, index_ticks
 from widgets.cell_edit import CellEditing
 from widgets.cell_labels import CELL_SIDE, CellLabels
+from widgets.elided_label import ElidedLabel
 from widgets.wheel_guard import PlotWheel
 
 configure()
@@ -115,7 +116,7 @@ class TensorView(CellEditing, QWidget):
         self.bars: pg.BarGraphItem | None = None
         self.step_curve: pg.PlotDataItem | None = None
 
-        self.title = QLabel(self)
+        self.title = ElidedLabel(parent=self)  # a long title gives way instead of widening the window
         bold = self.title.font()
         bold.setBold(True)
         self.title.setFont(bold)
@@ -142,6 +143,7 @@ class TensorView(CellEditing, QWidget):
         self.pages.addWidget(self.placeholder)
         self.pages.addWidget(self.scalar)
         self.hover = QLabel(self)
+        self.hover.setMinimumWidth(1)  # clipped when narrow: its hint must not widen a row of views
         self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         # a click explains only once no second click followed (a double-click edits the cell)
         self._click_timer = QTimer(self)
@@ -532,8 +534,18 @@ class TensorView(CellEditing, QWidget):
         if self.hover.isVisible():
             self._set_hint()
 
+    HINT = "hover: values · click: explain · double-click: edit"
+
+    def setHint(self, text: str) -> None:
+        """What the line under the view says when the mouse is elsewhere (a read-only view
+        offers neither explain nor edit, so it must not say it does)."""
+        self._hint = text
+        if self._hover_index is None and not self.isEditing():
+            self._set_hint()
+
     def _set_hint(self) -> None:
-        self.hover.setText("<span style='color: grey'>hover: values · click: explain · double-click: edit</span>")
+        hint = getattr(self, "_hint", self.HINT)
+        self.hover.setText(f"<span style='color: grey'>{hint}</span>")
 
     @staticmethod
     def _index_text(index: tuple[int, ...]) -> str:

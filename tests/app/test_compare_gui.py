@@ -67,6 +67,8 @@ def test_runs_are_overlaid_each_trajectory_drawn_and_their_numbers_equal_the_run
     assert d is not None and np.isfinite(d[1][-1]) and d[1][-1] > 0 and -1 <= cos[1][-1] <= 1
     w.view.tensors.which.setCurrentText("grad")
     assert [v.title.text() for v in w.view.tensors.views] == [f"{r.label} · xy grad" for r in f.runs]
+    assert "steps/s" not in w.statusBar().currentMessage()  # a finished Step N has no rate (it said "0")
+    assert w.statusBar().currentMessage().startswith("step 25 · 2 configurations · paused")
     w.view.table.steps.setText("10, 25")
     w.view.table.steps.editingFinished.emit()
     at10 = w.view.table.text(0, 0)
@@ -101,6 +103,11 @@ def test_bad_arguments_are_refused_with_one_sentence_and_nothing_is_added(compar
     w.add_from_form()
     assert "lr must be a number, not 'fast'" in w.last_error
     assert len(w.frame.runs) == 2
+    w.args.setText("lr=0.01")  # corrected: added, and the refusal leaves the screen
+    w.add_from_form()
+    qtbot.waitUntil(lambda: len(w.frame.runs) == 3, timeout=BUILD_MS)
+    qtbot.waitUntil(lambda: w.status.text() == "")
+    assert w.last_error == ""
 
 
 def test_a_saved_comparison_opens_in_a_new_window_where_it_stood(compare_window, qtbot, tmp_path):
@@ -228,3 +235,25 @@ def test_a_configuration_added_with_a_scheduler_equals_the_same_run_alone(compar
     assert float(table.text(2, 0)) == pytest.approx(0.0005 * 0.5 ** 3)
     dist = float(torch.linalg.vector_norm(alone.params["xy"].detach() - first.params["xy"].detach()))
     assert float(table.text(2, 1)) == pytest.approx(dist, rel=1e-4) and float(table.text(0, 1)) == 0
+
+
+def test_the_tensors_tab_fits_a_small_screen_with_three_long_configurations(compare_window, qtbot):
+    base = rosenbrock()
+    long = {"lr": 0.001, "momentum": 0.9, "weight_decay": 0.0001, "dampening": 0.1}
+    runs = [RunSpec("", config_spec(base, "SGD", dict(long, lr=lr), None)) for lr in (0.001, 0.002, 0.003)]
+    w = compare_window(runs)
+    qtbot.waitUntil(lambda: w.frame is not None and len(w.view.tensors.views) == 3, timeout=BUILD_MS)
+    w.view.setCurrentWidget(w.view.tensors)
+    titles = [v.title.text() for v in w.view.tensors.views]
+    assert all(len(t) > 60 for t in titles)  # whole, for the tooltip and the tests
+    for v in w.view.tensors.views:  # nothing here explains or edits: not offered
+        assert v.hover.text().endswith("hover: values</span>") and not v.fillButton.isVisible()
+    assert w.view.minimumSizeHint().width() <= 800  # each title asked for its whole width: 1,700 px in all
+
+
+def test_the_window_fits_a_screen_smaller_than_its_default_size(compare_window, qtbot):
+    w = compare_window(two_runs())
+    avail = w.screen().availableGeometry()  # the offscreen platform: 800 wide
+    assert avail.width() < 1200
+    assert w.width() <= avail.width() and w.height() <= avail.height()
+    assert avail.contains(w.geometry().topLeft())

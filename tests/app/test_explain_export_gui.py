@@ -106,3 +106,14 @@ def test_file_export_writes_a_script_that_reproduces_the_session(make_window, qt
     r = subprocess.run([sys.executable, "-I", str(script)], cwd=tmp_path, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "reproduced", r.stdout + r.stderr
+
+
+def test_the_dialog_says_its_last_line_is_the_change_beside_the_values_before_and_after(qtbot):
+    from app.explain_dialog import ExplainDialog
+    e = explain(Session(SPEC, [Step(2)]), "weight", (1, 2))
+    dlg = ExplainDialog()
+    qtbot.addWidget(dlg)
+    dlg.showExplanation(e)
+    text = dlg.verdict.text()
+    assert f"theta before: {e.before:.9g}; after: torch {e.torch_after:.9g}" in text
+    assert "the change to the element" in text and dlg.lastLine() in text

@@ -95,6 +95,15 @@ def test_open_checkpoint_shows_each_parameters_state_by_name_as_heatmaps(qtbot, 
         st = opt.state[model[0].weight]
         assert np.array_equal(win.tensor_panel.views()["exp_avg_sq"].view().values, st["exp_avg_sq"].numpy())
         assert np.array_equal(win.tensor_panel.views()["value"].view().values, model[0].weight.detach().numpy())
+        avail = win.screen().availableGeometry()  # 1200x760 ran off a small screen
+        assert win.width() <= avail.width() and win.height() <= avail.height()
+        # read only: no empty "grad" slot (a checkpoint holds none), no offer to explain or edit
+        assert list(win.tensor_panel.views()) == ["value", "exp_avg", "exp_avg_sq"]
+        for view in win.tensor_panel.views().values():
+            assert "explain" not in view.hover.text() and "edit" not in view.hover.text()
+            assert not view.fillButton.isVisible()
+        with qtbot.assertNotEmitted(win.tensor_panel.explainRequested):
+            win.tensor_panel.views()["value"].elementClicked.emit((0, 0))
         win.tree.setCurrentItem(top.child(2))
         qtbot.waitUntil(lambda: win.tensor_panel.views()["value"].view().shape == (2, 3))
         assert np.array_equal(win.tensor_panel.views()["exp_avg"].view().values,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from core.compare import Comparison, RunSpec, config_spec
-from core.compare_table import cell, parse_columns, parse_steps, value_at
+from core.compare_table import cell, measured_at, parse_columns, parse_steps, value_at
 from core.session import Session
 from tests.core.test_compare import rosenbrock_base
 
@@ -22,6 +22,7 @@ def test_the_value_at_a_step_is_the_last_measured_one_at_or_before_it():
     assert value_at(step, acc, 7) == 0.7
     assert value_at(step, acc, 1) is None
     assert value_at(step, None, 3) is None
+    assert measured_at(step, acc, 7) == (0.7, 4) and measured_at(step, acc, 8) == (0.9, 8)  # and where
 
 
 def test_columns_are_read_from_their_names_and_an_unknown_one_is_named():

@@ -339,3 +339,9 @@ def test_an_exported_folder_moved_elsewhere_still_reproduces_with_the_files_besi
 def _write(path: Path, doc: dict) -> Path:
     path.write_text(json.dumps(doc))
     return path
+
+
+def test_the_thread_count_line_reads_as_english(one_thread):
+    s = session_file.load_session(EXAMPLES / "seed_walkthrough.json")
+    text = export_script(s).text
+    assert "torch.set_num_threads(1)  # the branch ran with 1 thread (a CPU reduction" in text

@@ -39,3 +39,42 @@ def test_norms_measured_every_few_steps_are_drawn_as_a_line_through_the_measured
     assert list(x) == [1.0, 4.0, 6.0] and list(y) == [1.0, 2.0, 3.0]
     none = w.curve("update_norm", 0)[0]  # never measured: no points at all
     assert (none is None or len(none) == 0) and len(w.curve("loss", 0)[0]) == 6
+
+
+def test_validation_plots_are_laid_out_only_once_a_run_is_evaluated(qtbot):
+    from core.snapshot import History
+    w = RunCurves()
+    qtbot.addWidget(w)
+    step = np.arange(1.0, 5.0)
+    nan = np.full(4, np.nan)
+    objective = History(step, step, step, step, (step,), nan, nan)  # an objective: never evaluated
+    w.setRuns([(0, "SGD"), (1, "Adam")], [objective, objective])
+    assert w.shown() == ("loss", "grad_norm", "update_norm", "lr")
+    items = w.layout_widget.ci.items
+    assert w.overlays["val_loss"].plot not in items and w.overlays["loss"].plot in items
+    task = History(step, step, step, step, (step,), np.array([np.nan, 0.5, np.nan, 0.4]), nan)
+    w.setRuns([(0, "SGD"), (1, "Adam")], [objective, task])
+    assert w.shown() == ("loss", "val_loss", "grad_norm", "update_norm", "lr")
+    assert w.overlays["val_loss"].plot in w.layout_widget.ci.items
+    assert list(w.curve("val_loss", 1)[1]) == [0.5, 0.4]
+
+
+def test_the_comparison_map_does_not_offer_a_click_that_starts_nothing(qtbot):
+    from widgets.compare_view import TrajectoryMap
+    from widgets.landscape import LandscapeView
+    xs = ys = np.linspace(-1.0, 1.0, 5)
+    z = np.add.outer(ys ** 2, xs ** 2)
+    for cls, offered in ((TrajectoryMap, False), (LandscapeView, True)):
+        w = cls()
+        qtbot.addWidget(w)
+        assert ("click" in w.hover.text()) is offered
+        w.setLandscape(xs, ys, z)
+        w.hoverAt(0.1, 0.2)
+        assert "f ≈" in w.hover.text() and ("click" in w.hover.text()) is offered
+
+
+def test_a_table_cell_measured_before_its_step_names_the_step_it_was_measured_at():
+    from widgets.compare_view import cell_text
+    assert cell_text((162.86, 1), 50) == "162.86 (step 1)"  # read as step 50's grad norm otherwise
+    assert cell_text((1.7026, 100), 100) == "1.7026"
+    assert cell_text(None, 5) == "—" and cell_text((float("nan"), 3), 5) == "—"

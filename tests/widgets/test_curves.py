@@ -210,3 +210,44 @@ def test_a_constant_lr_is_read_on_its_axis_not_rounded_to_zero(curves, qtbot):
     values = [v for _, vs in axis.tickValues(lo, hi, axis.geometry().height()) for v in vs]
     labels = axis.tickStrings(values, 1.0, 1.0)
     assert "0" not in labels and min(values) <= 0.01 <= max(values), labels
+
+
+def test_the_legend_wraps_between_entries_never_inside_one(curves):
+    from core.snapshot import History as H
+    h = history(groups=2)
+    curves.setHistory(H(h.step, h.loss, h.grad_norm, h.update_norm, h.lr, val_loss=h.loss,
+                        update_ratio=h.lr))
+    assert curves.legendText() == "loss: train, validation · lr, update ratio: group 0, group 1"
+    # Qt wraps rich text at plain spaces only: every piece between them is a whole entry
+    pieces = [p for p in curves.legendLabel.text().split(" ") if p]
+    words = [p.split("</span>")[-1].replace("&nbsp;", " ").strip() for p in pieces]
+    assert "group 0" in words and "group 1" in words and any(w.startswith("lr, update ratio:") for w in words)
+    assert "0" not in words and "group" not in words and "ratio:" not in words
+
+
+def test_on_short_rows_the_axis_labels_shorten_instead_of_running_into_each_other(qtbot):
+    cv = shown(qtbot, CurvesView(), 300, 260)  # the right column at 1024x700
+    cv.setHistory(history())
+
+    def label(name):
+        return cv.plots[name].getAxis("left").labelText
+    qtbot.waitUntil(lambda: label("update_norm") == "|Δp|")
+    assert label("grad_norm") == "|g|" and label("update_ratio") == "Δp/p"
+    for name in ("grad_norm", "update_norm", "update_ratio"):  # each fits its row
+        axis = cv.plots[name].getAxis("left")
+        assert QFontMetricsF(axis.label.font()).horizontalAdvance(label(name)) <= axis.geometry().height()
+    cv.resize(300, 900)
+    qtbot.waitUntil(lambda: label("update_norm") == "|update|")
+    assert label("grad_norm") == "|grad|"
+
+
+def test_a_branch_at_step_0_says_no_step_yet_and_keeps_no_old_ranges(curves, qtbot):
+    curves.setHistory(history())
+    vb = curves.plots["grad_norm"].getViewBox()
+    qtbot.waitUntil(lambda: vb.viewRange()[1][1] > 5)  # sqrt(50): the old branch's range
+    curves.setHistory(History.empty())  # a rebuild: a new branch at step 0
+    assert curves.plots["loss"].titleLabel.text == "no step yet"  # not "the gradients are set by hand"
+    for name in ("loss", "grad_norm", "lr"):
+        assert curves.plots[name].getViewBox().viewRange()[1] == [0.0, 1.0]
+    curves.setHistory(history())
+    qtbot.waitUntil(lambda: vb.viewRange()[1][1] > 5)  # drawn again when steps come

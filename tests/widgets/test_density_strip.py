@@ -18,10 +18,32 @@ def test_each_column_is_scaled_to_its_own_largest_bin():
     assert img[0, 0] == 0 and img[3, 0] == 0
 
 
-def test_labels_at_zero_decades_and_nan():
-    labels = dict((text, pos) for pos, text in tick_labels(edges()))
-    assert {"0", "1e-12", "1e0", "1e6", "-1e-6", "NaN"} <= set(labels)
-    assert labels["-1e-6"] < labels["0"] < labels["1e-6"] < labels["NaN"]
+def test_labels_at_zero_decades_and_nan_and_none_on_top_of_another():
+    major, minor = tick_labels(edges())
+    labels = dict((text, pos) for pos, text in major + minor)
+    assert {"0", "1e-9", "1e0", "-1e6", "-1e-6", "NaN"} <= set(labels)
+    assert labels["-1e-6"] < labels["0"] < labels["1e-6"] < labels["1e3"] < labels["NaN"]
+    assert {text for _, text in major} == {"-1e6", "-1e0", "-1e-6", "0", "1e-6", "1e0", "NaN"}
+    pos = sorted(p for p, _ in major + minor)  # 4 bins a decade: labels at least 3 decades apart
+    assert min(b - a for a, b in zip(pos, pos[1:])) >= 3 * 4 - 0.5  # (1e-12 sat beside 0, 1e6 beside NaN)
+
+
+def test_steps_between_measured_ones_show_the_last_measured_histogram(qtbot):
+    e = edges()
+    counts = np.zeros((5, len(e) + 2))
+    counts[1, 100], counts[3, 60] = 7, 3  # measured at steps 2 and 4 only
+    w = DensityStrip()
+    qtbot.addWidget(w)
+    w.resize(400, 300)
+    w.show()
+    w.setData((np.arange(1.0, 6.0), e, counts))
+    img = w.image.image
+    assert not img[:, 0].any()  # before the first measurement: nothing
+    assert img[100, 2] == img[100, 1] == 254 and img[60, 4] == img[60, 3] == 254
+    assert w.hoverAt(2.5, 100.5) == "step 3: not measured; at step 2: 7 elements in (3.16e-06 .. 5.62e-06]"
+    assert w.hoverAt(0.5, 100.5) == "step 1: not measured"
+    w.hoverAt(9.0, 100.5)  # away from the data: how much of it is measured
+    assert w.hover.text() == "2 of 5 columns measured (hover: which)"
 
 
 def test_the_strip_draws_data_and_says_when_there_is_none(qtbot):
@@ -56,8 +78,8 @@ def test_hovering_reads_out_the_step_the_values_and_the_count(qtbot):
     qtbot.waitUntil(lambda: vb.viewRect().contains(QPointF(1.6, 122.5)))
     w._on_mouse_moved(vb.mapViewToScene(QPointF(1.6, 122.5)))  # what the scene's mouse move sends
     assert w.hover.text() == "step 2: 9 elements in (1 .. 1.78]"
-    assert w.hoverAt(2.5, 1.2) == "step 3: 0 elements in (-1e+06 .. -5.62e+05]"
-    assert w.hoverAt(3.5, 5) == "" and w.hover.text() == " "  # past the last step: nothing
+    assert w.hoverAt(2.5, 1.2) == "step 3: not measured; at step 2: 0 elements in (-1e+06 .. -5.62e+05]"
+    assert w.hoverAt(3.5, 5) == "" and w.hover.text().startswith("1 of 3 columns measured")  # past the last step
     w.setData((np.array([4.0, 8.0]), e, counts[:2] / 4))  # buckets of 4 steps: a mean count per step
     assert w.hoverAt(5.0, 74 + 48) == "steps 5–8: 2.25 elements a step in (1 .. 1.78]"
 

@@ -212,6 +212,8 @@ def test_set_locked_disables_editing(editor, qtbot):
 def test_renders_in_a_narrow_dock(editor, qtbot, tmp_path):
     editor.setSpec(SEED_SPEC)
     assert editor.grab().save(str(tmp_path / "problem.png"))
+    # the Problem dock is about 300 px wide at 1024x700: the content fits it, nothing cut off
+    assert editor._content.minimumSizeHint().width() <= 290
 
 
 def test_big_tensor_has_no_values_grid(editor, qtbot):

@@ -509,3 +509,12 @@ def test_same_shape_entries_are_drawn_at_the_same_size(qtbot):
         qtbot.waitUntil(lambda: len({(p.width(), p.height()) for p in plots}) == 1)
         w, h = next(iter(panel.viewSizes().values()))
         assert w >= 200 and h >= 200, (width, height, w, h)
+
+
+def test_a_long_title_is_elided_instead_of_widening_the_view(qtbot):
+    title = "SGD lr=0.05 momentum=0.9 weight_decay=0.0001 nesterov=True · StepLR step_size=10 · fc1.weight value"
+    tv = shown(qtbot, TensorView(), 220, 200)
+    tv.setView(av(np.arange(6.0).reshape(2, 3)), title)
+    assert tv.minimumSizeHint().width() < 200  # a QLabel asked for its whole text's width
+    assert tv.title.text() == title and tv.title.isElided()
+    qtbot.waitUntil(lambda: tv.title.toolTip() == title)  # the whole title where it is cut

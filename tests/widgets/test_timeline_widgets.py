@@ -1,6 +1,8 @@
 """The timeline strip, the branch tree and the breakpoint list: what they show and what they ask."""
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
@@ -145,3 +147,28 @@ def test_a_running_branch_ticks_over_without_the_tree_being_rebuilt(qtbot):
     bl.setBranches(tuple(on))  # a new branch: the tree is redrawn, ticks kept
     assert bl.item(3).parent() is bl.item(1) and bl.overlaid() == {2}
     assert bl.item(2).checkState(0) == Qt.CheckState.Checked
+
+
+def test_a_click_on_the_strip_rewinds_to_the_step_under_the_mouse(qtbot):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QStyle, QStyleOptionSlider
+    strip = shown(qtbot, TimelineStrip(), 600, 80)
+    strip.setPosition(1000, 1000, 0, True)
+    opt = QStyleOptionSlider()
+    strip.slider.initStyleOption(opt)
+    groove = strip.slider.style().subControlRect(QStyle.ComplexControl.CC_Slider, opt,
+                                                 QStyle.SubControl.SC_SliderGroove, strip.slider)
+    at = QPoint(groove.left() + groove.width() // 4, groove.center().y())
+    with qtbot.waitSignal(strip.gotoRequested) as sig:
+        QTest.mouseClick(strip.slider, LEFT, pos=at)
+    assert 150 <= sig.args[0] <= 350  # about a quarter of the run, not one page (10 steps) back
+
+
+def test_the_breakpoint_examples_name_the_sessions_own_tensor_and_state_entry(qtbot):
+    bl = shown(qtbot, BreakpointList(), 360, 240)
+    assert "weight.grad abs > 100" in bl.hint.text()  # before a session: the generic syntax
+    bl.setNames("fc1.weight", "momentum_buffer")
+    text = html.unescape(bl.hint.text())
+    assert "fc1.weight.grad abs > 100" in text and "fc1.weight.momentum_buffer nonfinite" in text
+    assert "w.Q[1]" not in text and " weight.exp_avg_sq" not in text  # no tensor of that name here
+    assert "fc1.weight.grad abs > 100" in bl.field.toolTip()
