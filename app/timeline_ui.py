@@ -171,6 +171,11 @@ class TimelineUI:
 
         def done(_):
             self._bp_busy -= 1
+            s = self.bridge.latest()  # published before this answer: it holds the change
+            if s is not None and not self._bp_busy:
+                # the frame may have been drawn while this was in flight (the list was left
+                # alone then) and an idle runner sends no other: show it now
+                self.breakpoint_list.setBreakpoints(s.breakpoints)
 
         def refused(msg, _tb):
             self._bp_busy -= 1
