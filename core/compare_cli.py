@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import compare_file, schedulers
 from .compare import Comparison, RunSpec, _top_level_split, config_spec, hparams_from_text
-from .compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell, parse_columns
+from .compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell_at, parse_columns
 from .spec import SchedulerSpec, SpecError
 
 SHORT = {"loss": "loss", "val_loss": "vloss", "val_accuracy": "acc", "grad_norm": "gnorm", "update_norm": "unorm",
@@ -63,11 +63,22 @@ def table(c: Comparison, at: list[int], columns=DEFAULT_COLUMNS) -> str:
     cols = [(m, k) for m in available(hist, columns) for k in steps]
     width = max(len(r.label) for r in c.runs)
     lines = [f"{'configuration':<{width}}  " + "  ".join(f"{SHORT[m] + '@' + str(k):>12}" for m, k in cols)]
+    earlier = False
     for i, r in enumerate(c.runs):
-        cells = [cell(hist, ids, i, m, k) if k <= r.step_count else None for m, k in cols]
-        text = "  ".join(f"{'-' if v is None or not math.isfinite(v) else f'{v:.6g}':>12}" for v in cells)
+        cells = [cell_at(hist, ids, i, m, k) if k <= r.step_count else None for m, k in cols]
+        texts = []
+        for got, (_, k) in zip(cells, cols):
+            if got is None or not math.isfinite(got[0]):
+                texts.append(f"{'-':>12}")
+                continue
+            mark = "*" if got[1] < k else ""  # measured before the step asked (see the note below)
+            earlier = earlier or bool(mark)
+            texts.append(f"{f'{got[0]:.6g}{mark}':>12}")
         note = f"  (stopped at step {r.step_count:,}: {r.halted})" if r.halted else ""
-        lines.append(f"{r.label:<{width}}  {text}{note}")
+        lines.append(f"{r.label:<{width}}  {'  '.join(texts)}{note}")
+    if earlier:
+        lines.append("* the last value measured before that step (norms are measured within a time budget, "
+                     "validation every few steps)")
     return "\n".join(lines)
 
 

@@ -66,3 +66,15 @@ def test_a_configuration_with_a_scheduler_runs_as_the_same_session_alone(capsys)
                        ("SGD | StepLR size=2", "StepLR takes no argument 'size'")):
         with pytest.raises(SpecError, match=words):
             parse_config(base, bad)
+
+
+def test_a_value_measured_before_the_step_asked_is_marked_and_explained(capsys):
+    """Validation runs every 45 steps in the digits example: 'val acc' at step 50 is step 45's,
+    and the table says so rather than passing it off as step 50's."""
+    assert cli.main(["compare", "digits_mlp", "--config", "Adam", "--steps", "50", "--at", "45",
+                     "--columns", "val_accuracy"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[1:] == ["acc@45", "acc@50"]
+    rows = lines[1:3]
+    assert all(not r.split()[-2].endswith("*") and r.split()[-1].endswith("*") for r in rows)
+    assert lines[3].startswith("* the last value measured before that step")
