@@ -87,6 +87,21 @@ def thin_levels(axis: pg.AxisItem, levels, lo: float, hi: float, size: float, st
     return out
 
 
+def linear_in_log(lo: float, hi: float) -> list:
+    """Ticks at round values (1, 2 or 5 times a power of ten apart) for a log axis showing
+    10**lo .. 10**hi, as log10 positions: a curve within one decade (an update ratio between
+    0.0012 and 0.0014) would otherwise have no tick label on its axis."""
+    v0, v1 = 10.0 ** lo, 10.0 ** hi
+    if not (math.isfinite(v0) and math.isfinite(v1)) or v1 <= v0:
+        return []
+    raw = (v1 - v0) / 4
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    first = math.ceil(v0 / step) * step
+    values = [first + i * step for i in range(int((v1 - first) / step) + 1)]
+    return [(0.0, [math.log10(v) for v in values if v > 0])]  # uneven in log space: thinned by pixels
+
+
 def compact_ticks(axis: pg.AxisItem, width: int | None = None) -> None:
     """Short tick labels (``short_number``, decades on a log axis) that never run together,
     optionally a fixed axis width.
@@ -107,6 +122,8 @@ def compact_ticks(axis: pg.AxisItem, width: int | None = None) -> None:
         if axis.logMode:  # decades only (pyqtgraph labels 2..9 between them, which collide)
             levels = [(1.0, [v for v in lv[1] if abs(v - round(v)) < 1e-9]) for lv in levels[:1]] \
                 if levels and len(levels[0][1]) >= 2 else levels[1:2] or levels
+            if sum(lo <= v <= hi for _, vals in levels for v in vals) < 2:
+                levels = linear_in_log(lo, hi)  # a range within one decade: no label at all else
         return thin_levels(axis, levels, lo, hi, size, lambda v, sp: tick_strings(v, 1.0, sp))
 
     axis.tickStrings = tick_strings

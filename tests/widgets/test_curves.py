@@ -251,3 +251,20 @@ def test_a_branch_at_step_0_says_no_step_yet_and_keeps_no_old_ranges(curves, qtb
         assert curves.plots[name].getViewBox().viewRange()[1] == [0.0, 1.0]
     curves.setHistory(history())
     qtbot.waitUntil(lambda: vb.viewRange()[1][1] > 5)  # drawn again when steps come
+
+
+def test_a_log_axis_whose_curve_stays_within_one_decade_still_has_labels(curves, qtbot):
+    """An update/weight ratio between 0.0012 and 0.0014 (Lion's sign updates) spans no power of
+    ten: the log axis had no tick label at all."""
+    n = 50
+    step = np.arange(1, n + 1, dtype=np.float64)
+    ratio = 0.0012 + 0.0002 * np.linspace(0.0, 1.0, n)
+    curves.setHistory(History(step, np.full(n, 1.0), np.ones(n), np.ones(n), (np.full(n, 0.1),),
+                              update_ratio=(ratio,)))
+    axis = curves.plots["update_ratio"].getAxis("left")
+    qtbot.waitUntil(lambda: axis.range[0] > -3.0 and axis.range[1] < -2.8)  # auto range is lazy
+    lo, hi = axis.range
+    values = [v for _, vs in axis.tickValues(lo, hi, axis.height()) for v in vs if lo <= v <= hi]
+    labels = axis.tickStrings(values, 1.0, 0.0)
+    assert len(values) >= 2 and len(set(labels)) == len(labels)
+    assert all(0.0011 <= float(t) <= 0.0015 for t in labels)
