@@ -12,6 +12,8 @@ from core.spec import (GradientSpec, ManualGrad, SchedulerSpec, SessionSpec, Set
                        TensorSpec, ZeroGrad)
 from core.task_spec import TaskSpec
 
+from .optimizer_files import NUMPY_NOISE
+
 
 def manual_base():
     """Random manual gradients every step: each run draws them from its own generator."""
@@ -206,23 +208,6 @@ def test_runs_whose_model_draws_from_the_global_rng_each_keep_their_own(tmp_path
         trust.forget()
 
 
-NUMPY_NOISE = '''
-import numpy as np
-import torch
-
-
-class NumpyNoise(torch.optim.Optimizer):
-    """SGD with a random step size from numpy's global generator."""
-
-    def __init__(self, params, lr=0.1):
-        super().__init__(params, dict(lr=lr))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for g in self.param_groups:
-            for p in g["params"]:
-                p.add_(p.grad, alpha=-g["lr"] * float(np.random.random()))
-'''
 
 
 def test_runs_of_optimizers_drawing_from_global_generators_each_keep_their_own(tmp_path):

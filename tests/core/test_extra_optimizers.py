@@ -17,6 +17,8 @@ from core.spec import (AddGroup, GradientSpec, LoadOptimizer, SessionSpec, SetHp
 from core.task_spec import TaskSpec
 from core.tasks import build_model, make_task_data, task_seeds
 
+from .optimizer_files import NUMPY_NOISE
+
 for _module in ("pytorch_optimizer", "lion_pytorch", "schedulefree", "prodigyopt"):
     pytest.importorskip(_module)  # pyproject's [extras]; .ci/run installs them
 
@@ -335,20 +337,6 @@ class MySGD(torch.optim.Optimizer):
                 p.add_(d, alpha=-g["lr"] * g["scale"])
 
 
-class NumpyNoise(torch.optim.Optimizer):
-    """SGD with a random step size drawn from numpy's global generator (as PSGD's Kron draws)."""
-
-    def __init__(self, params, lr=0.1):
-        super().__init__(params, dict(lr=lr))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        import numpy as np
-        for g in self.param_groups:
-            for p in g["params"]:
-                p.add_(p.grad, alpha=-g["lr"] * float(np.random.random()))
-
-
 class Rest(torch.optim.Optimizer):
     """reST style.
 
@@ -405,8 +393,8 @@ def test_user_optimizer_file_is_refused_until_trusted_then_works(tmp_path):
 def test_rewinding_brings_numpys_generator_back_for_an_optimizer_that_draws_from_it(tmp_path):
     """An optimizer drawing from numpy's global generator every step: going back to a step and
     running on repeats the run, in place or from a checkpoint."""
-    path = tmp_path / "my_opt.py"
-    path.write_text(MY_OPT)
+    path = tmp_path / "noise.py"
+    path.write_text(NUMPY_NOISE)
     trust.trust_file(str(path))
     s = Session(objective_spec(optimizer_names.file_name(str(path), "NumpyNoise")))
     s.apply(Step(40))
