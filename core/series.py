@@ -165,13 +165,7 @@ class SeriesSet:
         if c is None:
             nan = np.full(n, np.nan)
             return nan, nan, nan
-        count = c["count"][:n]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(count > 0, c["sum"][:n] / np.maximum(count, 1), np.nan)
-        seen = np.isfinite(c["min"][:n]) | (c["max"][:n] > c["min"][:n])
-        lo = np.where(seen, c["min"][:n], np.nan)
-        hi = np.where(seen, c["max"][:n], np.nan)
-        return mean, lo, hi
+        return _stats(c, 0, n)
 
     def steps(self) -> np.ndarray:
         """The x of each bucket: its step (one-step buckets) or its last step."""
@@ -195,12 +189,7 @@ class SeriesSet:
             low = 0
             d = self._derived[name] = tuple(np.full(self.capacity, np.nan) for _ in range(3))
         if low < n:
-            count = c["count"][low:n]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                d[0][low:n] = np.where(count > 0, c["sum"][low:n] / np.maximum(count, 1), np.nan)
-            seen = np.isfinite(c["min"][low:n]) | (c["max"][low:n] > c["min"][low:n])
-            d[1][low:n] = np.where(seen, c["min"][low:n], np.nan)
-            d[2][low:n] = np.where(seen, c["max"][low:n], np.nan)
+            d[0][low:n], d[1][low:n], d[2][low:n] = _stats(c, low, n)
         return d[0][:n].copy(), d[1][:n].copy(), d[2][:n].copy()  # frames keep theirs unchanged
 
     def view(self) -> History:
@@ -277,6 +266,15 @@ class SeriesSet:
         if "path" in d:
             out.path = [(int(s), float(x), float(y)) for s, x, y in np.asarray(d["path"]).tolist()]
         return out
+
+
+def _stats(c: dict, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, min, max) of buckets ``a`` to ``b`` of a column; NaN where a bucket has nothing."""
+    count = c["count"][a:b]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, c["sum"][a:b] / np.maximum(count, 1), np.nan)
+    seen = np.isfinite(c["min"][a:b]) | (c["max"][a:b] > c["min"][a:b])
+    return mean, np.where(seen, c["min"][a:b], np.nan), np.where(seen, c["max"][a:b], np.nan)
 
 
 def _num(v) -> float:
