@@ -3,7 +3,8 @@
     python benchmarks/watch.py [--pairs 5] [--quick] [--only cnn,adam,open] [--cnn-steps 3000] [--adam-steps 60]
 
 Overhead: the same loop (zero_grad, loss, backward, step) on the same model and optimizer,
-timed bare (no hook) and watched, in interleaved pairs (bare first, then watched first,
+timed bare (no hook) and watched, both sides of a pair from the same parameters, optimizer
+state and data position (so they do the same work, and end equal), in interleaved pairs (bare first, then watched first,
 alternating), each pair's ratio = watched steps/s / bare steps/s; printed as the median with
 the spread (min-max, interquartile range), as benchmarks/harness.py does; beside it the same
 ratio in steps per CPU second of the script's process (its threads only: the load-robust
@@ -23,6 +24,7 @@ parameter's heatmaps (value, exp_avg, exp_avg_sq) and their norms.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import subprocess
@@ -54,14 +56,40 @@ def cnn_case():
         loss = task.loss(task.next_batch())
         loss.backward()
         return loss
-    return model, opt, step
+    return model, opt, step, task
 
 
 def adam_case():
     w = torch.nn.Parameter(torch.zeros(4096, 4096))
     w.grad = torch.full_like(w, 1e-3)
     opt = torch.optim.Adam([w])
-    return None, opt, lambda: None
+    return None, opt, lambda: None, None
+
+
+class Checkpoint:
+    """Where a pair starts: parameters, optimizer state, data position and torch's generator,
+    so both sides of a pair do the same work (a training run's steps are not all alike: later
+    phases of the digits CNN run up to 15% slower or faster than earlier ones, which used to
+    land on one side of a pair and swamp the hook's cost)."""
+
+    def __init__(self, opt, task):
+        self.opt, self.task = opt, task
+        self.params = [p.detach().clone() for g in opt.param_groups for p in g["params"]]
+        self.state = copy.deepcopy(opt.state_dict())
+        self.data = task.state() if task is not None else None
+        self.rng = torch.get_rng_state()
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for p, v in zip((p for g in self.opt.param_groups for p in g["params"]), self.params):
+                p.copy_(v)
+        self.opt.load_state_dict(copy.deepcopy(self.state))
+        if self.task is not None:
+            self.task.load_state(self.data)
+        torch.set_rng_state(self.rng)
+
+    def ends(self) -> list[torch.Tensor]:
+        return [p.detach().clone() for g in self.opt.param_groups for p in g["params"]]
 
 
 def timed(opt, step, w: Watch | None, n: int) -> tuple[float, float]:
@@ -77,7 +105,7 @@ def timed(opt, step, w: Watch | None, n: int) -> tuple[float, float]:
 
 
 def pairs(case, n: int, count: int, listener: bool) -> tuple[list[float], list[float]]:
-    model, opt, step = case()
+    model, opt, step, task = case()
     w = Watch(opt, model=model, name="bench")
     proc = None
     if listener:
@@ -89,6 +117,9 @@ def pairs(case, n: int, count: int, listener: bool) -> tuple[list[float], list[f
     timed(opt, step, w, max(1, n // 10))  # warm-up, watched
     ratios, cpu_ratios = [], []
     for k in range(count):
+        start = Checkpoint(opt, task)
+        ends = []
+
         def bare():
             w._handle.remove()
             try:
@@ -98,14 +129,19 @@ def pairs(case, n: int, count: int, listener: bool) -> tuple[list[float], list[f
 
         def watched():
             return timed(opt, step, w, n)
-        if k % 2 == 0:
-            b, s = bare(), watched()
-        else:
-            s, b = watched(), bare()
+        first, second = (bare, watched) if k % 2 == 0 else (watched, bare)
+        start.restore()  # both sides from freshly restored tensors (the same memory layout)
+        r1 = first()
+        ends.append(start.ends())
+        start.restore()
+        r2 = second()
+        ends.append(start.ends())
+        b, s = (r1, r2) if k % 2 == 0 else (r2, r1)
+        same = all(torch.equal(x, y) for x, y in zip(*ends))
         ratios.append(s[0] / b[0])
         cpu_ratios.append(s[1] / b[1])
         print(f"    pair {k}: bare {b[0]:,.1f} steps/s, watched {s[0]:,.1f} steps/s, ratio {s[0] / b[0]:.3f} "
-              f"(CPU time {cpu_ratios[-1]:.3f})", flush=True)
+              f"(CPU time {cpu_ratios[-1]:.3f}){'' if same else '; NOT the same result'}", flush=True)
     sent, dropped = w.publisher.frames_sent, w.publisher.frames_dropped
     w.close()
     if proc is not None:

@@ -27,6 +27,8 @@ NEEDS_2D = {"Muon"}
 NEEDS_SPARSE = {"SparseAdam"}
 NEEDS_CLOSURE = {"LBFGS"}
 ONE_GROUP = {"LBFGS"}
+# one lr for every group (or 0 to freeze a group): prodigyopt's step raises on any other, after the gradient
+SAME_LR = {"prodigyopt.Prodigy"}
 # what needs() answers (the extras' own flags, and torch's rules above as flags)
 CLOSURE, SECOND_ORDER, TRAIN_EVAL, TWO_D = extras.CLOSURE, extras.SECOND_ORDER, extras.TRAIN_EVAL, extras.NEEDS_2D
 SPARSE, ONE_GROUP_ONLY = "sparse", "one_group"
@@ -73,6 +75,21 @@ def needs(name: str) -> frozenset[str]:
         rules = ((NEEDS_2D, TWO_D), (NEEDS_SPARSE, SPARSE), (NEEDS_CLOSURE, CLOSURE), (ONE_GROUP, ONE_GROUP_ONLY))
         return frozenset(flag for names, flag in rules if name in names)
     return extras.needs(name, optimizer_class(name))
+
+
+def check_same_lr(name: str, lrs) -> None:
+    """ValueError in one sentence when ``name`` allows one lr for all groups (0 freezing one) and
+    ``lrs`` (every group's, in order) has another; checked when groups are built, added or edited
+    instead of at the next step."""
+    if name not in SAME_LR:
+        return
+    lrs = [float(v) for v in lrs if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    top = max(lrs, default=0.0)
+    bad = next((i for i, v in enumerate(lrs) if v not in (top, 0.0)), None)
+    if bad is not None:
+        short = optimizer_names.parse(name).cls
+        raise ValueError(f"{short} needs the same lr in every parameter group: "
+                         f"group {bad} has {lrs[bad]:g}, another {top:g}")
 
 
 def _choices(doc: str) -> tuple[str, ...]:

@@ -198,6 +198,7 @@ class Engine:
         self._saved_rngs: dict[str, torch.Tensor] = {}
         self._values_grads: dict[str, tuple] = {}  # tensor -> (its ManualGrad, that gradient made on the device)
         self._check_groups_run(self.device, [{**spec.hparams, **g.hparams} for g in self.group_specs])
+        self._check_lrs([{**spec.hparams, **g.hparams}.get("lr") for g in self.group_specs])
         groups = [{"params": [self.params[n] for n in g.tensors], **g.hparams} for g in self.group_specs]
         try:
             self.optimizer = self.opt_class(groups, **spec.hparams)
@@ -212,6 +213,7 @@ class Engine:
                 raise SpecError(f"{spec.scheduler.name}: {e}") from None
         self._metric_scheduler = self.scheduler is not None and schedulers.needs_metric(spec.scheduler.name)
         self._switch = catalogue.TRAIN_EVAL in self.needs
+        self._same_lr = spec.optimizer in catalogue.SAME_LR
         if self._switch:
             self.optimizer.train()  # schedule-free: train mode before the first gradient
         self._draws_numpy = not catalogue.is_torch(spec.optimizer)
@@ -328,6 +330,15 @@ class Engine:
         except ValueError as e:
             raise SpecError(str(e)) from None
 
+    def _check_lrs(self, lrs) -> None:
+        """Every group's lr (None: the default) fits the optimizer (Prodigy: one lr for all)."""
+        default = catalogue.info(self.spec.optimizer).defaults.get("lr") if self.spec.optimizer in catalogue.SAME_LR \
+            else None
+        try:
+            catalogue.check_same_lr(self.spec.optimizer, [default if v is None else v for v in lrs])
+        except ValueError as e:
+            raise SpecError(str(e)) from None
+
     def _check_optimizer_fits(self, tensors, groups) -> None:
         name = self.spec.optimizer
         if catalogue.TWO_D in self.needs:
@@ -422,6 +433,11 @@ class Engine:
                 return self.step_once()
         spec = self.spec
         opt = self.optimizer
+        if self._same_lr:  # edited one group at a time, the lrs may differ in between; prodigyopt
+            try:  # would raise at the second group, after changing the first group's state
+                catalogue.check_same_lr(spec.optimizer, [g.get("lr") for g in opt.param_groups])
+            except ValueError as e:
+                raise StepError(f"{e}; nothing was stepped") from None
         if self._switch:
             opt.train()  # schedule-free: nothing when already in train mode
         if self.task is not None:
@@ -552,6 +568,7 @@ class Engine:
         merged = {k: v for k, v in self.optimizer.defaults.items() if k in known}
         merged.update(action.hparams)  # unknown names are refused by validate_hparams
         self._check_groups_run(self.device, [merged], self.dtypes() + tuple(t.dtype for t in action.tensors))
+        self._check_lrs([g.get("lr") for g in self.optimizer.param_groups] + [merged.get("lr")])
         limits.check_tensors_fit(self.spec.optimizer, action.tensors, [merged], self.device)
         new = {}
         for k, t in enumerate(action.tensors):

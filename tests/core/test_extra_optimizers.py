@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from core import catalogue, cli, extra_optimizers, files, objectives, optimizer_names, trust
 from core.session import Session, tensor_seed
 from core.engine import optimizer_seed
-from core.spec import (AddGroup, GradientSpec, LoadOptimizer, SessionSpec, SetHparam, SpecError, Step, TensorSpec,
+from core.engine import StepError
+from core.spec import (AddGroup, GradientSpec, GroupSpec, LoadOptimizer, SessionSpec, SetHparam, SpecError, Step, TensorSpec,
                        dumps, loads)
 from core.task_spec import TaskSpec
 from core.tasks import build_model, make_task_data, task_seeds
@@ -182,6 +183,30 @@ def test_session_equals_plain_script_with_the_same_class(name):
     for _ in range(3):
         plain_step(opt, params, need)
     assert_same_run(s.param_list, s.optimizer, params, opt, name)
+
+
+def test_prodigy_refuses_groups_with_different_lrs_when_they_are_made_not_at_the_next_step():
+    """prodigyopt raises inside step() for a group whose lr is not the largest (nor 0): a form or an
+    added group making one is refused in one sentence and the session stays as it was; lrs edited one
+    group at a time may differ in between, and a step then is refused before anything moves."""
+    name = "prodigyopt.Prodigy"
+    s = Session(objective_spec(name))
+    s.apply(Step(2))
+    s.apply(AddGroup((TensorSpec("same", (2, 2)),), {"lr": 1.0}))
+    entries = len(s.journal)
+    with pytest.raises(SpecError, match="Prodigy needs the same lr in every parameter group: group 2 has 0.25"):
+        s.apply(AddGroup((TensorSpec("extra", (2, 2)),), {"lr": 0.25}))
+    assert [g["lr"] for g in s.optimizer.param_groups] == [1.0, 1.0] and len(s.journal) == entries
+    s.apply(SetHparam(1, "lr", 0.5))
+    before = [p.clone() for p in s.param_list]
+    with pytest.raises(StepError, match="group 0 has 1, another 0.5|group 1 has 0.5, another 1"):
+        s.apply(Step(1))
+    assert s.step_count == 2 and all(torch.equal(a, b) for a, b in zip(before, s.param_list))
+    s.apply(SetHparam(0, "lr", 0.5))  # every group's lr changed, one at a time: it steps again
+    s.apply(Step(1))
+    assert s.step_count == 3
+    with pytest.raises(SpecError, match="group 1 has 0.5, another 1"):
+        Session(objective_spec(name, groups=(GroupSpec(("t0",)), GroupSpec(("t1",), {"lr": 0.5}))))
 
 
 def test_schedule_free_switch_is_called_in_the_documented_order(monkeypatch):
