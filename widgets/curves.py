@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QMenu, QSlider, QToolButton, QVBoxLayout, QWidget
 
@@ -42,6 +42,7 @@ VAL_COLOR = (240, 90, 170)
 GROUP_COLORS = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66),
                 (204, 121, 167), (213, 94, 0), (0, 114, 178), (200, 200, 200)]
 AXIS_WIDTH = 52
+MAX_AXIS_WIDTH = 90  # what a wider tick label may widen the rows' axes to
 RAW_ALPHA = 70  # the unsmoothed curve behind a smoothed one
 
 
@@ -129,6 +130,7 @@ class CurvesView(CurvesExport, QWidget):
         self.graphics.ci.setContentsMargins(2, 2, 2, 2)
 
         self.plots: dict[str, pg.PlotItem] = {}
+        self._axis_width = AXIS_WIDTH
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.raw: dict[str, pg.PlotDataItem] = {}
         self.groupCurves: dict[str, list[pg.PlotDataItem]] = {name: [] for name in GROUPED}
@@ -143,7 +145,7 @@ class CurvesView(CurvesExport, QWidget):
             plot.setMenuEnabled(False)
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setLabel("left", AXIS_LABELS.get(name, LABELS[name]))
-            compact_ticks(plot.getAxis("left"), AXIS_WIDTH)
+            compact_ticks(plot.getAxis("left"), AXIS_WIDTH, grow=self._grow_axes)
             compact_ticks(plot.getAxis("bottom"))
             plot.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" would not fit the label
             if row < len(SERIES) - 1:
@@ -345,6 +347,20 @@ class CurvesView(CurvesExport, QWidget):
         elif name in self._forced_y:
             self._forced_y.discard(name)
             vb.enableAutoRange(axis=pg.ViewBox.YAxis)
+
+    def _grow_axes(self, pixels: float) -> None:
+        """Widen every row's left axis to ``pixels`` (called while one paints its tick labels: a
+        label like 0.0012 is wider than the room beside the rotated title). The rows stay lined
+        up; the width only grows (up to MAX_AXIS_WIDTH), so it cannot oscillate."""
+        width = min(int(pixels), MAX_AXIS_WIDTH)
+        if width <= self._axis_width:
+            return
+        self._axis_width = width
+        QTimer.singleShot(0, self._apply_axis_width)  # not from inside the axis's own paint
+
+    def _apply_axis_width(self) -> None:
+        for plot in self.plots.values():
+            plot.getAxis("left").setWidth(self._axis_width)
 
     def _fit_label(self, name: str) -> None:
         """The row's long label where its height holds it, else the short one."""

@@ -102,19 +102,35 @@ def linear_in_log(lo: float, hi: float) -> list:
     return [(0.0, [math.log10(v) for v in values if v > 0])]  # uneven in log space: thinned by pixels
 
 
-def compact_ticks(axis: pg.AxisItem, width: int | None = None) -> None:
+def needed_width(axis: pg.AxisItem, strings: list[str]) -> float:
+    """Pixels a vertical axis needs for these tick labels beside its (rotated) title."""
+    fm = QFontMetricsF(axis.style.get("tickFont") or axis.font())
+    title = axis.label.boundingRect().height() if axis.label.isVisible() and axis.labelText else 0.0
+    text = max((fm.horizontalAdvance(s) for s in strings), default=0.0)
+    return math.ceil(text + title + axis.style["tickTextOffset"][0] + max(0, axis.style["tickLength"]))
+
+
+def compact_ticks(axis: pg.AxisItem, width: int | None = None, grow=None) -> None:
     """Short tick labels (``short_number``, decades on a log axis) that never run together,
     optionally a fixed axis width.
 
     pyqtgraph drops tick text wider than the axis, and an axis whose width follows its
-    labels can make a view with a locked aspect resize itself for ever.
+    labels can make a view with a locked aspect resize itself for ever. ``grow(pixels)``, if
+    given, is called when the labels about to be drawn need a wider axis than it has (the
+    caller widens it, and its neighbours, only ever upwards: no resize loop).
     """
     values_of = axis.tickValues
 
     def tick_strings(values, scale, spacing) -> list[str]:
         if axis.logMode:
-            return [short_number(10.0 ** v) for v in values]
-        return [short_number(v * scale) for v in values]
+            out = [short_number(10.0 ** v) for v in values]
+        else:
+            out = [short_number(v * scale) for v in values]
+        if grow is not None and axis.orientation in ("left", "right") and out:
+            need = needed_width(axis, out)
+            if need > axis.width():
+                grow(need)
+        return out
 
     def tick_values(a, b, size):
         lo, hi = min(a, b), max(a, b)

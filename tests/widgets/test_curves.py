@@ -268,3 +268,27 @@ def test_a_log_axis_whose_curve_stays_within_one_decade_still_has_labels(curves,
     labels = axis.tickStrings(values, 1.0, 0.0)
     assert len(values) >= 2 and len(set(labels)) == len(labels)
     assert all(0.0011 <= float(t) <= 0.0015 for t in labels)
+
+
+@pytest.mark.parametrize("lo, hi", [(0.0012, 0.0014), (2e-4, 9e-4), (1e-5, 1e-3), (0.01, 0.05)])
+def test_the_tick_labels_of_a_curve_leave_its_rotated_axis_title_uncovered(curves, qtbot, lo, hi):
+    """The rows' left axes share one width (their plots line up); a tick label like 0.0012 is wider
+    than the room beside the rotated title ("ratio"), which it covered: drawn, the axes widen to
+    fit the widest label, every row alike."""
+    from widgets.pg_setup import needed_width
+    n = 50
+    step = np.arange(1, n + 1, dtype=np.float64)
+    ratio = np.geomspace(lo, hi, n)
+    curves.setHistory(History(step, np.full(n, 1.0), np.ones(n), np.ones(n), (np.full(n, 0.1),),
+                              update_ratio=(ratio,)))
+    axis = curves.plots["update_ratio"].getAxis("left")
+    qtbot.waitUntil(lambda: axis.range[0] >= np.log10(lo) - 0.5 and axis.range[1] <= np.log10(hi) + 0.5)
+
+    def fits() -> bool:
+        curves.grab()  # paint: the axis makes its tick labels
+        a, b = axis.range
+        strings = [s for _, vs in axis.tickValues(a, b, axis.height())
+                   for s in axis.tickStrings([v for v in vs if a <= v <= b], 1.0, 0.0)]
+        return bool(strings) and needed_width(axis, strings) <= axis.width()
+    qtbot.waitUntil(fits)
+    assert len({p.getAxis("left").width() for p in curves.plots.values()}) == 1
