@@ -194,7 +194,7 @@ class _Writer:
         name = export_resume.file_name(self.script_name)
         what = "the checkpoint's data: " + ", ".join(export_resume.what_it_holds(r, data, has_scheduler))
         self._store(r.blob, beside=(name, what))
-        self.emit(*export_resume.lines(r, data, r.blob, scheduler=has_scheduler, switch=self.switch,
+        self.emit(*export_resume.lines(r, data, r.blob, name, scheduler=has_scheduler, switch=self.switch,
                                        shuffle=self.task.shuffle))
 
     def _make_tensors(self, tensors, first: int) -> None:

@@ -35,16 +35,19 @@ def what_it_holds(r: ResumeSpec, data: dict, scheduler: bool) -> list[str]:
     return held
 
 
-def lines(r: ResumeSpec, data: dict, key: str, *, scheduler: bool, switch: bool, shuffle: bool) -> list[str]:
+def lines(r: ResumeSpec, data: dict, key: str, beside: str, *, scheduler: bool, switch: bool,
+          shuffle: bool) -> list[str]:
     """The script's lines that stand it at step ``r.step`` of the checkpoint, after the optimizer
-    and scheduler are built (``key``: the stored() entry of the checkpoint's data)."""
+    and scheduler are built (``key``: the stored() entry of the checkpoint's data, the file
+    ``beside`` the script)."""
     name = Path(r.path).name if r.path else "a checkpoint"
     held = what_it_holds(r, data, scheduler)
     where = [f"at export: {r.path!r}"] if r.path else []
     where += [f"SHA-256 {r.sha256[:16]}..."] if r.sha256 else []
     out = ["", f"# ----- resumed at step {r.step:,} from the checkpoint {name} -----",
            f"# optimlab read {name}" + (f" ({', '.join(where)})" if where else "") + " with weights_only=True;",
-           f"# the file beside this script holds what this run takes from it: {', '.join(held)}.",
+           f"# {beside}, beside this script, holds what this run takes from it:",
+           f"# {', '.join(held)}.",
            f"checkpoint = stored({key!r})",
            "with torch.no_grad():  # the model's weights, by name",
            '    for name, value in checkpoint["params"].items():',

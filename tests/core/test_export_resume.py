@@ -1,0 +1,128 @@
+"""Export of a resumed session: a plain PyTorch script that loads the checkpoint's data from a
+file beside itself (weights_only), stands at the checkpoint's step (weights, optimizer and
+scheduler state, data order, torch's generator), replays what the session did from there, prints
+``reproduced``, and gives the same parameters and optimizer state as ``optimlab run``.
+
+The checkpoints are written by test_resume's plain training loop (the task's documented rules),
+resumed with ``optimlab resume``, exported with ``optimlab export -o`` and run with a plain
+interpreter in a fresh process where optimlab cannot be imported."""
+import json
+import re
+
+import pytest
+import torch
+
+from core import cli, edits, session_file, trust
+from core import spec as specmod
+from core.export import export_script
+from tests.core.test_export import assert_same_state, run_cli, run_plain
+from tests.core.test_resume import CASES, DROPOUT_SCRIPT, assert_same, plain_run, session_spec
+from core.tasks import task_seeds
+
+
+def resume_cli(tmp_path, checkpoint, task: str, steps: int, *extra) -> "Path":
+    """``optimlab resume CHECKPOINT --task TASK --steps K -o s.optimlab``; the saved session's path."""
+    out = tmp_path / "resumed.optimlab"
+    assert cli.main(["resume", str(checkpoint), "--task", task, "--steps", str(steps), "-o", str(out), *extra]) == 0
+    return out
+
+
+def spec_file(tmp_path, case: str) -> str:
+    optimizer, hparams, sched = CASES[case]
+    p = tmp_path / "task.json"
+    p.write_text(json.dumps(specmod.document(session_spec(optimizer, hparams, sched))))
+    return str(p)
+
+
+def export_and_run(tmp_path, session, capsys, *extra) -> tuple[str, dict, dict]:
+    """Export with the CLI, run the script in a fresh plain interpreter; check it against
+    ``optimlab run SESSION`` (torch.equal) and return its stdout and what it saved."""
+    script = tmp_path / "out" / "resumed_run.py"
+    script.parent.mkdir()
+    assert cli.main(["export", str(session), "-o", str(script), *extra]) == 0
+    assert "resumed_run.checkpoint.pt" in capsys.readouterr().out  # the checkpoint's data, written beside
+    stdout, params, opt = run_plain(script, script.parent)
+    assert stdout.strip().splitlines()[-1] == "reproduced", stdout
+    cli_params, cli_opt = run_cli(session, tmp_path, capsys)
+    assert_same_state(params, cli_params, "params")
+    assert_same_state(opt, cli_opt, "optimizer")
+    return script.read_text(), params, opt
+
+
+@pytest.mark.parametrize("n", [6, 7])  # 6: at an epoch's end (3 steps an epoch); 7: one batch into the third
+def test_adam_with_steplr_resumed_at_an_epochs_end_or_mid_epoch_exports_a_script_that_reproduces_it(
+        tmp_path, capsys, n):
+    m = 13
+    checkpoint = tmp_path / "ck.pt"
+    model, opt, _ = plain_run(*CASES["adam_steplr"], m, save_at=n, path=checkpoint)
+    session = resume_cli(tmp_path, checkpoint, spec_file(tmp_path, "adam_steplr"), m - n)
+    text, params, saved = export_and_run(tmp_path, session, capsys)
+    # the steps after the checkpoint are the plain training loop's, too
+    for name, p in model.named_parameters():
+        assert torch.equal(params[name], p.detach()), name
+    assert_same_state(saved["state"], opt.state_dict()["state"], "state")
+    assert f"# ----- resumed at step {n:,} from the checkpoint ck.pt -----" in text
+    assert 'scheduler.load_state_dict(checkpoint["scheduler"])' in text
+    assert f"for _ in range({m - n}):" in text  # replayed from the checkpoint's step, not from 0
+
+
+def test_sgd_with_momentum_resumed_mid_epoch_exports_a_script_that_reproduces_it(tmp_path, capsys):
+    checkpoint = tmp_path / "ck.pt"
+    model, opt, _ = plain_run(*CASES["sgd_momentum"], 11, save_at=7, path=checkpoint)
+    session = resume_cli(tmp_path, checkpoint, spec_file(tmp_path, "sgd_momentum"), 4)
+    text, params, saved = export_and_run(tmp_path, session, capsys)
+    for name, p in model.named_parameters():
+        assert torch.equal(params[name], p.detach()), name
+    assert_same_state(saved["state"], opt.state_dict()["state"], "state")
+    assert "scheduler" not in text and "set_rng_state" not in text  # neither in the spec nor the checkpoint
+
+
+def test_the_shipped_digits_example_resumed_through_the_cli_exports_a_script_that_reproduces_it(tmp_path, capsys):
+    """Two groups, weight decay on the weights only, StepLR once an epoch (45 steps), resumed
+    five batches into the second epoch."""
+    spec, _ = specmod.loads((cli.EXAMPLES / "digits_mlp.json").read_text())
+    groups = [(g.tensors, dict(g.hparams)) for g in spec.groups]
+    sched = (spec.scheduler.name, dict(spec.scheduler.params), "epoch")
+    checkpoint = tmp_path / "ck.pt"
+    model, opt, _ = plain_run("SGD", dict(spec.hparams), sched, 100, save_at=50, path=checkpoint,
+                              task=spec.gradient.task, groups=groups)
+    session = resume_cli(tmp_path, checkpoint, "digits_mlp", 50)
+    text, params, _ = export_and_run(tmp_path, session, capsys)
+    for name, p in model.named_parameters():
+        assert torch.equal(params[name], p.detach()), name
+    assert "digits.npz" in text.split("import ", 1)[0]  # the header lists both files it reads
+
+
+def test_a_checkpoint_with_torchs_generator_is_exported_with_it_so_dropout_draws_the_same_masks(tmp_path, capsys):
+    """A task script with dropout: only the generator state the checkpoint carries makes the
+    steps after it equal; the script sets it after building everything, as the engine does."""
+    import runpy
+    task = tmp_path / "task.py"
+    task.write_text(DROPOUT_SCRIPT)
+    ns = runpy.run_path(str(task))
+    seeds, bs, n = task_seeds(3), 8, 3  # 30 samples: 4 batches an epoch; saved within the first
+    torch.manual_seed(seeds.data)
+    train_x, train_y, _, _ = ns["make_data"]()
+    torch.manual_seed(seeds.init)
+    model = ns["make_model"]()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seeds.order))
+    torch.manual_seed(99)  # the run's own generator state: only the checkpoint tells it
+    for i in range(n):
+        idx = order[i * bs:(i + 1) * bs]
+        opt.zero_grad()
+        ns["loss_fn"](model(train_x[idx]), train_y[idx]).backward()
+        opt.step()
+    checkpoint = tmp_path / "ck.pt"
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": n,
+                "rng_state": torch.random.get_rng_state()}, checkpoint)
+    trust.forget()
+    try:
+        session = resume_cli(tmp_path, checkpoint, str(task), 6, "--batch-size", str(bs), "--seed", "3",
+                             "--trust-script")
+        trust.trust_file(str(task))  # as the window's consent does, for optimlab run's side of the check
+        text, _, _ = export_and_run(tmp_path, session, capsys)
+    finally:
+        trust.forget()
+    assert 'torch.random.set_rng_state(checkpoint["rng"])' in text
+    assert text.index("set_rng_state") > text.index("optimizer.load_state_dict")
