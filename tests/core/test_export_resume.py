@@ -14,7 +14,7 @@ import torch
 
 from core import cli, edits, session_file, trust
 from core import spec as specmod
-from core.export import export_script
+from core.export import write_script
 from tests.core.test_export import assert_same_state, run_cli, run_plain
 from tests.core.test_resume import CASES, DROPOUT_SCRIPT, assert_same, plain_run, session_spec
 from core.tasks import task_seeds
@@ -126,3 +126,48 @@ def test_a_checkpoint_with_torchs_generator_is_exported_with_it_so_dropout_draws
         trust.forget()
     assert 'torch.random.set_rng_state(checkpoint["rng"])' in text
     assert text.index("set_rng_state") > text.index("optimizer.load_state_dict")
+
+
+def test_another_optimizer_from_the_checkpoints_step_and_an_unshuffled_task_export_scripts_that_reproduce_them(
+        tmp_path):
+    """Branch 1 tries SGD from the checkpoint's step (the checkpoint's weights, data position and
+    generator; a fresh optimizer): its script loads no optimizer state. A task without shuffling
+    stands at the step in the plain order. Each script, and branch 0's, prints ``reproduced``."""
+    from dataclasses import replace
+
+    from core.resume import resume_spec
+    from core.session import Session
+    from tests.core.test_export import _run_many
+    from tests.core.test_resume import TASK
+    checkpoint = tmp_path / "ck.pt"
+    plain_run(*CASES["adam_steplr"], 7, save_at=7, path=checkpoint)
+    r = resume_spec(session_spec(*CASES["adam_steplr"]), checkpoint)
+    tried = Session(r.spec, blobs=r.blobs)
+    tried.run(3)
+    tried = edits.with_optimizer(tried, "SGD")
+    tried.run(4)
+    assert (tried.timeline.current, tried.spec.resume.optimizer_state) == (1, False)
+    unshuffled = resume_spec(session_spec("Adam", {"lr": 0.01}, None, task=replace(TASK, shuffle=False)), checkpoint)
+    plain_order = Session(unshuffled.spec, blobs=unshuffled.blobs)
+    plain_order.run(5)
+    sessions = {"sgd_tried": (tried, None), "adam_branch": (tried, 0), "unshuffled": (plain_order, None)}
+    paths = [write_script(s, tmp_path / f"{name}.py", branch)[0] for name, (s, branch) in sessions.items()]
+    scripts = {name: p.read_text() for name, p in zip(sessions, paths)}
+    outputs = _run_many(paths, tmp_path, save=True)
+    for name, out in zip(scripts, outputs):
+        assert out.strip().splitlines()[-1] == "reproduced", (name, out)
+    saved = torch.load(f"{paths[0]}.params.pt", weights_only=True)
+    assert_same_state(saved, {n: p.detach() for n, p in tried.params.items()}, "params")
+    assert "optimizer.load_state_dict" not in scripts["sgd_tried"]
+    assert "optimizer.load_state_dict" in scripts["adam_branch"]
+    assert "order = torch.arange(n_train)" in scripts["unshuffled"]
+
+
+def test_printing_a_resumed_sessions_script_without_its_checkpoint_file_is_refused_in_one_line(tmp_path, capsys):
+    checkpoint = tmp_path / "ck.pt"
+    plain_run(*CASES["sgd_momentum"], 3, save_at=3, path=checkpoint)
+    session = resume_cli(tmp_path, checkpoint, spec_file(tmp_path, "sgd_momentum"), 1)
+    capsys.readouterr()
+    assert cli.main(["export", str(session)]) == 2
+    out, err = capsys.readouterr()
+    assert not out and err.count("\n") == 1 and "exported.checkpoint.pt" in err and "-o" in err, err
