@@ -7,74 +7,75 @@ The checkpoints are written by test_resume's plain training loop (the task's doc
 resumed with ``optimlab resume``, exported with ``optimlab export -o`` and run with a plain
 interpreter in a fresh process where optimlab cannot be imported."""
 import json
-import re
+from pathlib import Path
 
-import pytest
 import torch
 
-from core import cli, edits, session_file, trust
+from core import cli, edits, trust
 from core import spec as specmod
 from core.export import write_script
-from tests.core.test_export import assert_same_state, run_cli, run_plain
-from tests.core.test_resume import CASES, DROPOUT_SCRIPT, assert_same, plain_run, session_spec
 from core.tasks import task_seeds
+from tests.core.test_export import _run_many, assert_same_state, run_cli
+from tests.core.test_resume import CASES, DROPOUT_SCRIPT, TASK, plain_run, session_spec
 
 
-def resume_cli(tmp_path, checkpoint, task: str, steps: int, *extra) -> "Path":
-    """``optimlab resume CHECKPOINT --task TASK --steps K -o s.optimlab``; the saved session's path."""
-    out = tmp_path / "resumed.optimlab"
+def resume_cli(folder, checkpoint, task: str, steps: int, *extra) -> Path:
+    """``optimlab resume CHECKPOINT --task TASK --steps K -o resumed.optimlab``; the saved session."""
+    out = folder / "resumed.optimlab"
     assert cli.main(["resume", str(checkpoint), "--task", task, "--steps", str(steps), "-o", str(out), *extra]) == 0
     return out
 
 
-def spec_file(tmp_path, case: str) -> str:
+def spec_file(folder, case: str) -> str:
     optimizer, hparams, sched = CASES[case]
-    p = tmp_path / "task.json"
+    p = folder / "task.json"
     p.write_text(json.dumps(specmod.document(session_spec(optimizer, hparams, sched))))
     return str(p)
 
 
-def export_and_run(tmp_path, session, capsys, *extra) -> tuple[str, dict, dict]:
-    """Export with the CLI, run the script in a fresh plain interpreter; check it against
-    ``optimlab run SESSION`` (torch.equal) and return its stdout and what it saved."""
-    script = tmp_path / "out" / "resumed_run.py"
-    script.parent.mkdir()
-    assert cli.main(["export", str(session), "-o", str(script), *extra]) == 0
-    assert "resumed_run.checkpoint.pt" in capsys.readouterr().out  # the checkpoint's data, written beside
-    stdout, params, opt = run_plain(script, script.parent)
-    assert stdout.strip().splitlines()[-1] == "reproduced", stdout
-    cli_params, cli_opt = run_cli(session, tmp_path, capsys)
-    assert_same_state(params, cli_params, "params")
-    assert_same_state(opt, cli_opt, "optimizer")
-    return script.read_text(), params, opt
+def export_and_run(sessions: dict, capsys, *extra) -> dict:
+    """Export each session with the CLI (beside it), run the scripts in one fresh plain interpreter
+    (one torch import), check each printed ``reproduced`` and saved what ``optimlab run SESSION``
+    saves (torch.equal). Returns name -> (script text, saved params, saved optimizer state)."""
+    scripts = []
+    for session in sessions.values():
+        scripts.append(session.with_name("resumed_run.py"))
+        assert cli.main(["export", str(session), "-o", str(scripts[-1]), *extra]) == 0
+        assert "resumed_run.checkpoint.pt" in capsys.readouterr().out  # the checkpoint's data, written beside
+    outputs = _run_many(scripts, scripts[0].parent, save=True)
+    out = {}
+    for (name, session), script, stdout in zip(sessions.items(), scripts, outputs):
+        assert stdout.strip().splitlines()[-1] == "reproduced", (name, stdout)
+        params, opt = (torch.load(f"{script}.{what}.pt", weights_only=True) for what in ("params", "optimizer"))
+        cli_params, cli_opt = run_cli(session, session.parent, capsys)
+        assert_same_state(params, cli_params, f"{name} params")
+        assert_same_state(opt, cli_opt, f"{name} optimizer")
+        out[name] = script.read_text(), params, opt
+    return out
 
 
-@pytest.mark.parametrize("n", [6, 7])  # 6: at an epoch's end (3 steps an epoch); 7: one batch into the third
-def test_adam_with_steplr_resumed_at_an_epochs_end_or_mid_epoch_exports_a_script_that_reproduces_it(
-        tmp_path, capsys, n):
-    m = 13
-    checkpoint = tmp_path / "ck.pt"
-    model, opt, _ = plain_run(*CASES["adam_steplr"], m, save_at=n, path=checkpoint)
-    session = resume_cli(tmp_path, checkpoint, spec_file(tmp_path, "adam_steplr"), m - n)
-    text, params, saved = export_and_run(tmp_path, session, capsys)
-    # the steps after the checkpoint are the plain training loop's, too
-    for name, p in model.named_parameters():
-        assert torch.equal(params[name], p.detach()), name
-    assert_same_state(saved["state"], opt.state_dict()["state"], "state")
-    assert f"# ----- resumed at step {n:,} from the checkpoint ck.pt -----" in text
-    assert 'scheduler.load_state_dict(checkpoint["scheduler"])' in text
-    assert f"for _ in range({m - n}):" in text  # replayed from the checkpoint's step, not from 0
-
-
-def test_sgd_with_momentum_resumed_mid_epoch_exports_a_script_that_reproduces_it(tmp_path, capsys):
-    checkpoint = tmp_path / "ck.pt"
-    model, opt, _ = plain_run(*CASES["sgd_momentum"], 11, save_at=7, path=checkpoint)
-    session = resume_cli(tmp_path, checkpoint, spec_file(tmp_path, "sgd_momentum"), 4)
-    text, params, saved = export_and_run(tmp_path, session, capsys)
-    for name, p in model.named_parameters():
-        assert torch.equal(params[name], p.detach()), name
-    assert_same_state(saved["state"], opt.state_dict()["state"], "state")
-    assert "scheduler" not in text and "set_rng_state" not in text  # neither in the spec nor the checkpoint
+def test_adam_with_steplr_at_an_epochs_end_or_mid_epoch_and_sgd_with_momentum_export_scripts_that_reproduce_them(
+        tmp_path, capsys):
+    """Resumed at step 6 (an epoch's end: 3 steps an epoch) or 7 (one batch into the third epoch),
+    run on to 13; the scripts' results are the plain training loop's too."""
+    m, runs, sessions = 13, {}, {}
+    for case, n in (("adam_steplr", 6), ("adam_steplr", 7), ("sgd_momentum", 7)):
+        folder = tmp_path / f"{case}_{n}"
+        folder.mkdir()
+        runs[folder.name] = plain_run(*CASES[case], m, save_at=n, path=folder / "ck.pt")
+        sessions[folder.name] = resume_cli(folder, folder / "ck.pt", spec_file(folder, case), m - n)
+    done = export_and_run(sessions, capsys)
+    for name, (model, opt, _) in runs.items():
+        text, params, saved = done[name]
+        for p_name, p in model.named_parameters():
+            assert torch.equal(params[p_name], p.detach()), (name, p_name)
+        assert_same_state(saved["state"], opt.state_dict()["state"], f"{name} state")
+        n = int(name.rsplit("_", 1)[1])
+        assert f"# ----- resumed at step {n:,} from the checkpoint ck.pt -----" in text
+        assert f"for _ in range({m - n}):" in text  # replayed from the checkpoint's step, not from 0
+    assert 'scheduler.load_state_dict(checkpoint["scheduler"])' in done["adam_steplr_6"][0]
+    assert "scheduler" not in done["sgd_momentum_7"][0]  # neither in the spec nor in the checkpoint
+    assert "set_rng_state" not in done["sgd_momentum_7"][0]
 
 
 def test_the_shipped_digits_example_resumed_through_the_cli_exports_a_script_that_reproduces_it(tmp_path, capsys):
@@ -87,7 +88,7 @@ def test_the_shipped_digits_example_resumed_through_the_cli_exports_a_script_tha
     model, opt, _ = plain_run("SGD", dict(spec.hparams), sched, 100, save_at=50, path=checkpoint,
                               task=spec.gradient.task, groups=groups)
     session = resume_cli(tmp_path, checkpoint, "digits_mlp", 50)
-    text, params, _ = export_and_run(tmp_path, session, capsys)
+    ((text, params, _),) = export_and_run({"digits": session}, capsys).values()
     for name, p in model.named_parameters():
         assert torch.equal(params[name], p.detach()), name
     assert "digits.npz" in text.split("import ", 1)[0]  # the header lists both files it reads
@@ -121,7 +122,7 @@ def test_a_checkpoint_with_torchs_generator_is_exported_with_it_so_dropout_draws
         session = resume_cli(tmp_path, checkpoint, str(task), 6, "--batch-size", str(bs), "--seed", "3",
                              "--trust-script")
         trust.trust_file(str(task))  # as the window's consent does, for optimlab run's side of the check
-        text, _, _ = export_and_run(tmp_path, session, capsys)
+        ((text, _, _),) = export_and_run({"dropout": session}, capsys).values()
     finally:
         trust.forget()
     assert 'torch.random.set_rng_state(checkpoint["rng"])' in text
@@ -137,8 +138,6 @@ def test_another_optimizer_from_the_checkpoints_step_and_an_unshuffled_task_expo
 
     from core.resume import resume_spec
     from core.session import Session
-    from tests.core.test_export import _run_many
-    from tests.core.test_resume import TASK
     checkpoint = tmp_path / "ck.pt"
     plain_run(*CASES["adam_steplr"], 7, save_at=7, path=checkpoint)
     r = resume_spec(session_spec(*CASES["adam_steplr"]), checkpoint)
