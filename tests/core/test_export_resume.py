@@ -151,6 +151,8 @@ def test_another_optimizer_from_the_checkpoints_step_and_an_unshuffled_task_expo
     plain_order.run(5)
     sessions = {"sgd_tried": (tried, None), "adam_branch": (tried, 0), "unshuffled": (plain_order, None)}
     paths = [write_script(s, tmp_path / f"{name}.py", branch)[0] for name, (s, branch) in sessions.items()]
+    # File > Export as PyTorch script: what the window sends to the runner, for the current branch
+    assert edits.export_script(tried, paths[0]) == [str(paths[0]), str(tmp_path / "sgd_tried.checkpoint.pt")]
     scripts = {name: p.read_text() for name, p in zip(sessions, paths)}
     outputs = _run_many(paths, tmp_path, save=True)
     for name, out in zip(scripts, outputs):
