@@ -10,7 +10,9 @@ the engine's documented order, ``param_groups`` edits, ``zero_grad``,
 tensors, device moves), with the seeds and torch's thread count where the branch
 recorded one. At its end the script compares a SHA-256 of every parameter, gradient,
 optimizer state entry and group setting with the values recorded at export
-(``core.export_check``) and prints ``reproduced`` or what differs.
+(``core.export_check``) and prints ``reproduced`` or what differs. A branch resumed from a
+checkpoint starts where the engine starts it (``core.export_resume``): the checkpoint's data
+is a file beside the script.
 
 ``optimlab export SESSION [-o script.py] [--branch B]`` prints or writes it.
 """
@@ -43,7 +45,8 @@ RESERVED = {"torch", "nn", "F", "np", "math", "io", "sys", "base64", "hashlib", 
 
 @dataclass(frozen=True)
 class ExportedScript:
-    """The script's text and the files it reads from beside itself (large stored state_dicts)."""
+    """The script's text and the files it reads from beside itself (large stored state_dicts, a
+    resumed branch's checkpoint data)."""
 
     text: str
     files: dict[str, bytes] = field(default_factory=dict)
@@ -529,7 +532,8 @@ def write_script(session, path, branch: int | None = None) -> list[Path]:
 
 
 def command(args) -> int:
-    """``optimlab export``: print the script, or write it with -o."""
+    """``optimlab export``: print the script (refused if it needs files beside it), or write it
+    and its files with -o."""
     from .cli_open import open_session
     session = open_session(args.session, args.trust_script)
     if args.output:
