@@ -172,3 +172,75 @@ def test_printing_a_resumed_sessions_script_without_its_checkpoint_file_is_refus
     assert cli.main(["export", str(session)]) == 2
     out, err = capsys.readouterr()
     assert not out and err.count("\n") == 1 and "exported.checkpoint.pt" in err and "-o" in err, err
+
+
+BATCHNORM_SCRIPT = '''
+import torch
+from torch import nn
+
+
+def make_data():
+    x = torch.randn(40, 3) * 2 + 1
+    y = x.sum(1, keepdim=True).sin()
+    return x[:32], y[:32], x[32:], y[32:]
+
+
+def make_model():
+    return nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1))
+
+
+def loss_fn(output, target):
+    return nn.functional.mse_loss(output, target)
+'''
+
+# run an exported script in a fresh plain interpreter (saving params and optimizer state), then save
+# its model's buffers too
+BUFFERS = ("import sys, runpy, torch; sys.modules.update(core=None, app=None, widgets=None, resources=None); "
+           "out = sys.argv.pop(); sys.argv = sys.argv[1:]; g = runpy.run_path(sys.argv[0], run_name='__main__'); "
+           "torch.save(dict(g['model'].named_buffers()), out)")
+
+
+def test_a_checkpoints_buffers_are_loaded_by_the_script_as_the_session_loads_them(tmp_path, capsys):
+    """BatchNorm's running statistics come from the checkpoint (the parameters do not depend on
+    them in training mode, so the check of ``reproduced`` alone would not see them)."""
+    import runpy
+    import subprocess
+    import sys
+
+    from core import session_file
+    from tests.core.test_export import ENV
+    task = tmp_path / "task.py"
+    task.write_text(BATCHNORM_SCRIPT)
+    ns = runpy.run_path(str(task))
+    seeds = task_seeds(0)
+    torch.manual_seed(seeds.data)
+    x, y, _, _ = ns["make_data"]()
+    torch.manual_seed(seeds.init)
+    model = ns["make_model"]()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for i in range(4):  # not the task's data order: only the running statistics matter here
+        opt.zero_grad()
+        ns["loss_fn"](model(x[i * 8:(i + 1) * 8]), y[i * 8:(i + 1) * 8]).backward()
+        opt.step()
+    checkpoint = tmp_path / "ck.pt"
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 4}, checkpoint)
+    script = tmp_path / "resumed_run.py"
+    trust.forget()
+    try:
+        session = resume_cli(tmp_path, checkpoint, str(task), 3, "--batch-size", "8", "--trust-script")
+        trust.trust_file(str(task))
+        assert cli.main(["export", str(session), "-o", str(script)]) == 0
+        cli_params, cli_opt = run_cli(session, tmp_path, capsys)
+        want = dict(session_file.load_session(session).engine.task.model.named_buffers())
+    finally:
+        trust.forget()
+    assert "model.get_buffer(name).copy_(value)" in script.read_text()
+    saved = [tmp_path / f"script_{what}.pt" for what in ("params", "optimizer", "buffers")]
+    r = subprocess.run([sys.executable, "-I", "-c", BUFFERS, str(script), *map(str, saved)],
+                       cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("reproduced"), r.stdout + r.stderr
+    params, opt_state, buffers = (torch.load(p, weights_only=True) for p in saved)
+    assert_same_state(params, cli_params, "params")
+    assert_same_state(opt_state, cli_opt, "optimizer")
+    assert_same_state(buffers, want, "buffers")
+    assert int(want["1.num_batches_tracked"]) == 7  # the checkpoint's 4 batches and the session's 3
