@@ -10,7 +10,9 @@ the engine's documented order, ``param_groups`` edits, ``zero_grad``,
 tensors, device moves), with the seeds and torch's thread count where the branch
 recorded one. At its end the script compares a SHA-256 of every parameter, gradient,
 optimizer state entry and group setting with the values recorded at export
-(``core.export_check``) and prints ``reproduced`` or what differs.
+(``core.export_check``) and prints ``reproduced`` or what differs. A branch resumed from a
+checkpoint starts where the engine starts it (``core.export_resume``): the checkpoint's data
+is a file beside the script.
 
 ``optimlab export SESSION [-o script.py] [--branch B]`` prints or writes it.
 """
@@ -19,12 +21,13 @@ from __future__ import annotations
 import base64
 import keyword
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from . import catalogue, export_check, export_task, files, objectives, optimizer_names, paths, schedulers
+from . import (catalogue, export_check, export_resume, export_task, files, objectives, optimizer_names, paths,
+               schedulers)
 from .engine import Engine, grad_seed, optimizer_seed, tensor_seed
 from .replay import engine_at
 from .spec import (AddGroup, EditTensor, LoadOptimizer, LoadParams, ManualGrad, Reset, SetDevice, SetGrad, SetHparam,
@@ -36,12 +39,14 @@ RESERVED = {"torch", "nn", "F", "np", "math", "io", "sys", "base64", "hashlib", 
             "EXPECTED", "digest", "fingerprints", "found", "differ", "device", "task", "batch", "loss", "loss_fn",
             "next_batch", "evaluate", "step_count", "val_loss", "train_x", "train_y", "val_x", "val_y", "order",
             "order_generator", "n_train", "batch_size", "steps_per_epoch", "batch_in_epoch", "evaluated", "x", "y",
-            "sd", "p", "name", "value", "TASK_SCRIPT", "importlib", "optimizer_module", "module_spec", "beside"}
+            "sd", "p", "name", "value", "TASK_SCRIPT", "importlib", "optimizer_module", "module_spec", "beside",
+            "checkpoint", "epoch"}
 
 
 @dataclass(frozen=True)
 class ExportedScript:
-    """The script's text and the files it reads from beside itself (large stored state_dicts)."""
+    """The script's text and the files it reads from beside itself (large stored state_dicts, a
+    resumed branch's checkpoint data)."""
 
     text: str
     files: dict[str, bytes] = field(default_factory=dict)
@@ -104,6 +109,7 @@ class _Writer:
         self.lines: list[str] = []
         self.files: dict[str, bytes] = {}
         self.stored: dict[str, str] = {}  # blob key -> base64, or the sibling file's name
+        self.beside: dict[str, str] = {}  # sibling file -> what it holds (the header's list)
         self.names: dict[str, str] = {}  # tensor name -> how the script refers to it
         self.dtypes: dict[str, str] = {}
         self.shapes: dict[str, tuple] = {}
@@ -174,13 +180,25 @@ class _Writer:
             self.emit(f"torch.manual_seed({optimizer_seed(spec.seed)})  # torch's generator, for a class that draws "
                       "from it: (seed * 1_000_003 + 999_979) % 2**63")
             self.emit(f"np.random.seed({optimizer_seed(spec.seed) % 2 ** 32})  # and numpy's, for one that draws from it")
-        if self.task is not None:
+        if spec.resume is not None:
+            self._resume(spec.resume)
+        elif self.task is not None:
             self.emit("step_count, val_loss = 0, None")
         if self.lbfgs:
             self._closure()
         if not self._plain_step():
             self._step_function()
         self.emit("", "# ----- what the session did, in order -----")
+
+    def _resume(self, r) -> None:
+        """The checkpoint's data, loaded as ``Engine._resume`` loads it (``core.export_resume``)."""
+        data = self.blobs[r.blob]
+        has_scheduler = self.spec.scheduler is not None
+        name = export_resume.file_name(self.script_name)
+        what = "the checkpoint's data: " + ", ".join(export_resume.what_it_holds(r, data, has_scheduler))
+        self._store(r.blob, beside=(name, what))
+        self.emit(*export_resume.lines(r, data, r.blob, name, scheduler=has_scheduler, switch=self.switch,
+                                       shuffle=self.task.shuffle))
 
     def _make_tensors(self, tensors, first: int) -> None:
         for k, t in enumerate(tensors):
@@ -361,20 +379,22 @@ class _Writer:
                       f"train_x, train_y, val_x, val_y = (t.to({device!r}) for t in (train_x, train_y, val_x, val_y))")
         self.device = device
 
-    def _store(self, key: str) -> str:
+    def _store(self, key: str, beside: tuple[str, str] | None = None) -> str:
+        """A stored blob for ``stored(key)``: inline base64 when small, else a file beside the script
+        (always, named and described by ``beside``: the checkpoint's data of a resumed branch)."""
         if key not in self.stored:
             data = files.to_bytes(self.blobs[key])
-            if len(data) <= self.inline_limit:
+            if beside is None and len(data) <= self.inline_limit:
                 self.stored[key] = base64.b64encode(data).decode()
             else:
-                name = f"{Path(self.script_name).stem}.{key}.pt"
-                self.files[name] = data
+                name, what = beside or (f"{Path(self.script_name).stem}.{key}.pt", "a stored state_dict")
+                self.files[name], self.beside[name] = data, what
                 self.stored[key] = "file:" + name
         return key
 
     def _needs(self) -> list[str]:
         """The header's list of the files the script reads besides itself."""
-        beside = [(name, "a stored state_dict") for name in self.files]
+        beside = list(self.beside.items())
         if not self.reads and not beside:
             return []
         out = ["# Needs these files, beside this script (or where they were at export):"]
@@ -473,9 +493,6 @@ def export_script(session, branch: int | None = None, script_name: str = "export
     bid, step, index = _position(session, branch)
     tl = session.timeline
     b = tl.branches[bid]
-    if b.spec.resume is not None:
-        raise SpecError(f"Branch {bid} resumes a checkpoint ({Path(b.spec.resume.path).name} at step "
-                        f"{b.spec.resume.step:,}); exporting it as a plain script is not supported yet")
     entries = [a for _, a in b.journal.prefix(step, index)]
     resets = [i for i, a in enumerate(entries) if isinstance(a, Reset)]
     entries = entries[resets[-1] + 1:] if resets else entries  # a reset starts again from the spec
@@ -485,7 +502,10 @@ def export_script(session, branch: int | None = None, script_name: str = "export
         else:
             final = engine_at(tl, bid, step, index)
         expected = export_check.fingerprints(final.params, final.optimizer)
-        w = _Writer(b.spec, tl.blobs, Engine(b.spec, tl.blobs), script_name, inline_limit)
+        # the engine as the script first builds it: a resumed branch's checkpoint is loaded after
+        # the optimizer and scheduler are made from the spec (``_Writer._resume``)
+        initial = Engine(replace(b.spec, resume=None), tl.blobs)
+        w = _Writer(b.spec, tl.blobs, initial, script_name, inline_limit)
     w.grad_gen = _draws_gradients(b.spec, entries)
     w.build(b.threads)
     for a in entries:
@@ -512,12 +532,16 @@ def write_script(session, path, branch: int | None = None) -> list[Path]:
 
 
 def command(args) -> int:
-    """``optimlab export``: print the script, or write it with -o."""
+    """``optimlab export``: print the script (refused if it needs files beside it), or write it
+    and its files with -o."""
     from .cli_open import open_session
     session = open_session(args.session, args.trust_script)
     if args.output:
         written = write_script(session, args.output, args.branch)
         print("wrote " + ", ".join(str(p) for p in written))
     else:
-        print(export_script(session, args.branch).text, end="")
+        out = export_script(session, args.branch)
+        if out.files:  # printed alone, the script would look for them in vain
+            raise SpecError(f"The script reads {', '.join(out.files)} beside itself: write both with -o SCRIPT.py")
+        print(out.text, end="")
     return 0
