@@ -255,7 +255,8 @@ class FileOps:
     def export_script_to(self, path, on_done=None) -> None:
         """Write the current branch as a plain PyTorch script (on the runner: it replays the session)."""
         def ok(written):
-            extra = f" and {len(written) - 1} stored state_dict file(s) beside it" if len(written) > 1 else ""
+            beside = [Path(w).name for w in written[1:]]
+            extra = f"; it reads {', '.join(beside)} beside it" if beside else ""
             self.statusBar().showMessage(f"Exported {Path(path).name}{extra}", 5000)
             if on_done:
                 on_done(written)
