@@ -38,7 +38,7 @@ from .observe import make_snapshot
 from .observer import MEASURE_BUDGET, Hit
 from .session import Session
 from .snapshot import History
-from .spec import SchedulerSpec, SessionSpec, SpecError, Step
+from .spec import SchedulerSpec, SessionSpec, SetHparam, SpecError, Step
 
 MIN_RUNS, MAX_RUNS = 2, 6
 RUN_BUDGET = 64 * 2 ** 20  # checkpoint memory of each run (a comparison is not rewound)
@@ -55,7 +55,22 @@ def describe(spec: SessionSpec) -> str:
     args = [f"{k}={_short(v)}" for k, v in spec.hparams.items() if k in defaults and not
             catalogue.same_value(v, defaults[k])]
     text = " ".join([spec.optimizer] + args)
-    return f"{text} · {spec.scheduler.name}" if spec.scheduler is not None else text
+    text = f"{text} · {spec.scheduler.name}" if spec.scheduler is not None else text
+    return text + fresh_note(spec)
+
+
+def fresh_note(spec: SessionSpec) -> str:
+    """`` · fresh at step N`` for a resumed spec whose optimizer does not take the checkpoint's
+    state (another class), as its label says; else nothing."""
+    r = spec.resume
+    return f" · fresh at step {r.step:,}" if r is not None and not r.optimizer_state else ""
+
+
+def describe_scheduler(s: SchedulerSpec | None) -> str:
+    if s is None:
+        return "none"
+    args = ", ".join(f"{k}={_short(v)}" for k, v in s.params.items())
+    return f"{s.name} {args}" if args else s.name
 
 
 def _short(v) -> str:
@@ -67,6 +82,35 @@ def config_spec(base: SessionSpec, optimizer: str, hparams: dict, scheduler: Sch
     the optimizer does not take are dropped)."""
     from .edits import with_optimizer_spec
     return replace(with_optimizer_spec(base, optimizer, hparams), scheduler=scheduler)
+
+
+def config_run(base: SessionSpec, optimizer: str, hparams: dict, scheduler: SchedulerSpec | None) -> "RunSpec":
+    """A configuration on ``base``'s problem: ``config_spec``, and on a resumed problem what a
+    user would do in a plain script. Another optimizer class starts fresh at the checkpoint's step
+    (its label says so). The checkpoint's own class takes its optimizer state, whose param_groups
+    hold the checkpoint's values; the arguments named here are then set in every group (but
+    those a group of the problem overrides) at the checkpoint's step, before its first step, as
+    ``g[k] = v`` after ``load_state_dict`` would (a journal edit, so the run is the resumed
+    session with that edit). Such a configuration takes the checkpoint's scheduler state too: its
+    scheduler must be the session's or none, and an lr it would overwrite is refused."""
+    spec = config_spec(base, optimizer, hparams, scheduler)
+    r = spec.resume
+    if r is None or not r.optimizer_state:
+        return RunSpec("", spec)
+    label = " ".join([optimizer] + [f"{k}={_short(v)}" for k, v in spec.hparams.items()])
+    label = f"{label} · {scheduler.name}" if scheduler is not None else label
+    if scheduler is not None and scheduler != base.scheduler:
+        was = describe_scheduler(base.scheduler)
+        raise SpecError(f"{label}: with the checkpoint's {optimizer} state it goes on with the session's "
+                        f"scheduler ({was}), not another; give that or none (another optimizer class starts "
+                        f"both fresh at step {r.step:,})")
+    if scheduler is not None and "lr" in spec.hparams:
+        raise SpecError(f"{label}: {scheduler.name} goes on from the checkpoint's state and sets the lr itself; "
+                        "drop lr=, or the scheduler")
+    groups = spec.effective_groups()
+    script = tuple((r.step, SetHparam(i, k, v)) for k, v in spec.hparams.items()
+                   for i, g in enumerate(groups) if k not in g.hparams)
+    return RunSpec(f"{label} · from the checkpoint's state", spec, script)
 
 
 def hparams_from_text(optimizer: str, text: str, info=None) -> dict:
@@ -103,6 +147,19 @@ def check_same_problem(base: SessionSpec, spec: SessionSpec, label: str) -> None
     for name, words in PROBLEM.items():
         if getattr(base, name) != getattr(spec, name):
             raise SpecError(f"{label} is not on the comparison's problem: its {words} differs")
+    if start_point(base) != start_point(spec):
+        raise SpecError(f"{label} is not on the comparison's problem: it starts {_where(spec)}, "
+                        f"the comparison {_where(base)}")
+
+
+def start_point(spec: SessionSpec) -> tuple:
+    """Where a run starts: step 0, or a checkpoint's data (its stored blob) at its step."""
+    return (0, "") if spec.resume is None else (spec.resume.step, spec.resume.blob)
+
+
+def _where(spec: SessionSpec) -> str:
+    r = spec.resume
+    return "from step 0" if r is None else f"from a checkpoint at step {r.step:,} ({r.blob})"
 
 
 @dataclass(frozen=True)
@@ -117,6 +174,14 @@ class RunSpec:
     blobs: dict = field(default_factory=dict)
 
     @classmethod
+    def from_spec(cls, session: Session) -> "RunSpec":
+        """``session``'s current spec from its first step (its edits left out), with the
+        checkpoint data the spec resumes, if it does."""
+        r = session.spec.resume
+        blobs = {r.blob: session.timeline.blobs[r.blob]} if r is not None and r.blob in session.timeline.blobs else {}
+        return cls("", session.spec, blobs=blobs)
+
+    @classmethod
     def from_branch(cls, session: Session, branch: int, label: str = "") -> "RunSpec":
         """Branch ``branch`` of ``session``'s timeline as a configuration."""
         session.flush()
@@ -125,6 +190,8 @@ class RunSpec:
             raise SpecError(f"There is no branch {branch}")
         script = tuple((s0, a) for s0, a in b.journal.entries if not isinstance(a, Step))
         used = {getattr(a, "blob", "") for _, a in script} - {""}
+        if b.spec.resume is not None:
+            used.add(b.spec.resume.blob)  # the checkpoint's data the branch starts from
         blobs = {k: v for k, v in session.timeline.blobs.items() if k in used}
         return cls(label or f"branch {b.id}: {describe(b.spec)}", b.spec, script, blobs)
 
@@ -230,6 +297,13 @@ class Run:
         return None
 
 
+def _sets_rng(session: Session) -> bool:
+    """Building it set torch's generator: the checkpoint it resumes carries one."""
+    r = session.spec.resume
+    data = session.timeline.blobs.get(r.blob) if r is not None else None
+    return isinstance(data, dict) and data.get("rng") is not None
+
+
 def _sentence(e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) <= 300 else text[:297] + "..."
@@ -266,15 +340,16 @@ class Comparison:
             raise SpecError(f"A comparison needs {MIN_RUNS} to {MAX_RUNS} configurations, not {len(runs)}")
         self.budget = budget
         self.runs: list[Run] = []
-        self.watch = CrossWatch()
         self.observer = _Observers(self)
         self.last_hit: Hit | None = None
-        self._step = 0
+        self._step = runs[0].spec.start_step  # 0, or the step of the checkpoint every run resumes
+        self.watch = CrossWatch(origin=self._step)
         self._next_id = 0
         self._rng0 = torch.random.get_rng_state()  # the global RNG each run starts from
         self._hist = None
         self._hist_at = 0.0
         self._hist_ids: tuple = ()  # the runs the last history was read from
+        self._pool = {k: v for rs in runs for k, v in rs.blobs.items()}  # checkpoint data runs share
         for rs in runs:
             self._check(rs)
             self.runs.append(self._make(rs))
@@ -294,6 +369,7 @@ class Comparison:
         c = cls.__new__(cls)
         c.budget, c.runs, c.watch, c._step, c._next_id = RUN_BUDGET, list(runs), watch, step, next_id
         c.observer, c.last_hit, c._hist, c._hist_at, c._hist_ids = _Observers(c), None, None, 0.0, ()
+        c._pool = {}
         c._rng0 = torch.random.get_rng_state()
         c._share_budgets()
         return c
@@ -334,15 +410,23 @@ class Comparison:
             label, k = f"{wanted} ({k})", k + 1
         return label
 
+    def _checkpoint_data(self, rs: RunSpec) -> dict:
+        """``rs``'s blobs with the checkpoint data its spec resumes (a configuration made from the
+        problem's spec alone carries none: it is the runs' shared one)."""
+        r = rs.spec.resume
+        if r is None or r.blob in rs.blobs:
+            return rs.blobs
+        for source in [self._pool] + [x.session.timeline.blobs for x in self.runs]:
+            if r.blob in source:
+                return {**rs.blobs, r.blob: source[r.blob]}
+        return rs.blobs  # the session refuses it in one sentence
+
     def _make(self, rs: RunSpec, joined: int = 0) -> Run:
-        if rs.spec.resume is not None:
-            raise SpecError(f"{rs.label or describe(rs.spec)} resumes a checkpoint: comparisons start from step 0, "
-                            "so a resumed session cannot be compared yet")
         saved = global_rngs()
-        session = Session(rs.spec, blobs=rs.blobs, budget=self.budget)
+        session = Session(rs.spec, blobs=self._checkpoint_data(rs), budget=self.budget)
         rng = None
         if draws_globally(rs.spec):  # from where a session alone would start drawing
-            rng = global_rngs() if seeds_globally(rs.spec) else (self._rng0.clone(), saved[1])
+            rng = global_rngs() if seeds_globally(rs.spec) or _sets_rng(session) else (self._rng0.clone(), saved[1])
         set_global_rngs(saved)
         run = Run(self._next_id, self._label(rs.label or describe(rs.spec)), session, rs.script, joined, rng=rng)
         self._next_id += 1
@@ -350,7 +434,8 @@ class Comparison:
         return run
 
     def add(self, rs: RunSpec) -> Run:
-        """Add a configuration: it starts from step 0 and is stepped alone to the others' step."""
+        """Add a configuration: it starts from the runs' first step (0, or a resumed checkpoint's)
+        and is stepped alone to the others' step."""
         if len(self.runs) >= MAX_RUNS:
             raise SpecError(f"A comparison holds at most {MAX_RUNS} configurations")
         self._check(rs)

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from . import compare_file, schedulers
-from .compare import Comparison, RunSpec, _top_level_split, config_spec, hparams_from_text
+from .compare import Comparison, RunSpec, _top_level_split, config_run, hparams_from_text
 from .compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell_at, parse_columns
 from .spec import SchedulerSpec, SpecError
 
@@ -32,7 +32,7 @@ def parse_config(base, text: str) -> RunSpec:
     if not name:
         raise SpecError("--config needs an optimizer name, e.g. --config \"Adam lr=0.01\"")
     scheduler = parse_scheduler(sched) if bar else None
-    return RunSpec("", config_spec(base, name, hparams_from_text(name, args), scheduler))
+    return config_run(base, name, hparams_from_text(name, args), scheduler)
 
 
 def parse_scheduler(text: str) -> SchedulerSpec:
@@ -58,7 +58,8 @@ def parse_scheduler(text: str) -> SchedulerSpec:
 
 def table(c: Comparison, at: list[int], columns=DEFAULT_COLUMNS) -> str:
     """Every run's ``columns`` at the steps ``at`` (those reached) and the last step."""
-    steps = sorted({k for k in at if 0 < k <= c.step_count} | {c.step_count})
+    start = c.spec.start_step  # the runs' first step is the one after (a resumed checkpoint's step)
+    steps = sorted({k for k in at if start < k <= c.step_count} | {c.step_count})
     hist, ids = c.history(), [r.id for r in c.runs]
     cols = [(m, k) for m in available(hist, columns) for k in steps]
     width = max(len(r.label) for r in c.runs)

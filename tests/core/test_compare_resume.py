@@ -1,0 +1,210 @@
+"""A comparison of a resumed session: every configuration starts at the checkpoint's step N.
+
+The checkpoint is written by a plain script (tests/core/test_resume.py's ``plain_run``: Adam,
+lr 0.01, StepLR, saved at step 7). The oracle ``plain_continue`` is what a user would write in
+plain PyTorch to go on from that file: load the model, build the optimizer (the checkpoint's
+class loads its state, then the named arguments are set in every group; another class starts
+fresh), build the scheduler (loading its state with the optimizer's), skip the N batches the
+data order has served, and train. Each run of the comparison equals it with torch.equal, and
+equals the same resumed session stepped alone."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core import compare_cli, compare_file
+from core.compare import Comparison, RunSpec, config_run
+from core.session import Session
+from core.spec import SchedulerSpec, SetHparam, SpecError
+from core.tasks import build_model, make_task_data, task_seeds
+
+from .test_resume import CASES, TASK, assert_same, plain_run, resumed, session_spec
+
+N, MORE = 7, 9  # the checkpoint's step; lockstep steps after it
+
+
+def plain_continue(path, optimizer, hparams, sched, steps, load_state, task=TASK):
+    """Plain PyTorch from the checkpoint at ``path`` (step N) to step N + ``steps``."""
+    ck = torch.load(path, weights_only=True)
+    s = task_seeds(task.seed)
+    torch.manual_seed(s.init)
+    model = build_model(task)
+    model.load_state_dict(ck["model"])
+    opt = getattr(torch.optim, optimizer)(model.parameters(), **hparams)
+    scheduler = getattr(torch.optim.lr_scheduler, sched[0])(opt, **sched[1]) if sched else None
+    if load_state:
+        opt.load_state_dict(ck["optimizer"])
+        for g in opt.param_groups:  # the arguments the configuration names win over the checkpoint's
+            g.update(hparams)
+        if scheduler is not None:
+            scheduler.load_state_dict(ck["scheduler"])
+    train_x, train_y, _, _ = make_task_data(task)
+    g = torch.Generator().manual_seed(s.order)
+    done, start = 0, ck["step"]
+    while done < start + steps:
+        order = torch.randperm(len(train_x), generator=g)
+        for i in range(0, len(train_x), task.batch_size):
+            if done == start + steps:
+                break
+            done += 1
+            if done <= start:
+                continue  # batches the checkpoint's run has served
+            idx = order[i:i + task.batch_size]
+            opt.zero_grad()
+            F.binary_cross_entropy_with_logits(model(train_x[idx]).squeeze(1), train_y[idx].float()).backward()
+            opt.step()
+            if scheduler is not None:
+                scheduler.step()
+    return model, opt, scheduler
+
+
+@pytest.fixture
+def adam_checkpoint(tmp_path):
+    """(the checkpoint's path, the resumed session at step N, the script's own run to N + MORE)."""
+    optimizer, hparams, sched = CASES["adam_steplr"]
+    path = tmp_path / "ck.pt"
+    whole = plain_run(optimizer, hparams, sched, N + MORE, save_at=N, path=path)
+    s, _ = resumed(session_spec(optimizer, hparams, sched), path)
+    return path, s, whole
+
+
+def alone(rs: RunSpec, blobs: dict, steps: int) -> Session:
+    """The same resumed session stepped alone: its spec, the checkpoint's data, its edits at step N."""
+    s = Session(rs.spec, blobs=blobs)
+    for _, action in rs.script:
+        s.apply(action)
+    s.run(steps)
+    return s
+
+
+def assert_equal_sessions(a: Session, b: Session) -> None:
+    for n, p in b.params.items():
+        assert torch.equal(a.params[n], p), n
+    sa, sb = a.optimizer.state_dict(), b.optimizer.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    for i, st in sb["state"].items():
+        for k, v in st.items():
+            assert torch.equal(sa["state"][i][k], v), (i, k)
+
+
+def test_every_run_of_a_resumed_comparison_goes_on_from_the_checkpoint_as_plain_pytorch_would(adam_checkpoint):
+    path, s, (model, opt, scheduler) = adam_checkpoint
+    sgd = config_run(s.spec, "SGD", {"lr": 0.05, "momentum": 0.9}, None)
+    slower = config_run(s.spec, "Adam", {"lr": 0.003}, None)
+    c = Comparison([RunSpec.from_branch(s, 0), sgd, slower])
+    assert c.step_count == N
+    base, fresh, other_lr = c.runs
+    assert fresh.label == "SGD lr=0.05 momentum=0.9 · fresh at step 7"
+    assert other_lr.label == "Adam lr=0.003 · from the checkpoint's state"
+    c.run(MORE)
+    assert c.step_count == N + MORE and all(r.step_count == N + MORE and not r.halted for r in c.runs)
+    # the resumed branch itself: bit for bit the script that wrote the checkpoint, scheduler included
+    assert_same(base.session, model, opt, scheduler)
+    m, o, _ = plain_continue(path, "SGD", {"lr": 0.05, "momentum": 0.9}, None, MORE, load_state=False)
+    assert_same(fresh.session, m, o)
+    m, o, _ = plain_continue(path, "Adam", {"lr": 0.003}, None, MORE, load_state=True)
+    assert_same(other_lr.session, m, o)
+    assert other_lr.session.optimizer.param_groups[0]["lr"] == 0.003
+    assert other_lr.session.optimizer.state_dict()["state"][0]["step"] == N + MORE  # Adam's moments went on
+    # and each is the same resumed session run alone
+    blobs = s.timeline.blobs
+    for run, rs in ((fresh, sgd), (other_lr, slower)):
+        assert_equal_sessions(run.session, alone(rs, blobs, MORE))
+
+
+def test_a_configuration_with_the_sessions_scheduler_takes_the_checkpoints_scheduler_state(adam_checkpoint):
+    path, s, (model, opt, scheduler) = adam_checkpoint
+    same = config_run(s.spec, "Adam", {}, s.spec.scheduler)
+    fresh = config_run(s.spec, "SGD", {"lr": 0.05}, SchedulerSpec("StepLR", {"step_size": 2, "gamma": 0.5}, "step"))
+    c = Comparison([RunSpec.from_spec(s), same, fresh])  # the checkpoint's data comes with the session's spec
+    c.run(MORE)
+    assert_same(c.runs[1].session, model, opt, scheduler)
+    m, o, sch = plain_continue(path, "SGD", {"lr": 0.05}, ("StepLR", {"step_size": 2, "gamma": 0.5}), MORE,
+                               load_state=False)
+    assert_same(c.runs[2].session, m, o, sch)
+    assert c.runs[2].session.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.5 ** (MORE // 2))
+
+
+def test_curves_table_and_distances_count_steps_from_the_checkpoints_step(adam_checkpoint):
+    _, s, _ = adam_checkpoint
+    c = Comparison([RunSpec.from_branch(s, 0), config_run(s.spec, "SGD", {"lr": 0.05}, None)])
+    c.observer.force_next = True
+    c.run(MORE)
+    h = c.history()
+    for run in h.runs:
+        assert list(run.step) == list(range(N + 1, N + MORE + 1))
+    assert h.cross.step[0] >= N + 1 and h.cross.step[-1] == N + MORE
+    assert len(h.cross.step) <= MORE  # no empty buckets for the steps before the checkpoint's
+    d = h.cross.between(c.runs[0].id, c.runs[1].id)[0]
+    assert d[-1] > 0
+    text = compare_cli.table(c, [3, N + 2], ["loss", "distance"])
+    head = text.splitlines()[0]
+    assert f"loss@{N + 2}" in head and f"loss@{N + MORE}" in head and "loss@3" not in head
+    frame = c.make_frame(1)
+    assert frame.step == N + MORE and all(r.snapshot.step == N + MORE for r in frame.runs)
+
+
+def test_a_configuration_added_later_starts_at_the_checkpoints_step_and_catches_up(adam_checkpoint):
+    path, s, _ = adam_checkpoint
+    c = Comparison([RunSpec.from_branch(s, 0), config_run(s.spec, "SGD", {"lr": 0.05}, None)])
+    c.run(4)
+    later = c.add(config_run(s.spec, "Adam", {"lr": 0.02}, None))
+    assert later.joined == N + 4 and later.step_count == N + 4
+    c.run(MORE - 4)
+    m, o, _ = plain_continue(path, "Adam", {"lr": 0.02}, None, MORE, load_state=True)
+    assert_same(later.session, m, o)
+    assert later.session.history.view().step[0] == N + 1
+
+
+def test_a_saved_resumed_comparison_reopens_without_the_checkpoint_file_and_goes_on_the_same(adam_checkpoint,
+                                                                                              tmp_path):
+    path, s, (model, opt, scheduler) = adam_checkpoint
+    c = Comparison([RunSpec.from_branch(s, 0), config_run(s.spec, "Adam", {"lr": 0.003}, None)])
+    c.run(4)
+    out = tmp_path / "c.optimlab-compare"
+    compare_file.save(c, out)
+    path.unlink()  # the checkpoint's data travels inside: no dangling path
+    again = compare_file.load(out)
+    assert again.step_count == N + 4
+    again.run(MORE - 4)
+    assert_same(again.runs[0].session, model, opt, scheduler)
+    c.run(MORE - 4)
+    assert_equal_sessions(again.runs[1].session, c.runs[1].session)
+    assert again.history().runs[0].step[0] == N + 1
+    # a configuration added to the reopened comparison finds the checkpoint's data in the runs
+    added = again.add(config_run(again.spec, "SGD", {"lr": 0.05}, None))
+    assert added.step_count == N + MORE and not added.halted
+
+
+def test_the_cli_compares_a_saved_resumed_session_from_its_step(adam_checkpoint, tmp_path, capsys):
+    from core import cli, session_file
+    _, s, _ = adam_checkpoint
+    session_file.save_session(s, tmp_path / "s.optimlab")
+    out = tmp_path / "c.optimlab-compare"
+    assert cli.main(["compare", str(tmp_path / "s.optimlab"), "--config", "SGD lr=0.05", "--config",
+                     "Adam lr=0.003", "--steps", "3", "--at", "2,8", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "loss@8" in text and "loss@10" in text and "loss@2" not in text
+    assert "SGD lr=0.05 · fresh at step 7" in text and "Adam lr=0.003 · from the checkpoint's state" in text
+    assert compare_file.load(out).step_count == N + 3
+
+
+def test_what_cannot_be_made_right_is_refused_in_one_sentence(adam_checkpoint, tmp_path):
+    _, s, _ = adam_checkpoint
+    other = SchedulerSpec("ExponentialLR", {"gamma": 0.9})
+    with pytest.raises(SpecError, match=r"^Adam · ExponentialLR: with the checkpoint's Adam state it goes on "
+                                        r"with the session's scheduler \(StepLR step_size=4, gamma=0.5\), not another"):
+        config_run(s.spec, "Adam", {}, other)
+    with pytest.raises(SpecError, match="StepLR goes on from the checkpoint's state and sets the lr itself"):
+        config_run(s.spec, "Adam", {"lr": 0.003}, s.spec.scheduler)
+    assert config_run(s.spec, "SGD", {}, other).spec.resume.optimizer_state is False  # another class: fresh
+    # a configuration from step 0 is not on a comparison that starts at the checkpoint's step
+    from dataclasses import replace
+    with pytest.raises(SpecError, match="it starts from step 0, the comparison from a checkpoint at step 7"):
+        Comparison([RunSpec.from_branch(s, 0), RunSpec("plain", replace(s.spec, resume=None))])
+
+
+def test_an_lr_edit_in_the_script_is_what_the_configuration_replays(adam_checkpoint):
+    """The named argument is one edit per group at step N (the session's own live param_group edit)."""
+    _, s, _ = adam_checkpoint
+    rs = config_run(s.spec, "Adam", {"lr": 0.003, "weight_decay": 0.1}, None)
+    assert rs.script == ((N, SetHparam(0, "lr", 0.003)), (N, SetHparam(0, "weight_decay", 0.1)))
