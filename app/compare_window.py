@@ -5,7 +5,8 @@ It owns a RunnerBridge like the main window's; the runner steps a ``core.compare
 (built there by ``core.compare_edits``), and the window draws the comparison frames it
 publishes. The side panel (``app.compare_panel``) lists the configurations and adds one (an
 optimizer, its arguments and an lr scheduler): adding sends it to the runner, where it starts
-from step 0 and catches up; removing drops one there, the others untouched. Save and Open
+from the runs' first step (0, or a resumed checkpoint's, ``core.compare.config_run``) and catches
+up; removing drops one there, the others untouched. Save and Open
 write and read one ``.optimlab-compare`` file.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QP
                                QSplitter, QVBoxLayout, QWidget)
 
 from core import compare_edits, edits
-from core.compare import MAX_RUNS, MIN_RUNS, RunSpec, config_spec, hparams_from_text
+from core.compare import MAX_RUNS, MIN_RUNS, RunSpec, config_run, hparams_from_text
 from core.compare_file import EXT
 from core.compare_frame import ComparisonFrame
 from core.spec import SessionSpec, SpecError
@@ -33,7 +34,7 @@ from .messages import one_sentence
 def second_config(spec: SessionSpec) -> RunSpec:
     """What a comparison of one configuration is compared with first: Adam (SGD for Adam)."""
     other = "SGD" if spec.optimizer == "Adam" else "Adam"
-    return RunSpec("", config_spec(spec, other, {}, None))
+    return config_run(spec, other, {}, None)
 
 
 class CompareWindow(QMainWindow):
@@ -116,7 +117,7 @@ class CompareWindow(QMainWindow):
         self.bridge.runner.step(n)
 
     def add(self, rs: RunSpec) -> None:
-        """Add a configuration: on the runner it starts from step 0 and catches up."""
+        """Add a configuration: on the runner it starts from the runs' first step and catches up."""
         if self.frame is not None and len(self.frame.runs) >= MAX_RUNS:
             self.show_error(f"A comparison holds at most {MAX_RUNS} configurations")
             return
@@ -134,11 +135,11 @@ class CompareWindow(QMainWindow):
             return
         name = self.optimizer.currentText()
         try:
-            spec = config_spec(self.base, name, hparams_from_text(name, self.args.text()), self.scheduler.scheduler())
+            rs = config_run(self.base, name, hparams_from_text(name, self.args.text()), self.scheduler.scheduler())
         except (SpecError, ValueError) as e:
             self.show_error(str(e))  # nothing is sent; the form keeps its text to correct
             return
-        self.add(RunSpec("", spec))
+        self.add(rs)
 
     @Slot(int)
     def remove(self, run_id: int) -> None:
