@@ -31,10 +31,10 @@ from .layout import fit_screen
 from .messages import one_sentence
 
 
-def second_config(spec: SessionSpec) -> RunSpec:
+def second_config(first: RunSpec) -> RunSpec:
     """What a comparison of one configuration is compared with first: Adam (SGD for Adam)."""
-    other = "SGD" if spec.optimizer == "Adam" else "Adam"
-    return config_run(spec, other, {}, None)
+    other = "SGD" if first.spec.optimizer == "Adam" else "Adam"
+    return config_run(first.spec, other, {}, None, first.blobs)
 
 
 class CompareWindow(QMainWindow):
@@ -59,7 +59,7 @@ class CompareWindow(QMainWindow):
             self.open_path(path)
         elif runs:
             if len(runs) == 1:
-                runs.append(second_config(runs[0].spec))
+                runs.append(second_config(runs[0]))
             self.bridge.replace(compare_edits.build, runs, on_ok=self._took, on_error=self._failed)
 
     # ----- layout -----
@@ -118,11 +118,13 @@ class CompareWindow(QMainWindow):
 
     def add(self, rs: RunSpec) -> None:
         """Add a configuration: on the runner it starts from the runs' first step and catches up."""
+        self._send_add(compare_edits.add_run, rs)
+
+    def _send_add(self, fn, *args) -> None:
         if self.frame is not None and len(self.frame.runs) >= MAX_RUNS:
             self.show_error(f"A comparison holds at most {MAX_RUNS} configurations")
             return
-        self.bridge.call(compare_edits.add_run, rs, on_ok=lambda label: self._say(f"Added {label}"),
-                         on_error=self._failed)
+        self.bridge.call(fn, *args, on_ok=lambda label: self._say(f"Added {label}"), on_error=self._failed)
 
     @Slot()
     def add_from_form(self) -> None:
@@ -135,11 +137,12 @@ class CompareWindow(QMainWindow):
             return
         name = self.optimizer.currentText()
         try:
-            rs = config_run(self.base, name, hparams_from_text(name, self.args.text()), self.scheduler.scheduler())
+            hparams = hparams_from_text(name, self.args.text())
         except (SpecError, ValueError) as e:
             self.show_error(str(e))  # nothing is sent; the form keeps its text to correct
             return
-        self.add(rs)
+        # made on the runner (Comparison.config): a resumed problem's needs the checkpoint's data there
+        self._send_add(compare_edits.add_config, name, hparams, self.scheduler.scheduler())
 
     @Slot(int)
     def remove(self, run_id: int) -> None:

@@ -84,10 +84,12 @@ def config_spec(base: SessionSpec, optimizer: str, hparams: dict, scheduler: Sch
     return replace(with_optimizer_spec(base, optimizer, hparams), scheduler=scheduler)
 
 
-def config_run(base: SessionSpec, optimizer: str, hparams: dict, scheduler: SchedulerSpec | None) -> "RunSpec":
+def config_run(base: SessionSpec, optimizer: str, hparams: dict, scheduler: SchedulerSpec | None,
+               blobs: dict | None = None) -> "RunSpec":
     """A configuration on ``base``'s problem: ``config_spec``, and on a resumed problem what a
     user would do in a plain script. Another optimizer class starts fresh at the checkpoint's step
-    (its label says so). The checkpoint's own class takes its optimizer state, whose param_groups
+    (its label says so). The checkpoint's own class (``checkpoint_class``; ``blobs``: the data
+    that tells it when ``base`` starts fresh) takes its optimizer state, whose param_groups
     hold the checkpoint's values; the arguments named here are then set in every group (but
     those a group of the problem overrides) at the checkpoint's step, before its first step, as
     ``g[k] = v`` after ``load_state_dict`` would (a journal edit, so the run is the resumed
@@ -95,10 +97,14 @@ def config_run(base: SessionSpec, optimizer: str, hparams: dict, scheduler: Sche
     scheduler must be the session's or none, and an lr it would overwrite is refused."""
     spec = config_spec(base, optimizer, hparams, scheduler)
     r = spec.resume
-    if r is None or not r.optimizer_state:
+    if r is None or optimizer != checkpoint_class(base, blobs):
         return RunSpec("", spec)
+    spec = replace(spec, resume=replace(r, optimizer_state=True))
     label = " ".join([optimizer] + [f"{k}={_short(v)}" for k, v in spec.hparams.items()])
     label = f"{label} · {scheduler.name}" if scheduler is not None else label
+    if scheduler is not None and not base.resume.optimizer_state:
+        raise SpecError(f"{label}: with the checkpoint's {optimizer} state it would take the checkpoint's scheduler "
+                        f"state, which this comparison's {base.optimizer} started without; give it no scheduler")
     if scheduler is not None and scheduler != base.scheduler:
         was = describe_scheduler(base.scheduler)
         raise SpecError(f"{label}: with the checkpoint's {optimizer} state it goes on with the session's "
@@ -111,6 +117,27 @@ def config_run(base: SessionSpec, optimizer: str, hparams: dict, scheduler: Sche
     script = tuple((r.step, SetHparam(i, k, v)) for k, v in spec.hparams.items()
                    for i, g in enumerate(groups) if k not in g.hparams)
     return RunSpec(f"{label} · from the checkpoint's state", spec, script)
+
+
+def checkpoint_class(spec: SessionSpec, blobs: dict | None = None) -> str | None:
+    """The optimizer class whose state the checkpoint ``spec`` resumes holds: the spec's own when
+    it takes that state; else the torch.optim class its param_groups show (read from ``blobs``),
+    None when they do not tell one."""
+    r = spec.resume
+    if r is None:
+        return None
+    if r.optimizer_state:
+        return spec.optimizer
+    data = (blobs or {}).get(r.blob)
+    groups = data.get("optimizer", {}).get("param_groups") if isinstance(data, dict) else None
+    if not groups or not isinstance(groups[0], dict):
+        return None
+    got = catalogue.identify(groups[0].keys(), groups[0])
+    # AdamW over Adam: the class whose fixed entries the group shows (as core.resume tells them)
+    specific = [n for n in got if catalogue.fixed_group_values(n)
+                and all(k in groups[0] for k in catalogue.fixed_group_values(n))]
+    got = specific if len(specific) == 1 else got
+    return got[0] if len(got) == 1 else None
 
 
 def hparams_from_text(optimizer: str, text: str, info=None) -> dict:
@@ -409,6 +436,11 @@ class Comparison:
         while label in taken:
             label, k = f"{wanted} ({k})", k + 1
         return label
+
+    def config(self, optimizer: str, hparams: dict, scheduler: SchedulerSpec | None) -> RunSpec:
+        """A configuration on this comparison's problem (``config_run``, with the checkpoint's
+        data the runs hold)."""
+        return config_run(self.spec, optimizer, hparams, scheduler, self.runs[0].session.timeline.blobs)
 
     def _checkpoint_data(self, rs: RunSpec) -> dict:
         """``rs``'s blobs with the checkpoint data its spec resumes (a configuration made from the

@@ -24,15 +24,16 @@ SHORT = {"loss": "loss", "val_loss": "vloss", "val_accuracy": "acc", "grad_norm"
          "lr": "lr", "distance": "dist"}  # column heads that fit 12 characters
 
 
-def parse_config(base, text: str) -> RunSpec:
+def parse_config(base, text: str, blobs: dict | None = None) -> RunSpec:
     """``"Adam lr=0.01, betas=(0.9, 0.99)"``: an optimizer name, then its arguments; after a
-    ``|``, an lr scheduler and its own (``"SGD lr=0.1 | StepLR step_size=3, every=step"``)."""
+    ``|``, an lr scheduler and its own (``"SGD lr=0.1 | StepLR step_size=3, every=step"``).
+    ``blobs``: the session's stored data (a resumed checkpoint's, see ``config_run``)."""
     text, bar, sched = text.partition("|")
     name, _, args = text.strip().partition(" ")
     if not name:
         raise SpecError("--config needs an optimizer name, e.g. --config \"Adam lr=0.01\"")
     scheduler = parse_scheduler(sched) if bar else None
-    return config_run(base, name, hparams_from_text(name, args), scheduler)
+    return config_run(base, name, hparams_from_text(name, args), scheduler, blobs)
 
 
 def parse_scheduler(text: str) -> SchedulerSpec:
@@ -101,7 +102,7 @@ def cmd_compare(args) -> int:
         out = args.output or source
     else:
         s = session_file.load_session(resolve(source))
-        runs = [RunSpec.from_branch(s, s.timeline.current)] + [parse_config(s.spec, t) for t in args.config]
+        runs = [RunSpec.from_branch(s, s.timeline.current)] + [parse_config(s.spec, t, s.timeline.blobs) for t in args.config]
         c = Comparison(runs)
         out = args.output
     if args.output is not None:

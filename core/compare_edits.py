@@ -31,6 +31,12 @@ def add_run(c: Comparison, rs: RunSpec) -> str:
     return c.add(rs).label
 
 
+def add_config(c: Comparison, optimizer: str, hparams: dict, scheduler) -> str:
+    """Add the configuration of ``optimizer``, its arguments and ``scheduler`` (``Comparison.config``:
+    on a resumed problem it needs the checkpoint's data, which is here); returns its label."""
+    return c.add(c.config(optimizer, hparams, scheduler)).label
+
+
 def remove_run(c: Comparison, run_id: int) -> None:
     c.remove(run_id)
 

@@ -208,3 +208,21 @@ def test_an_lr_edit_in_the_script_is_what_the_configuration_replays(adam_checkpo
     _, s, _ = adam_checkpoint
     rs = config_run(s.spec, "Adam", {"lr": 0.003, "weight_decay": 0.1}, None)
     assert rs.script == ((N, SetHparam(0, "lr", 0.003)), (N, SetHparam(0, "weight_decay", 0.1)))
+
+
+def test_the_checkpoints_class_takes_its_state_even_beside_a_branch_that_started_another_fresh(adam_checkpoint):
+    """A branch switched to SGD at the checkpoint's step, promoted: Adam added to it is the
+    checkpoint's class (told by its param_groups), so it goes on with the checkpoint's moments."""
+    from core import edits
+    path, s, _ = adam_checkpoint
+    edits.with_optimizer(s, "SGD")
+    c = Comparison([RunSpec.from_branch(s, 1), RunSpec.from_spec(s)])
+    assert [r.label for r in c.runs] == ["branch 1: SGD lr=0.01 · StepLR · fresh at step 7",
+                                        "SGD lr=0.01 · StepLR · fresh at step 7"]
+    adam = c.add(c.config("Adam", {"lr": 0.003}, None))
+    assert adam.label == "Adam lr=0.003 · from the checkpoint's state"
+    c.run(MORE)
+    m, o, _ = plain_continue(path, "Adam", {"lr": 0.003}, None, MORE, load_state=True)
+    assert_same(adam.session, m, o)
+    with pytest.raises(SpecError, match="which this comparison's SGD started without; give it no scheduler"):
+        c.config("Adam", {}, s.spec.scheduler)
