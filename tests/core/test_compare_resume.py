@@ -7,6 +7,8 @@ class loads its state, then the named arguments are set in every group; another 
 fresh), build the scheduler (loading its state with the optimizer's), skip the N batches the
 data order has served, and train. Each run of the comparison equals it with torch.equal, and
 equals the same resumed session stepped alone."""
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -198,7 +200,6 @@ def test_what_cannot_be_made_right_is_refused_in_one_sentence(adam_checkpoint, t
         config_run(s.spec, "Adam", {"lr": 0.003}, s.spec.scheduler)
     assert config_run(s.spec, "SGD", {}, other).spec.resume.optimizer_state is False  # another class: fresh
     # a configuration from step 0 is not on a comparison that starts at the checkpoint's step
-    from dataclasses import replace
     with pytest.raises(SpecError, match="it starts from step 0, the comparison from a checkpoint at step 7"):
         Comparison([RunSpec.from_branch(s, 0), RunSpec("plain", replace(s.spec, resume=None))])
 
@@ -226,3 +227,38 @@ def test_the_checkpoints_class_takes_its_state_even_beside_a_branch_that_started
     assert_same(adam.session, m, o)
     with pytest.raises(SpecError, match="which this comparison's SGD started without; give it no scheduler"):
         c.config("Adam", {}, s.spec.scheduler)
+
+
+def test_dropout_runs_resumed_in_lockstep_each_draw_from_the_checkpoints_generator_as_alone(tmp_path):
+    """A task script's model with dropout, resumed from a checkpoint carrying torch's generator:
+    every run starts drawing from that state (not from the global one at the comparison's start),
+    each keeps its own afterwards, and each equals the same resumed session made alone."""
+    from core import resume, trust
+    from .test_resume import DROPOUT_SCRIPT
+    script = tmp_path / "task.py"
+    script.write_text(DROPOUT_SCRIPT)
+    trust.trust_file(str(script))
+    try:
+        base = replace(resume.task_spec_for(str(script), None, optimizer="Adam", batch_size=8, seed=3),
+                       hparams={"lr": 0.01})
+        torch.manual_seed(99)
+        writer = Session(base)
+        writer.run(6)
+        path = tmp_path / "ck.pt"
+        torch.save({"model": dict(writer.task.model.state_dict()), "optimizer": writer.optimizer.state_dict(),
+                    "iteration": 6, "rng_state": torch.random.get_rng_state()}, path)
+        writer.run(5)  # the run that wrote the checkpoint, on to step 11
+        r = resume.resume_spec(base, path)
+        s = Session(r.spec, blobs=r.blobs)
+        configs = [RunSpec.from_spec(s), config_run(s.spec, "SGD", {"lr": 0.05}, None),
+                   config_run(s.spec, "Adam", {"lr": 0.003}, None)]
+        torch.manual_seed(1234)  # the global generator at the comparison's start is not the checkpoint's
+        c = Comparison(configs)
+        c.run(5)
+        assert_equal_sessions(c.runs[0].session, writer)  # dropout's draws went on as the script's
+        for rs, run in zip(configs[1:], c.runs[1:]):
+            torch.manual_seed(4321)
+            assert_equal_sessions(run.session, alone(rs, r.blobs, 5))
+    finally:
+        trust.forget()
+
