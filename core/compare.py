@@ -11,10 +11,17 @@ in around its steps (pytorch#49593: runs that share one generator diverge from t
 runs made alone). So each run of a comparison is bit for bit the run made alone.
 
 Stepping is in lockstep: one step of every run, in order, per ``advance()``. A run added
-later starts from step 0 and is stepped alone up to the others (``add``); a branch of a
-session's timeline becomes a run with its journal's edits replayed at their steps
+later starts from the runs' first step and is stepped alone up to the others (``add``); a
+branch of a session's timeline becomes a run with its journal's edits replayed at their steps
 (``RunSpec.from_branch``). A run whose step fails or stops at a breakpoint (the loss
 became NaN) halts there with the reason; the others go on.
+
+A resumed session (``core.resume``) is compared from its checkpoint's step N: every run
+starts there with the checkpoint's weights, data position and torch generator (the
+checkpoint's data travels with the runs, so a saved comparison needs no file). A configuration
+of the checkpoint's optimizer class takes its optimizer and scheduler state, with the
+arguments it names set per group at step N; another class starts fresh at N (``config_run``).
+The step, the curves and the series between runs count from N.
 
 The comparison has what a runner asks of a session (``advance``, ``flush``, ``run``,
 ``step_count``, ``observer``, ``numel``, ``spec``) and makes its own frames
