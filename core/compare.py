@@ -386,7 +386,7 @@ class Comparison:
         self._pool = {k: v for rs in runs for k, v in rs.blobs.items()}  # checkpoint data runs share
         for rs in runs:
             self._check(rs)
-            self.runs.append(self._make(rs))
+            self.runs.append(self._make(rs, joined=self._step))
         self._share_budgets()
 
     def _share_budgets(self) -> None:

@@ -55,7 +55,7 @@ class RunFrame:
     label: str
     snapshot: Snapshot  # its history is left empty: the run's curves are in the frame's history
     halted: str = ""  # why this run stopped ("" while it steps with the others)
-    joined: int = 0  # the comparison's step when it was added (it started from 0 and caught up)
+    joined: int = 0  # the comparison's step when it was added (it started from the runs' first step and caught up)
 
 
 @dataclass(frozen=True)
