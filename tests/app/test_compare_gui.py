@@ -294,5 +294,14 @@ def test_a_resumed_session_compared_from_the_main_window_runs_every_configuratio
             for name, p in alone.params.items():
                 assert np.array_equal(shown.tensor(name).value.values, p.detach().numpy()), (i, name)
         assert w.frame.runs[2].snapshot.groups[0].hparams["lr"] == 0.002
+        # the checkpoint's Adam state with a scheduler the session has not: one sentence, nothing added
+        from tests.widgets.keys import type_into
+        w.args.setText("")
+        w.scheduler.combo.setCurrentText("StepLR")
+        type_into(qtbot, w.scheduler.form.editor("step_size"), "3")
+        w.add_from_form()
+        qtbot.waitUntil(lambda: "goes on with the session's scheduler (none), not another" in w.last_error,
+                        timeout=BUILD_MS)
+        assert len(w.frame.runs) == 3
     finally:
         main.close_comparisons()

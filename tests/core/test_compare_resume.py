@@ -124,6 +124,10 @@ def test_a_configuration_with_the_sessions_scheduler_takes_the_checkpoints_sched
                                load_state=False)
     assert_same(c.runs[2].session, m, o, sch)
     assert c.runs[2].session.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.5 ** (MORE // 2))
+    for rs, run in ((same, c.runs[1]), (fresh, c.runs[2])):
+        by_itself = alone(rs, s.timeline.blobs, MORE)
+        assert_equal_sessions(run.session, by_itself)
+        assert run.session.scheduler.state_dict() == by_itself.scheduler.state_dict()
 
 
 def test_curves_table_and_distances_count_steps_from_the_checkpoints_step(adam_checkpoint):
