@@ -9,6 +9,7 @@ data order has served, and train. Each run of the comparison equals it with torc
 equals the same resumed session stepped alone."""
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -266,3 +267,48 @@ def test_dropout_runs_resumed_in_lockstep_each_draw_from_the_checkpoints_generat
     finally:
         trust.forget()
 
+
+
+def test_the_apps_path_a_resumed_session_on_one_runner_compared_in_a_runner_process(tmp_path):
+    """As the app does it: the main runner resumes the checkpoint and hands its configuration
+    (with the checkpoint's data) over; a runner process builds the comparison at step N, adds the
+    form's Adam there, and its runs equal plain PyTorch from the file."""
+    import time
+
+    from core import compare_edits, edits
+    from core.compare_frame import ComparisonFrame
+    from core.runner import Runner
+    from core.runner_process import ProcessRunner
+    from .test_resume import _spec_file
+    path = tmp_path / "ck.pt"
+    plain_run("Adam", {"lr": 0.01}, None, N, save_at=N, path=path)
+    main = Runner(edits.blank)
+    try:
+        main.replace(edits.resume_checkpoint, str(path), str(_spec_file(tmp_path, "Adam", {"lr": 0.01}))).result(60)
+        first = main.call(compare_edits.current_run).result(60)
+    finally:
+        main.stop()
+    path_copy = tmp_path / "kept.pt"
+    path.rename(path_copy)  # the runner process reads nothing from the file: the data came with the run
+    r = ProcessRunner(None)
+    try:
+        second = config_run(first.spec, "SGD", {"lr": 0.05}, None, first.blobs)
+        r.replace(compare_edits.build, [first, second]).result(60)
+        assert r.call(compare_edits.add_config, "Adam", {"lr": 0.003}, None).result(60) == \
+            "Adam lr=0.003 · from the checkpoint's state"
+        r.step(4)
+        end = time.monotonic() + 60
+        while not (isinstance(r.latest(), ComparisonFrame) and r.latest().step == N + 4 and not r.latest().running):
+            assert time.monotonic() < end, "timed out"
+            time.sleep(0.01)
+        f = r.latest()
+        assert [x.label for x in f.runs] == ["Adam lr=0.01", "SGD lr=0.05 · fresh at step 7",
+                                             "Adam lr=0.003 · from the checkpoint's state"]
+        wants = [plain_continue(path_copy, "Adam", {"lr": 0.01}, None, 4, load_state=True),
+                 plain_continue(path_copy, "SGD", {"lr": 0.05}, None, 4, load_state=False),
+                 plain_continue(path_copy, "Adam", {"lr": 0.003}, None, 4, load_state=True)]
+        for rf, (model, _, _) in zip(f.runs, wants):
+            for name, p in model.named_parameters():
+                assert np.array_equal(rf.snapshot.tensor(name).value.values, p.detach().numpy()), (rf.label, name)
+    finally:
+        r.stop()
