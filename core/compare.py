@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import PurePath
 
 import time
 
@@ -193,7 +194,10 @@ def start_point(spec: SessionSpec) -> tuple:
 
 def _where(spec: SessionSpec) -> str:
     r = spec.resume
-    return "from step 0" if r is None else f"from a checkpoint at step {r.step:,} ({r.blob})"
+    if r is None:
+        return "from step 0"
+    name = PurePath(r.path).name if r.path else r.blob
+    return f"from a checkpoint at step {r.step:,} ({name})"
 
 
 @dataclass(frozen=True)

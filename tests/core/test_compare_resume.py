@@ -205,7 +205,8 @@ def test_what_cannot_be_made_right_is_refused_in_one_sentence(adam_checkpoint, t
         config_run(s.spec, "Adam", {"lr": 0.003}, s.spec.scheduler)
     assert config_run(s.spec, "SGD", {}, other).spec.resume.optimizer_state is False  # another class: fresh
     # a configuration from step 0 is not on a comparison that starts at the checkpoint's step
-    with pytest.raises(SpecError, match="it starts from step 0, the comparison from a checkpoint at step 7"):
+    with pytest.raises(SpecError, match=r"^plain is not on the comparison's problem: it starts from step 0, "
+                                        r"the comparison from a checkpoint at step 7 \(ck.pt\)$"):
         Comparison([RunSpec.from_branch(s, 0), RunSpec("plain", replace(s.spec, resume=None))])
 
 
