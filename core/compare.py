@@ -593,4 +593,4 @@ class Comparison:
                                running=running,
                                paused_reason=paused_reason, error=error, steps_per_second=steps_per_second,
                                objective=g.objective if g.kind == "objective" else None,
-                               condition=float(g.condition))
+                               condition=float(g.condition), start=self.spec.start_step)

@@ -75,6 +75,7 @@ class ComparisonFrame:
     rate_limit: float = 0.0
     objective: str | None = None  # the problem's analytic objective, if any
     condition: float = 10.0  # its condition number (what its landscape is drawn with)
+    start: int = 0  # the runs' first step is the one after (a resumed checkpoint's step, else 0)
     version: int = FRAME_VERSION
 
     def run(self, run_id: int) -> RunFrame | None:

@@ -294,6 +294,11 @@ def test_a_resumed_session_compared_from_the_main_window_runs_every_configuratio
             for name, p in alone.params.items():
                 assert np.array_equal(shown.tensor(name).value.values, p.detach().numpy()), (i, name)
         assert w.frame.runs[2].snapshot.groups[0].hparams["lr"] == 0.002
+        table = w.view.table  # its steps count from the checkpoint's: step 3 is before any run's first
+        table.steps.setText("3, 9")
+        table.steps.editingFinished.emit()
+        heads = [table.header(c) for c in range(table.table.columnCount())]
+        assert heads and all(h.endswith("@ 9") for h in heads) and table.text(1, 0) not in ("", "-")
         # the checkpoint's Adam state with a scheduler the session has not: one sentence, nothing added
         from tests.widgets.keys import type_into
         w.args.setText("")
