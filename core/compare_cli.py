@@ -8,7 +8,9 @@ A session (a .json spec, a .optimlab file or an example's name) gives the proble
 configuration (its current branch, edits included); each ``--config`` adds one more. The
 comparison is saved to ``-o`` (or back to FILE when it was one); the table has every run's
 ``--columns`` (default: loss and validation accuracy; see ``core.compare_table``) at ``--at``
-steps and the last step.
+steps and the last step. A resumed session's comparison starts at its checkpoint's step N
+(``core.compare.config_run``: a ``--config`` of the checkpoint's optimizer class takes its state,
+another class starts fresh at N) and the table's steps count from N.
 """
 from __future__ import annotations
 
