@@ -119,8 +119,8 @@ def config_run(base: SessionSpec, optimizer: str, hparams: dict, scheduler: Sche
                         f"scheduler ({was}), not another; give that or none (another optimizer class starts "
                         f"both fresh at step {r.step:,})")
     if scheduler is not None and "lr" in spec.hparams:
-        raise SpecError(f"{label}: {scheduler.name} goes on from the checkpoint's state and sets the lr itself; "
-                        "drop lr=, or the scheduler")
+        raise SpecError(f"{label}: the session's {scheduler.name} sets the lr of the checkpoint's {optimizer} state "
+                        "itself; drop lr=, or the scheduler")
     groups = spec.effective_groups()
     script = tuple((r.step, SetHparam(i, k, v)) for k, v in spec.hparams.items()
                    for i, g in enumerate(groups) if k not in g.hparams)

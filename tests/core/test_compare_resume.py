@@ -201,7 +201,8 @@ def test_what_cannot_be_made_right_is_refused_in_one_sentence(adam_checkpoint, t
     with pytest.raises(SpecError, match=r"^Adam · ExponentialLR: with the checkpoint's Adam state it goes on "
                                         r"with the session's scheduler \(StepLR step_size=4, gamma=0.5\), not another"):
         config_run(s.spec, "Adam", {}, other)
-    with pytest.raises(SpecError, match="StepLR goes on from the checkpoint's state and sets the lr itself"):
+    with pytest.raises(SpecError, match="^Adam lr=0.003 · StepLR: the session's StepLR sets the lr of the "
+                                        "checkpoint's Adam state itself; drop lr=, or the scheduler$"):
         config_run(s.spec, "Adam", {"lr": 0.003}, s.spec.scheduler)
     assert config_run(s.spec, "SGD", {}, other).spec.resume.optimizer_state is False  # another class: fresh
     # a configuration from step 0 is not on a comparison that starts at the checkpoint's step
