@@ -314,3 +314,25 @@ def test_the_apps_path_a_resumed_session_on_one_runner_compared_in_a_runner_proc
                 assert np.array_equal(rf.snapshot.tensor(name).value.values, p.detach().numpy()), (rf.label, name)
     finally:
         r.stop()
+
+
+def test_a_file_mixing_a_resumed_run_with_one_from_step_0_is_refused_naming_it(adam_checkpoint, tmp_path):
+    import io
+    import zipfile
+
+    from core.paths import LoadError
+    _, s, _ = adam_checkpoint
+    resumed_c = Comparison([RunSpec.from_branch(s, 0), config_run(s.spec, "SGD", {"lr": 0.05}, None)])
+    resumed_c.run(4)
+    plain = replace(s.spec, resume=None)
+    from_0 = Comparison([RunSpec("", plain), config_run(plain, "SGD", {"lr": 0.05}, None)])
+    from_0.run(N + 4)  # the same step, the same problem, but from step 0
+    a, b = (zipfile.ZipFile(io.BytesIO(compare_file.pack(c))) for c in (resumed_c, from_0))
+    path = tmp_path / "mixed.optimlab-compare"
+    with zipfile.ZipFile(path, "w") as z:
+        for name in ("comparison.json", "cross.pt", "run0.optimlab"):
+            z.writestr(name, a.read(name))
+        z.writestr("run1.optimlab", b.read("run1.optimlab"))
+    with pytest.raises((LoadError, SpecError), match=r"^mixed.optimlab-compare: .*it starts from step 0, "
+                                                     r"the comparison from a checkpoint at step 7 \(ck.pt\)"):
+        compare_file.load(path)
