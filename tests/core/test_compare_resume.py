@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from core import compare_cli, compare_file
 from core.compare import Comparison, RunSpec, config_run
 from core.session import Session
-from core.spec import SchedulerSpec, SetHparam, SpecError
+from core.spec import SchedulerSpec, SpecError
 from core.tasks import build_model, make_task_data, task_seeds
 
 from .test_resume import CASES, TASK, assert_same, plain_run, resumed, session_spec
@@ -211,11 +211,20 @@ def test_what_cannot_be_made_right_is_refused_in_one_sentence(adam_checkpoint, t
         Comparison([RunSpec.from_branch(s, 0), RunSpec("plain", replace(s.spec, resume=None))])
 
 
-def test_an_lr_edit_in_the_script_is_what_the_configuration_replays(adam_checkpoint):
-    """The named argument is one edit per group at step N (the session's own live param_group edit)."""
-    _, s, _ = adam_checkpoint
-    rs = config_run(s.spec, "Adam", {"lr": 0.003, "weight_decay": 0.1}, None)
-    assert rs.script == ((N, SetHparam(0, "lr", 0.003)), (N, SetHparam(0, "weight_decay", 0.1)))
+def test_a_named_lr_is_set_in_every_group_but_one_the_problem_gives_its_own(tmp_path):
+    """Weights and biases in two groups, the biases with their own lr (as the problem says):
+    "Adam lr=0.003" sets the weights' group only, as ``g["lr"] = 0.003`` would for that group."""
+    from core.spec import GroupSpec
+    names = (("fc1.weight", "out.weight"), ("fc1.bias", "out.bias"))
+    path = tmp_path / "ck.pt"
+    plain_run("Adam", {"lr": 0.01}, None, N, save_at=N, path=path, groups=(names[0], (names[1], {"lr": 0.02})))
+    groups = (GroupSpec(names[0]), GroupSpec(names[1], {"lr": 0.02}))
+    s, _ = resumed(session_spec("Adam", {"lr": 0.01}, None, groups=groups), path)
+    rs = config_run(s.spec, "Adam", {"lr": 0.003}, None)
+    c = Comparison([RunSpec.from_spec(s), rs])
+    c.run(3)
+    assert [g["lr"] for g in c.runs[1].session.optimizer.param_groups] == [0.003, 0.02]
+    assert_equal_sessions(c.runs[1].session, alone(rs, s.timeline.blobs, 3))
 
 
 def test_the_checkpoints_class_takes_its_state_even_beside_a_branch_that_started_another_fresh(adam_checkpoint):
