@@ -18,7 +18,8 @@ import math
 from pathlib import Path
 
 from . import compare_file, schedulers
-from .compare import Comparison, RunSpec, _top_level_split, config_run, hparams_from_text
+from .compare import Comparison, RunSpec
+from .compare_config import _top_level_split, config_run, hparams_from_text
 from .compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell_at, parse_columns
 from .spec import SchedulerSpec, SpecError
 
