@@ -52,7 +52,8 @@ class ConfigPanel(QWidget):
         self.scheduler.setRequiredFiller(schedulers.with_required)
         self.scheduler.setValidator(_scheduler_validator(n_groups))
         self.add_button = QPushButton("Add configuration")
-        self.add_button.setToolTip("It starts from step 0 on the same problem and catches up with the others")
+        self.add_button.setToolTip("It starts from the runs' first step (0, or a resumed checkpoint's) "
+                                   "on the same problem and catches up with the others")
         self.add_button.clicked.connect(self.addRequested)
         adding = QGroupBox("Add a configuration")
         form = QFormLayout()

@@ -39,9 +39,16 @@ class CompareUI:
         w.show()
         return w
 
-    def compare_current(self) -> CompareWindow:
-        """The current configuration from step 0 beside a second one (add more in the window)."""
-        return self._show_compare(self._compare_window([RunSpec("", self.spec)]))
+    def compare_current(self) -> CompareWindow | None:
+        """The current configuration from its first step beside a second one (add more in the
+        window). A resumed session's spec needs the checkpoint's data, which the runner holds:
+        it is asked for it first (the window opens when it answers)."""
+        if self.spec.resume is None:
+            return self._show_compare(self._compare_window([RunSpec("", self.spec)]))
+        self.bridge.call(compare_edits.current_run,
+                         on_ok=lambda rs: self._show_compare(self._compare_window([rs])),
+                         on_error=lambda m, tb: self.show_error("Cannot compare this configuration", m, tb))
+        return None
 
     def promote_branch(self, branch: int) -> None:
         """Branch ``branch`` (its spec and its edits at their steps) as the first run of a comparison."""

@@ -5,7 +5,8 @@ It owns a RunnerBridge like the main window's; the runner steps a ``core.compare
 (built there by ``core.compare_edits``), and the window draws the comparison frames it
 publishes. The side panel (``app.compare_panel``) lists the configurations and adds one (an
 optimizer, its arguments and an lr scheduler): adding sends it to the runner, where it starts
-from step 0 and catches up; removing drops one there, the others untouched. Save and Open
+from the runs' first step (0, or a resumed checkpoint's, ``core.compare.config_run``) and catches
+up; removing drops one there, the others untouched. Save and Open
 write and read one ``.optimlab-compare`` file.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QP
                                QSplitter, QVBoxLayout, QWidget)
 
 from core import compare_edits, edits
-from core.compare import MAX_RUNS, MIN_RUNS, RunSpec, config_spec, hparams_from_text
+from core.compare import MAX_RUNS, MIN_RUNS, RunSpec, config_run, hparams_from_text
 from core.compare_file import EXT
 from core.compare_frame import ComparisonFrame
 from core.spec import SessionSpec, SpecError
@@ -30,10 +31,10 @@ from .layout import fit_screen
 from .messages import one_sentence
 
 
-def second_config(spec: SessionSpec) -> RunSpec:
+def second_config(first: RunSpec) -> RunSpec:
     """What a comparison of one configuration is compared with first: Adam (SGD for Adam)."""
-    other = "SGD" if spec.optimizer == "Adam" else "Adam"
-    return RunSpec("", config_spec(spec, other, {}, None))
+    other = "SGD" if first.spec.optimizer == "Adam" else "Adam"
+    return config_run(first.spec, other, {}, None, first.blobs)
 
 
 class CompareWindow(QMainWindow):
@@ -58,7 +59,7 @@ class CompareWindow(QMainWindow):
             self.open_path(path)
         elif runs:
             if len(runs) == 1:
-                runs.append(second_config(runs[0].spec))
+                runs.append(second_config(runs[0]))
             self.bridge.replace(compare_edits.build, runs, on_ok=self._took, on_error=self._failed)
 
     # ----- layout -----
@@ -116,12 +117,14 @@ class CompareWindow(QMainWindow):
         self.bridge.runner.step(n)
 
     def add(self, rs: RunSpec) -> None:
-        """Add a configuration: on the runner it starts from step 0 and catches up."""
+        """Add a configuration: on the runner it starts from the runs' first step and catches up."""
+        self._send_add(compare_edits.add_run, rs)
+
+    def _send_add(self, fn, *args) -> None:
         if self.frame is not None and len(self.frame.runs) >= MAX_RUNS:
             self.show_error(f"A comparison holds at most {MAX_RUNS} configurations")
             return
-        self.bridge.call(compare_edits.add_run, rs, on_ok=lambda label: self._say(f"Added {label}"),
-                         on_error=self._failed)
+        self.bridge.call(fn, *args, on_ok=lambda label: self._say(f"Added {label}"), on_error=self._failed)
 
     @Slot()
     def add_from_form(self) -> None:
@@ -134,11 +137,12 @@ class CompareWindow(QMainWindow):
             return
         name = self.optimizer.currentText()
         try:
-            spec = config_spec(self.base, name, hparams_from_text(name, self.args.text()), self.scheduler.scheduler())
+            hparams = hparams_from_text(name, self.args.text())
         except (SpecError, ValueError) as e:
             self.show_error(str(e))  # nothing is sent; the form keeps its text to correct
             return
-        self.add(RunSpec("", spec))
+        # made on the runner (Comparison.config): a resumed problem's needs the checkpoint's data there
+        self._send_add(compare_edits.add_config, name, hparams, self.scheduler.scheduler())
 
     @Slot(int)
     def remove(self, run_id: int) -> None:

@@ -140,7 +140,7 @@ def compare_screenshot(app, session, args) -> int:
     from core.compare import RunSpec
 
     from .compare_window import CompareWindow
-    win = CompareWindow([RunSpec("", session.spec)], process=False)
+    win = CompareWindow([RunSpec.from_spec(session)], process=False)  # a resumed one with its checkpoint data
     tabs = {win.view.tabText(i).lower(): i for i in range(win.view.count())}
     if args.compare.lower() not in tabs:
         print(f"optimlab: no Compare tab {args.compare!r}; there are {', '.join(tabs)}", file=sys.stderr)

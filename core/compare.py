@@ -11,10 +11,18 @@ in around its steps (pytorch#49593: runs that share one generator diverge from t
 runs made alone). So each run of a comparison is bit for bit the run made alone.
 
 Stepping is in lockstep: one step of every run, in order, per ``advance()``. A run added
-later starts from step 0 and is stepped alone up to the others (``add``); a branch of a
-session's timeline becomes a run with its journal's edits replayed at their steps
+later starts from the runs' first step and is stepped alone up to the others (``add``); a
+branch of a session's timeline becomes a run with its journal's edits replayed at their steps
 (``RunSpec.from_branch``). A run whose step fails or stops at a breakpoint (the loss
 became NaN) halts there with the reason; the others go on.
+
+A resumed session (``core.resume``) is compared from its checkpoint's step N: every run
+starts there with the checkpoint's weights, data position and torch generator (the
+checkpoint's data travels with the runs, so a saved comparison needs no file). A configuration
+of the checkpoint's optimizer class takes its optimizer and scheduler state, with the
+arguments it names set per group at step N; another class starts fresh at N (``config_run``
+in ``core.compare_config``, where the configurations are made and labelled). The step, the
+curves and the series between runs count from N.
 
 The comparison has what a runner asks of a session (``advance``, ``flush``, ``run``,
 ``step_count``, ``observer``, ``numel``, ``spec``) and makes its own frames
@@ -24,7 +32,6 @@ from __future__ import annotations
 
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 
 import time
 
@@ -32,101 +39,20 @@ import numpy as np
 import torch
 
 from . import catalogue
+# the configurations (core.compare_config), importable from here as before
+from .compare_config import RunSpec, check_same_problem, config_run, config_spec, describe, hparams_from_text
 from .compare_frame import CompareHistory, ComparisonFrame, RunFrame
 from .compare_watch import CrossWatch
 from .observe import make_snapshot
 from .observer import MEASURE_BUDGET, Hit
 from .session import Session
 from .snapshot import History
-from .spec import SchedulerSpec, SessionSpec, SpecError, Step
+from .spec import SchedulerSpec, SessionSpec, SpecError
 
 MIN_RUNS, MAX_RUNS = 2, 6
 RUN_BUDGET = 64 * 2 ** 20  # checkpoint memory of each run (a comparison is not rewound)
 HISTORY_EVERY = 0.25  # seconds: a running comparison's frames carry curves at most this old
-# what every run shares, and the words a refusal names it by
-PROBLEM = {"tensors": "tensors", "gradient": "gradient source or task", "device": "device", "seed": "seed",
-           "set_to_none": "zero_grad mode", "zero_grad_each_step": "zero_grad mode"}
 _EMPTY = History.empty()
-
-
-def describe(spec: SessionSpec) -> str:
-    """A short label: the optimizer, the arguments that differ from torch's defaults, the scheduler."""
-    defaults = catalogue.info(spec.optimizer).defaults
-    args = [f"{k}={_short(v)}" for k, v in spec.hparams.items() if k in defaults and not
-            catalogue.same_value(v, defaults[k])]
-    text = " ".join([spec.optimizer] + args)
-    return f"{text} · {spec.scheduler.name}" if spec.scheduler is not None else text
-
-
-def _short(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def config_spec(base: SessionSpec, optimizer: str, hparams: dict, scheduler: SchedulerSpec | None) -> SessionSpec:
-    """``base``'s problem with another optimizer, its arguments and a scheduler (group overrides
-    the optimizer does not take are dropped)."""
-    from .edits import with_optimizer_spec
-    return replace(with_optimizer_spec(base, optimizer, hparams), scheduler=scheduler)
-
-
-def hparams_from_text(optimizer: str, text: str, info=None) -> dict:
-    """``"lr=0.01, momentum=0.9"`` as ``optimizer``'s arguments, each parsed like its form field;
-    one sentence (SpecError) naming the first word that is not one. ``info``: the description
-    to read them with (default the catalogue's; a scheduler's from ``core.schedulers``)."""
-    known = {h.name: h for h in (info or catalogue.info(optimizer)).hparams}
-    out = {}
-    for word in filter(None, (w.strip() for w in _top_level_split(text.replace(";", ",")))):
-        name, eq, value = (x.strip() for x in word.partition("="))
-        if not eq or not name:
-            raise SpecError(f"Arguments: {word!r} is not name=value")
-        if name not in known:
-            raise SpecError(f"Arguments: {optimizer} takes no argument {name!r}")
-        try:
-            out[name] = known[name].parse(value)
-        except ValueError as e:
-            raise SpecError(f"Arguments: {e}") from None
-    return out
-
-
-def _top_level_split(text: str) -> list[str]:
-    """Split at commas outside brackets (``betas=(0.9, 0.99)`` stays one word)."""
-    words, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        depth += (ch in "([") - (ch in ")]")
-        if ch == "," and depth == 0:
-            words.append(text[start:i])
-            start = i + 1
-    return words + [text[start:]]
-
-
-def check_same_problem(base: SessionSpec, spec: SessionSpec, label: str) -> None:
-    for name, words in PROBLEM.items():
-        if getattr(base, name) != getattr(spec, name):
-            raise SpecError(f"{label} is not on the comparison's problem: its {words} differs")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One configuration: a label, a whole spec and, for a promoted branch, the journal's
-    actions (``(step before, action)``, steps left out) replayed at their steps, with the
-    data its loads refer to."""
-
-    label: str
-    spec: SessionSpec
-    script: tuple = ()
-    blobs: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_branch(cls, session: Session, branch: int, label: str = "") -> "RunSpec":
-        """Branch ``branch`` of ``session``'s timeline as a configuration."""
-        session.flush()
-        b = session.timeline.branches.get(branch)
-        if b is None:
-            raise SpecError(f"There is no branch {branch}")
-        script = tuple((s0, a) for s0, a in b.journal.entries if not isinstance(a, Step))
-        used = {getattr(a, "blob", "") for _, a in script} - {""}
-        blobs = {k: v for k, v in session.timeline.blobs.items() if k in used}
-        return cls(label or f"branch {b.id}: {describe(b.spec)}", b.spec, script, blobs)
 
 
 def seeds_globally(spec: SessionSpec) -> bool:
@@ -230,6 +156,13 @@ class Run:
         return None
 
 
+def _sets_rng(session: Session) -> bool:
+    """Building it set torch's generator: the checkpoint it resumes carries one."""
+    r = session.spec.resume
+    data = session.timeline.blobs.get(r.blob) if r is not None else None
+    return isinstance(data, dict) and data.get("rng") is not None
+
+
 def _sentence(e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) <= 300 else text[:297] + "..."
@@ -266,18 +199,19 @@ class Comparison:
             raise SpecError(f"A comparison needs {MIN_RUNS} to {MAX_RUNS} configurations, not {len(runs)}")
         self.budget = budget
         self.runs: list[Run] = []
-        self.watch = CrossWatch()
         self.observer = _Observers(self)
         self.last_hit: Hit | None = None
-        self._step = 0
+        self._step = runs[0].spec.start_step  # 0, or the step of the checkpoint every run resumes
+        self.watch = CrossWatch(origin=self._step)
         self._next_id = 0
         self._rng0 = torch.random.get_rng_state()  # the global RNG each run starts from
         self._hist = None
         self._hist_at = 0.0
         self._hist_ids: tuple = ()  # the runs the last history was read from
+        self._pool = {k: v for rs in runs for k, v in rs.blobs.items()}  # checkpoint data runs share
         for rs in runs:
             self._check(rs)
-            self.runs.append(self._make(rs))
+            self.runs.append(self._make(rs, joined=self._step))
         self._share_budgets()
 
     def _share_budgets(self) -> None:
@@ -294,6 +228,7 @@ class Comparison:
         c = cls.__new__(cls)
         c.budget, c.runs, c.watch, c._step, c._next_id = RUN_BUDGET, list(runs), watch, step, next_id
         c.observer, c.last_hit, c._hist, c._hist_at, c._hist_ids = _Observers(c), None, None, 0.0, ()
+        c._pool = {}
         c._rng0 = torch.random.get_rng_state()
         c._share_budgets()
         return c
@@ -334,15 +269,28 @@ class Comparison:
             label, k = f"{wanted} ({k})", k + 1
         return label
 
+    def config(self, optimizer: str, hparams: dict, scheduler: SchedulerSpec | None) -> RunSpec:
+        """A configuration on this comparison's problem (``config_run``, with the checkpoint's
+        data the runs hold)."""
+        return config_run(self.spec, optimizer, hparams, scheduler, self.runs[0].session.timeline.blobs)
+
+    def _checkpoint_data(self, rs: RunSpec) -> dict:
+        """``rs``'s blobs with the checkpoint data its spec resumes (a configuration made from the
+        problem's spec alone carries none: it is the runs' shared one)."""
+        r = rs.spec.resume
+        if r is None or r.blob in rs.blobs:
+            return rs.blobs
+        for source in [self._pool] + [x.session.timeline.blobs for x in self.runs]:
+            if r.blob in source:
+                return {**rs.blobs, r.blob: source[r.blob]}
+        return rs.blobs  # the session refuses it in one sentence
+
     def _make(self, rs: RunSpec, joined: int = 0) -> Run:
-        if rs.spec.resume is not None:
-            raise SpecError(f"{rs.label or describe(rs.spec)} resumes a checkpoint: comparisons start from step 0, "
-                            "so a resumed session cannot be compared yet")
         saved = global_rngs()
-        session = Session(rs.spec, blobs=rs.blobs, budget=self.budget)
+        session = Session(rs.spec, blobs=self._checkpoint_data(rs), budget=self.budget)
         rng = None
         if draws_globally(rs.spec):  # from where a session alone would start drawing
-            rng = global_rngs() if seeds_globally(rs.spec) else (self._rng0.clone(), saved[1])
+            rng = global_rngs() if seeds_globally(rs.spec) or _sets_rng(session) else (self._rng0.clone(), saved[1])
         set_global_rngs(saved)
         run = Run(self._next_id, self._label(rs.label or describe(rs.spec)), session, rs.script, joined, rng=rng)
         self._next_id += 1
@@ -350,7 +298,8 @@ class Comparison:
         return run
 
     def add(self, rs: RunSpec) -> Run:
-        """Add a configuration: it starts from step 0 and is stepped alone to the others' step."""
+        """Add a configuration: it starts from the runs' first step (0, or a resumed checkpoint's)
+        and is stepped alone to the others' step."""
         if len(self.runs) >= MAX_RUNS:
             raise SpecError(f"A comparison holds at most {MAX_RUNS} configurations")
         self._check(rs)
@@ -465,4 +414,8 @@ class Comparison:
                                running=running,
                                paused_reason=paused_reason, error=error, steps_per_second=steps_per_second,
                                objective=g.objective if g.kind == "objective" else None,
-                               condition=float(g.condition))
+                               condition=float(g.condition), start=self.spec.start_step)
+
+
+__all__ = ["MIN_RUNS", "MAX_RUNS", "Comparison", "Run", "RunSpec", "check_same_problem", "config_run", "config_spec",
+           "describe", "draws_globally", "global_rngs", "hparams_from_text"]

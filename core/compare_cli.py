@@ -8,7 +8,9 @@ A session (a .json spec, a .optimlab file or an example's name) gives the proble
 configuration (its current branch, edits included); each ``--config`` adds one more. The
 comparison is saved to ``-o`` (or back to FILE when it was one); the table has every run's
 ``--columns`` (default: loss and validation accuracy; see ``core.compare_table``) at ``--at``
-steps and the last step.
+steps and the last step. A resumed session's comparison starts at its checkpoint's step N
+(``core.compare.config_run``: a ``--config`` of the checkpoint's optimizer class takes its state,
+another class starts fresh at N) and the table's steps count from N.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ import math
 from pathlib import Path
 
 from . import compare_file, schedulers
-from .compare import Comparison, RunSpec, _top_level_split, config_spec, hparams_from_text
+from .compare import Comparison, RunSpec
+from .compare_config import _top_level_split, config_run, hparams_from_text
 from .compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell_at, parse_columns
 from .spec import SchedulerSpec, SpecError
 
@@ -24,15 +27,16 @@ SHORT = {"loss": "loss", "val_loss": "vloss", "val_accuracy": "acc", "grad_norm"
          "lr": "lr", "distance": "dist"}  # column heads that fit 12 characters
 
 
-def parse_config(base, text: str) -> RunSpec:
+def parse_config(base, text: str, blobs: dict | None = None) -> RunSpec:
     """``"Adam lr=0.01, betas=(0.9, 0.99)"``: an optimizer name, then its arguments; after a
-    ``|``, an lr scheduler and its own (``"SGD lr=0.1 | StepLR step_size=3, every=step"``)."""
+    ``|``, an lr scheduler and its own (``"SGD lr=0.1 | StepLR step_size=3, every=step"``).
+    ``blobs``: the session's stored data (a resumed checkpoint's, see ``config_run``)."""
     text, bar, sched = text.partition("|")
     name, _, args = text.strip().partition(" ")
     if not name:
         raise SpecError("--config needs an optimizer name, e.g. --config \"Adam lr=0.01\"")
     scheduler = parse_scheduler(sched) if bar else None
-    return RunSpec("", config_spec(base, name, hparams_from_text(name, args), scheduler))
+    return config_run(base, name, hparams_from_text(name, args), scheduler, blobs)
 
 
 def parse_scheduler(text: str) -> SchedulerSpec:
@@ -58,7 +62,8 @@ def parse_scheduler(text: str) -> SchedulerSpec:
 
 def table(c: Comparison, at: list[int], columns=DEFAULT_COLUMNS) -> str:
     """Every run's ``columns`` at the steps ``at`` (those reached) and the last step."""
-    steps = sorted({k for k in at if 0 < k <= c.step_count} | {c.step_count})
+    start = c.spec.start_step  # the runs' first step is the one after (a resumed checkpoint's step)
+    steps = sorted({k for k in at if start < k <= c.step_count} | {c.step_count})
     hist, ids = c.history(), [r.id for r in c.runs]
     cols = [(m, k) for m in available(hist, columns) for k in steps]
     width = max(len(r.label) for r in c.runs)
@@ -100,7 +105,7 @@ def cmd_compare(args) -> int:
         out = args.output or source
     else:
         s = session_file.load_session(resolve(source))
-        runs = [RunSpec.from_branch(s, s.timeline.current)] + [parse_config(s.spec, t) for t in args.config]
+        runs = [RunSpec.from_branch(s, s.timeline.current)] + [parse_config(s.spec, t, s.timeline.blobs) for t in args.config]
         c = Comparison(runs)
         out = args.output
     if args.output is not None:

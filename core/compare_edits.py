@@ -13,7 +13,8 @@ from .observe import exact_value as _exact
 
 
 def build(current, runs) -> Comparison:
-    """A new comparison of ``runs`` (RunSpecs), all at step 0."""
+    """A new comparison of ``runs`` (RunSpecs), all at their first step (0, or the step of the
+    checkpoint a resumed session starts at)."""
     return Comparison(runs)
 
 
@@ -26,8 +27,14 @@ def save(c: Comparison, path) -> None:
 
 
 def add_run(c: Comparison, rs: RunSpec) -> str:
-    """Add a configuration mid-run (it catches up from step 0); returns its label."""
+    """Add a configuration mid-run (it catches up from the runs' first step); returns its label."""
     return c.add(rs).label
+
+
+def add_config(c: Comparison, optimizer: str, hparams: dict, scheduler) -> str:
+    """Add the configuration of ``optimizer``, its arguments and ``scheduler`` (``Comparison.config``:
+    on a resumed problem it needs the checkpoint's data, which is here); returns its label."""
+    return c.add(c.config(optimizer, hparams, scheduler)).label
 
 
 def remove_run(c: Comparison, run_id: int) -> None:
@@ -42,3 +49,9 @@ def exact_value(c: Comparison, run_id: int, name: str, which: str, index: tuple)
 def branch_run(session, branch: int) -> RunSpec:
     """(On the main window's runner.) Branch ``branch`` of the session as a configuration."""
     return RunSpec.from_branch(session, branch)
+
+
+def current_run(session) -> RunSpec:
+    """(On the main window's runner.) The session's current configuration, with the checkpoint
+    data a resumed one starts from."""
+    return RunSpec.from_spec(session)

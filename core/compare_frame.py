@@ -55,7 +55,7 @@ class RunFrame:
     label: str
     snapshot: Snapshot  # its history is left empty: the run's curves are in the frame's history
     halted: str = ""  # why this run stopped ("" while it steps with the others)
-    joined: int = 0  # the comparison's step when it was added (it started from 0 and caught up)
+    joined: int = 0  # the comparison's step when it was added (it started from the runs' first step and caught up)
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class ComparisonFrame:
     rate_limit: float = 0.0
     objective: str | None = None  # the problem's analytic objective, if any
     condition: float = 10.0  # its condition number (what its landscape is drawn with)
+    start: int = 0  # the runs' first step is the one after (a resumed checkpoint's step, else 0)
     version: int = FRAME_VERSION
 
     def run(self, run_id: int) -> RunFrame | None:

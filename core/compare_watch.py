@@ -51,8 +51,8 @@ def flat(params: list[torch.Tensor]) -> torch.Tensor:
 class CrossWatch:
     """Measures the pairs' series around each lockstep step and keeps them in a SeriesSet."""
 
-    def __init__(self, budget: float = MEASURE_BUDGET):
-        self.series = SeriesSet()
+    def __init__(self, budget: float = MEASURE_BUDGET, origin: int = 0):
+        self.series = SeriesSet(origin=origin)  # origin: the step the runs start at (a resumed checkpoint's)
         self.force_next = False
         self.check_every = CPU_CHECK_EVERY
         self._budget = Budget(budget)

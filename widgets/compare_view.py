@@ -208,7 +208,8 @@ class StepTable(QWidget):
 
     def setFrame(self, frame) -> None:
         self._frame = frame
-        steps = [k for k in self._wanted if k <= frame.step] or [frame.step]
+        # the steps the runs have been at (a resumed comparison's start after its checkpoint's)
+        steps = [k for k in self._wanted if frame.start < k <= frame.step] or [frame.step]
         cols = [(k, m) for m in self.chosen(frame) for k in steps]
         ids = [r.id for r in frame.runs]
         self.table.setRowCount(len(frame.runs))

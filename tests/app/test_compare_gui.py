@@ -257,3 +257,56 @@ def test_the_window_fits_a_screen_smaller_than_its_default_size(compare_window, 
     assert avail.width() < 1200
     assert w.width() <= avail.width() and w.height() <= avail.height()
     assert avail.contains(w.geometry().topLeft())
+
+
+def test_a_resumed_session_compared_from_the_main_window_runs_every_configuration_from_its_step(make_window, qtbot,
+                                                                                               tmp_path):
+    """Compare this configuration on a session resumed at step 7: the runs stand at step 7, the
+    window's second run (SGD) starts fresh there, a form-added Adam takes the checkpoint's state
+    with its lr, and each equals the same resumed session stepped alone."""
+    from core.compare import config_run
+    from tests.core.test_resume import plain_run, resumed, session_spec
+    path = tmp_path / "ck.pt"
+    plain_run("Adam", {"lr": 0.01}, None, 7, save_at=7, path=path)
+    s, _ = resumed(session_spec("Adam", {"lr": 0.01}, None), path)
+    spec, blobs = s.spec, dict(s.timeline.blobs)
+    main = make_window(s)
+    main.compare_process = False
+    main.compare_current()
+    qtbot.waitUntil(lambda: bool(main.compare_windows) and main.compare_windows[0].frame is not None,
+                    timeout=BUILD_MS)
+    w = main.compare_windows[0]
+    try:
+        assert w.frame.step == 7 and [r.label for r in w.frame.runs] == ["Adam lr=0.01", "SGD · fresh at step 7"]
+        w.optimizer.setCurrentText("Adam")
+        w.args.setText("lr=0.002")
+        w.add_from_form()
+        qtbot.waitUntil(lambda: len(w.frame.runs) == 3, timeout=BUILD_MS)
+        w.step(4)
+        qtbot.waitUntil(lambda: stands_at(w, 11), timeout=BUILD_MS)
+        assert w.frame.runs[2].label == "Adam lr=0.002 · from the checkpoint's state"
+        for i, rs in ((1, config_run(spec, "SGD", {}, None)), (2, config_run(spec, "Adam", {"lr": 0.002}, None))):
+            alone = Session(rs.spec, blobs=blobs)
+            for _, action in rs.script:
+                alone.apply(action)
+            alone.run(4)
+            shown = w.frame.runs[i].snapshot
+            for name, p in alone.params.items():
+                assert np.array_equal(shown.tensor(name).value.values, p.detach().numpy()), (i, name)
+        assert w.frame.runs[2].snapshot.groups[0].hparams["lr"] == 0.002
+        table = w.view.table  # its steps count from the checkpoint's: step 3 is before any run's first
+        table.steps.setText("3, 9")
+        table.steps.editingFinished.emit()
+        heads = [table.header(c) for c in range(table.table.columnCount())]
+        assert heads and all(h.endswith("@ 9") for h in heads) and table.text(1, 0) not in ("", "-")
+        # the checkpoint's Adam state with a scheduler the session has not: one sentence, nothing added
+        from tests.widgets.keys import type_into
+        w.args.setText("")
+        w.scheduler.combo.setCurrentText("StepLR")
+        type_into(qtbot, w.scheduler.form.editor("step_size"), "3")
+        w.add_from_form()
+        qtbot.waitUntil(lambda: "goes on with the session's scheduler (none), not another" in w.last_error,
+                        timeout=BUILD_MS)
+        assert len(w.frame.runs) == 3
+    finally:
+        main.close_comparisons()

@@ -403,7 +403,7 @@ def test_another_model_in_the_problem_starts_from_step_0_and_another_batch_size_
     assert (s.timeline.current, s.step_count) == (2, 4) and s.task.spec.batch_size == 24
 
 
-def test_a_checkpoint_with_two_optimizers_asks_which_and_a_comparison_is_refused_in_one_sentence(tmp_path):
+def test_a_checkpoint_with_two_optimizers_asks_which_and_a_comparison_starts_at_its_step(tmp_path):
     from core.compare import Comparison, RunSpec
     path = tmp_path / "ck.pt"
     plain_run("SGD", {"lr": 0.05}, None, 3, save_at=3, path=path)
@@ -413,8 +413,8 @@ def test_a_checkpoint_with_two_optimizers_asks_which_and_a_comparison_is_refused
         resume_spec(session_spec("SGD", {"lr": 0.05}, None), path)
     s, _ = resumed(session_spec("SGD", {"lr": 0.05}, None), path, optimizer=2)
     assert s.step_count == 3
-    with pytest.raises(SpecError, match="resumes a checkpoint: comparisons start from step 0"):
-        Comparison([RunSpec("", s.spec), RunSpec("", s.spec)])
+    c = Comparison([RunSpec.from_spec(s), RunSpec.from_spec(s)])  # tests/core/test_compare_resume.py
+    assert c.step_count == 3 and all(r.step_count == 3 for r in c.runs)
 
 
 def test_a_torch_distributed_checkpoint_keyed_by_names_resumes_bit_identically(tmp_path):
