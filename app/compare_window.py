@@ -53,6 +53,7 @@ class CompareWindow(QMainWindow):
         self.bridge.snapshotChanged.connect(self.on_frame)
         self.view = CompareView()
         self.view.landscapeWanted.connect(self._want_landscape)
+        self.view.shownChanged.connect(self._send_view)
         self._build(self.view)
         runs = list(runs)
         if path is not None:
@@ -182,9 +183,14 @@ class CompareWindow(QMainWindow):
 
     # ----- answers -----
 
+    def _send_view(self, shown) -> None:
+        """Frames carry the values of the tensor the Tensors tab shows, no other (their cost)."""
+        self.bridge.call(compare_edits.set_view, shown)
+
     def _took(self, spec) -> None:
         self.base = spec
         self._clear_error()
+        self._send_view(self.view.shown())  # a new comparison on the runner: it starts with all
 
     def _failed(self, msg: str, tb: str = "") -> None:
         self.show_error(msg)

@@ -43,7 +43,7 @@ from . import catalogue
 from .compare_config import RunSpec, check_same_problem, config_run, config_spec, describe, hparams_from_text
 from .compare_frame import CompareHistory, ComparisonFrame, RunFrame
 from .compare_watch import CrossWatch
-from .observe import make_snapshot
+from .observe import View, make_snapshot
 from .observer import MEASURE_BUDGET, Hit
 from .session import Session
 from .snapshot import History
@@ -208,6 +208,7 @@ class Comparison:
         self._hist = None
         self._hist_at = 0.0
         self._hist_ids: tuple = ()  # the runs the last history was read from
+        self.view = View()  # the tensors whose values frames carry (the window: the one it shows)
         self._pool = {k: v for rs in runs for k, v in rs.blobs.items()}  # checkpoint data runs share
         for rs in runs:
             self._check(rs)
@@ -228,6 +229,7 @@ class Comparison:
         c = cls.__new__(cls)
         c.budget, c.runs, c.watch, c._step, c._next_id = RUN_BUDGET, list(runs), watch, step, next_id
         c.observer, c.last_hit, c._hist, c._hist_at, c._hist_ids = _Observers(c), None, None, 0.0, ()
+        c.view = View()
         c._pool = {}
         c._rng0 = torch.random.get_rng_state()
         c._share_budgets()
@@ -406,8 +408,10 @@ class Comparison:
 
     def make_frame(self, seq: int, running: bool = False, paused_reason: str | None = None, error=None,
                    steps_per_second: float = 0.0) -> ComparisonFrame:
-        """The frame the window draws: each run's snapshot (without curves) and the history."""
-        runs = tuple(RunFrame(r.id, r.label, make_snapshot(r.session, seq, history=_EMPTY, running=running),
+        """The frame the window draws: each run's snapshot (without curves; the values of the
+        tensors ``view`` names, the others' shapes and statistics) and the history."""
+        runs = tuple(RunFrame(r.id, r.label, make_snapshot(r.session, seq, history=_EMPTY, running=running,
+                                                           view=self.view),
                               r.halted, r.joined) for r in self.runs)
         g = self.spec.gradient
         return ComparisonFrame(seq=seq, step=self._step, runs=runs, history=self.history(fresh=not running),

@@ -41,6 +41,14 @@ def remove_run(c: Comparison, run_id: int) -> None:
     c.remove(run_id)
 
 
+def set_view(c: Comparison, shown) -> None:
+    """Frames carry the values of these tensors only (names; None: all). The window shows one
+    tensor's heatmaps for every run, on one tab: copying every tensor of every run for each
+    frame was most of a frame's cost."""
+    from .observe import View
+    c.view = View(None if shown is None else frozenset(shown))
+
+
 def exact_value(c: Comparison, run_id: int, name: str, which: str, index: tuple) -> float:
     """One element of a run's parameter, gradient or state tensor, exactly."""
     return _exact(c.get(run_id).session, name, which, index)

@@ -84,15 +84,23 @@ class SideBySide(QWidget):
         self.tensor.currentTextChanged.connect(self._redraw)
         self.which.currentTextChanged.connect(self._redraw)
 
+    def shown(self) -> str:
+        """The tensor whose values the heatmaps need ("" before the first frame)."""
+        return self.tensor.currentText()
+
     def setFrame(self, frame) -> None:
         self._frame = frame
         names = [t.name for t in frame.runs[0].snapshot.tensors] if frame.runs else []
         _set_items(self.tensor, names)
         self._redraw()
 
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._redraw()
+
     def _redraw(self, *_):
         f = self._frame
-        if f is None:
+        if f is None or not self.isVisible():  # another tab is open: drawn when this one is
             return
         name = self.tensor.currentText()
         options = ["value", "grad"]
@@ -126,6 +134,8 @@ class SideBySide(QWidget):
                     s = t.state.get(which.removeprefix("state: "))
                     view = s if hasattr(s, "values") else None
                     missing = f"{r.label.split()[0]} keeps no {which.removeprefix('state: ')}"
+            if view is not None and not getattr(view, "shown", True):
+                continue  # the frames carry it from the next one on (the window asked): keep the last
             v.setView(view, f"{r.label} · {name} {which}", missing)
 
 
@@ -238,6 +248,7 @@ class CompareView(QTabWidget):
     """The comparison's tabs; ``setFrame`` draws a frame, ``setLandscape`` the map under the paths."""
 
     landscapeWanted = Signal(str, float)  # objective, condition: the app computes the grid
+    shownChanged = Signal(object)  # frozenset of the tensor names whose values the frames must carry
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -252,6 +263,20 @@ class CompareView(QTabWidget):
         self._landscape_key = None
         self.frame = None
         self.slots: dict[int, int] = {}  # run id -> its colour slot (kept while the run stays)
+        self._shown = None
+        self.currentChanged.connect(self._tell_shown)
+        self.tensors.tensor.currentTextChanged.connect(self._tell_shown)
+
+    def shown(self) -> frozenset:
+        """The tensors whose values are drawn now: the Tensors tab's one while that tab is open."""
+        name = self.tensors.shown()
+        return frozenset({name}) if name and self.currentWidget() is self.tensors else frozenset()
+
+    def _tell_shown(self, *_) -> None:
+        shown = self.shown()
+        if shown != self._shown:
+            self._shown = shown
+            self.shownChanged.emit(shown)
 
     def setFrame(self, frame) -> None:
         old = self.frame
@@ -264,6 +289,7 @@ class CompareView(QTabWidget):
         self._draw_landscape(frame, order)
         self.tensors.setFrame(frame)
         self.table.setFrame(frame)
+        self._tell_shown()  # its tensor list may have been filled just now (without a signal)
 
     def setLandscape(self, xs, ys, z) -> None:
         self.landscape.setLandscape(xs, ys, z)

@@ -27,6 +27,7 @@ def compare_window(qtbot):
         w = CompareWindow(runs, path=path, process=False)
         qtbot.addWidget(w)
         w.show()
+        w.view.setCurrentWidget(w.view.tensors)  # the frames carry the values of the tensor it shows
         made.append(w)
         return w
     yield make
@@ -77,6 +78,34 @@ def test_runs_are_overlaid_each_trajectory_drawn_and_their_numbers_equal_the_run
     assert float(at10) == pytest.approx(alone.loss_value(), rel=1e-4)
 
 
+def test_frames_carry_the_values_of_the_tensor_the_tensors_tab_shows_and_no_other(compare_window, qtbot):
+    """Copying every tensor of every run for each frame was most of a frame's cost; the window
+    shows one tensor's heatmaps, on one tab. Switching tensor or tab is followed at once."""
+    base = SessionSpec(tensors=(TensorSpec("a", (3, 2)), TensorSpec("b", (4,))),
+                       gradient=GradientSpec("objective", objective="quadratic"), zero_grad_each_step=True)
+    w = compare_window([RunSpec("", config_spec(base, "Adam", {}, None)),
+                        RunSpec("", config_spec(base, "SGD", {"momentum": 0.9}, None))])
+    w.view.setCurrentWidget(w.view.curves)
+    qtbot.waitUntil(lambda: w.frame is not None and w.base is not None, timeout=BUILD_MS)
+
+    def carried() -> set:
+        return {t.name for r in w.frame.runs for t in r.snapshot.tensors if t.value.shown}
+    w.step(3)
+    qtbot.waitUntil(lambda: stands_at(w, 3) and carried() == set())  # the Curves tab: no heatmap
+    w.view.setCurrentWidget(w.view.tensors)
+    qtbot.waitUntil(lambda: carried() == {"a"})
+    assert all(v.image is not None and v.image.image is not None for v in w.view.tensors.views)
+    w.view.tensors.tensor.setCurrentText("b")
+    qtbot.waitUntil(lambda: carried() == {"b"})
+    w.view.tensors.which.setCurrentText("state: momentum_buffer")
+    qtbot.waitUntil(lambda: w.frame.runs[1].snapshot.tensor("b").state["momentum_buffer"].shown)
+    assert w.view.tensors.views[1].title.text().endswith("b state: momentum_buffer")
+    w.step(2)
+    qtbot.waitUntil(lambda: stands_at(w, 5) and carried() == {"b"})
+    w.view.setCurrentWidget(w.view.curves)
+    qtbot.waitUntil(lambda: carried() == set())
+
+
 def test_a_configuration_added_mid_run_catches_up_and_is_drawn(compare_window, qtbot):
     w = compare_window(two_runs())
     qtbot.waitUntil(lambda: w.base is not None, timeout=BUILD_MS)
@@ -119,7 +148,8 @@ def test_a_saved_comparison_opens_in_a_new_window_where_it_stood(compare_window,
     w.save_to(path)
     qtbot.waitUntil(lambda: (tmp_path / "pair.optimlab-compare").exists())
     again = compare_window(path=path)
-    qtbot.waitUntil(lambda: again.frame is not None and again.frame.step == 7, timeout=BUILD_MS)
+    qtbot.waitUntil(lambda: again.frame is not None and again.frame.step == 7
+                    and again.frame.runs[0].snapshot.tensor("xy").value.shown, timeout=BUILD_MS)
     assert [r.label for r in again.frame.runs] == [r.label for r in w.frame.runs]
     for a, b in zip(again.frame.runs, w.frame.runs):
         assert np.array_equal(a.snapshot.tensor("xy").value.values, b.snapshot.tensor("xy").value.values)
@@ -150,6 +180,7 @@ def test_a_branch_promoted_from_the_main_window_replays_its_edits_in_the_compari
     w = main.compare_windows[0]
     try:
         assert [r.label.split(":")[0] for r in w.frame.runs] == ["branch 0", "Adam"]
+        w.view.setCurrentWidget(w.view.tensors)  # the frames carry its tensor's values
         w.step(5)
         qtbot.waitUntil(lambda: stands_at(w, 5), timeout=BUILD_MS)
         alone = Session(spec, journal)
@@ -282,6 +313,7 @@ def test_a_resumed_session_compared_from_the_main_window_runs_every_configuratio
         w.args.setText("lr=0.002")
         w.add_from_form()
         qtbot.waitUntil(lambda: len(w.frame.runs) == 3, timeout=BUILD_MS)
+        w._send_view(None)  # every tensor's values in the frames (the window asks for the one it shows)
         w.step(4)
         qtbot.waitUntil(lambda: stands_at(w, 11), timeout=BUILD_MS)
         assert w.frame.runs[2].label == "Adam lr=0.002 · from the checkpoint's state"
