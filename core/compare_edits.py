@@ -42,11 +42,11 @@ def remove_run(c: Comparison, run_id: int) -> None:
 
 
 def set_view(c: Comparison, shown) -> None:
-    """Frames carry the values of these tensors only (names; None: all). The window shows one
-    tensor's heatmaps for every run, on one tab: copying every tensor of every run for each
-    frame was most of a frame's cost."""
+    """Frames carry the values of these tensors only (names; None: all), and the others' shapes
+    without statistics. The window shows one tensor's heatmaps for every run, on one tab:
+    copying and summarising every tensor of every run for each frame was most of its cost."""
     from .observe import View
-    c.view = View(None if shown is None else frozenset(shown))
+    c.view = View(None if shown is None else frozenset(shown), hidden_stats=shown is None)
 
 
 def exact_value(c: Comparison, run_id: int, name: str, which: str, index: tuple) -> float:

@@ -37,6 +37,7 @@ class View:
 
     shown: frozenset[str] | None = None  # tensors whose values travel (value, gradient, state); None: all
     histograms: bool = False  # fixed-bin histograms of big tensors' previews
+    hidden_stats: bool = True  # statistics (min, max, mean, norm) of the tensors not shown too
 
 
 @dataclass
@@ -59,9 +60,10 @@ class _Plan:
     segmented reductions). A big tensor's exact statistics (when idle) are torch's own.
     """
 
-    def __init__(self, exact_stats: bool, histograms: bool = False):
+    def __init__(self, exact_stats: bool, histograms: bool = False, hidden_stats: bool = True):
         self.exact = exact_stats
         self.histograms = histograms
+        self.hidden_stats = hidden_stats
         self.batch = HostBatch()
         self.items: list[_Item] = []
         self._on_gpu = defaultdict(list)  # device -> [(item, sample)]: reduced on that device
@@ -85,6 +87,10 @@ class _Plan:
         dtype, device = t.dtype, t.device
         exact = whole or (self.exact and dtype.is_floating_point)
         i = len(self.items)
+        name = _DTYPE_NAMES.get(dtype) or str(dtype).removeprefix("torch.")
+        if not show and shape and not self.hidden_stats:  # shape and dtype only (statistics NaN)
+            self.items.append(_Item(shape, name, whole, stride, None, exact))
+            return i
         on_cpu = device.type == "cpu"
         by_sample = n > 0 and not dtype.is_complex and (whole or not exact)
         handle = None
@@ -96,7 +102,6 @@ class _Plan:
             self._on_gpu[device].append((i, sample))
         elif n > 0 and not dtype.is_complex and not by_sample:
             self._whole[device].append((i, t))
-        name = _DTYPE_NAMES.get(dtype) or str(dtype).removeprefix("torch.")
         self.items.append(_Item(shape, name, whole, stride, handle if show or not shape else None, exact))
         return i
 
@@ -281,7 +286,7 @@ def make_snapshot(session, seq: int, history: History | None = None, running: bo
     travel. While running, big tensors carry preview statistics (cheap); when idle, exact ones.
     """
     view = view or getattr(session, "view", None) or View()
-    plan = _Plan(exact_stats=not running, histograms=view.histograms)
+    plan = _Plan(exact_stats=not running, histograms=view.histograms, hidden_stats=view.hidden_stats)
     opt = session.optimizer
     index = session.index_of()
     group_of = session.group_of()

@@ -37,7 +37,7 @@ from .history import Budget
 from .observe import state_items
 from .series import SeriesSet
 
-MEASURE_BUDGET = 0.02  # share of wall time spent measuring norms (every step when they cost less)
+MEASURE_BUDGET = 0.01  # share of wall time spent measuring norms and histograms (every step when they cost less)
 GPU_CHECK_EVERY = 32  # steps between readbacks on a GPU
 MEASURE_AT_LEAST_EVERY = 64  # a floor under the time budget: curves never thinner than this, on any machine
 

@@ -248,7 +248,7 @@ class CompareView(QTabWidget):
     """The comparison's tabs; ``setFrame`` draws a frame, ``setLandscape`` the map under the paths."""
 
     landscapeWanted = Signal(str, float)  # objective, condition: the app computes the grid
-    shownChanged = Signal(object)  # frozenset of the tensor names whose values the frames must carry
+    shownChanged = Signal(object)  # the tensor names whose values the frames must carry (None: all)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -267,10 +267,13 @@ class CompareView(QTabWidget):
         self.currentChanged.connect(self._tell_shown)
         self.tensors.tensor.currentTextChanged.connect(self._tell_shown)
 
-    def shown(self) -> frozenset:
-        """The tensors whose values are drawn now: the Tensors tab's one while that tab is open."""
+    def shown(self) -> frozenset | None:
+        """The tensors whose values are drawn now: the Tensors tab's one while that tab is open
+        (None, every tensor, while it is open before the first frame named them)."""
+        if self.currentWidget() is not self.tensors:
+            return frozenset()
         name = self.tensors.shown()
-        return frozenset({name}) if name and self.currentWidget() is self.tensors else frozenset()
+        return frozenset({name}) if name else None
 
     def _tell_shown(self, *_) -> None:
         shown = self.shown()

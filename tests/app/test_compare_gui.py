@@ -275,6 +275,7 @@ def test_the_tensors_tab_fits_a_small_screen_with_three_long_configurations(comp
     w = compare_window(runs)
     qtbot.waitUntil(lambda: w.frame is not None and len(w.view.tensors.views) == 3, timeout=BUILD_MS)
     w.view.setCurrentWidget(w.view.tensors)
+    qtbot.waitUntil(lambda: all(v.title.text() for v in w.view.tensors.views))
     titles = [v.title.text() for v in w.view.tensors.views]
     assert all(len(t) > 60 for t in titles)  # whole, for the tooltip and the tests
     for v in w.view.tensors.views:  # nothing here explains or edits: not offered
