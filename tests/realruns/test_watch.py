@@ -208,3 +208,47 @@ def test_watch_without_an_optimizer_follows_the_first_one_to_step_from_its_first
         w.close()
     tr.one()
     assert w.step == held  # closed: no more steps counted
+
+
+def _watched_steps(model, opt, w, x, n):
+    for _ in range(n):
+        opt.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        w.report(loss=loss)
+        opt.step()
+
+
+def test_the_hook_reads_no_tensor_value_while_it_captures_frames_and_reports_losses(setup):
+    """On a GPU each read of a value in the hook (.item(), float(), .cpu(), .tolist()) waits for
+    the device; on the CPU they cost nothing, so they are counted (tests/core/sync_counter.py):
+    the hook only hands over copies, the publisher thread reads them."""
+    from tests.core.sync_counter import SyncCounter
+    model, opt, w = setup
+    x = torch.randn(16, 3, generator=torch.Generator().manual_seed(0))
+    w.publisher.listening = True  # as when a listener subscribed: every step may capture
+    w._interval = 0.0
+    w._budget.fraction = 1.0
+    _watched_steps(model, opt, w, x, 2)  # Adam's state exists from here on
+    with SyncCounter() as syncs:
+        _watched_steps(model, opt, w, x, 600)  # past LOSS_FLUSH: a batch of losses is stacked too
+    assert syncs.count == 0, syncs.report()
+    assert w.publisher.frames_sent + w.publisher.frames_dropped > 0 or w.publisher._slot is not None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no GPU")
+def test_a_watched_cuda_step_makes_no_host_sync():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).cuda()
+    opt = torch.optim.Adam(model.parameters())
+    x = torch.randn(16, 3, device="cuda")
+    with Watch(opt, model=model, name="cuda-unit", max_hz=1000) as w:
+        w.publisher.listening = True
+        w._interval, w._budget.fraction = 0.0, 1.0
+        _watched_steps(model, opt, w, x, 2)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            _watched_steps(model, opt, w, x, 600)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
