@@ -34,6 +34,8 @@ class Control:
 
     def boundary(self) -> bool:
         """Called after each step: hold here?"""
+        if not self.paused:  # the common case, without the lock (a pause is seen at the next step)
+            return False
         with self.cond:
             if not self.paused:
                 return False

@@ -157,7 +157,7 @@ class Watch:
         pub = self.publisher
         if pub is not None:
             pub.step = self.step
-            now = time.perf_counter()
+            now = time.perf_counter() if hold or pub.listening else 0.0  # no clock while no one listens
             if hold or (pub.listening and now >= self._next_time and self._budget.due(now)):
                 if self._losses:  # first, in order: the curve must not lose a step
                     pub.offer_losses(self._loss_batch())
@@ -206,7 +206,12 @@ class Watch:
         if tensors:
             from .frames import host_copy
             with torch.no_grad():
-                host = host_copy(torch.stack([t.reshape(()).to(torch.float64) for t in tensors]), events)
+                flat = [t if t.dim() == 0 else t.reshape(()) for t in tensors]
+                if len({(t.dtype, t.device) for t in flat}) == 1:  # one stack, one conversion (not 2 ops a loss)
+                    stacked = torch.stack(flat).to(torch.float64)
+                else:
+                    stacked = torch.stack([t.to(torch.float64) for t in flat])
+                host = host_copy(stacked, events)
         values = [None if isinstance(v, torch.Tensor) else v for _, v, _ in rows]
         return LossBatch([s for s, _, _ in rows], host, values, [e for _, _, e in rows], events)
 
