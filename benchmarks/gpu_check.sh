@@ -44,6 +44,12 @@ export QT_QPA_PLATFORM=offscreen PYTHONUNBUFFERED=1 CUBLAS_WORKSPACE_CONFIG=${CU
     tests/gpu tests/core/test_devices.py tests/core/test_dtypes.py
   tests=$?
   [ $tests -eq 124 ] && echo "the tests ran out of their 230 s: the report above is partial"
+  if $PY -c "import zmq" 2>/dev/null; then
+    echo "== watch()'s hook on CUDA makes no host sync, at most 40 s"
+    timeout -k 10 40 $PY -m pytest -q -p no:cacheprovider -rs tests/realruns/test_watch.py -k cuda || tests=1
+  else
+    echo "pyzmq is missing: watch()'s CUDA test skipped (benchmarks/gpu_wheels.sh fetches its wheel)"
+  fi
   echo "== benchmarks/gpu.py (up to 3 interleaved pairs a case within 150 s), at most 190 s"
   timeout -k 10 190 $PY benchmarks/gpu.py --pairs 3 --budget 150
   echo "== case A with the deterministic option (its cost), at most 40 s"

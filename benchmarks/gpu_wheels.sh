@@ -11,4 +11,8 @@ VERSION=$($PY -c "import msgspec; print(msgspec.__version__)" 2>/dev/null || ech
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d .whl "msgspec==$VERSION"
+ZMQ=$($PY -c "import zmq; print(zmq.__version__)" 2>/dev/null || echo 27.1.0)
+$PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d .whl "pyzmq==$ZMQ"  # for watch()'s CUDA test
 ls .whl
