@@ -152,9 +152,12 @@ class Watch:
         self.step += 1
         if self._pending_loss is not None or self._extra:
             self._losses.append((self.step, self._pending_loss, self._extra))
-            self._pending_loss, self._extra = None, {}
-        hold = self._agree_hold()
+            self._pending_loss = None
+            if self._extra:
+                self._extra = {}
         pub = self.publisher
+        # one process, not paused (every step of most runs): no call, no lock
+        hold = self._agree_hold() if self._group is not None or (pub is not None and pub.control.paused) else False
         if pub is not None:
             pub.step = self.step
             now = time.perf_counter() if hold or pub.listening else 0.0  # no clock while no one listens
