@@ -15,7 +15,7 @@ of the wall time), enqueues copies of the parameters, gradients and every state 
 (``core.frames``), and (3) holds while paused. It never reads a device value (no
 ``.item()``, no sync) and never waits on the listener: the publisher thread builds and
 sends frames, drops what a listener cannot take, and a listener that vanishes resumes the
-run. With no one listening a step costs a counter and a clock read.
+run. With no one listening a step costs a counter and a look at two flags (no clock, no lock).
 
 Under torch.distributed every rank calls ``watch``; rank ``rank`` (0 by default) publishes.
 Every ``control_every`` steps the publishing rank broadcasts its pause decision on a
