@@ -9,6 +9,7 @@ they agree. Anything else is refused with :class:`WireError`; nothing is ever ex
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 
 import msgspec
@@ -95,18 +96,25 @@ def _array(spec) -> np.ndarray:
     return a
 
 
+@functools.cache
+def _fields(cls) -> dict[str, bool]:
+    """Field name -> whether it holds a tuple (read once a class: evaluating the annotations,
+    strings here, took most of decoding a frame of ~50 arrays)."""
+    hints = typing.get_type_hints(cls, vars(snap_types))
+    return {f.name: _is_tuple(hints.get(f.name)) for f in dataclasses.fields(cls)}
+
+
 def _dataclass(name, v: dict, depth: int):
     cls = _TYPES.get(name)
     if cls is None:
         raise WireError(f"a {name!r}, which is not a frame type")
-    hints = typing.get_type_hints(cls, vars(snap_types))
-    known = {f.name for f in dataclasses.fields(cls)}
+    fields = _fields(cls)
     kwargs = {}
     for k, x in v.items():
-        if k == _DC or k not in known:
+        if k == _DC or k not in fields:
             continue  # a newer sender's extra field: ignored, as the version says what to expect
         val = _build(x, depth + 1)
-        kwargs[k] = _tupled(val) if _is_tuple(hints.get(k)) else val
+        kwargs[k] = _tupled(val) if fields[k] else val
     try:
         return cls(**kwargs)
     except TypeError as e:
