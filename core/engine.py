@@ -332,8 +332,9 @@ class Engine:
 
     def _check_lrs(self, lrs) -> None:
         """Every group's lr (None: the default) fits the optimizer (Prodigy: one lr for all)."""
-        default = catalogue.info(self.spec.optimizer).defaults.get("lr") if self.spec.optimizer in catalogue.SAME_LR \
-            else None
+        if self.spec.optimizer not in catalogue.SAME_LR:
+            return
+        default = catalogue.info(self.spec.optimizer).defaults.get("lr")
         try:
             catalogue.check_same_lr(self.spec.optimizer, [default if v is None else v for v in lrs])
         except ValueError as e:

@@ -399,10 +399,9 @@ def _norms_on_host(diffs, params, grads, sizes) -> dict:
     def total(xs) -> float:
         return rounded(math.sqrt(math.fsum(x * x for x in xs)))
     update_norm = total(d)
+    # torch's max propagates a NaN; Python's max() skips one met after a number
     cur = {"update_norm": update_norm, "grad_norm": total(g) if grads else None,
-           "max_abs": max(inf)}
-    if any(x != x for x in inf):  # max() skips a NaN met after a number; torch's max propagates it
-        cur["max_abs"] = math.nan
+           "max_abs": math.nan if any(x != x for x in inf) else max(inf)}
     one = sum(1 for m in sizes if m) == 1
     i = 0
     for gi, m in enumerate(sizes):
