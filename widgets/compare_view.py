@@ -134,7 +134,7 @@ class SideBySide(QWidget):
                     s = t.state.get(which.removeprefix("state: "))
                     view = s if hasattr(s, "values") else None
                     missing = f"{r.label.split()[0]} keeps no {which.removeprefix('state: ')}"
-            if view is not None and not getattr(view, "shown", True):
+            if view is not None and not view.shown:
                 continue  # the frames carry it from the next one on (the window asked): keep the last
             v.setView(view, f"{r.label} · {name} {which}", missing)
 
