@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from . import devices
+from .series import FRAME_AGE
 from .snapshot import (HIST_BINS, PREVIEW_SIDE, WHOLE_LIMIT, ArrayView, Decision, GroupSnapshot,
                        History, Snapshot, TensorSnapshot, frozen)
 from .transfer import HostBatch
@@ -327,9 +328,10 @@ def make_snapshot(session, seq: int, history: History | None = None, running: bo
     return Snapshot(seq=seq, step=session.step_count, loss=plan.scalar("loss"), optimizer=session.spec.optimizer,
                     device=session.device, defaults={k: plain(v) for k, v in opt.defaults.items()},
                     groups=tuple(groups), tensors=tuple(tensors),
-                    history=history if history is not None else series.view(),
+                    history=history if history is not None else series.view(FRAME_AGE if running else 0.0),
                     running=running, paused_reason=paused_reason, error=error,
-                    steps_per_second=steps_per_second, objective=obj, path=series.path_array(),
+                    steps_per_second=steps_per_second, objective=obj,
+                    path=series.path_array(FRAME_AGE if running else 0.0),
                     decision=decision, epoch=None if task is None else task.epoch,
                     metrics=dict(session.last_eval), run_id=session.run_id, branch=tl.current,
                     branches=branches, at_head=session.at_head, head_step=tl.branch.end_step,

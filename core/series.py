@@ -12,12 +12,17 @@ may be missing at a step (a norm that was not measured): a bucket averages what 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
 from .snapshot import History, frozen
 
 CAPACITY = 8192  # buckets per branch
+# seconds a running frame's curves may lag its step: rebuilding and sending the whole grid (up to
+# 8,192 points of about 14 columns) was most of a small problem's frame, and the curves redraw
+# smoothly at 10 updates a second while the step and the tensors go at the frame rate
+FRAME_AGE = 0.1
 _STATS = (("count", 0.0, np.add), ("sum", 0.0, np.add), ("min", np.inf, np.minimum), ("max", -np.inf, np.maximum))
 
 
@@ -33,6 +38,9 @@ class SeriesSet:
         self.path: list[tuple[int, float, float]] = []  # (step, x, y) of a 2-number objective
         self.last_step = 0
         self._view: History | None = None
+        self._shown: tuple | None = None  # (time, History) of the last view() built
+        self._path: tuple | None = None  # (time, version, array) of the last path_array()
+        self._path_version = 0  # counts add_xy calls
         # view()'s derived columns (mean, low, high) over the whole grid, valid below _low: a
         # frame then recomputes the buckets that changed (the last few), not all of them
         self._derived: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -128,6 +136,7 @@ class SeriesSet:
         self.path.append((step, x, y))
         if len(self.path) > 2 * self.capacity:
             self.path = self.path[::2]
+        self._path_version += 1
 
     def _merge(self) -> None:
         """Halve the resolution: bucket pairs (2k, 2k+1) become bucket k."""
@@ -174,6 +183,7 @@ class SeriesSet:
     def invalidate(self) -> None:
         """Columns were changed or removed directly: the next view recomputes everything."""
         self._view = None
+        self._shown = self._path = None
         self._low = 0
         self._derived.clear()
 
@@ -192,8 +202,12 @@ class SeriesSet:
             d[0][low:n], d[1][low:n], d[2][low:n] = _stats(c, low, n)
         return d[0][:n].copy(), d[1][:n].copy(), d[2][:n].copy()  # frames keep theirs unchanged
 
-    def view(self) -> History:
-        """Read-only arrays for the curves (cached until the next add)."""
+    def view(self, max_age: float = 0.0) -> History:
+        """Read-only arrays for the curves (cached until the next add). ``max_age`` (a running
+        frame's): the last view built, if it is younger than that many seconds."""
+        if self._view is None and max_age > 0 and self._shown is not None and \
+                time.perf_counter() - self._shown[0] < max_age:
+            return self._shown[1]
         if self._view is None:
             derived = {}
 
@@ -227,12 +241,20 @@ class SeriesSet:
                                  update_norm_min=u_lo, update_norm_max=u_hi, update_ratio=tuple(ratios),
                                  bucket=self.width)
             self._low = self.n
+            self._shown = (time.perf_counter(), self._view)
         return self._view
 
-    def path_array(self) -> np.ndarray | None:
+    def path_array(self, max_age: float = 0.0) -> np.ndarray | None:
+        """The 2-number objective's path as a (k, 2) array; ``max_age`` as for ``view``."""
         if not self.path:
             return None
-        return frozen(np.array([(x, y) for _, x, y in self.path], np.float64))
+        now = time.perf_counter()
+        last = self._path
+        if last is not None and (last[1] == self._path_version or max_age > 0 and now - last[0] < max_age):
+            return last[2]
+        a = frozen(np.array([(x, y) for _, x, y in self.path], np.float64))
+        self._path = (now, self._path_version, a)
+        return a
 
     # ----- saving: plain arrays -----
 
