@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .series import FRAME_AGE
 from .snapshot import PREVIEW_SIDE, WHOLE_LIMIT, ArrayView, GroupSnapshot, Snapshot, TensorSnapshot, frozen
 
 _NUMPY_LESS = {torch.bfloat16, torch.uint16, torch.uint32, torch.uint64}  # shown through float32 / int64
@@ -178,8 +179,8 @@ def build_frame(cap: Capture, seq: int, series, steps_per_second: float) -> Snap
         groups.append(GroupSnapshot(gi, hp, idx, names))
     if lrs:
         series.add(cap.step, lrs)
-    history = series.view()
-    loss = _last(history.loss)
+    history = series.view(0.0 if cap.paused else FRAME_AGE)  # a running frame's curves may lag 0.1 s
+    loss = _last_loss(series)
     return Snapshot(seq=seq, step=cap.step, loss=loss, optimizer=cap.optimizer, device=cap.device,
                     defaults={k: _resolve(v) for k, v in cap.defaults.items()}, groups=tuple(groups),
                     tensors=tuple(tensors), history=history, running=not cap.paused,
@@ -187,6 +188,11 @@ def build_frame(cap: Capture, seq: int, series, steps_per_second: float) -> Snap
                     steps_per_second=steps_per_second, run_id=cap.run, head_step=cap.step)
 
 
-def _last(a: np.ndarray) -> float | None:
-    finite = a[~np.isnan(a)] if a.size else a
-    return float(finite[-1]) if finite.size else None
+def _last_loss(series) -> float | None:
+    """The newest bucket's mean loss (what the curves end on, without building them)."""
+    c = series.cols.get("loss")
+    if c is None:
+        return None
+    counts = c["count"][:series.n]
+    seen = np.flatnonzero(counts > 0)
+    return float(c["sum"][seen[-1]] / counts[seen[-1]]) if seen.size else None

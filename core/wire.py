@@ -30,14 +30,20 @@ class WireError(ValueError):
     """Bytes that are not a frame or a message of ours (nothing in them was run)."""
 
 
+_last_history: tuple = (None, None)  # (History, its plain form): a running watch's frames repeat their curves
+
+
 def _plain(obj):
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        name = type(obj).__name__
-        if name not in _TYPES:
-            raise TypeError(f"{name} cannot travel as a frame")
-        d = {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-        d[_DC] = name
+    global _last_history
+    if isinstance(obj, snap_types.History):
+        h, d = _last_history
+        if h is obj:  # the same curves as the last frame's (frames are immutable): not read again
+            return d
+        d = _plain_dataclass(obj)
+        _last_history = (obj, d)
         return d
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _plain_dataclass(obj)
     if isinstance(obj, np.ndarray):
         a = np.ascontiguousarray(obj)
         return {_ND: [a.dtype.name, list(a.shape), a.tobytes()]}
@@ -48,6 +54,15 @@ def _plain(obj):
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     return obj
+
+
+def _plain_dataclass(obj) -> dict:
+    name = type(obj).__name__
+    if name not in _TYPES:
+        raise TypeError(f"{name} cannot travel as a frame")
+    d = {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    d[_DC] = name
+    return d
 
 
 def encode(obj) -> bytes:

@@ -69,3 +69,40 @@ def test_curves_read_between_steps_equal_curves_read_once_at_the_end():
             if step > 300:
                 assert np.array_equal(v.update_ratio[1], live.column("update_ratio1")[0], equal_nan=True)
     assert live.width > 1  # the grid merged on the way
+
+
+def test_a_running_frame_reuses_curves_younger_than_frame_age_and_an_idle_one_never(monkeypatch):
+    """Frames while running carry curves at most FRAME_AGE old (rebuilding them was most of a small
+    problem's frame); a paused or idle frame always ends at the last step."""
+    from core import series as series_mod
+    from core.series import SeriesSet
+    now = [100.0]
+    monkeypatch.setattr(series_mod.time, "perf_counter", lambda: now[0])
+    s = SeriesSet()
+    s.add(1, {"loss": 1.0})
+    s.add_xy(1, 0.0, 0.0)
+    first, path = s.view(series_mod.FRAME_AGE), s.path_array(series_mod.FRAME_AGE)
+    s.add(2, {"loss": 0.5})
+    s.add_xy(2, 1.0, 1.0)
+    assert s.view(series_mod.FRAME_AGE) is first and s.path_array(series_mod.FRAME_AGE) is path  # young: reused
+    fresh = s.view()  # idle: always the newest
+    assert list(fresh.step) == [1, 2] and list(fresh.loss) == [1.0, 0.5]
+    assert s.path_array().tolist() == [[0.0, 0.0], [1.0, 1.0]]
+    s.add(3, {"loss": 0.25})
+    s.add_xy(3, 2.0, 2.0)
+    now[0] += series_mod.FRAME_AGE + 0.01  # older than FRAME_AGE: rebuilt
+    assert list(s.view(series_mod.FRAME_AGE).step) == [1, 2, 3]
+    assert s.path_array(series_mod.FRAME_AGE).tolist()[-1] == [2.0, 2.0]
+
+
+def test_the_path_is_rebuilt_after_thinning_even_at_the_same_length():
+    from core.series import SeriesSet
+    s = SeriesSet(capacity=4)
+    for k in range(1, 9):  # 2 * capacity points
+        s.add_xy(k, float(k), 0.0)
+    before = s.path_array().tolist()
+    s.add_xy(9, 9.0, 0.0)  # thinned to 5 points
+    for k in range(10, 13):
+        s.add_xy(k, float(k), 0.0)
+    after = s.path_array().tolist()  # 8 points again, other ones
+    assert len(after) == len(before) == 8 and after[-1] == [12.0, 0.0] and after[1] == [3.0, 0.0]

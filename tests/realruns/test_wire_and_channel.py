@@ -27,6 +27,23 @@ def test_a_frame_arrives_equal_with_tuples_arrays_and_nested_state():
     assert not t.value.values.flags.writeable
 
 
+def test_frames_sharing_their_curves_arrive_with_them_and_new_curves_replace_them():
+    """A running watch's frames repeat one History object (its encoding is reused): each frame
+    still carries the curves whole, and a new History is encoded anew."""
+    from dataclasses import replace
+    from core.series import SeriesSet
+    s = SeriesSet()
+    s.add(1, {"loss": 2.0})
+    h1 = s.view()
+    f1 = replace(_frame(), history=h1)
+    f2 = replace(f1, seq=2, step=8)
+    a, b = wire.decode(wire.encode(f1)), wire.decode(wire.encode(f2))
+    assert b.step == 8 and list(a.history.loss) == list(b.history.loss) == [2.0]
+    s.add(2, {"loss": 1.0})
+    c = wire.decode(wire.encode(replace(f1, seq=3, history=s.view())))
+    assert list(c.history.loss) == [2.0, 1.0] and list(c.history.step) == [1.0, 2.0]
+
+
 @pytest.mark.parametrize("payload, why", [
     ({"__dc__": "Popen", "args": ["sh"]}, "not a frame type"),
     ({"__nd__": ["object", [1], b"\0" * 8]}, "not a plain number type"),
