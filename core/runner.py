@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from .history import BUDGET, Budget
 
-SNAPSHOT_BUDGET = 0.025  # share of wall time for snapshots (at most max_hz of them a second)
+SNAPSHOT_BUDGET = 0.04  # share of wall time for snapshots (at most max_hz of them a second)
 BURST_SECONDS = 0.002  # stepping between looks at the clock; commands are still checked every step
 MAX_BURST = 10_000
 from .observe import make_snapshot
