@@ -348,6 +348,44 @@ class Comparison:
             self.watch.invalidate()  # an edit moved the parameters: not part of the next update
         return first
 
+    def advance_many(self, k: int) -> tuple[int, Hit | None]:
+        """Up to ``k`` lockstep steps, each run taking its steps in a row: four models stepped in
+        turn ran about 12% slower than each alone (measured: the digits MLP with SGD, Adam, AdamW
+        and RMSprop, 0.88x; in turns of 8 steps, 0.99x), as each step finds the caches full of
+        the other runs' tensors and code. The result is that of ``advance`` ``k`` times: when a
+        run stops at step s, the runs that went past s go back to it exactly
+        (``Session.back_to``), and the runs after it step only to s. One step at a time where
+        that cannot hold cheaply: a cross-run measurement due, a branch action due within the
+        steps, a run drawing from the global generators (see ``Run.own_rng``).
+        Returns (steps taken, the first breakpoint or failure)."""
+        active = self.active()
+        k0 = self._step
+        for r in active:
+            if r.script:
+                k = min(k, r.script[0][0] - r.session.step_count - 1)
+        if k < 2 or len(active) < 2 or any(r.rng is not None for r in active) or \
+                not self.watch.quiet(len(active), k):
+            return 1, self.advance()
+        end, first, first_at, done = k0 + k, None, 0, []
+        for r in active:
+            at, hit = r.session.step_count, None
+            while r.session.step_count < end:
+                at = r.session.step_count + 1  # the lockstep step this step belongs to
+                hit = r.advance()
+                if hit is not None:
+                    break
+            if hit is not None and (first is None or at < first_at):
+                first, first_at, end = hit, at, at  # the runs after it step only to there
+                for d, d_at in done:  # and those that went further come back
+                    if d_at is not None and d_at > end:  # it stopped later: one step at a time, it
+                        d.session.back_to(end, force=True)  # would not have got there (nor failed)
+                        d.halted = ""
+                    elif d.session.step_count > end:
+                        d.session.back_to(end)
+            done.append((r, at if hit is not None else None))
+        self._step = end
+        return end - k0, first
+
     def _shared(self, run: Run) -> list[torch.Tensor]:
         """The parameters every run has (the problem's own; not those a branch added)."""
         e = run.session.engine

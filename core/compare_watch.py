@@ -89,6 +89,16 @@ class CrossWatch:
             self._last_step = -1  # the parameters move on unseen
         return self._due
 
+    def quiet(self, n_runs: int, k: int) -> bool:
+        """Whether the next ``k`` lockstep steps can all go unmeasured (then they are counted as
+        such): not while a measurement is due now or would be within them (the floor)."""
+        if n_runs >= 2 and (self.force_next or self._budget.due(time.perf_counter())
+                            or self._unmeasured + k >= MEASURE_AT_LEAST_EVERY - 1):
+            return False
+        self._unmeasured += k
+        self._last_step = -1
+        return True
+
     def before(self, runs: dict[int, list[torch.Tensor]], step: int) -> None:
         """Before lockstep step ``step + 1``: each stepping run's parameters (run id -> tensors)."""
         if self._last_step != step or not set(runs) <= set(self._last):

@@ -296,6 +296,25 @@ class Session:
             self.last_hit = replace(hit, detail=f"{', '.join(bad)} became NaN or infinite")
         return self.last_hit
 
+    def back_to(self, step: int, force: bool = False) -> None:
+        """Stand at ``step`` of the current branch again as if the steps after it had never been
+        taken (a comparison stepping its runs a few steps each goes back when another run stopped
+        earlier): the journal, checkpoints and curves after it are dropped, and the parameters and
+        state rebuilt exactly (the nearest checkpoint, then the journal)."""
+        self.flush()
+        at = self.engine.step_count
+        if self._index is not None or at < step or at == step and not force:  # force: a failed step
+            return  # may have changed the state half-way; it is rebuilt all the same
+        b = self.timeline.branch
+        b.journal = b.journal.copy_prefix(step, b.journal.index_after(step))
+        self.timeline.checkpoints.truncate(b.id, step)
+        b.series, b.dists = b.series.truncated(step), b.dists.truncated(step)
+        self._restore(b.id, step, len(b.journal.entries))
+        self._watch_branch()
+        self._since_ckpt = 0
+        loss = self.loss_value()
+        b.last_loss = loss
+
     def checkpoint(self) -> None:
         """Keep the engine's complete state at this step (the run's cost of rewinding later).
 

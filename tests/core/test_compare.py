@@ -245,3 +245,52 @@ def test_running_frames_reuse_recent_curves_and_a_paused_frame_has_them_to_the_l
     assert again.step == 10 and again.history is first.history  # well within HISTORY_EVERY
     paused = c.make_frame(3, running=False)
     assert all(h.step[-1] == 10 for h in paused.history.runs)
+
+
+def _run_in_turns(c: Comparison, n: int, k: int = 8):
+    """Step as the runner does while running: ``advance_many`` turns, stopping at the first hit."""
+    done = 0
+    while done < n:
+        took, hit = c.advance_many(min(k, n - done))
+        done += took
+        if hit is not None:
+            return hit
+    return None
+
+
+@pytest.mark.parametrize("order", ["wild in the middle", "wild last"])
+def test_runs_stepped_in_turns_equal_one_step_lockstep_also_when_one_diverges(order):
+    """Each run takes its steps in a row (the caches stay warm): the same numbers, the same step
+    for every run when one stops, as stepping all runs one step at a time."""
+    base = rosenbrock_base()
+    configs = [RunSpec("stable", config_spec(base, "Adam", {"lr": 0.01}, None)),
+               RunSpec("wild", config_spec(base, "SGD", {"lr": 10.0}, None)),
+               RunSpec("other", config_spec(base, "RMSprop", {"lr": 0.001}, None))]
+    if order == "wild last":
+        configs = [configs[0], configs[2], configs[1]]
+    one, turns = Comparison(configs), Comparison(configs)
+    hit_one = None
+    while hit_one is None and one.step_count < 50:
+        hit_one = one.advance()
+    hit_turns = _run_in_turns(turns, 50)
+    assert hit_turns is not None and hit_turns.message == hit_one.message
+    assert turns.step_count == one.step_count < 50
+    for a, b in zip(one.runs, turns.runs):
+        assert a.step_count == b.step_count and bool(a.halted) == bool(b.halted), a.label
+        assert same_run(b.session, a.session), a.label
+    one.run(12)
+    _run_in_turns(turns, 12)
+    for a, b in zip(one.runs, turns.runs):
+        assert a.step_count == b.step_count and same_run(b.session, a.session), a.label
+    assert len(turns.runs[0].session.journal) == len(one.runs[0].session.journal)
+
+
+@pytest.mark.parametrize("case", ["digits-schedulers", "sgd-vs-adam-manual"])
+def test_turns_give_each_run_the_numbers_of_the_run_alone(case):
+    specs = specs_of(case)
+    c = Comparison([RunSpec("", s) for s in specs])
+    assert _run_in_turns(c, 37) is None and c.step_count == 37
+    for spec, run in zip(specs, c.runs):
+        alone = Session(spec)
+        alone.run(37)
+        assert run.step_count == 37 and same_run(run.session, alone), run.label
