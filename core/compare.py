@@ -208,6 +208,7 @@ class Comparison:
         self._hist = None
         self._hist_at = 0.0
         self._hist_ids: tuple = ()  # the runs the last history was read from
+        self._between = False  # advance_many: the last call took the measured step between turns
         self.view = View()  # the tensors whose values frames carry (the window: the one it shows)
         self._pool = {k: v for rs in runs for k, v in rs.blobs.items()}  # checkpoint data runs share
         for rs in runs:
@@ -230,6 +231,7 @@ class Comparison:
         c.budget, c.runs, c.watch, c._step, c._next_id = RUN_BUDGET, list(runs), watch, step, next_id
         c.observer, c.last_hit, c._hist, c._hist_at, c._hist_ids = _Observers(c), None, None, 0.0, ()
         c.view = View()
+        c._between = False
         c._pool = {}
         c._rng0 = torch.random.get_rng_state()
         c._share_budgets()
@@ -356,15 +358,22 @@ class Comparison:
         run stops at step s, the runs that went past s go back to it exactly
         (``Session.back_to``), and the runs after it step only to s. One step at a time where
         that cannot hold cheaply: a cross-run measurement due, a branch action due within the
-        steps, a run drawing from the global generators (see ``Run.own_rng``).
+        steps, a run drawing from the global generators (see ``Run.own_rng``). The cross-run series
+        are measured on a lockstep step between two turns, when their time budget allows (so
+        about one point in 9 steps at most, and at least the floor's).
         Returns (steps taken, the first breakpoint or failure)."""
         active = self.active()
         k0 = self._step
         for r in active:
             if r.script:
                 k = min(k, r.script[0][0] - r.session.step_count - 1)
-        if k < 2 or len(active) < 2 or any(r.rng is not None for r in active) or \
-                not self.watch.quiet(len(active), k):
+        if k < 2 or len(active) < 2 or any(r.rng is not None for r in active):
+            return 1, self.advance()
+        if not self._between and self.watch.wants(len(active)):  # a measured step between turns
+            self._between = True
+            return 1, self.advance()
+        self._between = False
+        if not self.watch.quiet(len(active), k):
             return 1, self.advance()
         end, first, first_at, done = k0 + k, None, 0, []
         for r in active:

@@ -58,7 +58,6 @@ class CrossWatch:
         self._budget = Budget(budget)
         self._due = False
         self._unmeasured = 0  # lockstep steps since the last measured one
-        self._t0 = 0.0
         self._last: dict[int, torch.Tensor] = {}  # run id -> its parameters after step _last_step
         self._last_step = -1
         self._raw: list = []  # (step, ids, distance matrix, cosine matrix), not read yet
@@ -82,18 +81,21 @@ class CrossWatch:
                                      or self._unmeasured >= MEASURE_AT_LEAST_EVERY - 1)
         self.force_next = False
         if self._due:
-            self._t0 = now
             self._unmeasured = 0
         else:
             self._unmeasured += 1
             self._last_step = -1  # the parameters move on unseen
         return self._due
 
+    def wants(self, n_runs: int) -> bool:
+        """Whether the time budget (or a request) would measure the next lockstep step."""
+        return n_runs >= 2 and (self.force_next or self._budget.due(time.perf_counter()))
+
     def quiet(self, n_runs: int, k: int) -> bool:
         """Whether the next ``k`` lockstep steps can all go unmeasured (then they are counted as
-        such): not while a measurement is due now or would be within them (the floor)."""
-        if n_runs >= 2 and (self.force_next or self._budget.due(time.perf_counter())
-                            or self._unmeasured + k >= MEASURE_AT_LEAST_EVERY - 1):
+        such): not when a step is asked for (force_next) or the floor falls within them. Taking
+        turns, a comparison measures the step between two turns (see Comparison.advance_many)."""
+        if n_runs >= 2 and (self.force_next or self._unmeasured + k >= MEASURE_AT_LEAST_EVERY - 1):
             return False
         self._unmeasured += k
         self._last_step = -1
@@ -101,14 +103,17 @@ class CrossWatch:
 
     def before(self, runs: dict[int, list[torch.Tensor]], step: int) -> None:
         """Before lockstep step ``step + 1``: each stepping run's parameters (run id -> tensors)."""
+        t0 = time.perf_counter()  # the budget is charged this and after()'s own time, not the steps'
         if self._last_step != step or not set(runs) <= set(self._last):
             self._last = {i: flat(ps) for i, ps in runs.items()}
         self._last_step = step
         on_cpu = all(v.device.type == "cpu" for v in self._last.values())
         self.check_every = CPU_CHECK_EVERY if on_cpu else GPU_CHECK_EVERY
+        self._budget.charge(time.perf_counter() - t0)
 
     def after(self, runs: dict[int, list[torch.Tensor]], step: int) -> None:
         """After lockstep step ``step``: the runs that took it (and still step)."""
+        t0 = time.perf_counter()
         self._due = False
         ids = sorted(i for i in runs if i in self._last)
         now = {i: flat(runs[i]) for i in ids}
@@ -123,9 +128,9 @@ class CrossWatch:
                 cos = gram / (norm[:, None] * norm[None, :])
             self._raw.append((step, ids, dist, cos))
         self._last, self._last_step = now, step
-        self._budget.charge(time.perf_counter() - self._t0)
         if len(self._raw) >= self.check_every:
             self.resolve()
+        self._budget.charge(time.perf_counter() - t0)
 
     def resolve(self) -> None:
         """Read what is pending (one transfer) into the series."""

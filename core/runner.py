@@ -22,7 +22,10 @@ from .history import BUDGET, Budget
 SNAPSHOT_BUDGET = 0.04  # share of wall time for snapshots (at most max_hz of them a second)
 BURST_SECONDS = 0.002  # stepping between looks at the clock; commands are still checked every step
 MAX_BURST = 10_000
-LOCKSTEP_CHUNK = 8  # a comparison's runs take this many steps each in turn (Comparison.advance_many)
+# a comparison's runs take their steps in turns of up to this many each (Comparison.advance_many),
+# a turn of all runs lasting about TURN_SECONDS (a pause waits for the turn to end)
+LOCKSTEP_CHUNK = 32
+TURN_SECONDS = 0.1
 from .observe import make_snapshot
 from .session import Session
 from .snapshot import RunError, Snapshot
@@ -98,6 +101,7 @@ class Runner(RunnerCommands):
         self._batch_done = 0
         self._rate_limit = 0.0
         self._burst_len = 1  # steps between looks at the clock (see _burst)
+        self._step_time = 1.0  # seconds a step took in the last burst (a comparison: all runs' step)
         self._seq = 0
         self._error: RunError | None = None
         self._paused_reason: str | None = None
@@ -264,6 +268,10 @@ class Runner(RunnerCommands):
         if batch:
             n = min(n, self._pending)
         many = getattr(s, "advance_many", None) if self._rate_limit <= 0 else None  # a comparison's turns
+        if many is not None:
+            n = max(n, min(LOCKSTEP_CHUNK, int(TURN_SECONDS / max(self._step_time, 1e-6))))
+            if batch:
+                n = min(n, self._pending)
         t0 = time.perf_counter()
         done = 0
         while done < n:
@@ -287,6 +295,7 @@ class Runner(RunnerCommands):
         after = time.perf_counter()
         self._last_step_time = after
         self._burst_len = max(1, min(MAX_BURST, int(BURST_SECONDS * done / max(after - t0, 1e-9))))
+        self._step_time = (after - t0) / max(done, 1)
         last = batch and self._pending == 0
         if last or (after - self._published_at >= self._min_interval and self._snap_budget.due(after)):
             self._publish()
