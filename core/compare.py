@@ -51,6 +51,7 @@ from .spec import SchedulerSpec, SessionSpec, SpecError
 
 MIN_RUNS, MAX_RUNS = 2, 6
 RUN_BUDGET = 64 * 2 ** 20  # checkpoint memory of each run (a comparison is not rewound)
+TURN_STEPS = 32  # steps each run takes in a row in run() (see advance_many); the runner sizes its own turns
 HISTORY_EVERY = 0.25  # seconds: a running comparison's frames carry curves at most this old
 _EMPTY = History.empty()
 
@@ -412,17 +413,18 @@ class Comparison:
         return first
 
     def run(self, n: int, cancelled=lambda: False) -> int:
-        """``n`` lockstep steps (fewer if ``cancelled()`` or a run halts: ``last_hit`` says why)."""
+        """``n`` lockstep steps (fewer if ``cancelled()`` or a run halts: ``last_hit`` says why),
+        in turns of up to TURN_STEPS steps a run (``cancelled`` is read between turns)."""
         done = 0
         self.last_hit = None
         try:
-            for i in range(n):
+            while done < n:
                 if cancelled():
                     break
-                if i == n - 1:
-                    self.observer.force_next = True
-                hit = self.advance()
-                done += 1
+                if done == n - 1:
+                    self.observer.force_next = True  # the last step alone, measured
+                took, hit = self.advance_many(min(TURN_STEPS, n - done - 1)) if n - done > 2 else (1, self.advance())
+                done += took
                 if hit is not None:
                     self.last_hit = hit
                     break
