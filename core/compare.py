@@ -51,7 +51,7 @@ from .spec import SchedulerSpec, SessionSpec, SpecError
 
 MIN_RUNS, MAX_RUNS = 2, 6
 RUN_BUDGET = 64 * 2 ** 20  # checkpoint memory of each run (a comparison is not rewound)
-TURN_STEPS = 32  # steps each run takes in a row in run() (see advance_many); the runner sizes its own turns
+TURN_STEPS = 32  # at most this many steps each run takes in a row (advance_many)
 HISTORY_EVERY = 0.25  # seconds: a running comparison's frames carry curves at most this old
 _EMPTY = History.empty()
 
@@ -365,6 +365,7 @@ class Comparison:
         Returns (steps taken, the first breakpoint or failure)."""
         active = self.active()
         k0 = self._step
+        k = min(k, TURN_STEPS)
         for r in active:
             if r.script:
                 k = min(k, r.script[0][0] - r.session.step_count - 1)
@@ -423,7 +424,7 @@ class Comparison:
                     break
                 if done == n - 1:
                     self.observer.force_next = True  # the last step alone, measured
-                took, hit = self.advance_many(min(TURN_STEPS, n - done - 1)) if n - done > 2 else (1, self.advance())
+                took, hit = self.advance_many(n - done - 1) if n - done > 2 else (1, self.advance())
                 done += took
                 if hit is not None:
                     self.last_hit = hit

@@ -180,19 +180,9 @@ def build_frame(cap: Capture, seq: int, series, steps_per_second: float) -> Snap
     if lrs:
         series.add(cap.step, lrs)
     history = series.view(0.0 if cap.paused else FRAME_AGE)  # a running frame's curves may lag 0.1 s
-    loss = _last_loss(series)
+    loss = series.last_mean("loss")
     return Snapshot(seq=seq, step=cap.step, loss=loss, optimizer=cap.optimizer, device=cap.device,
                     defaults={k: _resolve(v) for k, v in cap.defaults.items()}, groups=tuple(groups),
                     tensors=tuple(tensors), history=history, running=not cap.paused,
                     paused_reason=f"Paused at step {cap.step:,} (from the listener)" if cap.paused else None,
                     steps_per_second=steps_per_second, run_id=cap.run, head_step=cap.step)
-
-
-def _last_loss(series) -> float | None:
-    """The newest bucket's mean loss (what the curves end on, without building them)."""
-    c = series.cols.get("loss")
-    if c is None:
-        return None
-    counts = c["count"][:series.n]
-    seen = np.flatnonzero(counts > 0)
-    return float(c["sum"][seen[-1]] / counts[seen[-1]]) if seen.size else None

@@ -22,9 +22,8 @@ from .history import BUDGET, Budget
 SNAPSHOT_BUDGET = 0.04  # share of wall time for snapshots (at most max_hz of them a second)
 BURST_SECONDS = 0.002  # stepping between looks at the clock; commands are still checked every step
 MAX_BURST = 10_000
-# a comparison's runs take their steps in turns of up to this many each (Comparison.advance_many),
-# a turn of all runs lasting about TURN_SECONDS (a pause waits for the turn to end)
-LOCKSTEP_CHUNK = 32
+# a comparison's runs take their steps in turns (Comparison.advance_many); a burst of turns lasts
+# about this long (a pause waits for the turn under way to end)
 TURN_SECONDS = 0.1
 from .observe import make_snapshot
 from .session import Session
@@ -269,7 +268,7 @@ class Runner(RunnerCommands):
             n = min(n, self._pending)
         many = getattr(s, "advance_many", None) if self._rate_limit <= 0 else None  # a comparison's turns
         if many is not None:
-            n = max(n, min(LOCKSTEP_CHUNK, int(TURN_SECONDS / max(self._step_time, 1e-6))))
+            n = max(n, min(MAX_BURST, int(TURN_SECONDS / max(self._step_time, 1e-6))))
             if batch:
                 n = min(n, self._pending)
         t0 = time.perf_counter()
@@ -278,7 +277,7 @@ class Runner(RunnerCommands):
             if self._pending == 1:
                 s.observer.force_next = True  # the end of a Step N is always measured
             # a Step N's last step goes alone (measured); commands are still read between turns
-            k = min(n - done, self._pending - 1 if batch else n, LOCKSTEP_CHUNK) if many is not None else 1
+            k = (min(n - done, self._pending - 1) if batch else n - done) if many is not None else 1
             try:
                 took, hit = many(k) if k >= 2 else (1, s.advance())
             except Exception as e:  # noqa: BLE001 - the run stops; the error travels as data

@@ -176,6 +176,15 @@ class SeriesSet:
             return nan, nan, nan
         return _stats(c, 0, n)
 
+    def last_mean(self, name: str) -> float | None:
+        """The newest bucket's mean of a column (what its curve ends on, without building it)."""
+        c = self.cols.get(name)
+        if c is None:
+            return None
+        counts = c["count"][:self.n]
+        seen = np.flatnonzero(counts > 0)
+        return float(c["sum"][seen[-1]] / counts[seen[-1]]) if seen.size else None
+
     def steps(self) -> np.ndarray:
         """The x of each bucket: its step (one-step buckets) or its last step."""
         return self.origin + (np.arange(self.n, dtype=np.float64) + 1) * self.width

@@ -286,9 +286,7 @@ class Session:
             b.threads = torch.get_num_threads()
             self._pending = 0
         if self.engine.step_count > hit.step:
-            b.journal = b.journal.copy_prefix(hit.step, b.journal.index_after(hit.step))
-            self.timeline.checkpoints.truncate(b.id, hit.step)
-            self._restore(b.id, hit.step, len(b.journal.entries))
+            self._drop_after(hit.step)
         if self.engine.loss is not None:
             b.last_loss = float(self.engine.loss)
         if hit.text == "params nonfinite":
@@ -306,14 +304,18 @@ class Session:
         if self._index is not None or at < step or at == step and not force:  # force: a failed step
             return  # may have changed the state half-way; it is rebuilt all the same
         b = self.timeline.branch
-        b.journal = b.journal.copy_prefix(step, b.journal.index_after(step))
-        self.timeline.checkpoints.truncate(b.id, step)
         b.series, b.dists = b.series.truncated(step), b.dists.truncated(step)
-        self._restore(b.id, step, len(b.journal.entries))
+        self._drop_after(step)
         self._watch_branch()
         self._since_ckpt = 0
-        loss = self.loss_value()
-        b.last_loss = loss
+        b.last_loss = self.loss_value()
+
+    def _drop_after(self, step: int) -> None:
+        """The current branch's journal and checkpoints end at ``step``; stand there."""
+        b = self.timeline.branch
+        b.journal = b.journal.copy_prefix(step, b.journal.index_after(step))
+        self.timeline.checkpoints.truncate(b.id, step)
+        self._restore(b.id, step, len(b.journal.entries))
 
     def checkpoint(self) -> None:
         """Keep the engine's complete state at this step (the run's cost of rewinding later).
