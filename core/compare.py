@@ -334,7 +334,7 @@ class Comparison:
         if not active:
             return Hit(self._step, "every run has stopped", "every run has stopped")
         k = self._step
-        watch = self.watch.due(len(active))
+        watch = self.watch.due(len(active), k)
         if watch:
             self.watch.before({r.id: self._shared(r) for r in active}, k)
         first = None
@@ -375,7 +375,8 @@ class Comparison:
             self._between = True
             return 1, self.advance()
         self._between = False
-        if not self.watch.quiet(len(active), k):
+        k = self.watch.quiet(len(active), k, k0)  # up to the floor's next point
+        if k < 2:
             return 1, self.advance()
         end, first, first_at, done = k0 + k, None, 0, []
         for r in active:

@@ -10,7 +10,7 @@ For every pair of runs (a, b) stepping together, after a lockstep step:
 - ``cosine`` = <u_a, u_b> / (||u_a|| ||u_b||) with u the change that step made.
 
 Measuring copies every run's parameters, so it takes a small share of the run's time
-(``MEASURE_BUDGET``, like the observer's norms, with its floor ``MEASURE_AT_LEAST_EVERY``) and is
+(``MEASURE_BUDGET``, like the observer's norms, with its floor ``floor_every``) and is
 forced at the end of a Step N.
 Nothing here waits on the device: results stay tensors and are read back in one transfer
 every ``check_every`` steps or at a flush, like ``core.observer``.
@@ -22,7 +22,7 @@ import time
 import torch
 
 from .history import Budget
-from .observer import GPU_CHECK_EVERY, MEASURE_AT_LEAST_EVERY, MEASURE_BUDGET
+from .observer import GPU_CHECK_EVERY, MEASURE_BUDGET, floor_every
 from .series import SeriesSet
 from .snapshot import frozen
 from .compare_frame import CrossSeries
@@ -72,13 +72,13 @@ class CrossWatch:
         update is measured from a fresh copy."""
         self._last, self._last_step = {}, -1
 
-    def due(self, n_runs: int) -> bool:
-        """Whether the next lockstep step is measured (then call ``before`` and ``after``)."""
+    def due(self, n_runs: int, step: int) -> bool:
+        """Whether lockstep step ``step + 1`` is measured (then call ``before`` and ``after``)."""
         now = time.perf_counter()
         # the time budget, with the observer's floor: a point at least every so many steps, so a
         # fast run's distance curve is not a few far-apart points joined by straight lines
         self._due = n_runs >= 2 and (self.force_next or self._budget.due(now)
-                                     or self._unmeasured >= MEASURE_AT_LEAST_EVERY - 1)
+                                     or self._unmeasured >= floor_every(step + 1) - 1)
         self.force_next = False
         if self._due:
             self._unmeasured = 0
@@ -91,15 +91,20 @@ class CrossWatch:
         """Whether the time budget (or a request) would measure the next lockstep step."""
         return n_runs >= 2 and (self.force_next or self._budget.due(time.perf_counter()))
 
-    def quiet(self, n_runs: int, k: int) -> bool:
-        """Whether the next ``k`` lockstep steps can all go unmeasured (then they are counted as
-        such): not when a step is asked for (force_next) or the floor falls within them. Taking
-        turns, a comparison measures the step between two turns (see Comparison.advance_many)."""
-        if n_runs >= 2 and (self.force_next or self._unmeasured + k >= MEASURE_AT_LEAST_EVERY - 1):
-            return False
+    def quiet(self, n_runs: int, k: int, step: int) -> int:
+        """How many of the ``k`` lockstep steps after ``step`` can go unmeasured (they are then
+        counted as such): those before the floor's next point; none when a step is asked for
+        (force_next) or fewer than 2 could. Taking turns, a comparison measures the step between two turns (see
+        Comparison.advance_many)."""
+        if n_runs >= 2:
+            if self.force_next:
+                return 0
+            k = min(k, floor_every(step + k) - 2 - self._unmeasured)
+            if k < 2:  # not worth a turn: nothing counted
+                return 0
         self._unmeasured += k
         self._last_step = -1
-        return True
+        return k
 
     def before(self, runs: dict[int, list[torch.Tensor]], step: int) -> None:
         """Before lockstep step ``step + 1``: each stepping run's parameters (run id -> tensors)."""

@@ -40,6 +40,17 @@ from .series import SeriesSet
 MEASURE_BUDGET = 0.01  # share of wall time spent measuring norms and histograms (every step when they cost less)
 GPU_CHECK_EVERY = 32  # steps between readbacks on a GPU
 MEASURE_AT_LEAST_EVERY = 64  # a floor under the time budget: curves never thinner than this, on any machine
+FLOOR_DENSITY = 16  # early in a run the floor is closer: every step // 16 steps (see floor_every)
+FLOOR_SHARE = 0.02  # ... and once it is every 64 steps, it yields when measuring took more than this share
+
+
+def floor_every(step: int) -> int:
+    """The floor's spacing at ``step``: a short run's norm curves get points too (every step
+    for the first 16, then about 11 a doubling: some 55 over 200 steps, where a floor of 64
+    alone left 3 and a comparison's budget, split between its runs, little more), up to every
+    ``MEASURE_AT_LEAST_EVERY`` steps from step 1,024 on. The early points cost a fixed amount
+    (about 80 measurements a branch), which the time budget then pays back."""
+    return max(1, min(MEASURE_AT_LEAST_EVERY, step // FLOOR_DENSITY))
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,7 @@ class Observer:
         self.check_every = 1
         self._budget = Budget(budget)
         self._unmeasured = 0  # steps since the last measured one
+        self._step = 0  # the last step ended (the floor's spacing grows with it)
         self._checked = (0.0, 0)  # (time, _unmeasured) at the last look at the clock
         self._handles = []
         self._measuring = False
@@ -155,7 +167,7 @@ class Observer:
             return
         now = time.perf_counter()
         chosen = self._force or self.every_step or self._budget.due(now)
-        self._measuring = chosen or bool(self._needs) or self._unmeasured >= MEASURE_AT_LEAST_EVERY - 1
+        self._measuring = chosen or bool(self._needs) or self._floor_due(now)
         # histograms cost most of a measurement on small problems: not on steps measured only for
         # the floor or for a breakpoint's norms (distributions are bucketed over steps anyway)
         self._hist_now = self.histograms and chosen
@@ -169,6 +181,17 @@ class Observer:
                 self._before = [p.detach().clone() for g in optimizer.param_groups for p in g["params"]]
             self._cost = time.perf_counter() - now  # the measurement's own time (not the step's)
 
+    def _floor_due(self, now: float) -> bool:
+        """The floor: a point every ``floor_every`` steps; from the time it is every 64 steps, not
+        while measuring has taken more than FLOOR_SHARE of the time (a 2x2 tensor's step takes
+        0.1 ms and a measurement 0.4 ms: a floor of 64 alone made measuring 5% of such a run,
+        five times its budget; its curves then get a point every few hundred steps)."""
+        every = floor_every(self._step + 1)
+        if self._unmeasured < every - 1:
+            return False
+        b = self._budget
+        return every < MEASURE_AT_LEAST_EVERY or b.spent <= FLOOR_SHARE * (now - b.start)
+
     def _plan(self, now: float) -> None:
         """Skip the clock for steps that cannot be measured anyway: half the steps until the
         budget allows the next measurement (at the steps' recent pace), never past the floor.
@@ -180,9 +203,15 @@ class Observer:
         if self._needs or steps <= 0 or now <= t:
             return
         b = self._budget
-        wait = b.spent / b.fraction - (now - b.start) if b.fraction > 0 else math.inf
-        ahead = int(0.5 * wait * steps / (now - t)) if math.isfinite(wait) else MEASURE_AT_LEAST_EVERY
-        self._skip = max(0, min(ahead, MEASURE_AT_LEAST_EVERY - 1 - self._unmeasured))
+        rate = steps / (now - t)
+        elapsed = now - b.start
+        wait = b.spent / b.fraction - elapsed if b.fraction > 0 else math.inf
+        ahead = int(0.5 * wait * rate) if math.isfinite(wait) else MEASURE_AT_LEAST_EVERY
+        every = floor_every(self._step + 1)
+        to_floor = every - 1 - self._unmeasured
+        if every >= MEASURE_AT_LEAST_EVERY:  # the floor waits while measuring is over its share
+            to_floor = max(to_floor, int(0.5 * (b.spent / FLOOR_SHARE - elapsed) * rate))
+        self._skip = max(0, min(ahead, to_floor))
 
     def _post(self, optimizer, args, kwargs) -> None:
         if not self._measuring:
@@ -209,6 +238,7 @@ class Observer:
 
     def end_step(self, step: int, loss, metrics: dict, engine=None) -> Hit | None:
         """Record ``step``; returns the first breakpoint that held, once it is known."""
+        self._step = step
         if not self.recording:
             return None
         t0 = time.perf_counter() if self._measuring else 0.0

@@ -258,8 +258,16 @@ def _run_in_turns(c: Comparison, n: int, k: int = 8):
     return None
 
 
+@pytest.fixture
+def long_turns(monkeypatch):
+    """The cross-run floor of later steps (a point every 64) from step 0: turns as long as a long
+    run's (early on, the floor's closer points keep them short)."""
+    import core.compare_watch
+    monkeypatch.setattr(core.compare_watch, "floor_every", lambda step: 64)
+
+
 @pytest.mark.parametrize("order", ["wild in the middle", "wild last"])
-def test_runs_stepped_in_turns_equal_one_step_lockstep_also_when_one_diverges(order):
+def test_runs_stepped_in_turns_equal_one_step_lockstep_also_when_one_diverges(order, long_turns):
     """Each run takes its steps in a row (the caches stay warm): the same numbers, the same step
     for every run when one stops, as stepping all runs one step at a time."""
     base = rosenbrock_base()
@@ -286,7 +294,7 @@ def test_runs_stepped_in_turns_equal_one_step_lockstep_also_when_one_diverges(or
 
 
 @pytest.mark.parametrize("case", ["digits-schedulers", "sgd-vs-adam-manual"])
-def test_turns_give_each_run_the_numbers_of_the_run_alone(case):
+def test_turns_give_each_run_the_numbers_of_the_run_alone(case, long_turns):
     specs = specs_of(case)
     c = Comparison([RunSpec("", s) for s in specs])
     assert _run_in_turns(c, 37) is None and c.step_count == 37
@@ -294,3 +302,23 @@ def test_turns_give_each_run_the_numbers_of_the_run_alone(case):
         alone = Session(spec)
         alone.run(37)
         assert run.step_count == 37 and same_run(run.session, alone), run.label
+
+
+def test_a_short_comparison_has_norm_and_distance_curves_not_a_few_points():
+    """200 steps of two runs on the digits MLP: the gradient- and update-norm curves of each run
+    and the distance between them have points all along (a floor of one point in 64 steps, the
+    budget split between the runs, had left about 5), and taking turns still happens later on."""
+    base = digits_base()
+    c = Comparison([RunSpec("", config_spec(base, "SGD", {"lr": 0.05, "momentum": 0.9}, None)),
+                    RunSpec("", config_spec(base, "Adam", {}, None))])
+    c.run(200)
+    h = c.history()
+    for run in h.runs:
+        for curve in (run.grad_norm, run.update_norm):
+            steps = run.step[np.isfinite(curve)]
+            assert len(steps) >= 40 and steps.min() <= 2 and steps.max() >= 190
+            assert np.diff(steps).max() <= 16  # no long straight stretches
+    distance, cosine = h.cross.between(c.runs[0].id, c.runs[1].id)
+    assert np.isfinite(distance).sum() >= 40 and np.isfinite(cosine).sum() >= 40
+    took = [c.advance_many(32)[0] for _ in range(20)]
+    assert max(took) >= 8  # turns of several steps in a row between the floor's points

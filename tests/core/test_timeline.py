@@ -233,7 +233,37 @@ def test_every_step_has_a_loss_point_at_any_speed():
     s.run(3000)
     h = s.history.view()
     assert len(h.step) == 3000 and not np.isnan(h.loss).any()
-    assert (~np.isnan(h.grad_norm)).sum() >= 3000 // 64  # norms on the time budget, never thinner than every 64th step
+    # norms: on the time budget, with a floor: close points early on, then one in 64 steps
+    # (which yields only when measuring takes more than its share: see the test below)
+    assert (~np.isnan(h.grad_norm)).sum() >= 3000 // 64
+
+
+def test_a_short_run_has_norm_points_all_along():
+    s = Session(make_spec("Adam", "objective"))
+    s.run(200)
+    h = s.history.view()
+    steps = h.step[~np.isnan(h.grad_norm)]
+    assert len(steps) >= 40 and np.diff(steps).max() <= 16 and steps[-1] == 200
+
+
+def test_the_norms_floor_is_close_early_and_yields_to_their_budget_later():
+    """A 2x2 tensor's step takes 0.1 ms and a measurement 0.4 ms: a point every 64 steps made
+    measuring 5% of such a run. Early points come whatever they cost; later ones not while
+    measuring has taken more than FLOOR_SHARE of the time."""
+    import time
+    from core.observer import FLOOR_SHARE, floor_every
+    assert [floor_every(s) for s in (1, 16, 40, 200, 1024, 50_000)] == [1, 1, 2, 12, 64, 64]
+    obs = Session(make_spec("SGD", "manual")).observer
+    now = time.perf_counter()
+    obs._budget.start, obs._budget.spent = now - 1.0, 0.0
+    obs._step, obs._unmeasured = 5000, 62
+    assert not obs._floor_due(now)  # not yet 64 steps
+    obs._unmeasured = 63
+    assert obs._floor_due(now)
+    obs._budget.spent = 2.5 * FLOOR_SHARE  # measuring took 2.5 times its share so far
+    assert not obs._floor_due(now)
+    obs._step, obs._unmeasured = 100, floor_every(101) - 1
+    assert obs._floor_due(now)  # early on, the points come anyway
 
 
 # ----- files -----
