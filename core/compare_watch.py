@@ -22,7 +22,7 @@ import time
 import torch
 
 from .history import Budget
-from .observer import GPU_CHECK_EVERY, MEASURE_BUDGET, floor_every
+from .observer import GPU_CHECK_EVERY, MEASURE_BUDGET, floor_allowed, floor_every
 from .series import SeriesSet
 from .snapshot import frozen
 from .compare_frame import CrossSeries
@@ -78,7 +78,8 @@ class CrossWatch:
         # the time budget, with the observer's floor: a point at least every so many steps, so a
         # fast run's distance curve is not a few far-apart points joined by straight lines
         self._due = n_runs >= 2 and (self.force_next or self._budget.due(now)
-                                     or self._unmeasured >= floor_every(step + 1) - 1)
+                                     or (self._unmeasured >= floor_every(step + 1) - 1
+                                         and floor_allowed(self._budget, now)))
         self.force_next = False
         if self._due:
             self._unmeasured = 0
@@ -99,7 +100,8 @@ class CrossWatch:
         if n_runs >= 2:
             if self.force_next:
                 return 0
-            k = min(k, floor_every(step + k) - 2 - self._unmeasured)
+            if floor_allowed(self._budget, time.perf_counter()):
+                k = min(k, floor_every(step + k) - 2 - self._unmeasured)
             if k < 2:  # not worth a turn: nothing counted
                 return 0
         self._unmeasured += k

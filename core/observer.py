@@ -41,15 +41,18 @@ MEASURE_BUDGET = 0.01  # share of wall time spent measuring norms and histograms
 GPU_CHECK_EVERY = 32  # steps between readbacks on a GPU
 MEASURE_AT_LEAST_EVERY = 64  # a floor under the time budget: curves never thinner than this, on any machine
 FLOOR_DENSITY = 16  # early in a run the floor is closer: every step // 16 steps (see floor_every)
-FLOOR_SHARE = 0.02  # ... and once it is every 64 steps, it yields when measuring took more than this share
+# ... and it yields while measuring has taken more than FLOOR_ALLOWANCE seconds + FLOOR_SHARE of the time
+FLOOR_ALLOWANCE = 0.05
+FLOOR_SHARE = 0.02
 
 
 def floor_every(step: int) -> int:
     """The floor's spacing at ``step``: a short run's norm curves get points too (every step
     for the first 16, then about 11 a doubling: some 55 over 200 steps, where a floor of 64
     alone left 3 and a comparison's budget, split between its runs, little more), up to every
-    ``MEASURE_AT_LEAST_EVERY`` steps from step 1,024 on. The early points cost a fixed amount
-    (about 80 measurements a branch), which the time budget then pays back."""
+    ``MEASURE_AT_LEAST_EVERY`` steps from step 1,024 on. The early points are about 80
+    measurements a branch: some 30-50 ms on small problems, which the time budget then pays
+    back; where they would cost more, the floor yields (``Observer._floor_due``)."""
     return max(1, min(MEASURE_AT_LEAST_EVERY, step // FLOOR_DENSITY))
 
 
@@ -64,6 +67,11 @@ class Hit:
     @property
     def message(self) -> str:
         return f"Paused at step {self.step:,}: {self.detail or self.text}"
+
+
+def floor_allowed(budget: Budget, now: float) -> bool:
+    """Whether measuring so far (``budget.spent``) leaves room for the floor's points."""
+    return budget.spent <= FLOOR_ALLOWANCE + FLOOR_SHARE * (now - budget.start)
 
 
 class Observer:
@@ -182,15 +190,13 @@ class Observer:
             self._cost = time.perf_counter() - now  # the measurement's own time (not the step's)
 
     def _floor_due(self, now: float) -> bool:
-        """The floor: a point every ``floor_every`` steps; from the time it is every 64 steps, not
-        while measuring has taken more than FLOOR_SHARE of the time (a 2x2 tensor's step takes
-        0.1 ms and a measurement 0.4 ms: a floor of 64 alone made measuring 5% of such a run,
-        five times its budget; its curves then get a point every few hundred steps)."""
-        every = floor_every(self._step + 1)
-        if self._unmeasured < every - 1:
-            return False
-        b = self._budget
-        return every < MEASURE_AT_LEAST_EVERY or b.spent <= FLOOR_SHARE * (now - b.start)
+        """The floor: a point every ``floor_every`` steps, but not while measuring (since the run
+        or Step N began) has taken more than FLOOR_ALLOWANCE seconds plus FLOOR_SHARE of the time.
+        A 2x2 tensor's step takes 0.1 ms and a measurement 0.4 ms: a floor of 64 alone made
+        measuring 5% of such a run, five times its budget (its curves now get a point every few
+        hundred steps); a 4096x4096 Adam step takes 0.13 s and a measurement about half that:
+        the early floor alone would measure 45 of its first 100 steps."""
+        return self._unmeasured >= floor_every(self._step + 1) - 1 and floor_allowed(self._budget, now)
 
     def _plan(self, now: float) -> None:
         """Skip the clock for steps that cannot be measured anyway: half the steps until the
@@ -207,10 +213,8 @@ class Observer:
         elapsed = now - b.start
         wait = b.spent / b.fraction - elapsed if b.fraction > 0 else math.inf
         ahead = int(0.5 * wait * rate) if math.isfinite(wait) else MEASURE_AT_LEAST_EVERY
-        every = floor_every(self._step + 1)
-        to_floor = every - 1 - self._unmeasured
-        if every >= MEASURE_AT_LEAST_EVERY:  # the floor waits while measuring is over its share
-            to_floor = max(to_floor, int(0.5 * (b.spent / FLOOR_SHARE - elapsed) * rate))
+        to_floor = max(floor_every(self._step + 1) - 1 - self._unmeasured,  # the floor waits while
+                       int(0.5 * ((b.spent - FLOOR_ALLOWANCE) / FLOOR_SHARE - elapsed) * rate))  # over its share
         self._skip = max(0, min(ahead, to_floor))
 
     def _post(self, optimizer, args, kwargs) -> None:
