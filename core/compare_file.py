@@ -1,15 +1,20 @@
-"""A comparison on disk: one zip holding every run's own .optimlab and a small JSON.
+"""A comparison on disk: one zip holding every run's session and a small JSON.
 
-``NAME.optimlab-compare`` holds ``comparison.json`` (the step, each run's id, label, the
-step it joined at, why it halted, the branch actions it has still to replay), one
-``run<id>.optimlab`` per run (``core.session_file``'s bytes: its whole timeline, so it
-reopens where it stood and continues bit-identically) and ``cross.pt`` (the series between
-runs, plain tensors). Reading goes through the same checks as a session's: the zip's
-directory (``core.limits``), strict JSON (``core.schema``), ``torch.load(weights_only=True)``;
-any problem is one sentence naming the file, and nothing is half-built.
+``NAME.optimlab-compare`` (version 2) holds ``comparison.json`` (the step, each run's id,
+label, the step it joined at, why it halted, the branch actions it has still to replay), one
+``run<id>.json`` per run (the session.json of ``core.session_file``: its whole timeline, so it
+reopens where it stood and continues bit-identically), ``tensors.pt`` (every run's checkpoint
+tensors, ``{"run<id>": ...}``, each distinct tensor stored once: the runs start from the same
+tensors, and a comparison of a resumed checkpoint holds that checkpoint in every run) and
+``cross.pt`` (the series between runs, plain tensors). Version 1 files (one whole
+``run<id>.optimlab`` per run) still open. Reading goes through the same checks as a
+session's: the zip's directory (``core.limits``), strict JSON (``core.schema``),
+``torch.load(weights_only=True)``; any problem is one sentence naming the file, and nothing
+is half-built.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from dataclasses import dataclass
@@ -20,16 +25,17 @@ import numpy as np
 import torch
 from msgspec import Meta
 
-from . import files, limits, schema, session_file, spec as specmod
+from . import files, limits, schema, session_file, spec as specmod, timeline_file
 from .compare import MAX_RUNS, MIN_RUNS, Comparison, Run, check_same_problem, draws_globally, global_rngs
 from .compare_watch import CrossWatch, parse_column
 from .series import SeriesSet
 from .spec import SpecError, Step
 
 FORMAT = "optimlab-comparison"
-VERSION = 1
+VERSION = 2
 EXT = ".optimlab-compare"
-MAX_MEMBERS = 16  # comparison.json, cross.pt and one file per run (at most 6)
+MAX_MEMBERS = 16  # comparison.json, cross.pt, tensors.pt and one file per run (at most 6)
+SHARE_MIN_BYTES = 1024  # smaller tensors are stored with each run (finding twins costs more than they take)
 MAX_JSON_BYTES = 64_000_000
 Steps = Annotated[int, Meta(ge=0, le=schema.MAX_STEPS)]
 
@@ -52,8 +58,8 @@ class ComparisonDoc:
     runs: Annotated[tuple[RunDoc, ...], Meta(min_length=MIN_RUNS, max_length=MAX_RUNS)]
 
 
-def _member(run_id: int) -> str:
-    return f"run{run_id}.optimlab"
+def _member(run_id: int, version: int = VERSION) -> str:
+    return f"run{run_id}.json" if version >= 2 else f"run{run_id}.optimlab"
 
 
 def pack(c: Comparison, folder=None) -> bytes:
@@ -62,15 +68,74 @@ def pack(c: Comparison, folder=None) -> bytes:
     doc = {"format": FORMAT, "version": VERSION, "step": c.step_count, "next_id": c._next_id, "runs": [
         {"id": r.id, "label": r.label, "joined": r.joined, "halted": r.halted,
          "script": [{"at": s0, **specmod.action_to_dict(a)} for s0, a in r.script]} for r in c.runs]}
+    docs, tensors = {}, {}
+    for r in c.runs:
+        with r.own_rng():  # the run's head state carries its own global RNG state
+            docs[r.id] = specmod.pretty_json(session_file.document(r.session, folder)).encode()
+            tensors[f"run{r.id}"] = timeline_file.timeline_tensors(r.session)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
         z.writestr("comparison.json", specmod.pretty_json(doc).encode())
-        for r in c.runs:
-            with r.own_rng():  # the run's head state carries its own global RNG state
-                z.writestr(_member(r.id), session_file.pack(r.session, folder))
+        for run_id, text in docs.items():
+            z.writestr(_member(run_id), text)
+        z.writestr("tensors.pt", files.to_bytes(share_twins(tensors)))
         cross = {k: torch.from_numpy(np.asarray(v)) for k, v in c.watch.series.to_arrays().items()}
         z.writestr("cross.pt", files.to_bytes(cross))
     return buf.getvalue()
+
+
+def share_twins(tree):
+    """``tree`` (dicts, lists and tuples of tensors and plain values) with every tensor whose
+    bytes, dtype, shape and strides equal an earlier one's replaced by that earlier one, so
+    torch.save stores it once. Equal means the same bits (0.0 and -0.0 are not twins)."""
+    first: dict = {}
+
+    def key(t: torch.Tensor):
+        if t.layout != torch.strided or t.is_sparse or t.nbytes < SHARE_MIN_BYTES:
+            return None
+        flat = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+        return (t.dtype, tuple(t.shape), t.stride(), t.device.type, t.requires_grad,
+                hashlib.blake2b(flat.numpy(), digest_size=16).digest()), flat
+
+    def walk(x):
+        if isinstance(x, torch.Tensor):
+            k = key(x)
+            if k is None:
+                return x
+            (k, flat) = k
+            twin = first.get(k)
+            if twin is not None and torch.equal(twin[1], flat):
+                return twin[0]
+            first.setdefault(k, (x, flat))
+            return x
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        if isinstance(x, tuple):
+            return tuple(walk(v) for v in x)
+        return x
+    return walk(tree)
+
+
+def _unshared(tree, seen: set):
+    """``tree`` with each tensor whose storage an earlier run holds (``seen``, updated) copied:
+    runs stored as twins must not share their tensors once open."""
+    if isinstance(tree, torch.Tensor):
+        ptr = tree.untyped_storage().data_ptr() if tree.layout == torch.strided else None
+        if ptr is None or not ptr:
+            return tree
+        if ptr in seen:
+            return tree.clone()
+        seen.add(ptr)
+        return tree
+    if isinstance(tree, dict):
+        return {k: _unshared(v, seen) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_unshared(v, seen) for v in tree]
+    if isinstance(tree, tuple):
+        return tuple(_unshared(v, seen) for v in tree)
+    return tree
 
 
 def save(c: Comparison, path) -> None:
@@ -101,15 +166,25 @@ def unpack(source, name: str = "the comparison", base=None) -> Comparison:
             doc = _read_doc(raw)
             members = {}
             for rd in doc.runs:
-                info = infos.get(_member(rd.id))
+                info = infos.get(_member(rd.id, doc.version))
                 if info is None:
-                    raise files.LoadError(f"run {rd.id} ({rd.label}) has no {_member(rd.id)}")
+                    raise files.LoadError(f"run {rd.id} ({rd.label}) has no {_member(rd.id, doc.version)}")
+                if doc.version >= 2 and info.file_size > session_file.MAX_JSON_BYTES:
+                    raise files.LoadError(f"{info.filename} is over {limits.human(session_file.MAX_JSON_BYTES)}")
                 members[rd.id] = limits.read_member(z, info, name, error=files.LoadError)
+            if doc.version >= 2 and "tensors.pt" not in infos:
+                raise files.LoadError("it has no tensors.pt")
+            tensor_bytes = limits.read_member(z, infos["tensors.pt"], name, error=files.LoadError) \
+                if doc.version >= 2 else None
             cross_bytes = limits.read_member(z, infos["cross.pt"], name, error=files.LoadError)
     with schema.in_file(name, (SpecError, files.LoadError)):
         cross = files.torch_read(io.BytesIO(cross_bytes), name="cross.pt")
         watch = _watch(cross, {rd.id for rd in doc.runs})
-        runs = [_run(rd, members[rd.id], name, base, doc.step) for rd in doc.runs]
+        if tensor_bytes is None:  # version 1: each run a whole .optimlab
+            runs = [_run(rd, session_file.unpack(members[rd.id], f"{name} ({rd.label})", base), doc.step)
+                    for rd in doc.runs]
+        else:
+            runs = _runs_v2(doc, members, tensor_bytes, name, base)
         for r in runs[1:]:
             check_same_problem(runs[0].session.spec, r.session.spec, r.label)
         if doc.next_id <= max(r.id for r in runs):
@@ -134,8 +209,25 @@ def _read_doc(raw: bytes) -> ComparisonDoc:
     return doc
 
 
-def _run(rd: RunDoc, data: bytes, name: str, base, step: int) -> Run:
-    session = session_file.unpack(data, f"{name} ({rd.label})", base)
+def _runs_v2(doc: ComparisonDoc, members: dict, tensor_bytes: bytes, name: str, base) -> list[Run]:
+    tensors = files.torch_read(io.BytesIO(tensor_bytes), name="tensors.pt")
+    if not isinstance(tensors, dict) or set(tensors) != {f"run{rd.id}" for rd in doc.runs}:
+        raise files.LoadError("tensors.pt does not hold the tensors of its runs")
+    seen: set = set()
+    runs = []
+    for rd in doc.runs:
+        try:
+            text = members[rd.id].decode()
+        except UnicodeDecodeError as e:
+            raise files.LoadError(f"{_member(rd.id)} is not text ({e})") from None
+        ckpt = _unshared(tensors[f"run{rd.id}"], seen)
+        session = session_file.from_parts(text, lambda ckpt=ckpt: ckpt, f"{name} ({rd.label})", base,
+                                          source=f"{name} ({_member(rd.id)})")
+        runs.append(_run(rd, session, doc.step))
+    return runs
+
+
+def _run(rd: RunDoc, session, step: int) -> Run:
     rng = global_rngs() if draws_globally(session.spec) else None  # restore set them to the run's
     script, last = [], session.step_count
     for i, item in enumerate(rd.script):

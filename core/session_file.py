@@ -64,16 +64,21 @@ def pack(session: Session, folder=None) -> bytes:
     """The whole session as the bytes of a .optimlab file (also how a session travels
     to the runner process). With ``folder`` (where the file goes), a script path inside
     it is written relative to it."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("session.json", specmod.pretty_json(document(session, folder)).encode())
+        z.writestr("checkpoint.pt", files.to_bytes(timeline_file.timeline_tensors(session)))
+    return buf.getvalue()
+
+
+def document(session: Session, folder=None) -> dict:
+    """session.json of a .optimlab file: the current branch's spec and journal, the timeline."""
     spec = session.spec if folder is None else trust.relative_to(session.spec, folder)
     doc = specmod.document(spec, session.journal)
     doc["format"] = SESSION_FORMAT
     doc["version"] = SESSION_VERSION
     doc["timeline"] = timeline_file.timeline_doc(session, folder)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("session.json", specmod.pretty_json(doc).encode())
-        z.writestr("checkpoint.pt", files.to_bytes(timeline_file.timeline_tensors(session)))
-    return buf.getvalue()
+    return doc
 
 
 def load_session(path) -> Session:
@@ -146,11 +151,19 @@ def unpack(data, name: str = "the session", base=None) -> Session:
     reading); ``name`` is used in messages; a relative script path is relative to ``base``
     (the file's folder)."""
     text, ckpt_bytes = _read_zip(data, name)
-    source = f"{name} (session.json)"
+    return from_parts(text, lambda: files.torch_read(io.BytesIO(ckpt_bytes), name=f"The checkpoint in {name}"),
+                      name, base)
+
+
+def from_parts(text: str, read_ckpt, name: str, base=None, source: str | None = None) -> Session:
+    """The session of a session.json's ``text`` and its checkpoint's tensors (``read_ckpt()``,
+    called once the text passed: weights_only); every refusal is one LoadError/SpecError naming
+    ``name``."""
+    source = source or f"{name} (session.json)"
     doc = specmod.parse_json(text, source)
     if not isinstance(doc, dict) or doc.get("format") != SESSION_FORMAT:
         raise files.LoadError(f"{name} is not an optimlab session")
-    ckpt = files.torch_read(io.BytesIO(ckpt_bytes), name=f"The checkpoint in {name}")
+    ckpt = read_ckpt()
     try:
         with specmod.in_file(name, (SpecError, files.LoadError)):  # every refusal names the file
             return restore(doc, ckpt, base, source)
@@ -180,4 +193,5 @@ def restore(doc: dict, ckpt: dict, base=None, source: str = "") -> Session:
     return timeline_file.restore_v1(doc, ckpt, base, source)
 
 
-__all__ = ["save_session", "load_session", "pack", "unpack", "restore", "SESSION_EXT", "SpecError"]
+__all__ = ["save_session", "load_session", "pack", "unpack", "document", "from_parts", "restore", "SESSION_EXT",
+           "SpecError"]

@@ -82,7 +82,11 @@ def _json(change):
      r"runs\[0\]\.id must be a whole number"),
     (lambda d: _rewrite(d, "comparison.json", _json(lambda doc: doc["runs"].pop())),
      "runs must have at least 2 items, not 1"),
-    (lambda d: _rewrite(d, "run1.optimlab", lambda b: None), "has no run1.optimlab"),
+    (lambda d: _rewrite(d, "run1.json", lambda b: None), "has no run1.json"),
+    (lambda d: _rewrite(d, "tensors.pt", lambda b: None), "has no tensors.pt"),
+    (lambda d: _rewrite(d, "tensors.pt", lambda b: files.to_bytes({"run0": {}})),
+     "tensors.pt does not hold the tensors of its runs"),
+    (lambda d: _rewrite(d, "run0.json", lambda b: b"{not json"), r"run0.json\)? is not valid JSON|not valid JSON"),
     (lambda d: _rewrite(d, "cross.pt", lambda b: files.to_bytes({"grid": torch.zeros(4, dtype=torch.int64),
                                                                   "d0-7/sum": torch.zeros(0)})),
      "series 'd0-7' of no pair of its runs"),
@@ -114,3 +118,92 @@ def test_a_comparison_file_with_a_malicious_pickle_is_refused_unexecuted(tmp_pat
         compare_file.load(path)
     assert "evil.optimlab-compare" in str(info.value)
     assert "executed" not in capfd.readouterr().out
+
+
+def test_a_comparison_file_with_a_malicious_tensors_pt_is_refused_unexecuted(tmp_path, capfd):
+    class Boom:
+        def __reduce__(self):
+            return (print, ("executed",))
+    c = Comparison([RunSpec("", config_spec(manual_base(), "SGD", {}, None)),
+                    RunSpec("", config_spec(manual_base(), "Adam", {}, None))])
+    import pickle
+    evil = _rewrite(compare_file.pack(c), "tensors.pt", lambda b: pickle.dumps({"run0": Boom(), "run1": {}}))
+    path = tmp_path / "evil.optimlab-compare"
+    path.write_bytes(evil)
+    with pytest.raises(files.LoadError, match="not a readable torch.save file|Refused") as info:
+        compare_file.load(path)
+    assert "evil.optimlab-compare" in str(info.value)
+    assert "executed" not in capfd.readouterr().out
+
+
+def _big_comparison(n_runs: int = 3) -> Comparison:
+    from core.spec import GradientSpec, ManualGrad, SessionSpec, TensorSpec
+    g = ManualGrad(fill="normal", std=0.5)
+    base = SessionSpec(tensors=(TensorSpec("w", (256, 256), grad=g),), gradient=GradientSpec("manual", when="every_step"),
+                       seed=3, zero_grad_each_step=True)
+    opts = [("SGD", {"lr": 0.1, "momentum": 0.9}), ("Adam", {"lr": 0.01}), ("RMSprop", {"lr": 0.001})]
+    return Comparison([RunSpec("", config_spec(base, name, hp, None)) for name, hp in opts[:n_runs]])
+
+
+def test_tensors_the_runs_have_alike_are_stored_once_and_not_shared_once_open(tmp_path):
+    """Three runs from the same 256x256 tensor: its step-0 copies (each run's first checkpoint)
+    are stored once, not three times; reopened, each run has its own and they continue
+    bit-identically; stepping one leaves the others' stored steps as they were."""
+    from core import session_file
+    c = _big_comparison()
+    c.run(3)
+    data = compare_file.pack(c)
+    alone = sum(len(session_file.pack(r.session)) for r in c.runs)
+    step0 = 256 * 256 * 4
+    assert len(data) <= alone - 1.5 * step0  # two of the three step-0 copies not stored
+    path = tmp_path / "three.optimlab-compare"
+    path.write_bytes(data)
+    back = compare_file.load(path)
+    ptrs = [p.untyped_storage().data_ptr() for r in back.runs for p in r.session.params.values()]
+    assert len(set(ptrs)) == len(ptrs)
+    for a, b in zip(c.runs, back.runs):
+        assert same_run(b.session, a.session), a.label
+    back.run(4)
+    c.run(4)
+    for a, b in zip(c.runs, back.runs):
+        assert same_run(b.session, a.session), a.label
+    initial = Session(c.runs[0].session.spec).params
+    for r in back.runs:  # every run's own step 0, after all of them stepped on from the file
+        r.session.goto(0)
+        assert all(torch.equal(p, initial[n]) for n, p in r.session.params.items()), r.label
+
+
+def test_twins_are_the_same_bits_not_equal_values():
+    from core.compare_file import share_twins
+    z = torch.zeros(1024)
+    nz = -torch.zeros(1024)
+    same = z.clone()
+    out = share_twins({"a": z, "b": nz, "c": same, "d": z[:10].clone()})
+    assert out["c"] is out["a"] and out["b"] is not out["a"] and out["d"] is not out["a"]
+    assert torch.equal(out["b"], nz) and str(out["b"][0].item()) == "-0.0"
+
+
+def test_a_version_1_comparison_file_still_opens(tmp_path):
+    """Version 1 stored each run as a whole .optimlab."""
+    from core import session_file, spec as specmod
+    c = Comparison([RunSpec("", config_spec(manual_base(), "SGD", {}, None)),
+                    RunSpec("", config_spec(manual_base(), "Adam", {}, None))])
+    c.run(5)
+    v2 = zipfile.ZipFile(io.BytesIO(compare_file.pack(c)))
+    doc = json.loads(v2.read("comparison.json"))
+    doc["version"] = 1
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("comparison.json", specmod.pretty_json(doc).encode())
+        for r in c.runs:
+            with r.own_rng():
+                z.writestr(f"run{r.id}.optimlab", session_file.pack(r.session))
+        z.writestr("cross.pt", v2.read("cross.pt"))
+    path = tmp_path / "old.optimlab-compare"
+    path.write_bytes(out.getvalue())
+    back = compare_file.load(path)
+    assert back.step_count == 5
+    back.run(3)
+    c.run(3)
+    for a, b in zip(c.runs, back.runs):
+        assert same_run(b.session, a.session), a.label

@@ -169,6 +169,8 @@ def test_a_saved_resumed_comparison_reopens_without_the_checkpoint_file_and_goes
     c.run(4)
     out = tmp_path / "c.optimlab-compare"
     compare_file.save(c, out)
+    from core import session_file  # the checkpoint's data is stored once, not once per run
+    assert out.stat().st_size <= sum(len(session_file.pack(r.session)) for r in c.runs) - 0.8 * path.stat().st_size
     path.unlink()  # the checkpoint's data travels inside: no dangling path
     again = compare_file.load(out)
     assert again.step_count == N + 4
@@ -338,10 +340,13 @@ def test_a_file_mixing_a_resumed_run_with_one_from_step_0_is_refused_naming_it(a
     from_0.run(N + 4)  # the same step, the same problem, but from step 0
     a, b = (zipfile.ZipFile(io.BytesIO(compare_file.pack(c))) for c in (resumed_c, from_0))
     path = tmp_path / "mixed.optimlab-compare"
+    from core import files
+    ta, tb = (files.torch_read(io.BytesIO(x.read("tensors.pt"))) for x in (a, b))
     with zipfile.ZipFile(path, "w") as z:
-        for name in ("comparison.json", "cross.pt", "run0.optimlab"):
+        for name in ("comparison.json", "cross.pt", "run0.json"):
             z.writestr(name, a.read(name))
-        z.writestr("run1.optimlab", b.read("run1.optimlab"))
+        z.writestr("run1.json", b.read("run1.json"))
+        z.writestr("tensors.pt", files.to_bytes({"run0": ta["run0"], "run1": tb["run1"]}))
     with pytest.raises((LoadError, SpecError), match=r"^mixed.optimlab-compare: .*it starts from step 0, "
                                                      r"the comparison from a checkpoint at step 7 \(ck.pt\)"):
         compare_file.load(path)
