@@ -105,7 +105,7 @@ class AttachWindow(QMainWindow):
             self.tensor_combo.setCurrentText(current if current in names else (names[0] if names else ""))
             self.tensor_combo.blockSignals(False)
         self._draw_tensor()
-        self.curves.setHistory(f.history)
+        self.curves.setHistory(f.history, live=f.running)
         self.state_tree.setSnapshot(f)
         self.status.setText(f"{f.run_id} · {f.optimizer} · "
                             + format_status(f.step, f.loss, f.steps_per_second, f.device, running=f.running))

@@ -292,3 +292,28 @@ def test_the_tick_labels_of_a_curve_leave_its_rotated_axis_title_uncovered(curve
         return bool(strings) and needed_width(axis, strings) <= axis.width()
     qtbot.waitUntil(fits)
     assert len({p.getAxis("left").width() for p in curves.plots.values()}) == 1
+
+
+def test_while_running_the_ranges_hold_until_the_curves_leave_them(curves, qtbot):
+    """A range that changes redraws the axes' ticks and the layout (most of drawing the curves):
+    while live, steps and values move within held ranges, which grow when the curves leave
+    them; paused, the ranges fit the curves again; a range the user zoomed to stays theirs."""
+    curves.setHistory(history(n=100), live=True)
+    vb = curves.plots["loss"].getViewBox()
+    x0 = tuple(vb.viewRange()[0])
+    assert x0[1] >= 99 + 0.2 * 99  # room past the newest step
+    y0 = tuple(curves.plots["grad_norm"].getViewBox().viewRange()[1])
+    curves.setHistory(history(n=110), live=True)  # within the room: nothing moves
+    assert tuple(vb.viewRange()[0]) == x0
+    assert tuple(curves.plots["grad_norm"].getViewBox().viewRange()[1]) == y0
+    curves.setHistory(history(n=400), live=True)  # past it: the range grows
+    x1 = vb.viewRange()[0]
+    assert x1[1] >= 399 and x1 != x0
+    curves.setHistory(history(n=400), live=False)  # paused: a tight fit again
+    qtbot.waitUntil(lambda: 399 <= vb.viewRange()[0][1] < 399 + 0.1 * 399)
+    gvb = curves.plots["grad_norm"].getViewBox()
+    curves.setHistory(history(n=410), live=True)
+    gvb.setYRange(0.0, 3.0, padding=0)  # the user's zoom (pyqtgraph turns auto-range off)
+    curves.setHistory(history(n=900), live=True)
+    assert gvb.viewRange()[1] == [0.0, 3.0]
+    assert vb.viewRange()[0][1] >= 899  # the other axes still follow
