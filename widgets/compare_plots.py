@@ -11,7 +11,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from widgets.pg_setup import configure
+from widgets.held_ranges import HeldRanges
+from widgets.pg_setup import cache_axes, configure
 
 configure()
 
@@ -67,6 +68,15 @@ class _Overlay:
             ok = np.isfinite(y)
             item.setData(x[ok], y[ok])
 
+    def hold(self, ranges: HeldRanges, live: bool, y: bool = True) -> None:
+        """While ``live``, keep the plot's ranges while its curves stay within them (see
+        widgets.held_ranges; ``y`` False: the x range only)."""
+        data = [d for d in (it.getOriginalDataset() for it in self.items.values()) if d[0] is not None]
+        vb = self.plot.getViewBox()
+        for axis in ((0, 1) if y else (0,)):
+            values = np.concatenate([np.asarray(d[axis], dtype=np.float64) for d in data]) if data else np.zeros(0)
+            ranges.hold((id(self), axis), vb, axis, values[np.isfinite(values)], live)
+
     def keep(self, keys) -> None:
         """Drop the curves of runs (or pairs) no longer in the comparison."""
         for k in [k for k in self.items if k not in keys]:
@@ -91,10 +101,12 @@ class RunCurves(QWidget):
         for key, title in PLOTS:
             p = pg.PlotItem(title=title)
             p.showGrid(x=True, y=True, alpha=0.2)
+            cache_axes(p)  # replaying an axis's picture (its grid lines) took 4 ms, a dozen a frame
             # no legend inside the plots: the window lists the runs in their colours beside them
             # (a long configuration label made an in-plot legend cover the curves and clip)
             self.overlays[key] = _Overlay(p)
         self._placed: tuple[str, ...] = ()
+        self._held = HeldRanges()
         self._arrange([k for k, _ in PLOTS if not k.startswith("val_")])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -115,14 +127,16 @@ class RunCurves(QWidget):
             self.layout_widget.addItem(self.overlays[k].plot, row=i // cols, col=i % cols)
         self._placed = keys
 
-    def setRuns(self, runs, histories, slots: dict[int, int] | None = None) -> None:
+    def setRuns(self, runs, histories, slots: dict[int, int] | None = None, live: bool = False) -> None:
         """``runs``: (id, label) in order; ``histories``: their History objects; ``slots``: each
-        run id's colour (default: its place)."""
+        run id's colour (default: its place); ``live``: the comparison is running (the ranges
+        then hold while the curves stay within them)."""
         slots = slots or {rid: i for i, (rid, _) in enumerate(runs)}
         for key, ov in self.overlays.items():
             for (rid, label), h in zip(runs, histories):
                 ov.set(rid, h.step, series_of(h, key), color_of(slots[rid]), label)
             ov.keep({rid for rid, _ in runs})
+            ov.hold(self._held, live)
 
         def evaluated(key):
             return any(y is not None and np.isfinite(y).any() for y in (series_of(h, key) for h in histories))
@@ -146,13 +160,16 @@ class PairCurves(QWidget):
         cos.setXLink(dist)
         for p in (dist, cos):
             p.showGrid(x=True, y=True, alpha=0.2)
+            cache_axes(p)
         self.distance, self.cosine = _Overlay(dist), _Overlay(cos)
+        self._held = HeldRanges()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.layout_widget)
 
-    def setPairs(self, cross, order: dict[int, int], labels: dict[int, str]) -> None:
-        """``cross``: a CrossSeries; ``order``/``labels``: each run id's place and label."""
+    def setPairs(self, cross, order: dict[int, int], labels: dict[int, str], live: bool = False) -> None:
+        """``cross``: a CrossSeries; ``order``/``labels``: each run id's place and label;
+        ``live``: running (the ranges hold while the curves stay within them)."""
         keys = set()
         for k, (a, b) in enumerate(cross.pairs):
             if a not in order or b not in order:
@@ -165,3 +182,4 @@ class PairCurves(QWidget):
             self.cosine.set((a, b), cross.step, cross.cosine[k], color, name, dash)
         self.distance.keep(keys)
         self.cosine.keep(keys)
+        self.distance.hold(self._held, live)  # the cosine's x follows (linked); its y is fixed

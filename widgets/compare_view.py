@@ -287,8 +287,8 @@ class CompareView(QTabWidget):
         order = self.slots = colour_slots(self.slots, [r.id for r in frame.runs])
         labels = {r.id: r.label for r in frame.runs}
         if old is None or old.history is not frame.history or [r.label for r in old.runs] != list(labels.values()):
-            self.curves.setRuns([(r.id, r.label) for r in frame.runs], frame.history.runs, order)
-            self.pairs.setPairs(frame.history.cross, order, labels)
+            self.curves.setRuns([(r.id, r.label) for r in frame.runs], frame.history.runs, order, live=frame.running)
+            self.pairs.setPairs(frame.history.cross, order, labels, live=frame.running)
         self._draw_landscape(frame, order)
         self.tensors.setFrame(frame)
         self.table.setFrame(frame)

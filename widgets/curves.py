@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QMenu, QSlider, QT
 
 from core.snapshot import History
 from widgets.curve_layers import BranchOverlays, Envelope
+from widgets.held_ranges import HeldRanges
 from widgets.curves_export import CurvesExport
 from widgets.pg_setup import cache_axes, compact_ticks, configure
 from widgets.wheel_guard import guard
@@ -44,15 +45,6 @@ GROUP_COLORS = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66),
 AXIS_WIDTH = 52
 MAX_AXIS_WIDTH = 90  # what a wider tick label may widen the rows' axes to
 RAW_ALPHA = 70  # the unsmoothed curve behind a smoothed one
-# While the run goes on, the axes' ranges move only when the curves leave them (or fill less
-# than half of them), with this much room past the newest step: a range that changes makes
-# pyqtgraph redo the axis's ticks and the plot's layout, 80% of drawing the curves (24 ms of
-# 30 for five rows of 5,500 points), which had stalled the window for 60-80 ms five times a
-# second. Paused or idle, the ranges fit the curves tightly again.
-LIVE_HEADROOM = 0.25
-LIVE_MARGIN = 0.1  # ... and this much above and below the values
-
-
 def _curve(color, alpha: int = 255) -> pg.PlotDataItem:
     return pg.PlotDataItem(pen=pg.mkPen((*color, alpha), width=1), connect="finite", clipToView=True,
                            autoDownsample=True, downsampleMethod="peak")
@@ -107,7 +99,7 @@ class CurvesView(CurvesExport, QWidget):
         self._forced_x = False
         self._forced_y: set[str] = set()
         self._live = False
-        self._held: dict[tuple[str, int], tuple[float, float]] = {}  # (row, axis) -> the range set while live
+        self._held = HeldRanges()  # while running, the axes hold their ranges (widgets.held_ranges)
         self._legend_plain = ""
         self.smoothing = QSlider(Qt.Orientation.Horizontal, self)
         self.smoothing.setRange(0, 99)
@@ -229,7 +221,10 @@ class CurvesView(CurvesExport, QWidget):
             y = np.asarray(getattr(h, name), dtype=np.float64)
             self._smoothed[name] = sm = smooth(y, w)
             seen = ~np.isnan(y) if name in MEASURED else slice(None)
-            self.raw[name].setData(x[seen], y[seen])
+            if w > 0:  # the faint raw curve behind a smoothed one
+                self.raw[name].setData(x[seen], y[seen])
+            elif self.raw[name].isVisible():
+                self.raw[name].setData([], [])
             self.raw[name].setVisible(w > 0)
             curve.setData(x[seen], sm[seen])
             self.envelopes[name].set(x, getattr(h, f"{name}_min", None), getattr(h, f"{name}_max", None),
@@ -337,13 +332,13 @@ class CurvesView(CurvesExport, QWidget):
             top = float(finite.max()) if finite.size else 1.0
             vb.setXRange(0.0, max(1.0, top), padding=0.02)
             self._forced_x = True
-            self._held.pop(("loss", 0), None)
+            self._held.forget(("loss", 0))
             return
         if self._forced_x:
             self._forced_x = False
             vb.enableAutoRange(axis=pg.ViewBox.XAxis)
         shown = np.log10(finite[finite > 0]) if self.logX.isChecked() else finite
-        self._hold("loss", 0, shown, LIVE_HEADROOM)
+        self._held.hold(("loss", 0), vb, 0, shown, self._live)
 
     def _frame_y(self, name: str, y: np.ndarray) -> None:
         """A flat series (a constant lr) gets a range around its value: pyqtgraph's range
@@ -363,45 +358,10 @@ class CurvesView(CurvesExport, QWidget):
             if name in self._forced_y:
                 self._forced_y.discard(name)
                 vb.enableAutoRange(axis=pg.ViewBox.YAxis)
-            self._hold(name, 1, np.log10(finite[finite > 0]) if self._log_y(name) else finite, LIVE_MARGIN)
+            self._held.hold((name, 1), vb, 1, np.log10(finite[finite > 0]) if self._log_y(name) else finite,
+                            self._live)
             return
-        self._held.pop((name, 1), None)
-
-    def _hold(self, name: str, axis: int, values: np.ndarray, beyond: float) -> None:
-        """While live, keep row ``name``'s range on ``axis`` (0: steps, 1: values; in view
-        units, i.e. log10 on a log axis) while it holds ``values`` and they fill at least half
-        of it; else set one with ``beyond`` (a share of their span) of room past their top (and
-        LIVE_MARGIN below their bottom on the value axis). A range the user zoomed or panned
-        to is theirs (pyqtgraph turns its auto-range off): left alone. Not live, the range is
-        pyqtgraph's own fit again."""
-        vb = self.plots[name].getViewBox()
-        key = (name, axis)
-        held = self._held.get(key)
-        current = tuple(vb.viewRange()[axis])
-        auto = bool(vb.autoRangeEnabled()[axis])
-        if not self._live or values.size == 0:
-            if held is not None:
-                del self._held[key]
-                if not auto and np.allclose(current, held, rtol=1e-9, atol=0.0):
-                    vb.enableAutoRange(axis=axis)
-            return
-        if not auto and (held is None or not np.allclose(current, held, rtol=1e-9, atol=0.0)):
-            self._held.pop(key, None)  # the user's range
-            return
-        lo, hi = float(values.min()), float(values.max())
-        span = hi - lo if hi > lo else (abs(hi) or 1.0)
-        a, b = current
-        keep = lo >= a and hi <= b and span >= 0.5 * (b - a)
-        if keep and not auto:  # the common case: nothing to redo
-            self._held[key] = current
-            return
-        if not keep:
-            a, b = lo - (LIVE_MARGIN * span if axis else 0.02 * span), hi + beyond * span
-        if axis:
-            vb.setYRange(a, b, padding=0)
-        else:
-            vb.setXRange(a, b, padding=0)
-        self._held[key] = tuple(vb.viewRange()[axis])
+        self._held.forget((name, 1))
 
     def _grow_axes(self, pixels: float) -> None:
         """Widen every row's left axis to ``pixels`` (called while one paints its tick labels: a

@@ -78,3 +78,30 @@ def test_a_table_cell_measured_before_its_step_names_the_step_it_was_measured_at
     assert cell_text((162.86, 1), 50) == "162.86 (step 1)"  # read as step 50's grad norm otherwise
     assert cell_text((1.7026, 100), 100) == "1.7026"
     assert cell_text(None, 5) == "—" and cell_text((float("nan"), 3), 5) == "—"
+
+
+def test_while_running_the_compare_plots_hold_their_ranges_until_the_curves_leave_them(qtbot):
+    from core.snapshot import History
+
+    def hist(n):
+        step = np.arange(1.0, n + 1)
+        return History(step, 2.0 / step, np.sqrt(step), 0.01 / step, (np.full(n, 0.1),))
+    w = RunCurves()
+    qtbot.addWidget(w)
+    w.resize(600, 400)
+    w.show()
+    vb = w.overlays["loss"].plot.getViewBox()
+    w.setRuns([(0, "SGD"), (1, "Adam")], [hist(100), hist(100)], live=True)
+    held = [tuple(r) for r in vb.viewRange()]
+    assert held[0][1] >= 100 + 0.2 * 99
+    w.setRuns([(0, "SGD"), (1, "Adam")], [hist(110), hist(110)], live=True)
+    assert [tuple(r) for r in vb.viewRange()] == held  # within the room: nothing moves
+    w.setRuns([(0, "SGD"), (1, "Adam")], [hist(500), hist(500)], live=True)
+    assert vb.viewRange()[0][1] >= 500
+    w.setRuns([(0, "SGD"), (1, "Adam")], [hist(500), hist(500)], live=False)  # paused: a tight fit
+    qtbot.waitUntil(lambda: 500 <= vb.viewRange()[0][1] < 500 + 0.1 * 499)
+    p = PairCurves()
+    qtbot.addWidget(p)
+    cross = CrossSeries(np.arange(1.0, 101), ((0, 1),), (np.linspace(0, 1, 100),), (np.zeros(100),))
+    p.setPairs(cross, {0: 0, 1: 1}, {0: "SGD", 1: "Adam"}, live=True)
+    assert p.distance.plot.getViewBox().viewRange()[0][1] >= 100 + 0.2 * 99
