@@ -77,7 +77,7 @@ def thin_levels(axis: pg.AxisItem, levels, lo: float, hi: float, size: float, st
     if room < need:
         k = next(f for f in _nice_factors() if f * room >= need or f > 10 ** 12)
         kept = [v for v in values if round((v - origin) / spacing) % k == 0]
-        return [(spacing * k, kept)]
+        return [(spacing * k, kept or values[len(values) // 2:len(values) // 2 + 1])]  # never no label
     out = [levels[0]]
     for sp, vals in levels[1:]:  # a finer level only where its labels fit between the coarser ones
         vals = list(vals)
@@ -136,7 +136,7 @@ def compact_ticks(axis: pg.AxisItem, width: int | None = None, grow=None) -> Non
         lo, hi = min(a, b), max(a, b)
         levels = values_of(a, b, size)
         if axis.logMode:  # decades only (pyqtgraph labels 2..9 between them, which collide)
-            levels = [(1.0, [v for v in lv[1] if abs(v - round(v)) < 1e-9]) for lv in levels[:1]] \
+            levels = [(lv[0] or 1.0, [v for v in lv[1] if abs(v - round(v)) < 1e-9]) for lv in levels[:1]] \
                 if levels and len(levels[0][1]) >= 2 else levels[1:2] or levels
             if sum(lo <= v <= hi for _, vals in levels for v in vals) < 2:
                 levels = linear_in_log(lo, hi)  # a range within one decade: no label at all else

@@ -317,3 +317,20 @@ def test_while_running_the_ranges_hold_until_the_curves_leave_them(curves, qtbot
     curves.setHistory(history(n=900), live=True)
     assert gvb.viewRange()[1] == [0.0, 3.0]
     assert vb.viewRange()[0][1] >= 899  # the other axes still follow
+
+
+@pytest.mark.parametrize("size", [30.0, 45.0, 60.0, 120.0])
+def test_a_log_axis_over_eight_decades_in_a_short_row_still_has_labels(size, qtbot):
+    """An update ratio from 0.3 down to 2e-9 (a bias late in a decayed schedule) on a short row:
+    pyqtgraph offers decades 2 apart, and thinning them as if they were 1 apart kept none."""
+    import pyqtgraph as pg
+    from widgets.pg_setup import compact_ticks
+    plot = pg.PlotItem()
+    plot.setLogMode(y=True)
+    axis = plot.getAxis("left")
+    compact_ticks(axis)
+    lo, hi = -8.70062734466812, -0.5738446590609234
+    values = [v for _, vs in axis.tickValues(lo, hi, size) for v in vs if lo <= v <= hi]
+    assert values and all(abs(v - round(v)) < 1e-9 for v in values)
+    if len(values) > 1:
+        assert min(np.diff(sorted(values))) * size / (hi - lo) >= QFontMetricsF(axis.font()).height()
