@@ -95,8 +95,8 @@ class CrossWatch:
     def quiet(self, n_runs: int, k: int, step: int) -> int:
         """How many of the ``k`` lockstep steps after ``step`` can go unmeasured (they are then
         counted as such): those before the floor's next point; none when a step is asked for
-        (force_next) or fewer than 2 could. Taking turns, a comparison measures the step between two turns (see
-        Comparison.advance_many)."""
+        (force_next) or fewer than 2 could. Taking turns, a comparison measures the step
+        between two turns (see Comparison.advance_many)."""
         if n_runs >= 2:
             if self.force_next:
                 return 0
