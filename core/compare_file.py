@@ -30,6 +30,7 @@ from .compare import MAX_RUNS, MIN_RUNS, Comparison, Run, check_same_problem, dr
 from .compare_watch import CrossWatch, parse_column
 from .series import SeriesSet
 from .spec import SpecError, Step
+from .trees import map_tensors
 
 FORMAT = "optimlab-comparison"
 VERSION = 2
@@ -90,52 +91,32 @@ def share_twins(tree):
     torch.save stores it once. Equal means the same bits (0.0 and -0.0 are not twins)."""
     first: dict = {}
 
-    def key(t: torch.Tensor):
+    def twin(t: torch.Tensor) -> torch.Tensor:
         if t.layout != torch.strided or t.is_sparse or t.nbytes < SHARE_MIN_BYTES:
-            return None
+            return t
         flat = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
-        return (t.dtype, tuple(t.shape), t.stride(), t.device.type, t.requires_grad,
-                hashlib.blake2b(flat.numpy(), digest_size=16).digest()), flat
-
-    def walk(x):
-        if isinstance(x, torch.Tensor):
-            k = key(x)
-            if k is None:
-                return x
-            (k, flat) = k
-            twin = first.get(k)
-            if twin is not None and torch.equal(twin[1], flat):
-                return twin[0]
-            first.setdefault(k, (x, flat))
-            return x
-        if isinstance(x, dict):
-            return {k: walk(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [walk(v) for v in x]
-        if isinstance(x, tuple):
-            return tuple(walk(v) for v in x)
-        return x
-    return walk(tree)
+        key = (t.dtype, tuple(t.shape), t.stride(), t.device.type, t.requires_grad,
+               hashlib.blake2b(flat.numpy(), digest_size=16).digest())
+        seen = first.get(key)
+        if seen is not None and torch.equal(seen[1], flat):
+            return seen[0]
+        first.setdefault(key, (t, flat))
+        return t
+    return map_tensors(tree, twin)
 
 
 def _unshared(tree, seen: set):
-    """``tree`` with each tensor whose storage an earlier run holds (``seen``, updated) copied:
+    """``tree`` with each tensor whose storage an earlier one holds (``seen``, updated) copied:
     runs stored as twins must not share their tensors once open."""
-    if isinstance(tree, torch.Tensor):
-        ptr = tree.untyped_storage().data_ptr() if tree.layout == torch.strided else None
-        if ptr is None or not ptr:
-            return tree
+    def own(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr() if t.layout == torch.strided else 0
+        if not ptr:
+            return t
         if ptr in seen:
-            return tree.clone()
+            return t.clone()
         seen.add(ptr)
-        return tree
-    if isinstance(tree, dict):
-        return {k: _unshared(v, seen) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_unshared(v, seen) for v in tree]
-    if isinstance(tree, tuple):
-        return tuple(_unshared(v, seen) for v in tree)
-    return tree
+        return t
+    return map_tensors(tree, own)
 
 
 def save(c: Comparison, path) -> None:

@@ -36,6 +36,7 @@ from .observe import state_entry
 from .spec import (DTYPES, AddGroup, EditTensor, GroupSpec, LoadOptimizer, LoadParams, ManualGrad, Reset, SessionSpec,
                    SetDevice, SetGrad, SetHparam, SpecError, Step, TensorSpec, ZeroGrad, check_groups)
 from .tasks import Task
+from .trees import map_tensors
 from .trust import UntrustedScript
 
 GRAD_SEED_OFFSET = 999_983
@@ -124,15 +125,7 @@ def grad_generator(session_seed: int, device: str) -> torch.Generator:
 
 def copy_state(obj):
     """A copy of a (state_dict-like) structure whose tensors share no memory with the original."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: copy_state(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [copy_state(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(copy_state(v) for v in obj)
-    return copy.deepcopy(obj)
+    return map_tensors(obj, lambda t: t.detach().clone(), copy.deepcopy)
 
 
 def quiet():

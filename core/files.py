@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from . import limits, pickle_compat
+from .trees import map_tensors
 from .paths import LoadError, SaveError, atomic_write, open_regular, readable, save_target  # noqa: F401 (files.* API)
 
 OPTIMIZER_KEYS = ("optimizer_state_dict", "optimizer", "optim", "opt")
@@ -157,15 +158,7 @@ def check_params(session, sd) -> None:
 
 def _copy_state(obj):
     """A copy of a state_dict whose tensors share no memory with the original."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: _copy_state(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_copy_state(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_copy_state(v) for v in obj)
-    return obj
+    return map_tensors(obj, lambda t: t.detach().clone())
 
 
 def to_bytes(obj) -> bytes:

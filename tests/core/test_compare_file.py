@@ -104,30 +104,16 @@ def test_a_damaged_comparison_file_is_refused_with_one_sentence_naming_it(tmp_pa
     assert "\n" not in text and "bad.optimlab-compare" in text
 
 
-def test_a_comparison_file_with_a_malicious_pickle_is_refused_unexecuted(tmp_path, capfd):
+@pytest.mark.parametrize("member, payload", [("cross.pt", lambda boom: {"grid": boom}),
+                                             ("tensors.pt", lambda boom: {"run0": boom, "run1": {}})])
+def test_a_comparison_file_with_a_malicious_pickle_is_refused_unexecuted(tmp_path, capfd, member, payload):
     class Boom:
         def __reduce__(self):
             return (print, ("executed",))
     c = Comparison([RunSpec("", config_spec(manual_base(), "SGD", {}, None)),
                     RunSpec("", config_spec(manual_base(), "Adam", {}, None))])
     import pickle
-    evil = _rewrite(compare_file.pack(c), "cross.pt", lambda b: pickle.dumps({"grid": Boom()}))
-    path = tmp_path / "evil.optimlab-compare"
-    path.write_bytes(evil)
-    with pytest.raises(files.LoadError, match="not a readable torch.save file|Refused") as info:
-        compare_file.load(path)
-    assert "evil.optimlab-compare" in str(info.value)
-    assert "executed" not in capfd.readouterr().out
-
-
-def test_a_comparison_file_with_a_malicious_tensors_pt_is_refused_unexecuted(tmp_path, capfd):
-    class Boom:
-        def __reduce__(self):
-            return (print, ("executed",))
-    c = Comparison([RunSpec("", config_spec(manual_base(), "SGD", {}, None)),
-                    RunSpec("", config_spec(manual_base(), "Adam", {}, None))])
-    import pickle
-    evil = _rewrite(compare_file.pack(c), "tensors.pt", lambda b: pickle.dumps({"run0": Boom(), "run1": {}}))
+    evil = _rewrite(compare_file.pack(c), member, lambda b: pickle.dumps(payload(Boom())))
     path = tmp_path / "evil.optimlab-compare"
     path.write_bytes(evil)
     with pytest.raises(files.LoadError, match="not a readable torch.save file|Refused") as info:
