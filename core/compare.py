@@ -52,6 +52,7 @@ from .spec import SchedulerSpec, SessionSpec, SpecError
 MIN_RUNS, MAX_RUNS = 2, 6
 RUN_BUDGET = 64 * 2 ** 20  # checkpoint memory of each run (a comparison is not rewound)
 TURN_STEPS = 32  # at most this many steps each run takes in a row (advance_many)
+KEEP_BYTES = 64 * 2 ** 20  # a turn keeps the runs' parameters at this much at most for the cross-run series
 HISTORY_EVERY = 0.25  # seconds: a running comparison's frames carry curves at most this old
 _EMPTY = History.empty()
 
@@ -209,7 +210,6 @@ class Comparison:
         self._hist = None
         self._hist_at = 0.0
         self._hist_ids: tuple = ()  # the runs the last history was read from
-        self._between = False  # advance_many: the last call took the measured step between turns
         self.view = View()  # the tensors whose values frames carry (the window: the one it shows)
         self._pool = {k: v for rs in runs for k, v in rs.blobs.items()}  # checkpoint data runs share
         for rs in runs:
@@ -232,7 +232,6 @@ class Comparison:
         c.budget, c.runs, c.watch, c._step, c._next_id = RUN_BUDGET, list(runs), watch, step, next_id
         c.observer, c.last_hit, c._hist, c._hist_at, c._hist_ids = _Observers(c), None, None, 0.0, ()
         c.view = View()
-        c._between = False
         c._pool = {}
         c._rng0 = torch.random.get_rng_state()
         c._share_budgets()
@@ -354,14 +353,15 @@ class Comparison:
     def advance_many(self, k: int) -> tuple[int, Hit | None]:
         """Up to ``k`` lockstep steps, each run taking its steps in a row: four models stepped in
         turn ran about 12% slower than each alone (measured: the digits MLP with SGD, Adam, AdamW
-        and RMSprop, 0.88x; in turns of 8 steps, 0.99x), as each step finds the caches full of
-        the other runs' tensors and code. The result is that of ``advance`` ``k`` times: when a
-        run stops at step s, the runs that went past s go back to it exactly
+        and RMSprop, 0.86x; in turns of 30 steps, 0.95x), as each step finds the caches and
+        predictors full of the other runs' tensors and code. The result is that of ``advance``
+        ``k`` times: when a run stops at step s, the runs that went past s go back to it exactly
         (``Session.back_to``), and the runs after it step only to s. One step at a time where
-        that cannot hold cheaply: a cross-run measurement due, a branch action due within the
-        steps, a run drawing from the global generators (see ``Run.own_rng``). The cross-run series
-        are measured on a lockstep step between two turns, when their time budget allows (so
-        about one point in 9 steps at most, and at least the floor's).
+        that cannot hold cheaply: a branch action due within the steps, a run drawing from the
+        global generators (see ``Run.own_rng``). The cross-run series are measured inside the
+        turn (``CrossWatch.plan``): each run keeps a copy of its parameters at the chosen steps
+        and the steps before them, measured when every run has taken its turn, so the floor's
+        close points early in a run do not cut the turns short.
         Returns (steps taken, the first breakpoint or failure)."""
         active = self.active()
         k0 = self._step
@@ -371,21 +371,22 @@ class Comparison:
                 k = min(k, r.script[0][0] - r.session.step_count - 1)
         if k < 2 or len(active) < 2 or any(r.rng is not None for r in active):
             return 1, self.advance()
-        if not self._between and self.watch.wants(len(active)):  # a measured step between turns
-            self._between = True
-            return 1, self.advance()
-        self._between = False
-        k = self.watch.quiet(len(active), k, k0)  # up to the floor's next point
-        if k < 2:
-            return 1, self.advance()
+        per_point = 2 * len(active) * sum(p.numel() * p.element_size() for p in self._shared(active[0]))
+        chosen, k = self.watch.plan(len(active), k0, k, KEEP_BYTES // max(1, per_point))
+        stands = set(chosen) | {s - 1 for s in chosen}
+        kept: dict = {}
         end, first, first_at, done = k0 + k, None, 0, []
         for r in active:
             at, hit = r.session.step_count, None
+            if at in stands:
+                self.watch.keep(kept, r.id, at, self._shared(r))
             while r.session.step_count < end:
                 at = r.session.step_count + 1  # the lockstep step this step belongs to
                 hit = r.advance()
                 if hit is not None:
                     break
+                if at in stands:
+                    self.watch.keep(kept, r.id, at, self._shared(r))
             if hit is not None and (first is None or at < first_at):
                 first, first_at, end = hit, at, at  # the runs after it step only to there
                 for d, d_at in done:  # and those that went further come back
@@ -396,6 +397,7 @@ class Comparison:
                         d.session.back_to(end)
             done.append((r, at if hit is not None else None))
         self._step = end
+        self.watch.after_turn(kept, chosen, k0, end)
         return end - k0, first
 
     def _shared(self, run: Run) -> list[torch.Tensor]:

@@ -88,25 +88,50 @@ class CrossWatch:
             self._last_step = -1  # the parameters move on unseen
         return self._due
 
-    def wants(self, n_runs: int) -> bool:
-        """Whether the time budget (or a request) would measure the next lockstep step."""
-        return n_runs >= 2 and (self.force_next or self._budget.due(time.perf_counter()))
+    def plan(self, n_runs: int, step: int, k: int, at_most: int) -> tuple[list[int], int]:
+        """The lockstep steps among ``step + 1`` .. ``step + k`` to measure while the runs take
+        them in turns (Comparison.advance_many), and how many steps the turn then takes: the
+        first step, if the time budget (or a request) asks for one, and the floor's points while
+        it is allowed, at most ``at_most`` of them (the runs' parameters are kept at each until
+        the turn ends; the turn ends at the last one when there would be more)."""
+        if n_runs < 2:
+            return [], k
+        now = time.perf_counter()
+        chosen = [step + 1] if self.force_next or self._budget.due(now) else []
+        self.force_next = False
+        floor = floor_allowed(self._budget, now)
+        unmeasured = self._unmeasured
+        for s in range(step + 1, step + k + 1):
+            if chosen and chosen[-1] == s:
+                unmeasured = 0
+            elif floor and unmeasured >= floor_every(s) - 1:
+                if len(chosen) == max(1, at_most):
+                    return chosen, chosen[-1] - step
+                chosen.append(s)
+                unmeasured = 0
+            else:
+                unmeasured += 1
+        return chosen, k
 
-    def quiet(self, n_runs: int, k: int, step: int) -> int:
-        """How many of the ``k`` lockstep steps after ``step`` can go unmeasured (they are then
-        counted as such): those before the floor's next point; none when a step is asked for
-        (force_next) or fewer than 2 could. Taking turns, a comparison measures the step
-        between two turns (see Comparison.advance_many)."""
-        if n_runs >= 2:
-            if self.force_next:
-                return 0
-            if floor_allowed(self._budget, time.perf_counter()):
-                k = min(k, floor_every(step + k) - 2 - self._unmeasured)
-            if k < 2:  # not worth a turn: nothing counted
-                return 0
-        self._unmeasured += k
-        self._last_step = -1
-        return k
+    def keep(self, kept: dict, run_id: int, step: int, params: list[torch.Tensor]) -> None:
+        """During a turn: ``run_id``'s parameters as they stand at ``step`` (a copy, into ``kept``)."""
+        t0 = time.perf_counter()
+        kept.setdefault(run_id, {})[step] = flat(params)
+        self._budget.charge(time.perf_counter() - t0)
+
+    def after_turn(self, kept: dict, chosen: list[int], step: int, end: int) -> None:
+        """After a turn from lockstep step ``step`` to ``end`` (fewer steps than planned when a run
+        stopped): each chosen step up to ``end`` from the parameters ``kept`` at it and at the step
+        before, over the runs that stood at both (a run that stopped at a step is not in it)."""
+        t0 = time.perf_counter()
+        done = [s for s in chosen if s <= end]
+        for s in done:
+            self._last = {i: at[s - 1] for i, at in kept.items() if s - 1 in at and s in at}
+            self._measure({i: kept[i][s] for i in self._last}, s)
+        self._unmeasured = end - done[-1] if done else self._unmeasured + end - step
+        if not done or done[-1] != end:
+            self._last, self._last_step = {}, -1  # the parameters moved on unseen
+        self._budget.charge(time.perf_counter() - t0)
 
     def before(self, runs: dict[int, list[torch.Tensor]], step: int) -> None:
         """Before lockstep step ``step + 1``: each stepping run's parameters (run id -> tensors)."""
@@ -121,9 +146,13 @@ class CrossWatch:
     def after(self, runs: dict[int, list[torch.Tensor]], step: int) -> None:
         """After lockstep step ``step``: the runs that took it (and still step)."""
         t0 = time.perf_counter()
+        self._measure({i: flat(runs[i]) for i in runs if i in self._last}, step)
+        self._budget.charge(time.perf_counter() - t0)
+
+    def _measure(self, now: dict[int, torch.Tensor], step: int) -> None:
+        """The pairs' distances (parameters ``now``) and cosines (their change from ``_last``)."""
         self._due = False
-        ids = sorted(i for i in runs if i in self._last)
-        now = {i: flat(runs[i]) for i in ids}
+        ids = sorted(now)
         devices = {v.device for v in now.values()} | {self._last[i].device for i in ids}
         if len(ids) >= 2 and len(devices) == 1 and len({v.numel() for v in now.values()}) == 1:
             with torch.no_grad():
@@ -137,7 +166,6 @@ class CrossWatch:
         self._last, self._last_step = now, step
         if len(self._raw) >= self.check_every:
             self.resolve()
-        self._budget.charge(time.perf_counter() - t0)
 
     def resolve(self) -> None:
         """Read what is pending (one transfer) into the series."""

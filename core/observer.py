@@ -70,8 +70,18 @@ class Hit:
 
 
 def floor_allowed(budget: Budget, now: float) -> bool:
-    """Whether measuring so far (``budget.spent``) leaves room for the floor's points."""
-    return budget.spent <= FLOOR_ALLOWANCE + FLOOR_SHARE * (now - budget.start)
+    """Whether measuring so far (``budget.spent``) leaves room for the floor's points. A budget
+    shared with other runs (a comparison's: a smaller fraction, its clock running while the
+    others step too) gets the same share of the allowance."""
+    return floor_wait(budget, now) <= 0
+
+
+def floor_wait(budget: Budget, now: float) -> float:
+    """Seconds until the floor may measure again (0 or less: it may now)."""
+    share = min(1.0, budget.fraction / MEASURE_BUDGET)
+    if share <= 0:
+        return math.inf
+    return (budget.spent / share - FLOOR_ALLOWANCE) / FLOOR_SHARE - (now - budget.start)
 
 
 class Observer:
@@ -214,7 +224,7 @@ class Observer:
         wait = b.spent / b.fraction - elapsed if b.fraction > 0 else math.inf
         ahead = int(0.5 * wait * rate) if math.isfinite(wait) else MEASURE_AT_LEAST_EVERY
         to_floor = max(floor_every(self._step + 1) - 1 - self._unmeasured,  # the floor waits while
-                       int(0.5 * ((b.spent - FLOOR_ALLOWANCE) / FLOOR_SHARE - elapsed) * rate))  # over its share
+                       int(0.5 * min(floor_wait(b, now) * rate, 2 ** 62)))  # over its share
         self._skip = max(0, min(ahead, to_floor))
 
     def _post(self, optimizer, args, kwargs) -> None:

@@ -7,6 +7,7 @@ import torch
 
 from core import trust
 from core.compare import Comparison, RunSpec, config_spec
+from core.compare_watch import CrossWatch
 from core.session import Session
 from core.spec import (GradientSpec, ManualGrad, SchedulerSpec, SessionSpec, SetHparam, SpecError, Step,
                        TensorSpec, ZeroGrad)
@@ -320,5 +321,34 @@ def test_a_short_comparison_has_norm_and_distance_curves_not_a_few_points():
             assert np.diff(steps).max() <= 16  # no long straight stretches
     distance, cosine = h.cross.between(c.runs[0].id, c.runs[1].id)
     assert np.isfinite(distance).sum() >= 40 and np.isfinite(cosine).sum() >= 40
-    took = [c.advance_many(32)[0] for _ in range(20)]
-    assert max(took) >= 8  # turns of several steps in a row between the floor's points
+
+
+def test_turns_are_not_cut_short_by_the_floor_and_measure_what_single_steps_measure():
+    """The runs take turns of 32 steps from step 0 on (the floor's close early points are measured
+    inside the turns, from copies each run keeps), and the distances and cosines so measured are
+    those of the same comparison stepped one lockstep step at a time."""
+    base = digits_base()
+    specs = [RunSpec("", config_spec(base, "SGD", {"lr": 0.05, "momentum": 0.9}, None)),
+             RunSpec("", config_spec(base, "Adam", {}, None)), RunSpec("", config_spec(base, "RMSprop", {}, None))]
+    turns, single = Comparison(specs), Comparison(specs)
+    assert [turns.advance_many(32)[0] for _ in range(4)] == [32] * 4
+    for _ in range(128):
+        single.advance()
+    turns.flush()
+    single.flush()
+    a, b = turns.history(), single.history()
+    for x, y in ((0, 1), (0, 2), (1, 2)):
+        (d1, c1), (d2, c2) = a.cross.between(x, y), b.cross.between(x, y)
+        seen = np.isfinite(d1) & np.isfinite(d2)
+        assert np.isfinite(d1[:16]).all() and seen.sum() >= 20  # every early step, then the floor's
+        assert (d1[seen] == d2[seen]).all() and (c1[seen] == c2[seen]).all()
+
+
+def test_a_turn_keeps_copies_for_at_most_as_many_points_as_memory_allows():
+    """Early on the floor wants every step; with room for one point's copies the turn ends at it."""
+    w = CrossWatch()
+    chosen, k = w.plan(3, 0, 32, at_most=1)
+    assert chosen == [1] and k == 1
+    chosen, k = w.plan(3, 0, 32, at_most=100)
+    assert chosen[:16] == list(range(1, 17)) and k == 32
+    assert w.plan(1, 0, 32, at_most=100) == ([], 32)  # one run stepping: nothing between runs
