@@ -72,7 +72,8 @@ class Hit:
 def floor_allowed(budget: Budget, now: float) -> bool:
     """Whether measuring so far (``budget.spent``) leaves room for the floor's points. A budget
     shared with other runs (a comparison's: a smaller fraction, its clock running while the
-    others step too) gets the same share of the allowance."""
+    others step too) gets the same share of the time (FLOOR_SHARE), and the whole allowance
+    (each run has its early points to measure)."""
     return floor_wait(budget, now) <= 0
 
 
@@ -81,7 +82,7 @@ def floor_wait(budget: Budget, now: float) -> float:
     share = min(1.0, budget.fraction / MEASURE_BUDGET)
     if share <= 0:
         return math.inf
-    return (budget.spent / share - FLOOR_ALLOWANCE) / FLOOR_SHARE - (now - budget.start)
+    return (budget.spent - FLOOR_ALLOWANCE) / (share * FLOOR_SHARE) - (now - budget.start)
 
 
 class Observer:

@@ -68,14 +68,18 @@ class _Overlay:
             ok = np.isfinite(y)
             item.setData(x[ok], y[ok])
 
+    def values(self, axis: int) -> np.ndarray:
+        """Every curve's finite x (0) or y (1) values."""
+        data = [d for d in (it.getOriginalDataset() for it in self.items.values()) if d[0] is not None]
+        values = np.concatenate([np.asarray(d[axis], dtype=np.float64) for d in data]) if data else np.zeros(0)
+        return values[np.isfinite(values)]
+
     def hold(self, ranges: HeldRanges, live: bool, y: bool = True) -> None:
         """While ``live``, keep the plot's ranges while its curves stay within them (see
         widgets.held_ranges; ``y`` False: the x range only)."""
-        data = [d for d in (it.getOriginalDataset() for it in self.items.values()) if d[0] is not None]
         vb = self.plot.getViewBox()
         for axis in ((0, 1) if y else (0,)):
-            values = np.concatenate([np.asarray(d[axis], dtype=np.float64) for d in data]) if data else np.zeros(0)
-            ranges.hold((id(self), axis), vb, axis, values[np.isfinite(values)], live)
+            ranges.hold((id(self), axis), vb, axis, self.values(axis), live, steps=axis == 0)
 
     def keep(self, keys) -> None:
         """Drop the curves of runs (or pairs) no longer in the comparison."""
@@ -105,6 +109,10 @@ class RunCurves(QWidget):
             # no legend inside the plots: the window lists the runs in their colours beside them
             # (a long configuration label made an in-plot legend cover the curves and clip)
             self.overlays[key] = _Overlay(p)
+            if key != PLOTS[0][0]:  # the first plot's steps are every plot's (see _steps_moved)
+                p.getViewBox().enableAutoRange(axis=pg.ViewBox.XAxis, enable=False)
+            p.getViewBox().sigXRangeChanged.connect(self._steps_moved)
+        self._syncing = False
         self._placed: tuple[str, ...] = ()
         self._held = HeldRanges()
         self._arrange([k for k, _ in PLOTS if not k.startswith("val_")])
@@ -124,8 +132,27 @@ class RunCurves(QWidget):
             self.layout_widget.removeItem(self.overlays[k].plot)
         cols = 3 if len(keys) > 4 else 2
         for i, k in enumerate(keys):
-            self.layout_widget.addItem(self.overlays[k].plot, row=i // cols, col=i % cols)
+            plot = self.overlays[k].plot
+            self.layout_widget.addItem(plot, row=i // cols, col=i % cols)
+            if i:  # the first plot's steps (see _steps_moved)
+                plot.getViewBox().setXRange(*self.overlays[keys[0]].plot.getViewBox().viewRange()[0], padding=0)
         self._placed = keys
+
+    def _steps_moved(self, vb, steps) -> None:
+        """One step axis: zooming or panning one plot's steps moves them all (the runs are in
+        lockstep), and the first plot's held range is every plot's. Not pyqtgraph's ``setXLink``:
+        it lines up plots whose frames overlap on screen (those in one column) by their screen
+        position, so plots with y axes of different widths showed different steps."""
+        if self._syncing or not any(vb is self.overlays[k].plot.getViewBox() for k in self._placed):
+            return
+        self._syncing = True
+        try:
+            for k in self._placed:
+                other = self.overlays[k].plot.getViewBox()
+                if other is not vb and list(other.viewRange()[0]) != list(steps):
+                    other.setXRange(*steps, padding=0)
+        finally:
+            self._syncing = False
 
     def setRuns(self, runs, histories, slots: dict[int, int] | None = None, live: bool = False) -> None:
         """``runs``: (id, label) in order; ``histories``: their History objects; ``slots``: each
@@ -136,11 +163,17 @@ class RunCurves(QWidget):
             for (rid, label), h in zip(runs, histories):
                 ov.set(rid, h.step, series_of(h, key), color_of(slots[rid]), label)
             ov.keep({rid for rid, _ in runs})
-            ov.hold(self._held, live)
 
         def evaluated(key):
             return any(y is not None and np.isfinite(y).any() for y in (series_of(h, key) for h in histories))
         self._arrange([k for k, _ in PLOTS if not k.startswith("val_") or evaluated(k)])
+        placed = [self.overlays[k] for k in self._placed]
+        steps = np.concatenate([ov.values(0) for ov in placed])
+        # one step axis for every plot (see _steps_moved): held, or fitted to every plot's curves
+        self._held.hold("steps", placed[0].plot.getViewBox(), 0, steps, live, steps=True, fit=True)
+        for ov in placed:
+            vb = ov.plot.getViewBox()
+            self._held.hold((id(ov), 1), vb, 1, ov.values(1), live)
 
     def curve(self, key: str, run_id: int):
         """(x, y) drawn for ``run_id`` on plot ``key`` (what a test or an export reads)."""

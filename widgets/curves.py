@@ -338,7 +338,7 @@ class CurvesView(CurvesExport, QWidget):
             self._forced_x = False
             vb.enableAutoRange(axis=pg.ViewBox.XAxis)
         shown = np.log10(finite[finite > 0]) if self.logX.isChecked() else finite
-        self._held.hold(("loss", 0), vb, 0, shown, self._live)
+        self._held.hold(("loss", 0), vb, 0, shown, self._live, steps=not self.logX.isChecked())
 
     def _frame_y(self, name: str, y: np.ndarray) -> None:
         """A flat series (a constant lr) gets a range around its value: pyqtgraph's range

@@ -6,13 +6,27 @@ row), which had stalled the window for 60-80 ms five times a second while runnin
 live, a range moves only when the curves leave it (or fill less than half of it), and then
 with room to grow into; paused or idle, pyqtgraph fits the curves tightly again. A range the
 user zoomed or panned to (pyqtgraph then turns its auto-range off) is theirs: left alone.
+
+A step axis (``steps=True``) grows to round numbers of steps (1, 2 or 5 x 10^k past the first
+step shown): early in a run, when the steps double every few frames, it had grown by a quarter
+some 20 times between steps 16 and 1,500 (a stall each), now 7.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 HEADROOM = 0.25  # room past the newest step (a share of the steps' span)
 MARGIN = 0.1  # room above and below the values (a share of their span)
+
+
+def round_up(x: float) -> float:
+    """The smallest of 1, 2 and 5 x 10^k that is at least ``x`` (1 for ``x`` <= 0)."""
+    if x <= 0:
+        return 1.0
+    e = 10.0 ** math.floor(math.log10(x))
+    return next(m * e for m in (1, 2, 5, 10) if m * e >= x * (1 - 1e-12))
 
 
 def _same(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -33,18 +47,28 @@ class HeldRanges:
     def forget(self, key) -> None:
         self._held.pop(key, None)
 
-    def hold(self, key, vb, axis: int, values: np.ndarray, live: bool, beyond: float | None = None) -> None:
+    def hold(self, key, vb, axis: int, values: np.ndarray, live: bool, beyond: float | None = None,
+             steps: bool = False, fit: bool = False) -> None:
         """While ``live``, keep ``vb``'s range on ``axis`` (0: x, 1: y; in view units, i.e.
         log10 on a log axis) while it holds ``values`` and they fill at least half of it; else
         set one with ``beyond`` (default: HEADROOM on x, MARGIN on y) of their span past their
-        top and a little below their bottom. Not live: give the range back to auto-range."""
+        top and a little below their bottom; ``steps``: x ends at a round number of steps past
+        the first (see the module docstring). Not live: give the range back to auto-range, or
+        with ``fit`` set it tightly here (linked plots: pyqtgraph's auto-range would see only
+        the curves of the plot it is on)."""
         held = self._held.get(key)
         current = tuple(vb.viewRange()[axis])
         auto = bool(vb.autoRangeEnabled()[axis])
         if not live or values.size == 0:
+            if fit and values.size and (auto or (held is not None and _same(current, held))):
+                lo, hi = float(values.min()), float(values.max())
+                pad = 0.02 * (hi - lo if hi > lo else (abs(hi) or 1.0))
+                self._set(key, vb, axis, lo - pad, hi + pad)
+                vb.enableAutoRange(axis=axis, enable=False)
+                return
             if held is not None:
                 del self._held[key]
-                if not auto and _same(current, held):
+                if not auto and _same(current, held) and not fit:
                     vb.enableAutoRange(axis=axis)
             return
         if not auto and (held is None or not _same(current, held)):
@@ -53,13 +77,22 @@ class HeldRanges:
         lo, hi = float(values.min()), float(values.max())
         span = hi - lo if hi > lo else (abs(hi) or 1.0)
         a, b = current
-        keep = lo >= a and hi <= b and span >= 0.5 * (b - a)
+        if steps and beyond is None:
+            top = lo + round_up((hi - lo) * (1 + 0.1) or 1.0)
+            keep = lo >= a >= lo - 0.05 * (b - a) and hi <= b <= top * (1 + 1e-9) + 1e-9
+            bottom = lo - 0.02 * (top - lo)
+        else:
+            keep = lo >= a and hi <= b and span >= 0.5 * (b - a)
+            room = beyond if beyond is not None else (MARGIN if axis else HEADROOM)
+            top, bottom = hi + room * span, lo - (MARGIN * span if axis else 0.02 * span)
         if keep and not auto:  # the common case: nothing to redo
             self._held[key] = current
             return
         if not keep:
-            top = beyond if beyond is not None else (MARGIN if axis else HEADROOM)
-            a, b = lo - (MARGIN * span if axis else 0.02 * span), hi + top * span
+            a, b = bottom, top
+        self._set(key, vb, axis, a, b)
+
+    def _set(self, key, vb, axis: int, a: float, b: float) -> None:
         if axis:
             vb.setYRange(a, b, padding=0)
         else:

@@ -100,6 +100,13 @@ def test_while_running_the_compare_plots_hold_their_ranges_until_the_curves_leav
     assert vb.viewRange()[0][1] >= 500
     w.setRuns([(0, "SGD"), (1, "Adam")], [hist(500), hist(500)], live=False)  # paused: a tight fit
     qtbot.waitUntil(lambda: 500 <= vb.viewRange()[0][1] < 500 + 0.1 * 499)
+    # one step axis: every plot shows the same steps, and zooming one zooms them all
+    plots = [w.overlays[k].plot.getViewBox() for k in w.shown()]
+    assert len(plots) >= 4 and all(p.viewRange()[0] == vb.viewRange()[0] for p in plots)
+    plots[-1].setXRange(100, 200, padding=0)
+    assert all(p.viewRange()[0] == [100.0, 200.0] for p in plots)
+    w.setRuns([(0, "SGD"), (1, "Adam")], [hist(600), hist(600)], live=True)
+    assert vb.viewRange()[0] == [100.0, 200.0]  # the user's zoom stays theirs
     p = PairCurves()
     qtbot.addWidget(p)
     cross = CrossSeries(np.arange(1.0, 101), ((0, 1),), (np.linspace(0, 1, 100),), (np.zeros(100),))
