@@ -228,7 +228,7 @@ class CurvesView(CurvesExport, QWidget):
             self.raw[name].setVisible(w > 0)
             curve.setData(x[seen], sm[seen])
             self.envelopes[name].set(x, getattr(h, f"{name}_min", None), getattr(h, f"{name}_max", None),
-                                     getattr(h, "bucket", 1), self._log_y(name))
+                                     getattr(h, "bucket", 1), self._log_y(name), join=name in MEASURED)
         val = getattr(h, "val_loss", None)
         has_val = val is not None and len(val) and bool(np.isfinite(val).any())
         if has_val:

@@ -77,3 +77,21 @@ def test_csv_export_keeps_the_bucket_ranges_and_ratios(curves, tmp_path):
     assert header == ["step", "loss", "grad_norm", "update_norm", "loss_min", "loss_max", "grad_norm_min",
                       "grad_norm_max", "update_norm_min", "update_norm_max", "lr_group_0",
                       "update_ratio_group_0", "update_ratio_group_1"]
+
+
+def test_a_norm_measured_every_few_buckets_has_one_band_joining_its_measured_buckets(curves):
+    """Like its line, the band of a norm measured on a budget joins the measured buckets (one
+    piece per unmeasured gap had made thousands of polygons, a 170-ms redraw); the loss's band
+    still breaks where the loss has no value."""
+    h = bucketed(n=3000)
+    gaps = np.arange(3000) % 3 != 0
+    g_min, g_max = h.grad_norm_min.copy(), h.grad_norm_max.copy()
+    g_min[gaps] = g_max[gaps] = np.nan
+    l_min, l_max = h.loss_min.copy(), h.loss_max.copy()
+    l_min[1500] = l_max[1500] = np.nan
+    curves.setHistory(History(h.step, h.loss, h.grad_norm, h.update_norm, h.lr, loss_min=l_min, loss_max=l_max,
+                              grad_norm_min=g_min, grad_norm_max=g_max, update_ratio=h.update_ratio, bucket=8))
+    band = curves.envelopes["grad_norm"].band.path()
+    assert len(band.toSubpathPolygons()) == 1
+    assert band.boundingRect().left() == h.step[0] and band.boundingRect().right() == h.step[2997]
+    assert len(curves.envelopes["loss"].band.path().toSubpathPolygons()) == 2
