@@ -68,11 +68,17 @@ class _Overlay:
             ok = np.isfinite(y)
             item.setData(x[ok], y[ok])
 
-    def values(self, axis: int) -> np.ndarray:
-        """Every curve's finite x (0) or y (1) values."""
+    def values(self, axis: int, steps: tuple[float, float] | None = None) -> np.ndarray:
+        """Every curve's finite x (0) or y (1) values (``steps``: at the steps within it only)."""
         data = [d for d in (it.getOriginalDataset() for it in self.items.values()) if d[0] is not None]
-        values = np.concatenate([np.asarray(d[axis], dtype=np.float64) for d in data]) if data else np.zeros(0)
-        return values[np.isfinite(values)]
+        if not data:
+            return np.zeros(0)
+        values = np.concatenate([np.asarray(d[axis], dtype=np.float64) for d in data])
+        ok = np.isfinite(values)
+        if steps is not None:
+            x = np.concatenate([np.asarray(d[0], dtype=np.float64) for d in data])
+            ok &= (x >= steps[0]) & (x <= steps[1])
+        return values[ok]
 
     def hold(self, ranges: HeldRanges, live: bool, y: bool = True) -> None:
         """While ``live``, keep the plot's ranges while its curves stay within them (see
@@ -171,9 +177,9 @@ class RunCurves(QWidget):
         steps = np.concatenate([ov.values(0) for ov in placed])
         # one step axis for every plot (see _steps_moved): held, or fitted to every plot's curves
         self._held.hold("steps", placed[0].plot.getViewBox(), 0, steps, live, steps=True, fit=True)
-        for ov in placed:
-            vb = ov.plot.getViewBox()
-            self._held.hold((id(ov), 1), vb, 1, ov.values(1), live)
+        shown = tuple(placed[0].plot.getViewBox().viewRange()[0])  # the user's zoom, if any
+        for ov in placed:  # the values at the steps shown (all of them, unless zoomed)
+            self._held.hold((id(ov), 1), ov.plot.getViewBox(), 1, ov.values(1, shown), live)
 
     def curve(self, key: str, run_id: int):
         """(x, y) drawn for ``run_id`` on plot ``key`` (what a test or an export reads)."""

@@ -107,6 +107,8 @@ def test_while_running_the_compare_plots_hold_their_ranges_until_the_curves_leav
     assert all(p.viewRange()[0] == [100.0, 200.0] for p in plots)
     w.setRuns([(0, "SGD"), (1, "Adam")], [hist(600), hist(600)], live=True)
     assert vb.viewRange()[0] == [100.0, 200.0]  # the user's zoom stays theirs
+    lo, hi = vb.viewRange()[1]  # and the values fit the steps shown: loss 2/step from 0.01 to 0.02
+    assert lo <= 0.01 and 0.02 <= hi < 0.03
     p = PairCurves()
     qtbot.addWidget(p)
     cross = CrossSeries(np.arange(1.0, 101), ((0, 1),), (np.linspace(0, 1, 100),), (np.zeros(100),))
