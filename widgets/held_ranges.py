@@ -7,9 +7,10 @@ live, a range moves only when the curves leave it (or fill less than half of it)
 with room to grow into; paused or idle, pyqtgraph fits the curves tightly again. A range the
 user zoomed or panned to (pyqtgraph then turns its auto-range off) is theirs: left alone.
 
-A step axis (``steps=True``) grows to round numbers of steps (1, 2 or 5 x 10^k past the first
-step shown): early in a run, when the steps double every few frames, it had grown by a quarter
-some 20 times between steps 16 and 1,500 (a stall each), now 7.
+A step axis (``steps=True``) grows to round numbers of steps (1, 1.5, 2, 3, 5 or 7 x 10^k past
+the first step shown, so the newest step is at 60% of the width or more): early in a run, when
+the steps double every few frames, it had grown by a quarter some 20 times between steps 16
+and 1,500 (a stall each), now 12.
 """
 from __future__ import annotations
 
@@ -21,12 +22,15 @@ HEADROOM = 0.25  # room past the newest step (a share of the steps' span)
 MARGIN = 0.1  # room above and below the values (a share of their span)
 
 
+ROUND = (1, 1.5, 2, 3, 5, 7, 10)  # a step axis ends at one of these x 10^k steps past its start
+
+
 def round_up(x: float) -> float:
-    """The smallest of 1, 2 and 5 x 10^k that is at least ``x`` (1 for ``x`` <= 0)."""
+    """The smallest of ROUND x 10^k that is at least ``x`` (1 for ``x`` <= 0)."""
     if x <= 0:
         return 1.0
     e = 10.0 ** math.floor(math.log10(x))
-    return next(m * e for m in (1, 2, 5, 10) if m * e >= x * (1 - 1e-12))
+    return next(m * e for m in ROUND if m * e >= x * (1 - 1e-12))
 
 
 def _same(a: tuple[float, float], b: tuple[float, float]) -> bool:
