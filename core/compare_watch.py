@@ -79,7 +79,7 @@ class CrossWatch:
         # fast run's distance curve is not a few far-apart points joined by straight lines
         self._due = n_runs >= 2 and (self.force_next or self._budget.due(now)
                                      or (self._unmeasured >= floor_every(step + 1) - 1
-                                         and floor_allowed(self._budget, now)))
+                                         and floor_allowed(self._budget, now, step + 1)))
         self.force_next = False
         if self._due:
             self._unmeasured = 0
@@ -99,12 +99,11 @@ class CrossWatch:
         now = time.perf_counter()
         chosen = [step + 1] if self.force_next or self._budget.due(now) else []
         self.force_next = False
-        floor = floor_allowed(self._budget, now)
         unmeasured = self._unmeasured
         for s in range(step + 1, step + k + 1):
             if chosen and chosen[-1] == s:
                 unmeasured = 0
-            elif floor and unmeasured >= floor_every(s) - 1:
+            elif unmeasured >= floor_every(s) - 1 and floor_allowed(self._budget, now, s):
                 if len(chosen) == max(1, at_most):
                     return chosen, chosen[-1] - step
                 chosen.append(s)

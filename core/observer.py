@@ -69,20 +69,25 @@ class Hit:
         return f"Paused at step {self.step:,}: {self.detail or self.text}"
 
 
-def floor_allowed(budget: Budget, now: float) -> bool:
-    """Whether measuring so far (``budget.spent``) leaves room for the floor's points. A budget
-    shared with other runs (a comparison's: a smaller fraction, its clock running while the
-    others step too) gets the same share of the time (FLOOR_SHARE), and the whole allowance
-    (each run has its early points to measure)."""
-    return floor_wait(budget, now) <= 0
+def floor_allowed(budget: Budget, now: float, step: int) -> bool:
+    """Whether measuring so far (``budget.spent``) leaves room for the floor's point at ``step``
+    (see floor_wait)."""
+    return floor_wait(budget, now, step) <= 0
 
 
-def floor_wait(budget: Budget, now: float) -> float:
-    """Seconds until the floor may measure again (0 or less: it may now)."""
+def floor_wait(budget: Budget, now: float, step: int) -> float:
+    """Seconds until the floor may measure again (0 or less: it may now): while measuring has
+    taken more than FLOOR_SHARE of the time, plus FLOOR_ALLOWANCE for the early points (before
+    step 1,024, where they are closer than one in 64). The allowance is not for the later floor:
+    a Run pressed late in a run spent it anew on points one in 64 steps apart, 50 ms of a 0.75 s
+    run of a 2x2 tensor. A budget shared with other runs (a comparison's: a smaller fraction,
+    its clock running while the others step too) gets the same share of the time, and the whole
+    allowance (each run has its early points to measure)."""
     share = min(1.0, budget.fraction / MEASURE_BUDGET)
     if share <= 0:
         return math.inf
-    return (budget.spent - FLOOR_ALLOWANCE) / (share * FLOOR_SHARE) - (now - budget.start)
+    allowance = FLOOR_ALLOWANCE if floor_every(step) < MEASURE_AT_LEAST_EVERY else 0.0
+    return (budget.spent - allowance) / (share * FLOOR_SHARE) - (now - budget.start)
 
 
 class Observer:
@@ -202,12 +207,13 @@ class Observer:
 
     def _floor_due(self, now: float) -> bool:
         """The floor: a point every ``floor_every`` steps, but not while measuring (since the run
-        or Step N began) has taken more than FLOOR_ALLOWANCE seconds plus FLOOR_SHARE of the time.
+        or Step N began) has taken more than FLOOR_SHARE of the time (plus FLOOR_ALLOWANCE early).
         A 2x2 tensor's step takes 0.1 ms and a measurement 0.4 ms: a floor of 64 alone made
         measuring 5% of such a run, five times its budget (its curves now get a point every few
         hundred steps); a 4096x4096 Adam step takes 0.13 s and a measurement about half that:
         the early floor alone would measure 45 of its first 100 steps."""
-        return self._unmeasured >= floor_every(self._step + 1) - 1 and floor_allowed(self._budget, now)
+        return (self._unmeasured >= floor_every(self._step + 1) - 1
+                and floor_allowed(self._budget, now, self._step + 1))
 
     def _plan(self, now: float) -> None:
         """Skip the clock for steps that cannot be measured anyway: half the steps until the
@@ -225,7 +231,7 @@ class Observer:
         wait = b.spent / b.fraction - elapsed if b.fraction > 0 else math.inf
         ahead = int(0.5 * wait * rate) if math.isfinite(wait) else MEASURE_AT_LEAST_EVERY
         to_floor = max(floor_every(self._step + 1) - 1 - self._unmeasured,  # the floor waits while
-                       int(0.5 * min(floor_wait(b, now) * rate, 2 ** 62)))  # over its share
+                       int(0.5 * min(floor_wait(b, now, self._step + 1) * rate, 2 ** 62)))  # over its share
         self._skip = max(0, min(ahead, to_floor))
 
     def _post(self, optimizer, args, kwargs) -> None:

@@ -249,8 +249,8 @@ def test_a_short_run_has_norm_points_all_along():
 def test_the_norms_floor_is_close_early_and_yields_to_their_budget_later():
     """A 2x2 tensor's step takes 0.1 ms and a measurement 0.4 ms: a point every 64 steps made
     measuring 5% of such a run; a 4096x4096 tensor's measurement takes half a step: the early
-    floor would measure half its steps. Neither, while measuring has taken more than
-    FLOOR_ALLOWANCE seconds plus FLOOR_SHARE of the time."""
+    floor would measure half its steps. Neither, while measuring has taken more than FLOOR_SHARE
+    of the time (plus FLOOR_ALLOWANCE seconds for the early points)."""
     import time
     from core.observer import FLOOR_ALLOWANCE, FLOOR_SHARE, floor_every
     assert [floor_every(s) for s in (1, 16, 40, 200, 1024, 50_000)] == [1, 1, 2, 12, 64, 64]
@@ -261,14 +261,16 @@ def test_the_norms_floor_is_close_early_and_yields_to_their_budget_later():
     assert not obs._floor_due(now)  # not yet 64 steps
     obs._unmeasured = 63
     assert obs._floor_due(now)
-    obs._budget.spent = FLOOR_ALLOWANCE + 0.9 * FLOOR_SHARE  # within its share
+    obs._budget.spent = 0.9 * FLOOR_SHARE  # within its share
     assert obs._floor_due(now)
-    obs._budget.spent = FLOOR_ALLOWANCE + 1.5 * FLOOR_SHARE  # over it
+    obs._budget.spent = 1.5 * FLOOR_SHARE  # over it
+    assert not obs._floor_due(now)
+    obs._budget.spent = 0.5 * FLOOR_ALLOWANCE  # the allowance is for the early points only
     assert not obs._floor_due(now)
     obs._step, obs._unmeasured = 100, floor_every(101) - 1
-    assert not obs._floor_due(now)  # early points too
-    obs._budget.spent = 0.8 * FLOOR_ALLOWANCE  # a small problem's early points are within the allowance
-    assert obs._floor_due(now)
+    assert obs._floor_due(now)  # a small problem's early points are within the allowance
+    obs._budget.spent = FLOOR_ALLOWANCE + 1.5 * FLOOR_SHARE
+    assert not obs._floor_due(now)  # early points too yield past it
 
 
 # ----- files -----
