@@ -80,12 +80,15 @@ class _Overlay:
             ok &= (x >= steps[0]) & (x <= steps[1])
         return values[ok]
 
-    def hold(self, ranges: HeldRanges, live: bool, y: bool = True) -> None:
+    def hold(self, ranges: HeldRanges, live: bool, x: bool = True, y: bool = True) -> None:
         """While ``live``, keep the plot's ranges while its curves stay within them (see
-        widgets.held_ranges; ``y`` False: the x range only)."""
+        widgets.held_ranges); the values' range fits the values at the steps shown (all of
+        them, unless the user zoomed the steps)."""
         vb = self.plot.getViewBox()
-        for axis in ((0, 1) if y else (0,)):
-            ranges.hold((id(self), axis), vb, axis, self.values(axis), live, steps=axis == 0)
+        if x:
+            ranges.hold((id(self), 0), vb, 0, self.values(0), live, steps=True)
+        if y:
+            ranges.hold((id(self), 1), vb, 1, self.values(1, tuple(vb.viewRange()[0])), live)
 
     def keep(self, keys) -> None:
         """Drop the curves of runs (or pairs) no longer in the comparison."""
@@ -96,6 +99,40 @@ class _Overlay:
         """The whole series set on ``key``'s curve (not the part clipped to the view)."""
         item = self.items.get(key)
         return None if item is None else item.getOriginalDataset()
+
+
+class SharedSteps:
+    """One step axis for several plots: zooming or panning one plot's steps moves them all (the
+    runs are in lockstep), and the first plot's range is every plot's. Not pyqtgraph's
+    ``setXLink``: it lines up plots whose frames overlap on screen (those in one column) by
+    their screen position, so plots whose y axes differ in width showed different steps."""
+
+    def __init__(self) -> None:
+        self.views: list = []
+        self._syncing = False
+
+    def watch(self, vb) -> None:
+        """Follow ``vb``'s step range changes (whether or not it is among ``views`` now)."""
+        vb.sigXRangeChanged.connect(self._moved)
+
+    def set_views(self, views) -> None:
+        """The plots shown, the first one leading: the others take its steps now."""
+        self.views = list(views)
+        for vb in self.views[1:]:
+            vb.enableAutoRange(axis=pg.ViewBox.XAxis, enable=False)
+        if len(self.views) > 1:
+            self._moved(self.views[0], self.views[0].viewRange()[0])
+
+    def _moved(self, vb, steps) -> None:
+        if self._syncing or not any(vb is v for v in self.views):
+            return
+        self._syncing = True
+        try:
+            for other in self.views:
+                if other is not vb and list(other.viewRange()[0]) != list(steps):
+                    other.setXRange(*steps, padding=0)
+        finally:
+            self._syncing = False
 
 
 class RunCurves(QWidget):
@@ -115,10 +152,11 @@ class RunCurves(QWidget):
             # no legend inside the plots: the window lists the runs in their colours beside them
             # (a long configuration label made an in-plot legend cover the curves and clip)
             self.overlays[key] = _Overlay(p)
-            if key != PLOTS[0][0]:  # the first plot's steps are every plot's (see _steps_moved)
+            if key != PLOTS[0][0]:  # the first plot's steps are every plot's (SharedSteps)
                 p.getViewBox().enableAutoRange(axis=pg.ViewBox.XAxis, enable=False)
-            p.getViewBox().sigXRangeChanged.connect(self._steps_moved)
-        self._syncing = False
+        self.steps = SharedSteps()
+        for ov in self.overlays.values():
+            self.steps.watch(ov.plot.getViewBox())
         self._placed: tuple[str, ...] = ()
         self._held = HeldRanges()
         self._arrange([k for k, _ in PLOTS if not k.startswith("val_")])
@@ -138,27 +176,9 @@ class RunCurves(QWidget):
             self.layout_widget.removeItem(self.overlays[k].plot)
         cols = 3 if len(keys) > 4 else 2
         for i, k in enumerate(keys):
-            plot = self.overlays[k].plot
-            self.layout_widget.addItem(plot, row=i // cols, col=i % cols)
-            if i:  # the first plot's steps (see _steps_moved)
-                plot.getViewBox().setXRange(*self.overlays[keys[0]].plot.getViewBox().viewRange()[0], padding=0)
+            self.layout_widget.addItem(self.overlays[k].plot, row=i // cols, col=i % cols)
         self._placed = keys
-
-    def _steps_moved(self, vb, steps) -> None:
-        """One step axis: zooming or panning one plot's steps moves them all (the runs are in
-        lockstep), and the first plot's held range is every plot's. Not pyqtgraph's ``setXLink``:
-        it lines up plots whose frames overlap on screen (those in one column) by their screen
-        position, so plots with y axes of different widths showed different steps."""
-        if self._syncing or not any(vb is self.overlays[k].plot.getViewBox() for k in self._placed):
-            return
-        self._syncing = True
-        try:
-            for k in self._placed:
-                other = self.overlays[k].plot.getViewBox()
-                if other is not vb and list(other.viewRange()[0]) != list(steps):
-                    other.setXRange(*steps, padding=0)
-        finally:
-            self._syncing = False
+        self.steps.set_views([self.overlays[k].plot.getViewBox() for k in keys])
 
     def setRuns(self, runs, histories, slots: dict[int, int] | None = None, live: bool = False) -> None:
         """``runs``: (id, label) in order; ``histories``: their History objects; ``slots``: each
@@ -175,11 +195,10 @@ class RunCurves(QWidget):
         self._arrange([k for k, _ in PLOTS if not k.startswith("val_") or evaluated(k)])
         placed = [self.overlays[k] for k in self._placed]
         steps = np.concatenate([ov.values(0) for ov in placed])
-        # one step axis for every plot (see _steps_moved): held, or fitted to every plot's curves
+        # one step axis for every plot (SharedSteps): held, or fitted to every plot's curves
         self._held.hold("steps", placed[0].plot.getViewBox(), 0, steps, live, steps=True, fit=True)
-        shown = tuple(placed[0].plot.getViewBox().viewRange()[0])  # the user's zoom, if any
-        for ov in placed:  # the values at the steps shown (all of them, unless zoomed)
-            self._held.hold((id(ov), 1), ov.plot.getViewBox(), 1, ov.values(1, shown), live)
+        for ov in placed:
+            ov.hold(self._held, live, x=False)
 
     def curve(self, key: str, run_id: int):
         """(x, y) drawn for ``run_id`` on plot ``key`` (what a test or an export reads)."""
@@ -196,7 +215,10 @@ class PairCurves(QWidget):
         cos = self.layout_widget.addPlot(row=1, col=0, title="cosine between the updates")
         dist.addLegend(offset=(-4, -4))  # bottom right: distances mostly grow, the top fills up
         cos.setYRange(-1.05, 1.05)
-        cos.setXLink(dist)
+        self.steps = SharedSteps()  # the cosine's steps follow the distance's
+        for p in (dist, cos):
+            self.steps.watch(p.getViewBox())
+        self.steps.set_views([dist.getViewBox(), cos.getViewBox()])
         for p in (dist, cos):
             p.showGrid(x=True, y=True, alpha=0.2)
             cache_axes(p)
@@ -221,4 +243,4 @@ class PairCurves(QWidget):
             self.cosine.set((a, b), cross.step, cross.cosine[k], color, name, dash)
         self.distance.keep(keys)
         self.cosine.keep(keys)
-        self.distance.hold(self._held, live)  # the cosine's x follows (linked); its y is fixed
+        self.distance.hold(self._held, live)  # the cosine's steps follow (SharedSteps); its y is fixed

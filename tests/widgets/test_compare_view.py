@@ -114,3 +114,10 @@ def test_while_running_the_compare_plots_hold_their_ranges_until_the_curves_leav
     cross = CrossSeries(np.arange(1.0, 101), ((0, 1),), (np.linspace(0, 1, 100),), (np.zeros(100),))
     p.setPairs(cross, {0: 0, 1: 1}, {0: "SGD", 1: "Adam"}, live=True)
     assert p.distance.plot.getViewBox().viewRange()[0][1] >= 100 + 0.2 * 99
+    dist, cos = p.distance.plot.getViewBox(), p.cosine.plot.getViewBox()
+    assert cos.viewRange()[0] == dist.viewRange()[0]
+    cos.setXRange(20, 40, padding=0)  # zooming the cosine's steps zooms the distance's
+    assert dist.viewRange()[0] == [20.0, 40.0]
+    p.setPairs(cross, {0: 0, 1: 1}, {0: "SGD", 1: "Adam"}, live=True)
+    lo, hi = dist.viewRange()[1]  # the distances at steps 20-40 (0.19-0.39), not 0-1
+    assert 0.1 <= lo <= 0.2 and 0.39 <= hi <= 0.5
