@@ -1,6 +1,9 @@
 """Distributions over time: fixed-bin histograms of parameters, gradients and every state
 tensor, kept per step (or bucket), counted on the device, saved and rewound with the timeline."""
+import math
+
 import numpy as np
+import pytest
 import torch
 
 from core import distributions, session_file
@@ -17,6 +20,23 @@ def test_counts_put_each_value_in_its_sign_and_decade_bin():
     for v in (3e-3, -3e-3, 5.0):
         assert c[np.searchsorted(EDGES, v, side="left")] >= 1
     assert c[0] == 1 and c[N_BINS - 1] == 1  # beyond 1e6 on each side (with inf)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bins_by_arithmetic_are_bucketize_bins_even_an_ulp_from_an_edge(dtype):
+    """``bin_index`` (a log10 and a correction) gives ``torch.bucketize``'s bins: at each edge, an
+    ulp either side of it, for zeros, subnormals, infinities and values over 30 decades."""
+    e = torch.as_tensor(EDGES, dtype=dtype)
+    up, down = torch.nextafter(e, torch.full_like(e, math.inf)), torch.nextafter(e, torch.full_like(e, -math.inf))
+    special = torch.tensor([0.0, -0.0, math.inf, -math.inf, 1e-45, -1e-45, 1e-300, 5e-324, 1e300, 1e-12, -1e6],
+                           dtype=dtype)
+    g = torch.Generator().manual_seed(0)
+    spread = torch.randn(100_000, generator=g, dtype=dtype) * 10 ** (torch.rand(100_000, generator=g,
+                                                                                  dtype=dtype) * 30 - 16)
+    x = torch.cat([e, up, down, special, spread])
+    assert torch.equal(distributions.bin_index(x), torch.bucketize(x, e))
+    nan = torch.tensor([math.nan, -math.nan], dtype=dtype)
+    assert distributions.bin_index(nan).tolist() == [NAN_BIN, NAN_BIN]
 
 
 def test_the_gpu_way_of_counting_bins_counts_what_bincount_counts_even_when_deterministic():
