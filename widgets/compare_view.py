@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QHBoxLayout, Q
 from core.compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell_at, parse_steps
 from widgets.compare_plots import PairCurves, RunCurves, color_of, colour_slots
 from widgets.landscape import LandscapeView
-from widgets.tensor_view import TensorView, fmt
+from widgets.tensor_view import TensorView, fmt, levels_of, steady_levels, value_range
 
 DEFAULT_STEPS = "10, 100, 1000"
 LABEL_WIDTH = 240  # px: a longer configuration label is elided in the table (whole in its tooltip)
@@ -75,14 +75,21 @@ class SideBySide(QWidget):
         head.addWidget(self.tensor, 1)
         head.addWidget(QLabel("shows"))
         head.addWidget(self.which, 1)
+        self.same_scale = QCheckBox("one colour scale")
+        self.same_scale.setChecked(True)
+        self.same_scale.setToolTip("Colour every run's heatmap on the same scale (the widest of them), so "
+                                   "colours compare across runs; unticked, each run has its own")
+        head.addWidget(self.same_scale)
         self.row = QHBoxLayout()
         lay = QVBoxLayout(self)
         lay.addLayout(head)
         lay.addLayout(self.row, 1)
         self.views: list[TensorView] = []
         self._frame = None
+        self._levels = None  # the shared colour levels (held while the values stay within them)
         self.tensor.currentTextChanged.connect(self._redraw)
         self.which.currentTextChanged.connect(self._redraw)
+        self.same_scale.toggled.connect(self._redraw)
 
     def shown(self) -> str:
         """The tensor whose values the heatmaps need ("" before the first frame)."""
@@ -122,21 +129,37 @@ class SideBySide(QWidget):
             self.row.addWidget(view, 1)
         while len(self.views) > len(f.runs):
             self.views.pop().deleteLater()
-        for v, r in zip(self.views, f.runs):
-            t = r.snapshot.tensor(name)
-            view, missing = None, "no such tensor"
-            if t is not None:
-                if which == "value":
-                    view = t.value
-                elif which == "grad":
-                    view, missing = t.grad, "no gradient"
-                else:
-                    s = t.state.get(which.removeprefix("state: "))
-                    view = s if hasattr(s, "values") else None
-                    missing = f"{r.label.split()[0]} keeps no {which.removeprefix('state: ')}"
+        shown = [self._view_of(r, name, which) for r in f.runs]
+        levels = shared_levels([view for view, _ in shown]) if self.same_scale.isChecked() else None
+        if levels is not None:
+            levels = self._levels = steady_levels(self._levels, levels)
+        for v, r, (view, missing) in zip(self.views, f.runs, shown):
             if view is not None and not view.shown:
                 continue  # the frames carry it from the next one on (the window asked): keep the last
+            v.setSharedLevels(levels)
             v.setView(view, f"{r.label} · {name} {which}", missing)
+
+    @staticmethod
+    def _view_of(run, name: str, which: str):
+        """(the ArrayView of ``name``'s ``which`` in ``run``'s frame or None, why none)."""
+        t = run.snapshot.tensor(name)
+        if t is None:
+            return None, "no such tensor"
+        if which == "value":
+            return t.value, ""
+        if which == "grad":
+            return t.grad, "no gradient"
+        s = t.state.get(which.removeprefix("state: "))
+        return (s if hasattr(s, "values") else None), f"{run.label.split()[0]} keeps no {which.removeprefix('state: ')}"
+
+
+def shared_levels(views) -> tuple[float, float, bool] | None:
+    """One colour scale for ``views`` (those with values): from the lowest of their values to the
+    highest (symmetric around 0 when they span it), or None if none has values."""
+    ranges = [value_range(v) for v in views if v is not None and v.shown and v.values.size]
+    if not ranges:
+        return None
+    return levels_of(min(r[0] for r in ranges), max(r[1] for r in ranges))
 
 
 def _set_items(combo: QComboBox, items: list[str]) -> None:

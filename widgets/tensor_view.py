@@ -42,10 +42,29 @@ def fmt(v: float, digits: int = 4) -> str:
 
 def color_levels(view: ArrayView) -> tuple[float, float, bool]:
     """Return ``(low, high, signed)``: symmetric around 0 when the data has both signs."""
+    return levels_of(*value_range(view))
+
+
+def steady_levels(cur, new: tuple[float, float, bool]) -> tuple[float, float, bool]:
+    """``cur`` while the data (levels ``new``) stays inside them and spans at least half of
+    them, else ``new``: levels that move every frame re-render the colour bar's axis every frame."""
+    lo, hi, signed = new
+    if cur is not None and cur[2] == signed and cur[0] <= lo and hi <= cur[1] and (hi - lo) >= 0.5 * (cur[1] - cur[0]):
+        return cur
+    return new
+
+
+def value_range(view: ArrayView) -> tuple[float, float]:
+    """The tensor's finite (min, max) ((0, 0) when it has no finite value)."""
     lo, hi = float(view.min), float(view.max)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         finite = view.values[np.isfinite(view.values)] if view.values.size else view.values
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return lo, hi
+
+
+def levels_of(lo: float, hi: float) -> tuple[float, float, bool]:
+    """Colour levels ``(low, high, signed)`` for values from ``lo`` to ``hi``."""
     if lo < 0 < hi:
         m = max(-lo, hi)
         return -m, m, True
@@ -410,7 +429,8 @@ class TensorView(CellEditing, QWidget):
             self._make_image_page()
         d = as_2d(v.values)
         self._disp = d
-        lo, hi, signed = self._steady_levels(*color_levels(v))
+        shared = getattr(self, "_shared_levels", None)
+        lo, hi, signed = shared if shared is not None else self._steady_levels(*color_levels(v))
         cmap = DIVERGING if signed else SEQUENTIAL
         self.image.setLookupTable(lut(cmap), update=False)
         self.image.setImage(to_uint8(d, lo, hi), levels=(0, 255), autoLevels=False)
@@ -435,14 +455,13 @@ class TensorView(CellEditing, QWidget):
             pi.getViewBox().setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
         self.pages.setCurrentWidget(self._image_page)
 
+    def setSharedLevels(self, levels: tuple[float, float, bool] | None) -> None:
+        """Colour by these ``(low, high, signed)`` levels (several views on one scale), or by
+        the data's own again (None). Takes effect at the next ``setView``."""
+        self._shared_levels = levels
+
     def _steady_levels(self, lo: float, hi: float, signed: bool) -> tuple[float, float, bool]:
-        """Keep the colour levels while the data stays inside them and spans at least half
-        of them: levels that move every frame re-render the colour bar's axis every frame."""
-        cur = getattr(self, "_levels", None)
-        if cur is not None and cur[2] == signed and cur[0] <= lo and hi <= cur[1] \
-                and (hi - lo) >= 0.5 * (cur[1] - cur[0]):
-            return cur
-        self._levels = (lo, hi, signed)
+        self._levels = steady_levels(getattr(self, "_levels", None), (lo, hi, signed))
         return self._levels
 
     def _draw_bars(self, v: ArrayView) -> None:

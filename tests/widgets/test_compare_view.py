@@ -121,3 +121,29 @@ def test_while_running_the_compare_plots_hold_their_ranges_until_the_curves_leav
     p.setPairs(cross, {0: 0, 1: 1}, {0: "SGD", 1: "Adam"}, live=True)
     lo, hi = dist.viewRange()[1]  # the distances at steps 20-40 (0.19-0.39), not 0-1
     assert 0.1 <= lo <= 0.2 and 0.39 <= hi <= 0.5
+
+
+def test_side_by_side_heatmaps_share_one_colour_scale_unless_unticked(qtbot):
+    """SGD's weights at 10x Adam's: on one scale (the default) both heatmaps' colour bars span
+    the widest range, so a colour means the same value in each; unticked, each has its own."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from core.observe import make_snapshot
+    from core.session import Session
+    from core.spec import ManualGrad, SessionSpec, TensorSpec
+    from widgets.compare_view import SideBySide
+
+    def run(label, scale):
+        s = Session(SessionSpec(optimizer="SGD", tensors=[TensorSpec("w", (8, 8), init="values", grad=ManualGrad(),
+                                                                      values=(torch.arange(64.0).reshape(8, 8) - 20)
+                                                                      .mul(scale).tolist())]))
+        return SimpleNamespace(label=label, snapshot=make_snapshot(s, 1))
+    w = SideBySide()
+    qtbot.addWidget(w)
+    w.show()
+    w.setFrame(SimpleNamespace(runs=[run("SGD", 1.0), run("Adam", 0.1)]))
+    assert [tuple(v.colorbar.levels()) for v in w.views] == [(-43.0, 43.0)] * 2
+    w.same_scale.setChecked(False)
+    assert np.allclose([v.colorbar.levels() for v in w.views], [(-43.0, 43.0), (-4.3, 4.3)])
