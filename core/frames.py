@@ -179,7 +179,7 @@ def build_frame(cap: Capture, seq: int, series, steps_per_second: float) -> Snap
         groups.append(GroupSnapshot(gi, hp, idx, names))
     if lrs:
         series.add(cap.step, lrs)
-    history = series.view(0.0 if cap.paused else FRAME_AGE)  # a running frame's curves may lag 0.1 s
+    history = series.view(0.0 if cap.paused else FRAME_AGE)  # a running frame's curves may lag 0.2 s
     loss = series.last_mean("loss")
     return Snapshot(seq=seq, step=cap.step, loss=loss, optimizer=cap.optimizer, device=cap.device,
                     defaults={k: _resolve(v) for k, v in cap.defaults.items()}, groups=tuple(groups),

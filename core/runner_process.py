@@ -80,26 +80,21 @@ class RemoteError(RuntimeError):
 
 # ----- snapshots over the pipe, with the history sent only when it changed -----
 
-class _SnapPickler(pickle.Pickler):
-    """Pickles a snapshot with its history left out (sent on its own when it changes)."""
+def _without_history(snap) -> bytes:
+    """A frame pickled with its history left out (sent on its own when it changed). Not a
+    pickler with ``persistent_id``: called from C for every object pickled, that Python method
+    took half the pickling time (0.11 vs 0.05 ms for an MLP's snapshot)."""
+    buf = io.BytesIO()
+    buf.write(b"s")
+    pickle.dump(replace(snap, history=None), buf, _PROTO)
+    return buf.getvalue()
 
-    def __init__(self, f, history):
-        super().__init__(f, _PROTO)
-        self._history = history
 
-    def persistent_id(self, obj):
-        return "history" if obj is self._history else None
-
-
-class _SnapUnpickler(pickle.Unpickler):
-    def __init__(self, f, last_history):
-        super().__init__(f)
-        self._last = last_history
-
-    def persistent_load(self, pid):
-        if pid == "history" and self._last is not None:
-            return self._last
-        raise pickle.UnpicklingError(f"unknown reference {pid!r}")
+def _with_history(data, history):
+    """The frame of ``_without_history``'s bytes (after the leading b"s") with ``history``."""
+    if history is None:
+        raise pickle.UnpicklingError("a frame came before its history")
+    return replace(pickle.loads(data), history=history)
 
 
 class ProcessRunner(RunnerCommands):
@@ -217,7 +212,7 @@ class ProcessRunner(RunnerCommands):
             self._last_history = pickle.loads(data[1:])
             return
         if data[:1] == b"s":
-            snap = _SnapUnpickler(io.BytesIO(data[1:]), self._last_history).load()
+            snap = _with_history(memoryview(data)[1:], self._last_history)
             with self._lock:
                 self._latest = snap
             self._first.set()
@@ -291,13 +286,11 @@ class _Sender:
         if snap.history is not self._pickled_history:
             history = b"h" + pickle.dumps(snap.history, _PROTO)
             self._pickled_history = snap.history
-        buf = io.BytesIO()
-        buf.write(b"s")
-        _SnapPickler(buf, snap.history).dump(snap)
+        data = _without_history(snap)
         with self._cond:
             if history is not None:
                 self._history = history
-            self._snap = buf.getvalue()
+            self._snap = data
             self._cond.notify()
 
     def answer(self, token: int, fut: Future) -> None:  # runner thread, when a call is done

@@ -20,9 +20,11 @@ from .snapshot import History, frozen
 
 CAPACITY = 8192  # buckets per branch
 # seconds a running frame's curves may lag its step: rebuilding and sending the whole grid (up to
-# 8,192 points of about 14 columns) was most of a small problem's frame, and the curves redraw
-# smoothly at 10 updates a second while the step and the tensors go at the frame rate
-FRAME_AGE = 0.1
+# 8,192 points of about 14 columns) was most of a small problem's frame, and the window redraws
+# its curves at most 5 times a second while running (app.main_window.SLOW_HZ) while the step and
+# the tensors go at the frame rate; at 0.1 s every other rebuild went undrawn (0.55 ms each, a
+# seventh of an MLP's snapshot time)
+FRAME_AGE = 0.2
 _STATS = (("count", 0.0, np.add), ("sum", 0.0, np.add), ("min", np.inf, np.minimum), ("max", -np.inf, np.maximum))
 
 
