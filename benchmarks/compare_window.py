@@ -25,10 +25,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
 import numpy as np  # noqa: E402
-from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer  # noqa: E402
+from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-PROBE_MS = 5
+from stall_probe import PROBE_MS, StallProbe  # noqa: E402
+
 TABS = ("curves", "landscape", "tensors", "between runs", "table")
 
 
@@ -45,22 +46,8 @@ def one_run(app, tab: str, seconds: float) -> tuple[float, float, float, float, 
     while time.monotonic() < end and win.frame is None:  # the runner process built the comparison
         app.processEvents()
         time.sleep(0.02)
-    lateness: list[float] = []
     seqs: set[int] = set()
-    clock = QElapsedTimer()
-    last = [None]
-
-    def tick():
-        now = clock.nsecsElapsed() / 1e6
-        if last[0] is not None:
-            lateness.append(max(0.0, now - last[0] - PROBE_MS))
-        last[0] = now
-        if win.frame is not None:
-            seqs.add(win.frame.seq)
-    probe = QTimer()
-    probe.setInterval(PROBE_MS)
-    probe.timeout.connect(tick)
-    clock.start()
+    probe = StallProbe(on_tick=lambda: win.frame is not None and seqs.add(win.frame.seq))
     probe.start()
     t0 = time.perf_counter()
     win.toggle_run()
@@ -78,7 +65,7 @@ def one_run(app, tab: str, seconds: float) -> tuple[float, float, float, float, 
     win.dirty = False
     win.close()
     app.processEvents()
-    lat = np.array(lateness[10:]) if len(lateness) > 10 else np.zeros(1)
+    lat = np.array(probe.lateness[10:]) if len(probe.lateness) > 10 else np.zeros(1)
     return (float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), float(lat.max()),
             len(seqs) / elapsed, steps)
 

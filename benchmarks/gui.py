@@ -27,15 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PySide6.QtCore import QElapsedTimer, QEventLoop, QSettings, QTimer  # noqa: E402
+from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 import harness  # noqa: E402
+from stall_probe import StallProbe  # noqa: E402
 from core.observe import array_view  # noqa: E402
 from core.session import Session  # noqa: E402
 from widgets import pg_setup  # noqa: E402
 
-PROBE_MS = 5
 
 
 @dataclass
@@ -56,18 +56,7 @@ def live_case(app, spec, seconds: float, settings_dir: Path):
     win.show()
     frames = []
     win.bridge.snapshotChanged.connect(lambda s: frames.append(time.perf_counter()))
-    lateness = []
-    clock = QElapsedTimer()
-    last = [None]
-
-    def tick():
-        now = clock.nsecsElapsed() / 1e6
-        if last[0] is not None:
-            lateness.append(max(0.0, now - last[0] - PROBE_MS))
-        last[0] = now
-    probe = QTimer()
-    probe.setInterval(PROBE_MS)
-    probe.timeout.connect(tick)
+    probe = StallProbe()
     # warm-up: one short Step N so the state views exist (their first build is not a stall
     # of the steady run being measured), then the live run
     win.step(5)
@@ -75,7 +64,6 @@ def live_case(app, spec, seconds: float, settings_dir: Path):
         app.processEvents()
     for _ in range(20):
         app.processEvents()
-    clock.start()
     probe.start()
     step0 = win.bridge.latest().step
     t0 = time.perf_counter()
@@ -99,7 +87,7 @@ def live_case(app, spec, seconds: float, settings_dir: Path):
     bare = harness.time_bare(spec, max(200, steps), process=True)
     bare_rate, threads = bare.rate, bare.threads
     fps = len([f for f in frames if f >= t0]) / elapsed
-    lat = np.array(lateness) if lateness else np.zeros(1)
+    lat = np.array(probe.lateness) if probe.lateness else np.zeros(1)
     return LiveRun(float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), fps, runner_rate, bare_rate, threads)
 
 
