@@ -125,7 +125,7 @@ def _offsets(device, sizes: tuple[int, ...]) -> torch.Tensor:
     key = (str(device), sizes)
     t = _offsets_cache.get(key)
     if t is None:
-        if len(_offsets_cache) > 64:
+        if len(_offsets_cache) >= 8:  # one a run's set of tensors: at most 8 MB each
             _offsets_cache.clear()
         t = _offsets_cache[key] = torch.cat([torch.full((n,), j * (N_BINS + 1), dtype=torch.int64, device=device)
                                              for j, n in enumerate(sizes)])
