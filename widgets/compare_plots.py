@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from widgets.curves import swatch
 from widgets.held_ranges import HeldRanges
 from widgets.pg_setup import cache_axes, configure
 
@@ -213,7 +215,17 @@ class PairCurves(QWidget):
         self.layout_widget = pg.GraphicsLayoutWidget(self)
         dist = self.layout_widget.addPlot(row=0, col=0, title="distance ||θ_a − θ_b||")
         cos = self.layout_widget.addPlot(row=1, col=0, title="cosine between the updates")
-        dist.addLegend(offset=(-4, -4))  # bottom right: distances mostly grow, the top fills up
+        # the pairs' legend below both plots, not inside one: with 4 runs its 6 entries (long
+        # configuration labels) covered half the distance plot and the curves under them; a
+        # wrapping label, not a pyqtgraph legend, whose width (15 pairs of 6 runs) widened the
+        # plots past the window
+        self.legend = QLabel()
+        self.legend.setWordWrap(True)
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        # on the plots' own dark ground: the runs' colours were chosen to stay apart there
+        back, fore = (pg.mkColor(pg.getConfigOption(k)).name() for k in ("background", "foreground"))
+        self.legend.setStyleSheet(f"QLabel {{ background: {back}; color: {fore}; padding: 2px 6px 4px 6px; }}")
+        self._listed: list[str] = []
         cos.setYRange(-1.05, 1.05)
         self.steps = SharedSteps()  # the cosine's steps follow the distance's
         for p in (dist, cos):
@@ -226,7 +238,9 @@ class PairCurves(QWidget):
         self._held = HeldRanges()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.layout_widget)
+        lay.setSpacing(0)
+        lay.addWidget(self.layout_widget, 1)
+        lay.addWidget(self.legend)
 
     def setPairs(self, cross, order: dict[int, int], labels: dict[int, str], live: bool = False) -> None:
         """``cross``: a CrossSeries; ``order``/``labels``: each run id's place and label;
@@ -243,4 +257,22 @@ class PairCurves(QWidget):
             self.cosine.set((a, b), cross.step, cross.cosine[k], color, name, dash)
         self.distance.keep(keys)
         self.cosine.keep(keys)
+        self._list_pairs(cross, order, labels)
         self.distance.hold(self._held, live)  # the cosine's steps follow (SharedSteps); its y is fixed
+
+    def _list_pairs(self, cross, order: dict[int, int], labels: dict[int, str]) -> None:
+        """The legend lists the pairs drawn, in the runs' order, in their colours and dashes."""
+        pairs = sorted(((a, b) for a, b in cross.pairs if a in order and b in order),
+                       key=lambda p: (order[p[0]], order[p[1]]))
+        names = [f"{labels[a]} vs {labels[b]}" for a, b in pairs]
+        if names == self._listed:
+            return
+        self._listed = names
+        # an entry may wrap before its "vs" (two long configuration labels are wider than a narrow window)
+        self.legend.setText("&nbsp;&nbsp; ".join(
+            swatch(color_of(order[a]), labels[a], dashed=order[b] - order[a] > 1) + " vs&nbsp;"
+            + labels[b].replace(" ", "&nbsp;") for a, b in pairs))
+
+    def listed(self) -> list[str]:
+        """The pairs the legend lists, in order."""
+        return list(self._listed)

@@ -79,9 +79,10 @@ def smooth(y: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
-def _swatch(color, text: str) -> str:
-    # the legend wraps between entries, never inside one ("group" at a line's end, "0" below it)
-    return f"<span style='color: rgb{tuple(color)}'>━━</span>&nbsp;{_nobreak(text)}"
+def swatch(color, text: str, dashed: bool = False) -> str:
+    """A legend entry in rich text: a line in ``color`` (dashed: ╍╍) and ``text``. A legend of
+    them wraps between entries, never inside one ("group" at a line's end, "0" below it)."""
+    return f"<span style='color: rgb{tuple(color)}'>{'╍╍' if dashed else '━━'}</span>&nbsp;{_nobreak(text)}"
 
 
 def _nobreak(text: str) -> str:
@@ -394,7 +395,7 @@ class CurvesView(CurvesExport, QWidget):
             swatches = [(GROUP_COLORS[g % len(GROUP_COLORS)], f"group {g}") for g in range(groups)]
             entries.append(("lr, update ratio" if ratios else "lr", swatches))
         self._legend_plain = " · ".join(f"{p}: {', '.join(n for _, n in items)}" for p, items in entries)
-        parts = [f"{_nobreak(p)}:&nbsp;" + " ".join(_swatch(c, n) for c, n in items) for p, items in entries]
+        parts = [f"{_nobreak(p)}:&nbsp;" + " ".join(swatch(c, n) for c, n in items) for p, items in entries]
         text = "&nbsp;&nbsp; ".join(parts)
         if text != self.legendLabel.text():
             self.legendLabel.setText(text)

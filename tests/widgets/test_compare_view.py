@@ -147,3 +147,20 @@ def test_side_by_side_heatmaps_share_one_colour_scale_unless_unticked(qtbot):
     assert [tuple(v.colorbar.levels()) for v in w.views] == [(-43.0, 43.0)] * 2
     w.same_scale.setChecked(False)
     assert np.allclose([v.colorbar.levels() for v in w.views], [(-43.0, 43.0), (-4.3, 4.3)])
+
+
+def test_the_pairs_legend_lists_every_pair_below_the_plots_and_wraps_in_a_narrow_window(qtbot):
+    """Six runs with long labels make 15 pairs: listed in the runs' order below both plots (inside
+    the distance plot the legend covered its curves), wrapped so the window need not widen."""
+    labels = {i: f"Optimizer{i} lr=0.00{i} momentum=0.9 · CosineAnnealingLR" for i in range(6)}
+    pairs = tuple((a, b) for a in range(6) for b in range(a + 1, 6))
+    s = np.arange(1.0, 4.0)
+    cross = CrossSeries(s, pairs, tuple(s for _ in pairs), tuple(np.ones(3) for _ in pairs))
+    w = PairCurves()
+    qtbot.addWidget(w)
+    w.setPairs(cross, {i: i for i in range(6)}, labels)
+    assert w.listed() == [f"{labels[a]} vs {labels[b]}" for a, b in pairs]
+    assert w.distance.plot.legend is None and w.cosine.plot.legend is None
+    assert w.minimumSizeHint().width() < 500
+    w.setPairs(cross, {0: 0, 2: 1}, labels)  # runs removed: their pairs leave the legend
+    assert w.listed() == [f"{labels[0]} vs {labels[2]}"]
