@@ -7,6 +7,8 @@ cosine between the updates for every pair. Both take plain data (``core.compare_
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -110,8 +112,15 @@ class SharedSteps:
     their screen position, so plots whose y axes differ in width showed different steps."""
 
     def __init__(self) -> None:
-        self.views: list = []
+        # weak references: each view's signal holds this object, and a cycle through Qt objects
+        # is freed by Python's garbage collector on whichever thread it runs, a runner thread
+        # too, where destroying a widget's view deadlocked with the GUI thread (seen in a test)
+        self._views: list[weakref.ref] = []
         self._syncing = False
+
+    @property
+    def views(self) -> list:
+        return [v for v in (r() for r in self._views) if v is not None]
 
     def watch(self, vb) -> None:
         """Follow ``vb``'s step range changes (whether or not it is among ``views`` now)."""
@@ -119,18 +128,20 @@ class SharedSteps:
 
     def set_views(self, views) -> None:
         """The plots shown, the first one leading: the others take its steps now."""
-        self.views = list(views)
-        for vb in self.views[1:]:
+        self._views = [weakref.ref(v) for v in views]
+        views = self.views
+        for vb in views[1:]:
             vb.enableAutoRange(axis=pg.ViewBox.XAxis, enable=False)
-        if len(self.views) > 1:
-            self._moved(self.views[0], self.views[0].viewRange()[0])
+        if len(views) > 1:
+            self._moved(views[0], views[0].viewRange()[0])
 
     def _moved(self, vb, steps) -> None:
-        if self._syncing or not any(vb is v for v in self.views):
+        views = self.views
+        if self._syncing or not any(vb is v for v in views):
             return
         self._syncing = True
         try:
-            for other in self.views:
+            for other in views:
                 if other is not vb and list(other.viewRange()[0]) != list(steps):
                     other.setXRange(*steps, padding=0)
         finally:

@@ -1,0 +1,41 @@
+"""Python's cyclic garbage collector, run on the GUI thread only.
+
+A reference cycle that holds Qt objects (pyqtgraph's items refer to one another; a signal
+connected to a Python object's method) is freed by whichever thread the collector happens to
+run on. On a runner thread (the thread runner: tests, ``OPTIMLAB_RUNNER=thread``), freeing a
+widget's QObject there deadlocked with the GUI thread: a test hung with the runner thread in
+``QObject::~QObject``, waiting for the interpreter lock, inside a collection it had started.
+So automatic collection is turned off and a timer on the GUI thread collects as often as the
+collector's own thresholds would have (the recipe PyQt applications use).
+"""
+from __future__ import annotations
+
+import gc
+
+from PySide6.QtCore import QObject, QTimer
+
+INTERVAL_MS = 500
+
+
+def collect_due() -> int:
+    """Collect the generations whose counts passed their thresholds (as the automatic collector
+    would); returns the objects found unreachable."""
+    t0, t1, t2 = gc.get_threshold()
+    c0, c1, c2 = gc.get_count()
+    if c0 <= t0:
+        return 0
+    if c1 <= t1:
+        return gc.collect(0)
+    return gc.collect(2 if c2 > t2 else 1)
+
+
+class GuiCollector(QObject):
+    """Turns automatic collection off and collects on this (the GUI) thread every INTERVAL_MS."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        gc.disable()
+        self._timer = QTimer(self)
+        self._timer.setInterval(INTERVAL_MS)
+        self._timer.timeout.connect(collect_due)
+        self._timer.start()
