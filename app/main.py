@@ -80,6 +80,8 @@ def run(args) -> int:
     win.show()
     splash.finish(win)
     win.open_initial(path, example, start_screen=args.file is None and args.example is None)
+    from core import gc_policy
+    gc_policy.freeze_loaded()  # torch, Qt, pyqtgraph and the window: no full collection walks them again
     return app.exec()
 
 

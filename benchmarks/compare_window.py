@@ -15,6 +15,7 @@ The first 8 s of a run are where the axes grow fastest (the step axis from 0).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
 import sys
@@ -81,6 +82,10 @@ def main() -> None:
     app = QApplication.instance() or QApplication(sys.argv)
     from widgets import pg_setup
     pg_setup.configure()
+    for module in ("app.main_window", "app.compare_window"):  # imported before freezing, as the app has by then
+        importlib.import_module(module)
+    from widgets import gui_gc
+    gui_gc.as_the_app(app)  # garbage collection as the app does it
     med = statistics.median
     print(f"platform {app.platformName()}; 4 runs of the digits MLP from step 0, {seconds:g} s live, "
           f"{runs} fresh window(s) a tab; stall = lateness of a {PROBE_MS} ms timer, medians over the windows")

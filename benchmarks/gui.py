@@ -14,6 +14,7 @@ one heatmap update for a 4096x4096 tensor (preview made by the runner, drawn by 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
 import sys
@@ -121,6 +122,10 @@ def main() -> None:
     pairs = args.pairs or (3 if args.quick else 5)
     pg_setup.configure()
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    for module in ("app.main_window", "app.compare_window"):  # imported before freezing, as the app has by then
+        importlib.import_module(module)
+    from widgets import gui_gc
+    gui_gc.as_the_app(app)  # garbage collection as the app does it
     import tempfile
     tmp = Path(tempfile.mkdtemp())
     print(f"platform {app.platformName()}, torch {torch.__version__}; {pairs} pairs of a {seconds:g} s live run "

@@ -367,9 +367,10 @@ def _child_main(conn, data: bytes, max_hz: float, budget: float, trusted=()) -> 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the window's to handle
     for path, digest in trusted:
         trust.trust(path, digest)
-    from . import session_file
+    from . import gc_policy, session_file
     from .runner import Runner
     from .edits import blank
+    gc_policy.freeze_loaded()  # torch's objects (the fork server's preload): no full collection walks them
     sender = _Sender(conn)
     # the session is unpacked on the runner thread, which steps it (see Runner)
     runner = Runner((lambda: session_file.unpack(data, "the session")) if data is not None else blank,

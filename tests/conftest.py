@@ -17,7 +17,9 @@ def garbage_collected_on_this_thread():
     """As the app does (widgets.gui_gc): no automatic collection, which could run on a runner
     thread and free Qt objects there (a test hung so); each test's garbage is collected here."""
     gc.disable()
+    gc.freeze()  # the imported modules' objects (core.gc_policy): collections walk only the tests' own
     yield
+    gc.unfreeze()
     gc.enable()
 
 
