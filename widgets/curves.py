@@ -178,6 +178,19 @@ class CurvesView(CurvesExport, QWidget):
         self.plots["loss"].setTitle(None)
         self.overlays = BranchOverlays(self.plots)
         self.plots["update_ratio"].setLogMode(x=False, y=True)
+        # a log axis has no 0: a measured curve whose latest values are exactly 0 (an update that
+        # rounds away once the lr has decayed to nothing) would just end; a note in its plot says so
+        self.zeroNotes: dict[str, pg.TextItem] = {}
+        for name in MEASURED:
+            vb = self.plots[name].getViewBox()
+            note = pg.TextItem(color=(200, 200, 200), anchor=(1, 0))
+            font = note.textItem.font()
+            font.setPointSizeF(7.5)
+            note.setFont(font)
+            note.setParentItem(vb)  # in the view's pixels, not the data's: it stays in the corner
+            note.setVisible(False)
+            vb.sigResized.connect(lambda vb, note=note: note.setPos(vb.width() - 2, 0))
+            self.zeroNotes[name] = note
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.smoothing.valueChanged.connect(self._on_smoothing)
         self.logX.toggled.connect(self._on_log)
@@ -255,6 +268,7 @@ class CurvesView(CurvesExport, QWidget):
                 seen = ~np.isnan(y) if name in MEASURED else slice(None)
                 curve.setData(x[seen], y[seen])
         self._update_legend(bool(has_val), max(len(h.lr), len(ratios)), bool(ratios))
+        self._note_zeros(x, ratios)
         self._frame_x(x)
         self._frame_all_y()
         if self._last_hover is not None:  # keep the read-out live while the run goes on
@@ -324,6 +338,24 @@ class CurvesView(CurvesExport, QWidget):
         marker.setVisible(True)
 
     # -------------------------------------------------------------- internals
+    def _note_zeros(self, x: np.ndarray, ratios) -> None:
+        """On a logarithmic axis, say which measured curves stand at exactly 0 now, and since when
+        (short: the plots are some 200 px wide in a docked Curves panel)."""
+        h = self._history
+        for name, note in self.zeroNotes.items():
+            zero = {}
+            if self._log_y(name) and len(x):
+                groups = enumerate(ratios) if name == "update_ratio" else [(None, getattr(h, name))]
+                for g, series in groups:
+                    since = zero_since(x, series)
+                    if since is not None:
+                        zero[g] = since
+            if zero:
+                who = "" if None in zero or len(ratios) < 2 else \
+                    f"group {next(iter(zero))}: " if len(zero) == 1 else f"groups {', '.join(map(str, zero))}: "
+                note.setText(f"{who}0 since step {max(zero.values()):,.0f}")  # all of them since then
+            note.setVisible(bool(zero))
+
     def _frame_x(self, x: np.ndarray) -> None:
         """With fewer than two steps recorded, show steps 0..1 (pyqtgraph's range around a
         single point runs from -20 to 20); from two on, the range follows the data again."""
@@ -454,3 +486,15 @@ class CurvesView(CurvesExport, QWidget):
 
     def _set_hint(self) -> None:
         self.hover.setText("<span style='color: grey'>hover a plot for values</span>")
+
+
+def zero_since(steps: np.ndarray, values) -> float | None:
+    """The step from which the measured ``values`` (NaN: not measured) have been exactly 0 up
+    to the latest measurement, or None when the latest one is not 0."""
+    v = np.asarray(values, dtype=np.float64)
+    measured = np.flatnonzero(~np.isnan(v))
+    if not len(measured) or v[measured[-1]] != 0:
+        return None
+    nonzero = measured[v[measured] != 0]
+    first = measured[np.searchsorted(measured, nonzero[-1], side="right")] if len(nonzero) else measured[0]
+    return float(steps[first])

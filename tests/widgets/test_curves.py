@@ -334,3 +334,27 @@ def test_a_log_axis_over_eight_decades_in_a_short_row_still_has_labels(size, qtb
     assert values and all(abs(v - round(v)) < 1e-9 for v in values)
     if len(values) > 1:
         assert min(np.diff(sorted(values))) * size / (hi - lo) >= QFontMetricsF(axis.font()).height()
+
+
+def test_a_ratio_that_rounds_to_zero_is_noted_on_its_log_axis_not_silently_ended(curves):
+    # lr decayed to nothing: the update rounds away, ||Δp||/||p|| is exactly 0, which a log
+    # axis cannot draw; the plot says since when
+    h = history(n=40, groups=2)
+    step = np.asarray(h.step)
+    r0 = np.where(step < 25, 1e-3, 0.0)
+    r0[1::2] = np.nan  # measured every other step
+    r1 = np.full(40, 1e-4)
+    note = curves.zeroNotes["update_ratio"]
+    curves.setHistory(History(h.step, h.loss, h.grad_norm, h.update_norm, h.lr, update_ratio=(r0, r1)))
+    assert note.isVisible() and note.toPlainText() == "group 0: 0 since step 26"
+    curves.ratioLog.setChecked(False)  # a linear axis draws the zeros
+    assert not note.isVisible()
+    curves.ratioLog.setChecked(True)
+    r0[-2] = 1e-9  # moving again: no note
+    curves.setHistory(History(h.step, h.loss, h.grad_norm, h.update_norm, h.lr, update_ratio=(r0, r1)))
+    assert not note.isVisible()
+    r0[-2] = 0.0
+    assert not curves.zeroNotes["grad_norm"].isVisible()  # the norms' axes are linear by default
+    r1[30:] = 0.0  # both groups at 0: since the later of their steps
+    curves.setHistory(History(h.step, h.loss, h.grad_norm, h.update_norm, h.lr, update_ratio=(r0, r1)))
+    assert note.toPlainText() == "groups 0, 1: 0 since step 30"
