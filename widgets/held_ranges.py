@@ -86,7 +86,8 @@ class HeldRanges:
             keep = lo >= a >= lo - 0.05 * (b - a) and hi <= b <= top * (1 + 1e-9) + 1e-9
             bottom = lo - 0.02 * (top - lo)
         else:
-            keep = lo >= a and hi <= b and span >= 0.5 * (b - a)
+            edge = 0.01 * (b - a) if axis else 0.0  # a value on the frame's edge is hidden by it
+            keep = lo >= a + edge and hi <= b - edge and span >= 0.5 * (b - a)
             room = beyond if beyond is not None else (MARGIN if axis else HEADROOM)
             top, bottom = hi + room * span, lo - (MARGIN * span if axis else 0.02 * span)
         if keep and not auto:  # the common case: nothing to redo

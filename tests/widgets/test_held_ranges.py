@@ -26,3 +26,17 @@ def test_a_growing_step_axis_changes_range_a_few_times_a_decade_and_always_shows
         changes += (a, b) != last
         last = (a, b)
     assert changes <= 14
+
+
+def test_values_on_the_frames_edge_get_room_while_live(qtbot):
+    """A comparison's lr plot before its first step stood at pyqtgraph's default range 0..1;
+    running, Adadelta's lr of 1.0 (with 0.01 and 0.001 beside it) fitted that range, which was
+    held, and its line lay under the plot's top edge, unseen until paused."""
+    vb = pg.ViewBox()  # auto-range on, nothing drawn yet: 0..1
+    assert vb.viewRange()[1] == [0, 1]
+    held = HeldRanges()
+    held.hold(("lr", 1), vb, 1, np.array([0.001, 0.01, 1.0]), live=True)
+    lo, hi = vb.viewRange()[1]
+    assert lo < 0.001 and hi > 1.0 + 0.05 * (hi - lo)  # inside, with room
+    held.hold(("lr", 1), vb, 1, np.array([0.001, 0.01, 1.0]), live=True)
+    assert tuple(vb.viewRange()[1]) == (lo, hi)  # and held there
