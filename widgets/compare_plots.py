@@ -16,9 +16,11 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from widgets.curves import swatch
 from widgets.held_ranges import HeldRanges
-from widgets.pg_setup import cache_axes, configure
+from widgets.pg_setup import SameWidth, cache_axes, configure
 
 configure()
+
+AXIS_WIDTH = 40  # the plots' left axes, in pixels (wider when a tick label needs it: SameWidth)
 
 # six colours that stay apart on a dark background and for common colour blindness (Okabe-Ito)
 COLORS = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (204, 121, 167), (213, 94, 0))
@@ -167,6 +169,8 @@ class RunCurves(QWidget):
             self.overlays[key] = _Overlay(p)
             if key != PLOTS[0][0]:  # the first plot's steps are every plot's (SharedSteps)
                 p.getViewBox().enableAutoRange(axis=pg.ViewBox.XAxis, enable=False)
+        # one left-axis width for every plot: those stacked in a column line up their steps
+        self.axisWidth = SameWidth((ov.plot.getAxis("left") for ov in self.overlays.values()), AXIS_WIDTH)
         self.steps = SharedSteps()
         for ov in self.overlays.values():
             self.steps.watch(ov.plot.getViewBox())
@@ -246,6 +250,9 @@ class PairCurves(QWidget):
             p.showGrid(x=True, y=True, alpha=0.2)
             cache_axes(p)
         self.distance, self.cosine = _Overlay(dist), _Overlay(cos)
+        # one left-axis width for both, so that a step sits at the same x in each (their tick
+        # labels, "25" and "-0.5", had differed in width: the plots' steps were 14 px apart)
+        self.axisWidth = SameWidth((dist.getAxis("left"), cos.getAxis("left")), AXIS_WIDTH)
         self._held = HeldRanges()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)

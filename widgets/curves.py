@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, QTimer
+from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QMenu, QSlider, QToolButton, QVBoxLayout, QWidget
 
@@ -21,7 +21,7 @@ from core.snapshot import History
 from widgets.curve_layers import BranchOverlays, Envelope
 from widgets.held_ranges import HeldRanges
 from widgets.curves_export import CurvesExport
-from widgets.pg_setup import cache_axes, compact_ticks, configure
+from widgets.pg_setup import SameWidth, cache_axes, compact_ticks, configure
 from widgets.wheel_guard import guard
 
 configure()
@@ -132,7 +132,6 @@ class CurvesView(CurvesExport, QWidget):
         self.graphics.ci.setContentsMargins(2, 2, 2, 2)
 
         self.plots: dict[str, pg.PlotItem] = {}
-        self._axis_width = AXIS_WIDTH
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.raw: dict[str, pg.PlotDataItem] = {}
         self.groupCurves: dict[str, list[pg.PlotDataItem]] = {name: [] for name in GROUPED}
@@ -147,7 +146,6 @@ class CurvesView(CurvesExport, QWidget):
             plot.setMenuEnabled(False)
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setLabel("left", AXIS_LABELS.get(name, LABELS[name]))
-            compact_ticks(plot.getAxis("left"), AXIS_WIDTH, grow=self._grow_axes)
             compact_ticks(plot.getAxis("bottom"))
             plot.getAxis("left").enableAutoSIPrefix(False)  # "(x0.001)" would not fit the label
             if row < len(SERIES) - 1:
@@ -171,6 +169,8 @@ class CurvesView(CurvesExport, QWidget):
             self._markers[name] = marker
             self.plots[name] = plot
             plot.geometryChanged.connect(lambda name=name: self._fit_label(name))
+        # the rows' left axes at one width (the rows line up; a label like 0.0012 widens them all)
+        self.axisWidth = SameWidth((p.getAxis("left") for p in self.plots.values()), AXIS_WIDTH, MAX_AXIS_WIDTH)
         # validation (tasks): val loss beside the training loss; its accuracy in the loss plot's title
         self.valLoss = pg.PlotDataItem(pen=pg.mkPen(*VAL_COLOR, width=1), symbol="o", symbolSize=4,
                                        symbolBrush=VAL_COLOR, symbolPen=None, connect="finite")
@@ -395,20 +395,6 @@ class CurvesView(CurvesExport, QWidget):
                             self._live)
             return
         self._held.forget((name, 1))
-
-    def _grow_axes(self, pixels: float) -> None:
-        """Widen every row's left axis to ``pixels`` (called while one paints its tick labels: a
-        label like 0.0012 is wider than the room beside the rotated title). The rows stay lined
-        up; the width only grows (up to MAX_AXIS_WIDTH), so it cannot oscillate."""
-        width = min(int(pixels), MAX_AXIS_WIDTH)
-        if width <= self._axis_width:
-            return
-        self._axis_width = width
-        QTimer.singleShot(0, self._apply_axis_width)  # not from inside the axis's own paint
-
-    def _apply_axis_width(self) -> None:
-        for plot in self.plots.values():
-            plot.getAxis("left").setWidth(self._axis_width)
 
     def _fit_label(self, name: str) -> None:
         """The row's long label where its height holds it, else the short one."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import pyqtgraph as pg
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QGraphicsItem
 
@@ -146,6 +147,29 @@ def compact_ticks(axis: pg.AxisItem, width: int | None = None, grow=None) -> Non
     axis.tickValues = tick_values
     if width is not None:
         axis.setWidth(width)
+
+
+class SameWidth:
+    """Left axes of plots stacked one above another, kept at one width so that their steps line
+    up on screen (a spike at step k sits at the same x in each): each axis starts ``width``
+    pixels wide with compact tick labels (``compact_ticks``); when one's labels need more,
+    every axis grows to that, only ever upwards (up to ``most``), so nothing can oscillate."""
+
+    def __init__(self, axes, width: int, most: int = 90):
+        self.axes = list(axes)
+        self.width, self.most = width, most
+        for axis in self.axes:
+            compact_ticks(axis, width, grow=self._grow)
+
+    def _grow(self, pixels: float) -> None:  # called while an axis paints its labels
+        width = min(int(math.ceil(pixels)), self.most)
+        if width > self.width:
+            self.width = width
+            QTimer.singleShot(0, self._apply)  # not from inside the axis's own paint
+
+    def _apply(self) -> None:
+        for axis in self.axes:
+            axis.setWidth(self.width)
 
 
 def cache_axes(plot: pg.PlotItem, *extra: pg.AxisItem) -> None:

@@ -1,5 +1,6 @@
 """The comparison's widgets: one curve per pair of runs, colours that stay, lines through measured points."""
 import numpy as np
+import pyqtgraph as pg
 
 from core.compare_frame import CrossSeries
 from widgets.compare_plots import PairCurves, RunCurves, color_of, colour_slots
@@ -164,3 +165,24 @@ def test_the_pairs_legend_lists_every_pair_below_the_plots_and_wraps_in_a_narrow
     assert w.minimumSizeHint().width() < 500
     w.setPairs(cross, {0: 0, 2: 1}, labels)  # runs removed: their pairs leave the legend
     assert w.listed() == [f"{labels[0]} vs {labels[2]}"]
+
+
+def test_the_distance_and_cosine_plots_put_a_step_at_the_same_x(qtbot):
+    """Stacked, their steps line up on screen, whatever their tick labels ("12,345.5" beside the
+    distance, "-0.5" beside the cosine: their axes had differed in width, the steps by 14 px)."""
+    s = np.arange(0.0, 5000.0, 10.0)
+    cross = CrossSeries(s, ((0, 1),), (12345.5 + s,), (np.sin(s),))
+    w = PairCurves()
+    qtbot.addWidget(w)
+    w.resize(700, 600)
+    w.show()
+    w.setPairs(cross, {0: 0, 1: 1}, {0: "Adam", 1: "SGD"})
+
+    def x_of(plot, step):
+        vb = plot.getViewBox()
+        return vb.mapViewToScene(pg.QtCore.QPointF(step, 0)).x()
+    # laid out and drawn: the distance's labels reach 17k
+    qtbot.waitUntil(lambda: w.distance.plot.getViewBox().viewRange()[1][1] > 17000 and w.distance.plot.isVisible())
+    qtbot.wait(200)  # the axes' paints (a wider label widens both)
+    for k in (0, 2500, 4990):
+        assert abs(x_of(w.distance.plot, k) - x_of(w.cosine.plot, k)) < 0.5
