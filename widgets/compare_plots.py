@@ -107,6 +107,18 @@ class _Overlay:
         return None if item is None else item.getOriginalDataset()
 
 
+def _dark_label(text: str = "") -> QLabel:
+    """A wrapping line of text on the plots' own dark ground (a legend, a hint above them)."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    back, fore = (pg.mkColor(pg.getConfigOption(k)).name() for k in ("background", "foreground"))
+    label.setStyleSheet(f"QLabel {{ background: {back}; color: {fore}; padding: 2px 6px 4px 6px; }}")
+    return label
+
+
+NO_STEP = "No step yet: Run or Step N steps every configuration in lockstep from step 0."
+
+
 class SharedSteps:
     """One step axis for several plots: zooming or panning one plot's steps moves them all (the
     runs are in lockstep), and the first plot's range is every plot's. Not pyqtgraph's
@@ -177,8 +189,11 @@ class RunCurves(QWidget):
         self._placed: tuple[str, ...] = ()
         self._held = HeldRanges()
         self._arrange([k for k, _ in PLOTS if not k.startswith("val_")])
+        self.empty = _dark_label(NO_STEP)  # empty frames alone looked like a window that failed to draw
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.empty)
         lay.addWidget(self.layout_widget)
 
     def shown(self) -> tuple[str, ...]:
@@ -212,6 +227,7 @@ class RunCurves(QWidget):
         self._arrange([k for k, _ in PLOTS if not k.startswith("val_") or evaluated(k)])
         placed = [self.overlays[k] for k in self._placed]
         steps = np.concatenate([ov.values(0) for ov in placed])
+        self.empty.setVisible(not steps.size)
         # one step axis for every plot (SharedSteps): held, or fitted to every plot's curves
         self._held.hold("steps", placed[0].plot.getViewBox(), 0, steps, live, steps=True, fit=True)
         for ov in placed:
@@ -234,12 +250,9 @@ class PairCurves(QWidget):
         # configuration labels) covered half the distance plot and the curves under them; a
         # wrapping label, not a pyqtgraph legend, whose width (15 pairs of 6 runs) widened the
         # plots past the window
-        self.legend = QLabel()
-        self.legend.setWordWrap(True)
+        self.legend = _dark_label()  # on the plots' own dark ground: the runs' colours stay apart there
         self.legend.setTextFormat(Qt.TextFormat.RichText)
-        # on the plots' own dark ground: the runs' colours were chosen to stay apart there
-        back, fore = (pg.mkColor(pg.getConfigOption(k)).name() for k in ("background", "foreground"))
-        self.legend.setStyleSheet(f"QLabel {{ background: {back}; color: {fore}; padding: 2px 6px 4px 6px; }}")
+        self.empty = _dark_label(NO_STEP)
         self._listed: list[str] = []
         cos.setYRange(-1.05, 1.05)
         self.steps = SharedSteps()  # the cosine's steps follow the distance's
@@ -257,6 +270,7 @@ class PairCurves(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
+        lay.addWidget(self.empty)
         lay.addWidget(self.layout_widget, 1)
         lay.addWidget(self.legend)
 
@@ -276,6 +290,10 @@ class PairCurves(QWidget):
         self.distance.keep(keys)
         self.cosine.keep(keys)
         self._list_pairs(cross, order, labels)
+        few = len(order) < 2
+        self.empty.setText("One configuration: add another on the left to see how far apart they go."
+                           if few else NO_STEP)
+        self.empty.setVisible(few or not len(cross.step))
         self.distance.hold(self._held, live)  # the cosine's steps follow (SharedSteps); its y is fixed
 
     def _list_pairs(self, cross, order: dict[int, int], labels: dict[int, str]) -> None:

@@ -186,3 +186,25 @@ def test_the_distance_and_cosine_plots_put_a_step_at_the_same_x(qtbot):
     qtbot.wait(200)  # the axes' paints (a wider label widens both)
     for k in (0, 2500, 4990):
         assert abs(x_of(w.distance.plot, k) - x_of(w.cosine.plot, k)) < 0.5
+
+
+def test_before_the_first_step_the_plots_say_why_they_are_empty(qtbot):
+    from core.snapshot import History
+    from widgets.compare_plots import NO_STEP
+    curves, pairs = RunCurves(), PairCurves()
+    for w in (curves, pairs):
+        qtbot.addWidget(w)
+        w.show()
+    empty = History.empty()
+    curves.setRuns([(0, "Adam"), (1, "SGD")], [empty, empty])
+    pairs.setPairs(CrossSeries(np.zeros(0), ((0, 1),), (np.zeros(0),), (np.zeros(0),)), {0: 0, 1: 1},
+                   {0: "Adam", 1: "SGD"})
+    assert curves.empty.isVisible() and curves.empty.text() == NO_STEP
+    assert pairs.empty.isVisible() and pairs.empty.text() == NO_STEP
+    pairs.setPairs(CrossSeries(np.zeros(0)), {0: 0}, {0: "Adam"})  # one run: no pair to draw
+    assert pairs.empty.isVisible() and "add another" in pairs.empty.text()
+    s = np.arange(1.0, 11.0)
+    h = History(s, 1 / s, s, s, (np.full(10, 0.1),))
+    curves.setRuns([(0, "Adam"), (1, "SGD")], [h, h])
+    pairs.setPairs(CrossSeries(s, ((0, 1),), (s,), (np.ones(10),)), {0: 0, 1: 1}, {0: "Adam", 1: "SGD"})
+    assert not curves.empty.isVisible() and not pairs.empty.isVisible()
