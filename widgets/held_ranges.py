@@ -20,6 +20,7 @@ import numpy as np
 
 HEADROOM = 0.25  # room past the newest step (a share of the steps' span)
 MARGIN = 0.1  # room above and below the values (a share of their span)
+FLAT = 1e-12  # values no further apart than this share of their size are one value
 
 
 ROUND = (1, 1.5, 2, 3, 5, 7, 10)  # a step axis ends at one of these x 10^k steps past its start
@@ -63,10 +64,17 @@ class HeldRanges:
         held = self._held.get(key)
         current = tuple(vb.viewRange()[axis])
         auto = bool(vb.autoRangeEnabled()[axis])
+        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        # a constant series (to float64 rounding: a bucket's mean of one lr) gets a range about
+        # its value; pyqtgraph's auto-range spanned its 1e-16 of noise, ticks all labelled "0.05"
+        flat = hi - lo <= FLAT * max(abs(lo), abs(hi))
+        if axis and values.size:  # pyqtgraph's auto-range (paused) spans a constant series' value too
+            flat_span = 2 * MARGIN * (abs(hi) or 1.0) if flat else None
+            if vb.state["limits"]["yRange"][0] != flat_span:
+                vb.setLimits(minYRange=flat_span)
         if not live or values.size == 0:
             if fit and values.size and (auto or (held is not None and _same(current, held))):
-                lo, hi = float(values.min()), float(values.max())
-                pad = 0.02 * (hi - lo if hi > lo else (abs(hi) or 1.0))
+                pad = MARGIN * (abs(hi) or 1.0) if flat else 0.02 * (hi - lo)
                 self._set(key, vb, axis, lo - pad, hi + pad)
                 vb.enableAutoRange(axis=axis, enable=False)
                 return
@@ -78,8 +86,7 @@ class HeldRanges:
         if not auto and (held is None or not _same(current, held)):
             self._held.pop(key, None)  # the user's range
             return
-        lo, hi = float(values.min()), float(values.max())
-        span = hi - lo if hi > lo else (abs(hi) or 1.0)
+        span = hi - lo if not flat else (abs(hi) or 1.0)
         a, b = current
         if steps and beyond is None:
             top = lo + round_up((hi - lo) * (1 + 0.1) or 1.0)

@@ -33,6 +33,17 @@ def short_number(v: float) -> str:
     return f"{v:.3g}"
 
 
+def short_numbers(values) -> list[str]:
+    """``short_number`` of each, with more significant digits where that would label two
+    neighbouring ticks alike (a constant lr of 0.05 had ticks 0.0495, 0.05, 0.0505, all "0.05")."""
+    out = [short_number(v) for v in values]
+    for digits in range(4, 10):
+        if len(set(out)) == len(out):
+            break
+        out = [f"{v:.{digits}g}" for v in values]
+    return out
+
+
 def _nice_factors():
     k = 1
     while True:
@@ -126,7 +137,7 @@ def compact_ticks(axis: pg.AxisItem, width: int | None = None, grow=None) -> Non
         if axis.logMode:
             out = [short_number(10.0 ** v) for v in values]
         else:
-            out = [short_number(v * scale) for v in values]
+            out = short_numbers([v * scale for v in values])
         if grow is not None and axis.orientation in ("left", "right") and out:
             need = needed_width(axis, out)
             if need > axis.width():
