@@ -183,7 +183,9 @@ def test_the_distance_and_cosine_plots_put_a_step_at_the_same_x(qtbot):
         return vb.mapViewToScene(pg.QtCore.QPointF(step, 0)).x()
     # laid out and drawn: the distance's labels reach 17k
     qtbot.waitUntil(lambda: w.distance.plot.getViewBox().viewRange()[1][1] > 17000 and w.distance.plot.isVisible())
-    qtbot.wait(200)  # the axes' paints (a wider label widens both)
+    for _ in range(3):  # the axes' paints (a wider label widens both, on the next turn of the loop)
+        w.grab()
+        qtbot.wait(20)
     for k in (0, 2500, 4990):
         assert abs(x_of(w.distance.plot, k) - x_of(w.cosine.plot, k)) < 0.5
 
