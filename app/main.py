@@ -39,8 +39,8 @@ def _application(args):
     apply_scheme(app, args.color_scheme)
     app.setApplicationName("optimlab")
     app.setOrganizationName("optimlab")
-    from widgets.gui_gc import GuiCollector
-    app._collector = GuiCollector(app)  # Python's garbage collector on this thread only (widgets.gui_gc)
+    from widgets import gui_gc
+    gui_gc.install(app)  # Python's garbage collector on this thread only
     return app
 
 

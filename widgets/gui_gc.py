@@ -41,13 +41,18 @@ class GuiCollector(QObject):
         self._timer.start()
 
 
+def install(app) -> GuiCollector:
+    """The app's collector, kept on ``app`` (it lives as long as the application)."""
+    app._collector = GuiCollector(app)
+    return app._collector
+
+
 def as_the_app(app) -> GuiCollector:
     """The window process's garbage collection as ``app.main`` sets it up, for a process that
     builds windows itself (the GUI benchmarks): collection on this thread only, and the objects
     of the modules imported so far frozen (``core.gc_policy``: full collections then walk a
     window's few thousand objects, 1-2 ms, instead of some 230,000, 55-65 ms)."""
     from core import gc_policy
-    collector = GuiCollector(app)
-    app._collector = collector
+    collector = install(app)
     gc_policy.freeze_loaded()
     return collector
