@@ -6,6 +6,10 @@ The histograms are counted on the runner at the measured steps (``core.distribut
 window only asks for them with ``core.edits.distributions``: while the view is on, at most
 once per frame that moved the session (a step, a rewind, another branch or tensor), one
 request in flight.
+
+"measure every step" (the panel's button while over time, and View > Measure the skipped
+steps) replays the branch's unmeasured steps on the runner (``core.edits.measure_skipped``)
+and fills their histograms and norms; the strips and curves are drawn again afterwards.
 """
 from __future__ import annotations
 
@@ -19,7 +23,24 @@ class DistributionsUI:
         self._dist_asked = None  # (run, branch, step, tensor, entries) last asked for
         self._dist_busy = False  # a request in flight: the next waits for its answer
         self._dist_again = False
+        self._measuring = False
         self.tensor_panel.overTimeChanged.connect(self._on_over_time)
+        self.tensor_panel.measureRequested.connect(self.measure_skipped)
+
+    def measure_skipped(self) -> None:
+        """Replay and measure the steps the run left unmeasured (see the module's note)."""
+        if self._measuring or self.snapshot is None:
+            return
+        self._measuring = True
+        self.tensor_panel.setMeasuring(True)
+        self.statusBar().showMessage("Measuring the skipped steps: replaying the branch…")
+
+        def finished(msg: str) -> None:
+            self._measuring = False
+            self.tensor_panel.setMeasuring(False)
+            self.statusBar().showMessage(msg, 10_000)
+            self.draw_distributions(force=True)
+        self.bridge.call(edits.measure_skipped, on_ok=finished, on_error=lambda msg, _tb: finished(msg))
 
     def _on_over_time(self, on: bool) -> None:
         if on:

@@ -182,6 +182,7 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, W
             view.addAction(d.toggleViewAction())
         view.addSeparator()
         self.build_norms_action(view)
+        self.measure_action = act(view, "Measure the skipped steps (replays them)", self.measure_skipped)
         act(view, "Reset layout", self._default_layout)
         self.build_edit_menu(before=run)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import catalogue, files, objectives, session_file, trust
+from . import catalogue, files, objectives, remeasure, session_file, trust
 from .session import Session
 from .spec import EditTensor, GradientSpec, GroupSpec, ManualGrad, SessionSpec, TensorSpec
 from .task_spec import TaskSpec
@@ -299,6 +299,12 @@ def distributions(session, name: str, whichs) -> dict:
     """Several entries of one tensor (``"value"``, ``"grad"``, state keys) at once:
     ``which -> distribution(...)``; the tensor panel's "over time" view asks in one message."""
     return {w: session.distribution(name, w) for w in whichs}
+
+
+def measure_skipped(session) -> str:
+    """Replay the current branch's steps that the run left unmeasured (histograms, norms) and
+    fill them in (core.remeasure); the session stays where it stands. Returns what was done."""
+    return remeasure.measure_skipped(session).message
 
 
 def set_checkpoint_budget(session, nbytes: int) -> int:

@@ -135,11 +135,16 @@ class DensityStrip(QWidget):
         self._shape = None
         self._data = None
         self._idle = " "  # the hover line away from the data: how much of it was measured
+        self._unmeasured = 0  # columns holding an earlier measured one (see held)
         self._wheel = PlotWheel(self)
         self.plot.viewport().installEventFilter(self._wheel)
         self.plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.resetButton.show())
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.setData(None)
+
+    def unmeasured(self) -> int:
+        """How many of the columns shown were not measured (they show the last measured one)."""
+        return self._unmeasured
 
     def isZoomed(self) -> bool:
         return not self.resetButton.isHidden()
@@ -170,6 +175,7 @@ class DensityStrip(QWidget):
             self.image.clear()
             self.note.show()
             self._idle = " "
+            self._unmeasured = 0
             self.hover.setText(" ")
             return
         steps, edges, counts = data
@@ -179,6 +185,7 @@ class DensityStrip(QWidget):
         shown = np.where(src[:, None] >= 0, np.asarray(counts)[np.maximum(src, 0)], 0.0)
         img = density_image(shown)
         n_measured, n = int((src == np.arange(len(src))).sum()), len(src)
+        self._unmeasured = n - n_measured
         # short: it sits beside "whole run" in a narrow strip (the others hold the last measured one)
         self._idle = " " if n_measured == n else f"{n_measured:,} of {n:,} columns measured (hover: which)"
         if self.hover.text() == " " or self.hover.text().endswith("columns measured (hover: which)"):

@@ -44,12 +44,15 @@ class TensorPanel(QWidget):
     another shape and explain nothing).
     ``overTimeChanged(on)``: the "over time" button was toggled; while on, the app feeds each
     entry's distribution with ``setDistributions``.
+    ``measureRequested()``: "measure every step" was pressed (over time): the app replays the
+    steps the run left unmeasured and feeds the strips again; ``setMeasuring`` while it works.
     """
 
     exactRequested = Signal(str, str, tuple)
     valueEdited = Signal(str, str, object, float)
     explainRequested = Signal(str, tuple)
     overTimeChanged = Signal(bool)
+    measureRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -73,6 +76,14 @@ class TensorPanel(QWidget):
         self.overTimeButton.setToolTip("Show each entry's distribution over the steps (values binned by sign and "
                                        "decade; colour: how many elements) instead of its values now")
         self.overTimeButton.toggled.connect(self._on_over_time)
+        self.measureButton = QToolButton(self)
+        self.measureButton.setText("measure every step")
+        self.measureButton.setToolTip(
+            "While running, histograms and norms are measured within a small share of the time. This "
+            "replays the branch's unmeasured steps exactly (as rewinding does) and measures every one; "
+            "the session stays where it stands")
+        self.measureButton.clicked.connect(self.measureRequested)
+        self.measureButton.hide()
         self.scalars = QLabel(self)
         self.scalars.setWordWrap(True)
         self.scalars.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -95,6 +106,7 @@ class TensorPanel(QWidget):
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.header, 1)
+        top.addWidget(self.measureButton)
         top.addWidget(self.overTimeButton)
         lay.addLayout(top)
         lay.addWidget(self.scalars)
@@ -125,7 +137,7 @@ class TensorPanel(QWidget):
             self._name = ""
             self._sync_views({})
             self._texts = {}
-            for w in (self.header, self.scalars, self.scroll, self.overTimeButton):
+            for w in (self.header, self.scalars, self.scroll, self.overTimeButton, self.measureButton):
                 w.hide()
             self.placeholder.show()
             return
@@ -135,6 +147,7 @@ class TensorPanel(QWidget):
         self.scroll.show()
         self.header.show()
         self.overTimeButton.setVisible(self._over_time_offered)
+        self._show_measure()
         extra = " · sparse gradient (shown dense)" if ts.grad_sparse else ""
         self.header.setText(f"{html.escape(ts.name)} · group {ts.group} · param {ts.index}{extra}")
 
@@ -192,6 +205,15 @@ class TensorPanel(QWidget):
         if not on:
             self.setOverTime(False)
         self.overTimeButton.setVisible(on and bool(self._name))
+        self._show_measure()
+
+    def setMeasuring(self, busy: bool) -> None:
+        """The replay asked for with "measure every step" is under way (the button waits)."""
+        self.measureButton.setEnabled(not busy)
+        self.measureButton.setText("measuring…" if busy else "measure every step")
+
+    def _show_measure(self) -> None:
+        self.measureButton.setVisible(self._over_time_offered and bool(self._name) and self.overTime())
 
     def overTime(self) -> bool:
         """Whether the entries show their distributions over time (else their values now)."""
@@ -285,6 +307,7 @@ class TensorPanel(QWidget):
     def _on_over_time(self, on: bool) -> None:
         if on:
             self._make_strips()
+        self._show_measure()
         self._relayout(force=True)
         self.overTimeChanged.emit(on)
 

@@ -39,3 +39,27 @@ def test_over_time_shows_every_entrys_distribution_up_to_the_step_stood_on(make_
     qtbot.mouseClick(panel.overTimeButton, Qt.MouseButton.LeftButton)  # back to the values: step 7's
     qtbot.waitUntil(lambda: panel.views()["exp_avg"].isVisible())
     np.testing.assert_array_equal(shown_values(win, "exp_avg"), expected(spec, 7)["exp_avg"])
+
+
+def test_measure_every_step_fills_the_columns_the_run_skipped_and_stays_at_its_step(make_window, qtbot):
+    """A tiny problem's run measures one step in many (its budget); the button replays the
+    skipped steps and every column of every strip is then measured, the session where it was."""
+    spec = quadratic_spec("Adam", {"lr": 0.05}, shape=(3, 3))
+    win = make_window(spec)
+    win.step(300)
+    wait_step(qtbot, win, 300)
+    panel = win.tensor_panel
+    assert not panel.measureButton.isVisible()  # only over time
+    qtbot.mouseClick(panel.overTimeButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: all(panel.distribution(w) is not None for w in panel.strips()))
+    strips = panel.strips()
+    assert strips["value"].unmeasured() > 0 and panel.measureButton.isVisible()
+    qtbot.mouseClick(panel.measureButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "by replaying them" in win.statusBar().currentMessage(), timeout=20_000)
+    qtbot.waitUntil(lambda: all(s.unmeasured() == 0 for s in panel.strips().values()))
+    assert panel.measureButton.isEnabled() and win.snapshot.step == 300
+    for which in strips:
+        steps, _, counts = panel.distribution(which)
+        assert list(steps) == list(range(1, 301)) and np.allclose(counts.sum(axis=1), 9)
+    norms = on_runner(win, edits.branch_history, win.snapshot.branch).grad_norm
+    assert len(norms) == 300 and np.isfinite(norms).all()  # the curves' norms too

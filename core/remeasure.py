@@ -1,0 +1,167 @@
+"""Measure the steps a run skipped, afterwards: the branch replayed on an engine of its own.
+
+While a run goes, norms and histograms are measured within a small share of its time
+(``core.observer``'s budget): on a small problem one step in tens or hundreds, so the tensor
+panel's distributions over time and the curves' norms have gaps ("3 of 200 columns measured").
+A debugger can do better than a tracker here: every step of the timeline can be had again
+exactly (rewinding does it: the nearest checkpoint, then the journal). ``measure_skipped``
+replays the current branch from the first step whose bucket is incomplete to the branch's
+end on a separate engine whose observer measures every step, and the buckets the replay
+covers take its histograms and norms (the same bins and grid). The session itself (its
+position, engine, undo history) is untouched, and the numbers are the run's own: the replay
+is the same computation, bit for bit, as a rewind's.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .distributions import Distributions
+from .observer import Observer
+from .replay import engine_before
+from .series import SeriesSet
+from .spec import Step
+
+MEASURED = ("grad_norm", "update_norm")  # the series columns the budget thins (and update_ratio<g>)
+
+
+@dataclass(frozen=True)
+class Remeasured:
+    first: int  # the first step replayed (0: nothing was missing)
+    last: int
+    seconds: float
+
+    @property
+    def steps(self) -> int:
+        return self.last - self.first + 1 if self.first else 0
+
+    @property
+    def message(self) -> str:
+        if not self.first:
+            return "Every step is measured already"
+        return (f"Measured steps {self.first:,}-{self.last:,} by replaying them "
+                f"({self.steps:,} steps in {self.seconds:.1f} s)")
+
+
+def _bucket_steps(origin: int, width: int, n: int, end: int) -> np.ndarray:
+    """How many steps each of the first ``n`` buckets holds, the last one ending at ``end``."""
+    lo = origin + np.arange(n) * width
+    return np.clip(end - lo, 0, width)
+
+
+def first_unmeasured_dists(d: Distributions, end: int) -> int | None:
+    """The first step of the first bucket whose histograms miss a step, or None."""
+    if not d.samples or d.n == 0:
+        return d.origin + 1 if end > d.origin else None
+    got = np.max(np.stack([s[:d.n] for s in d.samples.values()]), axis=0)
+    want = _bucket_steps(d.origin, d.width, d.n, end)
+    short = np.nonzero(got < want)[0]
+    if len(short):
+        return d.origin + int(short[0]) * d.width + 1
+    covered = d.origin + d.n * d.width
+    return covered + 1 if covered < end else None
+
+
+def _measured_names(s: SeriesSet) -> list[str]:
+    return [n for n in s.cols if n in MEASURED or n.startswith("update_ratio")]
+
+
+def first_unmeasured_series(s: SeriesSet, end: int) -> int | None:
+    """The first step of the first bucket whose norms miss a step, or None (nothing measured
+    at all: the norms were never asked for, e.g. a run without gradients, so nothing to fill)."""
+    names = _measured_names(s)
+    if not names or s.n == 0:
+        return None
+    got = np.max(np.stack([s.cols[n]["count"][:s.n] for n in names]), axis=0)
+    want = _bucket_steps(s.origin, s.width, s.n, end)
+    short = np.nonzero(got < want)[0]
+    return s.origin + int(short[0]) * s.width + 1 if len(short) else None
+
+
+def measure_skipped(session, cancelled=lambda: False) -> Remeasured:
+    """Fill the current branch's skipped measurements (histograms and norms) by replaying it;
+    see the module's note. Returns what was replayed."""
+    session.flush()
+    tl = session.timeline
+    b = tl.branch
+    end = b.end_step
+    firsts = [f for f in (first_unmeasured_dists(b.dists, end), first_unmeasured_series(b.series, end))
+              if f is not None and f <= end]
+    if not firsts:
+        return Remeasured(0, 0, 0.0)
+    first = max(min(firsts), b.start_step + 1)
+    t0 = time.perf_counter()
+    eng = engine_before(tl, b.id, first)
+    obs = Observer()
+    obs.set_breakpoints(())
+    obs.every_step = True
+    obs.dists = Distributions(b.dists.capacity, b.dists.origin)
+    obs.dists.width = b.dists.width
+    obs.series = SeriesSet(b.series.capacity, b.series.origin)
+    obs.series.width = b.series.width
+    obs.lr_each_step = eng.scheduler is not None
+    eng.observer = obs
+    obs.attach(eng.optimizer)
+    entries = b.journal.entries
+    j = next(i for i, (s0, a) in enumerate(entries) if isinstance(a, Step) and s0 < first <= s0 + a.n)
+    try:
+        for s0, a in entries[j:]:
+            if isinstance(a, Step):
+                for _ in range(max(s0 + 1, first), min(s0 + a.n, end) + 1):
+                    if eng.step_count == eng.spec.start_step:
+                        eng.check_can_step()
+                    metrics = eng.step_once()
+                    obs.end_step(eng.step_count, eng.loss, metrics, eng)
+                    if cancelled():
+                        break
+            elif s0 < end:
+                eng.apply(a)
+            if eng.step_count >= end or cancelled():
+                break
+        obs.resolve()
+        obs.flush_series()
+    finally:
+        obs.detach()
+    last = eng.step_count
+    _take_dists(b.dists, obs.dists, first_unmeasured_dists(b.dists, end), last, end)
+    _take_series(b.series, obs.series, first_unmeasured_series(b.series, end), last, end)
+    return Remeasured(first, last, time.perf_counter() - t0)
+
+
+def _covered(origin: int, width: int, first: int | None, last: int, end: int) -> range:
+    """The buckets from the one starting at ``first`` whose every step the replay (to ``last``)
+    measured: a bucket ending after ``last`` only if the branch ends inside it there."""
+    if first is None:
+        return range(0)
+    b0 = (first - origin - 1) // width
+    b1 = (last - origin - 1) // width + 1  # past the bucket holding ``last``
+    if last < end and (last - origin) % width:
+        b1 -= 1  # cancelled inside a bucket: that one stays as it was
+    return range(b0, max(b0, b1))
+
+
+def _take_dists(d: Distributions, got: Distributions, first, last: int, end: int) -> None:
+    r = _covered(d.origin, d.width, first, last, end)
+    if not r or got.width != d.width:
+        return
+    for key, a in got.data.items():
+        if key not in d.data:
+            d.data[key] = np.zeros_like(a)
+            d.samples[key] = np.zeros_like(got.samples[key])
+        d.data[key][r.start:r.stop] = a[r.start:r.stop]
+        d.samples[key][r.start:r.stop] = got.samples[key][r.start:r.stop]
+    d.n = max(d.n, r.stop)
+
+
+def _take_series(s: SeriesSet, got: SeriesSet, first, last: int, end: int) -> None:
+    r = _covered(s.origin, s.width, first, last, end)
+    if not r or got.width != s.width:
+        return
+    for name in _measured_names(got):
+        dst, src = s._col(name), got.cols[name]
+        for k in src:
+            dst[k][r.start:r.stop] = src[k][r.start:r.stop]
+    s.n = max(s.n, r.stop)
+    s.invalidate()

@@ -1,0 +1,102 @@
+"""Measuring the skipped steps afterwards (core.remeasure): the branch replayed on an engine of
+its own gives the histograms and norms that measuring every step live gives, and leaves the
+session where it was."""
+import numpy as np
+import pytest
+import torch
+
+from core.cli_open import open_session
+from core.remeasure import first_unmeasured_dists, first_unmeasured_series, measure_skipped
+from core.session import Session
+from core.spec import SchedulerSpec, SetHparam, Step, ZeroGrad
+from tests.core.test_fidelity import make_spec
+
+NORMS = ("grad_norm", "update_norm", "update_ratio0")
+
+
+def replayed(spec, actions, every_step: bool) -> Session:
+    s = Session(spec)
+    s.observer.every_step = every_step
+    for a in actions:
+        s.apply(a, undoable=False)
+    s.flush()
+    return s
+
+
+def example_actions(name):
+    s = open_session(name)
+    return s.timeline.branch.spec, s.timeline.branch.journal.actions()
+
+
+def assert_same_measurements(got: Session, want: Session, exact_sums: bool = True) -> None:
+    gd, wd = got.timeline.branch.dists, want.timeline.branch.dists
+    assert (gd.n, gd.width) == (wd.n, wd.width) and set(gd.data) == set(wd.data)
+    for key in wd.data:
+        assert np.array_equal(gd.samples[key][:wd.n], wd.samples[key][:wd.n]), key
+        assert np.array_equal(gd.data[key][:wd.n], wd.data[key][:wd.n]), key
+    gs, ws = got.timeline.branch.series, want.timeline.branch.series
+    assert (gs.n, gs.width) == (ws.n, ws.width)
+    for name in [n for n in ws.cols if n in NORMS or n.startswith("update_ratio")]:
+        for k in ("count", "min", "max"):
+            assert np.array_equal(gs.cols[name][k][:ws.n], ws.cols[name][k][:ws.n]), (name, k)
+        if exact_sums:
+            assert np.array_equal(gs.cols[name]["sum"][:ws.n], ws.cols[name]["sum"][:ws.n]), name
+        else:  # buckets that merged in pairs live and summed in a row by the replay: the same up to rounding
+            assert np.allclose(gs.cols[name]["sum"][:ws.n], ws.cols[name]["sum"][:ws.n], rtol=1e-12), name
+
+
+def test_the_multi_group_example_gets_every_step_measured_as_if_measured_live():
+    """Its journal edits an lr at step 100 between its steps; within the budget most steps go
+    unmeasured, the replay fills them with exactly what measuring every step live records."""
+    spec, actions = example_actions("multi_group")
+    budgeted = replayed(spec, actions, every_step=False)
+    b = budgeted.timeline.branch
+    assert first_unmeasured_dists(b.dists, b.end_step) is not None  # the budget skipped steps
+    live = replayed(spec, actions, every_step=True)
+    params = {k: v.detach().clone() for k, v in budgeted.params.items()}
+    r = measure_skipped(budgeted)
+    assert r.first > 1 and r.last == 200 and "by replaying them" in r.message
+    assert_same_measurements(budgeted, live)
+    assert first_unmeasured_dists(b.dists, 200) is None and first_unmeasured_series(b.series, 200) is None
+    assert all(torch.equal(budgeted.params[k], v) for k, v in params.items())  # the session did not move
+    assert measure_skipped(budgeted).first == 0  # nothing left: nothing replayed
+
+
+def test_buckets_of_many_steps_a_scheduler_and_a_zero_grad_in_the_journal():
+    """1,300 steps: the histograms' 512 buckets hold 4 steps each, so a bucket is complete only
+    when its 4 steps are; a scheduler changes the lr every step."""
+    spec = make_spec("SGD", "objective")
+    spec = spec.__class__(**{**spec.__dict__, "hparams": {"lr": 0.01, "momentum": 0.9},
+                             "scheduler": SchedulerSpec("StepLR", {"step_size": 300, "gamma": 0.5}, "step")})
+    actions = [Step(700), ZeroGrad(False), SetHparam(0, "lr", 0.02), Step(600)]
+    budgeted = replayed(spec, actions, every_step=False)
+    live = replayed(spec, actions, every_step=True)
+    assert budgeted.timeline.branch.dists.width == 4
+    r = measure_skipped(budgeted)
+    assert r.last == 1300
+    assert_same_measurements(budgeted, live, exact_sums=False)
+
+
+def test_a_rewound_session_stays_where_it_stands_and_a_later_step_forks_as_before():
+    spec, actions = example_actions("multi_group")
+    s = replayed(spec, actions, every_step=False)
+    s.goto(120)
+    before = (s.position(), {k: v.detach().clone() for k, v in s.params.items()}, len(s.branches()))
+    measure_skipped(s)
+    assert s.position() == before[0] and len(s.branches()) == before[2]
+    assert all(torch.equal(s.params[k], v) for k, v in before[1].items())
+    steps, _, mean = s.distribution("weight")
+    assert list(steps) == list(range(1, 121))  # shown up to where it stands, every step measured
+    s.step(3)  # stepping from a rewound position forks, as before
+    assert len(s.branches()) == before[2] + 1
+
+
+def test_a_cancelled_replay_keeps_only_the_buckets_it_finished():
+    spec, actions = example_actions("multi_group")
+    s = replayed(spec, actions, every_step=False)
+    b = s.timeline.branch
+    first = first_unmeasured_dists(b.dists, 200)
+    calls = []
+    r = measure_skipped(s, cancelled=lambda: len(calls) > 30 or calls.append(1))
+    assert r.last < 200
+    assert first_unmeasured_dists(b.dists, 200) == r.last + 1 > first
