@@ -2,7 +2,6 @@
 its own gives the histograms and norms that measuring every step live gives, and leaves the
 session where it was."""
 import numpy as np
-import pytest
 import torch
 
 from core.cli_open import open_session
