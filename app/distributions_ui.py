@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from core import edits
 
+MEASURE_SLICE = 0.25  # seconds of replay per runner call (core.remeasure)
+
 
 class DistributionsUI:
     """Feeds the tensor panel's density strips."""
@@ -28,19 +30,44 @@ class DistributionsUI:
         self.tensor_panel.measureRequested.connect(self.measure_skipped)
 
     def measure_skipped(self) -> None:
-        """Replay and measure the steps the run left unmeasured (see the module's note)."""
-        if self._measuring or self.snapshot is None:
+        """Replay and measure the steps the run left unmeasured (see the module's note), in
+        slices of MEASURE_SLICE seconds: the runner answers other commands between them and a
+        second press (or Run) stops after the current one."""
+        if self._measuring:
+            self._measure_stop = True
             return
-        self._measuring = True
+        if self.snapshot is None:
+            return
+        self._measuring, self._measure_stop, self._measure_from = True, False, 0
         self.tensor_panel.setMeasuring(True)
         self.statusBar().showMessage("Measuring the skipped steps: replaying the branch…")
+        self._measure_slice()
 
-        def finished(msg: str) -> None:
-            self._measuring = False
-            self.tensor_panel.setMeasuring(False)
-            self.statusBar().showMessage(msg, 10_000)
-            self.draw_distributions(force=True)
-        self.bridge.call(edits.measure_skipped, on_ok=finished, on_error=lambda msg, _tb: finished(msg))
+    def _measure_slice(self) -> None:
+        def finished(got) -> None:
+            done, first, last, end = got
+            self._measure_from = self._measure_from or first
+            s = self.snapshot
+            if not done and not self._measure_stop and not (s is not None and s.running):
+                self.statusBar().showMessage(f"Measuring the skipped steps: {last:,} of {end:,} (press again to stop)…")
+                self.draw_distributions(force=True)
+                self._measure_slice()
+                return
+            if not first and not self._measure_from:
+                msg = "Every step is measured already"
+            else:
+                msg = (f"Measured steps {self._measure_from:,}-{last:,} by replaying them"
+                       + ("" if done else f" (stopped: {end - last:,} steps left unmeasured)"))
+            self._end_measuring(msg)
+
+        self.bridge.call(edits.measure_skipped, MEASURE_SLICE, on_ok=finished,
+                         on_error=lambda msg, _tb: self._end_measuring(msg))
+
+    def _end_measuring(self, msg: str) -> None:
+        self._measuring = False
+        self.tensor_panel.setMeasuring(False)
+        self.statusBar().showMessage(msg, 10_000)
+        self.draw_distributions(force=True)
 
     def _on_over_time(self, on: bool) -> None:
         if on:

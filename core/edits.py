@@ -301,10 +301,12 @@ def distributions(session, name: str, whichs) -> dict:
     return {w: session.distribution(name, w) for w in whichs}
 
 
-def measure_skipped(session) -> str:
+def measure_skipped(session, seconds: float | None = None) -> tuple[bool, int, int, int]:
     """Replay the current branch's steps that the run left unmeasured (histograms, norms) and
-    fill them in (core.remeasure); the session stays where it stands. Returns what was done."""
-    return remeasure.measure_skipped(session).message
+    fill them in (core.remeasure), for about ``seconds`` (None: all); the session stays where it
+    stands. Returns (done, first step replayed (0: none was missing), last, the branch's end)."""
+    r = remeasure.measure_skipped(session, seconds)
+    return r.done, r.first, r.last, r.end
 
 
 def set_checkpoint_budget(session, nbytes: int) -> int:

@@ -13,6 +13,7 @@ is the same computation, bit for bit, as a rewind's.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -30,12 +31,18 @@ MEASURED = ("grad_norm", "update_norm")  # the series columns the budget thins (
 @dataclass(frozen=True)
 class Remeasured:
     first: int  # the first step replayed (0: nothing was missing)
-    last: int
+    last: int  # the last one (its bucket complete)
     seconds: float
+    end: int = 0  # the branch's last step
 
     @property
     def steps(self) -> int:
         return self.last - self.first + 1 if self.first else 0
+
+    @property
+    def done(self) -> bool:
+        """Nothing is left to measure (else call again: it goes on from where this stopped)."""
+        return not self.first or self.last >= self.end
 
     @property
     def message(self) -> str:
@@ -80,9 +87,12 @@ def first_unmeasured_series(s: SeriesSet, end: int) -> int | None:
     return s.origin + int(short[0]) * s.width + 1 if len(short) else None
 
 
-def measure_skipped(session, cancelled=lambda: False) -> Remeasured:
+def measure_skipped(session, seconds: float | None = None, cancelled=lambda: False) -> Remeasured:
     """Fill the current branch's skipped measurements (histograms and norms) by replaying it;
-    see the module's note. Returns what was replayed."""
+    see the module's note. With ``seconds``, it stops at the first bucket boundary after about
+    that long (the window asks in such slices: the runner answers its other commands between
+    them, and the user can stop); ``done`` says whether anything is left. A bucket is filled
+    only when the replay measured all its steps."""
     session.flush()
     tl = session.timeline
     b = tl.branch
@@ -93,6 +103,13 @@ def measure_skipped(session, cancelled=lambda: False) -> Remeasured:
         return Remeasured(0, 0, 0.0)
     first = max(min(firsts), b.start_step + 1)
     t0 = time.perf_counter()
+    width, origin = b.dists.width, b.dists.origin  # its buckets' ends are the series' too (origin, 2^k)
+    deadline = math.inf if seconds is None else t0 + seconds
+
+    def stop() -> bool:
+        if cancelled():
+            return True
+        return (eng.step_count - origin) % width == 0 and time.perf_counter() > deadline
     eng = engine_before(tl, b.id, first)
     obs = Observer()
     obs.set_breakpoints(())
@@ -107,6 +124,7 @@ def measure_skipped(session, cancelled=lambda: False) -> Remeasured:
     entries = b.journal.entries
     j = next(i for i, (s0, a) in enumerate(entries) if isinstance(a, Step) and s0 < first <= s0 + a.n)
     try:
+        stopped = False
         for s0, a in entries[j:]:
             if isinstance(a, Step):
                 for _ in range(max(s0 + 1, first), min(s0 + a.n, end) + 1):
@@ -114,11 +132,12 @@ def measure_skipped(session, cancelled=lambda: False) -> Remeasured:
                         eng.check_can_step()
                     metrics = eng.step_once()
                     obs.end_step(eng.step_count, eng.loss, metrics, eng)
-                    if cancelled():
+                    if stop():
+                        stopped = True
                         break
             elif s0 < end:
                 eng.apply(a)
-            if eng.step_count >= end or cancelled():
+            if stopped or eng.step_count >= end:
                 break
         obs.resolve()
         obs.flush_series()
@@ -127,7 +146,7 @@ def measure_skipped(session, cancelled=lambda: False) -> Remeasured:
     last = eng.step_count
     _take_dists(b.dists, obs.dists, first_unmeasured_dists(b.dists, end), last, end)
     _take_series(b.series, obs.series, first_unmeasured_series(b.series, end), last, end)
-    return Remeasured(first, last, time.perf_counter() - t0)
+    return Remeasured(first, last, time.perf_counter() - t0, end)
 
 
 def _covered(origin: int, width: int, first: int | None, last: int, end: int) -> range:

@@ -208,9 +208,8 @@ class TensorPanel(QWidget):
         self._show_measure()
 
     def setMeasuring(self, busy: bool) -> None:
-        """The replay asked for with "measure every step" is under way (the button waits)."""
-        self.measureButton.setEnabled(not busy)
-        self.measureButton.setText("measuring…" if busy else "measure every step")
+        """The replay asked for with "measure every step" is under way (pressed again: stop)."""
+        self.measureButton.setText("stop measuring" if busy else "measure every step")
 
     def _show_measure(self) -> None:
         self.measureButton.setVisible(self._over_time_offered and bool(self._name) and self.overTime())

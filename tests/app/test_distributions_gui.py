@@ -57,9 +57,24 @@ def test_measure_every_step_fills_the_columns_the_run_skipped_and_stays_at_its_s
     qtbot.mouseClick(panel.measureButton, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "by replaying them" in win.statusBar().currentMessage(), timeout=20_000)
     qtbot.waitUntil(lambda: all(s.unmeasured() == 0 for s in panel.strips().values()))
-    assert panel.measureButton.isEnabled() and win.snapshot.step == 300
+    assert panel.measureButton.text() == "measure every step" and win.snapshot.step == 300
     for which in strips:
         steps, _, counts = panel.distribution(which)
         assert list(steps) == list(range(1, 301)) and np.allclose(counts.sum(axis=1), 9)
     norms = on_runner(win, edits.branch_history, win.snapshot.branch).grad_norm
     assert len(norms) == 300 and np.isfinite(norms).all()  # the curves' norms too
+
+
+def test_a_long_replay_goes_in_slices_and_a_second_press_stops_it(make_window, qtbot):
+    spec = quadratic_spec("Adam", {"lr": 0.05}, shape=(3, 3))
+    win = make_window(spec)
+    win.step(40_000)
+    wait_step(qtbot, win, 40_000, timeout=60_000)
+    panel = win.tensor_panel
+    qtbot.mouseClick(panel.overTimeButton, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(panel.measureButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: " of 40,000 (press again to stop)" in win.statusBar().currentMessage(), timeout=20_000)
+    assert panel.measureButton.text() == "stop measuring"
+    qtbot.mouseClick(panel.measureButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "steps left unmeasured" in win.statusBar().currentMessage(), timeout=20_000)
+    assert panel.measureButton.text() == "measure every step" and win.snapshot.step == 40_000

@@ -99,3 +99,22 @@ def test_a_cancelled_replay_keeps_only_the_buckets_it_finished():
     r = measure_skipped(s, cancelled=lambda: len(calls) > 30 or calls.append(1))
     assert r.last < 200
     assert first_unmeasured_dists(b.dists, 200) == r.last + 1 > first
+
+
+def test_in_slices_of_time_each_slice_ends_on_a_whole_bucket_and_the_next_goes_on_from_there():
+    """The window asks for a fraction of a second at a time; slices add up to the whole."""
+    spec = make_spec("SGD", "objective")
+    actions = [Step(560), SetHparam(0, "lr", 0.02), Step(140)]
+    s = replayed(spec, actions, every_step=False)
+    live = replayed(spec, actions, every_step=True)
+    b = s.timeline.branch
+    slices = []
+    while True:
+        r = measure_skipped(s, seconds=0.02)
+        slices.append(r)
+        if r.done:
+            break
+        assert (r.last - b.dists.origin) % b.dists.width == 0  # a bucket boundary
+        assert first_unmeasured_dists(b.dists, 700) == r.last + 1
+    assert len(slices) > 3 and slices[-1].last == 700
+    assert_same_measurements(s, live, exact_sums=False)
