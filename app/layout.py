@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QDockWidget, QWidget
+from PySide6.QtWidgets import QDockWidget, QTabBar, QWidget
+from shiboken6 import isValid
 
 LAYOUT_VERSION = 2  # 2: the Branches and Breakpoints docks
 
@@ -77,6 +78,25 @@ class WindowLayout:
         super().resizeEvent(event)
         if event.size().width() < event.oldSize().width() or event.oldSize().width() < 0:
             QTimer.singleShot(0, self._give_centre_room)
+
+    def childEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        """Docks tabbed together show their whole titles: Qt elides them ("Cur…", "Landsca…"
+        in a right dock at 280 px under Xvfb); a tab bar too narrow for them scrolls instead.
+        Qt makes these tab bars as docks are tabbed and sets their elide mode after making
+        them (a child being added is not a QTabBar yet), hence one deferred pass."""
+        super().childEvent(event)
+        if event.added() and not getattr(self, "_titles_due", False):
+            self._titles_due = True
+            QTimer.singleShot(0, self._whole_titles)
+
+    def _whole_titles(self) -> None:
+        self._titles_due = False
+        if not isValid(self):
+            return
+        for bar in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
+            if bar.elideMode() != Qt.TextElideMode.ElideNone:
+                bar.setElideMode(Qt.TextElideMode.ElideNone)
+                bar.setUsesScrollButtons(True)
 
     CENTRE_SHARE = 0.42  # of the window's width, at least, for the tensors
 

@@ -46,6 +46,24 @@ def test_every_dock_has_room_and_none_is_hidden_in_the_default_layout(make_windo
     assert win.centralWidget().width() >= 400 and win.centralWidget().height() >= 400
 
 
+def test_docks_tabbed_together_show_whole_titles_never_elided(make_window, qtbot):
+    """Under Xvfb a right dock at 280 px showed tabs "Cur…", "Landsca…": Qt elides dock tabs
+    when their bar is narrower than their titles. They stay whole now (the bar scrolls),
+    also on a bar Qt makes later, when docks are tabbed together."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QTabBar
+    win = make_window(quadratic_spec(shape=(4, 4)))
+    win.tabifyDockWidget(win.controls_dock, win.branches_dock)  # a new tab bar, made now
+
+    def bars():
+        return [b for b in win.findChildren(QTabBar) if b.isVisible() and b.count() > 1]
+    qtbot.waitUntil(lambda: len(bars()) >= 4)
+    titles = {b.tabText(i) for b in bars() for i in range(b.count())}
+    assert {"Curves", "Landscape", "Decision boundary", "Controls", "Branches"} <= titles
+    qtbot.waitUntil(lambda: all(b.elideMode() == Qt.TextElideMode.ElideNone and b.usesScrollButtons()
+                                for b in bars()))
+
+
 def test_dark_screenshot_waits_for_the_runner_and_draws_the_landscape(tmp_path):
     png = tmp_path / "dark.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
