@@ -3,7 +3,7 @@
     optimlab run SESSION [--steps N] [--load-optimizer PATH] [--save-optimizer PATH]
                  [--save-params PATH] [--save-session PATH] [--print-state]
                  [--trust-script] [--timeout SECONDS] [--branch B] [--at STEP] [--until CONDITION ...]
-                 [--threads N]
+                 [--threads N] [--measure-every-step]
     optimlab branches SESSION   list the timeline's branches
     optimlab explain SESSION --tensor NAME --index I[,J...] [--step K] [--branch B]
                              one element's update: the optimizer's formula with its numbers, beside torch's
@@ -112,7 +112,7 @@ def cmd_run(args) -> int:
                      load_optimizer=_abs(args.load_optimizer), load_params=_abs(args.load_params), saves=saves,
                      print_state=args.print_state, trust_script=args.trust_script,
                      trusted=tuple(trust.trusted()), branch=args.branch, at=args.at, until=tuple(args.until),
-                     threads=args.threads or 0)
+                     threads=args.threads or 0, measure_all=args.measure_every_step)
     for c in req.until:
         parse_breakpoint(c)  # a condition that cannot be read is refused before anything runs
     outcome = supervise(req, args.timeout)
@@ -292,6 +292,10 @@ def parser() -> argparse.ArgumentParser:
                    help="stop at the first step where CONDITION holds, e.g. 'grad_norm > 10', 'loss nonfinite', "
                         "'step == 120', 'update_ratio[1] > 0.01', 'loss rising 5', 'w.grad abs > 100' "
                         "(repeatable); prints 'stopped at step K: CONDITION' and saves what is asked there")
+    r.add_argument("--measure-every-step", action="store_true",
+                   help="after stepping, replay the steps the run measured no norms or histograms at (it measures "
+                        "within a small share of its time) and measure them, so a saved session has every step's "
+                        "distributions and norms; prints 'Measured steps A-B by replaying them (...)'")
     r.set_defaults(func=cmd_run)
     b = sub.add_parser("branches", help="list a session's branches (id, parent, fork step, steps, last loss)")
     b.add_argument("session", help="a .optimlab session (or .json, or an example's name)")

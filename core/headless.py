@@ -40,6 +40,7 @@ class RunRequest:
     branch: int | None = None  # stand on this branch (its head, or --at) before anything else
     at: int | None = None  # stand at this step first
     until: tuple[str, ...] = ()  # breakpoint conditions: stop at the first step where one holds
+    measure_all: bool = False  # then replay the steps left unmeasured (core.remeasure) before saving
 
 
 @dataclass
@@ -130,6 +131,10 @@ def _child_run(req: RunRequest, conn, cancel, progress) -> None:
     s.run(req.steps, cancelled=stop_here)
     progress.value = s.step_count
     hit = s.last_hit
+    measured = ""
+    if req.measure_all and not cancel.is_set():
+        from .remeasure import measure_skipped
+        measured = measure_skipped(s, cancelled=cancel.is_set).message + "\n"
     writers = {"optimizer": files.save_optimizer, "params": files.save_params,
                "checkpoint": files.save_checkpoint, "session": session_file.save_session}
     for what, path in req.saves:
@@ -140,6 +145,7 @@ def _child_run(req: RunRequest, conn, cancel, progress) -> None:
     else:
         loss = s.loss_value()
         text = f"{s.spec.optimizer}: step {s.step_count}" + ("" if loss is None else f", loss {loss:.6g}") + "\n"
+    text = measured + text
     stop = None
     if hit is not None:
         asked = hit.text in {parse_text(c) for c in req.until}

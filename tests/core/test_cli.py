@@ -243,3 +243,20 @@ def test_until_stops_at_the_first_step_where_the_condition_holds_and_saves_there
     assert torch.equal(torch.load(tmp_path / "p.pt", weights_only=True)["w"], s.params["w"].detach())
     code, out, err = run(capsys, "run", path, "--steps", 1000, "--until", "update_ratio[3] > 0.1")
     assert code == 2 and "update_ratio[3] names a group" in err
+
+
+def test_measure_every_step_saves_a_session_whose_distributions_and_norms_have_every_step(capsys, tmp_path):
+    from core.remeasure import first_unmeasured_dists, first_unmeasured_series
+    plain, full = tmp_path / "plain.optimlab", tmp_path / "full.optimlab"
+    code, out, _ = run(capsys, "run", "multi_group", "--steps", 300, "--save-session", plain)
+    assert code == 0 and "Measured" not in out
+    b = session_file.load_session(plain).timeline.branch
+    assert first_unmeasured_dists(b.dists, 500) is not None  # the run measured within its budget
+    code, out, _ = run(capsys, "run", "multi_group", "--steps", 300, "--measure-every-step", "--save-session", full)
+    assert code == 0 and re.search(r"^Measured steps \d+-500 by replaying them", out, re.M), out
+    assert "AdamW: step 500" in out
+    s = session_file.load_session(full)
+    b = s.timeline.branch
+    assert first_unmeasured_dists(b.dists, 500) is None and first_unmeasured_series(b.series, 500) is None
+    steps, _, counts = s.distribution("weight", "exp_avg")
+    assert list(steps) == list(range(1, 501)) and counts.sum(axis=1).min() > 0
