@@ -199,7 +199,7 @@ def test_examples_lists_seed_walkthrough(capsys):
 
 def timeline_file(tmp_path) -> Path:
     """A session with two branches: branch 0 runs 40 steps; branch 1 forks from it at 15."""
-    from core.spec import GradientSpec, SessionSpec, Step, TensorSpec
+    from core.spec import GradientSpec, SessionSpec, TensorSpec
     spec = SessionSpec(optimizer="Adam", hparams={"lr": 0.05}, zero_grad_each_step=True,
                        tensors=[TensorSpec("w", (3,), init="values", values=[1.0, -2.0, 0.5])],
                        gradient=GradientSpec("objective", objective="quadratic", condition=50.0))
