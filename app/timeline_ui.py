@@ -56,6 +56,10 @@ class TimelineUI:
         self.branches_dock = self._dock("Branches", self.branch_list, R)
         self.breakpoint_list = BreakpointList()
         self.breakpoints_dock = self._dock("Breakpoints", self.breakpoint_list, R)
+        # a click on a curve or on a column of a distribution over time goes to that step
+        self.curves.setStepClickable(True)
+        self.curves.stepClicked.connect(self._clicked_step)
+        self.tensor_panel.stepClicked.connect(self._clicked_step)
         self._overlays: dict[int, tuple] = {}  # branch -> (key, History) fetched
         self._overlay_asked: dict[int, tuple] = {}  # branch -> key being fetched
         self._overlay_drawn = None
@@ -93,6 +97,16 @@ class TimelineUI:
         if s is not None and (s.running or s.batch_total):
             self.bridge.runner.pause()
             self.bridge.runner.cancel()
+
+    def _clicked_step(self, step: int) -> None:
+        """A click on a curve or a distribution's column: go there, while paused (a click while
+        the run goes on, to look closer, should not stop it)."""
+        s = self.bridge.latest()
+        if s is not None and (s.running or s.batch_total):
+            self.statusBar().showMessage(f"Pause to go to step {step:,} (a click on a plot goes to its step "
+                                         "while paused)", 5_000)
+            return
+        self.goto(step, self._shown_branch())
 
     def goto(self, step: int | None, branch: int | None) -> None:
         """Stand at ``step`` (None: the last) of ``branch``; while one is being answered only the

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QMenu, QSlider, QToolButton, QVBoxLayout, QWidget
 
@@ -90,7 +90,11 @@ def _nobreak(text: str) -> str:
 
 
 class CurvesView(CurvesExport, QWidget):
-    """Plots a ``History``; hovering a plot reads out the nearest point."""
+    """Plots a ``History``; hovering a plot reads out the nearest point, and a click on a plot
+    asks to go to the step under it (``stepClicked(step)``: the nearest recorded step; a
+    bucket's last step where points hold several)."""
+
+    stepClicked = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -102,6 +106,7 @@ class CurvesView(CurvesExport, QWidget):
         self._live = False
         self._held = HeldRanges()  # while running, the axes hold their ranges (widgets.held_ranges)
         self._legend_plain = ""
+        self._clickable = False  # see setStepClickable
         self.smoothing = QSlider(Qt.Orientation.Horizontal, self)
         self.smoothing.setRange(0, 99)
         self.smoothing.setToolTip("Smoothing of loss, |grad| and |update| (moving average weight; "
@@ -192,6 +197,7 @@ class CurvesView(CurvesExport, QWidget):
             vb.sigResized.connect(lambda vb, note=note: note.setPos(vb.width() - 2, 0))
             self.zeroNotes[name] = note
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.graphics.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self.smoothing.valueChanged.connect(self._on_smoothing)
         self.logX.toggled.connect(self._on_log)
         self.logY.toggled.connect(self._on_log)
@@ -470,8 +476,37 @@ class CurvesView(CurvesExport, QWidget):
                 self.hoverAt(name, x, y)
                 return
 
+    def setStepClickable(self, on: bool) -> None:
+        """Whether a click on a plot asks for its step (where there is a timeline to go to)."""
+        self._clickable = bool(on)
+        self._set_hint()
+
+    def stepAt(self, x: float) -> int | None:
+        """The recorded step nearest to step ``x`` (None: nothing recorded)."""
+        steps = np.asarray(self._history.step, dtype=np.float64)
+        if not len(steps) or not np.isfinite(x):
+            return None
+        i = int(np.clip(np.searchsorted(steps, x), 0, len(steps) - 1))
+        if i and abs(steps[i - 1] - x) <= abs(steps[i] - x):
+            i -= 1
+        return int(steps[i])
+
+    def _on_mouse_clicked(self, ev) -> None:
+        if not self._clickable or ev.button() != Qt.MouseButton.LeftButton or ev.double():
+            return
+        pos = ev.scenePos()
+        for plot in self.plots.values():
+            vb = plot.getViewBox()
+            if vb.sceneBoundingRect().contains(pos):
+                x = vb.mapSceneToView(pos).x()
+                step = self.stepAt(10.0 ** x if self.logX.isChecked() else x)
+                if step is not None:
+                    self.stepClicked.emit(step)
+                return
+
     def _set_hint(self) -> None:
-        self.hover.setText("<span style='color: grey'>hover a plot for values</span>")
+        click = " · click: go to that step" if self._clickable else ""
+        self.hover.setText(f"<span style='color: grey'>hover a plot for values{click}</span>")
 
 
 def zero_since(steps: np.ndarray, values) -> float | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from widgets.pg_setup import configure
@@ -102,7 +102,10 @@ def hover_text(steps, edges, counts, x: float, y: float) -> str:
 
 
 class DensityStrip(QWidget):
-    """One tensor's histograms over the steps (``setData``; ``None`` shows a note)."""
+    """One tensor's histograms over the steps (``setData``; ``None`` shows a note). A click on
+    a column asks to go to its step (``stepClicked``: a bucket's last step)."""
+
+    stepClicked = Signal(int)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -140,6 +143,7 @@ class DensityStrip(QWidget):
         self.plot.viewport().installEventFilter(self._wheel)
         self.plot.getViewBox().sigRangeChangedManually.connect(lambda *_: self.resetButton.show())
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.plot.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self.setData(None)
 
     def unmeasured(self) -> int:
@@ -166,6 +170,24 @@ class DensityStrip(QWidget):
         if vb.sceneBoundingRect().contains(pos):
             p = vb.mapSceneToView(pos)
             self.hoverAt(p.x(), p.y())
+
+    def stepAt(self, x: float) -> int | None:
+        """The step of the column under step ``x`` (None: no data, or outside it)."""
+        if self._data is None or not np.isfinite(x):
+            return None
+        steps = self._data[0]
+        first = steps[0] - (steps[1] - steps[0] if len(steps) > 1 else 1)
+        if not first < x <= steps[-1]:
+            return None
+        return int(steps[min(int(np.searchsorted(steps, x)), len(steps) - 1)])  # column i: (steps[i] - w, steps[i]]
+
+    def _on_mouse_clicked(self, ev) -> None:
+        vb = self.plot.getViewBox()
+        if ev.button() != Qt.MouseButton.LeftButton or ev.double() or not vb.sceneBoundingRect().contains(ev.scenePos()):
+            return
+        step = self.stepAt(vb.mapSceneToView(ev.scenePos()).x())
+        if step is not None:
+            self.stepClicked.emit(step)
 
     def setData(self, data) -> None:
         """``data``: (steps, bin edges, counts [buckets, bins + 1]) or None."""

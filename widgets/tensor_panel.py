@@ -46,6 +46,7 @@ class TensorPanel(QWidget):
     entry's distribution with ``setDistributions``.
     ``measureRequested()``: "measure every step" was pressed (over time): the app replays the
     steps the run left unmeasured and feeds the strips again; ``setMeasuring`` while it works.
+    ``stepClicked(step)``: a column of a strip was clicked: go to its step.
     """
 
     exactRequested = Signal(str, str, tuple)
@@ -53,6 +54,7 @@ class TensorPanel(QWidget):
     explainRequested = Signal(str, tuple)
     overTimeChanged = Signal(bool)
     measureRequested = Signal()
+    stepClicked = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -299,6 +301,7 @@ class TensorPanel(QWidget):
                 strip.plot.setTitle(key if key != "value" else self._name, size="9pt")
                 strip.setMinimumWidth(COLUMN_WIDTH - 40)
                 strip.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+                strip.stepClicked.connect(self.stepClicked)
                 self._strips[key] = strip
                 made = True
         return made

@@ -282,3 +282,51 @@ def test_norms_at_every_step_from_the_view_menu_put_every_step_on_the_norm_curve
     wait_idle(qtbot, win)
     qtbot.waitUntil(lambda: win.curves.history().step[-1] == 600)
     assert np.isnan(win.curves.history().grad_norm[300:]).any()  # back within the time budget
+
+
+def _click_at_step(qtbot, graphics_view, viewbox, step: float) -> None:
+    """A left click in ``viewbox`` at x = ``step`` (half-way up), as the user clicks it."""
+    from PySide6.QtCore import QPointF
+    lo, hi = viewbox.viewRange()[1]
+    scene = viewbox.mapViewToScene(QPointF(step, (lo + hi) / 2))
+    QTest.mouseClick(graphics_view.viewport(), LEFT, pos=graphics_view.mapFromScene(scene))
+
+
+def test_a_click_on_a_curve_or_on_a_distribution_column_goes_to_that_step(make_window, qtbot):
+    """The loss spiked at step k: a click there stands the session on step k (its tensors,
+    exactly), as typing k into the strip would; so does a click on a density strip's column."""
+    spec = quadratic_spec("Adam", {"lr": 0.05}, shape=(3, 3))
+    win = make_window(spec)
+    win.step(30)
+    wait_step(qtbot, win, 30)
+    wait_idle(qtbot, win)
+    curves = win.curves
+    assert "click: go to that step" in curves.hover.text()
+    _click_at_step(qtbot, curves.graphics, curves.plots["loss"].getViewBox(), 12.2)
+    qtbot.waitUntil(lambda: win.snapshot.step == 12 and not win.snapshot.at_head)
+    wait_idle(qtbot, win)
+    np.testing.assert_array_equal(shown_values(win, "exp_avg"), expected(spec, 12)["exp_avg"])
+
+    win.goto(None, 0)  # back to the head, then over time: a column of the gradient's strip
+    qtbot.waitUntil(lambda: win.snapshot.step == 30 and win.snapshot.at_head)
+    panel = win.tensor_panel
+    qtbot.mouseClick(panel.overTimeButton, LEFT)
+    qtbot.waitUntil(lambda: panel.distribution("grad") is not None)
+    strip = panel.strips()["grad"]
+    qtbot.waitUntil(lambda: strip.plot.isVisible() and strip.plot.getViewBox().viewRange()[0][1] >= 30)
+    _click_at_step(qtbot, strip.plot, strip.plot.getViewBox(), 20.5)  # inside step 21's column (20, 21]
+    qtbot.waitUntil(lambda: win.snapshot.step == 21 and not win.snapshot.at_head)
+    assert branch_rows(win) == [(0, 30)]  # going there forks nothing
+
+
+def test_a_click_on_a_curve_while_running_keeps_the_run_going(make_window, qtbot):
+    spec = quadratic_spec("Adam", {"lr": 0.05}, shape=(3, 3))
+    win = make_window(spec)
+    win.bridge.set_rate_limit(200)
+    win.run()
+    qtbot.waitUntil(lambda: win.snapshot.step > 20 and win.snapshot.running)
+    _click_at_step(qtbot, win.curves.graphics, win.curves.plots["loss"].getViewBox(), 5)
+    qtbot.waitUntil(lambda: "Pause to go to step" in win.statusBar().currentMessage())
+    at = win.snapshot.step
+    qtbot.waitUntil(lambda: win.snapshot.step > at + 10 and win.snapshot.running)
+    win.pause()
