@@ -148,6 +148,8 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, W
         self.optimizer_panel.defaultChanged.connect(self.on_default_changed)
         self.optimizer_panel.groupValueChanged.connect(self.on_group_value)
         self.tensor_combo.currentTextChanged.connect(lambda _: self._draw_tensor())
+        self.tensor_combo.currentTextChanged.connect(lambda _: self._send_shown())
+        self._shown_sent = None  # (run, tensor) the runner was told the window shows
         self.tensor_panel.exactRequested.connect(self.on_exact_requested)
         self.tensor_panel.valueEdited.connect(self.on_value_edited)
         self.build_distributions()
@@ -372,6 +374,7 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, W
             self.tensor_combo.addItems(names)
             self.tensor_combo.setCurrentText(current if current in names else (names[0] if names else ""))
             self.tensor_combo.blockSignals(False)
+        self._send_shown()
         # The slower panels (and the optimizer-state views) redraw at most SLOW_HZ while running,
         # only when on screen, and one of them a snapshot (the one drawn longest ago): drawn
         # together (curves 6-13 ms, the state tree 6-7 ms, then their painting) they had held
@@ -424,6 +427,17 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, W
             self._draw_landscape(s)
         if due("decision"):
             self.draw_decision(s)
+
+    def _send_shown(self) -> None:
+        """Tell the runner which tensor is shown (frames while running carry its values and
+        small tensors', statistics for the rest); again for each new session."""
+        s = self.snapshot
+        if s is None or self._opening is not None:
+            return
+        want = (s.run_id, self.tensor_combo.currentText())
+        if want != self._shown_sent:
+            self._shown_sent = want
+            self.bridge.call(edits.show_tensor, want[1], on_error=lambda *_: None)  # a stale session: the next frame asks again
 
     def _draw_tensor(self, only=None) -> None:
         if self.snapshot is None:

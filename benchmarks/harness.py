@@ -10,6 +10,10 @@ process, the bare loop runs on a runner process's runner thread too (a bare loop
 thread of the benchmark's own process measured about 10% slower than the same loop in a
 fresh runner process, which made the runner look faster than bare).
 
+The runner is told which tensor is shown, as the main window tells it (the first one):
+frames while running carry that tensor's values and small tensors', statistics for the
+others (``core.edits.show_tensor``).
+
 On a busy machine one run proves little: a figure is the median of several pairs run
 back to back (bare and runner alternating which goes first), with the spread of the
 pairs' ratios beside it.
@@ -184,6 +188,12 @@ def params_of(session) -> dict:
     return {n: p.detach().clone() for n, p in session.params.items()}
 
 
+def show_first(session) -> None:
+    """Runner function: the window shows the first tensor (``core.edits.show_tensor``): frames
+    while running carry its values and small tensors', statistics for the others."""
+    edits.show_tensor(session, next(iter(session.params), ""))
+
+
 def histograms_off(session) -> None:
     """Runner function: stop counting distributions (the histograms of measured steps)."""
     session.observer.histograms = False
@@ -213,6 +223,7 @@ def time_runner(spec: SessionSpec, n: int, process: bool, want_params: bool = Fa
     else:
         r = Runner(lambda: Session(spec), max_hz=SNAPSHOT_HZ, on_publish=published)
     try:
+        r.call(show_first).result(120)  # as the main window tells its runner (its tensor box's first)
         if setup is not None:
             r.call(setup).result(120)
         r.call(warm_step).result(120)

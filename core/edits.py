@@ -37,6 +37,17 @@ def trust_scripts(session, agreements) -> None:
         trust.trust(path, digest)
 
 
+SMALL_SHOWN = 1024  # elements: such a tensor's values travel in every frame (a bias, the seed's 2x2)
+
+
+def show_tensor(session, name: str) -> None:
+    """The main window shows ``name``: while running, frames carry its values (and small
+    tensors'), the other tensors as shapes and statistics (the state dict shows those, and
+    every value once paused). Copying every tensor each frame was a large part of a frame."""
+    from .observe import View
+    session.view = View(frozenset({name}) if name else frozenset(), paused_all=True, small=SMALL_SHOWN)
+
+
 def apply(session, action) -> None:
     session.apply(action)
 

@@ -39,6 +39,8 @@ class View:
     shown: frozenset[str] | None = None  # tensors whose values travel (value, gradient, state); None: all
     histograms: bool = False  # fixed-bin histograms of big tensors' previews
     hidden_stats: bool = True  # statistics (min, max, mean, norm) of the tensors not shown too
+    paused_all: bool = False  # not running, every tensor's values travel (the main window's state dict)
+    small: int = 0  # a tensor of at most this many elements travels with its values whatever ``shown``
 
 
 @dataclass
@@ -288,12 +290,13 @@ def make_snapshot(session, seq: int, history: History | None = None, running: bo
     """
     view = view or getattr(session, "view", None) or View()
     plan = _Plan(exact_stats=not running, histograms=view.histograms, hidden_stats=view.hidden_stats)
+    every = view.shown is None or (view.paused_all and not running)
     opt = session.optimizer
     index = session.index_of()
     group_of = session.group_of()
     planned = []
     for name, p in session.params.items():
-        show = view.shown is None or name in view.shown
+        show = every or name in view.shown or p.numel() <= view.small
         st = opt.state.get(p, {})
         state = {k: (plan.add(v, show), None) if isinstance(v, torch.Tensor) else (None, _plain_state(v))
                  for k, v in state_items(st)}  # (item, plain value)

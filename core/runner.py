@@ -271,6 +271,9 @@ class Runner(RunnerCommands):
             n = max(n, min(MAX_BURST, int(TURN_SECONDS / max(self._step_time, 1e-6))))
             if batch:
                 n = min(n, self._pending)
+        hold = getattr(s, "checkpoint_if_due", None)
+        if hold is not None:
+            s.hold_checkpoints = True
         t0 = time.perf_counter()
         done = 0
         while done < n:
@@ -297,6 +300,9 @@ class Runner(RunnerCommands):
         self._step_time = (after - t0) / max(done, 1)
         last = batch and self._pending == 0
         if last or (after - self._published_at >= self._min_interval and self._snap_budget.due(after)):
+            if hold is not None:
+                s.checkpoint_if_due()  # with the flush and the frame: see Session.hold_checkpoints
+            after = time.perf_counter()
             self._publish()
             self._snap_budget.charge(time.perf_counter() - after)
 

@@ -292,6 +292,12 @@ class TensorView(CellEditing, QWidget):
             return
         self.stats.setText(self._stats_text(view))
         self.stats.show()
+        if not view.shown and view.numel and not view.is_scalar:  # the frame carried statistics only
+            self._disp = None  # (a tensor just chosen while running: its values come with the next)
+            self.placeholder.setText("values come with the next frame")
+            self.pages.setCurrentWidget(self.placeholder)
+            self.hover.hide()
+            return
         if view.numel == 0 and not view.is_scalar:
             self._disp = None
             self.placeholder.setText("empty")

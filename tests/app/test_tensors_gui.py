@@ -39,3 +39,28 @@ def test_a_zoom_does_not_survive_an_optimizer_switch(make_window, qtbot):
     qtbot.waitUntil(lambda: not view.isZoomed())
     (x0, x1), (y0, y1) = vb.viewRange()
     assert x0 <= 0 and x1 >= 8 and y0 <= 0 and y1 >= 8
+
+
+def test_while_running_frames_carry_the_shown_tensors_values_and_paused_every_tensors(make_window, qtbot):
+    """Frames copied every tensor's values; the window shows one tensor (and the state dict
+    the rest). While running only the shown tensor's values (and small tensors') travel,
+    the others as statistics; switching tensors brings its values; paused, all of them."""
+    from core.spec import GradientSpec, SessionSpec, TensorSpec
+    spec = SessionSpec(optimizer="Adam", tensors=(TensorSpec("big", (40, 40)), TensorSpec("other", (40, 40)),
+                                                   TensorSpec("bias", (8,))),
+                       gradient=GradientSpec(kind="objective", objective="quadratic"), zero_grad_each_step=True)
+    win = make_window(spec)
+    win.bridge.set_rate_limit(300)
+
+    def carried(s):
+        return {t.name for t in s.tensors if t.value.shown and t.state["exp_avg"].shown}
+    win.run()
+    qtbot.waitUntil(lambda: win.snapshot.running and win.snapshot.step > 5 and carried(win.snapshot) == {"big", "bias"})
+    other = win.snapshot.tensor("other").state["exp_avg"]
+    assert other.values.size == 0 and other.max > other.min  # its statistics still travel
+    win.tensor_combo.setCurrentText("other")  # this frame has its statistics only: the views say so
+    view = win.tensor_panel.views()["value"]
+    assert view.placeholder.text() == "values come with the next frame" or carried(win.snapshot) >= {"other"}
+    qtbot.waitUntil(lambda: win.snapshot.running and carried(win.snapshot) == {"other", "bias"})
+    win.pause()
+    qtbot.waitUntil(lambda: not win.snapshot.running and carried(win.snapshot) == {"big", "other", "bias"})
