@@ -225,6 +225,21 @@ class Comparison:
             r.session.observer._budget.fraction = MEASURE_BUDGET / len(self.runs)
             r.session.time_share = 1.0 / len(self.runs)
 
+    @property
+    def hold_checkpoints(self) -> bool:
+        """The runs' sessions leave their checkpoints to the runner (``Session.hold_checkpoints``)."""
+        return all(r.session.hold_checkpoints for r in self.runs)
+
+    @hold_checkpoints.setter
+    def hold_checkpoints(self, on: bool) -> None:
+        for r in self.runs:
+            r.session.hold_checkpoints = on
+
+    def checkpoint_if_due(self) -> None:
+        """Each run's held checkpoint, if due: together, with the runner's flush and frame."""
+        for r in self.runs:
+            r.session.checkpoint_if_due()
+
     @classmethod
     def restore(cls, runs: list[Run], step: int, watch: CrossWatch, next_id: int) -> "Comparison":
         """A comparison from runs as they stand (how a saved one reopens)."""
