@@ -366,3 +366,35 @@ def test_norms_every_step_when_asked():
     s.run(500)
     h = s.history.view()
     assert len(h.step) == 500 and not np.isnan(h.grad_norm).any() and not np.isnan(h.update_norm).any()
+
+
+def test_held_checkpoints_wait_for_the_runner_and_at_most_four_spacings():
+    """The runner takes due checkpoints with its frames (work between steps slows the next
+    few: done together it costs that once); a held one is taken by ``advance`` itself after
+    four spacings, so a rewind never replays more than that. Rewinds stay exact."""
+    s = Session(make_spec("Adam", "objective"))
+    s.run(40)
+    tl = s.timeline
+
+    def marks():
+        return [c.step for c in tl.checkpoints.by_branch.get(tl.current, [])]
+    s.hold_checkpoints = True
+    s._ckpt_every = 10  # (spacing is otherwise chosen by time)
+    s._since_ckpt = 0
+    before = len(marks())
+    for _ in range(10):
+        s.advance()
+    assert len(marks()) == before  # due, held
+    s.checkpoint_if_due()
+    assert len(marks()) == before + 1 and marks()[-1] == s.step_count == 50
+    s._ckpt_every = 10
+    for _ in range(39):
+        s.advance()
+    assert marks()[-1] == 50  # held for 39 steps
+    s.advance()
+    assert marks()[-1] == 90  # the fourth spacing: taken without the runner
+    s.flush()
+    want = {k: v.detach().clone() for k, v in s.params.items()}
+    s.goto(73)
+    s.goto(None)
+    assert all(torch.equal(s.params[k], v) for k, v in want.items())
