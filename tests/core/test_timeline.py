@@ -12,7 +12,7 @@ import torch
 
 from core import catalogue, edits, files
 from core.session import Session
-from core.spec import (AddGroup, EditTensor, GradientSpec, LoadOptimizer, ManualGrad, SessionSpec, SetHparam, Step,
+from core.spec import (AddGroup, EditTensor, GradientSpec, LoadOptimizer, SessionSpec, SetHparam, Step,
                        TensorSpec, ZeroGrad)
 from core.task_spec import TaskSpec
 from core.timeline import Checkpoints
