@@ -2,6 +2,7 @@
 
     python -m app [SESSION_OR_FILE]
     python -m app --screenshot out.png [--example seed_walkthrough] [--steps N] [--tensor NAME] [--raise DOCK]
+                  [--over-time]
     python -m app --screenshot out.png --example digits_mlp --compare table [--steps N]
 """
 from __future__ import annotations
@@ -22,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, default=0, help="with --screenshot: steps to run first")
     ap.add_argument("--tensor", help="with --screenshot: the tensor to show")
     ap.add_argument("--size", default="1280x800", help="with --screenshot: window size")
+    ap.add_argument("--over-time", action="store_true",
+                    help="with --screenshot: the tensor's distributions over time, every step measured")
     ap.add_argument("--raise", dest="raise_docks", action="append", default=[], metavar="DOCK",
                     help="with --screenshot: bring this dock to the front (e.g. landscape, problem); repeatable")
     ap.add_argument("--compare", metavar="TAB", help="with --screenshot: the Compare window instead, the "
@@ -131,6 +134,10 @@ def screenshot(args) -> int:
     if args.steps:
         win.bridge.runner.step(args.steps)
     settle(app, win, session.step_count + args.steps)
+    if args.over_time:
+        win.tensor_panel.setOverTime(True)
+        win.measure_skipped()
+        settle(app, win, session.step_count + args.steps)
     ok = win.grab().save(args.screenshot)
     win.dirty = False
     win.close()
@@ -176,7 +183,8 @@ def settle(app, win, step: int, timeout: float = 120) -> None:
         app.processEvents()
         snap = win.bridge.latest()
         # done when the steps are drawn and no answer (a landscape grid, ...) is awaited
-        done = snap.step >= step and not snap.running and not win.bridge.pending
+        done = snap.step >= step and not snap.running and not win.bridge.pending \
+            and not getattr(win, "_measuring", False)
         settled = settled + 1 if done else 0
         time.sleep(0.02)
 

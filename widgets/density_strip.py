@@ -43,6 +43,27 @@ def held(counts: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(idx) if len(idx) else idx
 
 
+FIT_PAD = 2  # bins of room above and below the values
+FIT_MIN = 16  # bins shown at least
+
+
+def occupied_rows(counts: np.ndarray) -> tuple[int, int]:
+    """The rows (bins) to show for ``counts`` [buckets, bins]: from the lowest bin holding a
+    value to the highest, with FIT_PAD bins of room, at least FIT_MIN (the whole 148 rows from
+    -1e6 to NaN had drawn a weight's band a few pixels high)."""
+    n = counts.shape[1]
+    rows = np.flatnonzero(np.asarray(counts).sum(axis=0) > 0)
+    if not len(rows):
+        return 0, n
+    lo, hi = max(0, int(rows[0]) - FIT_PAD), min(n, int(rows[-1]) + 1 + FIT_PAD)
+    short = FIT_MIN - (hi - lo)
+    if short > 0:
+        lo = max(0, lo - short // 2)
+        hi = min(n, lo + FIT_MIN)
+        lo = max(0, hi - FIT_MIN)
+    return lo, hi
+
+
 def tick_labels(edges: np.ndarray) -> list[list[tuple[float, str]]]:
     """Two levels of labels on the bin edges (pyqtgraph draws the second only where it fits):
     0 on the middle bin (between -1e-12 and 1e-12), every sixth decade on each side, NaN on the
@@ -221,4 +242,4 @@ class DensityStrip(QWidget):
         self.plot.getViewBox().setLimits(xMin=first, xMax=steps[-1], yMin=0, yMax=img.shape[0])
         if not self.isZoomed():  # a user's zoom stays while the run goes on
             self.plot.setXRange(first, steps[-1], padding=0)
-        self.plot.setYRange(0, img.shape[0], padding=0)
+        self.plot.setYRange(*occupied_rows(shown), padding=0)

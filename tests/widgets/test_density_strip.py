@@ -112,3 +112,25 @@ def test_ctrl_wheel_zooms_the_steps_the_zoom_stays_as_steps_arrive_and_whole_run
     qtbot.mouseClick(w.resetButton, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not w.isZoomed())
     assert vb.viewRange()[0] == [0.0, 150.0]
+
+
+def test_the_rows_shown_are_those_holding_values_with_room_not_all_148(qtbot):
+    """A weight's band between 1e-4 and 1 had been drawn a few pixels high in the 148 rows from
+    below -1e6 to NaN; the strip shows the bins holding values (any column), with 2 bins of room."""
+    w = DensityStrip()
+    qtbot.addWidget(w)
+    w.resize(400, 300)
+    w.show()
+    e = edges()
+    lo_bin, hi_bin = int(np.searchsorted(e, 1e-4)), int(np.searchsorted(e, 1.0))
+    counts = np.zeros((5, len(e) + 2))
+    counts[:, lo_bin] = 3
+    counts[2, hi_bin] = 1  # one column reaches higher: it counts too
+    w.setData((np.arange(1.0, 6.0), e, counts))
+    y0, y1 = w.plot.getViewBox().viewRange()[1]
+    assert (round(y0), round(y1)) == (lo_bin - 2, hi_bin + 3)
+    counts[:] = 0
+    counts[:, len(e) + 1] = 9  # NaNs only: the top row, at least 16 rows shown
+    w.setData((np.arange(1.0, 6.0), e, counts))
+    y0, y1 = w.plot.getViewBox().viewRange()[1]
+    assert round(y1) == len(e) + 2 and round(y1 - y0) == 16
