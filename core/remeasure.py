@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .distributions import Distributions
 from .observer import Observer
@@ -87,12 +89,31 @@ def first_unmeasured_series(s: SeriesSet, end: int) -> int | None:
     return s.origin + int(short[0]) * s.width + 1 if len(short) else None
 
 
+@contextmanager
+def generators_kept():
+    """Torch's (CPU and initialised CUDA devices') and numpy's global generators as they were:
+    a replay restores the states its checkpoints saved, and the session's next step must draw
+    from where the session stands, not from where the replay ended."""
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    saved = np.random.get_state()
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            yield
+        finally:
+            np.random.set_state(saved)
+
+
 def measure_skipped(session, seconds: float | None = None, cancelled=lambda: False) -> Remeasured:
     """Fill the current branch's skipped measurements (histograms and norms) by replaying it;
     see the module's note. With ``seconds``, it stops at the first bucket boundary after about
     that long (the window asks in such slices: the runner answers its other commands between
     them, and the user can stop); ``done`` says whether anything is left. A bucket is filled
-    only when the replay measured all its steps."""
+    only when the replay measured all its steps. The global generators are left as they were."""
+    with generators_kept():
+        return _measure_skipped(session, seconds, cancelled)
+
+
+def _measure_skipped(session, seconds, cancelled) -> Remeasured:
     session.flush()
     tl = session.timeline
     b = tl.branch

@@ -118,3 +118,34 @@ def test_in_slices_of_time_each_slice_ends_on_a_whole_bucket_and_the_next_goes_o
         assert first_unmeasured_dists(b.dists, 700) == r.last + 1
     assert len(slices) > 3 and slices[-1].last == 700
     assert_same_measurements(s, live, exact_sums=False)
+
+
+def test_a_model_drawing_from_the_global_generator_steps_on_as_if_never_measured(tmp_path):
+    """Dropout draws from torch's global generator; the replay restores the states its
+    checkpoints saved. The session's next steps must draw from where it stands: measured or
+    not, the same parameters after 20 more steps (also from a rewound position)."""
+    from core import trust
+    from core.spec import GradientSpec, SessionSpec
+    from core.task_spec import TaskSpec
+    from tests.core.test_compare import SCRIPT
+    path = tmp_path / "dropout.py"
+    path.write_text(SCRIPT)
+    trust.trust_file(str(path))
+    try:
+        spec = SessionSpec(optimizer="Adam", zero_grad_each_step=True, gradient=GradientSpec("task", task=TaskSpec(
+            kind="script", script=str(path), batch_size=16, eval_every=100, seed=2)))
+        for rewind in (None, 150):
+            runs = []
+            for measure in (False, True):
+                torch.manual_seed(5)
+                s = Session(spec)
+                s.run(300)
+                if rewind:
+                    s.goto(rewind)
+                if measure:
+                    assert measure_skipped(s).steps > 0
+                s.run(20)
+                runs.append({k: v.detach().clone() for k, v in s.params.items()})
+            assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0]), rewind
+    finally:
+        trust.forget()
