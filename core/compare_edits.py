@@ -49,6 +49,15 @@ def set_view(c: Comparison, shown) -> None:
     c.view = View(None if shown is None else frozenset(shown), hidden_stats=shown is None)
 
 
+def measure_skipped(c: Comparison, seconds: float | None = None) -> tuple[bool, int, int, int]:
+    """Replay what the runs left unmeasured (each run's norms and histograms, the distance and
+    cosine between them) for about ``seconds`` (core.remeasure): (done, first step replayed (0:
+    none was missing), last, the comparison's step)."""
+    from .remeasure import measure_comparison
+    r = measure_comparison(c, seconds)
+    return r.done, r.first, r.last, r.end
+
+
 def exact_value(c: Comparison, run_id: int, name: str, which: str, index: tuple) -> float:
     """One element of a run's parameter, gradient or state tensor, exactly."""
     return _exact(c.get(run_id).session, name, which, index)

@@ -125,13 +125,15 @@ def _measure_skipped(session, seconds, cancelled) -> Remeasured:
     first = max(min(firsts), b.start_step + 1)
     t0 = time.perf_counter()
     width, origin = b.dists.width, b.dists.origin  # its buckets' ends are the series' too (origin, 2^k)
-    deadline = math.inf if seconds is None else t0 + seconds
 
     def stop() -> bool:
         if cancelled():
             return True
         return (eng.step_count - origin) % width == 0 and time.perf_counter() > deadline
     eng = engine_before(tl, b.id, first)
+    # the slice's time starts once the engine stands there (the replay from the nearest
+    # checkpoint is not progress: counted in, a short slice could end before its first bucket)
+    deadline = math.inf if seconds is None else time.perf_counter() + seconds
     obs = Observer()
     obs.set_breakpoints(())
     obs.every_step = True
@@ -195,13 +197,140 @@ def _take_dists(d: Distributions, got: Distributions, first, last: int, end: int
     d.n = max(d.n, r.stop)
 
 
-def _take_series(s: SeriesSet, got: SeriesSet, first, last: int, end: int) -> None:
+def _take_series(s: SeriesSet, got: SeriesSet, first, last: int, end: int, names=None) -> None:
     r = _covered(s.origin, s.width, first, last, end)
     if not r or got.width != s.width:
         return
-    for name in _measured_names(got):
+    for name in (_measured_names(got) if names is None else names(got)):
         dst, src = s._col(name), got.cols[name]
         for k in src:
             dst[k][r.start:r.stop] = src[k][r.start:r.stop]
     s.n = max(s.n, r.stop)
     s.invalidate()
+
+
+# ----- a comparison: each run's own, then the series between the runs -----
+
+def _cross_names(s: SeriesSet) -> list[str]:
+    from .compare_watch import parse_column
+    return [n for n in s.cols if parse_column(n) is not None]
+
+
+def first_unmeasured_cross(s: SeriesSet, end: int) -> int | None:
+    """The first step of the first bucket whose distance/cosine between runs miss a step."""
+    names = [n for n in _cross_names(s) if n.startswith("d")]
+    if s.n == 0 or not names:
+        return s.origin + 1 if end > s.origin else None
+    got = np.max(np.stack([s.cols[n]["count"][:s.n] for n in names]), axis=0)
+    want = _bucket_steps(s.origin, s.width, s.n, end)
+    short = np.nonzero(got < want)[0]
+    if len(short):
+        return s.origin + int(short[0]) * s.width + 1
+    covered = s.origin + s.n * s.width
+    return covered + 1 if covered < end else None
+
+
+class _Replayer:
+    """One run's branch replayed from step ``first`` on an engine of its own, a step at a time
+    (the actions recorded between steps applied before the next)."""
+
+    def __init__(self, session, first: int):
+        tl = session.timeline
+        b = tl.branch
+        self.end = b.end_step
+        self.eng = engine_before(tl, b.id, first)
+        self.entries = b.journal.entries
+        self.j = next(i for i, (s0, a) in enumerate(self.entries) if isinstance(a, Step) and s0 < first <= s0 + a.n)
+
+    def shared(self) -> torch.Tensor:
+        """The problem's own parameters (not those a branch added), as one vector (a copy)."""
+        from .compare_watch import flat
+        e = self.eng
+        added = {t.name for t in e.added_tensors()}
+        return flat([e.params[n] for n in e.names if n not in added])
+
+    def step(self) -> None:
+        e, s = self.eng, self.eng.step_count + 1
+        while True:
+            s0, a = self.entries[self.j]
+            if isinstance(a, Step):
+                if s0 < s <= s0 + a.n:
+                    break
+            else:
+                e.apply(a)
+            self.j += 1
+        if e.step_count == e.spec.start_step:
+            e.check_can_step()
+        e.step_once()
+
+
+def measure_comparison(c, seconds: float | None = None, cancelled=lambda: False) -> Remeasured:
+    """A comparison's skipped measurements: each run's own (``measure_skipped``), then the
+    distance and cosine between the runs at every lockstep step: the runs replayed in turns of
+    a block of steps each, their parameters kept before and after every step of the block.
+    In slices of about ``seconds`` like ``measure_skipped``; the global generators are kept."""
+    t0 = time.perf_counter()
+    deadline = math.inf if seconds is None else t0 + seconds
+    c.flush()
+    with generators_kept():
+        first_any = 0
+        for r in c.runs:
+            left = None if seconds is None else max(0.0, deadline - time.perf_counter())
+            got = _measure_skipped(r.session, left, cancelled)
+            first_any = first_any or got.first
+            if not got.done:
+                return Remeasured(got.first, got.last, time.perf_counter() - t0, got.end)
+        got = _measure_cross(c, deadline, cancelled)
+    first = first_any or got.first
+    if not first:
+        return Remeasured(0, 0, 0.0)
+    return Remeasured(first, got.last if got.first else c.step_count, time.perf_counter() - t0,
+                      got.end if got.first else c.step_count)
+
+
+CROSS_BLOCK = 64  # steps each run replays in a row (at least one bucket)
+CROSS_KEEP = 64 * 2 ** 20  # bytes of kept parameters a block may hold
+
+
+def _measure_cross(c, deadline: float, cancelled) -> Remeasured:
+    from .compare_watch import CrossWatch
+    w = c.watch
+    w.resolve()
+    end = c.step_count
+    first = first_unmeasured_cross(w.series, end)
+    if first is None or len(c.runs) < 2:
+        return Remeasured(0, 0, 0.0)
+    t0 = time.perf_counter()
+    width = w.series.width
+    reps = {r.id: _Replayer(r.session, first) for r in c.runs if r.session.timeline.branch.end_step >= first}
+    deadline = max(deadline, time.perf_counter())  # from where the engines stand (as in _measure_skipped)
+    numel = max((rep.shared().numel() for rep in reps.values()), default=1)
+    block = max(width, min(CROSS_BLOCK, CROSS_KEEP // max(1, 8 * numel * len(reps))) // width * width)
+    got = CrossWatch(origin=w.series.origin)
+    got.series.width = width
+    got.check_every = 1 << 30  # read once, at the end
+    at = first - 1
+    while at < end:
+        stop = min(end, at + block)
+        before: dict = {}
+        after: dict = {}
+        for rid, rep in reps.items():
+            for s in range(at + 1, min(stop, rep.end) + 1):
+                b = rep.shared()
+                try:
+                    rep.step()
+                except Exception:  # noqa: BLE001 - the step the run failed at: it stopped there
+                    rep.end = s - 1
+                    break
+                before.setdefault(s, {})[rid] = b
+                after.setdefault(s, {})[rid] = rep.shared()
+        for s in range(at + 1, stop + 1):
+            got._last = before.get(s, {})
+            got._measure(after.get(s, {}), s)
+        at = stop
+        if cancelled() or (time.perf_counter() > deadline and (at - w.series.origin) % width == 0):
+            break
+    got.resolve()
+    _take_series(w.series, got.series, first, at, end, names=_cross_names)
+    w._view = None
+    return Remeasured(first, at, time.perf_counter() - t0, end)

@@ -149,3 +149,55 @@ def test_a_model_drawing_from_the_global_generator_steps_on_as_if_never_measured
             assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0]), rewind
     finally:
         trust.forget()
+
+
+def _comparison(case: str, every_step: bool, n: int):
+    from core.compare import Comparison, RunSpec
+    from tests.core.test_compare import specs_of
+    c = Comparison([RunSpec("", s) for s in specs_of(case)])
+    if every_step:  # measured live at every step: each run's observer and the series between them
+        for r in c.runs:
+            r.session.observer.every_step = True
+        c.watch._budget.fraction = 1e9
+        for _ in range(n):
+            c.advance()
+    else:
+        c.run(n)
+    c.flush()
+    return c
+
+
+def test_a_comparison_gets_each_runs_norms_and_the_series_between_runs_at_every_step():
+    """4 runs of the digits MLP with schedulers, run as the app runs them (in turns, measured
+    within their budgets): afterwards every run's norms and histograms and the distance and
+    cosine between every pair equal measuring every step live, one lockstep step at a time."""
+    from core.remeasure import first_unmeasured_cross, measure_comparison
+    n = 300
+    budgeted = _comparison("digits-schedulers", False, n)
+    live = _comparison("digits-schedulers", True, n)
+    assert first_unmeasured_cross(budgeted.watch.series, n) is not None  # the budget skipped steps
+    r = measure_comparison(budgeted)
+    assert r.done and r.first >= 1 and r.last == n
+    for got, want in zip(budgeted.runs, live.runs):
+        assert_same_measurements(got.session, want.session)
+    gs, ws = budgeted.watch.series, live.watch.series
+    assert gs.n == ws.n == n and set(gs.cols) == set(ws.cols) and len(ws.cols) == 2 * 6  # 6 pairs
+    for name in ws.cols:
+        for k in ("count", "sum", "min", "max"):
+            assert np.array_equal(gs.cols[name][k][:n], ws.cols[name][k][:n]), (name, k)
+    assert measure_comparison(budgeted).first == 0
+
+
+def test_a_comparison_is_measured_in_slices_that_add_up():
+    from core.remeasure import first_unmeasured_cross, measure_comparison
+    c = _comparison("adam-vs-adamw-rosenbrock", False, 700)
+    slices = 0
+    while not measure_comparison(c, seconds=0.05).done:
+        slices += 1
+        assert slices < 100
+    assert slices >= 2 and first_unmeasured_cross(c.watch.series, 700) is None
+    live = _comparison("adam-vs-adamw-rosenbrock", True, 700)
+    for name in live.watch.series.cols:
+        assert np.array_equal(c.watch.series.cols[name]["count"][:350], live.watch.series.cols[name]["count"][:350])
+        assert np.allclose(c.watch.series.cols[name]["sum"][:350], live.watch.series.cols[name]["sum"][:350],
+                           rtol=1e-12, equal_nan=True)
