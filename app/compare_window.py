@@ -28,6 +28,7 @@ from widgets.status import RateMeter, format_rate
 from .bridge import RunnerBridge
 from .compare_panel import ConfigPanel
 from .layout import fit_screen
+from .measure_slices import MeasureInSlices
 from .messages import one_sentence
 
 
@@ -80,14 +81,24 @@ class CompareWindow(QMainWindow):
         save, opn = QPushButton("Save…"), QPushButton("Open…")
         save.clicked.connect(self._ask_save)
         opn.clicked.connect(self._ask_open)
+        self.measure_button = QPushButton("Measure every step")
+        self.measure_button.setToolTip(
+            "While running, norms, histograms and the distance and cosine between runs are measured within a "
+            "small share of the time. This replays the runs' unmeasured steps exactly and measures every one")
+        self.measure_button.clicked.connect(self.measure_skipped)
         bar = QHBoxLayout()
-        for w in (self.run_button, step, self.steps):
+        for w in (self.run_button, step, self.steps, self.measure_button):
             bar.addWidget(w)
         bar.addStretch(1)
         bar.addWidget(save)
         bar.addWidget(opn)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self._measure = MeasureInSlices(
+            self.bridge, compare_edits.measure_skipped, running=lambda: self.frame is not None and self.frame.running,
+            say=lambda text, _ms: (self._clear_error(), self.status.setText(text)),
+            busy=lambda on: self.measure_button.setText("Stop measuring" if on else "Measure every step"),
+            redraw=lambda: None, what="the runs")
         side = QScrollArea()
         side.setWidgetResizable(True)
         side.setWidget(self.panel)
@@ -172,6 +183,12 @@ class CompareWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "Save comparison", "", f"Comparisons (*{EXT})")
         if path:
             self.save_to(path if path.endswith(EXT) else path + EXT)
+
+    def measure_skipped(self) -> None:
+        """Replay and measure what the runs left unmeasured (``app.measure_slices``); a second
+        press stops after the current slice. The frames that follow carry the filled curves."""
+        if self.frame is not None or self._measure.active:
+            self._measure.toggle()
 
     def _ask_open(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open comparison", "", f"Comparisons (*{EXT})")

@@ -8,14 +8,15 @@ once per frame that moved the session (a step, a rewind, another branch or tenso
 request in flight.
 
 "measure every step" (the panel's button while over time, and View > Measure the skipped
-steps) replays the branch's unmeasured steps on the runner (``core.edits.measure_skipped``)
-and fills their histograms and norms; the strips and curves are drawn again afterwards.
+steps) replays the branch's unmeasured steps on the runner (``core.edits.measure_skipped``,
+in slices: ``app.measure_slices``) and fills their histograms and norms; the strips and curves
+are drawn again afterwards.
 """
 from __future__ import annotations
 
 from core import edits
 
-MEASURE_SLICE = 0.25  # seconds of replay per runner call (core.remeasure)
+from .measure_slices import MeasureInSlices
 
 
 class DistributionsUI:
@@ -25,49 +26,21 @@ class DistributionsUI:
         self._dist_asked = None  # (run, branch, step, tensor, entries) last asked for
         self._dist_busy = False  # a request in flight: the next waits for its answer
         self._dist_again = False
-        self._measuring = False
+        self._measure = MeasureInSlices(
+            self.bridge, edits.measure_skipped, running=lambda: self.snapshot is not None and self.snapshot.running,
+            say=lambda text, ms: self.statusBar().showMessage(text, ms), busy=self.tensor_panel.setMeasuring,
+            redraw=lambda: self.draw_distributions(force=True))
         self.tensor_panel.overTimeChanged.connect(self._on_over_time)
         self.tensor_panel.measureRequested.connect(self.measure_skipped)
 
     def measure_skipped(self) -> None:
-        """Replay and measure the steps the run left unmeasured (see the module's note), in
-        slices of MEASURE_SLICE seconds: the runner answers other commands between them and a
-        second press (or Run) stops after the current one."""
-        if self._measuring:
-            self._measure_stop = True
-            return
-        if self.snapshot is None:
-            return
-        self._measuring, self._measure_stop, self._measure_from = True, False, 0
-        self.tensor_panel.setMeasuring(True)
-        self.statusBar().showMessage("Measuring the skipped steps: replaying the branch…")
-        self._measure_slice()
+        """Replay and measure the steps the run left unmeasured (``app.measure_slices``)."""
+        if self.snapshot is not None or self._measure.active:
+            self._measure.toggle()
 
-    def _measure_slice(self) -> None:
-        def finished(got) -> None:
-            done, first, last, end = got
-            self._measure_from = self._measure_from or first
-            s = self.snapshot
-            if not done and not self._measure_stop and not (s is not None and s.running):
-                self.statusBar().showMessage(f"Measuring the skipped steps: {last:,} of {end:,} (press again to stop)…")
-                self.draw_distributions(force=True)
-                self._measure_slice()
-                return
-            if not first and not self._measure_from:
-                msg = "Every step is measured already"
-            else:
-                msg = (f"Measured steps {self._measure_from:,}-{last:,} by replaying them"
-                       + ("" if done else f" (stopped: {end - last:,} steps left unmeasured)"))
-            self._end_measuring(msg)
-
-        self.bridge.call(edits.measure_skipped, MEASURE_SLICE, on_ok=finished,
-                         on_error=lambda msg, _tb: self._end_measuring(msg))
-
-    def _end_measuring(self, msg: str) -> None:
-        self._measuring = False
-        self.tensor_panel.setMeasuring(False)
-        self.statusBar().showMessage(msg, 10_000)
-        self.draw_distributions(force=True)
+    @property
+    def _measuring(self) -> bool:
+        return self._measure.active
 
     def _on_over_time(self, on: bool) -> None:
         if on:

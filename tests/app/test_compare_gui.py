@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PySide6.QtCore import Qt
 
 from core.compare import RunSpec, config_spec
 from core.session import Session
@@ -343,3 +344,25 @@ def test_a_resumed_session_compared_from_the_main_window_runs_every_configuratio
         assert len(w.frame.runs) == 3
     finally:
         main.close_comparisons()
+
+
+def test_measure_every_step_fills_the_runs_curves_and_the_series_between_them(compare_window, qtbot):
+    """In lockstep the distance/cosine between runs and each run's norms are measured within a
+    small share of the time; "Measure every step" replays the runs and fills every step."""
+    from core.compare import config_spec as cfg
+    w = compare_window([RunSpec("", cfg(rosenbrock(), "Adam", {"lr": 0.01}, None)),
+                        RunSpec("", cfg(rosenbrock(), "SGD", {"lr": 0.001, "momentum": 0.9}, None))])
+    qtbot.waitUntil(lambda: w.frame is not None and w.base is not None, timeout=BUILD_MS)
+    w.step(400)
+    qtbot.waitUntil(lambda: stands_at(w, 400), timeout=BUILD_MS)
+    cross = w.frame.history.cross
+    assert np.isnan(cross.distance[0]).any()  # the budget skipped steps
+    qtbot.mouseClick(w.measure_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.status.text().startswith("Measured steps"), timeout=BUILD_MS)
+    assert w.measure_button.text() == "Measure every step"
+    qtbot.waitUntil(lambda: not np.isnan(w.frame.history.cross.distance[0]).any())
+    cross = w.frame.history.cross
+    assert len(cross.step) == 400 and not np.isnan(cross.cosine[0][1:]).any()
+    for run in w.frame.history.runs:
+        assert not np.isnan(run.grad_norm).any()
+    assert w.frame.step == 400
