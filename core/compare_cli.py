@@ -1,6 +1,6 @@
 """``optimlab compare``: make or open a comparison, step it in lockstep, save it, print a table.
 
-    optimlab compare FILE.optimlab-compare --steps 500
+    optimlab compare FILE.optimlab-compare --steps 500 [--measure-every-step]
     optimlab compare SESSION --config "Adam lr=0.01" --config "SGD momentum=0.9 | StepLR step_size=100" \\
         --steps 500 -o out.optimlab-compare
 
@@ -111,8 +111,14 @@ def cmd_compare(args) -> int:
     if args.output is not None:
         compare_file.files.save_target(args.output)  # a bad target is refused before stepping
     c.run(args.steps)
+    measured = ""
+    if args.measure_every_step:
+        from .remeasure import measure_comparison
+        measured = measure_comparison(c).message
     if out:
         compare_file.save(c, out)
+    if measured:
+        print(measured)
     print(table(c, at, columns))
     if c.last_hit is not None:
         print(c.last_hit.message)
@@ -132,4 +138,7 @@ def add_parser(sub) -> None:
     p.add_argument("--columns", metavar="NAME,...", help=f"the table's quantities, of {', '.join(COLUMNS)} "
                    "(default: loss, val_accuracy)")
     p.add_argument("-o", "--output", metavar="PATH", help="save the comparison here (.optimlab-compare)")
+    p.add_argument("--measure-every-step", action="store_true",
+                   help="after stepping, replay what the runs measured no norms, histograms or distance/cosine at "
+                        "and measure it (the table's values are then those of the steps asked, none marked *)")
     p.set_defaults(func=cmd_compare)

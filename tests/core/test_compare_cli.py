@@ -78,3 +78,18 @@ def test_a_value_measured_before_the_step_asked_is_marked_and_explained(capsys):
     rows = lines[1:3]
     assert all(not r.split()[-2].endswith("*") and r.split()[-1].endswith("*") for r in rows)
     assert lines[3].startswith("* the last value measured before that step")
+
+
+def test_measure_every_step_gives_the_norms_and_distance_of_the_steps_asked(capsys):
+    """Measured within a budget, a norm or a distance at a step asked can be an earlier step's
+    (marked *); with --measure-every-step every value in the table is the step's own."""
+    argv = ["compare", "adam_rosenbrock", "--config", "SGD lr=0.0005, momentum=0.9", "--steps", "600",
+            "--at", "137,311,599", "--columns", "grad_norm,update_norm,distance"]
+    assert cli.main(argv) == 0
+    plain = capsys.readouterr().out
+    assert "*" in plain  # some values are from earlier steps
+    assert cli.main(argv + ["--measure-every-step"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Measured steps ") and "by replaying them" in out[0]
+    table = "\n".join(out[1:])
+    assert "*" not in table
