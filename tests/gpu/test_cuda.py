@@ -248,3 +248,19 @@ def test_cuda_names_the_current_device_and_an_absent_index_is_refused():
     assert Session(make_spec("SGD", "manual", device="cuda")).device == f"cuda:{torch.cuda.current_device()}"
     with pytest.raises(SpecError, match="not available"):
         Session(make_spec("SGD", "manual", device=f"cuda:{torch.cuda.device_count()}"))
+
+
+def test_measuring_the_skipped_steps_on_the_gpu_equals_measuring_every_step_live():
+    """core.remeasure on the device: the histograms (counted there) and norms of the steps a run
+    skipped, from a replay, equal measuring every step live; the generators stay as they were."""
+    from core.remeasure import measure_skipped
+    from tests.core.test_remeasure import assert_same_measurements
+    spec = make_spec("Adam", "objective", device=DEV)
+    budgeted, live = quiet(Session(spec)), quiet(Session(spec))
+    live.observer.every_step = True
+    budgeted.run(400)
+    live.run(400)
+    rng = torch.cuda.get_rng_state() if ON_GPU else torch.random.get_rng_state()
+    assert measure_skipped(budgeted).done
+    assert_same_measurements(budgeted, live, exact_sums=False)
+    assert torch.equal(rng, torch.cuda.get_rng_state() if ON_GPU else torch.random.get_rng_state())
