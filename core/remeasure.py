@@ -60,17 +60,22 @@ def _bucket_steps(origin: int, width: int, n: int, end: int) -> np.ndarray:
     return np.clip(end - lo, 0, width)
 
 
+def _first_short(counts: list, origin: int, width: int, n: int, end: int) -> int | None:
+    """The first step of the first of ``n`` buckets whose count (the most of ``counts``) is short
+    of the steps it holds; else the step after the last bucket if the branch goes on past it."""
+    got = np.max(np.stack([c[:n] for c in counts]), axis=0)
+    short = np.nonzero(got < _bucket_steps(origin, width, n, end))[0]
+    if len(short):
+        return origin + int(short[0]) * width + 1
+    covered = origin + n * width
+    return covered + 1 if covered < end else None
+
+
 def first_unmeasured_dists(d: Distributions, end: int) -> int | None:
     """The first step of the first bucket whose histograms miss a step, or None."""
     if not d.samples or d.n == 0:
         return d.origin + 1 if end > d.origin else None
-    got = np.max(np.stack([s[:d.n] for s in d.samples.values()]), axis=0)
-    want = _bucket_steps(d.origin, d.width, d.n, end)
-    short = np.nonzero(got < want)[0]
-    if len(short):
-        return d.origin + int(short[0]) * d.width + 1
-    covered = d.origin + d.n * d.width
-    return covered + 1 if covered < end else None
+    return _first_short(list(d.samples.values()), d.origin, d.width, d.n, end)
 
 
 def _measured_names(s: SeriesSet) -> list[str]:
@@ -83,10 +88,7 @@ def first_unmeasured_series(s: SeriesSet, end: int) -> int | None:
     names = _measured_names(s)
     if not names or s.n == 0:
         return None
-    got = np.max(np.stack([s.cols[n]["count"][:s.n] for n in names]), axis=0)
-    want = _bucket_steps(s.origin, s.width, s.n, end)
-    short = np.nonzero(got < want)[0]
-    return s.origin + int(short[0]) * s.width + 1 if len(short) else None
+    return _first_short([s.cols[n]["count"] for n in names], s.origin, s.width, s.n, end)
 
 
 @contextmanager
@@ -221,13 +223,7 @@ def first_unmeasured_cross(s: SeriesSet, end: int) -> int | None:
     names = [n for n in _cross_names(s) if n.startswith("d")]
     if s.n == 0 or not names:
         return s.origin + 1 if end > s.origin else None
-    got = np.max(np.stack([s.cols[n]["count"][:s.n] for n in names]), axis=0)
-    want = _bucket_steps(s.origin, s.width, s.n, end)
-    short = np.nonzero(got < want)[0]
-    if len(short):
-        return s.origin + int(short[0]) * s.width + 1
-    covered = s.origin + s.n * s.width
-    return covered + 1 if covered < end else None
+    return _first_short([s.cols[n]["count"] for n in names], s.origin, s.width, s.n, end)
 
 
 class _Replayer:
