@@ -1,6 +1,7 @@
 """Engine benchmark: the runner stepping continuously with live snapshots vs a bare torch loop.
 
 Run: python benchmarks/engine.py [--process] [--only '(c)'] [--pairs 5] [--quick]
+     python benchmarks/engine.py --ablate [--process] [--only '(e)'] [--pairs 3]
 
 For each case, prints the torch thread count both sides used (the runner process's rule
 with ``--process``, this process's count for the thread runner), the median steps/s of
@@ -9,7 +10,10 @@ both sides over ``--pairs`` interleaved bare/runner pairs, the median of the pai
 steps per CPU second of the stepping thread (the runner's own cost, which the machine's
 load hardly moves; waits are not in it), the snapshots the runner published per second,
 and whether the first pair ended on identical parameters (the same work on both sides).
-See harness.py for how the sides are built (with ``--process`` the bare loop, too, runs in
+``--ablate`` shows where the gap goes instead: interleaved rounds of the bare loop, the runner
+as shipped, and the runner without one thing each (frames at 1 a second instead of 40, no
+timeline checkpoints, no measuring) and without all three; ratios against the bare loop
+(medians of the rounds). See harness.py for how the sides are built (with ``--process`` the bare loop, too, runs in
 a runner process, on its runner thread).
 """
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch  # noqa: E402
 from core.session import Session  # noqa: E402
 from core.spec import GradientSpec, SessionSpec  # noqa: E402
 from core.task_spec import TaskSpec  # noqa: E402
+import harness  # noqa: E402
 from harness import CASES, measure_histogram_pairs, measure_pairs, ratio_summary  # noqa: E402
 
 
@@ -59,9 +64,13 @@ def main() -> None:
     ap.add_argument("--no-accuracy", action="store_true", help="skip the time-to-accuracy table")
     ap.add_argument("--histograms", action="store_true",
                     help="instead: the runner with distributions counted vs not (ratio = on/off)")
+    ap.add_argument("--ablate", action="store_true",
+                    help="instead: the runner without frames, checkpoints, measuring, and none of them, vs bare")
     args = ap.parse_args()
     if args.histograms:
         return histograms(args)
+    if args.ablate:
+        return ablate(args)
     pairs = args.pairs or (3 if args.quick else 5)
     where = "runner process" if args.process else "runner thread"
     print(f"torch {torch.__version__}; {where}; median of {pairs} interleaved bare/runner pairs; "
@@ -102,6 +111,32 @@ def histograms(args) -> None:
         p = measure_histogram_pairs(c, n, pairs, args.process)
         print(f"{c.label:46s} {med(b.rate for b in p.bare):9.1f} {med(r.rate for r in p.runner):9.1f} "
               f"{ratio_summary(p.ratios):36s} {ratio_summary(p.cpu_ratios):36s}", flush=True)
+
+
+ABLATIONS = (("as shipped", None, harness.SNAPSHOT_HZ), ("frames 1/s", None, 1.0),
+             ("no checkpoints", harness.checkpoints_off, harness.SNAPSHOT_HZ),
+             ("no measuring", harness.measuring_off, harness.SNAPSHOT_HZ),
+             ("none of the three", harness.none_of_them, 1.0))
+
+
+def ablate(args) -> None:
+    """Where the runner's time goes: each of its per-run costs taken away in turn."""
+    rounds = args.pairs or 3
+    print(f"torch {torch.__version__}; {'runner process' if args.process else 'runner thread'}; medians of "
+          f"{rounds} interleaved rounds; ratio = runner/bare")
+    med = statistics.median
+    for c in CASES:
+        if args.only and not c.label.startswith(args.only):
+            continue
+        n = max(10, c.steps // 10) if args.quick else c.steps
+        bare, got = [], {name: [] for name, _, _ in ABLATIONS}
+        for _ in range(rounds):
+            bare.append(harness.time_bare(c.spec, n, args.process).rate)
+            for name, setup, hz in ABLATIONS:
+                got[name].append(harness.time_runner(c.spec, n, args.process, setup=setup, max_hz=hz).rate)
+        b = med(bare)
+        print(f"{c.label}: bare {b:.1f} steps/s; " + "; ".join(
+            f"{name} {med(v) / b:.3f} ({min(v) / b:.3f}-{max(v) / b:.3f})" for name, v in got.items()), flush=True)
 
 
 if __name__ == "__main__":

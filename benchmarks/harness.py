@@ -199,7 +199,30 @@ def histograms_off(session) -> None:
     session.observer.histograms = False
 
 
-def time_runner(spec: SessionSpec, n: int, process: bool, want_params: bool = False, setup=None) -> Run:
+def checkpoints_off(session) -> None:
+    """Runner function (ablation): no timeline checkpoints (rewinding would replay from step 0)."""
+    session.checkpoint_if_due = _nothing
+    session.checkpoint = _nothing
+    session._ckpt_every = 1 << 62
+
+
+def measuring_off(session) -> None:
+    """Runner function (ablation): no norms or histograms measured (the loss still is)."""
+    session.observer._budget.fraction = 1e-12
+
+
+def none_of_them(session) -> None:
+    """Runner function (ablation): neither checkpoints nor measuring (frames are the caller's)."""
+    checkpoints_off(session)
+    measuring_off(session)
+
+
+def _nothing() -> None:
+    return None
+
+
+def time_runner(spec: SessionSpec, n: int, process: bool, want_params: bool = False, setup=None,
+                max_hz: float = SNAPSHOT_HZ) -> Run:
     """The runner doing ``n`` steps with live snapshots, from ``step(n)`` to the snapshot that
     shows the last step. Built (and warmed up by one step) on its runner thread.
 
@@ -218,10 +241,10 @@ def time_runner(spec: SessionSpec, n: int, process: bool, want_params: bool = Fa
             done.set()
 
     if process:
-        r = ProcessRunner(None, max_hz=SNAPSHOT_HZ)
+        r = ProcessRunner(None, max_hz=max_hz)
         r.replace(edits.build, spec).result(120)
     else:
-        r = Runner(lambda: Session(spec), max_hz=SNAPSHOT_HZ, on_publish=published)
+        r = Runner(lambda: Session(spec), max_hz=max_hz, on_publish=published)
     try:
         r.call(show_first).result(120)  # as the main window tells its runner (its tensor box's first)
         if setup is not None:
