@@ -129,7 +129,7 @@ def time_runner(c: GpuCase, n: int) -> tuple[Run, float]:
     r = ProcessRunner(None, max_hz=SNAPSHOT_HZ)
     try:
         r.replace(edits.build, c.spec).result(600)
-        r.call(edits.set_view, [c.shown]).result(60)
+        r.call(edits.show_tensor, c.shown).result(60)  # as the main window tells its runner
         r.call(warm3).result(600)
         threads = r.call(runner_threads).result(60)
         start = r.latest().step
