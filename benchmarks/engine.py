@@ -35,6 +35,12 @@ import harness  # noqa: E402
 from harness import CASES, measure_histogram_pairs, measure_pairs, ratio_summary  # noqa: E402
 
 
+def chosen(args) -> list:
+    """(case, steps) of the cases asked for (``--only``), a tenth of the steps with ``--quick``."""
+    return [(c, max(10, c.steps // 10) if args.quick else c.steps) for c in CASES
+            if not args.only or c.label.startswith(args.only)]
+
+
 def time_to_accuracy(target: float = 0.9, max_steps: int = 20_000):
     """Steps and seconds to reach ``target`` validation accuracy on digits, default hyperparameters."""
     rows = []
@@ -78,10 +84,7 @@ def main() -> None:
     print(f"{'case':46s} {'thr':>3s} {'bare/s':>9s} {'runner/s':>9s} {'ratio (spread)':36s} "
           f"{'cpu (spread)':36s} {'snaps/s':>7s} {'same':>4s}")
     med = statistics.median
-    for c in CASES:
-        if args.only and not c.label.startswith(args.only):
-            continue
-        n = max(10, c.steps // 10) if args.quick else c.steps
+    for c, n in chosen(args):
         p = measure_pairs(c, n, pairs, args.process)
         print(f"{c.label:46s} {p.threads():>3s} {med(b.rate for b in p.bare):9.1f} "
               f"{med(r.rate for r in p.runner):9.1f} {ratio_summary(p.ratios):36s} "
@@ -104,10 +107,7 @@ def histograms(args) -> None:
           f"{pairs} interleaved off/on pairs; ratio = with distributions / without, median (min-max, IQR)")
     print(f"{'case':46s} {'off/s':>9s} {'on/s':>9s} {'ratio (spread)':36s} {'cpu (spread)':36s}")
     med = statistics.median
-    for c in CASES:
-        if args.only and not c.label.startswith(args.only):
-            continue
-        n = max(10, c.steps // 10) if args.quick else c.steps
+    for c, n in chosen(args):
         p = measure_histogram_pairs(c, n, pairs, args.process)
         print(f"{c.label:46s} {med(b.rate for b in p.bare):9.1f} {med(r.rate for r in p.runner):9.1f} "
               f"{ratio_summary(p.ratios):36s} {ratio_summary(p.cpu_ratios):36s}", flush=True)
@@ -125,10 +125,7 @@ def ablate(args) -> None:
     print(f"torch {torch.__version__}; {'runner process' if args.process else 'runner thread'}; medians of "
           f"{rounds} interleaved rounds; ratio = runner/bare")
     med = statistics.median
-    for c in CASES:
-        if args.only and not c.label.startswith(args.only):
-            continue
-        n = max(10, c.steps // 10) if args.quick else c.steps
+    for c, n in chosen(args):
         bare, got = [], {name: [] for name, _, _ in ABLATIONS}
         for _ in range(rounds):
             bare.append(harness.time_bare(c.spec, n, args.process).rate)
