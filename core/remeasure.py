@@ -132,7 +132,8 @@ def _measure_skipped(session, seconds, cancelled) -> Remeasured:
         if cancelled():
             return True
         return (eng.step_count - origin) % width == 0 and time.perf_counter() > deadline
-    eng = engine_before(tl, b.id, first)
+    rep = _Replayer(tl, b, first)
+    eng = rep.eng
     # the slice's time starts once the engine stands there (the replay from the nearest
     # checkpoint is not progress: counted in, a short slice could end before its first bucket)
     deadline = math.inf if seconds is None else time.perf_counter() + seconds
@@ -146,23 +147,11 @@ def _measure_skipped(session, seconds, cancelled) -> Remeasured:
     obs.lr_each_step = eng.scheduler is not None
     eng.observer = obs
     obs.attach(eng.optimizer)
-    entries = b.journal.entries
-    j = next(i for i, (s0, a) in enumerate(entries) if isinstance(a, Step) and s0 < first <= s0 + a.n)
     try:
-        stopped = False
-        for s0, a in entries[j:]:
-            if isinstance(a, Step):
-                for _ in range(max(s0 + 1, first), min(s0 + a.n, end) + 1):
-                    if eng.step_count == eng.spec.start_step:
-                        eng.check_can_step()
-                    metrics = eng.step_once()
-                    obs.end_step(eng.step_count, eng.loss, metrics, eng)
-                    if stop():
-                        stopped = True
-                        break
-            elif s0 < end:
-                eng.apply(a)
-            if stopped or eng.step_count >= end:
+        while eng.step_count < end:
+            metrics = rep.step()
+            obs.end_step(eng.step_count, eng.loss, metrics, eng)
+            if stop():
                 break
         obs.resolve()
         obs.flush_series()
@@ -227,12 +216,10 @@ def first_unmeasured_cross(s: SeriesSet, end: int) -> int | None:
 
 
 class _Replayer:
-    """One run's branch replayed from step ``first`` on an engine of its own, a step at a time
-    (the actions recorded between steps applied before the next)."""
+    """Branch ``b`` of ``tl`` replayed from step ``first`` on an engine of its own, a step at a
+    time (the actions recorded between two steps applied before the second)."""
 
-    def __init__(self, session, first: int):
-        tl = session.timeline
-        b = tl.branch
+    def __init__(self, tl, b, first: int):
         self.end = b.end_step
         self.eng = engine_before(tl, b.id, first)
         self.entries = b.journal.entries
@@ -245,7 +232,8 @@ class _Replayer:
         added = {t.name for t in e.added_tensors()}
         return flat([e.params[n] for n in e.names if n not in added])
 
-    def step(self) -> None:
+    def step(self) -> dict:
+        """The next step (its evaluation's metrics, if one ran)."""
         e, s = self.eng, self.eng.step_count + 1
         while True:
             s0, a = self.entries[self.j]
@@ -257,7 +245,7 @@ class _Replayer:
             self.j += 1
         if e.step_count == e.spec.start_step:
             e.check_can_step()
-        e.step_once()
+        return e.step_once()
 
 
 def measure_comparison(c, seconds: float | None = None, cancelled=lambda: False) -> Remeasured:
@@ -298,7 +286,8 @@ def _measure_cross(c, deadline: float, cancelled) -> Remeasured:
         return Remeasured(0, 0, 0.0)
     t0 = time.perf_counter()
     width = w.series.width
-    reps = {r.id: _Replayer(r.session, first) for r in c.runs if r.session.timeline.branch.end_step >= first}
+    reps = {r.id: _Replayer(r.session.timeline, r.session.timeline.branch, first) for r in c.runs
+            if r.session.timeline.branch.end_step >= first}
     deadline = max(deadline, time.perf_counter())  # from where the engines stand (as in _measure_skipped)
     numel = max((rep.shared().numel() for rep in reps.values()), default=1)
     block = max(width, min(CROSS_BLOCK, CROSS_KEEP // max(1, 8 * numel * len(reps))) // width * width)
