@@ -97,15 +97,24 @@ def bin_text(edges: np.ndarray, i: int) -> str:
     return f"({lo:.3g} .. {hi:.3g}]"
 
 
+def column_at(steps, x: float) -> int | None:
+    """The column under step ``x`` (column i spans steps[i] - bucket .. steps[i]), or None."""
+    if not len(steps) or not np.isfinite(x):
+        return None
+    first = steps[0] - (steps[1] - steps[0] if len(steps) > 1 else 1)
+    if not first <= x <= steps[-1]:
+        return None
+    return min(int(np.searchsorted(steps, x, side="left")), len(steps) - 1)
+
+
 def hover_text(steps, edges, counts, x: float, y: float) -> str:
     """What the strip holds under (x: step, y: bin row), or "" outside the data; a column that
     was not measured says which measured step it shows."""
     if not len(steps) or y < 0 or y >= counts.shape[1]:
         return ""
-    first = steps[0] - (steps[1] - steps[0] if len(steps) > 1 else 1)
-    if not first <= x <= steps[-1]:
+    col = column_at(steps, x)
+    if col is None:
         return ""
-    col = min(int(np.searchsorted(steps, x, side="left")), len(steps) - 1)
     row = int(y)
     width = int(steps[1] - steps[0]) if len(steps) > 1 else 1
 
@@ -194,13 +203,8 @@ class DensityStrip(QWidget):
 
     def stepAt(self, x: float) -> int | None:
         """The step of the column under step ``x`` (None: no data, or outside it)."""
-        if self._data is None or not np.isfinite(x):
-            return None
-        steps = self._data[0]
-        first = steps[0] - (steps[1] - steps[0] if len(steps) > 1 else 1)
-        if not first < x <= steps[-1]:
-            return None
-        return int(steps[min(int(np.searchsorted(steps, x)), len(steps) - 1)])  # column i: (steps[i] - w, steps[i]]
+        col = None if self._data is None else column_at(self._data[0], x)
+        return None if col is None else int(self._data[0][col])
 
     def _on_mouse_clicked(self, ev) -> None:
         vb = self.plot.getViewBox()
