@@ -22,7 +22,7 @@ import torch
 
 from . import explain_extras, explain_lbfgs, explain_matrix, explain_rules
 from .engine import Engine, copy_state
-from .replay import engine_before
+from .replay import engine_before, generators_kept
 from .spec import SpecError
 
 # Documented tolerance in ULPs of the parameter's dtype. The for-loop recomputation follows
@@ -183,7 +183,7 @@ def explain(session, tensor: str, index=(), step: int | None = None, branch: int
     name = session.timeline.branches[bid].spec.optimizer
     if name != "LBFGS" and name not in RULES:
         raise SpecError(explain_extras.not_explained(name))
-    with torch.random.fork_rng(devices=[]):  # replaying restores generator states: keep the caller's
+    with generators_kept():  # replaying restores generator states: keep the caller's
         eng = engine_before(session.timeline, bid, step)
         if tensor not in eng.params:
             raise SpecError(f"There is no tensor {tensor!r} at step {step:,}; there are {', '.join(eng.params)}")

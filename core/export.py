@@ -24,12 +24,11 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
 
 from . import (catalogue, export_check, export_resume, export_task, files, objectives, optimizer_names, paths,
                schedulers)
 from .engine import Engine, grad_seed, optimizer_seed, tensor_seed
-from .replay import engine_at
+from .replay import engine_at, generators_kept
 from .spec import (AddGroup, EditTensor, LoadOptimizer, LoadParams, ManualGrad, Reset, SetDevice, SetGrad, SetHparam,
                    SpecError, Step, TensorSpec, ZeroGrad)
 
@@ -496,7 +495,7 @@ def export_script(session, branch: int | None = None, script_name: str = "export
     entries = [a for _, a in b.journal.prefix(step, index)]
     resets = [i for i, a in enumerate(entries) if isinstance(a, Reset)]
     entries = entries[resets[-1] + 1:] if resets else entries  # a reset starts again from the spec
-    with torch.random.fork_rng(devices=[]):  # building and replaying restore generator states
+    with generators_kept():  # replaying restores generator states: keep the caller's
         if (bid, step, index) == session.position():
             final = session.engine
         else:

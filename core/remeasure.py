@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +22,7 @@ import torch
 
 from .distributions import Distributions
 from .observer import Observer
-from .replay import engine_before
+from .replay import engine_before, generators_kept
 from .series import SeriesSet
 from .spec import Step
 
@@ -89,20 +88,6 @@ def first_unmeasured_series(s: SeriesSet, end: int) -> int | None:
     if not names or s.n == 0:
         return None
     return _first_short([s.cols[n]["count"] for n in names], s.origin, s.width, s.n, end)
-
-
-@contextmanager
-def generators_kept():
-    """Torch's (CPU and initialised CUDA devices') and numpy's global generators as they were:
-    a replay restores the states its checkpoints saved, and the session's next step must draw
-    from where the session stands, not from where the replay ended."""
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-    saved = np.random.get_state()
-    with torch.random.fork_rng(devices=cuda):
-        try:
-            yield
-        finally:
-            np.random.set_state(saved)
 
 
 def measure_skipped(session, seconds: float | None = None, cancelled=lambda: False) -> Remeasured:

@@ -6,8 +6,27 @@ nearest checkpoint, then the journal replayed) on an engine of its own.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
 from .engine import Engine
 from .spec import Step
+
+
+@contextmanager
+def generators_kept():
+    """Torch's (CPU and initialised CUDA devices') and numpy's global generators as they were:
+    a replay restores the states its checkpoints saved, and the session's next step must draw
+    from where the session stands, not from where the replay ended."""
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    saved = np.random.get_state()
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            yield
+        finally:
+            np.random.set_state(saved)
 
 
 def engine_at(timeline, branch: int, step: int, index: int) -> Engine:

@@ -201,3 +201,30 @@ def test_a_comparison_is_measured_in_slices_that_add_up():
         assert np.array_equal(c.watch.series.cols[name]["count"][:350], live.watch.series.cols[name]["count"][:350])
         assert np.allclose(c.watch.series.cols[name]["sum"][:350], live.watch.series.cols[name]["sum"][:350],
                            rtol=1e-12, equal_nan=True)
+
+
+def test_replays_for_an_export_or_for_measuring_leave_numpys_generator_alone(tmp_path):
+    """A user's optimizer drawing from numpy's global generator: its checkpoints carry that
+    generator's state, and a replay restores it. Exporting and measuring (and explaining, which
+    replays the same way) must leave the generator where the session left it."""
+    import numpy as np
+
+    from core import edits, optimizer_names, trust
+    from core.spec import GradientSpec, SessionSpec, TensorSpec
+    from tests.core.optimizer_files import NUMPY_NOISE
+    path = tmp_path / "noise.py"
+    path.write_text(NUMPY_NOISE)
+    trust.trust_file(str(path))
+    try:
+        spec = SessionSpec(optimizer=optimizer_names.file_name(str(path), "NumpyNoise"), hparams={"lr": 0.001},
+                           tensors=(TensorSpec("xy", (2,), init="values", values=[-1.5, 2.0]),),
+                           gradient=GradientSpec("objective", objective="rosenbrock"), zero_grad_each_step=True)
+        s = Session(spec)
+        s.run(300)
+        np.random.seed(123)
+        want = np.random.get_state()[1].copy()
+        for replay in (lambda: measure_skipped(s), lambda: edits.export_script(s, tmp_path / "x.py")):
+            replay()
+            assert np.array_equal(np.random.get_state()[1], want)
+    finally:
+        trust.forget()
