@@ -261,7 +261,6 @@ class Runner(RunnerCommands):
         publish if a snapshot is due: the clocks and budgets are read once a burst, not once a
         step (a tiny problem's step takes 15 µs). A rate limit steps one at a time."""
         s = self._session
-        cmds = self._cmds
         n = 1 if self._rate_limit > 0 else self._burst_len
         batch = self._pending > 0
         if batch:
@@ -275,25 +274,17 @@ class Runner(RunnerCommands):
         if hold is not None:
             s.hold_checkpoints = True
         t0 = time.perf_counter()
-        done = 0
-        while done < n:
-            if self._pending == 1:
-                s.observer.force_next = True  # the end of a Step N is always measured
-            # a Step N's last step goes alone (measured); commands are still read between turns
-            k = (min(n - done, self._pending - 1) if batch else n - done) if many is not None else 1
-            try:
-                took, hit = many(k) if k >= 2 else (1, s.advance())
-            except Exception as e:  # noqa: BLE001 - the run stops; the error travels as data
-                self._halt(error=RunError(type(e).__name__, str(e), traceback.format_exc()))
-                return
-            done += took
-            for _ in range(took if self._pending else 0):
-                self._count_step()
-            if hit is not None:
-                self._halt(paused_reason=hit.message)
-                return
-            if self._stop or not cmds.empty():
-                break
+        if many is None:
+            done, hit, error = self._steps(s, n, batch)
+        else:
+            done, hit, error = self._turns(s, many, n, batch)
+        if error is not None:
+            tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            self._halt(error=RunError(type(error).__name__, str(error), tb))
+            return
+        if hit is not None:
+            self._halt(paused_reason=hit.message)
+            return
         after = time.perf_counter()
         self._last_step_time = after
         self._burst_len = max(1, min(MAX_BURST, int(BURST_SECONDS * done / max(after - t0, 1e-9))))
@@ -306,10 +297,56 @@ class Runner(RunnerCommands):
             self._publish()
             self._snap_budget.charge(time.perf_counter() - after)
 
-    def _count_step(self) -> None:
+    def _steps(self, s, n: int, batch: bool):
+        """A session's burst: up to ``n`` steps, one ``advance`` each, and nothing else per step
+        but what must be (a tiny problem's step takes 15 µs, and any work between two steps
+        slows the next ones: see README, "Speed"). Returns (steps done, the breakpoint that
+        held or None, the exception that stopped the run or None); a Step N's steps are
+        counted after the loop."""
+        cmds = self._cmds
+        advance = s.advance
+        last = self._pending if batch else 0  # a Step N's last step is always measured
+        done, hit = 0, None
+        try:
+            while done < n:
+                if done + 1 == last:
+                    s.observer.force_next = True
+                done += 1
+                hit = advance()
+                if hit is not None or self._stop or not cmds.empty():
+                    break
+        except Exception as e:  # noqa: BLE001 - the run stops (the step that raised is not counted)
+            return done - 1, None, e
+        if batch:
+            self._count_steps(done)
+        return done, hit, None
+
+    def _turns(self, s, many, n: int, batch: bool):
+        """A comparison's burst: lockstep steps in turns (``advance_many``); a Step N's last
+        step goes alone (measured). Commands are read between turns. Returns as ``_steps``."""
+        cmds = self._cmds
+        done = 0
+        while done < n:
+            if self._pending == 1:
+                s.observer.force_next = True  # the end of a Step N is always measured
+            k = min(n - done, self._pending - 1) if batch else n - done
+            try:
+                took, hit = many(k) if k >= 2 else (1, s.advance())
+            except Exception as e:  # noqa: BLE001 - the run stops; the error travels as data
+                return done, None, e
+            done += took
+            if batch:
+                self._count_steps(took)
+            if hit is not None:
+                return done, hit, None
+            if self._stop or not cmds.empty():
+                break
+        return done, None, None
+
+    def _count_steps(self, k: int) -> None:
         if self._pending > 0:
-            self._pending -= 1
-            self._batch_done += 1
+            self._pending = max(0, self._pending - k)
+            self._batch_done += k
             if self._pending == 0:
                 self._batch_total = self._batch_done = 0
 

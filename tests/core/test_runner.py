@@ -111,7 +111,7 @@ def test_error_in_the_loop_stops_the_run_with_traceback(runner):
     wait_until(lambda: r.latest().error is not None)
     err = r.latest().error
     assert err.type == "RuntimeError" and "user loss exploded" in err.message
-    assert "Traceback" in err.traceback
+    assert "Traceback" in err.traceback and "in boom" in err.traceback  # where the user's code raised
     assert not r.latest().running and r.alive
 
 
