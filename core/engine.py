@@ -142,6 +142,7 @@ class Engine:
         with quiet():
             spec.check()
         self.spec = spec
+        self.start_step = spec.start_step  # read before every step (a property of the spec)
         self.blobs = blobs if blobs is not None else {}  # loaded state_dicts by id (the timeline's store)
         self.observer = observer
         self._build()
@@ -534,7 +535,7 @@ class Engine:
 
     def _do_step(self, action: Step) -> None:
         for _ in range(action.n):
-            if self.step_count == self.spec.start_step:
+            if self.step_count == self.start_step:
                 self.check_can_step()
             self.step_once()
 

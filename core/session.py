@@ -254,7 +254,7 @@ class Session:
         if self._index is not None:
             self._fork_if_rewound()
         e = self.engine
-        if e.step_count == e.spec.start_step:
+        if e.step_count == e.start_step:
             e.check_can_step()
         metrics = e.step_once()
         self._pending += 1
