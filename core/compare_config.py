@@ -10,6 +10,8 @@ another class starts fresh at N, and its label says so.
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 
@@ -132,12 +134,20 @@ def hparams_from_text(optimizer: str, text: str, info=None) -> dict:
     return out
 
 
+_NEXT_NAME = re.compile(r"\s+[A-Za-z_]\w*\s*=(?!=)")
+
+
 def _top_level_split(text: str) -> list[str]:
-    """Split at commas outside brackets (``betas=(0.9, 0.99)`` stays one word)."""
+    """Split at commas outside brackets (``betas=(0.9, 0.99)`` stays one word), and at spaces
+    outside brackets that come before the next ``name=`` (``lr=0.1 momentum=0.9``, as one
+    writes arguments on a command line, is two words like ``lr=0.1, momentum=0.9``)."""
     words, depth, start = [], 0, 0
     for i, ch in enumerate(text):
         depth += (ch in "([") - (ch in ")]")
-        if ch == "," and depth == 0:
+        if depth:
+            continue
+        if ch == "," or (ch.isspace() and not text[i - 1].isspace() and "=" in text[start:i]
+                         and _NEXT_NAME.match(text, i)):
             words.append(text[start:i])
             start = i + 1
     return words + [text[start:]]

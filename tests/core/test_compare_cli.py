@@ -68,6 +68,20 @@ def test_a_configuration_with_a_scheduler_runs_as_the_same_session_alone(capsys)
             parse_config(base, bad)
 
 
+def test_arguments_separated_by_spaces_read_as_with_commas():
+    """``--config 'SGD lr=0.001 momentum=0.9'`` (as arguments are written on a command line) had
+    been refused: "lr must be a number, not '0.001 momentum=0.9'"."""
+    from core.compare_cli import parse_config
+    from core.spec import SchedulerSpec
+    base = load_session(cli.resolve("adam_rosenbrock")).spec
+    spaced = parse_config(base, "SGD lr=0.001 momentum=0.9 | MultiStepLR milestones=[2, 4] gamma=0.5 every=step")
+    commas = parse_config(base, "SGD lr=0.001, momentum=0.9 | MultiStepLR milestones=[2, 4], gamma=0.5, every=step")
+    sched = SchedulerSpec("MultiStepLR", {"milestones": [2, 4], "gamma": 0.5}, "step")
+    assert spaced.spec == commas.spec == config_spec(base, "SGD", {"lr": 0.001, "momentum": 0.9}, sched)
+    adam = parse_config(base, "Adam betas=(0.8, 0.9) lr = 0.002  eps=1e-6")  # brackets and spaced '=' stay whole
+    assert adam.spec == config_spec(base, "Adam", {"betas": (0.8, 0.9), "lr": 0.002, "eps": 1e-6}, None)
+
+
 def test_a_value_measured_before_the_step_asked_is_marked_and_explained(capsys):
     """Validation runs every 45 steps in the digits example: 'val acc' at step 50 is step 45's,
     and the table says so rather than passing it off as step 50's."""
