@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -114,7 +115,7 @@ def _refusing(name: str, load):
         if not any(m in str(e) for m in _REFUSED_MARKS):  # damaged or not a pickle at all: no class involved
             raise LoadError(f"{name} is not a readable torch.save file ({_first_line(e)})") from None
         raise LoadError(f"Refused {name}: it holds Python objects other than tensors and plain values "
-                        f"that cannot be set aside ({_gist(e)}); nothing was executed") from None
+                        f"that cannot be set aside ({_refused_gist(e)}); nothing was executed") from None
     except Exception as e:  # noqa: BLE001
         raise LoadError(f"{name} is not a readable torch.save file ({_gist(e)})") from None
 
@@ -179,6 +180,17 @@ def load_json(path) -> object:
             return json.loads(f.read().decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
             raise LoadError(f"{path} is not readable JSON ({_gist(e)})") from None
+
+
+def _refused_gist(e: BaseException) -> str:
+    """What torch's weights-only unpickler refused, in a few words: the global it names (its
+    message opens with advice to load with ``weights_only=False``, which is what must not be done)."""
+    m = re.search(r"GLOBAL ([\w.]+)", str(e))
+    if m:
+        return f"it names {m.group(1)}"
+    from .files import _REFUSED_MARKS
+    lines = [ln.strip() for ln in str(e).splitlines() if any(k in ln for k in _REFUSED_MARKS)]
+    return lines[0][:200] if lines else _gist(e)
 
 
 def _gist(e: BaseException) -> str:

@@ -1,6 +1,7 @@
 """`optimlab inspect` on checkpoints written by plain torch.save and torch.distributed.checkpoint:
 names, shapes and values equal what was saved; classes it would need are refused entry by entry."""
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -165,6 +166,27 @@ def test_distributed_checkpoint_metadata_that_names_other_classes_is_refused_une
     (tmp_path / "dcp" / ".metadata").write_bytes(pickle.dumps(boom))
     with pytest.raises(LoadError, match="nothing was executed"):
         open_checkpoint(tmp_path / "dcp")
+    assert not marker.exists()
+
+
+def test_inspect_refuses_a_code_running_pickle_in_one_sentence_naming_what_it_calls(tmp_path, capsys):
+    """The refusal had carried torch's first line, its advice to load with weights_only=False."""
+    marker = tmp_path / "executed"
+    boom = Boom()
+    boom.marker = str(marker)
+
+    class Shell:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    for name, save, names in (
+            ("plain.pt", lambda p: p.write_bytes(pickle.dumps({"state": {0: boom}})), "pathlib.Path.touch"),
+            ("zip.pt", lambda p: torch.save({"state": {0: Shell()}, "param_groups": []}, p), os.system.__module__)):
+        save(tmp_path / name)
+        assert cli.main(["inspect", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("optimlab: Refused ") and name in err and "\n" not in err, err
+        assert f"(it names {names}." in err or f"(it names {names})" in err, err
+        assert "weights_only" not in err and "nothing was executed" in err
     assert not marker.exists()
 
 
