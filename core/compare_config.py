@@ -11,7 +11,6 @@ another class starts fresh at N, and its label says so.
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 
