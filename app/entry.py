@@ -1,11 +1,14 @@
-"""The ``optimlab`` command: a CLI subcommand (run, branches, explain, export, optimizers, examples,
-listen, inspect) runs headless; anything else (nothing, a file or example to open, window options) starts the desktop app."""
+"""The ``optimlab`` command: a CLI subcommand (run, branches, compare, explain, export, optimizers,
+examples, listen, inspect, resume) runs headless; anything else (nothing, a file or example to open,
+window options) starts the desktop app. The list is written out here, not read from ``core.cli``'s
+parser, so that starting the window does not wait for the CLI's imports (torch); a test keeps the two
+the same."""
 from __future__ import annotations
 
 import sys
 
 CLI_COMMANDS = ("run", "branches", "compare", "explain", "export", "optimizers", "examples", "listen", "inspect",
-                "-h", "--help")
+                "resume", "-h", "--help")
 
 
 def wants_cli(argv: list[str]) -> bool:

@@ -92,6 +92,16 @@ def test_the_optimlab_command_opens_files_and_window_options_in_the_app_and_subc
         assert not wants_cli(argv), argv
 
 
+def test_every_cli_subcommand_runs_headless():
+    """``optimlab resume ...`` had opened the window, which refused its arguments."""
+    import argparse
+
+    from app.entry import wants_cli
+    from core.cli import parser
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert sub.choices and all(wants_cli([name, "--help"]) for name in sub.choices), sorted(sub.choices)
+
+
 def test_at_1024x700_the_tensors_keep_room_and_the_optimizer_form_uses_the_dock(make_window, qtbot):
     from PySide6.QtWidgets import QScrollArea
     win = make_window(quadratic_spec(shape=(4, 4)))
