@@ -265,7 +265,9 @@ def _one_line(e: BaseException) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="optimlab", description="Watch PyTorch optimizers work (headless commands).")
+    ap = _Parser(prog="optimlab", description="Watch PyTorch optimizers work (headless commands).",
+                 epilog="Without a command, optimlab [FILE or EXAMPLE] opens the window "
+                        "(its options: optimlab gui --help).")
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="replay a session's journal, then load, step and save as asked")
     r.add_argument("session", help="a .json spec, a .optimlab session, or an example's name")
