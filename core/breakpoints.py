@@ -3,6 +3,7 @@
 Conditions, in the syntax of the CLI's ``--until`` and the window's breakpoint list::
 
     loss nonfinite            loss > 5            loss rising 10      (rising on each of 10 steps)
+    loss < 0.01               grad_norm < 1e-4    (below: run until it has converged)
     grad_norm > 10            update_norm > 1     update_ratio[1] > 0.01   (group 1: ||dp|| / ||p||)
     weight nonfinite          fc1.weight.grad abs > 100      fc1.weight.exp_avg_sq nonfinite
     params nonfinite          step == 120                    t0.Q[1] abs > 1e3
@@ -23,7 +24,7 @@ from dataclasses import dataclass, replace
 import torch
 
 KINDS = ("loss", "grad_norm", "update_norm", "update_ratio", "tensor", "params", "step")
-OPS = ("nonfinite", ">", "rising", "abs>", "==")
+OPS = ("nonfinite", ">", "<", "rising", "abs>", "==")
 
 
 class BreakpointError(ValueError):
@@ -52,7 +53,7 @@ class Breakpoint:
             return f"{what} abs > {self.value:g}"
         if self.op == "==":
             return f"{what} == {int(self.value)}"
-        return f"{what} > {self.value:g}"
+        return f"{what} {self.op} {self.value:g}"
 
     @property
     def needs(self) -> frozenset[str]:
@@ -70,10 +71,11 @@ _NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 _TARGET = r"([A-Za-z_][\w.]*(?:\[\d+\])?)"  # fc1.weight, fc1.weight.grad, t0.Q[1] (an item of a list)
 _PATTERNS = [
     (re.compile(r"^(loss|params)\s+nonfinite$"), lambda m: Breakpoint(m[1], "nonfinite")),
-    (re.compile(rf"^(loss|grad_norm|update_norm)\s*>\s*{_NUM}$"), lambda m: Breakpoint(m[1], ">", float(m[2]))),
+    (re.compile(rf"^(loss|grad_norm|update_norm)\s*([<>])\s*{_NUM}$"),
+     lambda m: Breakpoint(m[1], m[2], float(m[3]))),
     (re.compile(r"^loss\s+rising\s+(\d+)$"), lambda m: Breakpoint("loss", "rising", float(m[1]))),
-    (re.compile(rf"^update_ratio\[(\d+)\]\s*>\s*{_NUM}$"),
-     lambda m: Breakpoint("update_ratio", ">", float(m[2]), group=int(m[1]))),
+    (re.compile(rf"^update_ratio\[(\d+)\]\s*([<>])\s*{_NUM}$"),
+     lambda m: Breakpoint("update_ratio", m[2], float(m[3]), group=int(m[1]))),
     (re.compile(r"^step\s*==\s*(\d+)$"), lambda m: Breakpoint("step", "==", float(m[1]))),
     (re.compile(rf"^{_TARGET}\s+nonfinite$"), lambda m: Breakpoint("tensor", "nonfinite", target=m[1])),
     (re.compile(rf"^{_TARGET}\s+abs\s*>\s*{_NUM}$"),
@@ -88,12 +90,13 @@ def parse(text: str) -> Breakpoint:
         m = pattern.match(t)
         if m:
             bp = make(m)
-            if bp.op in (">", "abs>") and not math.isfinite(bp.value):
+            if bp.op in (">", "<", "abs>") and not math.isfinite(bp.value):
                 raise BreakpointError(f"Invalid breakpoint {text!r}: the threshold must be a finite number")
             if bp.op == "rising" and bp.value < 1:
                 raise BreakpointError(f"Invalid breakpoint {text!r}: rising needs at least 1 step")
             return bp
-    raise BreakpointError(f"Cannot read the breakpoint {text!r}: write e.g. 'loss nonfinite', 'grad_norm > 10', "
+    raise BreakpointError(f"Cannot read the breakpoint {text!r}: write e.g. 'loss nonfinite', 'loss < 0.01', "
+                          "'grad_norm > 10', "
                           "'update_ratio[0] > 0.01', 'loss rising 5', 'weight.grad abs > 100', 'w.Q[1] nonfinite' "
                           "or 'step == 120'")
 

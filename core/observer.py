@@ -360,7 +360,7 @@ class Observer:
                 if bp.op == "nonfinite":
                     if not math.isfinite(lv):
                         return Hit(step, bp.text, f"the loss became {lv}")
-                elif (lv > bp.value) if bp.op == ">" else self._rising(int(bp.value)):
+                elif _compare(lv, bp.op, bp.value) if bp.op in ("<", ">") else self._rising(int(bp.value)):
                     return Hit(step, bp.text)
         return None
 
@@ -381,15 +381,15 @@ class Observer:
                 return False
             if bp.op == "nonfinite":
                 return not math.isfinite(x)
-            if bp.op == ">":
-                return x > v
+            if bp.op in ("<", ">"):
+                return _compare(x, bp.op, v)
             return self._rising(int(v))
         if kind == "params":
             x = got.get("max_abs")
             return x is not None and not math.isfinite(x)
         key = f"update_ratio{bp.group}" if kind == "update_ratio" else kind
         x = got.get(key)
-        return x is not None and x > v
+        return x is not None and _compare(x, bp.op, v)
 
     def _rising(self, n: int) -> bool:
         last = list(self._losses)[-(n + 1):]
@@ -415,6 +415,11 @@ class Observer:
 
     def pending(self) -> int:
         return len(self._raw)
+
+
+def _compare(x: float, op: str, v: float) -> bool:
+    """``x > v`` or ``x < v``; a NaN meets neither (the nonfinite conditions are for it)."""
+    return x > v if op == ">" else x < v
 
 
 def _norms_on_device(diffs, params, grads, sizes) -> dict:

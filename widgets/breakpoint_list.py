@@ -14,7 +14,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton,
                                QVBoxLayout, QWidget)
 
-SYNTAX = ("loss nonfinite · params nonfinite · loss > 5 · loss rising 10 · grad_norm > 10 · update_norm > 1 · "
+SYNTAX = ("loss nonfinite · params nonfinite · loss > 5 · loss < 0.01 · loss rising 10 · grad_norm > 10 · "
+          "grad_norm < 1e-4 · update_norm > 1 · "
           "update_ratio[0] > 0.01 · weight.grad abs > 100 · weight.exp_avg_sq nonfinite · w.Q[1] nonfinite · "
           "step == 120")
 
@@ -25,8 +26,9 @@ def syntax(tensor: str = "", state_key: str = "") -> str:
     if not tensor:
         return SYNTAX
     named = [f"{tensor}.grad abs > 100"] + ([f"{tensor}.{state_key} nonfinite"] if state_key else [])
-    return " · ".join(["loss nonfinite", "params nonfinite", "loss > 5", "loss rising 10", "grad_norm > 10",
-                       "update_norm > 1", "update_ratio[0] > 0.01", *named, "step == 120"])
+    return " · ".join(["loss nonfinite", "params nonfinite", "loss > 5", "loss < 0.01", "loss rising 10",
+                       "grad_norm > 10", "grad_norm < 1e-4", "update_norm > 1", "update_ratio[0] > 0.01", *named,
+                       "step == 120"])
 
 
 class BreakpointList(QWidget):
@@ -41,7 +43,7 @@ class BreakpointList(QWidget):
         self.list.setToolTip("The run pauses at the first step where a ticked condition holds; "
                              "double-click a condition to change it")
         self.field = QLineEdit()
-        self.field.setPlaceholderText("e.g. grad_norm > 10")
+        self.field.setPlaceholderText("e.g. loss < 0.01 or grad_norm > 10")
         self.field.setToolTip("A condition, one of:\n" + SYNTAX.replace(" · ", "\n"))
         self.field.setClearButtonEnabled(True)
         self.addButton = QPushButton("Add")

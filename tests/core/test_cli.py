@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from core import catalogue, session_file
+from core import catalogue, cli, session_file
 from core.cli import main
 from core.session import Session
 from core.spec import loads
@@ -231,9 +231,9 @@ def test_run_at_a_step_of_a_branch_equals_that_step(capsys, tmp_path):
 
 def test_until_stops_at_the_first_step_where_the_condition_holds_and_saves_there(capsys, tmp_path):
     path = timeline_file(tmp_path)
-    code, out, err = run(capsys, "run", path, "--steps", 1000, "--until", "step == 57", "--until", "loss < 0",
+    code, out, err = run(capsys, "run", path, "--steps", 1000, "--until", "step == 57", "--until", "loss <= 0",
                          "--save-params", tmp_path / "p.pt")
-    assert code == 2 and "Cannot read the breakpoint 'loss < 0'" in err  # refused before anything ran
+    assert code == 2 and "Cannot read the breakpoint 'loss <= 0'" in err  # refused before anything ran
     code, out, err = run(capsys, "run", path, "--steps", 1000, "--until", "step  ==  57",
                          "--save-params", tmp_path / "p.pt")
     assert code == 0, err
@@ -243,6 +243,31 @@ def test_until_stops_at_the_first_step_where_the_condition_holds_and_saves_there
     assert torch.equal(torch.load(tmp_path / "p.pt", weights_only=True)["w"], s.params["w"].detach())
     code, out, err = run(capsys, "run", path, "--steps", 1000, "--until", "update_ratio[3] > 0.1")
     assert code == 2 and "update_ratio[3] names a group" in err
+
+
+def test_until_a_value_falls_below_stops_at_the_first_step_below_it(capsys, tmp_path):
+    """'loss < 0.001' (run until converged) had been refused: only '>' was understood."""
+    code, out, err = run(capsys, "run", "adam_rosenbrock", "--steps", 5000, "--until", "loss < 0.001",
+                         "--save-session", tmp_path / "s.optimlab")
+    assert code == 0, err
+    k = int(re.match(r"stopped at step (\d+): loss < 0.001$", out.splitlines()[0])[1])
+    plain = Session(session_file.load_session(cli.resolve("adam_rosenbrock")).spec)  # the same steps, unwatched
+    losses = []
+    while plain.step_count < k:
+        plain.step(1)
+        losses.append(plain.loss_value())
+    assert losses[-1] < 0.001 <= min(losses[:-1])  # the first step below, not one after it
+    s = session_file.load_session(tmp_path / "s.optimlab")
+    assert s.step_count == k and s.breakpoints[-1].text == "loss < 0.001"
+    # the norms too, measured at every step while such a condition is on
+    code, out, err = run(capsys, "run", "digits_mlp", "--steps", 3000, "--until", "grad_norm < 0.05",
+                         "--save-session", tmp_path / "g.optimlab")
+    assert code == 0 and out.startswith("stopped at step "), err
+    h = session_file.load_session(tmp_path / "g.optimlab").history.view()
+    assert h.bucket == 1
+    after = h.step > 450  # the example's own steps came before the condition
+    g, steps = h.grad_norm[after], h.step[after]
+    assert g[-1] < 0.05 and (g[:-1] >= 0.05).all() and list(steps) == list(range(451, int(steps[-1]) + 1))
 
 
 def test_measure_every_step_saves_a_session_whose_distributions_and_norms_have_every_step(capsys, tmp_path):
