@@ -60,6 +60,15 @@ def parse_scheduler(text: str) -> SchedulerSpec:
     return spec
 
 
+def parse_steps(text: str) -> list[int]:
+    """``--at``'s steps: whole numbers separated by commas or spaces (one sentence if not)."""
+    words = text.replace(",", " ").split()
+    bad = [w for w in words if not w.isdigit()]
+    if bad:
+        raise SpecError(f"--at takes step numbers separated by commas, e.g. --at 100,250; {bad[0]!r} is not one")
+    return [int(w) for w in words]
+
+
 def table(c: Comparison, at: list[int], columns=DEFAULT_COLUMNS) -> str:
     """Every run's ``columns`` at the steps ``at`` (those reached) and the last step."""
     start = c.spec.start_step  # the runs' first step is the one after (a resumed checkpoint's step)
@@ -92,7 +101,7 @@ def cmd_compare(args) -> int:
     from .cli import resolve
     if args.steps < 0:
         raise SpecError("--steps must be 0 or more")
-    at = [int(w) for w in (args.table_at or "").replace(",", " ").split() if w.isdigit()]
+    at = parse_steps(args.table_at or "")
     try:
         columns = parse_columns(args.columns) if args.columns else list(DEFAULT_COLUMNS)
     except ValueError as e:

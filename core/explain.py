@@ -24,6 +24,7 @@ from . import explain_extras, explain_lbfgs, explain_matrix, explain_rules
 from .engine import Engine, copy_state
 from .replay import engine_before, generators_kept
 from .spec import SpecError
+from .timeline import branch_list
 
 # Documented tolerance in ULPs of the parameter's dtype. The for-loop recomputation follows
 # torch's op order on the same kernels, so it is exact; torch's foreach and fused kernels
@@ -165,7 +166,7 @@ def _where(session, tensor: str, step: int | None, branch: int | None) -> tuple[
     tl = session.timeline
     bid = tl.current if branch is None else branch
     if bid not in tl.branches:
-        raise SpecError(f"There is no branch {bid}; there are {', '.join(map(str, tl.branches))}")
+        raise SpecError(f"There is no branch {bid}; {branch_list(tl.branches)}")
     first, end = tl.branches[bid].start_step + 1, tl.branches[bid].end_step  # a resumed branch: after its checkpoint
     if step is None:
         step = session.step_count if bid == tl.current else end

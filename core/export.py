@@ -31,6 +31,7 @@ from .engine import Engine, grad_seed, optimizer_seed, tensor_seed
 from .replay import engine_at, generators_kept
 from .spec import (AddGroup, EditTensor, LoadOptimizer, LoadParams, ManualGrad, Reset, SetDevice, SetGrad, SetHparam,
                    SpecError, Step, TensorSpec, ZeroGrad)
+from .timeline import branch_list
 
 INLINE_LIMIT = 256 * 1024  # bytes of a stored state_dict embedded in the script; bigger ones go beside it
 RESERVED = {"torch", "nn", "F", "np", "math", "io", "sys", "base64", "hashlib", "runpy", "Path", "OrderedDict",
@@ -480,7 +481,7 @@ def _position(session, branch: int | None) -> tuple[int, int, int]:
         return session.position()
     tl = session.timeline
     if branch not in tl.branches:
-        raise SpecError(f"There is no branch {branch}; there are {', '.join(map(str, tl.branches))}")
+        raise SpecError(f"There is no branch {branch}; {branch_list(tl.branches)}")
     b = tl.branches[branch]
     return branch, b.end_step, len(b.journal.entries)
 

@@ -25,7 +25,7 @@ from .history import Budget
 from .observer import Hit, Observer
 from .snapshot import BranchSummary
 from .spec import LoadOptimizer, LoadParams, Reset, SessionSpec, SpecError, Step
-from .timeline import DEFAULT_BUDGET, Journal, Timeline
+from .timeline import DEFAULT_BUDGET, Journal, Timeline, branch_list
 
 SMALL_NUMEL = 1_000_000
 CHECKPOINT_SHARE = 0.01  # checkpoints take about this share of the stepping time
@@ -408,7 +408,7 @@ class Session:
         self.flush()
         b = self.timeline.branches.get(self.timeline.current if branch is None else branch)
         if b is None:
-            raise SpecError(f"There is no branch {branch}; there are {', '.join(map(str, self.timeline.branches))}")
+            raise SpecError(f"There is no branch {branch}; {branch_list(self.timeline.branches)}")
         start, end = b.start_step, b.end_step
         step = end if step is None else step
         if not start <= step <= end:

@@ -25,6 +25,15 @@ MAX_CHECKPOINTS = 4096
 DEFAULT_BUDGET = 512 * 2 ** 20
 
 
+def branch_list(ids) -> str:
+    """The branches a session has, for a sentence refusing one it has not: "it has branch 0",
+    "it has branches 0, 1 and 3"."""
+    ids = [str(i) for i in ids]
+    if len(ids) == 1:
+        return f"it has branch {ids[0]}"
+    return f"it has branches {', '.join(ids[:-1])} and {ids[-1]}"
+
+
 class Journal:
     """(step count before the action, action) entries; consecutive steps are one Step(n)."""
 

@@ -245,6 +245,17 @@ def test_until_stops_at_the_first_step_where_the_condition_holds_and_saves_there
     assert code == 2 and "update_ratio[3] names a group" in err
 
 
+def test_a_branch_the_session_has_not_is_refused_naming_those_it_has(capsys):
+    """It had said "There is no branch 7; there are 0"."""
+    for argv in (("run", "seed_walkthrough", "--branch", 7), ("explain", "seed_walkthrough", "--tensor", "weight",
+                                                              "--index", "0,0", "--branch", 7),
+                 ("export", "seed_walkthrough", "--branch", 7)):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and err.strip() == "optimlab: There is no branch 7; it has branch 0", (argv, err)
+    from core.timeline import branch_list
+    assert branch_list([0, 1, 3]) == "it has branches 0, 1 and 3"
+
+
 def test_until_a_value_falls_below_stops_at_the_first_step_below_it(capsys, tmp_path):
     """'loss < 0.001' (run until converged) had been refused: only '>' was understood."""
     code, out, err = run(capsys, "run", "adam_rosenbrock", "--steps", 5000, "--until", "loss < 0.001",

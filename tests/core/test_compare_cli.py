@@ -48,6 +48,18 @@ def test_compare_prints_the_columns_asked_for_and_names_an_unknown_one(tmp_path,
     assert err.startswith("optimlab: Columns: 'acc' is not one of loss") and "\n" not in err
 
 
+def test_a_table_step_that_is_not_a_number_is_refused_in_one_sentence(tmp_path, capsys):
+    """``--at abc`` had been dropped without a word (the table then showed only the last step)."""
+    out = tmp_path / "x.optimlab-compare"
+    assert cli.main(["compare", "adam_rosenbrock", "--config", "SGD", "--steps", "4", "--at", "2,abc",
+                     "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "optimlab: --at takes step numbers separated by commas, e.g. --at 100,250; 'abc' is not one"
+    assert not out.exists()
+    assert cli.main(["compare", "adam_rosenbrock", "--config", "SGD", "--steps", "4", "--at", "2, 3"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[1:] == ["loss@2", "loss@3", "loss@4"]
+
+
 def test_a_configuration_with_a_scheduler_runs_as_the_same_session_alone(capsys):
     from core.compare_cli import parse_config
     from core.spec import SchedulerSpec, SpecError
