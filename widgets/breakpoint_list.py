@@ -43,7 +43,7 @@ class BreakpointList(QWidget):
         self.list.setToolTip("The run pauses at the first step where a ticked condition holds; "
                              "double-click a condition to change it")
         self.field = QLineEdit()
-        self.field.setPlaceholderText("e.g. loss < 0.01 or grad_norm > 10")
+        self.field.setPlaceholderText("e.g. loss < 0.01")
         self.field.setToolTip("A condition, one of:\n" + SYNTAX.replace(" · ", "\n"))
         self.field.setClearButtonEnabled(True)
         self.addButton = QPushButton("Add")
