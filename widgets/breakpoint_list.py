@@ -20,6 +20,13 @@ SYNTAX = ("loss nonfinite · params nonfinite · loss > 5 · loss < 0.01 · loss
           "step == 120")
 
 
+def _hint_html(text: str) -> str:
+    """The syntax line under the field: wrapped between conditions only ("loss <" and "0.01" had
+    been cut apart at the end of a line)."""
+    conditions = (html.escape(c).replace(" ", "&nbsp;") for c in text.split(" · "))
+    return f"<span style='color: grey'>{' · '.join(conditions)}</span>"
+
+
 def syntax(tensor: str = "", state_key: str = "") -> str:
     """The conditions' syntax with examples naming the session's own tensor and state entry
     (the generic "weight.grad abs > 100" was refused in a session with no tensor "weight")."""
@@ -55,7 +62,7 @@ class BreakpointList(QWidget):
         self.refusal.setStyleSheet("color: #d32f2f;")
         self.refusal.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.refusal.hide()
-        self.hint = QLabel(f"<span style='color: grey'>{SYNTAX}</span>")
+        self.hint = QLabel(_hint_html(SYNTAX))
         self.hint.setWordWrap(True)
 
         row = QHBoxLayout()
@@ -85,7 +92,7 @@ class BreakpointList(QWidget):
         text = syntax(tensor, state_key)
         if text != getattr(self, "_syntax", SYNTAX):
             self._syntax = text
-            self.hint.setText(f"<span style='color: grey'>{html.escape(text)}</span>")
+            self.hint.setText(_hint_html(text))
             self.field.setToolTip("A condition, one of:\n" + text.replace(" · ", "\n"))
 
     def setBreakpoints(self, entries) -> None:
