@@ -398,9 +398,8 @@ class Comparison:
             at, hit = r.session.step_count, None
             if at in stands:
                 self.watch.keep(kept, r.id, at, self._shared(r))
-            step = r.advance
             for at in range(at + 1, end + 1):  # the lockstep step this step belongs to
-                hit = step()
+                hit = r.advance()
                 if hit is not None:
                     break
                 if at in stands:

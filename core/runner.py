@@ -315,8 +315,8 @@ class Runner(RunnerCommands):
                 hit = advance()
                 if hit is not None or self._stop or not cmds.empty():
                     break
-        except Exception as e:  # noqa: BLE001 - the run stops (the step that raised is not counted)
-            return done - 1, None, e
+        except Exception as e:  # noqa: BLE001 - the run stops; the error travels as data
+            return done, None, e
         if batch:
             self._count_steps(done)
         return done, hit, None
