@@ -23,8 +23,9 @@ class Budget:
         self.start = time.perf_counter()
         self.spent = 0.0
 
-    def due(self, now: float) -> bool:
-        return self.spent <= self.fraction * (now - self.start)
+    def due(self, now: float, fraction: float | None = None) -> bool:
+        """Whether the work done so far is within ``fraction`` (default: the budget's) of the time."""
+        return self.spent <= (self.fraction if fraction is None else fraction) * (now - self.start)
 
     def charge(self, seconds: float) -> None:
         self.spent += seconds

@@ -20,6 +20,14 @@ from dataclasses import replace
 from .history import BUDGET, Budget
 
 SNAPSHOT_BUDGET = 0.04  # share of wall time for snapshots (at most max_hz of them a second)
+# The window is to draw at least 30 frames a second. Within the budget a session's frames come
+# about 40 a second while one costs up to 1 ms; on a slower machine (or a session whose frame
+# costs more) the budget alone gave 29.7. So a session's frame this late is due even over the
+# budget, while frames stay under SNAPSHOT_CAP of the time (a frame of a huge tensor that
+# costs 20 ms keeps to the budget). A comparison's frames (several runs, ~10 a second: its
+# window draws no faster) keep to the budget.
+FLOOR_INTERVAL = 1 / 35
+SNAPSHOT_CAP = 0.05
 BURST_SECONDS = 0.002  # stepping between looks at the clock; commands are still checked every step
 MAX_BURST = 10_000
 # a comparison's runs take their steps in turns (Comparison.advance_many); a burst of turns lasts
@@ -34,6 +42,15 @@ def frame_of(session, seq: int, **kw):
     object (a ``core.compare.Comparison``) makes with its own ``make_frame``."""
     make = getattr(session, "make_frame", None)
     return make(seq, **kw) if make is not None else make_snapshot(session, seq, **kw)
+
+
+def frame_due(since: float, min_interval: float, budget: Budget, now: float, floor: bool) -> bool:
+    """Whether a running frame is due ``since`` seconds after the last: no sooner than
+    ``min_interval``, and within the frames' ``budget``; with ``floor`` (a session), a frame
+    FLOOR_INTERVAL late is due over the budget while frames stay under SNAPSHOT_CAP."""
+    if since < min_interval:
+        return False
+    return budget.due(now) or (floor and since >= FLOOR_INTERVAL and budget.due(now, SNAPSHOT_CAP))
 
 
 def run_steps(session: Session, n: int, budget: Budget | None = None, cancelled=lambda: False) -> int:
@@ -290,7 +307,8 @@ class Runner(RunnerCommands):
         self._burst_len = max(1, min(MAX_BURST, int(BURST_SECONDS * done / max(after - t0, 1e-9))))
         self._step_time = (after - t0) / max(done, 1)
         last = batch and self._pending == 0
-        if last or (after - self._published_at >= self._min_interval and self._snap_budget.due(after)):
+        if last or frame_due(after - self._published_at, self._min_interval, self._snap_budget, after,
+                             floor=many is None):
             if hold is not None:
                 s.checkpoint_if_due()  # with the flush and the frame: see Session.hold_checkpoints
             after = time.perf_counter()

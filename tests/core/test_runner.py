@@ -184,3 +184,26 @@ def test_run_steps_headless_records_last_step():
     s = Session(rosen_spec())
     assert run_steps(s, 50) == 50
     assert s.history.view().step[-1] == 50
+
+
+def test_a_session_s_frames_keep_the_window_at_30_a_second_when_they_cost_more_than_the_budget():
+    """A frame of 1.35 ms (the MLP case on a slow day) at 35 a second is 4.7% of the time:
+    over the 4% budget, which alone gave the window 29.7 frames/s. A session's frame 1/35 s
+    late is due anyway while frames stay under the 5% cap; a comparison's frames (its window
+    draws about 10 a second) and frames beyond the cap keep to the budget."""
+    from core.history import Budget
+    from core.runner import FLOOR_INTERVAL, SNAPSHOT_BUDGET, SNAPSHOT_CAP, frame_due
+
+    b = Budget(SNAPSHOT_BUDGET)
+    b.start = 0.0
+    now = 10.0
+    b.spent = 0.047 * now  # over the budget, under the cap
+    assert not frame_due(FLOOR_INTERVAL * 0.9, 1 / 40, b, now, floor=True)  # not late yet
+    assert frame_due(FLOOR_INTERVAL, 1 / 40, b, now, floor=True)  # late: due over the budget
+    assert not frame_due(FLOOR_INTERVAL, 1 / 40, b, now, floor=False)  # a comparison keeps to it
+    b.spent = (SNAPSHOT_CAP + 0.001) * now  # over the cap: only the budget says
+    assert not frame_due(1.0, 1 / 40, b, now, floor=True)
+    b.spent = 0.03 * now  # within the budget: due once the minimum interval has passed
+    assert frame_due(1 / 40, 1 / 40, b, now, floor=False)
+    assert not frame_due(1 / 50, 1 / 40, b, now, floor=True)  # never above max_hz
+    assert 1 / FLOOR_INTERVAL > 30
