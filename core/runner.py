@@ -318,7 +318,7 @@ class Runner(RunnerCommands):
     def _steps(self, s, n: int, batch: bool):
         """A session's burst: up to ``n`` steps, one ``advance`` each, and nothing else per step
         but what must be (a tiny problem's step takes 15 µs, and any work between two steps
-        slows the next ones: README, "Current figures"). Returns (steps done, the breakpoint that
+        slows the next ones: README, "Where the rest of the gap goes"). Returns (steps done, the breakpoint that
         held or None, the exception that stopped the run or None); a Step N's steps are
         counted after the loop."""
         cmds = self._cmds
