@@ -61,7 +61,8 @@ def run(args) -> int:
     target = args.file or args.example or DEFAULT_EXAMPLE
     path, example = startup.resolve(target)
     if not path.is_file():
-        print(f"optimlab: no such file or example: {target}", file=sys.stderr)
+        names = ", ".join(sorted(p.stem for p in startup.EXAMPLES.glob("*.json")))
+        print(f"optimlab: no such file or example: {target} (the examples: {names})", file=sys.stderr)
         return 2
     app = _application(args)
     from PySide6.QtCore import QSettings

@@ -47,12 +47,17 @@ def example_paths() -> dict[str, Path]:
 
 
 def resolve(name: str) -> Path | str:
+    """The file ``name`` names, or the shipped example of that name. A bare word that is
+    neither (no folder, no suffix: meant as an example) is refused naming the examples."""
     if not name:
         return name  # Path("") is ".": let the loader say that no name was given
     p = Path(name)
-    if p.exists() or name not in example_paths():
+    examples = example_paths()
+    if p.exists() or name not in examples:
+        if not p.exists() and not p.suffix and len(p.parts) == 1:
+            raise files.LoadError(f"No such file or example: {name} (the examples: {', '.join(examples)})")
         return p
-    return example_paths()[name]
+    return examples[name]
 
 
 def print_state_text(session) -> str:

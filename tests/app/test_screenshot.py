@@ -146,3 +146,11 @@ def test_screenshot_mode_draws_the_compare_window_on_the_tab_asked(tmp_path, qap
     assert main(["--screenshot", str(tmp_path / "no.png"), "--example", "adam_rosenbrock", "--compare", "plots"]) == 2
     assert "no Compare tab 'plots'; there are curves, landscape, tensors, between runs, table" in capsys.readouterr().err
     assert not (tmp_path / "no.png").exists()
+
+
+def test_a_name_that_is_neither_a_file_nor_an_example_is_refused_naming_the_examples(capsys):
+    from app.main import main
+    assert main(["two_moons"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("optimlab: no such file or example: two_moons (the examples: adam_rosenbrock, ")
+    assert "moons_mlp" in err and len(err.splitlines()) == 1

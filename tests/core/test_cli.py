@@ -164,6 +164,9 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path):
         (["run", "seed_walkthrough", "--steps", "many"], "invalid int"),
         (["run", "seed_walkthrough", "--bogus"], "--bogus"),
         (["frobnicate"], "frobnicate"),
+        (["run", "two_moons"], "No such file or example: two_moons (the examples: adam_rosenbrock, digits_mlp, moons_mlp"),
+        (["explain", "digit_mlp", "--tensor", "fc1.weight", "--index", "0,0"], "the examples: adam_rosenbrock"),
+        (["export", "nowhere.optimlab"], "No such file: nowhere.optimlab"),
         (["run", "seed_walkthrough", "--save-optimizer", tmp_path / "no" / "such" / "dir" / "o.pt"], "does not exist"),
     ]
     for argv, word in cases:
