@@ -175,6 +175,8 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, W
         self.run_action = act(run, "Run / Pause", self.toggle_run, "Space")
         self.step_action = act(run, "Step", lambda: self.step(1), "Right")
         act(run, "Step N", lambda: self.step(self.controls.stepCount()), "Shift+Right")
+        self.step_back_action = act(run, "Step back (rewind one step)", self.step_back, "Left")
+        act(run, "Go to the last step", lambda: self.goto(None, self._shown_branch()), "End")
         act(run, "Zero grad", lambda: self.zero_grad(self.controls.setToNone()))
         act(run, "Reset", self.reset)
         act(run, "Add param group…", self.add_group_dialog)

@@ -34,6 +34,7 @@ class TimelineUI:
         """The Controls dock's contents: the run controls with the timeline strip under them."""
         self.timeline_strip = TimelineStrip()
         self._goto_next = None  # (step, branch) asked while another goto was being answered
+        self._goto_asked = None  # the newest (step, branch) asked
         self._goto_busy = False
         host = QWidget()
         lay = QVBoxLayout(host)
@@ -108,10 +109,28 @@ class TimelineUI:
             return
         self.goto(step, self._shown_branch())
 
+    def step_back(self) -> None:
+        """Run > Step back (Left): stand one step earlier on this branch (rewinding; stepping from
+        there forks). Pressed again before the window has drawn the last one, it goes on from
+        the step asked, not from the one shown."""
+        s = self.snapshot
+        if s is None:
+            return
+        at = s.step
+        if self._goto_busy and self._goto_asked is not None and self._goto_asked[0] is not None \
+                and self._goto_asked[1] in (None, s.branch):
+            at = self._goto_asked[0]
+        if at <= s.start_step:
+            where = "the session's first step" if at == 0 else f"where branch {s.branch} begins"
+            self.statusBar().showMessage(f"Step {at:,} is {where}: there is no step before it on this branch", 5_000)
+            return
+        self.goto(at - 1, s.branch)
+
     def goto(self, step: int | None, branch: int | None) -> None:
         """Stand at ``step`` (None: the last) of ``branch``; while one is being answered only the
         newest request waits (dragging the strip sends no flood)."""
         self._goto_next = (step, branch)
+        self._goto_asked = (step, branch)
         if not self._goto_busy:
             self._send_goto()
 

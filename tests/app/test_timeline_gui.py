@@ -111,6 +111,39 @@ def test_the_strip_rewinds_exactly_and_stepping_from_there_forks(make_window, qt
     np.testing.assert_array_equal(shown_values(win), expected(spec, 20)["value"])
 
 
+def test_left_steps_back_one_step_at_a_time_and_end_goes_to_the_last(make_window, qtbot):
+    """Run > Step back (Left) rewinds one step, exactly; pressed quickly several times it goes
+    back that many steps; at step 0 it says there is none before; End goes to the last step.
+    In a text field Left moves the cursor and leaves the step alone."""
+    spec = quadratic_spec("Adam", {"lr": 0.05}, shape=(3, 3))
+    win = make_window(spec)
+    win.step(6)
+    wait_step(qtbot, win, 6)
+    press(win, Qt.Key.Key_Left)
+    qtbot.waitUntil(lambda: win.snapshot.step == 5 and not win.snapshot.at_head)
+    wait_idle(qtbot, win)
+    want = expected(spec, 5)
+    for which in ("value", "grad", "exp_avg", "exp_avg_sq"):
+        np.testing.assert_array_equal(shown_values(win, which), want[which], err_msg=which)
+    for _ in range(5):  # without waiting for the window to draw each
+        press(win, Qt.Key.Key_Left)
+    qtbot.waitUntil(lambda: win.snapshot.step == 0)
+    wait_idle(qtbot, win)
+    press(win, Qt.Key.Key_Left)
+    qtbot.waitUntil(lambda: win.statusBar().currentMessage()
+                    == "Step 0 is the session's first step: there is no step before it on this branch")
+    assert win.snapshot.step == 0 and branch_rows(win) == [(0, 6)]  # nothing forked or lost
+    press(win, Qt.Key.Key_End)
+    qtbot.waitUntil(lambda: win.snapshot.step == 6 and win.snapshot.at_head)
+    field = win.optimizer_panel.form.editor("lr")
+    field.setFocus()
+    field.setCursorPosition(len(field.text()))
+    QTest.keyClick(field, Qt.Key.Key_Left)
+    assert field.cursorPosition() == len(field.text()) - 1
+    qtbot.wait(200)
+    assert win.snapshot.step == 6 and win.snapshot.at_head
+
+
 def test_a_ticked_branch_is_overlaid_on_the_curves(make_window, qtbot):
     win = make_window(quadratic_spec("SGD", {"lr": 0.01}, shape=(2, 2)))
     win.step(30)
