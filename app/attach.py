@@ -149,11 +149,19 @@ class AttachWindow(QMainWindow):
         super().closeEvent(event)
 
 
+def attach_label(ep, info: dict) -> str:
+    """One running script as the attach list shows it: ``train.py: Sequential (pid 28662,
+    Adam) · <address>`` (the address last: it is what is attached to)."""
+    name = info.get("name", ep.name)
+    script = info.get("script") or ""
+    who = f"{script}: {name}" if script and script != name else name
+    return f"{who} (pid {info.get('pid')}, {info.get('optimizer', '?')}) · {ep.base}"
+
+
 def choose_address(parent: QWidget) -> str | None:
     """Ask which running script to attach to (the newest first), or for a typed address."""
     found = channel.running()
-    items = [f"{info.get('name', ep.name)} (pid {info.get('pid')}, {info.get('optimizer', '?')}) · {ep.base}"
-             for ep, info in found]
+    items = [attach_label(ep, info) for ep, info in found]
     if not items:
         text, ok = QInputDialog.getText(parent, "Attach to a running script",
                                         "No watched script is running here. Its address (a socket path):")

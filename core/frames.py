@@ -47,6 +47,8 @@ class Capture:
     groups: list = field(default_factory=list)  # (index, {hparam: value|Grab}, (param indices), (names))
     defaults: dict = field(default_factory=dict)
     events: list = field(default_factory=list)  # CUDA events recorded after the copies
+    norms: torch.Tensor | None = None  # float64 host copy: the step's norms (``norm_keys``)
+    norm_keys: tuple = ()  # their series names: grad_norm, update_norm, update_ratio0...
 
     def wait(self) -> None:
         for e in self.events:
@@ -177,6 +179,8 @@ def build_frame(cap: Capture, seq: int, series, steps_per_second: float) -> Snap
         if isinstance(hp.get("lr"), (int, float)):
             lrs[f"lr{gi}"] = float(hp["lr"])
         groups.append(GroupSnapshot(gi, hp, idx, names))
+    if cap.norms is not None:
+        lrs.update(zip(cap.norm_keys, cap.norms.tolist()))
     if lrs:
         series.add(cap.step, lrs)
     history = series.view(0.0 if cap.paused else FRAME_AGE)  # a running frame's curves may lag 0.2 s

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import time
 import weakref
 
@@ -33,13 +34,27 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from . import channel
-from .frames import Capture, LossBatch, grab, plain_value
+from .frames import Capture, LossBatch, grab, host_copy, plain_value
 from .history import Budget
 
 MAX_HZ = 10.0  # frames a second at most (a listener's eye needs no more)
 BUDGET = 0.02  # share of the script's wall time the copies may take
 LOSS_FLUSH = 512  # reported losses are stacked and copied this often even with no listener
 HOLD_POLL = 1.0  # seconds between "still paused" broadcasts to the other ranks
+# A frame carries the step's gradient norm, update norm and update/weight ratio per group (the
+# curves' |grad|, |update| and ratio rows). The update needs the parameters before the step: when
+# a frame is due, they are copied (on their device) and the frame is taken after the next step.
+# Above this many parameter numbers the copy is not made (it would double the parameters' memory
+# for a moment): frames carry the gradient norm only.
+UPDATE_LIMIT = 100_000_000
+
+
+def _script_name() -> str:
+    """The file name of the script this process runs (``train.py``), as the attach list shows
+    it beside the run's name; empty for an interactive interpreter."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else "")
+    return os.path.basename(path)
 
 
 def _param_names(optimizer, model) -> dict[int, str]:
@@ -85,6 +100,7 @@ class Watch:
         self._interval = 1.0 / max_hz
         self._budget = Budget(budget)
         self._next_time = 0.0
+        self._before: list | None = None  # the parameters before the step whose frame is due
         self._pending_loss = None
         self._losses: list = []  # (step, loss tensor or float, {scalar: float})
         self._extra: dict = {}
@@ -104,7 +120,8 @@ class Watch:
                                                  address)
             self.publisher = Publisher(self.endpoint, {"pid": os.getpid(), "name": self.name, "rank": self.rank,
                                                        "world": self.world, "started": time.time(),
-                                                       "optimizer": type(optimizer).__name__},
+                                                       "optimizer": type(optimizer).__name__,
+                                                       "script": _script_name()},
                                        budget=self._budget)
             self.publisher.start()
         self._handle = optimizer.register_step_post_hook(self._post)
@@ -164,12 +181,16 @@ class Watch:
         hold = self._agree_hold() if self._group is not None or (pub is not None and pub.control.paused) else False
         if pub is not None:
             pub.step = self.step
-            now = time.perf_counter() if hold or pub.listening else 0.0  # no clock while no one listens
-            if hold or (pub.listening and now >= self._next_time and self._budget.due(now)):
-                if self._losses:  # first, in order: the curve must not lose a step
-                    pub.offer_losses(self._loss_batch())
-                pub.offer(self._capture(paused=hold))
-                self._next_time = now + self._interval
+            armed = self._before is not None
+            now = time.perf_counter() if hold or armed or pub.listening else 0.0  # no clock while no one listens
+            if hold or armed or (pub.listening and now >= self._next_time and self._budget.due(now)):
+                if hold or armed or not self._arm():  # armed: the frame comes after the next step, with its update
+                    if self._losses:  # first, in order: the curve must not lose a step
+                        pub.offer_losses(self._loss_batch())
+                    pub.offer(self._capture(paused=hold))
+                    self._next_time = now + self._interval
+                    if hold:
+                        self._arm()  # a step from the pause shows its update too
                 self._budget.charge(time.perf_counter() - now)
             elif len(self._losses) >= LOSS_FLUSH:
                 pub.offer_losses(self._loss_batch())
@@ -211,7 +232,6 @@ class Watch:
         tensors = [v for _, v, _ in rows if isinstance(v, torch.Tensor)]
         host = None
         if tensors:
-            from .frames import host_copy
             with torch.no_grad():
                 flat = [t if t.dim() == 0 else t.reshape(()) for t in tensors]
                 if len({(t.dtype, t.device) for t in flat}) == 1:  # one stack, one conversion (not 2 ops a loss)
@@ -222,12 +242,58 @@ class Watch:
         values = [None if isinstance(v, torch.Tensor) else v for _, v, _ in rows]
         return LossBatch([s for s, _, _ in rows], host, values, [e for _, _, e in rows], events)
 
+    def _dense_params(self) -> list:
+        return [p for g in self.optimizer.param_groups for p in g["params"] if not p.is_sparse]
+
+    def _arm(self) -> bool:
+        """Copy the parameters (on their device, no read) so that the next step's frame carries
+        its update; False where that is not done (above UPDATE_LIMIT numbers)."""
+        params = self._dense_params()
+        if not params or sum(p.numel() for p in params) > UPDATE_LIMIT:
+            return False
+        with torch.no_grad():
+            self._before = [p.detach().clone() for p in params]
+        return True
+
+    def _norms(self, events: list):
+        """(host copy of [grad norm, update norm, ratio per group...], their series keys), the
+        update ones only when the parameters before this step were copied (``_arm``). Computed on
+        the device as the app's observer measures a step (``core.observer._norms_on_device``);
+        nothing is read here."""
+        from .observer import _norms_on_device
+        before, self._before = self._before, None
+        groups = [[p for p in g["params"] if not p.is_sparse] for g in self.optimizer.param_groups]
+        params = [p for ps in groups for p in ps]
+        grads = [p.grad for p in params if p.grad is not None and not p.grad.is_sparse]
+        if before is not None and len(before) != len(params):  # a group was added meanwhile
+            before = None
+        try:
+            with torch.no_grad():
+                if before is not None:
+                    detached = [p.detach() for p in params]
+                    cur = _norms_on_device(torch._foreach_sub(detached, before), detached,
+                                           [g.detach() for g in grads], [len(ps) for ps in groups])
+                    cur.pop("max_abs", None)
+                elif grads:
+                    cur = {"grad_norm": torch.linalg.vector_norm(torch.stack(torch._foreach_norm(
+                        [g.detach() for g in grads])))}
+                else:
+                    return None, ()
+                cur = {k: v for k, v in cur.items() if v is not None}
+                if not cur:
+                    return None, ()
+                values = torch.stack([v.double() for v in cur.values()])  # one device, or RuntimeError
+                return host_copy(values, events), tuple(cur)
+        except RuntimeError:  # parameters on several devices or of dtypes torch cannot combine
+            return None, ()
+
     def _capture(self, paused: bool) -> Capture:
         opt = self.optimizer
         events: list = []
         first = next((p for g in opt.param_groups for p in g["params"]), None)
         cap = Capture(step=self.step, run=self.name, optimizer=type(opt).__name__,
                       device=str(first.device) if first is not None else "cpu", paused=paused, events=events)
+        cap.norms, cap.norm_keys = self._norms(events)
         with torch.no_grad():
             index = 0
             for gi, g in enumerate(opt.param_groups):

@@ -198,3 +198,31 @@ def test_attaching_where_no_script_runs_is_refused_in_one_sentence(qtbot, tmp_pa
     qtbot.waitUntil(lambda: len(boxes(owner)) == 1)
     (box,) = boxes(owner)
     assert "No watched script is running at" in box.text() and "\n" not in box.text()
+
+
+def test_the_attach_list_names_the_running_script_file_beside_the_run(qtbot, monkeypatch):
+    """File > Attach lists each watched script as ``train.py: Sequential (pid, optimizer) ·
+    address``: the file the user started is what they recognise, not only the model's class."""
+    from app import attach
+    from core import channel
+    import __main__
+    monkeypatch.setattr(__main__, "__file__", "/home/me/project/train.py", raising=False)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 1))
+    opt = torch.optim.Adam(model.parameters())
+    w = Watch(opt, model=model, max_hz=50)
+    try:
+        found = channel.running()
+        assert len(found) == 1
+        ep, info = found[0]
+        label = attach.attach_label(ep, info)
+        assert label.startswith(f"train.py: Sequential (pid {info['pid']}, Adam) · ")
+        asked = {}
+
+        def get_item(parent, title, label_text, items, current, editable):
+            asked["items"] = items
+            return items[0], True
+        monkeypatch.setattr(attach.QInputDialog, "getItem", staticmethod(get_item))
+        assert attach.choose_address(None) == str(ep.base)  # the address is what is attached to
+        assert asked["items"] == [label]
+    finally:
+        w.close()

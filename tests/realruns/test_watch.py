@@ -99,6 +99,57 @@ def test_the_curve_holds_every_reported_loss_at_its_step(setup):
         assert f.loss == float(tr.losses[held - 1])
 
 
+class MeasuringTrainer(Trainer):
+    """Also records each step's gradient norm, update norm and update/weight ratio per group,
+    computed from the tensors around ``opt.step()`` as a user would check them."""
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.norms = {}  # step -> (grad norm, update norm, (ratio per group))
+
+    def one(self):
+        self.before = [[p.detach().clone() for p in g["params"]] for g in self.opt.param_groups]
+        super().one()
+        self.norms[self.w.step] = self.measure()
+
+    def measure(self):
+        """The norms of the step just taken (also while it is held inside ``opt.step()``)."""
+        groups = [g["params"] for g in self.opt.param_groups]
+        f64 = [[(p.detach().double(), b.double(), p.grad.double()) for p, b in zip(ps, bs)]
+               for ps, bs in zip(groups, self.before)]
+        flat = [x for g in f64 for x in g]
+        grad = sum(float((gr * gr).sum()) for _, _, gr in flat) ** 0.5
+        upd = [sum(float(((p - b) ** 2).sum()) for p, b, _ in g) ** 0.5 for g in f64]
+        size = [sum(float((p * p).sum()) for p, _, _ in g) ** 0.5 for g in f64]
+        return grad, sum(u * u for u in upd) ** 0.5, tuple(u / n for u, n in zip(upd, size))
+
+
+def test_frames_carry_the_steps_gradient_norm_update_norm_and_update_ratios(setup):
+    """The attach window's |grad|, |update| and ratio rows: measured at the frames' steps (the
+    parameters copied before a frame's step), equal to the norms computed around that step in
+    float64 to float32's precision; a step from a pause carries its update too."""
+    model, opt, w = setup
+    with Listener(w.address) as lst, MeasuringTrainer(model, opt, w) as tr:
+        _until(lambda: (f := lst.latest()) is not None and np.isfinite(f.history.update_norm).sum() >= 3,
+               what="frames with updates")
+        lst.pause()
+        held = _until(lambda: lst.status()["held_at"], what="the hold")
+        lst.step(1)
+        f = _until(lambda: (f := lst.latest()) is not None and f.step == held + 1 and not f.running and f,
+                   what="the frame of the step from the pause")
+        h = f.history
+        assert h.bucket == 1
+        measured = [i for i, u in enumerate(h.update_norm) if np.isfinite(u)]
+        assert len(measured) >= 3 and int(h.step[measured[-1]]) == held + 1
+        tr.norms[held + 1] = tr.measure()  # the trainer is held inside that step
+        for i in measured:
+            grad, upd, ratios = tr.norms[int(h.step[i])]
+            assert h.grad_norm[i] == pytest.approx(grad, rel=1e-5)
+            assert h.update_norm[i] == pytest.approx(upd, rel=1e-5)
+            assert [r[i] for r in h.update_ratio] == pytest.approx(list(ratios), rel=1e-5)
+        assert np.isfinite(h.grad_norm).sum() >= len(measured)
+
+
 def test_pause_step_and_resume_hold_the_script_at_exact_steps(setup):
     model, opt, w = setup
     with Listener(w.address) as lst, Trainer(model, opt, w):
