@@ -89,11 +89,16 @@ class CheckpointWindow(QMainWindow):
         split.setStretchFactor(1, 2)
         self.setCentralWidget(split)
         fit_screen(self, 1200, 760)
+        split.setSizes([self.width() * 3 // 10, self.width() * 7 // 10])  # the list's names and its header line
 
     def _fill(self) -> None:
         for oi, o in enumerate(self.info.optimizers):
-            top = QTreeWidgetItem([f"{o.where}: {o.kind}", f"{len(o.params)} parameters", "", o.names_from])
+            # one line across the columns (the name column alone cut "optimizer: AdamW" short)
+            text = f"{o.where}: {o.kind} · {len(o.params)} parameters" + (f" · {o.names_from}" if o.names_from else "")
+            top = QTreeWidgetItem([text])
+            top.setToolTip(0, text)
             self.tree.addTopLevelItem(top)
+            top.setFirstColumnSpanned(True)
             for pi, p in enumerate(o.params):
                 ref = p.weight or next((v for v in p.state.values() if isinstance(v, TensorRef)), None)
                 shape = "" if ref is None else "x".join(map(str, ref.shape)) or "scalar"
@@ -106,6 +111,8 @@ class CheckpointWindow(QMainWindow):
         if not self.info.optimizers:
             notes.insert(0, "No optimizer state in this checkpoint.")
         self.notes.setText("\n".join(notes))
+        for c in range(3):  # name, shape, dtype: as wide as their entries; the state column takes the rest
+            self.tree.resizeColumnToContents(c)
         first = self.tree.topLevelItem(0)
         if first is not None and first.childCount():
             self.tree.setCurrentItem(first.child(0))
