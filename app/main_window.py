@@ -35,6 +35,7 @@ from .landscape_ui import LandscapeUI
 from .layout import WindowLayout
 from .messages import one_sentence
 from .optimizer_panel import OptimizerPanel
+from .recovery_ui import RecoveryUI
 from .timeline_ui import TimelineUI
 from .training import TrainingUI
 from .value_edits import ValueEdits
@@ -47,7 +48,7 @@ def _on_screen(widget) -> bool:
     return widget.isVisible() and not widget.visibleRegion().isEmpty()
 
 
-class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, WindowLayout, LandscapeUI,
+class MainWindow(FileOps, TrainingUI, TimelineUI, RecoveryUI, ValueEdits, DistributionsUI, WindowLayout, LandscapeUI,
                  CompareUI, QMainWindow):
     """optimlab's window. ``session`` is sent to the runner (its own process) and never
     touched here again. Without one, the runner starts on a blank session and the window
@@ -67,6 +68,7 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, W
         self.last_error = ""  # the last message shown to the user (tests read it)
         self._shown_error = None
         self._paused_shown = None  # the pause reason shown in the status bar
+        self.init_recovery()
         self._landscape_key = None
         self._history_drawn = None
         self.explain_dialog = None  # made at the first click on an element
@@ -393,12 +395,14 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, ValueEdits, DistributionsUI, W
         self.draw_timeline(s)
         if s.error is not None and s.error != self._shown_error:
             self._shown_error = s.error
-            self.show_error("The run stopped", f"{s.error.type}: {s.error.message}", s.error.traceback)
+            if not (self.bridge.crashed and self.offer_recovery("The run stopped", s.error.message, s.error.traceback)):
+                self.show_error("The run stopped", f"{s.error.type}: {s.error.message}", s.error.traceback)
         elif s.paused_reason and s.paused_reason != self.statusBar().currentMessage():
             self.statusBar().showMessage(s.paused_reason)
         if not s.paused_reason and self._paused_shown and self.statusBar().currentMessage() == self._paused_shown:
             self.statusBar().clearMessage()  # the pause note is stale once the run moved on
         self._paused_shown = s.paused_reason
+        self.keep_recovery(s)
 
     def _slow_widget(self, panel: str):
         return {"tensor": self.tensor_panel, "curves": self.curves, "state": self.state_tree,

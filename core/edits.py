@@ -115,6 +115,38 @@ def open_session(session, path) -> Session:
     return session_file.load_session(path)
 
 
+def recovery_state(session, have=frozenset()) -> dict:
+    """What rebuilds the current branch where it stands, should the runner process die (the
+    window keeps it: ``recover``): its spec, its journal (every step and edit, as a .json session
+    file holds them), the step it stands at when rewound, the breakpoints, and the data of its
+    loads that the window does not ``have`` yet (``used`` names all it needs)."""
+    from .spec import LoadOptimizer, LoadParams
+    journal = tuple(session.journal)
+    used = {a.blob for a in journal if isinstance(a, (LoadOptimizer, LoadParams)) and a.blob}
+    if session.spec.resume is not None:
+        used.add(session.spec.resume.blob)
+    return {"spec": session.spec, "journal": journal, "branch": session.timeline.current,
+            "step": session.step_count, "at_head": session.at_head, "branches": len(session.timeline.branches),
+            "breakpoints": tuple((b.text, b.enabled) for b in session.breakpoints),
+            "used": frozenset(used), "blobs": {k: session.blobs[k] for k in used if k not in have}}
+
+
+def recover(session, state: dict, blobs: dict) -> Session:
+    """The session ``recovery_state`` described, rebuilt by replaying its journal (the steps are
+    deterministic: the same values as before), standing where it stood."""
+    from .breakpoints import parse as parse_breakpoint
+    s = Session(state["spec"], state["journal"], blobs={k: blobs[k] for k in state["used"]})
+    if not state["at_head"]:
+        s.goto(state["step"])
+    s.set_breakpoints([parse_breakpoint(text).with_enabled(on) for text, on in state["breakpoints"]])
+    others = state["branches"] - 1
+    lost = (f"; its other {others} branch{'es' if others > 1 else ''} ended with the process"
+            if others else "")
+    now = " (now branch 0)" if state["branch"] else ""
+    s.notice = f"Recovered branch {state['branch']} at step {state['step']:,} from its journal{now}{lost}"
+    return s
+
+
 def resume_checkpoint(session, checkpoint: str, task: str, step: int | None = None) -> Session:
     """A session at the checkpoint's step (``core.resume``) for ``task`` (a session spec's JSON
     file naming a task, or a task script); the notes (where the step came from...) as its notice."""

@@ -341,7 +341,8 @@ def make_snapshot(session, seq: int, history: History | None = None, running: bo
                     start_step=tl.branch.start_step,
                     breakpoints=tuple((b.text, b.enabled) for b in session.breakpoints),
                     checkpoint_bytes=tl.checkpoints.used, checkpoint_budget=tl.checkpoints.budget,
-                    notice=session.notice, added=tuple(t.name for t in session.engine.added_tensors()), can_undo=bool(session._undo), can_redo=bool(session._redo))
+                    notice=session.notice, added=tuple(t.name for t in session.engine.added_tensors()), can_undo=bool(session._undo), can_redo=bool(session._redo),
+                    journal_len=len(tl.branch.journal.entries))
 
 
 def exact_value(session, name: str, which: str, index: tuple[int, ...]) -> float:

@@ -193,6 +193,7 @@ class Snapshot:
     added: tuple[str, ...] = ()  # tensors that joined by add_param_group (not in the spec)
     can_undo: bool = False
     can_redo: bool = False
+    journal_len: int = 0  # entries in the current branch's journal (an edit while paused adds one)
 
     def tensor(self, name: str) -> TensorSnapshot | None:
         for t in self.tensors:

@@ -71,6 +71,49 @@ def test_a_killed_runner_process_stops_the_run_not_the_app_and_reset_starts_agai
     assert 1 < stopped < 1_000_000 and on_runner(win, probes.step_count) == stopped
 
 
+def test_after_a_killed_runner_process_recover_rebuilds_the_branch_where_it_stood(make_window, qtbot):
+    """Nothing the user did is lost when the runner process dies: steps, an edit while paused,
+    a rewind and a breakpoint come back, with the values a plain session with the same journal
+    has (the steps are replayed in a new process)."""
+    from core.session import Session
+    from core.spec import SetHparam
+    import numpy as np
+    from .conftest import shown_values
+    spec = quadratic_spec(shape=(4, 4))
+    win = make_window(spec)
+    win.step(12)
+    wait_step(qtbot, win, 12)
+    win.apply(SetHparam(0, "lr", 0.01))  # an edit while paused, in the journal
+    win.step(8)
+    wait_step(qtbot, win, 20)
+    win.set_breakpoints([("loss > 1e9", True)])
+    win.goto(15, 0)  # rewound: the branch goes on to 20, the window stands at 15
+    qtbot.waitUntil(lambda: win.snapshot.step == 15 and not win.snapshot.at_head)
+    wait_idle(qtbot, win)
+    bps = win.snapshot.breakpoints
+    assert [t for t, _ in bps] == ["loss > 1e+09"]
+    qtbot.waitUntil(lambda: win._recovery is not None and win._recovery["step"] == 15
+                    and win._recovery["breakpoints"] == bps)
+    os.kill(on_runner(win, probes.pid), signal.SIGKILL)
+    qtbot.waitUntil(lambda: "ended unexpectedly" in win.last_error)
+    (box,) = visible_boxes(win)
+    assert "Recover replays branch 0 from its journal to step 15" in box.text()
+    qtbot.mouseClick(win.recover_button, LEFT)
+    qtbot.waitUntil(lambda: win.snapshot.step == 15 and win.snapshot.error is None and win.bridge.runner.alive
+                    and win.snapshot.head_step == 20)
+    wait_idle(qtbot, win)
+    plain = Session(spec)
+    plain.run(12)
+    plain.apply(SetHparam(0, "lr", 0.01))
+    plain.run(3)
+    np.testing.assert_array_equal(shown_values(win), plain.params["weight"].detach().numpy())
+    assert win.snapshot.breakpoints == bps and not win.snapshot.at_head
+    assert win.snapshot.groups[0].hparams["lr"] == 0.01
+    qtbot.waitUntil(lambda: win.statusBar().currentMessage().startswith("Recovered"))
+    win.step(1)  # and it carries on (from the rewound step: a new branch, as before the crash)
+    qtbot.waitUntil(lambda: win.snapshot.step == 16 and win.snapshot.at_head)
+
+
 def test_non_finite_loss_pauses_and_the_status_bar_names_it(make_window, qtbot):
     win = make_window(quadratic_spec(optimizer="SGD", hparams={"lr": 10.0}, shape=(8,), condition=100.0))
     qtbot.mouseClick(win.controls.runButton, LEFT)

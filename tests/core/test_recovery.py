@@ -1,0 +1,46 @@
+"""core.edits.recovery_state / recover: what the window keeps to rebuild the current branch when
+the runner process dies, and the rebuild itself (the window's side: tests/app/test_errors_gui.py)."""
+import pickle
+
+import torch
+
+from core import edits
+from core.session import Session
+from core.spec import GradientSpec, LoadOptimizer, SessionSpec, SetHparam, TensorSpec
+
+
+def spec():
+    return SessionSpec(optimizer="Adam", tensors=(TensorSpec("weight", (3, 3)),),
+                       gradient=GradientSpec(kind="objective", objective="quadratic", condition=10.0))
+
+
+def state_of(s):
+    p = s.params["weight"]
+    return p.detach().clone(), {k: v.clone() for k, v in s.optimizer.state[p].items()}
+
+
+def test_a_forked_branch_with_a_load_is_rebuilt_bit_for_bit_where_it_stood(tmp_path):
+    s = Session(spec())
+    s.run(10)
+    saved = s.optimizer.state_dict()
+    s.goto(5)
+    s.run(3)  # forks branch 1 at step 5
+    s.apply(SetHparam(0, "lr", 0.003))
+    torch.save(saved, tmp_path / "opt.pt")
+    s.apply(LoadOptimizer(path=str(tmp_path / "opt.pt")))  # the loads' data travel once, by key
+    s.run(4)
+    s.goto(10)  # rewound on branch 1
+    st = edits.recovery_state(s)
+    assert st["branch"] == 1 and st["step"] == 10 and not st["at_head"] and st["branches"] == 2
+    assert st["used"] and set(st["blobs"]) == set(st["used"])
+    assert edits.recovery_state(s, have=st["used"])["blobs"] == {}  # what the window has is not sent again
+    data = pickle.loads(pickle.dumps((st, st["blobs"])))  # as it travels from the runner process
+    r = edits.recover(None, data[0], data[1])
+    assert r.step_count == 10 and not r.at_head and r.timeline.branch.end_step == 12
+    want_p, want_state = state_of(s)
+    got_p, got_state = state_of(r)
+    assert torch.equal(got_p, want_p)
+    assert all(torch.equal(got_state[k], want_state[k]) for k in want_state)
+    assert r.optimizer.param_groups[0]["lr"] == s.optimizer.param_groups[0]["lr"] == 0.001  # the load set it back
+    assert r.notice == ("Recovered branch 1 at step 10 from its journal (now branch 0); "
+                        "its other 1 branch ended with the process")
