@@ -2,19 +2,23 @@
 code): the window keeps what rebuilds the current branch, and offers to rebuild it.
 
 The session lives in the runner process; a process that ends takes it along. So whenever the
-run stands still and something was done (steps, an edit, a rewind, a breakpoint), the window
-asks the runner for the branch's spec and journal (``core.edits.recovery_state``: small; the
+run stands still and something was done (steps, an edit, a rewind, a breakpoint), and every
+few seconds while it runs, the window asks the runner for the branch's spec and journal (``core.edits.recovery_state``: small; the
 data of loads only once). Steps are deterministic, so replaying the journal in a new runner
-process gives the same values the branch had (``core.edits.recover``). Steps taken since the
-run last stood still are replayed too if they had been recorded, else they are simply to be
-run again; the other branches are lost with the process (the crash box says so).
+process gives the same values the branch had (``core.edits.recover``). Steps taken after the
+last state the window got are simply to be run again; the other branches are lost with the
+process (the crash box says so).
 """
 from __future__ import annotations
+
+import time
 
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QMessageBox
 
 from core import edits
+
+RUNNING_EVERY = 5.0  # seconds between recovery states asked for while the run goes on
 
 
 class RecoveryUI:
@@ -24,16 +28,22 @@ class RecoveryUI:
         self._recovery = None  # recovery_state's answer for the newest key
         self._recovery_blobs: dict = {}  # the loads' data it needs (kept across answers)
         self._recovery_asked = None  # the key last asked for
+        self._recovery_at = 0.0  # when (time.monotonic)
         self.recovery_box: QMessageBox | None = None
 
     def keep_recovery(self, s) -> None:
-        """Ask for the branch's recovery state when the run stands still and it changed."""
-        if s.running or s.batch_total or self._building or self.bridge.crashed or s.error is not None:
+        """Ask for the branch's recovery state when it changed: at once when the run stands still,
+        every RUNNING_EVERY seconds while it runs (an edit made meanwhile is kept too)."""
+        if self._building or self.bridge.crashed or s.error is not None:
+            return
+        now = time.monotonic()
+        if (s.running or s.batch_total) and now - self._recovery_at < RUNNING_EVERY:
             return
         key = (s.run_id, s.branch, s.step, s.head_step, s.journal_len, s.breakpoints, len(s.branches))
         if key == self._recovery_asked:
             return
         self._recovery_asked = key
+        self._recovery_at = now
 
         def ok(state):
             if self._recovery_asked != key:

@@ -114,6 +114,29 @@ def test_after_a_killed_runner_process_recover_rebuilds_the_branch_where_it_stoo
     qtbot.waitUntil(lambda: win.snapshot.step == 16 and win.snapshot.at_head)
 
 
+def test_an_edit_made_while_running_is_kept_for_recovery(make_window, qtbot, monkeypatch):
+    """While the run goes on the window asks for the recovery state every RUNNING_EVERY seconds
+    (made short here): an lr set mid-run is in it, and Recover brings the branch back with it."""
+    from app import recovery_ui
+    from core.spec import SetHparam
+    monkeypatch.setattr(recovery_ui, "RUNNING_EVERY", 0.2)
+    win = make_window(quadratic_spec(shape=(4, 4)))
+    qtbot.mouseClick(win.controls.runButton, LEFT)
+    qtbot.waitUntil(lambda: win.snapshot.step > 20 and win.snapshot.running)
+    win.apply(SetHparam(0, "lr", 0.0025))
+    qtbot.waitUntil(lambda: win._recovery is not None and any(
+        isinstance(a, SetHparam) and a.value == 0.0025 for a in win._recovery["journal"]))
+    kept = win._recovery["step"]
+    assert win.snapshot.running  # asked while running, the run going on
+    os.kill(on_runner(win, probes.pid), signal.SIGKILL)
+    qtbot.waitUntil(lambda: "ended unexpectedly" in win.last_error)
+    assert win._recovery["step"] >= kept
+    qtbot.mouseClick(win.recover_button, LEFT)
+    qtbot.waitUntil(lambda: win.bridge.runner.alive and win.snapshot.error is None
+                    and win.snapshot.step == win._recovery["step"] and win.snapshot.groups
+                    and win.snapshot.groups[0].hparams["lr"] == 0.0025)
+
+
 def test_non_finite_loss_pauses_and_the_status_bar_names_it(make_window, qtbot):
     win = make_window(quadratic_spec(optimizer="SGD", hparams={"lr": 10.0}, shape=(8,), condition=100.0))
     qtbot.mouseClick(win.controls.runButton, LEFT)
