@@ -358,7 +358,11 @@ def test_a_click_on_a_curve_while_running_keeps_the_run_going(make_window, qtbot
     win.bridge.set_rate_limit(200)
     win.run()
     qtbot.waitUntil(lambda: win.snapshot.step > 20 and win.snapshot.running)
-    _click_at_step(qtbot, win.curves.graphics, win.curves.plots["loss"].getViewBox(), 5)
+    box = win.curves.plots["loss"].getViewBox()
+    # the curves redraw a few times a second while running: click once they show step 5
+    qtbot.waitUntil(lambda: len(win.curves.history().step) and win.curves.history().step[-1] > 10
+                    and box.viewRange()[0][0] < 5 < box.viewRange()[0][1])
+    _click_at_step(qtbot, win.curves.graphics, box, 5)
     qtbot.waitUntil(lambda: "Pause to go to step" in win.statusBar().currentMessage())
     at = win.snapshot.step
     qtbot.waitUntil(lambda: win.snapshot.step > at + 10 and win.snapshot.running)
