@@ -160,13 +160,31 @@ class Listener:
             self._waiting.pop(0).set_result(reply if isinstance(reply, dict) else {"ok": False, "error": "bad reply"})
 
 
+def frame_norms(f: Snapshot) -> dict:
+    """The gradient norm, update norm and update/weight ratio per group measured at the frame's
+    step ({} when its curves do not reach that step: a running frame's may lag)."""
+    h = f.history
+    if h is None or not len(h.step) or int(h.step[-1]) != f.step:
+        return {}
+
+    def num(col):
+        x = float(col[-1]) if col is not None and len(col) else float("nan")
+        return x if x == x else None
+    out = {"grad_norm": num(h.grad_norm), "update_norm": num(h.update_norm),
+           "update_ratio": [num(r) for r in (h.update_ratio or ())]}
+    return out if out["grad_norm"] is not None or out["update_norm"] is not None else {}
+
+
 def frame_summary(f: Snapshot) -> dict:
     """One frame as the JSON line ``optimlab listen --json`` prints."""
     def shape(v):
         return list(v.shape) if isinstance(v, ArrayView) else v
+    norms = frame_norms(f)
     return {"run": f.run_id, "step": f.step, "loss": f.loss, "optimizer": f.optimizer, "device": f.device,
             "paused": not f.running,
             "lr": [g.hparams.get("lr") for g in f.groups],
+            "grad_norm": norms.get("grad_norm"), "update_norm": norms.get("update_norm"),
+            "update_ratio": norms.get("update_ratio"),
             "tensors": {t.name: {"shape": list(t.value.shape), "dtype": t.value.dtype,
                                  "norm": t.value.norm, "grad": None if t.grad is None else list(t.grad.shape),
                                  "state": {k: shape(v) for k, v in t.state.items()}} for t in f.tensors}}
@@ -174,8 +192,11 @@ def frame_summary(f: Snapshot) -> dict:
 
 def frame_line(f: Snapshot) -> str:
     loss = "" if f.loss is None else f" loss {f.loss:.6g}"
+    n = frame_norms(f)
+    norms = "".join(f"  {label} {n[k]:.4g}" for k, label in (("grad_norm", "|grad|"), ("update_norm", "|update|"))
+                    if n.get(k) is not None)
     state = sorted({k for t in f.tensors for k in t.state})
-    return (f"step {f.step:,}{loss}  {f.optimizer}  {len(f.tensors)} tensors  state: {', '.join(state) or '-'}"
+    return (f"step {f.step:,}{loss}{norms}  {f.optimizer}  {len(f.tensors)} tensors  state: {', '.join(state) or '-'}"
             + ("  (paused)" if not f.running else ""))
 
 

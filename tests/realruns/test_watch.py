@@ -148,6 +148,14 @@ def test_frames_carry_the_steps_gradient_norm_update_norm_and_update_ratios(setu
             assert h.update_norm[i] == pytest.approx(upd, rel=1e-5)
             assert [r[i] for r in h.update_ratio] == pytest.approx(list(ratios), rel=1e-5)
         assert np.isfinite(h.grad_norm).sum() >= len(measured)
+        # optimlab listen prints them (the paused frame's curves reach its step)
+        from core.listen import frame_line, frame_summary
+        grad, upd, ratios = tr.norms[held + 1]
+        line = frame_line(f)
+        assert f"|grad| {h.grad_norm[-1]:.4g}  |update| {h.update_norm[-1]:.4g}  Adam" in line
+        js = frame_summary(f)
+        assert js["grad_norm"] == pytest.approx(grad, rel=1e-5) and js["update_norm"] == pytest.approx(upd, rel=1e-5)
+        assert js["update_ratio"] == pytest.approx(list(ratios), rel=1e-5)
 
 
 def test_pause_step_and_resume_hold_the_script_at_exact_steps(setup):
