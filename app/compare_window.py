@@ -52,6 +52,8 @@ class CompareWindow(QMainWindow):
         self.rate = RateMeter()  # measured here over half a second of running, as the main window does
         self.bridge = RunnerBridge(None, self, process=process)
         self.bridge.snapshotChanged.connect(self.on_frame)
+        self._recovery = None  # (RunSpecs, first step) that rebuild the comparison (compare_edits.recovery_runs)
+        self._recovery_key = None
         self.view = CompareView()
         self.view.landscapeWanted.connect(self._want_landscape)
         self.view.shownChanged.connect(self._send_view)
@@ -86,8 +88,13 @@ class CompareWindow(QMainWindow):
             "While running, norms, histograms and the distance and cosine between runs are measured within a "
             "small share of the time. This replays the runs' unmeasured steps exactly and measures every one")
         self.measure_button.clicked.connect(self.measure_skipped)
+        self.recover_button = QPushButton("Recover")
+        self.recover_button.setToolTip("The runner process ended: build the same configurations in a new one "
+                                       "and step them in lockstep to the step the comparison stood at")
+        self.recover_button.clicked.connect(self.recover)
+        self.recover_button.hide()
         bar = QHBoxLayout()
-        for w in (self.run_button, step, self.steps, self.measure_button):
+        for w in (self.run_button, step, self.steps, self.measure_button, self.recover_button):
             bar.addWidget(w)
         bar.addStretch(1)
         bar.addWidget(save)
@@ -244,11 +251,53 @@ class CompareWindow(QMainWindow):
             parts.append("paused" if f.step else "ready")
         elif sps is not None:
             parts.append(f"{format_rate(sps)} lockstep steps/s")
-        if f.error is not None:
+        crashed = self.bridge.crashed
+        if f.error is not None and crashed:  # the runner's sentence speaks of a session
+            what = f.error.message.split(";")[0]
+            parts.append(f"{what}; Recover builds the configurations again and steps them to step {f.step:,}"
+                         if self._recovery is not None else f"{what}; open a saved comparison or start another")
+        elif f.error is not None:
             parts.append(f"error: {f.error.message}")
         elif f.paused_reason:
             parts.append(f.paused_reason)
         self.statusBar().showMessage(" · ".join(parts + halted))
+        self.recover_button.setVisible(crashed and self._recovery is not None)
+        if not crashed:
+            self._keep_recovery(f)
+
+    def _keep_recovery(self, f) -> None:
+        """Ask for the configurations that rebuild the comparison when its runs changed (added,
+        removed, another comparison); the step comes with every frame."""
+        key = tuple((r.id, r.label) for r in f.runs)
+        if key == self._recovery_key:
+            if self._recovery is not None:
+                self._recovery = (self._recovery[0], self._recovery[1], f.step)
+            return
+        self._recovery_key = key
+        self._recovery = None
+
+        def ok(runs):
+            if runs is not None and self._recovery_key == key:
+                start = runs[0].spec.start_step
+                self._recovery = (runs, start, self.frame.step if self.frame is not None else start)
+        self.bridge.call(compare_edits.recovery_runs, on_ok=ok, on_error=lambda *_: None)
+
+    @Slot()
+    def recover(self) -> None:
+        """The runner process ended: the same configurations in a new one, stepped to where the
+        comparison stood (each run is the same run alone: the same values)."""
+        if self._recovery is None:
+            return
+        runs, start, step = self._recovery
+        self.recover_button.hide()
+        self._recovery_key = None
+
+        def built(spec):
+            self._took(spec)
+            if step > start:
+                self.bridge.runner.step(step - start)
+            self._say(f"Recovered: {len(runs)} configurations, stepping again to step {step:,}")
+        self.bridge.replace(compare_edits.build, list(runs), on_ok=built, on_error=self._failed)
 
     def closeEvent(self, event) -> None:
         self.bridge.shutdown()

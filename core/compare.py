@@ -87,6 +87,7 @@ class Run:
         self.script = deque(script)
         self.rng = rng  # its own global generators' states (see draws_globally), else None
         self.acted = False  # a replayed action changed something since the last step
+        self.source = None  # the RunSpec it was made from (None: opened from a file)
 
     @property
     def step_count(self) -> int:
@@ -315,6 +316,8 @@ class Comparison:
             rng = global_rngs() if seeds_globally(rs.spec) or _sets_rng(session) else (self._rng0.clone(), saved[1])
         set_global_rngs(saved)
         run = Run(self._next_id, self._label(rs.label or describe(rs.spec)), session, rs.script, joined, rng=rng)
+        # what rebuilds it from the runs' first step (compare_edits.recovery_runs)
+        run.source = RunSpec(run.label, rs.spec, tuple(rs.script), self._checkpoint_data(rs))
         self._next_id += 1
         run.replay_due()
         return run

@@ -18,6 +18,14 @@ def build(current, runs) -> Comparison:
     return Comparison(runs)
 
 
+def recovery_runs(c: Comparison) -> tuple | None:
+    """The configurations that rebuild ``c`` from its first step, should the runner process die
+    (each run is the same run alone, so stepping them again in lockstep to the step it stood at
+    gives the same values); None when a run was opened from a file (reopen the file)."""
+    sources = tuple(r.source for r in c.runs)
+    return None if any(s is None for s in sources) else sources
+
+
 def open_comparison(current, path) -> Comparison:
     return compare_file.load(path)
 

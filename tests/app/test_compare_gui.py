@@ -366,3 +366,34 @@ def test_measure_every_step_fills_the_runs_curves_and_the_series_between_them(co
     for run in w.frame.history.runs:
         assert not np.isnan(run.grad_norm).any()
     assert w.frame.step == 400
+
+
+def test_after_its_runner_process_dies_recover_steps_the_same_configurations_to_where_they_stood(qtbot):
+    """The comparison's runner process killed (as the out-of-memory killer would): Recover builds
+    the configurations again in a new process and steps them to the step the comparison stood
+    at, with the same values (each run is the same run alone)."""
+    import os
+    import signal
+    from app.compare_window import CompareWindow
+    from PySide6.QtCore import Qt as _Qt
+    w = CompareWindow(two_runs(), process=True)
+    qtbot.addWidget(w)
+    w.show()
+    try:
+        qtbot.waitUntil(lambda: w.frame is not None and w.base is not None, timeout=BUILD_MS)
+        w.step(25)
+        qtbot.waitUntil(lambda: stands_at(w, 25))
+        before = [r.snapshot.tensor("xy").value.values.copy() for r in w.frame.runs]
+        labels = [r.label for r in w.frame.runs]
+        qtbot.waitUntil(lambda: w._recovery is not None and w._recovery[2] == 25)
+        assert not w.recover_button.isVisible()
+        os.kill(w.bridge.runner._proc.pid, signal.SIGKILL)
+        qtbot.waitUntil(lambda: w.frame.error is not None and w.recover_button.isVisible())
+        assert "ended unexpectedly" in w.statusBar().currentMessage()
+        qtbot.mouseClick(w.recover_button, _Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: w.frame.error is None and stands_at(w, 25), timeout=BUILD_MS)
+        assert [r.label for r in w.frame.runs] == labels and not w.recover_button.isVisible()
+        for r, b in zip(w.frame.runs, before):
+            assert np.array_equal(r.snapshot.tensor("xy").value.values, b)
+    finally:
+        w.close()
