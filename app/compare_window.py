@@ -57,6 +57,9 @@ class CompareWindow(QMainWindow):
         self.view = CompareView()
         self.view.landscapeWanted.connect(self._want_landscape)
         self.view.shownChanged.connect(self._send_view)
+        self.view.tensors.explainRequested.connect(self.explain)
+        self.explain_dialog = None  # made at the first click on an element
+        self._explain_token = 0
         self._build(self.view)
         runs = list(runs)
         if path is not None:
@@ -281,6 +284,40 @@ class CompareWindow(QMainWindow):
                 start = runs[0].spec.start_step
                 self._recovery = (runs, start, self.frame.step if self.frame is not None else start)
         self.bridge.call(compare_edits.recovery_runs, on_ok=ok, on_error=lambda *_: None)
+
+    @Slot(int, str, tuple)
+    def explain(self, position: int, tensor: str, index: tuple, step: int | None = None) -> None:
+        """Explain the update of ``tensor[index]`` by the run at ``position`` at ``step`` (default:
+        the step it stands at), while paused, in the Explain dialog (as the main window does)."""
+        f = self.frame
+        if f is None or position >= len(f.runs):
+            return
+        if f.running or f.batch_total:
+            self.show_error("Pause the comparison to explain an update")
+            return
+        run = f.runs[position]
+        from .explain_dialog import ExplainDialog
+        dlg = self.explain_dialog
+        if dlg is None:
+            dlg = self.explain_dialog = ExplainDialog(self)
+            dlg.requested.connect(lambda n, i, k: self.explain(dlg.position, n, i, k))
+        dlg.position = position
+        dlg.setWindowTitle(f"Explain one update · {run.label}")
+        step = run.snapshot.step if step is None else step
+        dlg.ask(tensor, index, step)
+        dlg.show()
+        dlg.raise_()
+        self._explain_token += 1
+        token = self._explain_token
+
+        def ok(e):
+            if token == self._explain_token:
+                dlg.showExplanation(e)
+
+        def fail(msg, _tb):
+            if token == self._explain_token:
+                dlg.showRefusal(msg)
+        self.bridge.call(compare_edits.explain_run, run.id, tensor, index, max(1, step), on_ok=ok, on_error=fail)
 
     @Slot()
     def recover(self) -> None:

@@ -26,6 +26,17 @@ def recovery_runs(c: Comparison) -> tuple | None:
     return None if any(s is None for s in sources) else sources
 
 
+def explain_run(c: Comparison, run_id: int, tensor: str, index, step: int):
+    """Run ``run_id``'s update of ``tensor[index]`` at ``step`` explained (``core.explain``), as the
+    main window explains a session's: replayed on an engine of its own (the run does not move)."""
+    from .explain import explain
+    run = next((r for r in c.runs if r.id == run_id), None)
+    if run is None:
+        raise ValueError(f"There is no run {run_id} in this comparison any more")
+    with run.own_rng():
+        return explain(run.session, tensor, tuple(index), step)
+
+
 def open_comparison(current, path) -> Comparison:
     return compare_file.load(path)
 

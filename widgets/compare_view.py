@@ -62,7 +62,11 @@ class TrajectoryMap(LandscapeView):
 
 
 class SideBySide(QWidget):
-    """The same tensor of every run side by side; the user picks the tensor and what of it."""
+    """The same tensor of every run side by side; the user picks the tensor and what of it.
+    ``explainRequested(position, tensor, index)``: an element of the run at ``position`` (in the
+    frame's order) was clicked (the window explains that run's update of it)."""
+
+    explainRequested = Signal(int, str, tuple)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -120,10 +124,12 @@ class SideBySide(QWidget):
         which = self.which.currentText()
         while len(self.views) < len(f.runs):
             view = TensorView()
-            # the runs' tensors are looked at here, not explained or edited (nothing answers a
-            # click or a double-click): the view must not offer it
+            # the runs' tensors are looked at and explained here, not edited (nothing answers a
+            # double-click): the view must not offer it
             view.setEditable(False, "the runs of a comparison are not edited")
-            view.setHint("hover: values")
+            view.setHint("hover: values · click: explain")
+            view.elementClicked.connect(
+                lambda index, at=len(self.views): self.explainRequested.emit(at, self.tensor.currentText(), index))
             view.fillButton.hide()
             self.views.append(view)
             self.row.addWidget(view, 1)

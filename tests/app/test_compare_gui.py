@@ -279,8 +279,8 @@ def test_the_tensors_tab_fits_a_small_screen_with_three_long_configurations(comp
     qtbot.waitUntil(lambda: all(v.title.text() for v in w.view.tensors.views))
     titles = [v.title.text() for v in w.view.tensors.views]
     assert all(len(t) > 60 for t in titles)  # whole, for the tooltip and the tests
-    for v in w.view.tensors.views:  # nothing here explains or edits: not offered
-        assert v.hover.text().endswith("hover: values</span>") and not v.fillButton.isVisible()
+    for v in w.view.tensors.views:  # a click explains; nothing here edits: not offered
+        assert v.hover.text().endswith("hover: values · click: explain</span>") and not v.fillButton.isVisible()
     assert w.view.minimumSizeHint().width() <= 800  # each title asked for its whole width: 1,700 px in all
 
 
@@ -397,3 +397,29 @@ def test_after_its_runner_process_dies_recover_steps_the_same_configurations_to_
             assert np.array_equal(r.snapshot.tensor("xy").value.values, b)
     finally:
         w.close()
+
+
+def test_a_click_on_a_runs_element_explains_that_runs_update_against_torch(compare_window, qtbot):
+    """The Tensors tab: a click on an element of a run's heatmap explains that run's update of it
+    (its optimizer's formula, recomputed, beside the change torch made), as in the main window."""
+    w = compare_window(two_runs())
+    qtbot.waitUntil(lambda: w.frame is not None and w.base is not None, timeout=BUILD_MS)
+    w.step(5)
+    qtbot.waitUntil(lambda: stands_at(w, 5))
+    qtbot.waitUntil(lambda: len(w.view.tensors.views) == 2 and all(v.view() is not None for v in w.view.tensors.views))
+    for at, optimizer in ((0, "Adam"), (1, "SGD")):
+        w.view.tensors.views[at].clickAt(1, 0)  # element 1 of the 2-number xy
+        qtbot.waitUntil(lambda: w.explain_dialog is not None and w.explain_dialog.explanation is not None
+                        and w.explain_dialog.explanation.optimizer == optimizer)
+        e = w.explain_dialog.explanation
+        assert e.tensor == "xy" and e.index == (1,) and e.step == 5
+        assert w.explain_dialog.windowTitle() == f"Explain one update · {w.frame.runs[at].label}"
+        assert e.terms[-1].ulps is not None and e.terms[-1].ulps <= e.tolerance
+    w.bridge.set_rate_limit(50)
+    w.toggle_run()  # running: a click says to pause first, and explains nothing
+    qtbot.waitUntil(lambda: w.frame.running)
+    asked = w._explain_token
+    w.view.tensors.views[0].clickAt(1, 0)
+    assert w.last_error == "Pause the comparison to explain an update" and w._explain_token == asked
+    w.toggle_run()
+    qtbot.waitUntil(lambda: not w.frame.running)
