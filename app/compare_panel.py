@@ -22,9 +22,11 @@ class ConfigPanel(QWidget):
     """The configurations (coloured as their curves) and the add-configuration form.
 
     ``removeRequested(run id)`` when the user removes one (button or context menu);
+    ``exportRequested(run id)`` when they ask for it as a plain PyTorch script (context menu);
     ``addRequested()`` when the user asks to add the configuration the form describes."""
 
     removeRequested = Signal(int)
+    exportRequested = Signal(int)  # run id: write it as a plain PyTorch script
     addRequested = Signal()
 
     def __init__(self, n_groups=lambda: 1, parent: QWidget | None = None):
@@ -104,7 +106,9 @@ class ConfigPanel(QWidget):
         if item is None:
             return
         menu = QMenu(self)
-        menu.addAction(f"Remove {item.text()}", lambda: self.removeRequested.emit(item.data(Qt.ItemDataRole.UserRole)))
+        rid = item.data(Qt.ItemDataRole.UserRole)
+        menu.addAction(f"Export {item.text()} as a PyTorch script…", lambda: self.exportRequested.emit(rid))
+        menu.addAction(f"Remove {item.text()}", lambda: self.removeRequested.emit(rid))
         menu.exec(self.runs.mapToGlobal(pos))
 
 

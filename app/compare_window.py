@@ -12,6 +12,7 @@ write and read one ``.optimlab-compare`` file.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSpinBox,
@@ -82,6 +83,7 @@ class CompareWindow(QMainWindow):
         self.panel = ConfigPanel(lambda: len(self.frame.runs[0].snapshot.groups) if self.frame else 1)
         self.panel.addRequested.connect(self.add_from_form)
         self.panel.removeRequested.connect(self.remove)
+        self.panel.exportRequested.connect(self.ask_export)
         self.optimizer, self.args, self.scheduler = self.panel.optimizer, self.panel.args, self.panel.scheduler
         save, opn = QPushButton("Save…"), QPushButton("Open…")
         save.clicked.connect(self._ask_save)
@@ -223,8 +225,10 @@ class CompareWindow(QMainWindow):
         self.show_error(msg)
 
     def _say(self, text: str) -> None:
-        self._clear_error()  # what just worked supersedes an earlier refusal (it stayed on screen)
-        self.statusBar().showMessage(text, 5000)
+        """What just happened, in the line under the tabs (the status bar is the frames' own:
+        the next frame would overwrite it at once); it supersedes an earlier refusal."""
+        self._clear_error()
+        self.status.setText(text)
 
     def _clear_error(self) -> None:
         self.last_error = ""
@@ -284,6 +288,22 @@ class CompareWindow(QMainWindow):
                 start = runs[0].spec.start_step
                 self._recovery = (runs, start, self.frame.step if self.frame is not None else start)
         self.bridge.call(compare_edits.recovery_runs, on_ok=ok, on_error=lambda *_: None)
+
+    @Slot(int)
+    def ask_export(self, run_id: int) -> None:
+        """Ask where to write run ``run_id`` as a plain PyTorch script, then write it."""
+        label = next((r.label for r in self.frame.runs if r.id == run_id), "run") if self.frame else "run"
+        stem = "".join(c if c.isalnum() else "_" for c in label.split(" ")[0]).strip("_") or "run"
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {label} as a PyTorch script", f"{stem.lower()}_run.py",
+                                              "Python scripts (*.py)")
+        if path:
+            self.export_run(run_id, path)
+
+    def export_run(self, run_id: int, path: str) -> None:
+        def ok(written):
+            self._say("Wrote " + ", ".join(Path(p).name for p in written))
+        self.bridge.call(compare_edits.export_run, run_id, path, on_ok=ok,
+                         on_error=lambda msg, _tb: self.show_error(msg, about=Path(path).name))
 
     @Slot(int, str, tuple)
     def explain(self, position: int, tensor: str, index: tuple, step: int | None = None) -> None:

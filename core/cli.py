@@ -318,9 +318,12 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_explain)
     x = sub.add_parser("export", help="write the branch as a plain PyTorch script that reproduces it and "
                        "checks its own result")
-    x.add_argument("session", help="a .optimlab session, a .json spec, or an example's name")
+    x.add_argument("session", help="a .optimlab session, a .json spec, an example's name, or a saved "
+                   "comparison (with --run)")
     x.add_argument("-o", "--output", metavar="PATH", help="the script to write (default: print it)")
     x.add_argument("--branch", type=int, metavar="B", help="a branch of the timeline (default: the current one)")
+    x.add_argument("--run", type=int, metavar="N", help="with a saved comparison (.optimlab-compare): its "
+                   "configuration N, as listed, from 0")
     x.add_argument("--trust-script", action="store_true", help="run the Python task script the session names")
     x.set_defaults(func=cmd_export)
     from .compare_cli import add_parser as add_compare

@@ -37,6 +37,17 @@ def explain_run(c: Comparison, run_id: int, tensor: str, index, step: int):
         return explain(run.session, tensor, tuple(index), step)
 
 
+def export_run(c: Comparison, run_id: int, path) -> list[str]:
+    """Write run ``run_id`` as a plain PyTorch script (``core.export``: it reproduces the run, which
+    is the same run alone, and checks its own result); returns the files written."""
+    from .export import write_script
+    run = next((r for r in c.runs if r.id == run_id), None)
+    if run is None:
+        raise ValueError(f"There is no run {run_id} in this comparison any more")
+    with run.own_rng():
+        return [str(p) for p in write_script(run.session, path)]
+
+
 def open_comparison(current, path) -> Comparison:
     return compare_file.load(path)
 

@@ -535,6 +535,11 @@ def command(args) -> int:
     """``optimlab export``: print the script (refused if it needs files beside it), or write it
     and its files with -o."""
     from .cli_open import open_session
+    from .compare_file import EXT
+    if str(args.session).endswith(EXT):  # one configuration of a saved comparison
+        return _export_run(args)
+    if getattr(args, "run", None) is not None:
+        raise SpecError("--run picks a configuration of a saved comparison (.optimlab-compare)")
     session = open_session(args.session, args.trust_script)
     if args.output:
         written = write_script(session, args.output, args.branch)
@@ -544,4 +549,29 @@ def command(args) -> int:
         if out.files:  # printed alone, the script would look for them in vain
             raise SpecError(f"The script reads {', '.join(out.files)} beside itself: write both with -o SCRIPT.py")
         print(out.text, end="")
+    return 0
+
+
+def _export_run(args) -> int:
+    """``optimlab export COMPARISON --run N``: configuration N (as the comparison lists them,
+    from 0) as a plain script."""
+    from . import compare_file, trust
+    trust.trust_all(args.trust_script)
+    c = compare_file.load(args.session)
+    listed = ", ".join(f"{i}: {r.label}" for i, r in enumerate(c.runs))
+    if args.run is None or not 0 <= args.run < len(c.runs):
+        asked = "give one with --run N" if args.run is None else f"it has no run {args.run}"
+        raise SpecError(f"{Path(args.session).name} holds {len(c.runs)} configurations ({listed}): {asked}")
+    if args.branch is not None:
+        raise SpecError("--branch is for a session; a comparison's configuration is one run (--run)")
+    run = c.runs[args.run]
+    with run.own_rng():
+        if args.output:
+            written = write_script(run.session, args.output)
+            print("wrote " + ", ".join(str(p) for p in written))
+            return 0
+        out = export_script(run.session)
+    if out.files:
+        raise SpecError(f"The script reads {', '.join(out.files)} beside itself: write both with -o SCRIPT.py")
+    print(out.text, end="")
     return 0

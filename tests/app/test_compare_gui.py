@@ -136,7 +136,7 @@ def test_bad_arguments_are_refused_with_one_sentence_and_nothing_is_added(compar
     w.args.setText("lr=0.01")  # corrected: added, and the refusal leaves the screen
     w.add_from_form()
     qtbot.waitUntil(lambda: len(w.frame.runs) == 3, timeout=BUILD_MS)
-    qtbot.waitUntil(lambda: w.status.text() == "")
+    qtbot.waitUntil(lambda: w.status.text().startswith("Added SGD"))  # in place of the refusal
     assert w.last_error == ""
 
 
@@ -423,3 +423,27 @@ def test_a_click_on_a_runs_element_explains_that_runs_update_against_torch(compa
     assert w.last_error == "Pause the comparison to explain an update" and w._explain_token == asked
     w.toggle_run()
     qtbot.waitUntil(lambda: not w.frame.running)
+
+
+def test_a_configuration_exports_as_a_plain_pytorch_script_from_its_context_menu(compare_window, qtbot, tmp_path,
+                                                                                  monkeypatch):
+    """Right-click > Export … as a PyTorch script: the file dialog's path gets the run as a script
+    that reproduces it (tested run in a fresh interpreter in tests/core/test_export.py)."""
+    from PySide6.QtWidgets import QFileDialog
+    w = compare_window(two_runs())
+    qtbot.waitUntil(lambda: w.frame is not None and w.base is not None, timeout=BUILD_MS)
+    w.step(10)
+    qtbot.waitUntil(lambda: stands_at(w, 10))
+    target = tmp_path / "sgd.py"
+    asked = {}
+
+    def save_name(parent, title, name, filters):
+        asked["title"], asked["name"] = title, name
+        return str(target), filters
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(save_name))
+    sgd = w.frame.runs[1]
+    w.panel.exportRequested.emit(sgd.id)
+    qtbot.waitUntil(lambda: target.exists() and w.status.text() == "Wrote sgd.py")
+    assert asked == {"title": f"Export {sgd.label} as a PyTorch script", "name": "sgd_run.py"}
+    text = target.read_text()
+    assert "import optimlab" not in text and "torch.optim.SGD(" in text and "reproduced" in text

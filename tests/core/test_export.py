@@ -345,3 +345,32 @@ def test_the_thread_count_line_reads_as_english(one_thread):
     s = session_file.load_session(EXAMPLES / "seed_walkthrough.json")
     text = export_script(s).text
     assert "torch.set_num_threads(1)  # the branch ran with 1 thread (a CPU reduction" in text
+
+
+def test_a_saved_comparisons_configuration_exports_to_a_script_that_reproduces_it(tmp_path, capsys, one_thread):
+    """`optimlab export COMPARISON --run N`: configuration N as a plain script; run in a fresh
+    interpreter it ends on the run's parameters and optimizer state and prints `reproduced`. Without
+    --run, or with a run it has not, one sentence lists the configurations."""
+    from core import compare_file
+    from core.compare import Comparison, RunSpec, config_spec
+    base = session_file.load_session(EXAMPLES / "adam_rosenbrock.json").spec
+    runs = [RunSpec("", config_spec(base, "Adam", {"lr": 0.01}, None)),
+            RunSpec("", config_spec(base, "SGD", {"lr": 0.001, "momentum": 0.9},
+                                    SchedulerSpec("StepLR", {"step_size": 5, "gamma": 0.5})))]
+    c = Comparison(runs)
+    c.run(30)
+    saved = tmp_path / "c.optimlab-compare"
+    compare_file.save(c, saved)
+    code = main(["export", str(saved), "--run", "1", "-o", str(tmp_path / "sgd.py")])
+    assert code == 0, capsys.readouterr().err
+    stdout, params, opt = run_plain(tmp_path / "sgd.py", tmp_path)
+    assert stdout.strip().splitlines()[-1] == "reproduced"
+    sgd = c.runs[1].session
+    assert_same_state(params, {n: p.detach() for n, p in sgd.params.items()}, "params")
+    assert_same_state(opt["state"], sgd.optimizer.state_dict()["state"], "state")
+    for argv, words in ((["export", str(saved)], "holds 2 configurations (0: Adam"),
+                        (["export", str(saved), "--run", "2"], "it has no run 2"),
+                        (["export", "seed_walkthrough", "--run", "0"], "--run picks a configuration")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1, err
