@@ -320,6 +320,7 @@ class CompareWindow(QMainWindow):
         dlg = self.explain_dialog
         if dlg is None:
             dlg = self.explain_dialog = ExplainDialog(self)
+            dlg.show_branch = False
             dlg.requested.connect(lambda n, i, k: self.explain(dlg.position, n, i, k))
         dlg.position = position
         dlg.setWindowTitle(f"Explain one update · {run.label}")

@@ -39,6 +39,7 @@ class ExplainDialog(QDialog):
         self.resize(900, 460)
         self.tensor, self.index = "", ()
         self.explanation: Explanation | None = None
+        self.show_branch = True
         self.title = QLabel()
         self.title.setWordWrap(True)
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -94,7 +95,8 @@ class ExplainDialog(QDialog):
         self.go.setEnabled(True)
         idx = ", ".join(map(str, e.index))
         hp = ", ".join(f"{k}={v}" for k, v in e.hparams.items() if k != "params")
-        self.title.setText(f"<b>{e.optimizer}</b>, step {e.step:,} (branch {e.branch}): "
+        where = f" (branch {e.branch})" if self.show_branch else ""  # a comparison's run has no branches to name
+        self.title.setText(f"<b>{e.optimizer}</b>, step {e.step:,}{where}: "
                            f"<b>{html.escape(e.tensor)}[{idx}]</b> ({e.dtype}, {e.device}), "
                            f"{e.implementation} implementation<br><small>{html.escape(e.source)}<br>"
                            f"group {e.group}: {html.escape(hp)}</small>")

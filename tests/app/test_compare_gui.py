@@ -414,6 +414,7 @@ def test_a_click_on_a_runs_element_explains_that_runs_update_against_torch(compa
         e = w.explain_dialog.explanation
         assert e.tensor == "xy" and e.index == (1,) and e.step == 5
         assert w.explain_dialog.windowTitle() == f"Explain one update · {w.frame.runs[at].label}"
+        assert f"<b>{optimizer}</b>, step 5: " in w.explain_dialog.title.text()  # no branch: a run has none
         assert e.terms[-1].ulps is not None and e.terms[-1].ulps <= e.tolerance
     w.bridge.set_rate_limit(50)
     w.toggle_run()  # running: a click says to pause first, and explains nothing
