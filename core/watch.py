@@ -44,9 +44,10 @@ HOLD_POLL = 1.0  # seconds between "still paused" broadcasts to the other ranks
 # A frame carries the step's gradient norm, update norm and update/weight ratio per group (the
 # curves' |grad|, |update| and ratio rows). The update needs the parameters before the step: when
 # a frame is due, they are copied (on their device) and the frame is taken after the next step.
-# Above this many parameter numbers the copy is not made (it would double the parameters' memory
-# for a moment): frames carry the gradient norm only.
-UPDATE_LIMIT = 100_000_000
+# Above this many parameter numbers the copy is not made (40 MB in float32: a run near its
+# memory's end must not be pushed over it by a listener), nor after a copy failed for memory:
+# frames then carry the gradient norm only.
+UPDATE_LIMIT = 10_000_000
 
 
 def _script_name() -> str:
@@ -101,6 +102,7 @@ class Watch:
         self._budget = Budget(budget)
         self._next_time = 0.0
         self._before: list | None = None  # the parameters before the step whose frame is due
+        self._no_update = False  # a copy failed for memory: no more (see UPDATE_LIMIT)
         self._pending_loss = None
         self._losses: list = []  # (step, loss tensor or float, {scalar: float})
         self._extra: dict = {}
@@ -249,10 +251,15 @@ class Watch:
         """Copy the parameters (on their device, no read) so that the next step's frame carries
         its update; False where that is not done (above UPDATE_LIMIT numbers)."""
         params = self._dense_params()
-        if not params or sum(p.numel() for p in params) > UPDATE_LIMIT:
+        if self._no_update or not params or sum(p.numel() for p in params) > UPDATE_LIMIT:
             return False
-        with torch.no_grad():
-            self._before = [p.detach().clone() for p in params]
+        try:
+            with torch.no_grad():
+                self._before = [p.detach().clone() for p in params]
+        except RuntimeError:  # out of memory (torch.OutOfMemoryError): the script's step must not fail
+            self._before = None
+            self._no_update = True
+            return False
         return True
 
     def _norms(self, events: list):

@@ -311,3 +311,26 @@ def test_a_watched_cuda_step_makes_no_host_sync():
             _watched_steps(model, opt, w, x, 600)
         finally:
             torch.cuda.set_sync_debug_mode(0)
+
+
+def test_a_parameter_copy_that_fails_for_memory_does_not_fail_the_scripts_step(setup, monkeypatch):
+    """The copy of the parameters for a frame's update is the listener's, not the script's: if it
+    fails (out of memory on a full GPU), the step goes on and frames carry the gradient norm only."""
+    model, opt, w = setup
+    failed = []
+
+    class Full:  # a parameter whose copy finds the device full
+        def numel(self):
+            return 1
+
+        def detach(self):
+            return self
+
+        def clone(self):
+            failed.append(1)
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+    monkeypatch.setattr(w, "_dense_params", lambda: [Full()])
+    with Listener(w.address) as lst, Trainer(model, opt, w):
+        f = _until(lambda: (f := lst.latest()) is not None and np.isfinite(f.history.grad_norm).sum() >= 2 and f,
+                   what="frames with gradient norms")
+        assert failed and w._no_update and not np.isfinite(f.history.update_norm).any()
