@@ -5,9 +5,10 @@ The session lives in the runner process; a process that ends takes it along. So 
 run stands still and something was done (steps, an edit, a rewind, a breakpoint), and every
 few seconds while it runs, the window asks the runner for the branch's spec and journal (``core.edits.recovery_state``: small; the
 data of loads only once). Steps are deterministic, so replaying the journal in a new runner
-process gives the same values the branch had (``core.edits.recover``). Steps taken after the
-last state the window got are simply to be run again; the other branches are lost with the
-process (the crash box says so).
+process gives the same values the branch had (``core.edits.recover``); the other branches come
+back from the timeline's document (their journals: exact values when visited; their curves
+were in the process). Steps taken after the last state the window got are simply to be run
+again.
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ class RecoveryUI:
         if st is None:
             return False
         others = st["branches"] - 1
-        more = (f" (its {others} other branch{'es' if others > 1 else ''} cannot be recovered)" if others else "")
+        more = (f"; its {others} other branch{'es' if others > 1 else ''} come{'' if others > 1 else 's'} back "
+                f"too, without {'their' if others > 1 else 'its'} curves" if others else "")
         self.last_error = text
         self.statusBar().showMessage(text, 10_000)
         box = QMessageBox(QMessageBox.Icon.Warning, title,

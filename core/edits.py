@@ -116,35 +116,57 @@ def open_session(session, path) -> Session:
 
 
 def recovery_state(session, have=frozenset()) -> dict:
-    """What rebuilds the current branch where it stands, should the runner process die (the
-    window keeps it: ``recover``): its spec, its journal (every step and edit, as a .json session
-    file holds them), the step it stands at when rewound, the breakpoints, and the data of its
-    loads that the window does not ``have`` yet (``used`` names all it needs)."""
-    from .spec import LoadOptimizer, LoadParams
-    journal = tuple(session.journal)
-    used = {a.blob for a in journal if isinstance(a, (LoadOptimizer, LoadParams)) and a.blob}
-    if session.spec.resume is not None:
-        used.add(session.spec.resume.blob)
-    return {"spec": session.spec, "journal": journal, "branch": session.timeline.current,
+    """What rebuilds the session where it stands, should the runner process die (the window keeps
+    it: ``recover``): the current branch's spec and journal (every step and edit, as a .json
+    session file holds them), the step it stands at, the timeline's document (every branch's
+    spec and journal, the breakpoints: what a .optimlab file's session.json holds), and the data
+    of loads that the window does not ``have`` yet (``used`` names all it needs)."""
+    used = set(session.timeline.blobs)  # every branch's loads, and the checkpoint a spec resumes
+    return {"spec": session.spec, "journal": tuple(session.journal), "branch": session.timeline.current,
             "step": session.step_count, "at_head": session.at_head, "branches": len(session.timeline.branches),
             "breakpoints": tuple((b.text, b.enabled) for b in session.breakpoints),
+            "document": session_file.document(session),
             "used": frozenset(used), "blobs": {k: session.blobs[k] for k in used if k not in have}}
 
 
 def recover(session, state: dict, blobs: dict) -> Session:
-    """The session ``recovery_state`` described, rebuilt by replaying its journal (the steps are
-    deterministic: the same values as before), standing where it stood."""
+    """The session ``recovery_state`` described, standing where it stood: its current branch
+    replayed from its journal (the steps are deterministic: the same values as before), then the
+    timeline around it from the document, every branch with its journal (their values come
+    back exactly when visited; their curves were in the process that ended). Should the timeline
+    not rebuild, the current branch alone."""
     from .breakpoints import parse as parse_breakpoint
-    s = Session(state["spec"], state["journal"], blobs={k: blobs[k] for k in state["used"]})
+    blobs = {k: blobs[k] for k in state["used"]}
+    s = Session(state["spec"], state["journal"], blobs=blobs)
     if not state["at_head"]:
         s.goto(state["step"])
-    s.set_breakpoints([parse_breakpoint(text).with_enabled(on) for text, on in state["breakpoints"]])
     others = state["branches"] - 1
+    if others:
+        try:
+            return _with_timeline(s, state, blobs, others)
+        except Exception:  # noqa: BLE001 - the branch itself is what matters most: keep it
+            pass
+    s.set_breakpoints([parse_breakpoint(text).with_enabled(on) for text, on in state["breakpoints"]])
     lost = (f"; its other {others} branch{'es' if others > 1 else ''} ended with the process"
             if others else "")
     now = " (now branch 0)" if state["branch"] else ""
     s.notice = f"Recovered branch {state['branch']} at step {state['step']:,} from its journal{now}{lost}"
     return s
+
+
+def _with_timeline(s: Session, state: dict, blobs: dict, others: int) -> Session:
+    """``s`` (the current branch replayed) inside the timeline ``state``'s document describes."""
+    import torch
+    from . import timeline_file
+    series = {k: torch.from_numpy(np.asarray(v)) for k, v in s.timeline.branch.series.to_arrays().items()}
+    ckpt = {"head": timeline_file.state_to_saveable(s.engine.state()), "blobs": blobs,
+            "series": {str(state["branch"]): series}}
+    r = timeline_file.restore(state["document"], ckpt)
+    if r.step_count != s.step_count or r.timeline.current != state["branch"]:
+        raise ValueError("the rebuilt timeline does not stand where the session stood")
+    r.notice = (f"Recovered branch {state['branch']} at step {state['step']:,} and its other {others} "
+                f"branch{'es' if others > 1 else ''} from their journals (their curves ended with the process)")
+    return r
 
 
 def resume_checkpoint(session, checkpoint: str, task: str, step: int | None = None) -> Session:

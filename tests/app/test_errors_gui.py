@@ -4,9 +4,11 @@ from __future__ import annotations
 import os
 import signal
 
+import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
+from core.session import Session
 from core.spec import GradientSpec, SessionSpec, TensorSpec
 from widgets.problem_editor import SHAPE
 
@@ -75,9 +77,7 @@ def test_after_a_killed_runner_process_recover_rebuilds_the_branch_where_it_stoo
     """Nothing the user did is lost when the runner process dies: steps, an edit while paused,
     a rewind and a breakpoint come back, with the values a plain session with the same journal
     has (the steps are replayed in a new process)."""
-    from core.session import Session
     from core.spec import SetHparam
-    import numpy as np
     from .conftest import shown_values
     spec = quadratic_spec(shape=(4, 4))
     win = make_window(spec)
@@ -112,6 +112,38 @@ def test_after_a_killed_runner_process_recover_rebuilds_the_branch_where_it_stoo
     qtbot.waitUntil(lambda: win.statusBar().currentMessage().startswith("Recovered"))
     win.step(1)  # and it carries on (from the rewound step: a new branch, as before the crash)
     qtbot.waitUntil(lambda: win.snapshot.step == 16 and win.snapshot.at_head)
+
+
+def test_recover_brings_the_other_branches_back_too(make_window, qtbot):
+    """A fork made before the runner process died: Recover stands on the branch it was on, and
+    the other branch is listed and goes to its own last step with its own values."""
+    from .conftest import shown_values
+    win = make_window(quadratic_spec(shape=(3, 3)))
+    win.step(10)
+    wait_step(qtbot, win, 10)
+    win.goto(4, 0)
+    qtbot.waitUntil(lambda: win.snapshot.step == 4 and not win.snapshot.at_head)
+    win.step(2)  # forks branch 1 at step 4
+    qtbot.waitUntil(lambda: win.snapshot.step == 6 and win.snapshot.branch == 1)
+    wait_idle(qtbot, win)
+    on_branch1 = shown_values(win).copy()
+    qtbot.waitUntil(lambda: win._recovery is not None and win._recovery["branches"] == 2
+                    and win._recovery["step"] == 6)
+    os.kill(on_runner(win, probes.pid), signal.SIGKILL)
+    qtbot.waitUntil(lambda: "ended unexpectedly" in win.last_error)
+    (box,) = visible_boxes(win)
+    assert "its 1 other branch comes back too, without its curves" in box.text()
+    qtbot.mouseClick(win.recover_button, LEFT)
+    qtbot.waitUntil(lambda: win.bridge.runner.alive and win.snapshot.error is None and win.snapshot.step == 6
+                    and win.snapshot.branch == 1 and len(win.snapshot.branches) == 2)
+    wait_idle(qtbot, win)
+    np.testing.assert_array_equal(shown_values(win), on_branch1)
+    win.goto(None, 0)
+    qtbot.waitUntil(lambda: win.snapshot.branch == 0 and win.snapshot.step == 10)
+    wait_idle(qtbot, win)
+    plain = Session(quadratic_spec(shape=(3, 3)))
+    plain.run(10)
+    np.testing.assert_array_equal(shown_values(win), plain.params["weight"].detach().numpy())
 
 
 def test_an_edit_made_while_running_is_kept_for_recovery(make_window, qtbot, monkeypatch):

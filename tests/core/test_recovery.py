@@ -42,5 +42,21 @@ def test_a_forked_branch_with_a_load_is_rebuilt_bit_for_bit_where_it_stood(tmp_p
     assert torch.equal(got_p, want_p)
     assert all(torch.equal(got_state[k], want_state[k]) for k in want_state)
     assert r.optimizer.param_groups[0]["lr"] == s.optimizer.param_groups[0]["lr"] == 0.001  # the load set it back
-    assert r.notice == ("Recovered branch 1 at step 10 from its journal (now branch 0); "
-                        "its other 1 branch ended with the process")
+    assert r.timeline.current == 1 and sorted(r.timeline.branches) == [0, 1]
+    assert r.notice == ("Recovered branch 1 at step 10 and its other 1 branch from their journals "
+                        "(their curves ended with the process)")
+    got, want = r.timeline.branch.series.view(), s.timeline.branch.series.view()
+    assert list(got.step) == list(want.step) and len(got.step) >= 10  # the branch's curves, replayed
+    assert [b.text for b in r.breakpoints] == [b.text for b in s.breakpoints]
+    # the other branch comes back with its values exact
+    s.goto(None, 0)
+    r.goto(None, 0)
+    assert r.step_count == s.step_count == 10
+    assert torch.equal(state_of(r)[0], state_of(s)[0])
+
+    # a document that does not rebuild: the current branch alone, standing where it stood
+    broken = dict(data[0], document={"timeline": {"branches": []}})
+    r2 = edits.recover(None, broken, data[1])
+    assert r2.step_count == 10 and len(r2.timeline.branches) == 1 and torch.equal(state_of(r2)[0], want_p)
+    assert r2.notice == ("Recovered branch 1 at step 10 from its journal (now branch 0); "
+                         "its other 1 branch ended with the process")
