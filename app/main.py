@@ -83,7 +83,8 @@ def run(args) -> int:
     startup_probe.watch(win, "main-window")
     win.show()
     splash.finish(win)
-    win.open_initial(path, example, start_screen=args.file is None and args.example is None)
+    offered = win.offer_left_behind()  # a session a window left when its process ended
+    win.open_initial(path, example, start_screen=args.file is None and args.example is None and not offered)
     from core import gc_policy
     gc_policy.freeze_loaded()  # torch, Qt, pyqtgraph and the window: no full collection walks them again
     return app.exec()

@@ -490,5 +490,6 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, RecoveryUI, ValueEdits, Distri
         self.save_layout()
         self.close_comparisons()
         self.bridge.shutdown()
+        self.forget_recovery_file()
         event.accept()
 

@@ -12,14 +12,39 @@ again.
 """
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QMessageBox
 
-from core import edits
+from core import edits, paths, session_file
 
 RUNNING_EVERY = 5.0  # seconds between recovery states asked for while the run goes on
+DISK_BLOBS_AT_MOST = 64 << 20  # bytes of loaded data a recovery file may embed (else none is written)
+
+
+def recovery_dir() -> Path:
+    """Where a window keeps its recovery file (``OPTIMLAB_RECOVERY_DIR``, else
+    ``$XDG_STATE_HOME/optimlab/recovery``, else ``~/.local/state/optimlab/recovery``)."""
+    env = os.environ.get("OPTIMLAB_RECOVERY_DIR")
+    if env:
+        return Path(env)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "optimlab" / "recovery"
+
+
+def left_behind() -> list[Path]:
+    """Recovery files whose window's process is gone (it ended without closing), newest first."""
+    d = recovery_dir()
+    found = []
+    for p in d.glob("session-*.json") if d.is_dir() else ():
+        pid = p.stem.removeprefix("session-")
+        if pid.isdigit() and not paths._alive(int(pid)):
+            found.append(p)
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 class RecoveryUI:
@@ -31,6 +56,10 @@ class RecoveryUI:
         self._recovery_asked = None  # the key last asked for
         self._recovery_at = 0.0  # when (time.monotonic)
         self.recovery_box: QMessageBox | None = None
+        # the kept state is also written to disk, should the window's own process end: a window
+        # started later offers it (offer_left_behind); a window that closes removes it
+        self.recovery_file = recovery_dir() / f"session-{os.getpid()}.json"
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="optimlab-recovery")
 
     def keep_recovery(self, s) -> None:
         """Ask for the branch's recovery state when it changed: at once when the run stands still,
@@ -52,6 +81,7 @@ class RecoveryUI:
             self._recovery_blobs = {k: v for k, v in {**self._recovery_blobs, **state["blobs"]}.items()
                                     if k in state["used"]}
             self._recovery = dict(state, blobs={})
+            self._writer.submit(self._write_recovery, self._recovery, dict(self._recovery_blobs))
         self.bridge.call(edits.recovery_state, frozenset(self._recovery_blobs), on_ok=ok,
                          on_error=lambda *_: None)
 
@@ -90,3 +120,69 @@ class RecoveryUI:
             self._mark()
         self.replace_session(edits.recover, st, dict(self._recovery_blobs), on_ok=ok,
                              fail_title="Cannot recover the session")
+
+    # ----- on disk: a window whose own process ended -----
+
+    def _write_recovery(self, state: dict, blobs: dict) -> None:
+        """Write the kept state as a .json session (the writer thread; best effort: a file that
+        cannot be written is simply not there to offer)."""
+        try:
+            if sum(files_nbytes(b) for b in blobs.values()) > DISK_BLOBS_AT_MOST:
+                return
+            data = session_file.recovery_json(state["spec"], state["journal"], blobs,
+                                              None if state["at_head"] else state["step"])
+            self.recovery_file.parent.mkdir(parents=True, exist_ok=True)
+            paths.atomic_write(self.recovery_file, lambda f: f.write(data))
+        except Exception:  # noqa: BLE001 - recovery must never disturb the session
+            pass
+
+    def forget_recovery_file(self) -> None:
+        """The window closes as asked: nothing to recover from it."""
+        self._writer.shutdown(wait=True)
+        try:
+            self.recovery_file.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def offer_left_behind(self) -> bool:
+        """At start: a session a window left when its process ended is offered (the newest; older
+        ones are removed). Returns whether one was offered."""
+        found = left_behind()
+        for old in found[1:]:
+            old.unlink(missing_ok=True)
+        if not found:
+            return False
+        path = found[0]
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+        box = QMessageBox(QMessageBox.Icon.Question, "Recover a session",
+                          f"optimlab ended unexpectedly while a session was open (kept {when}). Reopen it? "
+                          "Its branch is replayed from its journal to the step it stood at.",
+                          QMessageBox.StandardButton.Discard, self)
+        self.reopen_button = box.addButton("Reopen", QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(self.reopen_button)
+        box.buttonClicked.connect(lambda b: self._reopen_left(path) if b is self.reopen_button
+                                  else path.unlink(missing_ok=True))
+        self.left_box = box
+        box.open()
+        return True
+
+    def _reopen_left(self, path: Path) -> None:
+        def ok():
+            self._set_document(None, "recovered session")  # Save asks where: not over the recovery file
+            self.set_dirty(True)
+            path.unlink(missing_ok=True)
+            self.statusBar().showMessage("Recovered the session optimlab had open when it ended", 10_000)
+        self.replace_session(edits.open_session, path, on_ok=ok, fail_title="Cannot recover the session",
+                             about=path.name)
+
+
+def files_nbytes(obj) -> int:
+    """Bytes of the tensors in a loaded state_dict (nested dicts and lists)."""
+    import torch
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(files_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(files_nbytes(v) for v in obj)
+    return 0

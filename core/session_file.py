@@ -60,6 +60,18 @@ def json_document(session: Session, folder=None) -> dict:
     return doc
 
 
+def recovery_json(spec, journal, blobs: dict, step: int | None = None) -> bytes:
+    """A .json session (as ``json_document`` writes one) from the state a window keeps for
+    recovery (``core.edits.recovery_state``): the branch's spec and journal, the loads' data
+    embedded, the step it stands at when rewound (``step``; None: its last)."""
+    doc = specmod.document(spec, journal)
+    if blobs:
+        doc["blobs"] = {k: base64.b64encode(files.to_bytes(blobs[k])).decode() for k in sorted(blobs)}
+    if step is not None:
+        doc["position"] = {"step": step}
+    return (specmod.pretty_json(doc) + "\n").encode()
+
+
 def pack(session: Session, folder=None) -> bytes:
     """The whole session as the bytes of a .optimlab file (also how a session travels
     to the runner process). With ``folder`` (where the file goes), a script path inside

@@ -35,6 +35,13 @@ def collect_after_each_test(garbage_collected_on_this_thread):
 
 
 @pytest.fixture(autouse=True)
+def private_recovery_dir(tmp_path, monkeypatch):
+    """Windows keep their recovery files in the test's own folder (app/recovery_ui.py), never in
+    the user's state folder."""
+    monkeypatch.setenv("OPTIMLAB_RECOVERY_DIR", str(tmp_path / "recovery"))
+
+
+@pytest.fixture(autouse=True)
 def no_leaked_threads():
     """Fail any test that leaves a Python thread or a runner process running."""
     before = set(threading.enumerate())

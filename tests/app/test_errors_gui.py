@@ -281,3 +281,44 @@ def test_a_traceback_never_becomes_the_message_only_its_details(make_window, qtb
     (box,) = visible_boxes(win)
     assert box.text() == "RuntimeError: my model is broken"
     assert box.detailedText().startswith("Traceback (most recent call last)")
+
+
+def test_the_kept_state_is_on_disk_and_a_later_window_reopens_it_if_the_window_process_ended(make_window, qtbot):
+    """The window's own process can end too (a crash in Qt): what it keeps for recovery is also
+    a .json session on disk (removed when the window closes as asked); a window started later
+    finds one whose process is gone and offers it: Reopen replays it to where it stood."""
+    import json
+    import subprocess
+    import sys
+    from app import recovery_ui
+    from core.spec import SetHparam
+    from .conftest import shown_values
+    spec = quadratic_spec(shape=(3, 3))
+    win = make_window(spec)
+    win.step(6)
+    wait_step(qtbot, win, 6)
+    win.apply(SetHparam(0, "lr", 0.02))
+    win.step(3)
+    wait_step(qtbot, win, 9)
+    f = win.recovery_file
+    def kept():
+        doc = json.loads(f.read_text()) if f.exists() else {"journal": []}
+        return [(a["op"], a.get("n", a.get("value"))) for a in doc["journal"]]
+    qtbot.waitUntil(lambda: kept() == [("step", 6), ("set_hparam", 0.02), ("step", 3)])
+    shown = shown_values(win).copy()
+    # as if this window's process had ended: its file under a process id that is gone
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    left = f.with_name(f"session-{dead}.json")
+    left.write_bytes(f.read_bytes())
+    assert recovery_ui.left_behind() == [left]
+    other = make_window(quadratic_spec(shape=(3, 3)))
+    assert other.offer_left_behind()
+    qtbot.mouseClick(other.reopen_button, LEFT)
+    qtbot.waitUntil(lambda: other.snapshot.step == 9 and other.snapshot.groups[0].hparams["lr"] == 0.02)
+    wait_idle(qtbot, other)
+    np.testing.assert_array_equal(shown_values(other), shown)
+    assert not left.exists() and other.windowTitle() == "recovered session * — optimlab"
+    win.dirty = False
+    win.close()  # closed as asked: its file goes
+    assert not f.exists()
