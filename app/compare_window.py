@@ -60,7 +60,6 @@ class CompareWindow(QMainWindow):
         self.view.shownChanged.connect(self._send_view)
         self.view.tensors.explainRequested.connect(self.explain)
         self.explain_dialog = None  # made at the first click on an element
-        self._explain_token = 0
         self._build(self.view)
         runs = list(runs)
         if path is not None:
@@ -328,17 +327,7 @@ class CompareWindow(QMainWindow):
         dlg.ask(tensor, index, step)
         dlg.show()
         dlg.raise_()
-        self._explain_token += 1
-        token = self._explain_token
-
-        def ok(e):
-            if token == self._explain_token:
-                dlg.showExplanation(e)
-
-        def fail(msg, _tb):
-            if token == self._explain_token:
-                dlg.showRefusal(msg)
-        self.bridge.call(compare_edits.explain_run, run.id, tensor, index, max(1, step), on_ok=ok, on_error=fail)
+        dlg.request(self.bridge, compare_edits.explain_run, run.id, tensor, index, max(1, step))
 
     @Slot()
     def recover(self) -> None:

@@ -69,6 +69,20 @@ class ExplainDialog(QDialog):
         lay.addWidget(self.table, 1)
         lay.addWidget(self.verdict)
 
+    def request(self, bridge, fn, *args) -> None:
+        """Ask the runner for an explanation (``bridge.call(fn, *args)``); only the newest
+        question's answer is shown (an older one arriving late must not replace it)."""
+        self._token = token = getattr(self, "_token", 0) + 1
+
+        def ok(e):
+            if token == self._token:
+                self.showExplanation(e)
+
+        def fail(msg, _tb):
+            if token == self._token:
+                self.showRefusal(msg)
+        bridge.call(fn, *args, on_ok=ok, on_error=fail)
+
     def ask(self, tensor: str, index: tuple, step: int) -> None:
         """Show that ``tensor[index]`` at ``step`` is being computed (the window sends the request)."""
         self.tensor, self.index = tensor, tuple(index)

@@ -72,7 +72,6 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, RecoveryUI, ValueEdits, Distri
         self._landscape_key = None
         self._history_drawn = None
         self.explain_dialog = None  # made at the first click on an element
-        self._explain_token = 0
         self._slow_drawn = dict.fromkeys(SLOW_PANELS, 0.0)  # while running: when each was last drawn
         self._rate = RateMeter()  # steps/s measured from the snapshots, while running
         self.init_files()
@@ -338,17 +337,7 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, RecoveryUI, ValueEdits, Distri
         dlg.ask(name, index, step)
         dlg.show()
         dlg.raise_()
-        self._explain_token += 1
-        token = self._explain_token
-
-        def ok(e):
-            if token == self._explain_token:  # an older answer must not replace a newer question's
-                dlg.showExplanation(e)
-
-        def fail(msg, tb):
-            if token == self._explain_token:
-                dlg.showRefusal(msg)
-        self.bridge.call(edits.explain_update, name, index, max(1, step), on_ok=ok, on_error=fail)
+        dlg.request(self.bridge, edits.explain_update, name, index, max(1, step))
 
     # ----- drawing -----
 

@@ -127,7 +127,8 @@ class RecoveryUI:
         """Write the kept state as a .json session (the writer thread; best effort: a file that
         cannot be written is simply not there to offer)."""
         try:
-            if sum(files_nbytes(b) for b in blobs.values()) > DISK_BLOBS_AT_MOST:
+            from core.engine import Engine
+            if Engine.state_bytes(blobs) > DISK_BLOBS_AT_MOST:  # the tensors of the loaded state_dicts
                 return
             data = session_file.recovery_json(state["spec"], state["journal"], blobs,
                                               None if state["at_head"] else state["step"])
@@ -175,14 +176,3 @@ class RecoveryUI:
         self.replace_session(edits.open_session, path, on_ok=ok, fail_title="Cannot recover the session",
                              about=path.name)
 
-
-def files_nbytes(obj) -> int:
-    """Bytes of the tensors in a loaded state_dict (nested dicts and lists)."""
-    import torch
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(files_nbytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(files_nbytes(v) for v in obj)
-    return 0

@@ -419,9 +419,9 @@ def test_a_click_on_a_runs_element_explains_that_runs_update_against_torch(compa
     w.bridge.set_rate_limit(50)
     w.toggle_run()  # running: a click says to pause first, and explains nothing
     qtbot.waitUntil(lambda: w.frame.running)
-    asked = w._explain_token
+    asked = w.explain_dialog._token
     w.view.tensors.views[0].clickAt(1, 0)
-    assert w.last_error == "Pause the comparison to explain an update" and w._explain_token == asked
+    assert w.last_error == "Pause the comparison to explain an update" and w.explain_dialog._token == asked
     w.toggle_run()
     qtbot.waitUntil(lambda: not w.frame.running)
 
