@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSpinBox,
                                QSplitter, QVBoxLayout, QWidget)
 
@@ -37,6 +37,9 @@ def second_config(first: RunSpec) -> RunSpec:
     """What a comparison of one configuration is compared with first: Adam (SGD for Adam)."""
     other = "SGD" if first.spec.optimizer == "Adam" else "Adam"
     return config_run(first.spec, other, {}, None, first.blobs)
+
+
+NOTE_MS = 8000  # how long a note of what just happened stays under the tabs
 
 
 class CompareWindow(QMainWindow):
@@ -105,6 +108,10 @@ class CompareWindow(QMainWindow):
         bar.addWidget(opn)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self._note = ""
+        self._note_timer = QTimer(self)  # the window's own: it ends with the window
+        self._note_timer.setSingleShot(True)
+        self._note_timer.timeout.connect(self._note_expired)
         self._measure = MeasureInSlices(
             self.bridge, compare_edits.measure_skipped, running=lambda: self.frame is not None and self.frame.running,
             say=lambda text, _ms: (self._clear_error(), self.status.setText(text)),
@@ -224,10 +231,16 @@ class CompareWindow(QMainWindow):
         self.show_error(msg)
 
     def _say(self, text: str) -> None:
-        """What just happened, in the line under the tabs (the status bar is the frames' own:
-        the next frame would overwrite it at once); it supersedes an earlier refusal."""
+        """What just happened, in the line under the tabs for NOTE_MS (the status bar is the
+        frames' own: the next frame would overwrite it at once); it supersedes an earlier refusal."""
         self._clear_error()
         self.status.setText(text)
+        self._note = text
+        self._note_timer.start(NOTE_MS)
+
+    def _note_expired(self) -> None:
+        if self.status.text() == self._note:  # not superseded meanwhile
+            self.status.setText("")
 
     def _clear_error(self) -> None:
         self.last_error = ""

@@ -448,3 +448,16 @@ def test_a_configuration_exports_as_a_plain_pytorch_script_from_its_context_menu
     assert asked == {"title": f"Export {sgd.label} as a PyTorch script", "name": "sgd_run.py"}
     text = target.read_text()
     assert "import optimlab" not in text and "torch.optim.SGD(" in text and "reproduced" in text
+
+
+def test_a_note_of_what_just_happened_leaves_after_a_while_and_a_refusal_stays(compare_window, qtbot, monkeypatch):
+    from app import compare_window as cw
+    monkeypatch.setattr(cw, "NOTE_MS", 300)
+    w = compare_window(two_runs())
+    qtbot.waitUntil(lambda: w.frame is not None and w.base is not None, timeout=BUILD_MS)
+    w._say("Saved c.optimlab-compare")
+    assert w.status.text() == "Saved c.optimlab-compare"
+    qtbot.waitUntil(lambda: w.status.text() == "")
+    w.show_error("lr must be a number, not 'fast'")
+    qtbot.wait(600)
+    assert "lr must be a number" in w.status.text()  # a refusal stays until something supersedes it
