@@ -56,7 +56,7 @@ class CompareWindow(QMainWindow):
         self.rate = RateMeter()  # measured here over half a second of running, as the main window does
         self.bridge = RunnerBridge(None, self, process=process)
         self.bridge.snapshotChanged.connect(self.on_frame)
-        self._recovery = None  # (RunSpecs, first step) that rebuild the comparison (compare_edits.recovery_runs)
+        self._recovery = None  # the RunSpecs that rebuild the comparison (compare_edits.recovery_runs)
         self._recovery_key = None
         self.view = CompareView()
         self.view.landscapeWanted.connect(self._want_landscape)
@@ -289,16 +289,13 @@ class CompareWindow(QMainWindow):
         removed, another comparison); the step comes with every frame."""
         key = tuple((r.id, r.label) for r in f.runs)
         if key == self._recovery_key:
-            if self._recovery is not None:
-                self._recovery = (self._recovery[0], self._recovery[1], f.step)
             return
         self._recovery_key = key
         self._recovery = None
 
         def ok(runs):
-            if runs is not None and self._recovery_key == key:
-                start = runs[0].spec.start_step
-                self._recovery = (runs, start, self.frame.step if self.frame is not None else start)
+            if self._recovery_key == key:
+                self._recovery = runs
         self.bridge.call(compare_edits.recovery_runs, on_ok=ok, on_error=lambda *_: None)
 
     @Slot(int)
@@ -346,9 +343,10 @@ class CompareWindow(QMainWindow):
     def recover(self) -> None:
         """The runner process ended: the same configurations in a new one, stepped to where the
         comparison stood (each run is the same run alone: the same values)."""
-        if self._recovery is None:
+        if self._recovery is None or self.frame is None:
             return
-        runs, start, step = self._recovery
+        runs, step = self._recovery, self.frame.step  # the dead runner's last frame stays: its step
+        start = runs[0].spec.start_step
         self.recover_button.hide()
         self._recovery_key = None
 

@@ -30,9 +30,7 @@ def explain_run(c: Comparison, run_id: int, tensor: str, index, step: int):
     """Run ``run_id``'s update of ``tensor[index]`` at ``step`` explained (``core.explain``), as the
     main window explains a session's: replayed on an engine of its own (the run does not move)."""
     from .explain import explain
-    run = next((r for r in c.runs if r.id == run_id), None)
-    if run is None:
-        raise ValueError(f"There is no run {run_id} in this comparison any more")
+    run = c.get(run_id)
     with run.own_rng():
         return explain(run.session, tensor, tuple(index), step)
 
@@ -41,9 +39,7 @@ def export_run(c: Comparison, run_id: int, path) -> list[str]:
     """Write run ``run_id`` as a plain PyTorch script (``core.export``: it reproduces the run, which
     is the same run alone, and checks its own result); returns the files written."""
     from .export import write_script
-    run = next((r for r in c.runs if r.id == run_id), None)
-    if run is None:
-        raise ValueError(f"There is no run {run_id} in this comparison any more")
+    run = c.get(run_id)
     with run.own_rng():
         return [str(p) for p in write_script(run.session, path)]
 

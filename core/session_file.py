@@ -49,14 +49,21 @@ def json_document(session: Session, folder=None) -> dict:
     it always reopens; the step it stood at, so it reopens there."""
     spec = session.spec if folder is None else trust.relative_to(session.spec, folder)
     journal = session.journal
-    doc = specmod.document(spec, journal)
     used = {a.blob for a in journal if isinstance(a, (LoadOptimizer, LoadParams)) and a.blob}
     if session.spec.resume is not None:  # the checkpoint it resumes: the file reopens without it
         used.add(session.spec.resume.blob)
-    if used:
-        doc["blobs"] = {k: base64.b64encode(files.to_bytes(session.blobs[k])).decode() for k in sorted(used)}
-    if not session.at_head:
-        doc["position"] = {"step": session.step_count}
+    return _json_doc(spec, journal, {k: session.blobs[k] for k in used},
+                     None if session.at_head else session.step_count)
+
+
+def _json_doc(spec, journal, blobs: dict, step: int | None) -> dict:
+    """A .json session's document: spec, journal, the loads' data embedded (base64 of
+    torch.save), and the step it stands at when rewound (None: its last)."""
+    doc = specmod.document(spec, journal)
+    if blobs:
+        doc["blobs"] = {k: base64.b64encode(files.to_bytes(blobs[k])).decode() for k in sorted(blobs)}
+    if step is not None:
+        doc["position"] = {"step": step}
     return doc
 
 
@@ -64,12 +71,7 @@ def recovery_json(spec, journal, blobs: dict, step: int | None = None) -> bytes:
     """A .json session (as ``json_document`` writes one) from the state a window keeps for
     recovery (``core.edits.recovery_state``): the branch's spec and journal, the loads' data
     embedded, the step it stands at when rewound (``step``; None: its last)."""
-    doc = specmod.document(spec, journal)
-    if blobs:
-        doc["blobs"] = {k: base64.b64encode(files.to_bytes(blobs[k])).decode() for k in sorted(blobs)}
-    if step is not None:
-        doc["position"] = {"step": step}
-    return (specmod.pretty_json(doc) + "\n").encode()
+    return (specmod.pretty_json(_json_doc(spec, journal, blobs, step)) + "\n").encode()
 
 
 def pack(session: Session, folder=None) -> bytes:

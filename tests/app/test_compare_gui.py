@@ -385,7 +385,7 @@ def test_after_its_runner_process_dies_recover_steps_the_same_configurations_to_
         qtbot.waitUntil(lambda: stands_at(w, 25))
         before = [r.snapshot.tensor("xy").value.values.copy() for r in w.frame.runs]
         labels = [r.label for r in w.frame.runs]
-        qtbot.waitUntil(lambda: w._recovery is not None and w._recovery[2] == 25)
+        qtbot.waitUntil(lambda: w._recovery is not None)
         assert not w.recover_button.isVisible()
         os.kill(w.bridge.runner._proc.pid, signal.SIGKILL)
         qtbot.waitUntil(lambda: w.frame.error is not None and w.recover_button.isVisible())
