@@ -60,6 +60,7 @@ class RecoveryUI:
         # started later offers it (offer_left_behind); a window that closes removes it
         self.recovery_file = recovery_dir() / f"session-{os.getpid()}.json"
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="optimlab-recovery")
+        self._writer_closed = False
 
     def keep_recovery(self, s) -> None:
         """Ask for the branch's recovery state when it changed: at once when the run stands still,
@@ -81,7 +82,8 @@ class RecoveryUI:
             self._recovery_blobs = {k: v for k, v in {**self._recovery_blobs, **state["blobs"]}.items()
                                     if k in state["used"]}
             self._recovery = dict(state, blobs={})
-            self._writer.submit(self._write_recovery, self._recovery, dict(self._recovery_blobs))
+            if not self._writer_closed:  # an answer can arrive after the window closed
+                self._writer.submit(self._write_recovery, self._recovery, dict(self._recovery_blobs))
         self.bridge.call(edits.recovery_state, frozenset(self._recovery_blobs), on_ok=ok,
                          on_error=lambda *_: None)
 
@@ -139,6 +141,7 @@ class RecoveryUI:
 
     def forget_recovery_file(self) -> None:
         """The window closes as asked: nothing to recover from it."""
+        self._writer_closed = True
         self._writer.shutdown(wait=True)
         try:
             self.recovery_file.unlink(missing_ok=True)
