@@ -199,6 +199,8 @@ class _Observers:
 class Comparison:
     """2 to 6 runs of one problem stepped in lockstep, and the series between them."""
 
+    recover_to: int | None = None  # a recovered comparison: the step it stood at (compare_edits.open_recovery)
+
     def __init__(self, runs, budget: int = RUN_BUDGET):
         runs = list(runs)
         if not MIN_RUNS <= len(runs) <= MAX_RUNS:

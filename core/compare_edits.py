@@ -7,7 +7,7 @@ main window's runner: it reads a branch of that session's timeline.
 """
 from __future__ import annotations
 
-from . import compare_file
+from . import compare_file, compare_recovery
 from .compare import Comparison, RunSpec
 from .observe import exact_value as _exact
 
@@ -18,12 +18,25 @@ def build(current, runs) -> Comparison:
     return Comparison(runs)
 
 
-def recovery_runs(c: Comparison) -> tuple | None:
+def recovery_runs(c: Comparison) -> tuple:
     """The configurations that rebuild ``c`` from its first step, should the runner process die
     (each run is the same run alone, so stepping them again in lockstep to the step it stood at
-    gives the same values); None when a run was opened from a file (reopen the file)."""
-    sources = tuple(r.source for r in c.runs)
-    return None if any(s is None for s in sources) else sources
+    gives the same values; ``core.compare_recovery``)."""
+    return compare_recovery.recovery_runs(c)
+
+
+def open_recovery(current, path) -> Comparison:
+    """The comparison a recovery document (``core.compare_recovery``) describes, at its first
+    step; ``steps_to_recover`` says how far to step it in lockstep to stand where it stood."""
+    runs, step = compare_recovery.read(path)
+    c = Comparison(runs)
+    c.recover_to = step
+    return c
+
+
+def steps_to_recover(c: Comparison) -> int:
+    """Lockstep steps left to the step a recovered comparison stood at (0 for any other)."""
+    return max(0, (c.recover_to or 0) - c.step_count)
 
 
 def explain_run(c: Comparison, run_id: int, tensor: str, index, step: int):

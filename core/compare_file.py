@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from msgspec import Meta
 
-from . import files, limits, schema, session_file, spec as specmod, timeline_file
+from . import compare_recovery, files, limits, schema, session_file, timeline_file
+from . import spec as specmod
 from .compare import MAX_RUNS, MIN_RUNS, Comparison, Run, check_same_problem, draws_globally, global_rngs
 from .compare_watch import CrossWatch, parse_column
 from .series import SeriesSet
@@ -210,16 +211,7 @@ def _runs_v2(doc: ComparisonDoc, members: dict, tensor_bytes: bytes, name: str, 
 
 def _run(rd: RunDoc, session, step: int) -> Run:
     rng = global_rngs() if draws_globally(session.spec) else None  # restore set them to the run's
-    script, last = [], session.step_count
-    for i, item in enumerate(rd.script):
-        at = item.get("at") if isinstance(item, dict) else None
-        if not isinstance(at, int) or isinstance(at, bool) or at < last:
-            raise files.LoadError(f"runs[{rd.label}].script[{i}] has no valid step ('at') after the run's")
-        a = specmod.action_from_dict({k: v for k, v in item.items() if k != "at"}, f"script[{i}]")
-        if isinstance(a, Step):
-            raise files.LoadError(f"runs[{rd.label}].script[{i}] is a step; a run's script holds edits only")
-        script.append((at, a))
-        last = at
+    script = compare_recovery.script_from(rd.script, f"runs[{rd.label}]", session.step_count)
     stands = session.step_count
     if (stands != step and not rd.halted) or stands > step or rd.joined > step:
         raise files.LoadError(f"run {rd.label} stands at step {stands:,}, the comparison at step {step:,}")

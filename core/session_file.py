@@ -61,10 +61,27 @@ def _json_doc(spec, journal, blobs: dict, step: int | None) -> dict:
     torch.save), and the step it stands at when rewound (None: its last)."""
     doc = specmod.document(spec, journal)
     if blobs:
-        doc["blobs"] = {k: base64.b64encode(files.to_bytes(blobs[k])).decode() for k in sorted(blobs)}
+        doc["blobs"] = encode_blobs(blobs)
     if step is not None:
         doc["position"] = {"step": step}
     return doc
+
+
+def encode_blobs(blobs: dict) -> dict:
+    """Loads' data as a .json document embeds it: base64 of torch.save, by key."""
+    return {k: base64.b64encode(files.to_bytes(blobs[k])).decode() for k in sorted(blobs)}
+
+
+def decode_blobs(b64s: dict) -> dict:
+    """``encode_blobs`` undone, each read with weights_only; a bad one is one LoadError."""
+    blobs = {}
+    for k, b64 in b64s.items():
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except (ValueError, TypeError):
+            raise files.LoadError(f"the stored data {k!r} is not valid base64") from None
+        blobs[k] = files.torch_read(io.BytesIO(raw), name=f"The stored data {k!r}")
+    return blobs
 
 
 def recovery_json(spec, journal, blobs: dict, step: int | None = None) -> bytes:
@@ -111,13 +128,7 @@ def load_session(path) -> Session:
     with specmod.in_file(name, (SpecError, files.LoadError, StepError, NonFinite)):
         doc = specmod.parse_json(text, name)
         read, journal = specmod.read_document(doc, name)
-        blobs = {}
-        for k, b64 in (read.blobs or {}).items():
-            try:
-                raw = base64.b64decode(b64, validate=True)
-            except (ValueError, TypeError):
-                raise files.LoadError(f"the stored data {k!r} is not valid base64") from None
-            blobs[k] = files.torch_read(io.BytesIO(raw), name=f"The stored data {k!r}")
+        blobs = decode_blobs(read.blobs or {})
         s = Session(trust.with_base(read.spec, base), journal, blobs=blobs)
         if read.position is not None:
             s.goto(read.position.step)
