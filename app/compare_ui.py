@@ -26,12 +26,16 @@ class CompareUI:
         add_action(self, menu, "Promote a branch into a comparison…", self._ask_branch)
         add_action(self, menu, "Open comparison…", self._open_comparison)
 
-    def _compare_window(self, runs=(), path=None) -> CompareWindow:
+    def _compare_window(self, runs=(), path=None, recovered=None) -> CompareWindow:
         """A Compare window whose runner is of the main window's kind (a process, in the app)."""
         process = getattr(self, "compare_process", None)
         if process is None:
             process = not isinstance(self.bridge.runner, Runner)
-        return CompareWindow(runs, path=path, process=process)
+        return CompareWindow(runs, path=path, process=process, recovered=recovered)
+
+    def reopen_comparison(self, path) -> CompareWindow:
+        """A comparison a Compare window left when optimlab's process ended (``app.recovery_ui``)."""
+        return self._show_compare(self._compare_window(recovered=path))
 
     def _show_compare(self, w: CompareWindow) -> CompareWindow:
         self.compare_windows = [x for x in self.compare_windows if x.isVisible()]

@@ -11,14 +11,17 @@ write and read one ``.optimlab-compare`` file.
 """
 from __future__ import annotations
 
+import itertools
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSpinBox,
                                QSplitter, QVBoxLayout, QWidget)
 
-from core import compare_edits, edits
+from core import compare_edits, compare_recovery, edits, paths
 from core.compare import MAX_RUNS, MIN_RUNS, RunSpec, config_run, hparams_from_text
 from core.compare_file import EXT
 from core.compare_frame import ComparisonFrame
@@ -31,6 +34,7 @@ from .compare_panel import ConfigPanel
 from .layout import fit_screen
 from .measure_slices import MeasureInSlices
 from .messages import one_sentence
+from .recovery_ui import DISK_BLOBS_AT_MOST, RUNNING_EVERY, recovery_dir
 
 
 def second_config(first: RunSpec) -> RunSpec:
@@ -40,13 +44,16 @@ def second_config(first: RunSpec) -> RunSpec:
 
 
 NOTE_MS = 8000  # how long a note of what just happened stays under the tabs
+_window_ids = itertools.count(1)
 
 
 class CompareWindow(QMainWindow):
     """A comparison's own window. ``runs``: RunSpecs to start with (one gets a second, see
-    ``second_config``); ``path``: a saved comparison to open instead."""
+    ``second_config``); ``path``: a saved comparison to open instead; ``recovered``: a recovery
+    file a window left when its process ended (``core.compare_recovery``)."""
 
-    def __init__(self, runs=(), path: str | None = None, process: bool | None = None, parent=None):
+    def __init__(self, runs=(), path: str | None = None, process: bool | None = None, parent=None,
+                 recovered: str | None = None):
         super().__init__(parent)
         self.setWindowTitle("optimlab · Compare")
         fit_screen(self, 1200, 800)  # at 1024x700 it ran off the screen with Save, Open and its status
@@ -58,6 +65,14 @@ class CompareWindow(QMainWindow):
         self.bridge.snapshotChanged.connect(self.on_frame)
         self._recovery = None  # the RunSpecs that rebuild the comparison (compare_edits.recovery_runs)
         self._recovery_key = None
+        # they are also written to disk with the step, should the window's own process end (the
+        # main window offers them at the next start, app.recovery_ui); removed on a normal close
+        self.recovery_file = recovery_dir() / f"compare-{os.getpid()}-{next(_window_ids)}.json"
+        self._written = None  # (runs, step) last written
+        self._written_at = 0.0
+        self._floor = 0  # a recovered comparison's step while it is stepped there again
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="optimlab-recovery")
+        self._writer_closed = False
         self.view = CompareView()
         self.view.landscapeWanted.connect(self._want_landscape)
         self.view.shownChanged.connect(self._send_view)
@@ -65,7 +80,9 @@ class CompareWindow(QMainWindow):
         self.explain_dialog = None  # made at the first click on an element
         self._build(self.view)
         runs = list(runs)
-        if path is not None:
+        if recovered is not None:
+            self.open_recovered(recovered)
+        elif path is not None:
             self.open_path(path)
         elif runs:
             if len(runs) == 1:
@@ -224,6 +241,7 @@ class CompareWindow(QMainWindow):
 
     def _took(self, spec) -> None:
         self.base = spec
+        self._floor = 0
         self._clear_error()
         self._send_view(self.view.shown())  # a new comparison on the runner: it starts with all
 
@@ -286,17 +304,56 @@ class CompareWindow(QMainWindow):
 
     def _keep_recovery(self, f) -> None:
         """Ask for the configurations that rebuild the comparison when its runs changed (added,
-        removed, another comparison); the step comes with every frame."""
+        removed, another comparison); the step comes with every frame. Both go to disk when they
+        changed: at once while the comparison stands still, every RUNNING_EVERY s while it runs."""
         key = tuple((r.id, r.label) for r in f.runs)
-        if key == self._recovery_key:
-            return
-        self._recovery_key = key
-        self._recovery = None
+        if key != self._recovery_key:
+            self._recovery_key = key
+            self._recovery = None
 
-        def ok(runs):
-            if self._recovery_key == key:
-                self._recovery = runs
-        self.bridge.call(compare_edits.recovery_runs, on_ok=ok, on_error=lambda *_: None)
+            def ok(runs):
+                if self._recovery_key == key:
+                    self._recovery = runs
+                    self._write_recovery(f.step)
+            self.bridge.call(compare_edits.recovery_runs, on_ok=ok, on_error=lambda *_: None)
+            return
+        if self._recovery is not None and not (f.running and time.monotonic() - self._written_at < RUNNING_EVERY):
+            self._write_recovery(f.step)
+
+    def _write_recovery(self, step: int) -> None:
+        item = (self._recovery, max(step, self._floor))
+        if self._writer_closed or self._written == item:
+            return
+        self._written, self._written_at = item, time.monotonic()
+        self._writer.submit(_write_file, self.recovery_file, *item)
+
+    def forget_recovery_file(self) -> None:
+        """The window closes as asked: nothing to recover from it."""
+        self._writer_closed = True
+        self._writer.shutdown(wait=True)
+        try:
+            self.recovery_file.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def open_recovered(self, path) -> None:
+        """Rebuild the comparison a window left when its process ended, and step it in lockstep
+        to where it stood (the file goes once it is built: this window keeps its own)."""
+        name = Path(path).name
+
+        def built(spec):
+            self._took(spec)
+
+            def go(n):
+                if n:
+                    self.bridge.runner.step(n)
+                Path(path).unlink(missing_ok=True)
+                self._floor = spec.start_step + n  # written as the step until the replay is there
+                self._say("Recovered the comparison optimlab had open when it ended"
+                          + (f", stepping again {n:,} lockstep steps" if n else ""))
+            self.bridge.call(compare_edits.steps_to_recover, on_ok=go, on_error=lambda *_: None)
+        self.bridge.replace(compare_edits.open_recovery, str(path), on_ok=built,
+                            on_error=lambda m, tb: self.show_error(m, name))
 
     @Slot(int)
     def ask_export(self, run_id: int) -> None:
@@ -359,4 +416,20 @@ class CompareWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         self.bridge.shutdown()
+        self.forget_recovery_file()
         event.accept()
+
+
+def _write_file(path: Path, runs, step: int) -> None:
+    """The writer thread: the recovery document, atomically (best effort: a file that cannot be
+    written is simply not there to offer; none when the loads' data exceed DISK_BLOBS_AT_MOST)."""
+    try:
+        from core.engine import Engine
+        blobs = {k: v for rs in runs for k, v in rs.blobs.items()}
+        if Engine.state_bytes(blobs) > DISK_BLOBS_AT_MOST:
+            return
+        data = compare_recovery.to_json(runs, step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        paths.atomic_write(path, lambda f: f.write(data))
+    except Exception:  # noqa: BLE001 - recovery must never disturb the comparison
+        pass

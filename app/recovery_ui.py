@@ -37,18 +37,35 @@ def recovery_dir() -> Path:
 
 
 def left_behind() -> list[Path]:
-    """Recovery files whose window's process is gone (it ended without closing), newest first."""
+    """Recovery files whose window's process is gone (it ended without closing), newest first:
+    a main window's session (``session-PID.json``) and its Compare windows' comparisons
+    (``compare-PID-N.json``, ``app.compare_window``)."""
     d = recovery_dir()
     found = []
-    for p in d.glob("session-*.json") if d.is_dir() else ():
-        pid = p.stem.removeprefix("session-")
-        if pid.isdigit() and not paths._alive(int(pid)):
+    for p in d.glob("*.json") if d.is_dir() else ():
+        pid = _pid_of(p)
+        if pid is not None and not paths._alive(pid):
             found.append(p)
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
+def _pid_of(p: Path) -> int | None:
+    kind, _, rest = p.stem.partition("-")
+    pid = rest.partition("-")[0] if kind == "compare" else rest
+    return int(pid) if kind in ("session", "compare") and pid.isdigit() else None
+
+
+def is_comparison(p: Path) -> bool:
+    return p.stem.startswith("compare-")
+
+
+def _count(n: int, what: str) -> str:
+    return f"a {what}" if n == 1 else f"{n} {what}s"
+
+
 class RecoveryUI:
-    """Mixed into MainWindow: needs ``bridge``, ``replace_session``, ``show_error``, ``statusBar``."""
+    """Mixed into MainWindow: needs ``bridge``, ``replace_session``, ``show_error``, ``statusBar``,
+    ``reopen_comparison`` (``app.compare_ui``)."""
 
     def init_recovery(self) -> None:
         self._recovery = None  # recovery_state's answer for the newest key
@@ -149,23 +166,47 @@ class RecoveryUI:
             pass
 
     def offer_left_behind(self) -> bool:
-        """At start: a session a window left when its process ended is offered (the newest; older
-        ones are removed). Returns whether one was offered."""
+        """At start: what a window left when its process ended is offered (the newest process's
+        session and comparisons; older ones are removed). Returns whether anything was offered."""
         found = left_behind()
-        for old in found[1:]:
-            old.unlink(missing_ok=True)
         if not found:
             return False
-        path = found[0]
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
-        box = QMessageBox(QMessageBox.Icon.Question, "Recover a session",
-                          f"optimlab ended unexpectedly while a session was open (kept {when}). Reopen it? "
-                          "Its branch is replayed from its journal to the step it stood at.",
+        pid = _pid_of(found[0])
+        mine = [p for p in found if _pid_of(p) == pid]
+        for old in found:
+            if old not in mine:
+                old.unlink(missing_ok=True)
+        session = next((p for p in mine if not is_comparison(p)), None)
+        comparisons = [p for p in mine if is_comparison(p)]
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(found[0].stat().st_mtime))
+        if session is None:
+            text = (f"optimlab ended unexpectedly while {_count(len(comparisons), 'comparison')} "
+                    f"{'was' if len(comparisons) == 1 else 'were'} open (kept {when}). Reopen "
+                    f"{'it? Its' if len(comparisons) == 1 else 'them? Their'} configurations are stepped again "
+                    "in lockstep to the step they stood at.")
+        elif not comparisons:
+            text = (f"optimlab ended unexpectedly while a session was open (kept {when}). Reopen it? "
+                    "Its branch is replayed from its journal to the step it stood at.")
+        else:
+            text = (f"optimlab ended unexpectedly while a session and {_count(len(comparisons), 'comparison')} "
+                    f"were open (kept {when}). Reopen them? The session's branch is replayed from its journal "
+                    "and the configurations of each comparison stepped again in lockstep, to the steps they "
+                    "stood at.")
+        box = QMessageBox(QMessageBox.Icon.Question, "Recover what was open", text,
                           QMessageBox.StandardButton.Discard, self)
         self.reopen_button = box.addButton("Reopen", QMessageBox.ButtonRole.AcceptRole)
         box.setDefaultButton(self.reopen_button)
-        box.buttonClicked.connect(lambda b: self._reopen_left(path) if b is self.reopen_button
-                                  else path.unlink(missing_ok=True))
+
+        def answered(b):
+            if b is self.reopen_button:
+                if session is not None:
+                    self._reopen_left(session)
+                for p in comparisons:
+                    self.reopen_comparison(p)
+            else:
+                for p in mine:
+                    p.unlink(missing_ok=True)
+        box.buttonClicked.connect(answered)
         self.left_box = box
         box.open()
         return True

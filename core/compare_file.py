@@ -30,7 +30,7 @@ from . import spec as specmod
 from .compare import MAX_RUNS, MIN_RUNS, Comparison, Run, check_same_problem, draws_globally, global_rngs
 from .compare_watch import CrossWatch, parse_column
 from .series import SeriesSet
-from .spec import SpecError, Step
+from .spec import SpecError
 from .trees import map_tensors
 
 FORMAT = "optimlab-comparison"

@@ -461,3 +461,75 @@ def test_a_note_of_what_just_happened_leaves_after_a_while_and_a_refusal_stays(c
     w.show_error("lr must be a number, not 'fast'")
     qtbot.wait(600)
     assert "lr must be a number" in w.status.text()  # a refusal stays until something supersedes it
+
+
+def test_a_comparison_left_open_when_optimlab_ended_is_offered_at_the_next_start_and_reopens_equal(
+        compare_window, make_window, qtbot):
+    """The window's own process can end too: the configurations and the step are on disk while
+    the Compare window is open (removed when it closes as asked); a main window started later
+    offers them and Reopen steps the configurations in lockstep to where they stood, with the
+    same values. An opened file's comparison, with a configuration added, comes back too."""
+    import json
+    import subprocess
+    import sys
+    from app import recovery_ui
+    from .test_timeline_gui import quadratic_spec
+    runs = two_runs()
+    w = compare_window(runs)
+    qtbot.waitUntil(lambda: w.frame is not None and w.base is not None, timeout=BUILD_MS)
+    w.step(12)
+    qtbot.waitUntil(lambda: stands_at(w, 12))
+    w.add(RunSpec("", config_spec(runs[0].spec, "RMSprop", {"lr": 0.01}, None)))
+    qtbot.waitUntil(lambda: w.frame is not None and len(w.frame.runs) == 3 and stands_at(w, 12))
+    f = w.recovery_file
+
+    def kept():
+        doc = json.loads(f.read_text()) if f.exists() else {"step": None, "runs": []}
+        return doc["step"], [r["label"] for r in doc["runs"]]
+    labels = [r.label for r in w.frame.runs]
+    qtbot.waitUntil(lambda: kept() == (12, labels))
+    before = [r.snapshot.tensor("xy").value.values.copy() for r in w.frame.runs]
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    left = f.with_name(f"compare-{dead}-1.json")  # as if its process had ended
+    left.write_bytes(f.read_bytes())
+    assert recovery_ui.left_behind() == [left]
+    main = make_window(quadratic_spec(shape=(2, 2)))
+    main.compare_process = False
+    assert main.offer_left_behind()
+    assert "while a comparison was open" in main.left_box.text()
+    qtbot.mouseClick(main.reopen_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(main.compare_windows) == 1)
+    again = main.compare_windows[0]
+    again.view.setCurrentWidget(again.view.tensors)
+    try:
+        qtbot.waitUntil(lambda: again.frame is not None and stands_at(again, 12) and not left.exists(),
+                        timeout=BUILD_MS)
+        assert [r.label for r in again.frame.runs] == labels
+        qtbot.waitUntil(lambda: all(r.snapshot.tensor("xy").value is not None for r in again.frame.runs))
+        for r, b in zip(again.frame.runs, before):
+            assert np.array_equal(r.snapshot.tensor("xy").value.values, b)
+        assert "Recovered the comparison" in again.status.text()
+    finally:
+        again.close()
+    assert not again.recovery_file.exists()
+    w.close()  # closed as asked: its file goes
+    assert not f.exists()
+
+
+def test_what_optimlab_left_of_a_session_and_a_comparison_is_offered_in_one_question(make_window, tmp_path):
+    import os
+    from app import recovery_ui
+    d = recovery_ui.recovery_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    gone = 2 ** 22 + 12345  # no such process
+    for name in (f"session-{gone}.json", f"compare-{gone}-1.json", f"compare-{gone}-2.json",
+                 f"compare-{gone + 1}-1.json", "notes.json"):
+        (d / name).write_text("{}")
+    os.utime(d / f"compare-{gone + 1}-1.json", (1, 1))  # an older process's: removed
+    main = make_window(SessionSpec(tensors=(TensorSpec("w", (2,)),)))
+    assert main.offer_left_behind()
+    assert "while a session and 2 comparisons were open" in main.left_box.text()
+    assert not (d / f"compare-{gone + 1}-1.json").exists() and (d / "notes.json").exists()
+    main.left_box.button(main.left_box.StandardButton.Discard).click()
+    assert sorted(p.name for p in d.iterdir() if p != main.recovery_file) == ["notes.json"]
