@@ -6,8 +6,8 @@ run stands still and something was done (steps, an edit, a rewind, a breakpoint)
 few seconds while it runs, the window asks the runner for the branch's spec and journal (``core.edits.recovery_state``: small; the
 data of loads only once). Steps are deterministic, so replaying the journal in a new runner
 process gives the same values the branch had (``core.edits.recover``); the other branches come
-back from the timeline's document (their journals: exact values when visited; their curves
-were in the process). Steps taken after the last state the window got are simply to be run
+back from the timeline's document (their journals: exact values when visited) with their
+curves and distributions (sent once each time a branch stops being the current one). Steps taken after the last state the window got are simply to be run
 again.
 """
 from __future__ import annotations
@@ -70,6 +70,7 @@ class RecoveryUI:
     def init_recovery(self) -> None:
         self._recovery = None  # recovery_state's answer for the newest key
         self._recovery_blobs: dict = {}  # the loads' data it needs (kept across answers)
+        self._recovery_curves: dict = {}  # the other branches' curves, by signature (kept across answers)
         self._recovery_asked = None  # the key last asked for
         self._recovery_at = 0.0  # when (time.monotonic)
         self.recovery_box: QMessageBox | None = None
@@ -98,11 +99,13 @@ class RecoveryUI:
                 return  # a newer question is out
             self._recovery_blobs = {k: v for k, v in {**self._recovery_blobs, **state["blobs"]}.items()
                                     if k in state["used"]}
-            self._recovery = dict(state, blobs={})
+            self._recovery_curves = {k: v for k, v in {**self._recovery_curves, **state["curves"]}.items()
+                                     if k in state["curve_sigs"]}
+            self._recovery = dict(state, blobs={}, curves={})
             if not self._writer_closed:  # an answer can arrive after the window closed
                 self._writer.submit(self._write_recovery, self._recovery, dict(self._recovery_blobs))
-        self.bridge.call(edits.recovery_state, frozenset(self._recovery_blobs), on_ok=ok,
-                         on_error=lambda *_: None)
+        self.bridge.call(edits.recovery_state, frozenset(self._recovery_blobs), frozenset(self._recovery_curves),
+                         on_ok=ok, on_error=lambda *_: None)
 
     def offer_recovery(self, title: str, text: str, details: str) -> bool:
         """The runner process ended: say so, with a Recover button when there is something to
@@ -111,8 +114,12 @@ class RecoveryUI:
         if st is None:
             return False
         others = st["branches"] - 1
+        lost = others - sum(sig in self._recovery_curves for sig in st["curve_sigs"])
+        curves = ("" if not others else f", with {'their' if others > 1 else 'its'} curves" if not lost
+                  else f", without {'their' if others > 1 else 'its'} curves" if lost == others
+                  else f" ({lost} without their curves)")
         more = (f"; its {others} other branch{'es' if others > 1 else ''} come{'' if others > 1 else 's'} back "
-                f"too, without {'their' if others > 1 else 'its'} curves" if others else "")
+                f"too{curves}" if others else "")
         self.last_error = text
         self.statusBar().showMessage(text, 10_000)
         box = QMessageBox(QMessageBox.Icon.Warning, title,
@@ -137,7 +144,7 @@ class RecoveryUI:
         def ok():
             self.statusBar().showMessage(f"Recovered: branch {st['branch']} at step {st['step']:,}", 10_000)
             self._mark()
-        self.replace_session(edits.recover, st, dict(self._recovery_blobs), on_ok=ok,
+        self.replace_session(edits.recover, st, dict(self._recovery_blobs), dict(self._recovery_curves), on_ok=ok,
                              fail_title="Cannot recover the session")
 
     # ----- on disk: a window whose own process ended -----

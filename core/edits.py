@@ -115,26 +115,47 @@ def open_session(session, path) -> Session:
     return session_file.load_session(path)
 
 
-def recovery_state(session, have=frozenset()) -> dict:
+def recovery_state(session, have=frozenset(), have_curves=frozenset()) -> dict:
     """What rebuilds the session where it stands, should the runner process die (the window keeps
     it: ``recover``): the current branch's spec and journal (every step and edit, as a .json
     session file holds them), the step it stands at, the timeline's document (every branch's
-    spec and journal, the breakpoints: what a .optimlab file's session.json holds), and the data
-    of loads that the window does not ``have`` yet (``used`` names all it needs)."""
+    spec and journal, the breakpoints: what a .optimlab file's session.json holds), the data
+    of loads that the window does not ``have`` yet (``used`` names all it needs), and the other
+    branches' curves and distributions whose signature the window does not have (``have_curves``;
+    ``curve_sigs`` names those it needs: a branch's change only while it is the current one)."""
     used = set(session.timeline.blobs)  # every branch's loads, and the checkpoint a spec resumes
-    return {"spec": session.spec, "journal": tuple(session.journal), "branch": session.timeline.current,
-            "step": session.step_count, "at_head": session.at_head, "branches": len(session.timeline.branches),
+    tl = session.timeline
+    sigs, curves = {}, {}
+    for b in tl.branches.values():
+        if b.id == tl.current:
+            continue  # replayed: its curves come back with it
+        sig = (b.id, len(b.journal.entries), b.series.n, b.series.last_step, b.dists.n)
+        sigs[b.id] = sig
+        if sig not in have_curves:
+            curves[sig] = ({k: np.array(v, copy=True) for k, v in b.series.to_arrays().items()},
+                           _copied(b.dists.to_saved()) if b.dists.n else None)
+    return {"spec": session.spec, "journal": tuple(session.journal), "branch": tl.current,
+            "step": session.step_count, "at_head": session.at_head, "branches": len(tl.branches),
             "breakpoints": tuple((b.text, b.enabled) for b in session.breakpoints),
             "document": session_file.document(session),
-            "used": frozenset(used), "blobs": {k: session.blobs[k] for k in used if k not in have}}
+            "used": frozenset(used), "blobs": {k: session.blobs[k] for k in used if k not in have},
+            "curve_sigs": frozenset(sigs.values()), "curves": curves}
 
 
-def recover(session, state: dict, blobs: dict) -> Session:
+def _copied(saved: dict) -> dict:
+    """Distributions' saved form with tensors of their own (the thread runner's window must not
+    share the runner's buffers)."""
+    import torch
+    return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in saved.items()}
+
+
+def recover(session, state: dict, blobs: dict, curves: dict | None = None) -> Session:
     """The session ``recovery_state`` described, standing where it stood: its current branch
     replayed from its journal (the steps are deterministic: the same values as before), then the
     timeline around it from the document, every branch with its journal (their values come
-    back exactly when visited; their curves were in the process that ended). Should the timeline
-    not rebuild, the current branch alone."""
+    back exactly when visited) and the curves and distributions ``curves`` holds for them
+    (``recovery_state``'s, by signature). Should the timeline not rebuild, the current branch
+    alone."""
     from .breakpoints import parse as parse_breakpoint
     blobs = {k: blobs[k] for k in state["used"]}
     s = Session(state["spec"], state["journal"], blobs=blobs)
@@ -143,7 +164,7 @@ def recover(session, state: dict, blobs: dict) -> Session:
     others = state["branches"] - 1
     if others:
         try:
-            return _with_timeline(s, state, blobs, others)
+            return _with_timeline(s, state, blobs, others, curves or {})
         except Exception:  # noqa: BLE001 - the branch itself is what matters most: keep it
             pass
     s.set_breakpoints([parse_breakpoint(text).with_enabled(on) for text, on in state["breakpoints"]])
@@ -154,18 +175,33 @@ def recover(session, state: dict, blobs: dict) -> Session:
     return s
 
 
-def _with_timeline(s: Session, state: dict, blobs: dict, others: int) -> Session:
+def _with_timeline(s: Session, state: dict, blobs: dict, others: int, curves: dict) -> Session:
     """``s`` (the current branch replayed) inside the timeline ``state``'s document describes."""
     import torch
     from . import timeline_file
-    series = {k: torch.from_numpy(np.asarray(v)) for k, v in s.timeline.branch.series.to_arrays().items()}
+
+    def tensors(arrays):
+        return {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
+    series = {str(state["branch"]): tensors(s.timeline.branch.series.to_arrays())}
+    dists = {str(state["branch"]): s.timeline.branch.dists.to_saved()} if s.timeline.branch.dists.n else {}
+    kept = 0
+    for sig in state.get("curve_sigs", ()):
+        got = curves.get(sig)
+        if got is not None:
+            series[str(sig[0])] = tensors(got[0])
+            if got[1] is not None:
+                dists[str(sig[0])] = got[1]
+            kept += 1
     ckpt = {"head": timeline_file.state_to_saveable(s.engine.state()), "blobs": blobs,
-            "series": {str(state["branch"]): series}}
+            "series": series, "distributions": dists}
     r = timeline_file.restore(state["document"], ckpt)
     if r.step_count != s.step_count or r.timeline.current != state["branch"]:
         raise ValueError("the rebuilt timeline does not stand where the session stood")
-    r.notice = (f"Recovered branch {state['branch']} at step {state['step']:,} and its other {others} "
-                f"branch{'es' if others > 1 else ''} from their journals (their curves ended with the process)")
+    what = (f"its other {others} branch{'es' if others > 1 else ''} from their journals")
+    lost = others - kept
+    tail = ("" if not lost else " (their curves ended with the process)" if lost == others
+            else f" ({lost} of them without their curves: they ended with the process)")
+    r.notice = f"Recovered branch {state['branch']} at step {state['step']:,} and {what}{tail}"
     return r
 
 

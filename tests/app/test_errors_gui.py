@@ -116,7 +116,7 @@ def test_after_a_killed_runner_process_recover_rebuilds_the_branch_where_it_stoo
 
 def test_recover_brings_the_other_branches_back_too(make_window, qtbot):
     """A fork made before the runner process died: Recover stands on the branch it was on, and
-    the other branch is listed and goes to its own last step with its own values."""
+    the other branch is listed and goes to its own last step with its own values and curves."""
     from .conftest import shown_values
     win = make_window(quadratic_spec(shape=(3, 3)))
     win.step(10)
@@ -132,7 +132,7 @@ def test_recover_brings_the_other_branches_back_too(make_window, qtbot):
     os.kill(on_runner(win, probes.pid), signal.SIGKILL)
     qtbot.waitUntil(lambda: "ended unexpectedly" in win.last_error)
     (box,) = visible_boxes(win)
-    assert "its 1 other branch comes back too, without its curves" in box.text()
+    assert "its 1 other branch comes back too, with its curves" in box.text()
     qtbot.mouseClick(win.recover_button, LEFT)
     qtbot.waitUntil(lambda: win.bridge.runner.alive and win.snapshot.error is None and win.snapshot.step == 6
                     and win.snapshot.branch == 1 and len(win.snapshot.branches) == 2)
@@ -144,6 +144,8 @@ def test_recover_brings_the_other_branches_back_too(make_window, qtbot):
     plain = Session(quadratic_spec(shape=(3, 3)))
     plain.run(10)
     np.testing.assert_array_equal(shown_values(win), plain.params["weight"].detach().numpy())
+    h = win.snapshot.history  # branch 0's curves came back with it
+    assert list(h.step) == list(range(1, 11)) and float(h.loss[-1]) == plain.loss_value()
 
 
 def test_an_edit_made_while_running_is_kept_for_recovery(make_window, qtbot, monkeypatch):

@@ -60,3 +60,29 @@ def test_a_forked_branch_with_a_load_is_rebuilt_bit_for_bit_where_it_stood(tmp_p
     assert r2.step_count == 10 and len(r2.timeline.branches) == 1 and torch.equal(state_of(r2)[0], want_p)
     assert r2.notice == ("Recovered branch 1 at step 10 from its journal (now branch 0); "
                          "its other 1 branch ended with the process")
+
+
+def test_the_other_branches_curves_and_distributions_come_back_with_them():
+    """A branch's curves change only while it is the current one: the window is sent them once
+    (by signature) and Recover puts them back, so going to that branch shows what it showed."""
+    s = Session(spec())
+    s.run(12)
+    s.goto(4)
+    s.run(3)  # branch 1, forked at step 4
+    st = edits.recovery_state(s)
+    assert len(st["curves"]) == 1 and set(st["curves"]) == set(st["curve_sigs"])
+    again = edits.recovery_state(s, have_curves=st["curve_sigs"])
+    assert again["curves"] == {} and again["curve_sigs"] == st["curve_sigs"]  # not sent twice
+    data = pickle.loads(pickle.dumps(st))
+    r = edits.recover(None, data, {}, data["curves"])
+    assert r.notice == "Recovered branch 1 at step 7 and its other 1 branch from their journals"
+    r.goto(None, 0)
+    s.goto(None, 0)
+    got, want = r.timeline.branch.series.view(), s.timeline.branch.series.view()
+    assert list(got.step) == list(want.step) and len(got.step) == 12
+    assert [float(v) for v in got.loss] == [float(v) for v in want.loss]
+    s.goto(None, 1)
+    s.run(2)  # branch 1 goes on; then branch 0 is current: branch 1's signature changes
+    s.goto(None, 0)
+    later = edits.recovery_state(s, have_curves=st["curve_sigs"])
+    assert set(later["curves"]) == set(later["curve_sigs"]) and later["curve_sigs"] != st["curve_sigs"]
