@@ -77,7 +77,11 @@ class CompareUI:
         if path:
             self._show_compare(self._compare_window(path=path))
 
-    def close_comparisons(self) -> None:
-        for w in getattr(self, "compare_windows", []):
-            w.close()
+    def close_comparisons(self) -> bool:
+        """Close every Compare window (each asks about an unsaved comparison); False if one
+        stays open (Cancel), and the main window with it."""
+        for w in list(getattr(self, "compare_windows", [])):
+            if w.isVisible() and not w.close():
+                return False
         self.compare_windows = []
+        return True

@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSpinBox,
-                               QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton, QScrollArea,
+                               QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from core import compare_edits, compare_recovery, edits, paths
 from core.compare import MAX_RUNS, MIN_RUNS, RunSpec, config_run, hparams_from_text
@@ -60,6 +60,9 @@ class CompareWindow(QMainWindow):
         self.base: SessionSpec | None = None  # the problem every run shares (from the runner)
         self.frame: ComparisonFrame | None = None
         self.last_error = ""  # the last sentence shown (tests read it)
+        self.path: Path | None = None  # the file it was opened from or last saved to
+        self.dirty = False  # steps or configurations since it was built, opened or saved
+        self._saved_key = None  # (step, runs) as then; None: the next frame's
         self.rate = RateMeter()  # measured here over half a second of running, as the main window does
         self.bridge = RunnerBridge(None, self, process=process)
         self.bridge.snapshotChanged.connect(self.on_frame)
@@ -206,18 +209,76 @@ class CompareWindow(QMainWindow):
                              on_error=self._failed)
 
     def save_to(self, path: str) -> None:
-        self.bridge.call(compare_edits.save, path, on_ok=lambda _: self._say(f"Saved {path}"),
+        key = self._frame_key()
+
+        def ok(_):
+            self._saved(path, key)
+            self._say(f"Saved {path}")
+        self.bridge.call(compare_edits.save, path, on_ok=ok,
                          on_error=lambda m, tb: self.show_error(f"Not saved: {m}", path))
 
     def open_path(self, path: str) -> None:
         """Open a saved comparison; if it cannot be read, the one on screen stays."""
-        self.bridge.replace(compare_edits.open_comparison, path, on_ok=self._took,
+        def ok(spec):
+            self._took(spec)
+            self.path = Path(path)
+            self._set_dirty(False)
+        self.bridge.replace(compare_edits.open_comparison, path, on_ok=ok,
                             on_error=lambda m, tb: self.show_error(m, path))
 
+    # ----- unsaved work -----
+
+    def _frame_key(self):
+        f = self.frame
+        return None if f is None else (f.step, tuple((r.id, r.label) for r in f.runs))
+
+    def _saved(self, path, key) -> None:
+        self.path = Path(path)
+        self._saved_key = key
+        self._set_dirty(self._frame_key() != key)
+
+    def _set_dirty(self, on: bool) -> None:
+        self.dirty = on
+        name = f" — {self.path.name}" if self.path is not None else ""
+        title = f"optimlab · Compare{name}{' *' if on else ''}"
+        if title != self.windowTitle():
+            self.setWindowTitle(title)
+
+    def confirm_discard(self) -> bool:
+        """Ask before losing an unsaved comparison: Save, Discard or Cancel."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Unsaved comparison",
+                          "This comparison has steps or configurations that are not saved. Save it first?",
+                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard |
+                          QMessageBox.StandardButton.Cancel, self)
+        self.discard_box = box
+        answer = box.exec()
+        if answer == QMessageBox.StandardButton.Save:
+            return self._save_now()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def _save_now(self) -> bool:
+        """Save before closing; wait for it (the caller needs the answer)."""
+        path = str(self.path) if self.path is not None else self._ask_save_path()
+        if not path:
+            return False
+        key = self._frame_key()
+        try:
+            self.bridge.runner.call(compare_edits.save, path).result(60)
+        except Exception as e:  # noqa: BLE001 - shown; the window stays open with its comparison
+            self.show_error(f"Not saved: {one_sentence(str(e) or type(e).__name__, '')[0]}", Path(path).name)
+            return False
+        self._saved(path, key)
+        return True
+
     def _ask_save(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save comparison", "", f"Comparisons (*{EXT})")
+        path = self._ask_save_path()
         if path:
-            self.save_to(path if path.endswith(EXT) else path + EXT)
+            self.save_to(path)
+
+    def _ask_save_path(self) -> str:
+        start = str(self.path) if self.path is not None else ""
+        path, _ = QFileDialog.getSaveFileName(self, "Save comparison", start, f"Comparisons (*{EXT})")
+        return path if not path or path.endswith(EXT) else path + EXT
 
     def measure_skipped(self) -> None:
         """Replay and measure what the runs left unmeasured (``app.measure_slices``); a second
@@ -242,6 +303,7 @@ class CompareWindow(QMainWindow):
     def _took(self, spec) -> None:
         self.base = spec
         self._floor = 0
+        self.path, self._saved_key = None, None  # a new comparison: unsaved from its first frame
         self._clear_error()
         self._send_view(self.view.shown())  # a new comparison on the runner: it starts with all
 
@@ -277,6 +339,10 @@ class CompareWindow(QMainWindow):
         if not isinstance(f, ComparisonFrame):
             return  # the blank session the runner starts on
         self.frame = f
+        key = (f.step, tuple((r.id, r.label) for r in f.runs))
+        if self._saved_key is None:
+            self._saved_key = key
+        self._set_dirty(key != self._saved_key)
         self.run_button.setText("Pause" if f.running else "Run")
         self.view.setFrame(f)
         self.panel.setRuns(f.runs, self.view.slots)
@@ -415,6 +481,9 @@ class CompareWindow(QMainWindow):
         self.bridge.replace(compare_edits.build, list(runs), on_ok=built, on_error=self._failed)
 
     def closeEvent(self, event) -> None:
+        if self.dirty and not self.confirm_discard():
+            event.ignore()
+            return
         self.bridge.shutdown()
         self.forget_recovery_file()
         event.accept()

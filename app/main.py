@@ -170,6 +170,7 @@ def compare_screenshot(app, session, args) -> int:
         win.step(args.steps)
     settle(app, win, args.steps)
     ok = win.grab().save(args.screenshot)
+    win.dirty = False  # a picture, not the user's work
     win.close()
     print(f"wrote {args.screenshot}" if ok else f"optimlab: could not write {args.screenshot}")
     return 0 if ok else 1

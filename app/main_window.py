@@ -473,11 +473,10 @@ class MainWindow(FileOps, TrainingUI, TimelineUI, RecoveryUI, ValueEdits, Distri
     # ----- closing -----
 
     def closeEvent(self, event) -> None:
-        if self.dirty and not self.confirm_discard():
+        if self.dirty and not self.confirm_discard() or not self.close_comparisons():
             event.ignore()
             return
         self.save_layout()
-        self.close_comparisons()
         self.bridge.shutdown()
         self.forget_recovery_file()
         event.accept()

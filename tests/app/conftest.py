@@ -43,6 +43,15 @@ def qtbot(qtbot):
     return qtbot
 
 
+@pytest.fixture(autouse=True)
+def no_unanswered_question(monkeypatch):
+    """A modal question no test answers (QMessageBox.exec) fails the test at once instead of
+    waiting forever offscreen; a test that expects one patches exec to answer it."""
+    def unanswered(box):
+        raise AssertionError(f"a question nobody answers: {box.text()!r}")
+    monkeypatch.setattr(QMessageBox, "exec", unanswered)
+
+
 @pytest.fixture
 def settings_path(tmp_path):
     return tmp_path / "settings.ini"
@@ -80,6 +89,8 @@ def make_window(qtbot, settings_path):
         for box in win.findChildren(QMessageBox):
             box.close()
         win.dirty = False
+        for w in getattr(win, "compare_windows", []):
+            w.dirty = False  # its Compare windows close with it, unasked
         win.close()
         assert not win.bridge.runner.alive, "the runner thread outlived its window"
         win.deleteLater()

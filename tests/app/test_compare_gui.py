@@ -25,14 +25,14 @@ def compare_window(qtbot):
     made = []
 
     def make(runs=(), path=None):
-        w = CompareWindow(runs, path=path, process=False)
-        qtbot.addWidget(w)
-        w.show()
+        w = CompareWindow(runs, path=path, process=False)  # closed below: qtbot's own close comes
+        w.show()  # before this fixture's teardown, and would ask about the unsaved comparison
         w.view.setCurrentWidget(w.view.tensors)  # the frames carry the values of the tensor it shows
         made.append(w)
         return w
     yield make
     for w in made:
+        w.dirty = False  # closed by the test, not the user (closing asks about unsaved work)
         w.close()
 
 
@@ -189,6 +189,7 @@ def test_a_branch_promoted_from_the_main_window_replays_its_edits_in_the_compari
         assert np.array_equal(shown.tensor("weight").value.values, alone.params["weight"].detach().numpy())
         assert shown.groups[0].hparams["lr"] == 0.02
     finally:
+        w.dirty = False
         main.close_comparisons()
 
 
@@ -343,6 +344,7 @@ def test_a_resumed_session_compared_from_the_main_window_runs_every_configuratio
                         timeout=BUILD_MS)
         assert len(w.frame.runs) == 3
     finally:
+        w.dirty = False
         main.close_comparisons()
 
 
@@ -396,6 +398,7 @@ def test_after_its_runner_process_dies_recover_steps_the_same_configurations_to_
         for r, b in zip(w.frame.runs, before):
             assert np.array_equal(r.snapshot.tensor("xy").value.values, b)
     finally:
+        w.dirty = False
         w.close()
 
 
@@ -509,10 +512,12 @@ def test_a_comparison_left_open_when_optimlab_ended_is_offered_at_the_next_start
         qtbot.waitUntil(lambda: all(r.snapshot.tensor("xy").value is not None for r in again.frame.runs))
         for r, b in zip(again.frame.runs, before):
             assert np.array_equal(r.snapshot.tensor("xy").value.values, b)
-        assert "Recovered the comparison" in again.status.text()
+        assert "Recovered the comparison" in again.status.text() and again.dirty  # not saved anywhere yet
     finally:
+        again.dirty = False
         again.close()
     assert not again.recovery_file.exists()
+    w.dirty = False
     w.close()  # closed as asked: its file goes
     assert not f.exists()
 
@@ -533,3 +538,42 @@ def test_what_optimlab_left_of_a_session_and_a_comparison_is_offered_in_one_ques
     assert not (d / f"compare-{gone + 1}-1.json").exists() and (d / "notes.json").exists()
     main.left_box.button(main.left_box.StandardButton.Discard).click()
     assert sorted(p.name for p in d.iterdir() if p != main.recovery_file) == ["notes.json"]
+
+
+def test_closing_an_unsaved_comparison_asks_and_cancel_keeps_it_open_with_the_main_window(
+        compare_window, make_window, qtbot, tmp_path, monkeypatch):
+    """Steps or configurations not saved: closing the Compare window (or the main window, which
+    closes it) asks Save, Discard or Cancel; Cancel keeps both open, Save writes the file and
+    closes. A comparison just opened or saved closes without a question."""
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+    from app.compare_window import CompareWindow
+    from core import compare_file
+    answers, asked = [], []
+
+    def exec_(box):
+        asked.append(box.text())
+        return answers.pop(0)
+    monkeypatch.setattr(QMessageBox, "exec", exec_)
+    main = make_window(SessionSpec(tensors=(TensorSpec("w", (2,)),)))
+    w = compare_window(two_runs())
+    main.compare_windows.append(w)
+    qtbot.waitUntil(lambda: w.frame is not None and w.base is not None, timeout=BUILD_MS)
+    assert not w.dirty and w.windowTitle() == "optimlab · Compare"
+    w.step(4)
+    qtbot.waitUntil(lambda: stands_at(w, 4) and w.dirty)
+    assert w.windowTitle() == "optimlab · Compare *"
+    answers.append(QMessageBox.StandardButton.Cancel)
+    assert not main.close()  # the Compare window's question, cancelled: both stay
+    assert asked and "not saved" in asked[-1] and w.isVisible() and main.isVisible()
+    path = tmp_path / "kept.optimlab-compare"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "kept"), ""))
+    answers.append(QMessageBox.StandardButton.Save)
+    assert w.close() and not w.isVisible()
+    assert compare_file.load(path).step_count == 4  # saved where asked, with the extension
+    n = len(asked)
+    again = CompareWindow(path=str(path), process=False)
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitUntil(lambda: again.frame is not None and again.path == path)
+    assert not again.dirty and again.windowTitle() == "optimlab · Compare — kept.optimlab-compare"
+    assert again.close() and len(asked) == n  # nothing to ask
