@@ -287,6 +287,8 @@ class CompareWindow(QMainWindow):
             self._measure.toggle()
 
     def _ask_open(self) -> None:
+        if self.dirty and not self.confirm_discard():  # it would replace this one
+            return
         path, _ = QFileDialog.getOpenFileName(self, "Open comparison", "", f"Comparisons (*{EXT})")
         if path:
             self.open_path(path)

@@ -565,6 +565,11 @@ def test_closing_an_unsaved_comparison_asks_and_cancel_keeps_it_open_with_the_ma
     answers.append(QMessageBox.StandardButton.Cancel)
     assert not main.close()  # the Compare window's question, cancelled: both stay
     assert asked and "not saved" in asked[-1] and w.isVisible() and main.isVisible()
+    opened = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (opened.append(1), ("", ""))[1])
+    answers.append(QMessageBox.StandardButton.Cancel)
+    w._ask_open()  # Open… would replace it: asked first; cancelled, nothing is opened
+    assert len(asked) == 2 and not opened and w.dirty
     path = tmp_path / "kept.optimlab-compare"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "kept"), ""))
     answers.append(QMessageBox.StandardButton.Save)
