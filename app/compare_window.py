@@ -14,14 +14,13 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton, QScrollArea,
-                               QSpinBox, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSpinBox,
+                               QSplitter, QVBoxLayout, QWidget)
 
-from core import compare_edits, compare_recovery, edits, paths
+from core import compare_edits, compare_recovery, edits
 from core.compare import MAX_RUNS, MIN_RUNS, RunSpec, config_run, hparams_from_text
 from core.compare_file import EXT
 from core.compare_frame import ComparisonFrame
@@ -33,8 +32,8 @@ from .bridge import RunnerBridge
 from .compare_panel import ConfigPanel
 from .layout import fit_screen
 from .measure_slices import MeasureInSlices
-from .messages import one_sentence
-from .recovery_ui import DISK_BLOBS_AT_MOST, RUNNING_EVERY, recovery_dir
+from .messages import one_sentence, save_first
+from .recovery_ui import RUNNING_EVERY, RecoveryFile
 
 
 def second_config(first: RunSpec) -> RunSpec:
@@ -70,12 +69,11 @@ class CompareWindow(QMainWindow):
         self._recovery_key = None
         # they are also written to disk with the step, should the window's own process end (the
         # main window offers them at the next start, app.recovery_ui); removed on a normal close
-        self.recovery_file = recovery_dir() / f"compare-{os.getpid()}-{next(_window_ids)}.json"
+        self.recovery = RecoveryFile(f"compare-{os.getpid()}-{next(_window_ids)}.json")
+        self.recovery_file = self.recovery.path
         self._written = None  # (runs, step) last written
         self._written_at = 0.0
         self._floor = 0  # a recovered comparison's step while it is stepped there again
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="optimlab-recovery")
-        self._writer_closed = False
         self.view = CompareView()
         self.view.landscapeWanted.connect(self._want_landscape)
         self.view.shownChanged.connect(self._send_view)
@@ -246,15 +244,9 @@ class CompareWindow(QMainWindow):
 
     def confirm_discard(self) -> bool:
         """Ask before losing an unsaved comparison: Save, Discard or Cancel."""
-        box = QMessageBox(QMessageBox.Icon.Question, "Unsaved comparison",
+        return save_first(self, "Unsaved comparison",
                           "This comparison has steps or configurations that are not saved. Save it first?",
-                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard |
-                          QMessageBox.StandardButton.Cancel, self)
-        self.discard_box = box
-        answer = box.exec()
-        if answer == QMessageBox.StandardButton.Save:
-            return self._save_now()
-        return answer == QMessageBox.StandardButton.Discard
+                          self._save_now)
 
     def _save_now(self) -> bool:
         """Save before closing; wait for it (the caller needs the answer)."""
@@ -390,19 +382,12 @@ class CompareWindow(QMainWindow):
 
     def _write_recovery(self, step: int) -> None:
         item = (self._recovery, max(step, self._floor))
-        if self._writer_closed or self._written == item:
+        if self._written == item:
             return
         self._written, self._written_at = item, time.monotonic()
-        self._writer.submit(_write_file, self.recovery_file, *item)
-
-    def forget_recovery_file(self) -> None:
-        """The window closes as asked: nothing to recover from it."""
-        self._writer_closed = True
-        self._writer.shutdown(wait=True)
-        try:
-            self.recovery_file.unlink(missing_ok=True)
-        except OSError:
-            pass
+        runs, step = item
+        self.recovery.write(lambda: compare_recovery.to_json(runs, step),
+                            {k: v for rs in runs for k, v in rs.blobs.items()})
 
     def open_recovered(self, path) -> None:
         """Rebuild the comparison a window left when its process ended, and step it in lockstep
@@ -487,20 +472,6 @@ class CompareWindow(QMainWindow):
             event.ignore()
             return
         self.bridge.shutdown()
-        self.forget_recovery_file()
+        self.recovery.forget()
         event.accept()
 
-
-def _write_file(path: Path, runs, step: int) -> None:
-    """The writer thread: the recovery document, atomically (best effort: a file that cannot be
-    written is simply not there to offer; none when the loads' data exceed DISK_BLOBS_AT_MOST)."""
-    try:
-        from core.engine import Engine
-        blobs = {k: v for rs in runs for k, v in rs.blobs.items()}
-        if Engine.state_bytes(blobs) > DISK_BLOBS_AT_MOST:
-            return
-        data = compare_recovery.to_json(runs, step)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        paths.atomic_write(path, lambda f: f.write(data))
-    except Exception:  # noqa: BLE001 - recovery must never disturb the comparison
-        pass

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog
 
 from core import edits, files, session_file
 from core.cli import example_paths
 
 from . import startup_probe
+from .messages import save_first
 from .new_dialog import NewSessionDialog
 
 RECENT_MAX = 8
@@ -282,14 +283,7 @@ class FileOps:
 
     def confirm_discard(self) -> bool:
         """Ask before losing unsaved changes: Save, Discard or Cancel."""
-        box = QMessageBox(QMessageBox.Icon.Question, "Unsaved changes",
-                          "The session has unsaved changes. Save them first?",
-                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard |
-                          QMessageBox.StandardButton.Cancel, self)
-        answer = box.exec()
-        if answer == QMessageBox.StandardButton.Save:
-            return self._save_now()
-        return answer == QMessageBox.StandardButton.Discard
+        return save_first(self, "Unsaved changes", "The session has unsaved changes. Save them first?", self._save_now)
 
     def _save_now(self) -> bool:
         """Save before closing or opening another session; wait for it (the caller needs the answer)."""

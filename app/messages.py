@@ -17,3 +17,15 @@ def one_sentence(text: str, details: str = "") -> tuple[str, str]:
         details = text + ("\n\n" + details if details else "")
         text = text[:MAX_SENTENCE - 1].rstrip() + "…"
     return text, details
+
+
+def save_first(parent, title: str, text: str, save) -> bool:
+    """Ask before losing unsaved work: Save (``save()``, which returns whether it saved),
+    Discard or Cancel. True when the caller may go on."""
+    from PySide6.QtWidgets import QMessageBox
+    buttons = QMessageBox.StandardButton
+    box = QMessageBox(QMessageBox.Icon.Question, title, text, buttons.Save | buttons.Discard | buttons.Cancel, parent)
+    answer = box.exec()
+    if answer == buttons.Save:
+        return save()
+    return answer == buttons.Discard

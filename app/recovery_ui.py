@@ -59,6 +59,44 @@ def is_comparison(p: Path) -> bool:
     return p.stem.startswith("compare-")
 
 
+class RecoveryFile:
+    """A window's recovery file (``name`` in ``recovery_dir()``): written by a thread of its own,
+    atomically and best effort (a file that cannot be written is simply not there to offer),
+    and removed when the window closes as asked."""
+
+    def __init__(self, name: str):
+        self.path = recovery_dir() / name
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="optimlab-recovery")
+        self._closed = False
+
+    def write(self, make, blobs: dict) -> None:
+        """Write ``make()``'s bytes on the writer thread, unless the loads' data it embeds
+        (``blobs``) exceed DISK_BLOBS_AT_MOST or the window has closed (an answer can arrive
+        after it did)."""
+        if not self._closed:
+            self._writer.submit(self._write, make, blobs)
+
+    def _write(self, make, blobs: dict) -> None:
+        try:
+            from core.engine import Engine
+            if Engine.state_bytes(blobs) > DISK_BLOBS_AT_MOST:  # the tensors of loaded state_dicts
+                return
+            data = make()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            paths.atomic_write(self.path, lambda f: f.write(data))
+        except Exception:  # noqa: BLE001 - recovery must never disturb the session
+            pass
+
+    def forget(self) -> None:
+        """The window closes as asked: nothing to recover from it."""
+        self._closed = True
+        self._writer.shutdown(wait=True)
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 def _count(n: int, what: str) -> str:
     return f"a {what}" if n == 1 else f"{n} {what}s"
 
@@ -76,9 +114,8 @@ class RecoveryUI:
         self.recovery_box: QMessageBox | None = None
         # the kept state is also written to disk, should the window's own process end: a window
         # started later offers it (offer_left_behind); a window that closes removes it
-        self.recovery_file = recovery_dir() / f"session-{os.getpid()}.json"
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="optimlab-recovery")
-        self._writer_closed = False
+        self.recovery = RecoveryFile(f"session-{os.getpid()}.json")
+        self.recovery_file = self.recovery.path
 
     def keep_recovery(self, s) -> None:
         """Ask for the branch's recovery state when it changed: at once when the run stands still,
@@ -102,8 +139,9 @@ class RecoveryUI:
             self._recovery_curves = {k: v for k, v in {**self._recovery_curves, **state["curves"]}.items()
                                      if k in state["curve_sigs"]}
             self._recovery = dict(state, blobs={}, curves={})
-            if not self._writer_closed:  # an answer can arrive after the window closed
-                self._writer.submit(self._write_recovery, self._recovery, dict(self._recovery_blobs))
+            st, blobs = self._recovery, dict(self._recovery_blobs)
+            self.recovery.write(lambda: session_file.recovery_json(
+                st["spec"], st["journal"], blobs, None if st["at_head"] else st["step"]), blobs)
         self.bridge.call(edits.recovery_state, frozenset(self._recovery_blobs), frozenset(self._recovery_curves),
                          on_ok=ok, on_error=lambda *_: None)
 
@@ -149,28 +187,8 @@ class RecoveryUI:
 
     # ----- on disk: a window whose own process ended -----
 
-    def _write_recovery(self, state: dict, blobs: dict) -> None:
-        """Write the kept state as a .json session (the writer thread; best effort: a file that
-        cannot be written is simply not there to offer)."""
-        try:
-            from core.engine import Engine
-            if Engine.state_bytes(blobs) > DISK_BLOBS_AT_MOST:  # the tensors of the loaded state_dicts
-                return
-            data = session_file.recovery_json(state["spec"], state["journal"], blobs,
-                                              None if state["at_head"] else state["step"])
-            self.recovery_file.parent.mkdir(parents=True, exist_ok=True)
-            paths.atomic_write(self.recovery_file, lambda f: f.write(data))
-        except Exception:  # noqa: BLE001 - recovery must never disturb the session
-            pass
-
     def forget_recovery_file(self) -> None:
-        """The window closes as asked: nothing to recover from it."""
-        self._writer_closed = True
-        self._writer.shutdown(wait=True)
-        try:
-            self.recovery_file.unlink(missing_ok=True)
-        except OSError:
-            pass
+        self.recovery.forget()
 
     def offer_left_behind(self) -> bool:
         """At start: what a window left when its process ended is offered (the newest process's
