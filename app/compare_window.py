@@ -33,7 +33,7 @@ from .compare_panel import ConfigPanel
 from .layout import fit_screen
 from .measure_slices import MeasureInSlices
 from .messages import one_sentence, save_first
-from .recovery_ui import RUNNING_EVERY, RecoveryFile
+from .recovery_ui import RecoveryFile
 
 
 def second_config(first: RunSpec) -> RunSpec:
@@ -365,7 +365,8 @@ class CompareWindow(QMainWindow):
     def _keep_recovery(self, f) -> None:
         """Ask for the configurations that rebuild the comparison when its runs changed (added,
         removed, another comparison); the step comes with every frame. Both go to disk when they
-        changed: at once while the comparison stands still, every RUNNING_EVERY s while it runs."""
+        changed: at once while the comparison stands still, every few seconds while it runs
+        (``RecoveryFile.running_every``)."""
         key = tuple((r.id, r.label) for r in f.runs)
         if key != self._recovery_key:
             self._recovery_key = key
@@ -377,7 +378,8 @@ class CompareWindow(QMainWindow):
                     self._write_recovery(f.step)
             self.bridge.call(compare_edits.recovery_runs, on_ok=ok, on_error=lambda *_: None)
             return
-        if self._recovery is not None and not (f.running and time.monotonic() - self._written_at < RUNNING_EVERY):
+        if self._recovery is not None and not (f.running and time.monotonic() - self._written_at
+                                               < self.recovery.running_every()):
             self._write_recovery(f.step)
 
     def _write_recovery(self, step: int) -> None:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QMessageBox
 from core import edits, paths, session_file
 
 RUNNING_EVERY = 5.0  # seconds between recovery states asked for while the run goes on
+WRITE_SHARE = 0.01  # and at most this share of the time writing them (a big checkpoint's data embedded)
 DISK_BLOBS_AT_MOST = 64 << 20  # bytes of loaded data a recovery file may embed (else none is written)
 
 
@@ -68,6 +69,12 @@ class RecoveryFile:
         self.path = recovery_dir() / name
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="optimlab-recovery")
         self._closed = False
+        self.took = 0.0  # seconds the last write took
+
+    def running_every(self) -> float:
+        """Seconds between writes while the run goes on: RUNNING_EVERY, longer when a write takes
+        more than WRITE_SHARE of that (the loads' data it embeds are encoded each time)."""
+        return max(RUNNING_EVERY, self.took / WRITE_SHARE)
 
     def write(self, make, blobs: dict) -> None:
         """Write ``make()``'s bytes on the writer thread, unless the loads' data it embeds
@@ -77,6 +84,7 @@ class RecoveryFile:
             self._writer.submit(self._write, make, blobs)
 
     def _write(self, make, blobs: dict) -> None:
+        t0 = time.monotonic()
         try:
             from core.engine import Engine
             if Engine.state_bytes(blobs) > DISK_BLOBS_AT_MOST:  # the tensors of loaded state_dicts
@@ -86,6 +94,8 @@ class RecoveryFile:
             paths.atomic_write(self.path, lambda f: f.write(data))
         except Exception:  # noqa: BLE001 - recovery must never disturb the session
             pass
+        finally:
+            self.took = time.monotonic() - t0
 
     def forget(self) -> None:
         """The window closes as asked: nothing to recover from it."""
@@ -119,11 +129,12 @@ class RecoveryUI:
 
     def keep_recovery(self, s) -> None:
         """Ask for the branch's recovery state when it changed: at once when the run stands still,
-        every RUNNING_EVERY seconds while it runs (an edit made meanwhile is kept too)."""
+        every RUNNING_EVERY seconds while it runs (an edit made meanwhile is kept too; less often
+        when writing it takes long, ``RecoveryFile.running_every``)."""
         if self._building or self.bridge.crashed or s.error is not None:
             return
         now = time.monotonic()
-        if (s.running or s.batch_total) and now - self._recovery_at < RUNNING_EVERY:
+        if (s.running or s.batch_total) and now - self._recovery_at < self.recovery.running_every():
             return
         key = (s.run_id, s.branch, s.step, s.head_step, s.journal_len, s.breakpoints, len(s.branches))
         if key == self._recovery_asked:

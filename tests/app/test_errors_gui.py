@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import numpy as np
 from PySide6.QtCore import Qt
@@ -324,3 +325,19 @@ def test_the_kept_state_is_on_disk_and_a_later_window_reopens_it_if_the_window_p
     win.dirty = False
     win.close()  # closed as asked: its file goes
     assert not f.exists()
+
+
+def test_a_recovery_file_that_takes_long_to_write_is_written_less_often_while_running(tmp_path):
+    """A big checkpoint's data embedded in the recovery file is encoded at each write: while the
+    run goes on, writing keeps to about 1% of the time."""
+    from app import recovery_ui
+    f = recovery_ui.RecoveryFile("session-test.json")
+    try:
+        assert f.running_every() == recovery_ui.RUNNING_EVERY
+        f.write(lambda: (time.sleep(0.2), b"{}")[1], {})
+        f._writer.submit(lambda: None).result(10)  # the write is done
+        assert f.path.read_bytes() == b"{}" and f.took >= 0.2
+        assert f.running_every() >= 0.2 / recovery_ui.WRITE_SHARE
+    finally:
+        f.forget()
+    assert not f.path.exists()
