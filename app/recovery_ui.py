@@ -150,9 +150,10 @@ class RecoveryUI:
             self._recovery_curves = {k: v for k, v in {**self._recovery_curves, **state["curves"]}.items()
                                      if k in state["curve_sigs"]}
             self._recovery = dict(state, blobs={}, curves={})
-            st, blobs = self._recovery, dict(self._recovery_blobs)
+            st, blobs, curves = self._recovery, dict(self._recovery_blobs), dict(self._recovery_curves)
             self.recovery.write(lambda: session_file.recovery_json(
-                st["spec"], st["journal"], blobs, None if st["at_head"] else st["step"]), blobs)
+                st["spec"], st["journal"], blobs, None if st["at_head"] else st["step"],
+                timeline=st["document"]["timeline"] if st["branches"] > 1 else None, curves=curves), blobs)
         self.bridge.call(edits.recovery_state, frozenset(self._recovery_blobs), frozenset(self._recovery_curves),
                          on_ok=ok, on_error=lambda *_: None)
 
@@ -222,12 +223,13 @@ class RecoveryUI:
                     "in lockstep to the step they stood at.")
         elif not comparisons:
             text = (f"optimlab ended unexpectedly while a session was open (kept {when}). Reopen it? "
-                    "Its branch is replayed from its journal to the step it stood at.")
+                    "Its branch is replayed from its journal to the step it stood at, and its other branches "
+                    "come back from theirs.")
         else:
             text = (f"optimlab ended unexpectedly while a session and {_count(len(comparisons), 'comparison')} "
-                    f"were open (kept {when}). Reopen them? The session's branch is replayed from its journal "
-                    "and the configurations of each comparison stepped again in lockstep, to the steps they "
-                    "stood at.")
+                    f"were open (kept {when}). Reopen them? The session's branches are replayed from their "
+                    "journals and the configurations of each comparison stepped again in lockstep, to the steps "
+                    "they stood at.")
         box = QMessageBox(QMessageBox.Icon.Question, "Recover what was open", text,
                           QMessageBox.StandardButton.Discard, self)
         self.reopen_button = box.addButton("Reopen", QMessageBox.ButtonRole.AcceptRole)
@@ -253,6 +255,6 @@ class RecoveryUI:
             self.set_dirty(True)
             path.unlink(missing_ok=True)
             self.statusBar().showMessage("Recovered the session optimlab had open when it ended", 10_000)
-        self.replace_session(edits.open_session, path, on_ok=ok, fail_title="Cannot recover the session",
+        self.replace_session(edits.reopen_recovery, path, on_ok=ok, fail_title="Cannot recover the session",
                              about=path.name)
 

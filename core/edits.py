@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from . import catalogue, files, objectives, remeasure, session_file, trust
+from . import spec as specmod
 from .session import Session
-from .spec import EditTensor, GradientSpec, GroupSpec, ManualGrad, SessionSpec, TensorSpec
+from .spec import EditTensor, GradientSpec, GroupSpec, ManualGrad, SessionSpec, SpecError, TensorSpec
 from .task_spec import TaskSpec
 
 ARCHITECTURE = ("kind", "hidden", "n_features", "script", "activation")  # a change means a new model
@@ -140,6 +141,39 @@ def recovery_state(session, have=frozenset(), have_curves=frozenset()) -> dict:
             "document": session_file.document(session),
             "used": frozenset(used), "blobs": {k: session.blobs[k] for k in used if k not in have},
             "curve_sigs": frozenset(sigs.values()), "curves": curves}
+
+
+def reopen_recovery(current, path) -> Session:
+    """The session a window's recovery file holds (``app.recovery_ui``): its current branch
+    replayed to where it stood and, when the file has the timeline, the other branches from
+    their journals with the curves it kept (as ``recover`` after a runner process died). Any
+    problem is one LoadError/SpecError naming the file, as for a .json session."""
+    import torch
+    name = Path(path).name
+    with files.open_regular(path) as f:
+        raw = session_file._read_json_capped(f, name)
+    with specmod.in_file(name, (SpecError, files.LoadError)):
+        try:
+            doc = specmod.parse_json(raw.decode(), name)
+        except UnicodeDecodeError as e:
+            raise files.LoadError(f"it is not text ({e})") from None
+        read, journal = specmod.read_document(doc, name)
+        t = read.timeline
+        if t is None or len(t.branches) < 2:
+            return session_file.load_session(path)
+        blobs = session_file.decode_blobs(read.blobs or {})
+        saved = blobs.pop(session_file.CURVES_BLOB, None) or {}
+        curves = {}
+        for k, v in saved.items() if isinstance(saved, dict) else ():
+            if str(k).isdigit() and isinstance(v, dict) and isinstance(v.get("series"), dict) and all(
+                    isinstance(a, torch.Tensor) for a in v["series"].values()):
+                curves[(int(k),)] = (v["series"], v.get("dists"))
+        document = {k: v for k, v in doc.items() if k not in ("blobs", "position")}
+        state = {"spec": read.spec, "journal": journal, "branch": t.current, "step": t.step, "at_head": t.at_head,
+                 "branches": len(t.branches), "breakpoints": t.breakpoints,
+                 "document": dict(document, format=session_file.SESSION_FORMAT, version=session_file.SESSION_VERSION),
+                 "used": frozenset(blobs), "curve_sigs": frozenset(curves)}
+        return recover(current, state, blobs, curves)
 
 
 def _copied(saved: dict) -> dict:

@@ -18,6 +18,9 @@ import os
 import zipfile
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from . import files, limits, spec as specmod, timeline_file, trust
 from .session import NonFinite, Session, StepError
 from .spec import LoadOptimizer, LoadParams, SpecError
@@ -84,11 +87,25 @@ def decode_blobs(b64s: dict) -> dict:
     return blobs
 
 
-def recovery_json(spec, journal, blobs: dict, step: int | None = None) -> bytes:
+CURVES_BLOB = "optimlab:recovery-curves"  # a recovery file's other branches' curves (never a session's data)
+
+
+def recovery_json(spec, journal, blobs: dict, step: int | None = None, timeline: dict | None = None,
+                  curves: dict | None = None) -> bytes:
     """A .json session (as ``json_document`` writes one) from the state a window keeps for
     recovery (``core.edits.recovery_state``): the branch's spec and journal, the loads' data
-    embedded, the step it stands at when rewound (``step``; None: its last)."""
-    return (specmod.pretty_json(_json_doc(spec, journal, blobs, step)) + "\n").encode()
+    embedded, the step it stands at when rewound (``step``; None: its last). With ``timeline``
+    (the state's document's) and ``curves`` (``{signature: (series arrays, distributions)}``)
+    the other branches too: ``core.edits.reopen_recovery`` rebuilds them; opened as a plain
+    .json session it is the current branch."""
+    blobs = dict(blobs)
+    if curves:
+        blobs[CURVES_BLOB] = {str(sig[0]): {"series": {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()},
+                                            "dists": dists} for sig, (arrays, dists) in curves.items()}
+    doc = _json_doc(spec, journal, blobs, step)
+    if timeline is not None:
+        doc["timeline"] = timeline
+    return (specmod.pretty_json(doc) + "\n").encode()
 
 
 def pack(session: Session, folder=None) -> bytes:
@@ -129,6 +146,7 @@ def load_session(path) -> Session:
         doc = specmod.parse_json(text, name)
         read, journal = specmod.read_document(doc, name)
         blobs = decode_blobs(read.blobs or {})
+        blobs.pop(CURVES_BLOB, None)  # a recovery file's curves: core.edits.reopen_recovery reads them
         s = Session(trust.with_base(read.spec, base), journal, blobs=blobs)
         if read.position is not None:
             s.goto(read.position.step)

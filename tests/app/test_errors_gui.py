@@ -341,3 +341,35 @@ def test_a_recovery_file_that_takes_long_to_write_is_written_less_often_while_ru
     finally:
         f.forget()
     assert not f.path.exists()
+
+
+def test_a_session_with_a_fork_left_open_when_optimlab_ended_reopens_with_both_branches(make_window, qtbot):
+    import json
+    import subprocess
+    import sys
+    win = make_window(quadratic_spec(shape=(3, 3)))
+    win.step(10)
+    wait_step(qtbot, win, 10)
+    win.goto(4, 0)
+    qtbot.waitUntil(lambda: win.snapshot.step == 4 and not win.snapshot.at_head)
+    win.step(2)  # forks branch 1 at step 4
+    qtbot.waitUntil(lambda: win.snapshot.step == 6 and win.snapshot.branch == 1)
+    f = win.recovery_file
+
+    def kept():
+        doc = json.loads(f.read_text()) if f.exists() else {}
+        t = doc.get("timeline") or {}
+        return len(t.get("branches", ())), t.get("current"), "optimlab:recovery-curves" in doc.get("blobs", {})
+    qtbot.waitUntil(lambda: kept() == (2, 1, True))
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    left = f.with_name(f"session-{dead}.json")
+    left.write_bytes(f.read_bytes())
+    other = make_window(quadratic_spec(shape=(3, 3)))
+    assert other.offer_left_behind()
+    qtbot.mouseClick(other.reopen_button, LEFT)
+    qtbot.waitUntil(lambda: other.snapshot.step == 6 and other.snapshot.branch == 1
+                    and len(other.snapshot.branches) == 2)
+    other.goto(None, 0)
+    qtbot.waitUntil(lambda: other.snapshot.branch == 0 and other.snapshot.step == 10)
+    assert list(other.snapshot.history.step) == list(range(1, 11))  # its curves came back with it

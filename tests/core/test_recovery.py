@@ -86,3 +86,34 @@ def test_the_other_branches_curves_and_distributions_come_back_with_them():
     s.goto(None, 0)
     later = edits.recovery_state(s, have_curves=st["curve_sigs"])
     assert set(later["curves"]) == set(later["curve_sigs"]) and later["curve_sigs"] != st["curve_sigs"]
+
+
+def test_a_recovery_file_brings_back_every_branch_with_its_curves_and_opens_by_hand_as_the_current_one(tmp_path):
+    """What a window writes to disk should its own process end: a .json session of the current
+    branch that also holds the timeline and the other branches' curves; reopened, every branch
+    is there (values exact, curves as they were); opened as a plain .json session, the current
+    branch alone, the curves not among its data."""
+    from core import session_file
+    s = Session(spec())
+    s.run(12)
+    s.goto(5)
+    s.run(4)  # branch 1 at step 9
+    s.apply(SetHparam(0, "lr", 0.003))
+    s.run(2)
+    s.goto(10)  # rewound on branch 1
+    st = edits.recovery_state(s)
+    path = tmp_path / "session-1.json"
+    path.write_bytes(session_file.recovery_json(st["spec"], st["journal"], st["blobs"], st["step"],
+                                                timeline=st["document"]["timeline"], curves=st["curves"]))
+    r = edits.reopen_recovery(None, path)
+    assert r.timeline.current == 1 and r.step_count == 10 and not r.at_head and sorted(r.timeline.branches) == [0, 1]
+    assert torch.equal(state_of(r)[0], state_of(s)[0])
+    r.goto(None, 0)
+    s.goto(None, 0)
+    got, want = r.timeline.branch.series.view(), s.timeline.branch.series.view()
+    assert list(got.step) == list(want.step) == list(range(1, 13))
+    assert [float(v) for v in got.loss] == [float(v) for v in want.loss]
+    assert torch.equal(state_of(r)[0], state_of(s)[0])
+    plain = session_file.load_session(path)
+    assert plain.step_count == 10 and len(plain.timeline.branches) == 1
+    assert session_file.CURVES_BLOB not in plain.blobs
