@@ -153,7 +153,8 @@ class RecoveryUI:
             st, blobs, curves = self._recovery, dict(self._recovery_blobs), dict(self._recovery_curves)
             self.recovery.write(lambda: session_file.recovery_json(
                 st["spec"], st["journal"], blobs, None if st["at_head"] else st["step"],
-                timeline=st["document"]["timeline"] if st["branches"] > 1 else None, curves=curves), blobs)
+                timeline=st["document"]["timeline"] if st["branches"] > 1 else None, curves=curves,
+                index=st["index"]), blobs)
         self.bridge.call(edits.recovery_state, frozenset(self._recovery_blobs), frozenset(self._recovery_curves),
                          on_ok=ok, on_error=lambda *_: None)
 

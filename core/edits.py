@@ -137,6 +137,7 @@ def recovery_state(session, have=frozenset(), have_curves=frozenset()) -> dict:
                            _copied(b.dists.to_saved()) if b.dists.n else None)
     return {"spec": session.spec, "journal": tuple(session.journal), "branch": tl.current,
             "step": session.step_count, "at_head": session.at_head, "branches": len(tl.branches),
+            "index": session_file.between_index(session),
             "breakpoints": tuple((b.text, b.enabled) for b in session.breakpoints),
             "document": session_file.document(session),
             "used": frozenset(used), "blobs": {k: session.blobs[k] for k in used if k not in have},
@@ -170,6 +171,7 @@ def reopen_recovery(current, path) -> Session:
                 curves[(int(k),)] = (v["series"], v.get("dists"))
         document = {k: v for k, v in doc.items() if k not in ("blobs", "position")}
         state = {"spec": read.spec, "journal": journal, "branch": t.current, "step": t.step, "at_head": t.at_head,
+                 "index": read.position.index if read.position is not None else None,
                  "branches": len(t.branches), "breakpoints": t.breakpoints,
                  "document": dict(document, format=session_file.SESSION_FORMAT, version=session_file.SESSION_VERSION),
                  "used": frozenset(blobs), "curve_sigs": frozenset(curves)}
@@ -194,7 +196,7 @@ def recover(session, state: dict, blobs: dict, curves: dict | None = None) -> Se
     blobs = {k: blobs[k] for k in state["used"]}
     s = Session(state["spec"], state["journal"], blobs=blobs)
     if not state["at_head"]:
-        s.goto(state["step"])
+        s.goto(state["step"], index=state.get("index"))
     others = state["branches"] - 1
     if others:
         try:

@@ -42,6 +42,20 @@ class NonFinite(RuntimeError):
 BranchInfo = BranchSummary  # a branch as a list shows it (the frames carry the same type)
 
 
+def default_index(journal, step: int, end: int) -> int:
+    """The journal entries ``goto(step)`` applies: all of them at the branch's last step
+    (``end``), elsewhere none of the actions recorded at ``step``."""
+    return len(journal.entries) if step == end else journal.index_after(step)
+
+
+def actions_end(journal, step: int) -> int:
+    """The entries applied after every action recorded at ``step``."""
+    i = journal.index_after(step)
+    while i < len(journal.entries) and journal.entries[i][0] == step and not isinstance(journal.entries[i][1], Step):
+        i += 1
+    return i
+
+
 class Session:
     """Spec + journal (the root branch), and the live objects they describe."""
 
@@ -402,9 +416,11 @@ class Session:
         self.notice = f"{reason}: new branch {new.id}, branch {old.id} kept at step {old_pos[1]:,}"
         return self.notice
 
-    def goto(self, step: int | None = None, branch: int | None = None) -> None:
+    def goto(self, step: int | None = None, branch: int | None = None, index: int | None = None) -> None:
         """Stand at ``step`` of ``branch`` (default: the current one; step None: its head),
-        exactly as when the run was there. Acting from there forks a new branch."""
+        exactly as when the run was there. Acting from there forks a new branch. ``index``: the
+        journal entries applied, to stand between the actions recorded at ``step`` (where an
+        undo left the session); default after them at the head, before them elsewhere."""
         self.flush()
         b = self.timeline.branches.get(self.timeline.current if branch is None else branch)
         if b is None:
@@ -414,7 +430,14 @@ class Session:
         if not start <= step <= end:
             since = f" (it resumes a checkpoint at step {start:,})" if start else ""
             raise SpecError(f"Branch {b.id} runs from step {start:,} to {end:,}{since}; there is no step {step:,}")
-        index = len(b.journal.entries) if step == end else b.journal.index_after(step)
+        default = default_index(b.journal, step, end)
+        if index is not None:
+            lo, hi = b.journal.index_after(step), actions_end(b.journal, step)
+            if not lo <= index <= hi:
+                raise SpecError(f"Branch {b.id} has {hi - lo} action{'s' if hi - lo != 1 else ''} at step {step:,}; "
+                                f"there is no position {index - lo} among them")
+        else:
+            index = default
         before = self.position()
         if (b.id, step, index) != before:
             self._restore(b.id, step, index)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import files, limits, spec as specmod, timeline_file, trust
-from .session import NonFinite, Session, StepError
+from .session import NonFinite, Session, StepError, default_index
 from .spec import LoadOptimizer, LoadParams, SpecError
 
 SESSION_FORMAT = "optimlab-session"
@@ -56,17 +56,26 @@ def json_document(session: Session, folder=None) -> dict:
     if session.spec.resume is not None:  # the checkpoint it resumes: the file reopens without it
         used.add(session.spec.resume.blob)
     return _json_doc(spec, journal, {k: session.blobs[k] for k in used},
-                     None if session.at_head else session.step_count)
+                     None if session.at_head else session.step_count, between_index(session))
 
 
-def _json_doc(spec, journal, blobs: dict, step: int | None) -> dict:
+def between_index(session: Session) -> int | None:
+    """The journal entries applied when an undo left the session between the actions of its
+    step (``Session.goto``'s ``index``); None where reopening at the step stands there anyway."""
+    branch, step, index = session.position()
+    j = session.timeline.branches[branch].journal
+    return None if index == default_index(j, step, j.end_step) else index
+
+
+def _json_doc(spec, journal, blobs: dict, step: int | None, index: int | None = None) -> dict:
     """A .json session's document: spec, journal, the loads' data embedded (base64 of
-    torch.save), and the step it stands at when rewound (None: its last)."""
+    torch.save), and the step it stands at when rewound (None: its last; ``index``: the journal
+    entries applied, when between the step's actions)."""
     doc = specmod.document(spec, journal)
     if blobs:
         doc["blobs"] = encode_blobs(blobs)
     if step is not None:
-        doc["position"] = {"step": step}
+        doc["position"] = {"step": step} if index is None else {"step": step, "index": index}
     return doc
 
 
@@ -91,10 +100,11 @@ CURVES_BLOB = "optimlab:recovery-curves"  # a recovery file's other branches' cu
 
 
 def recovery_json(spec, journal, blobs: dict, step: int | None = None, timeline: dict | None = None,
-                  curves: dict | None = None) -> bytes:
+                  curves: dict | None = None, index: int | None = None) -> bytes:
     """A .json session (as ``json_document`` writes one) from the state a window keeps for
     recovery (``core.edits.recovery_state``): the branch's spec and journal, the loads' data
-    embedded, the step it stands at when rewound (``step``; None: its last). With ``timeline``
+    embedded, the step it stands at when rewound (``step``; None: its last; ``index`` between
+    its actions, ``between_index``). With ``timeline``
     (the state's document's) and ``curves`` (``{signature: (series arrays, distributions)}``)
     the other branches too: ``core.edits.reopen_recovery`` rebuilds them; opened as a plain
     .json session it is the current branch."""
@@ -102,7 +112,7 @@ def recovery_json(spec, journal, blobs: dict, step: int | None = None, timeline:
     if curves:
         blobs[CURVES_BLOB] = {str(sig[0]): {"series": {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()},
                                             "dists": dists} for sig, (arrays, dists) in curves.items()}
-    doc = _json_doc(spec, journal, blobs, step)
+    doc = _json_doc(spec, journal, blobs, step, index)
     if timeline is not None:
         doc["timeline"] = timeline
     return (specmod.pretty_json(doc) + "\n").encode()
@@ -149,7 +159,7 @@ def load_session(path) -> Session:
         blobs.pop(CURVES_BLOB, None)  # a recovery file's curves: core.edits.reopen_recovery reads them
         s = Session(trust.with_base(read.spec, base), journal, blobs=blobs)
         if read.position is not None:
-            s.goto(read.position.step)
+            s.goto(read.position.step, index=read.position.index)
         return s
 
 

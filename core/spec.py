@@ -459,6 +459,7 @@ class Position:
     """Where a .json session stood when saved (it reopens there)."""
 
     step: Steps
+    index: Annotated[int, Meta(ge=0, le=MAX_JOURNAL)] | None = None  # between the step's actions (an undo)
 
 
 @dataclass(frozen=True)

@@ -233,3 +233,23 @@ def test_failed_save_keeps_the_old_session_file(tmp_path, monkeypatch):
         session_file.save_session(s, path)
     assert path.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.optimlab"]
+
+
+def test_a_json_session_saved_after_an_undo_reopens_without_the_undone_edit(tmp_path):
+    """Found by the timeline state machine: an undo leaves the session before an edit recorded at
+    its step (the edit stays, for redo); a .json session reopened at that step had applied it.
+    The position now says how many of the step's actions were applied, for recovery too."""
+    from core import edits
+    from core.spec import SetHparam, Step
+    s = Session(SessionSpec(optimizer="SGD", hparams={"lr": 0.05}, tensors=(TensorSpec("w", (2,)),)))
+    s.apply(Step(3))
+    s.apply(SetHparam(0, "lr", 0.001))
+    s.apply(SetHparam(0, "momentum", 0.5))
+    s.undo()  # between the two edits at step 3
+    path = tmp_path / "undone.json"
+    session_file.save_session(s, path)
+    for r in (session_file.load_session(path), edits.recover(None, edits.recovery_state(s), s.blobs)):
+        assert r.position() == s.position() == (0, 3, 2)
+        assert r.optimizer.param_groups[0]["lr"] == 0.001 and r.optimizer.param_groups[0]["momentum"] == 0
+        r.goto(None)  # the undone edit is still in the branch: nothing lost
+        assert r.optimizer.param_groups[0]["momentum"] == 0.5

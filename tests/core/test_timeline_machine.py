@@ -84,6 +84,27 @@ class TimelineMachine(RuleBasedStateMachine):
             assert [tuple(vars(b).values()) for b in self.s.branches()] == \
                 [tuple(vars(b).values()) for b in before.branches()]
 
+    @rule(disk=st.booleans())
+    def crash_and_recover(self, disk):
+        """The runner process ends (Recover from what the window kept) or the window's own
+        (reopen its recovery file): the session stands where it stood, with every branch."""
+        import pickle
+        st_ = edits.recovery_state(self.s)
+        before = self.s
+        if disk:
+            path = Path(self.dir.name) / "session-1.json"
+            path.write_bytes(session_file.recovery_json(
+                st_["spec"], st_["journal"], st_["blobs"], None if st_["at_head"] else st_["step"],
+                timeline=st_["document"]["timeline"] if st_["branches"] > 1 else None, curves=st_["curves"],
+                index=st_["index"]))
+            self.s = edits.reopen_recovery(None, path)
+        else:
+            st_, blobs = pickle.loads(pickle.dumps((st_, st_["blobs"])))
+            self.s = edits.recover(None, st_, blobs, st_["curves"])
+        assert_same(self.s, before, "recovered from disk" if disk else "recovered")
+        assert self.s.position()[:2] == before.position()[:2]
+        assert [(b.id, b.steps) for b in self.s.branches()] == [(b.id, b.steps) for b in before.branches()]
+
     @invariant()
     def equals_its_journal_replayed(self):
         assert_same(self.s, replayed(self.s), f"branch {self.s.timeline.current} at step {self.s.step_count}")
