@@ -9,8 +9,14 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from core import edits, session_file
 from core.session import Session
-from core.spec import EditTensor, GradientSpec, ManualGrad, SessionSpec, SetHparam, Step, TensorSpec, ZeroGrad
-from tests.core.test_timeline import assert_same
+import copy
+
+import torch
+
+from core import files
+from core.spec import (AddGroup, EditTensor, GradientSpec, LoadOptimizer, ManualGrad, SessionSpec, SetHparam, SpecError,
+                       Step, TensorSpec, ZeroGrad)
+from tests.core.test_timeline import assert_same, same, state_of
 
 SPEC = SessionSpec(optimizer="Adam", hparams={"lr": 0.05}, seed=5, zero_grad_each_step=True,
                    tensors=[TensorSpec("w", (3, 2), grad=ManualGrad("normal", std=0.3)),
@@ -37,6 +43,31 @@ class TimelineMachine(RuleBasedStateMachine):
 
     def teardown(self):
         self.dir.cleanup()
+
+    def try_apply(self, action):
+        """Apply ``action``; a refusal (one sentence) must leave the session as it was."""
+        before = copy.deepcopy(state_of(self.s))
+        try:
+            self.s.apply(action)
+        except (SpecError, files.LoadError) as e:
+            after = state_of(self.s)
+            for k in before:
+                assert same(after[k], before[k]), f"refused ({e}) but {k} changed"
+
+    @rule()
+    def add_group(self):
+        name = f"g{sum(1 for n in self.s.params if n.startswith('g'))}"
+        self.try_apply(AddGroup((TensorSpec(name, (2,), grad=ManualGrad("normal", std=0.2)),), {"lr": 0.02}))
+
+    @rule()
+    def keep_optimizer_state(self):
+        torch.save(self.s.optimizer.state_dict(), Path(self.dir.name) / "kept.pt")
+
+    @rule()
+    def load_kept_optimizer_state(self):
+        path = Path(self.dir.name) / "kept.pt"
+        if path.exists():
+            self.try_apply(LoadOptimizer(path=str(path)))
 
     @rule(n=st.integers(1, 12))
     def step(self, n):
