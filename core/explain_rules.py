@@ -312,8 +312,12 @@ def nadam(r: Run) -> None:
     r.term("m_t", "beta1*m_{t-1} + (1 - beta1)*g_t", m, "exp_avg")
     v = r.st("exp_avg_sq").mul(b2).addcmul(g, g, value=1 - b2)
     r.term("v_t", "beta2*v_{t-1} + (1 - beta2)*g_t^2", v, "exp_avg_sq")
-    denom = v.div(bc2).sqrt().add(eps)
-    r.term("denom", "sqrt(v_t/bias_correction2) + eps", denom)
+    if r.impl == "foreach":  # torch's foreach NAdam divides the root (its for-loop, v_t; 13 ulp apart measured)
+        denom = v.sqrt().div(bc2 ** 0.5).add(eps)
+        r.term("denom", "sqrt(v_t)/sqrt(bias_correction2) + eps  (foreach)", denom)
+    else:
+        denom = v.div(bc2).sqrt().add(eps)
+        r.term("denom", "sqrt(v_t/bias_correction2) + eps", denom)
     prod_next = float(prod) * mu_next
     c_g = -lr * (1.0 - mu) / (1.0 - float(prod))
     c_m = (-lr * mu_next) / (1.0 - prod_next)
@@ -349,11 +353,23 @@ def radam(r: Run) -> None:
     rho_t = rho_inf - 2 * t * (b2 ** t) / bc2
     r.term("rho_inf", "2/(1 - beta2) - 1", rho_inf)
     r.term("rho_t", "rho_inf - 2*t*beta2^t/(1 - beta2^t)", rho_t)
+    rect = 0.0
     if rho_t > 5.0:
         adaptive = (bc2 ** 0.5) / v.sqrt().add(eps)
         r.term("l_t", "sqrt(1 - beta2^t)/(sqrt(v_t) + eps)", adaptive)
         rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
         r.term("r_t", "sqrt((rho_t-4)(rho_t-2)rho_inf / ((rho_inf-4)(rho_inf-2)rho_t))", rect)
+    if r.impl == "foreach":
+        # torch's foreach RAdam folds both cases into one factor per element (the for-loop divides m_t
+        # by the bias correction first): s = 1/((sqrt(v_t) + eps) / (-sqrt(1 - beta2^t)*lr*r_t/(1 - beta1^t)))
+        # - lr*[r_t == 0]/(1 - beta1^t), then theta + m_t*s. Measured 3 ulp from the for-loop's order.
+        unrect = 0.0 if rect > 0 else 1.0
+        s_t = v.sqrt().add(eps).div((bc2 ** 0.5) * (lr * rect / bc1) * -1).reciprocal().add((lr * unrect / bc1) * -1)
+        r.term("s_t", "-sqrt(1 - beta2^t)*lr*r_t/((1 - beta1^t)(sqrt(v_t) + eps)) if rho_t > 5 "
+               "else -lr/(1 - beta1^t)  (foreach)", s_t)
+        r.p = r.p.addcmul(m, s_t)
+        r.term("theta_t", "theta + m_t*s_t  (foreach: the same update, torch's order)", r.p, "param")
+    elif rho_t > 5.0:
         r.p = r.p.add(m_hat * lr * adaptive * rect, alpha=-1.0)
         r.term("theta_t", "theta - lr*m_hat*l_t*r_t  (rho_t > 5: rectified)", r.p, "param")
     else:
