@@ -224,7 +224,12 @@ def _explain(eng: Engine, tensor: str, index, step: int, branch: int) -> Explana
                          "so nothing of it changed.")
         else:
             hparams = {**group, **explain_extras.options(name, eng.optimizer)}
-            for dtype, ref in ((param.dtype, False), (torch.float64, True)):
+            work = param.dtype
+            if impl == "fused" and param.dtype in (torch.float16, torch.bfloat16):
+                work = torch.float32  # a fused kernel's arithmetic (opmath); only what it stores is rounded
+                notes.append(f"fused: torch's kernel computes in float32 and rounds to {str(param.dtype)[6:]} only "
+                             "what it stores (the parameter, the state), so the formula does too.")
+            for dtype, ref in ((work, False), (torch.float64, True)):
                 r = explain_rules.Run(dtype, ref, before["params"][pos], grad, before["state"][pos], hparams, index,
                                       impl)
                 r.context, r.pos, r.group_index = before, pos, gi
@@ -286,7 +291,7 @@ def _assemble(eng, name, tensor, index, step, branch, impl, gi, group, before, a
         t_val = _torch_value(name, key, after, pos, index, run) if key else None
         ulps = None if t_val is None else ulp_distance(v, t_val[0], t_val[1])
         terms.append(Term(n, formula, r64.pop(0) if r64 else None, v, None if t_val is None else t_val[0], ulps))
-    formula_after = float(run.p[index])
+    formula_after = float(run.p[index].to(dtype))  # a fused half run's float32 result, stored as torch does
     return Explanation(name, tensor, index, step, branch, str(dtype)[6:], str(after["params"][pos].device), impl, gi,
                        _plain(group), _source(name, impl), tuple(terms), p_before, p_after, formula_after,
                        float(ref.p[index]), ulp_distance(p_after, formula_after, dtype), tol,

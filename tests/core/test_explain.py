@@ -270,3 +270,29 @@ def test_foreach_orders_found_by_a_random_search_agree(optimizer, hparams, shape
         e = explain(s, "w", index, step=step)
         assert e.implementation == "foreach" and e.ulps == 0, render(e)
         assert_agrees(e)
+
+
+def test_fused_cpu_sgd_leaving_half_parameters_unchanged_is_flagged_and_explained():
+    """Found by the random search: torch 2.13's fused SGD on the CPU does not update float16 and
+    bfloat16 parameters in whole SIMD blocks (pytorch/pytorch#191763). Explain flags the element
+    torch left as it was, and says why; foreach agrees."""
+    from core.explain_rules import torch_fused_sgd_skips_half
+    if not torch_fused_sgd_skips_half():
+        pytest.skip("this torch's fused SGD updates every element (fixed upstream)")
+    s = objective_session("SGD", {"lr": 0.001, "fused": True}, steps=1, dtype="bfloat16")
+    e = explain(s, "w", (0, 0))
+    assert e.mismatch and e.torch_after == e.before  # torch did not move it
+    assert any("pytorch/pytorch#191763" in n for n in e.notes)
+    fine = explain(objective_session("SGD", {"lr": 0.001, "foreach": True}, steps=1, dtype="bfloat16"), "w", (0, 0))
+    assert not fine.mismatch and not any("191763" in n for n in fine.notes)
+
+
+def test_a_fused_half_precision_update_is_recomputed_in_float32_as_its_kernel_does():
+    """Found by the random search: fused Adam on bfloat16 parameters computes in float32 and rounds
+    only what it stores; recomputed in bfloat16 term by term it was 4 ulp away and flagged."""
+    s = objective_session("Adam", {"lr": 0.001, "weight_decay": 0.1, "betas": (0.5, 0.9), "eps": 0.001,
+                                   "fused": True}, steps=4, dtype="bfloat16", objective="rastrigin")
+    for idx in [(4, 0), (0, 0), (2, 3)]:
+        e = explain(s, "w", idx, step=4)
+        assert e.implementation == "fused" and any("computes in float32" in n for n in e.notes)
+        assert_agrees(e)
