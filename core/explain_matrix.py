@@ -33,7 +33,7 @@ def adafactor(r: Run) -> None:
     alpha = max(eps2, rms_p) * rho
     r.term("alpha_t", "max(eps2, RMS(theta_{t-1}))*rho_t", alpha)
     if wd != 0:
-        r.p = r.p.mul(1 - lr * wd)
+        r.p = r.scale(r.p, 1 - lr * wd)
         r.term("theta (decayed)", "theta_{t-1}*(1 - lr*weight_decay)", r.p)
     if g.dim() > 1:
         row_mean = torch.norm(g, dim=-1, keepdim=True).square().div(g.size(-1))
@@ -63,7 +63,7 @@ def adafactor(r: Run) -> None:
     r.term("RMS(U_t)/d", "||U_t|| / (sqrt(numel)*d)", rms_u)
     denom = max(1.0, rms_u)
     if r.impl == "foreach":  # torch's foreach Adafactor scales the update first, then adds it
-        r.p = r.p.add(update.mul(-alpha / denom))
+        r.p = r.p.add(r.scale(update, -alpha / denom))
     else:
         r.p = r.p.add(update, alpha=-alpha / denom)
     r.term("theta_t", "theta - alpha_t*U_t/max(1, RMS(U_t)/d)", r.p, "param")
