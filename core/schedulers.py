@@ -381,7 +381,13 @@ def step_scheduler(scheduler, metric: float | None = None) -> None:
     try:
         step()
     except (ValueError, ArithmeticError, RuntimeError, TypeError, LookupError) as e:
-        raise StepError(f"{type(scheduler).__name__}.step() failed: {' '.join(str(e).split())}") from e
+        name, why = type(scheduler).__name__, " ".join(str(e).split())
+        made, now = len(getattr(scheduler, "base_lrs", ())), len(scheduler.optimizer.param_groups)
+        if made and made != now:  # torch's schedulers keep what they were made with; add_param_group is not seen
+            raise StepError(f"{name}.step() failed: it was made for {made} parameter group{'s' if made != 1 else ''} "
+                            f"and the optimizer now has {now} (torch's schedulers do not follow add_param_group; "
+                            f"{why})") from e
+        raise StepError(f"{name}.step() failed: {why}") from e
 
 
 def should_step(every: str, at_epoch_end: bool) -> bool:

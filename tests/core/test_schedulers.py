@@ -166,3 +166,19 @@ def test_stepping_interval():
     assert schedulers.default_every("StepLR") == "epoch" and schedulers.default_every("CyclicLR") == "step"
     with pytest.raises(ValueError, match="Invalid scheduler interval"):
         schedulers.should_step("batch", True)
+
+
+def test_a_scheduler_that_cannot_take_an_added_group_says_so_in_one_sentence():
+    """Found by a random search over sessions: CosineAnnealingLR keeps one base lr per group from
+    when it was made; after add_param_group torch's step fails with "zip() argument 2 is longer than
+    argument 1" at step T_max + 1. The run stops with a sentence that says why."""
+    from core.session import Session, StepError
+    from core.spec import AddGroup, GradientSpec, ManualGrad, SchedulerSpec, SessionSpec, Step, TensorSpec
+    s = Session(SessionSpec(optimizer="Adam", scheduler=SchedulerSpec("CosineAnnealingLR", {"T_max": 7}, "step"),
+                            tensors=(TensorSpec("w", (2,), grad=ManualGrad("normal")),),
+                            gradient=GradientSpec("manual", when="every_step")), [Step(2)])
+    s.apply(AddGroup((TensorSpec("g", (2,), grad=ManualGrad("normal")),), {"lr": 0.01}))
+    with pytest.raises(StepError) as e:
+        s.apply(Step(10))  # its closed form at step T_max + 1 zips base_lrs with the groups, strictly
+    assert "made for 1 parameter group and the optimizer now has 2" in str(e.value)
+    assert "add_param_group" in str(e.value) and "\n" not in str(e.value)
