@@ -473,6 +473,8 @@ class CompareWindow(QMainWindow):
         if self.dirty and not self.confirm_discard():
             event.ignore()
             return
+        if self.explain_dialog is not None:
+            self.explain_dialog.close()  # it asks this window's runner: it goes with the window
         self.bridge.shutdown()
         self.recovery.forget()
         event.accept()

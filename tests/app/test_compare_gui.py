@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
 from core.compare import RunSpec, config_spec
 from core.session import Session
@@ -34,6 +35,8 @@ def compare_window(qtbot):
     for w in made:
         w.dirty = False  # closed by the test, not the user (closing asks about unsaved work)
         w.close()
+        w.deleteLater()
+    QApplication.processEvents()
 
 
 def stands_at(w, step: int) -> bool:
@@ -427,6 +430,11 @@ def test_a_click_on_a_runs_element_explains_that_runs_update_against_torch(compa
     assert w.last_error == "Pause the comparison to explain an update" and w.explain_dialog._token == asked
     w.toggle_run()
     qtbot.waitUntil(lambda: not w.frame.running)
+    dialog = w.explain_dialog
+    assert dialog.isVisible()
+    w.dirty = False
+    w.close()  # the dialog asks this window's runner: it closes with the window
+    assert not dialog.isVisible()
 
 
 def test_a_configuration_exports_as_a_plain_pytorch_script_from_its_context_menu(compare_window, qtbot, tmp_path,
