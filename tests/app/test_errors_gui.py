@@ -115,10 +115,8 @@ def test_after_a_killed_runner_process_recover_rebuilds_the_branch_where_it_stoo
     qtbot.waitUntil(lambda: win.snapshot.step == 16 and win.snapshot.at_head)
 
 
-def test_recover_brings_the_other_branches_back_too(make_window, qtbot):
-    """A fork made before the runner process died: Recover stands on the branch it was on, and
-    the other branch is listed and goes to its own last step with its own values and curves."""
-    from .conftest import shown_values
+def forked_window(make_window, qtbot):
+    """10 steps on branch 0, then back to step 4 and 2 steps on: branch 1, standing at step 6."""
     win = make_window(quadratic_spec(shape=(3, 3)))
     win.step(10)
     wait_step(qtbot, win, 10)
@@ -126,6 +124,14 @@ def test_recover_brings_the_other_branches_back_too(make_window, qtbot):
     qtbot.waitUntil(lambda: win.snapshot.step == 4 and not win.snapshot.at_head)
     win.step(2)  # forks branch 1 at step 4
     qtbot.waitUntil(lambda: win.snapshot.step == 6 and win.snapshot.branch == 1)
+    return win
+
+
+def test_recover_brings_the_other_branches_back_too(make_window, qtbot):
+    """A fork made before the runner process died: Recover stands on the branch it was on, and
+    the other branch is listed and goes to its own last step with its own values and curves."""
+    from .conftest import shown_values
+    win = forked_window(make_window, qtbot)
     wait_idle(qtbot, win)
     on_branch1 = shown_values(win).copy()
     qtbot.waitUntil(lambda: win._recovery is not None and win._recovery["branches"] == 2
@@ -347,13 +353,7 @@ def test_a_session_with_a_fork_left_open_when_optimlab_ended_reopens_with_both_b
     import json
     import subprocess
     import sys
-    win = make_window(quadratic_spec(shape=(3, 3)))
-    win.step(10)
-    wait_step(qtbot, win, 10)
-    win.goto(4, 0)
-    qtbot.waitUntil(lambda: win.snapshot.step == 4 and not win.snapshot.at_head)
-    win.step(2)  # forks branch 1 at step 4
-    qtbot.waitUntil(lambda: win.snapshot.step == 6 and win.snapshot.branch == 1)
+    win = forked_window(make_window, qtbot)
     f = win.recovery_file
 
     def kept():
