@@ -8,11 +8,11 @@ recorded as numbers or read at the explained element.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 
+from . import torch_issues
 from .explain_rules import Run
 
 
@@ -121,24 +121,12 @@ def muon(r: Run) -> None:
     r.new_state["momentum_buffer"] = buf
     r.notes.append("torch's docstring writes B_t = momentum*B_{t-1} + g_t; its code computes "
                    "lerp(B_{t-1}, g_t, 1 - momentum) = momentum*B_{t-1} + (1 - momentum)*g_t, shown here.")
-    if r.param_dtype == torch.bfloat16 and not h["nesterov"] and torch_muon_aliases_buffer():
+    if r.param_dtype == torch.bfloat16 and not h["nesterov"] and torch_issues.muon_aliases_bf16_buffer():
         r.notes.append("this torch's Muon normalises B_t in place for bfloat16 parameters without nesterov (its "
                        "Newton-Schulz divides the tensor it is given, and .bfloat16() of a bfloat16 buffer is the "
                        "buffer itself: pytorch/pytorch#194664), so the momentum_buffer torch keeps is B_t/||B_t||_F "
                        "and later steps start from it; B_t above is the documented algorithm's.")
 
-
-@functools.lru_cache(maxsize=1)
-def torch_muon_aliases_buffer() -> bool:
-    """Whether this torch's Muon orthogonalisation changes a bfloat16 tensor it is given (fixed upstream
-    by copying it; probed once on a 2x2 tensor)."""
-    try:
-        from torch.optim._muon import _zeropower_via_newtonschulz
-        x = torch.tensor([[3.0, 0.0], [0.0, 4.0]], dtype=torch.bfloat16)
-        _zeropower_via_newtonschulz(x, (3.4445, -4.775, 2.0315), 1, 1e-7)
-        return not torch.equal(x, torch.tensor([[3.0, 0.0], [0.0, 4.0]], dtype=torch.bfloat16))
-    except Exception:  # noqa: BLE001 - a torch without it: nothing to say
-        return False
 
 
 RULES = {"Adafactor": adafactor, "Muon": muon}

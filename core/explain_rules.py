@@ -18,10 +18,11 @@ Adafactor and Muon, whose update mixes the whole matrix, are in
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
+
+from . import torch_issues
 
 
 
@@ -149,23 +150,10 @@ def sgd(r: Run) -> None:
     r.p = r.p.add(g, alpha=-lr)
     r.term("theta_t", "theta_{t-1} - lr*update", r.p, "param")
     if (r.impl == "fused" and r.param_dtype in (torch.float16, torch.bfloat16) and r.p.device.type == "cpu"
-            and torch_fused_sgd_skips_half()):
-        r.notes.append("this torch's fused SGD on the CPU leaves float16 and bfloat16 parameters unchanged in "
-                       "whole SIMD blocks (pytorch/pytorch#191763, fixed after torch 2.13): where torch's theta_t "
-                       "is theta_{t-1}, that is why; the formula is the documented algorithm's. foreach=True or "
-                       "fused=False update every element.")
+            and torch_issues.fused_sgd_skips_half()):
+        r.notes.append(f"this {torch_issues.FUSED_SGD_HALF}: where torch's theta_t is theta_{{t-1}}, that is why; "
+                       "the formula is the documented algorithm's.")
 
-
-@functools.lru_cache(maxsize=1)
-def torch_fused_sgd_skips_half() -> bool:
-    """Whether this torch's fused CPU SGD skips bfloat16 parameters' SIMD blocks (probed once on 64 numbers)."""
-    try:
-        p = torch.nn.Parameter(torch.ones(64, dtype=torch.bfloat16))
-        p.grad = torch.ones(64, dtype=torch.bfloat16)
-        torch.optim.SGD([p], lr=0.5, fused=True).step()
-        return bool((p.detach() == 1).any())
-    except Exception:  # noqa: BLE001 - a torch without fused CPU SGD: nothing to say
-        return False
 
 
 def adam(r: Run) -> None:

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from . import distributions, files
+from . import distributions, files, torch_issues
 from .breakpoints import Breakpoint, BreakpointError, check_fits
 from .breakpoints import parse as parse_breakpoint
 from .engine import (Engine, StepError, copy_state, grad_seed, make_grad, make_tensor,  # noqa: F401 (re-exported)
@@ -100,7 +100,9 @@ class Session:
         # in turn): checkpoints are spaced by its own time per step, not the others' as well
         self.time_share = 1.0
         self.last_hit: Hit | None = None
-        self.notice = ""  # the last line for the status bar ("new branch 3, branch 2 kept at ...")
+        # the last line for the status bar ("new branch 3, branch 2 kept at ..."); a torch bug its
+        # settings meet, from the start (core.torch_issues)
+        self.notice = torch_issues.for_optimizer(self.engine.optimizer)
         self._undo: list = []
         self._redo: list = []
         self.view = None  # what the window shows (core.observe.View): snapshots copy only that
@@ -413,7 +415,9 @@ class Session:
         self._watch_branch()
         self._since_ckpt = 0
         self._push_undo(old_pos)
-        self.notice = f"{reason}: new branch {new.id}, branch {old.id} kept at step {old_pos[1]:,}"
+        issue = torch_issues.for_optimizer(engine.optimizer)
+        self.notice = f"{reason}: new branch {new.id}, branch {old.id} kept at step {old_pos[1]:,}" + (
+            f". {issue}" if issue else "")
         return self.notice
 
     def goto(self, step: int | None = None, branch: int | None = None, index: int | None = None) -> None:

@@ -2,6 +2,7 @@
 change torch made (to the documented tolerance), a wrong formula is caught, and explaining
 moves nothing."""
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -245,8 +246,8 @@ def test_muons_in_place_normalised_buffer_in_bfloat16_is_flagged_and_explained()
     """Found by a random search over settings: torch 2.13's Muon normalises its momentum buffer
     in place for bfloat16 parameters without nesterov (pytorch/pytorch#194664). The explanation
     flags torch's buffer against the documented algorithm, and says why; with nesterov it agrees."""
-    from core.explain_matrix import torch_muon_aliases_buffer
-    if not torch_muon_aliases_buffer():
+    from core.torch_issues import muon_aliases_bf16_buffer
+    if not muon_aliases_bf16_buffer():
         pytest.skip("this torch copies the buffer before orthogonalising it (fixed upstream)")
     e = explain(objective_session("Muon", {"lr": 0.02, "nesterov": False}, steps=1, dtype="bfloat16"), "w", (0, 0))
     assert e.mismatch and any("pytorch/pytorch#194664" in n for n in e.notes)
@@ -276,8 +277,8 @@ def test_fused_cpu_sgd_leaving_half_parameters_unchanged_is_flagged_and_explaine
     """Found by the random search: torch 2.13's fused SGD on the CPU does not update float16 and
     bfloat16 parameters in whole SIMD blocks (pytorch/pytorch#191763). Explain flags the element
     torch left as it was, and says why; foreach agrees."""
-    from core.explain_rules import torch_fused_sgd_skips_half
-    if not torch_fused_sgd_skips_half():
+    from core.torch_issues import fused_sgd_skips_half
+    if not fused_sgd_skips_half():
         pytest.skip("this torch's fused SGD updates every element (fixed upstream)")
     s = objective_session("SGD", {"lr": 0.001, "fused": True}, steps=1, dtype="bfloat16")
     e = explain(s, "w", (0, 0))
@@ -312,3 +313,18 @@ def test_foreach_in_half_precision_multiplies_by_the_rounded_number_as_torch_doe
     for step in (1, 3):
         for idx in [(0, 0), (1, 1), (2, 0)]:
             assert_agrees(explain(s, "w", idx, step=step))
+
+
+def test_a_session_whose_settings_meet_a_known_torch_bug_says_so_when_built():
+    """Not only Explain: the session's notice (the window's status line) names the torch bug its
+    settings meet, from the start and after an edit that rebuilds it; other settings say nothing."""
+    from core.torch_issues import fused_sgd_skips_half
+    if not fused_sgd_skips_half():
+        pytest.skip("this torch's fused SGD updates every element (fixed upstream)")
+    s = objective_session("SGD", {"lr": 0.001, "fused": True}, steps=1, dtype="bfloat16")
+    assert "pytorch/pytorch#191763" in s.notice
+    assert objective_session("SGD", {"lr": 0.001}, steps=1, dtype="bfloat16").notice == ""
+    assert objective_session("SGD", {"lr": 0.001, "fused": True}, steps=1).notice == ""  # float32: fine
+    plain = objective_session("SGD", {"lr": 0.001}, steps=1, dtype="bfloat16")
+    plain.rebuild(replace(plain.spec, hparams={"lr": 0.001, "fused": True}), "fused=True")
+    assert plain.notice.startswith("fused=True: new branch 1") and "pytorch/pytorch#191763" in plain.notice
