@@ -40,14 +40,21 @@ def muon_aliases_bf16_buffer() -> bool:
         return False
 
 
+# the same, short enough for the window's status line
+NOTICE = {"sgd": "Torch's fused CPU SGD skips float16/bfloat16 parameters' SIMD blocks (pytorch/pytorch#191763): "
+                 "use foreach=True",
+          "muon": "Torch's Muon normalises a bfloat16 momentum buffer in place without nesterov "
+                  "(pytorch/pytorch#194664)"}
+
+
 def for_optimizer(optimizer) -> str:
-    """One sentence naming the torch bug this optimizer's groups meet, or ""."""
+    """One short sentence naming the torch bug this optimizer's groups meet, or ""."""
     for g in optimizer.param_groups:
         half_cpu = [p for p in g["params"] if p.dtype in HALF and p.device.type == "cpu"]
         if isinstance(optimizer, torch.optim.SGD) and g.get("fused") and half_cpu and fused_sgd_skips_half():
-            return FUSED_SGD_HALF[0].upper() + FUSED_SGD_HALF[1:]
+            return NOTICE["sgd"]
         muon = getattr(torch.optim, "Muon", None)
         if (muon is not None and isinstance(optimizer, muon) and not g.get("nesterov")
                 and any(p.dtype == torch.bfloat16 for p in g["params"]) and muon_aliases_bf16_buffer()):
-            return MUON_BF16[0].upper() + MUON_BF16[1:]
+            return NOTICE["muon"]
     return ""
