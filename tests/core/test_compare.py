@@ -339,6 +339,8 @@ def test_turns_are_not_cut_short_by_the_floor_and_measure_what_single_steps_meas
     a, b = turns.history(), single.history()
     for x, y in ((0, 1), (0, 2), (1, 2)):
         (d1, c1), (d2, c2) = a.cross.between(x, y), b.cross.between(x, y)
+        n = min(len(d1), len(d2))  # which late steps the time budget measured differs on a loaded machine
+        (d1, c1), (d2, c2) = (d1[:n], c1[:n]), (d2[:n], c2[:n])
         seen = np.isfinite(d1) & np.isfinite(d2)
         assert np.isfinite(d1[:16]).all() and seen.sum() >= 20  # every early step, then the floor's
         assert (d1[seen] == d2[seen]).all() and (c1[seen] == c2[seen]).all()
