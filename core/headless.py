@@ -150,7 +150,8 @@ def _child_run(req: RunRequest, conn, cancel, progress) -> None:
     if hit is not None:
         asked = hit.text in {parse_text(c) for c in req.until}
         stop = (f"stopped at step {hit.step}: {hit.text}" + ("" if not hit.detail else f" ({hit.detail})"), asked)
-    conn.send(("done", s.step_count, text, stop))
+    from .torch_issues import for_optimizer
+    conn.send(("done", s.step_count, text, stop, for_optimizer(s.optimizer)))
 
 
 # ----- the supervisor -----
@@ -224,7 +225,7 @@ def _outcome(req, result, stop_reason, killed, exitcode, step, saved, timeout) -
     if result is not None and result[0] == "error":
         return RunOutcome(result[1], err=f"optimlab: {result[2]}", saved=saved)
     if result is not None:  # done
-        _, step, text, stop = result
+        _, step, text, stop, issue = result
         if stop is not None:
             line, asked = stop
             if asked:  # --until: the run did what was asked
@@ -236,7 +237,7 @@ def _outcome(req, result, stop_reason, killed, exitcode, step, saved, timeout) -
         if stop_reason == "timeout":
             return RunOutcome(EXIT_TIMEOUT, out=text, err=f"optimlab: --timeout {timeout:g} s reached at step "
                               f"{step}; {_saved_text(saved)}", saved=saved)
-        return RunOutcome(0, out=text, saved=saved)
+        return RunOutcome(0, out=text, err=f"optimlab: note: {issue}" if issue else "", saved=saved)
     where = f"at step {step}" if step else "before its first step"
     if killed:
         why = "interrupted" if stop_reason == "interrupt" else f"--timeout {timeout:g} s reached"

@@ -328,3 +328,18 @@ def test_a_session_whose_settings_meet_a_known_torch_bug_says_so_when_built():
     plain = objective_session("SGD", {"lr": 0.001}, steps=1, dtype="bfloat16")
     plain.rebuild(replace(plain.spec, hparams={"lr": 0.001, "fused": True}), "fused=True")
     assert plain.notice.startswith("fused=True: new branch 1") and "pytorch/pytorch#191763" in plain.notice
+
+
+def test_optimlab_run_notes_the_torch_bug_on_stderr(tmp_path, capsys):
+    from core.spec import dumps
+    from core.torch_issues import fused_sgd_skips_half
+    if not fused_sgd_skips_half():
+        pytest.skip("this torch's fused SGD updates every element (fixed upstream)")
+    path = tmp_path / "fused.json"
+    path.write_text(dumps(SessionSpec(optimizer="SGD", hparams={"lr": 0.1, "fused": True},
+                                      tensors=(TensorSpec("w", (8, 8), dtype="bfloat16", grad=ManualGrad("normal")),),
+                                      gradient=GradientSpec("manual", when="every_step"))))
+    assert main(["run", str(path), "--steps", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("SGD: step 2") and err.startswith("optimlab: note: Torch's fused CPU SGD")
+    assert "pytorch/pytorch#191763" in err and err.count("\n") == 1
