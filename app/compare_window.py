@@ -384,8 +384,8 @@ class CompareWindow(QMainWindow):
 
     def _write_recovery(self, step: int) -> None:
         item = (self._recovery, max(step, self._floor))
-        if self._written == item:
-            return
+        if self._written is not None and self._written[0] is item[0] and self._written[1] == item[1]:
+            return  # by identity: RunSpecs hold tensors, whose == is elementwise
         self._written, self._written_at = item, time.monotonic()
         runs, step = item
         self.recovery.write(lambda: compare_recovery.to_json(runs, step),

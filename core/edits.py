@@ -151,18 +151,11 @@ def reopen_recovery(current, path) -> Session:
     problem is one LoadError/SpecError naming the file, as for a .json session."""
     import torch
     name = Path(path).name
-    with files.open_regular(path) as f:
-        raw = session_file._read_json_capped(f, name)
+    doc, read, journal, blobs = session_file.read_json_session(path)
+    t = read.timeline
+    if t is None or len(t.branches) < 2:
+        return session_file.json_session(read, journal, blobs, name, Path(path).parent)
     with specmod.in_file(name, (SpecError, files.LoadError)):
-        try:
-            doc = specmod.parse_json(raw.decode(), name)
-        except UnicodeDecodeError as e:
-            raise files.LoadError(f"it is not text ({e})") from None
-        read, journal = specmod.read_document(doc, name)
-        t = read.timeline
-        if t is None or len(t.branches) < 2:
-            return session_file.load_session(path)
-        blobs = session_file.decode_blobs(read.blobs or {})
         saved = blobs.pop(session_file.CURVES_BLOB, None) or {}
         curves = {}
         for k, v in saved.items() if isinstance(saved, dict) else ():

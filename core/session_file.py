@@ -147,16 +147,35 @@ def load_session(path) -> Session:
         if zipfile.is_zipfile(f):
             return unpack(f, name, base)
         data = _read_json_capped(f, name)
+    _, read, journal, blobs = _json_parts(data, name)
+    return json_session(read, journal, blobs, name, base)
+
+
+def read_json_session(path) -> tuple[dict, "specmod.Document", list, dict]:
+    """A .json session file's parsed JSON, its checked document, journal and the data it embeds
+    (a recovery file's curves among them, ``CURVES_BLOB``); one LoadError/SpecError naming it."""
+    name = Path(path).name
+    with files.open_regular(path) as f:
+        data = _read_json_capped(f, name)
+    return _json_parts(data, name)
+
+
+def _json_parts(data: bytes, name: str):
     try:
         text = data.decode()
     except UnicodeDecodeError as e:
         raise files.LoadError(f"{name} is neither an optimlab session nor JSON ({e})") from None
-    # the file's name in every refusal, and in a replayed step's failure
-    with specmod.in_file(name, (SpecError, files.LoadError, StepError, NonFinite)):
+    with specmod.in_file(name, (SpecError, files.LoadError)):
         doc = specmod.parse_json(text, name)
         read, journal = specmod.read_document(doc, name)
-        blobs = decode_blobs(read.blobs or {})
-        blobs.pop(CURVES_BLOB, None)  # a recovery file's curves: core.edits.reopen_recovery reads them
+        return doc, read, journal, decode_blobs(read.blobs or {})
+
+
+def json_session(read, journal, blobs: dict, name: str, base) -> Session:
+    """The session a .json document describes, replayed to where it stood (``name`` in every
+    refusal, and in a replayed step's failure)."""
+    blobs = {k: v for k, v in blobs.items() if k != CURVES_BLOB}  # a recovery file's: not the session's data
+    with specmod.in_file(name, (SpecError, files.LoadError, StepError, NonFinite)):
         s = Session(trust.with_base(read.spec, base), journal, blobs=blobs)
         if read.position is not None:
             s.goto(read.position.step, index=read.position.index)
