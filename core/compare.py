@@ -30,6 +30,7 @@ The comparison has what a runner asks of a session (``advance``, ``flush``, ``ru
 """
 from __future__ import annotations
 
+import os
 from collections import deque
 from contextlib import contextmanager
 
@@ -38,11 +39,11 @@ import time
 import numpy as np
 import torch
 
-from . import catalogue
+from . import catalogue, compare_pool
 # the configurations (core.compare_config), importable from here as before
 from .compare_config import RunSpec, check_same_problem, config_run, config_spec, describe, hparams_from_text
 from .compare_frame import CompareHistory, ComparisonFrame, RunFrame
-from .compare_watch import CrossWatch
+from .compare_watch import CrossWatch, flat
 from .observe import View, make_snapshot
 from .observer import MEASURE_BUDGET, Hit
 from .session import Session
@@ -54,7 +55,17 @@ RUN_BUDGET = 64 * 2 ** 20  # checkpoint memory of each run (a comparison is not 
 TURN_STEPS = 32  # at most this many steps each run takes in a row (advance_many)
 KEEP_BYTES = 64 * 2 ** 20  # a turn keeps the runs' parameters at this much at most for the cross-run series
 HISTORY_EVERY = 0.25  # seconds: a running comparison's frames carry curves at most this old
+POOL_TURN_STEPS = 64  # a turn's length when the runs step in processes of their own (no caches shared)
 _EMPTY = History.empty()
+# Runs in processes of their own (core.compare_pool): "1" always where usable, "0" never, else
+# where PROCESSES_AUTO is set (the app's runner processes set it: a comparison made in a test or a
+# script steps in its own process unless asked)
+PROCESSES = os.environ.get("OPTIMLAB_COMPARE_PROCESSES", "").strip()
+PROCESSES_AUTO = False
+
+
+def processes_wanted() -> bool:
+    return PROCESSES == "1" or (PROCESSES != "0" and PROCESSES_AUTO)
 
 
 def seeds_globally(spec: SessionSpec) -> bool:
@@ -88,6 +99,26 @@ class Run:
         self.rng = rng  # its own global generators' states (see draws_globally), else None
         self.acted = False  # a replayed action changed something since the last step
         self.source = None  # the RunSpec it was made from (None: opened from a file)
+        self.remote = False  # its session lives in a process of its own (core.compare_pool)
+        self.spec0 = self.numel0 = self.blobs0 = None  # what stays known here when it does
+        self.shared_bytes = 0
+        self.next_at: int | None = None  # the step of its next branch action (remote)
+        self.rebuild: RunSpec | None = None  # what builds it again should its process end
+
+    def send_away(self, pool) -> None:
+        """Move this run's session to a process of its own; keep here what does not change."""
+        s = self.session
+        self.spec0, self.numel0, self.blobs0 = s.spec, s.numel(), s.timeline.blobs
+        if self.source is None:  # opened from a file: its journal says how to build it again
+            from .compare_recovery import run_source
+            self.rebuild = run_source(self)
+        else:
+            self.rebuild = self.source
+        self.shared_bytes = sum(p.numel() * p.element_size() for p in shared_params(self))
+        self.next_at = next_action(self)
+        pool.start(self)
+        self.remote = True
+        self.session = compare_pool.Elsewhere(self.label)
 
     @property
     def step_count(self) -> int:
@@ -162,6 +193,17 @@ class Run:
         return None
 
 
+def shared_params(run: Run) -> list[torch.Tensor]:
+    """The parameters every run has (the problem's own; not those a branch added)."""
+    e = run.session.engine
+    added = {t.name for t in e.added_tensors()}
+    return [e.params[n] for n in e.names if n not in added]
+
+
+def next_action(run: Run) -> int | None:
+    return run.script[0][0] if run.script else None
+
+
 def _sets_rng(session: Session) -> bool:
     """Building it set torch's generator: the checkpoint it resumes carries one."""
     r = session.spec.resume
@@ -182,7 +224,10 @@ class _Observers:
 
     def reset_budget(self) -> None:
         for r in self._c.runs:
-            r.session.observer.reset_budget()
+            if r.remote:
+                self._c._reset = True  # with the next turn
+            else:
+                r.session.observer.reset_budget()
         self._c.watch.reset_budget()
 
     @property
@@ -192,7 +237,10 @@ class _Observers:
     @force_next.setter
     def force_next(self, on: bool) -> None:
         for r in self._c.runs:
-            r.session.observer.force_next = on
+            if r.remote:
+                self._c._force = on  # with the next turn
+            else:
+                r.session.observer.force_next = on
         self._c.watch.force_next = on
 
 
@@ -217,34 +265,50 @@ class Comparison:
         self._hist_at = 0.0
         self._hist_ids: tuple = ()  # the runs the last history was read from
         self.view = View()  # the tensors whose values frames carry (the window: the one it shows)
-        self._pool = {k: v for rs in runs for k, v in rs.blobs.items()}  # checkpoint data runs share
+        self._blob_pool = {k: v for rs in runs for k, v in rs.blobs.items()}  # checkpoint data runs share
+        self._init_processes()
         for rs in runs:
             self._check(rs)
             self.runs.append(self._make(rs, joined=self._step))
         self._share_budgets()
+
+    def _init_processes(self) -> None:
+        self.processes = processes_wanted()  # step the runs in processes of their own where usable
+        self._workers: compare_pool.Pool | None = None
+        self._force = self._reset = self._hold = False
+        self._views: dict = {}  # run id -> the last history view its process sent
 
     def _share_budgets(self) -> None:
         """Each run's observer measures, and its session checkpoints, within its share of the
         time: its clock runs while the other runs step too, so a whole share each would spend
         n times what the same runs made alone spend."""
         for r in self.runs:
-            r.session.observer._budget.fraction = MEASURE_BUDGET / len(self.runs)
-            r.session.time_share = 1.0 / len(self.runs)
+            if not r.remote:
+                _w_share(r, len(self.runs))
+        if self._workers is not None:
+            self._workers.ask({r.id: (_w_share, (len(self.runs),)) for r in self.runs if r.remote})
 
     @property
     def hold_checkpoints(self) -> bool:
         """The runs' sessions leave their checkpoints to the runner (``Session.hold_checkpoints``)."""
-        return all(r.session.hold_checkpoints for r in self.runs)
+        return all(self._hold if r.remote else r.session.hold_checkpoints for r in self.runs)
 
     @hold_checkpoints.setter
     def hold_checkpoints(self, on: bool) -> None:
+        self._hold = on
         for r in self.runs:
-            r.session.hold_checkpoints = on
+            if not r.remote:
+                r.session.hold_checkpoints = on
+        if self._workers is not None:
+            self._workers.ask({r.id: (_w_hold, (on,)) for r in self.runs if r.remote})
 
     def checkpoint_if_due(self) -> None:
         """Each run's held checkpoint, if due: together, with the runner's flush and frame."""
         for r in self.runs:
-            r.session.checkpoint_if_due()
+            if not r.remote:
+                r.session.checkpoint_if_due()
+        if self._workers is not None:
+            self._workers.ask({r.id: (_w_checkpoint_if_due, ()) for r in self.runs if r.remote})
 
     @classmethod
     def restore(cls, runs: list[Run], step: int, watch: CrossWatch, next_id: int) -> "Comparison":
@@ -253,8 +317,9 @@ class Comparison:
         c.budget, c.runs, c.watch, c._step, c._next_id = RUN_BUDGET, list(runs), watch, step, next_id
         c.observer, c.last_hit, c._hist, c._hist_at, c._hist_ids = _Observers(c), None, None, 0.0, ()
         c.view = View()
-        c._pool = {}
+        c._blob_pool = {}
         c._rng0 = torch.random.get_rng_state()
+        c._init_processes()
         c._share_budgets()
         return c
 
@@ -267,10 +332,11 @@ class Comparison:
     @property
     def spec(self) -> SessionSpec:
         """The first run's spec (the problem every run shares)."""
-        return self.runs[0].session.spec
+        r = self.runs[0]
+        return r.spec0 if r.remote else r.session.spec
 
     def numel(self) -> int:
-        return max(r.session.numel() for r in self.runs)
+        return max(r.numel0 if r.remote else r.session.numel() for r in self.runs)
 
     def active(self) -> list[Run]:
         return [r for r in self.runs if not r.halted]
@@ -297,7 +363,8 @@ class Comparison:
     def config(self, optimizer: str, hparams: dict, scheduler: SchedulerSpec | None) -> RunSpec:
         """A configuration on this comparison's problem (``config_run``, with the checkpoint's
         data the runs hold)."""
-        return config_run(self.spec, optimizer, hparams, scheduler, self.runs[0].session.timeline.blobs)
+        r = self.runs[0]
+        return config_run(self.spec, optimizer, hparams, scheduler, r.blobs0 if r.remote else r.session.timeline.blobs)
 
     def _checkpoint_data(self, rs: RunSpec) -> dict:
         """``rs``'s blobs with the checkpoint data its spec resumes (a configuration made from the
@@ -305,18 +372,23 @@ class Comparison:
         r = rs.spec.resume
         if r is None or r.blob in rs.blobs:
             return rs.blobs
-        for source in [self._pool] + [x.session.timeline.blobs for x in self.runs]:
+        for source in [self._blob_pool] + [x.blobs0 if x.remote else x.session.timeline.blobs for x in self.runs]:
             if r.blob in source:
                 return {**rs.blobs, r.blob: source[r.blob]}
         return rs.blobs  # the session refuses it in one sentence
 
-    def _make(self, rs: RunSpec, joined: int = 0) -> Run:
+    def _session_of(self, rs: RunSpec) -> tuple[Session, tuple | None]:
+        """A run's session at the runs' first step, and its own global generators' states (or None)."""
         saved = global_rngs()
         session = Session(rs.spec, blobs=self._checkpoint_data(rs), budget=self.budget)
         rng = None
         if draws_globally(rs.spec):  # from where a session alone would start drawing
             rng = global_rngs() if seeds_globally(rs.spec) or _sets_rng(session) else (self._rng0.clone(), saved[1])
         set_global_rngs(saved)
+        return session, rng
+
+    def _make(self, rs: RunSpec, joined: int = 0) -> Run:
+        session, rng = self._session_of(rs)
         run = Run(self._next_id, self._label(rs.label or describe(rs.spec)), session, rs.script, joined, rng=rng)
         # what rebuilds it from the runs' first step (compare_edits.recovery_runs)
         run.source = RunSpec(run.label, rs.spec, tuple(rs.script), self._checkpoint_data(rs))
@@ -335,6 +407,9 @@ class Comparison:
         run.run_to(self._step)
         run.flush()
         self.runs.append(run)
+        if self._workers is not None:  # the others live in processes of their own: so does it
+            run.session.hold_checkpoints = self._hold
+            run.send_away(self._workers)
         self._share_budgets()
         self.watch.invalidate()
         return run
@@ -344,14 +419,139 @@ class Comparison:
             raise SpecError(f"A comparison needs at least {MIN_RUNS} configurations")
         run = self.get(run_id)
         self.runs.remove(run)
+        if run.remote:
+            self._workers.stop(run_id)
+            self._views.pop(run_id, None)
         self._share_budgets()
         self.watch.forget(run_id)
+
+    # ----- runs in processes of their own (core.compare_pool) -----
+
+    def in_run(self, run_id: int, fn, *args):
+        """``fn(run, *args)`` where run ``run_id``'s session lives (here, or its own process; there
+        ``fn`` must be a module-level function and the result picklable)."""
+        run = self.get(run_id)
+        if run.remote:
+            return self._workers.one(run_id, fn, *args)
+        return fn(run, *args)
+
+    def in_runs(self, requests: dict) -> dict:
+        """{run id: (fn, args)} -> {run id: fn(run, *args)}, each where the run lives (the runs
+        in processes of their own answering in parallel)."""
+        remote = {rid: req for rid, req in requests.items() if self.get(rid).remote}
+        out = self._workers.ask(remote) if remote else {}
+        out.update({rid: fn(self.get(rid), *args) for rid, (fn, args) in requests.items() if rid not in remote})
+        return {rid: out[rid] for rid in requests}
+
+    @property
+    def in_processes(self) -> bool:
+        """Whether the runs live in processes of their own (from the first step where usable)."""
+        return self._workers is not None
+
+    def _usable(self) -> bool:
+        """Stepping in processes of their own is safe and pays: a fork (Linux, macOS), two cores or
+        more, one torch thread (a forked child must not inherit an OpenMP team), CPU tensors (no
+        CUDA context may be forked)."""
+        if not hasattr(os, "fork") or compare_pool.cores() < 2 or torch.get_num_threads() != 1:
+            return False
+        if sum(not r.halted for r in self.runs) < 2:
+            return False
+        return all(torch.device(r.session.engine.device).type == "cpu" for r in self.runs)
+
+    def _start_processes(self) -> bool:
+        if self._workers is not None:
+            return True
+        if not self.processes or not self._usable():
+            return False
+        self._workers = compare_pool.Pool(torch.get_num_threads())
+        try:
+            for r in self.runs:
+                r.send_away(self._workers)
+        except BaseException:
+            # a fork that failed (out of memory): the runs sent away so far are lost here
+            self._workers.close()
+            raise
+        return True
+
+    def _revive(self, run: Run, step: int) -> None:
+        """Run ``run``'s process ended (killed, out of memory): build it again from its
+        configuration and step it here to ``step`` (a run is the same run alone, so it stands as
+        it stood), then in a process of its own again."""
+        self._workers.stop(run.id)
+        run.session, run.rng = self._session_of(run.rebuild)
+        run.script, run.halted, run.remote, run.acted = deque(run.rebuild.script), "", False, False
+        run.replay_due()
+        run.run_to(step)
+        run.flush()
+        run.session.hold_checkpoints = self._hold
+        _w_share(run, len(self.runs))
+        self._views.pop(run.id, None)
+        run.send_away(self._workers)
+
+    def close(self) -> None:
+        """End the runs' processes (the comparison cannot step or answer after it)."""
+        if self._workers is not None:
+            self._workers.close()
+
+    def _turn(self, k: int) -> tuple[int, Hit | None]:
+        """``advance_many`` with the runs in their processes: each takes up to ``k`` steps at once,
+        in parallel; the same rules as a turn here (a run stopping at step s brings the others
+        that went further back to s; a branch action due ends the turn before it)."""
+        active = self.active()
+        if not active:
+            return 1, Hit(self._step, "every run has stopped", "every run has stopped")
+        k0 = self._step
+        k = min(k, POOL_TURN_STEPS)
+        for r in active:
+            if r.next_at is not None:
+                k = min(k, r.next_at - k0 - 1)
+        k = max(1, k)
+        per_point = 2 * len(active) * max(r.shared_bytes for r in active)
+        chosen, k = self.watch.plan(len(active), k0, k, KEEP_BYTES // max(1, per_point))
+        if len(active) < 2:
+            chosen = []
+        stands = frozenset(chosen) | {s - 1 for s in chosen}
+        force, reset, self._force, self._reset = self._force, self._reset, False, False
+        got, lost = self._workers.ask({r.id: (_w_turn, (k0 + k, stands, force, reset)) for r in active}, lost=True)
+        for rid, why in lost.items():  # its process ended: rebuilt here, it stops where the turn began
+            self._revive(self.get(rid), k0)
+            got[rid] = {"stopped": k0, "hit": Hit(k0, why, why), "kept": {}, "kept_s": 0.0, "acted": False,
+                        "next_at": self.get(rid).next_at, "halted": "", "step": k0}
+        end, first = k0 + k, None
+        stops = [(got[r.id]["stopped"], i) for i, r in enumerate(active) if got[r.id]["stopped"] is not None]
+        if stops:
+            end, i = min(stops)
+            first = got[active[i].id]["hit"]
+        back = {}
+        for r in active:
+            a = got[r.id]
+            if a["stopped"] is not None and a["stopped"] > end:  # it stopped later: in lockstep it
+                back[r.id] = (_w_back, (end, True))  # would not have got there (nor failed)
+            elif a["step"] > end:
+                back[r.id] = (_w_back, (end, False))
+        if back:
+            for rid, halted in self._workers.ask(back).items():
+                got[rid]["halted"] = halted
+        acted, spent = False, 0.0
+        for r in active:
+            a = got[r.id]
+            r.halted, r.next_at = a["halted"], a["next_at"]
+            acted = acted or a["acted"]
+            spent += a["kept_s"]
+        self._step = end
+        self.watch._budget.charge(spent)
+        self.watch.after_turn({r.id: got[r.id]["kept"] for r in active if got[r.id]["kept"]}, chosen, k0, end)
+        if acted:
+            self.watch.invalidate()
+        return end - k0, first
 
     # ----- stepping -----
 
     def advance(self) -> Hit | None:
         """One lockstep step of every run still stepping; the first breakpoint or failure, if any
         (that run halts there; the others took their step)."""
+        if self._start_processes():
+            return self._turn(1)[1]
         active = self.active()
         if not active:
             return Hit(self._step, "every run has stopped", "every run has stopped")
@@ -386,6 +586,8 @@ class Comparison:
         and the steps before them, measured when every run has taken its turn, so the floor's
         close points early in a run do not cut the turns short.
         Returns (steps taken, the first breakpoint or failure)."""
+        if self._start_processes():
+            return self._turn(k)
         active = self.active()
         k0 = self._step
         k = min(k, TURN_STEPS)
@@ -423,16 +625,18 @@ class Comparison:
         return end - k0, first
 
     def _shared(self, run: Run) -> list[torch.Tensor]:
-        """The parameters every run has (the problem's own; not those a branch added)."""
-        e = run.session.engine
-        added = {t.name for t in e.added_tensors()}
-        return [e.params[n] for n in e.names if n not in added]
+        return shared_params(run)
 
     def flush(self) -> Hit | None:
         """Read every pending measurement (a breakpoint found late on a GPU halts its run)."""
         first = None
+        remote = {r.id: (_w_flush, ()) for r in self.runs if r.remote}
+        got = self._workers.ask(remote) if remote else {}
         for r in self.runs:
-            hit = r.flush()
+            if r.remote:
+                hit, r.halted = got[r.id]
+            else:
+                hit = r.flush()
             if hit is not None and first is None:
                 first = hit
         self.watch.resolve()
@@ -468,12 +672,24 @@ class Comparison:
         pickling them (about 1 MB for 4 runs of 1,500 steps) cost most of a frame, and frames
         share a small time budget: curves at a few updates a second let the rest of the window
         (the step, the tensors) update several times as often."""
-        now = time.perf_counter()
-        ids = tuple(r.id for r in self.runs)
-        if not fresh and self._hist is not None and now - self._hist_at < HISTORY_EVERY and ids == self._hist_ids:
+        if not self._history_due(fresh):
             return self._hist
-        self._hist_at, self._hist_ids = now, ids
-        runs = tuple(r.session.history.view() for r in self.runs)
+        remote = {r.id: (_w_history, ()) for r in self.runs if r.remote}
+        return self._history_from(self._workers.ask(remote) if remote else {})
+
+    def _history_due(self, fresh: bool) -> bool:
+        ids = tuple(r.id for r in self.runs)
+        return fresh or self._hist is None or time.perf_counter() - self._hist_at >= HISTORY_EVERY or \
+            ids != self._hist_ids
+
+    def _history_from(self, sent: dict) -> CompareHistory:
+        """The history from every run's view (``sent``: the views the runs' processes sent, None
+        where unchanged)."""
+        self._hist_at, self._hist_ids = time.perf_counter(), tuple(r.id for r in self.runs)
+        for rid, v in sent.items():
+            if v is not None:
+                self._views[rid] = v
+        runs = tuple(self._views[r.id] if r.remote else r.session.history.view() for r in self.runs)
         cross = self.watch.view()
         old = self._hist
         if old is None or old.cross is not cross or len(old.runs) != len(runs) or \
@@ -485,15 +701,95 @@ class Comparison:
                    steps_per_second: float = 0.0) -> ComparisonFrame:
         """The frame the window draws: each run's snapshot (without curves; the values of the
         tensors ``view`` names, the others' shapes and statistics) and the history."""
-        runs = tuple(RunFrame(r.id, r.label, make_snapshot(r.session, seq, history=_EMPTY, running=running,
-                                                           view=self.view),
-                              r.halted, r.joined) for r in self.runs)
+        fresh = not running
+        if self._workers is None:
+            snaps = {r.id: make_snapshot(r.session, seq, history=_EMPTY, running=running, view=self.view)
+                     for r in self.runs}
+            history = self.history(fresh)
+        else:  # one question to every run's process: its snapshot, and its curves when due
+            want = self._history_due(fresh)
+            got = self._workers.ask({r.id: (_w_frame, (seq, running, self.view, want)) for r in self.runs if r.remote})
+            snaps = {rid: snap for rid, (snap, _) in got.items()}
+            for r in self.runs:
+                if not r.remote:
+                    snaps[r.id] = make_snapshot(r.session, seq, history=_EMPTY, running=running, view=self.view)
+            history = self._history_from({rid: v for rid, (_, v) in got.items()}) if want else self._hist
+        runs = tuple(RunFrame(r.id, r.label, snaps[r.id], r.halted, r.joined) for r in self.runs)
         g = self.spec.gradient
-        return ComparisonFrame(seq=seq, step=self._step, runs=runs, history=self.history(fresh=not running),
+        return ComparisonFrame(seq=seq, step=self._step, runs=runs, history=history,
                                running=running,
                                paused_reason=paused_reason, error=error, steps_per_second=steps_per_second,
                                objective=g.objective if g.kind == "objective" else None,
                                condition=float(g.condition), start=self.spec.start_step)
+
+
+# ----- what a run's own process does (core.compare_pool: fn(run, *args) there) -----
+
+def _w_share(run: Run, n: int) -> None:
+    run.session.observer._budget.fraction = MEASURE_BUDGET / n
+    run.session.time_share = 1.0 / n
+
+
+def _w_hold(run: Run, on: bool) -> None:
+    run.session.hold_checkpoints = on
+
+
+def _w_checkpoint_if_due(run: Run) -> None:
+    run.session.checkpoint_if_due()
+
+
+def _w_flush(run: Run) -> tuple:
+    return run.flush(), run.halted
+
+
+def _w_history(run: Run):
+    """The run's curves, or None when they are the ones sent last."""
+    v = run.session.history.view()
+    if getattr(run, "_sent_view", None) is v:
+        return None
+    run._sent_view = v
+    return v
+
+
+def _w_frame(run: Run, seq: int, running: bool, view, with_history: bool) -> tuple:
+    snap = make_snapshot(run.session, seq, history=_EMPTY, running=running, view=view)
+    return snap, (_w_history(run) if with_history else None)
+
+
+def _w_turn(run: Run, end: int, stands, force: bool, reset: bool) -> dict:
+    """This run's part of a turn: its steps up to lockstep step ``end`` (fewer if it stops), its
+    shared parameters copied at the steps in ``stands`` (CrossWatch.keep)."""
+    s = run.session
+    if reset:
+        s.observer.reset_budget()
+    if force:
+        s.observer.force_next = True
+    kept, spent, stopped, hit = {}, 0.0, None, None
+    if not run.halted:
+        at = s.step_count
+        if at in stands:
+            t0 = time.perf_counter()
+            kept[at] = flat(shared_params(run))
+            spent += time.perf_counter() - t0
+        for at in range(at + 1, end + 1):
+            hit = run.advance()
+            if hit is not None:
+                stopped = at
+                break
+            if at in stands:
+                t0 = time.perf_counter()
+                kept[at] = flat(shared_params(run))
+                spent += time.perf_counter() - t0
+    acted, run.acted = run.acted, False
+    return {"stopped": stopped, "hit": hit, "kept": kept, "kept_s": spent, "acted": acted,
+            "next_at": next_action(run), "halted": run.halted, "step": s.step_count}
+
+
+def _w_back(run: Run, step: int, force: bool) -> str:
+    run.session.back_to(step, force=force)
+    if force:
+        run.halted = ""
+    return run.halted
 
 
 __all__ = ["MIN_RUNS", "MAX_RUNS", "Comparison", "Run", "RunSpec", "check_same_problem", "config_run", "config_spec",

@@ -42,17 +42,23 @@ def steps_to_recover(c: Comparison) -> int:
 def explain_run(c: Comparison, run_id: int, tensor: str, index, step: int):
     """Run ``run_id``'s update of ``tensor[index]`` at ``step`` explained (``core.explain``), as the
     main window explains a session's: replayed on an engine of its own (the run does not move)."""
+    return c.in_run(run_id, _explain, tensor, tuple(index), step)
+
+
+def _explain(run, tensor: str, index: tuple, step: int):  # where the run lives (Comparison.in_run)
     from .explain import explain
-    run = c.get(run_id)
     with run.own_rng():
-        return explain(run.session, tensor, tuple(index), step)
+        return explain(run.session, tensor, index, step)
 
 
 def export_run(c: Comparison, run_id: int, path) -> list[str]:
     """Write run ``run_id`` as a plain PyTorch script (``core.export``: it reproduces the run, which
     is the same run alone, and checks its own result); returns the files written."""
+    return c.in_run(run_id, _export, path)
+
+
+def _export(run, path) -> list[str]:
     from .export import write_script
-    run = c.get(run_id)
     with run.own_rng():
         return [str(p) for p in write_script(run.session, path)]
 
@@ -99,7 +105,11 @@ def measure_skipped(c: Comparison, seconds: float | None = None) -> tuple[bool, 
 
 def exact_value(c: Comparison, run_id: int, name: str, which: str, index: tuple) -> float:
     """One element of a run's parameter, gradient or state tensor, exactly."""
-    return _exact(c.get(run_id).session, name, which, index)
+    return c.in_run(run_id, _exact_value, name, which, index)
+
+
+def _exact_value(run, name: str, which: str, index: tuple) -> float:
+    return _exact(run.session, name, which, index)
 
 
 def branch_run(session, branch: int) -> RunSpec:

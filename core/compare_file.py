@@ -67,14 +67,12 @@ def _member(run_id: int, version: int = VERSION) -> str:
 def pack(c: Comparison, folder=None) -> bytes:
     """The bytes of a .optimlab-compare file (``folder``: where it goes, for relative script paths)."""
     c.flush()
+    parts = {r.id: c.in_run(r.id, _run_parts, folder) for r in c.runs}
     doc = {"format": FORMAT, "version": VERSION, "step": c.step_count, "next_id": c._next_id, "runs": [
-        {"id": r.id, "label": r.label, "joined": r.joined, "halted": r.halted,
-         "script": [{"at": s0, **specmod.action_to_dict(a)} for s0, a in r.script]} for r in c.runs]}
-    docs, tensors = {}, {}
-    for r in c.runs:
-        with r.own_rng():  # the run's head state carries its own global RNG state
-            docs[r.id] = specmod.pretty_json(session_file.document(r.session, folder)).encode()
-            tensors[f"run{r.id}"] = timeline_file.timeline_tensors(r.session)
+        {"id": r.id, "label": r.label, "joined": r.joined, "halted": r.halted, "script": parts[r.id][0]}
+        for r in c.runs]}
+    docs = {rid: p[1] for rid, p in parts.items()}
+    tensors = {f"run{rid}": p[2] for rid, p in parts.items()}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
         z.writestr("comparison.json", specmod.pretty_json(doc).encode())
@@ -84,6 +82,16 @@ def pack(c: Comparison, folder=None) -> bytes:
         cross = {k: torch.from_numpy(np.asarray(v)) for k, v in c.watch.series.to_arrays().items()}
         z.writestr("cross.pt", files.to_bytes(cross))
     return buf.getvalue()
+
+
+def _run_parts(run: Run, folder) -> tuple:
+    """(Where the run lives: Comparison.in_run.) Its script to replay, session document and
+    timeline tensors."""
+    script = [{"at": s0, **specmod.action_to_dict(a)} for s0, a in run.script]
+    with run.own_rng():  # the run's head state carries its own global RNG state
+        text = specmod.pretty_json(session_file.document(run.session, folder)).encode()
+        tensors = timeline_file.timeline_tensors(run.session)
+    return script, text, tensors
 
 
 def share_twins(tree):

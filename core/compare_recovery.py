@@ -57,7 +57,7 @@ def run_source(run: Run) -> RunSpec:
 
 
 def recovery_runs(c: Comparison) -> tuple[RunSpec, ...]:
-    return tuple(run_source(r) for r in c.runs)
+    return tuple(r.source if r.source is not None else c.in_run(r.id, run_source) for r in c.runs)
 
 
 def to_json(runs, step: int) -> bytes:

@@ -200,6 +200,40 @@ def first_unmeasured_cross(s: SeriesSet, end: int) -> int | None:
     return _first_short([s.cols[n]["count"] for n in names], s.origin, s.width, s.n, end)
 
 
+def _run_skipped(run, seconds, cancelled=None) -> Remeasured:
+    """(Where a comparison's run lives: Comparison.in_run; ``cancelled`` stays behind.) Its own
+    skipped measurements."""
+    with generators_kept():
+        return _measure_skipped(run.session, seconds, cancelled or (lambda: False))
+
+
+def _cross_start(run, first: int) -> int | None:
+    """(Where the run lives.) A replayer of its branch from step ``first`` (kept on the run for
+    ``_cross_block``); the number of elements it compares, or None if its branch ends before."""
+    tl = run.session.timeline
+    if tl.branch.end_step < first:
+        run.cross_replay = None
+        return None
+    run.cross_replay = _Replayer(tl, tl.branch, first)
+    return run.cross_replay.shared().numel()
+
+
+def _cross_block(run, at: int, stop: int) -> dict:
+    """(Where the run lives.) Its replay's steps ``at + 1`` .. ``stop`` (to where it stopped): for
+    each, the shared parameters before and after."""
+    rep, out = run.cross_replay, {}
+    with generators_kept():
+        for s in range(at + 1, min(stop, rep.end) + 1):
+            b = rep.shared()
+            try:
+                rep.step()
+            except Exception:  # noqa: BLE001 - the step the run failed at: it stopped there
+                rep.end = s - 1
+                break
+            out[s] = (b, rep.shared())
+    return out
+
+
 class _Replayer:
     """Branch ``b`` of ``tl`` replayed from step ``first`` on an engine of its own, a step at a
     time (the actions recorded between two steps applied before the second)."""
@@ -245,7 +279,7 @@ def measure_comparison(c, seconds: float | None = None, cancelled=lambda: False)
         first_any = 0
         for r in c.runs:
             left = None if seconds is None else max(0.0, deadline - time.perf_counter())
-            got = _measure_skipped(r.session, left, cancelled)
+            got = c.in_run(r.id, _run_skipped, left, None if r.remote else cancelled)
             first_any = first_any or got.first
             if not got.done:
                 return Remeasured(got.first, got.last, time.perf_counter() - t0, got.end)
@@ -271,10 +305,10 @@ def _measure_cross(c, deadline: float, cancelled) -> Remeasured:
         return Remeasured(0, 0, 0.0)
     t0 = time.perf_counter()
     width = w.series.width
-    reps = {r.id: _Replayer(r.session.timeline, r.session.timeline.branch, first) for r in c.runs
-            if r.session.timeline.branch.end_step >= first}
+    sizes = c.in_runs({r.id: (_cross_start, (first,)) for r in c.runs})  # each run replays where it lives
+    reps = [rid for rid, n in sizes.items() if n is not None]
     deadline = max(deadline, time.perf_counter())  # from where the engines stand (as in _measure_skipped)
-    numel = max((rep.shared().numel() for rep in reps.values()), default=1)
+    numel = max((sizes[rid] for rid in reps), default=1)
     block = max(width, min(CROSS_BLOCK, CROSS_KEEP // max(1, 8 * numel * len(reps))) // width * width)
     got = CrossWatch(origin=w.series.origin)
     got.series.width = width
@@ -284,16 +318,11 @@ def _measure_cross(c, deadline: float, cancelled) -> Remeasured:
         stop = min(end, at + block)
         before: dict = {}
         after: dict = {}
-        for rid, rep in reps.items():
-            for s in range(at + 1, min(stop, rep.end) + 1):
-                b = rep.shared()
-                try:
-                    rep.step()
-                except Exception:  # noqa: BLE001 - the step the run failed at: it stopped there
-                    rep.end = s - 1
-                    break
+        done = c.in_runs({rid: (_cross_block, (at, stop)) for rid in reps})
+        for rid in reps:
+            for s, (b, a) in done[rid].items():
                 before.setdefault(s, {})[rid] = b
-                after.setdefault(s, {})[rid] = rep.shared()
+                after.setdefault(s, {})[rid] = a
         for s in range(at + 1, stop + 1):
             got._last = before.get(s, {})
             got._measure(after.get(s, {}), s)

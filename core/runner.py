@@ -44,6 +44,12 @@ def frame_of(session, seq: int, **kw):
     return make(seq, **kw) if make is not None else make_snapshot(session, seq, **kw)
 
 
+def _close(session) -> None:
+    close = getattr(session, "close", None)  # a comparison whose runs live in processes of their own
+    if close is not None:
+        close()
+
+
 def frame_due(since: float, min_interval: float, budget: Budget, now: float, floor: bool) -> bool:
     """Whether a running frame is due ``since`` seconds after the last: no sooner than
     ``min_interval``, and within the frames' ``budget``; with ``floor`` (a session), a frame
@@ -156,6 +162,8 @@ class Runner(RunnerCommands):
         new = build(session, *args)
         if not hasattr(new, "advance"):
             raise TypeError(f"{getattr(build, '__name__', build)} returned {type(new).__name__}, not a Session")
+        if new is not session:
+            _close(session)  # a comparison's runs end their processes
         self._session = new
         if self._on_session is not None:
             self._on_session(new)
@@ -216,8 +224,11 @@ class Runner(RunnerCommands):
             if self._rate_limit > 0 and not self._wait_for_rate():
                 continue
             self._burst()
-        self._flush()
-        self._publish()
+        try:
+            self._flush()
+            self._publish()
+        finally:
+            _close(self._session)
 
     def _drain(self) -> bool:
         dirty = False

@@ -371,6 +371,9 @@ def _child_main(conn, data: bytes, max_hz: float, budget: float, trusted=()) -> 
     from .runner import Runner
     from .edits import blank
     gc_policy.freeze_loaded()  # torch's objects (the fork server's preload): no full collection walks them
+    from . import compare, compare_pool
+    compare.PROCESSES_AUTO = True  # a comparison here steps its runs in processes of their own
+    compare_pool.close_in_workers(conn.fileno())  # those see the window's pipe close with this process
     sender = _Sender(conn)
     # the session is unpacked on the runner thread, which steps it (see Runner)
     runner = Runner((lambda: session_file.unpack(data, "the session")) if data is not None else blank,
