@@ -100,6 +100,7 @@ class Run:
         self.acted = False  # a replayed action changed something since the last step
         self.source = None  # the RunSpec it was made from (None: opened from a file)
         self.remote = False  # its session lives in a process of its own (core.compare_pool)
+        self.at = 0  # its step (remote)
         self.spec0 = self.numel0 = self.blobs0 = None  # what stays known here when it does
         self.shared_bytes = 0
         self.next_at: int | None = None  # the step of its next branch action (remote)
@@ -108,7 +109,7 @@ class Run:
     def send_away(self, pool) -> None:
         """Move this run's session to a process of its own; keep here what does not change."""
         s = self.session
-        self.spec0, self.numel0, self.blobs0 = s.spec, s.numel(), s.timeline.blobs
+        self.spec0, self.numel0, self.blobs0, self.at = s.spec, s.numel(), s.timeline.blobs, s.step_count
         if self.source is None:  # opened from a file: its journal says how to build it again
             from .compare_recovery import run_source
             self.rebuild = run_source(self)
@@ -122,7 +123,7 @@ class Run:
 
     @property
     def step_count(self) -> int:
-        return self.session.step_count
+        return self.at if self.remote else self.session.step_count
 
     @contextmanager
     def own_rng(self):
@@ -531,11 +532,11 @@ class Comparison:
                 back[r.id] = (_w_back, (end, False))
         if back:
             for rid, halted in self._workers.ask(back).items():
-                got[rid]["halted"] = halted
+                got[rid]["halted"], got[rid]["step"] = halted, end
         acted, spent = False, 0.0
         for r in active:
             a = got[r.id]
-            r.halted, r.next_at = a["halted"], a["next_at"]
+            r.halted, r.next_at, r.at = a["halted"], a["next_at"], a["step"]
             acted = acted or a["acted"]
             spent += a["kept_s"]
         self._step = end

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from . import compare_file, schedulers
+from . import compare, compare_file, schedulers
 from .compare import Comparison, RunSpec
 from .compare_config import _top_level_split, config_run, hparams_from_text
 from .compare_table import COLUMNS, DEFAULT_COLUMNS, available, cell_at, parse_columns
@@ -119,16 +119,23 @@ def cmd_compare(args) -> int:
         out = args.output
     if args.output is not None:
         compare_file.files.save_target(args.output)  # a bad target is refused before stepping
-    c.run(args.steps)
-    measured = ""
-    if args.measure_every_step:
-        from .remeasure import measure_comparison
-        measured = measure_comparison(c).message
-    if out:
-        compare_file.save(c, out)
+    from .runner_process import _set_threads
+    c.processes = compare.PROCESSES != "0"  # the runs side by side, as the app steps them
+    _set_threads(c)  # the app's rule (one thread a run for a small problem in processes)
+    try:
+        c.run(args.steps)
+        measured = ""
+        if args.measure_every_step:
+            from .remeasure import measure_comparison
+            measured = measure_comparison(c).message
+        if out:
+            compare_file.save(c, out)
+        text = table(c, at, columns)
+    finally:
+        c.close()
     if measured:
         print(measured)
-    print(table(c, at, columns))
+    print(text)
     if c.last_hit is not None:
         print(c.last_hit.message)
     if out:

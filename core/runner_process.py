@@ -346,11 +346,17 @@ def threads_for(session) -> int:
     its cores with the window's drawing loses far more than the drawing's share: on 2 cores
     the MLP-sized case ran at 0.59x the bare loop with 2 threads and 0.88x with 1. A big
     tensor's ops are long enough that all cores win despite the window.
+
+    A small problem's comparison whose runs step in processes of their own (``core.compare_pool``)
+    gets one thread: its cores go to the runs side by side, and a forked process may only use
+    one OpenMP thread. Each run records the count it ran with (``Branch.threads``).
     """
     env = os.environ.get("OPTIMLAB_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
     cores = os.cpu_count() or 1
+    if cores > 1 and session.numel() <= SMALL_NUMEL and getattr(session, "processes", False):
+        return 1
     return cores if session.numel() > SMALL_NUMEL else max(1, cores - 1)
 
 
