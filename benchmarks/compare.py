@@ -13,10 +13,18 @@ spec, then only ``zero_grad``/``backward``/``step``), run one after another on o
 thread with the same torch thread count. The ratio is (the four bare loops' total seconds) /
 (the comparison's seconds), so 1.0 means lockstep costs nothing.
 
-Printed: the torch thread count of both sides, the median seconds of each side over
-``--pairs`` interleaved pairs (alternating which side goes first), the median ratio with its
-spread (min-max, IQR), the same ratio in CPU seconds of the stepping thread, frames per
-second, and whether every run of an (untimed) comparison ended torch.equal to its bare loop.
+With ``--process`` the comparison runs as the app runs it: each run in a process of its own
+(``core.compare_pool``), stepping side by side on the machine's cores, while the bare loops
+run one after another on one thread (what a user would otherwise do: one script after
+another). ``--sequential`` keeps the runs in the comparison's process (as before the twelfth
+session), one after another like the bare loops.
+
+Printed: the torch thread count of both sides, where the runs step, the median seconds of
+each side over ``--pairs`` interleaved pairs (alternating which side goes first), the median
+ratio with its spread (min-max, IQR), the same ratio in CPU seconds (the bare loops' thread
+against the comparison's stepping thread plus the runs' processes: below 1 is the price of
+the frames, measuring and processes), frames per second, and whether every run of an
+(untimed) comparison ended torch.equal to its bare loop.
 """
 from __future__ import annotations
 
@@ -33,12 +41,12 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 import torch  # noqa: E402
 
-from core import compare_edits  # noqa: E402
+from core import compare as compare_mod, compare_edits  # noqa: E402
 from core.compare import Comparison, RunSpec, config_spec  # noqa: E402
 from core.runner import Runner  # noqa: E402
 from core.runner_process import ProcessRunner, threads_for  # noqa: E402
 from core.spec import SchedulerSpec  # noqa: E402
-from harness import POLL, SNAPSHOT_HZ, bare_loop, case, ratio_summary, runner_threads, thread_cpu  # noqa: E402
+from harness import POLL, SNAPSHOT_HZ, bare_loop, case, ratio_summary, runner_threads  # noqa: E402
 
 CONFIGS = (("SGD", {"lr": 0.05, "momentum": 0.9}, None),
            ("Adam", {}, None),
@@ -55,9 +63,26 @@ def run_specs():
 @dataclass
 class Side:
     seconds: float
-    cpu: float  # CPU seconds of the stepping thread
+    cpu: float  # CPU seconds of the stepping thread (and of the runs' processes)
     threads: int
     frames_per_s: float = 0.0
+    processes: int = 0  # the runs' processes (0: they step in the comparison's process)
+
+
+def comparison_cpu(c) -> float:
+    """CPU seconds of the stepping thread and of the runs' processes."""
+    own = time.thread_time()
+    if getattr(c, "in_processes", False):
+        own += sum(c.in_runs({r.id: (process_cpu, ()) for r in c.runs}).values())
+    return own
+
+
+def process_cpu(run) -> float:
+    return time.process_time()
+
+
+def processes(c) -> int:
+    return len(c.runs) if getattr(c, "in_processes", False) else 0
 
 
 def bare_step(spec):
@@ -113,17 +138,18 @@ def time_comparison(runs, n: int, process: bool, threads: int) -> Side:
         r.call(compare_edits.set_view, [first]).result(60)
         _wait_step(r, 1)
         used = r.call(runner_threads).result(60)
+        procs = r.call(processes).result(60)
         start = r.latest().step
-        c0 = r.call(thread_cpu).result(60)
+        c0 = r.call(comparison_cpu).result(60)
         seqs = set()
         t0 = time.perf_counter()
         _wait_step(r, n, seqs)
         end = time.perf_counter()
-        cpu = r.call(thread_cpu).result(60) - c0
+        cpu = r.call(comparison_cpu).result(60) - c0
         assert r.latest().step == start + n
     finally:
         r.stop()
-    return Side(end - t0, cpu, used, len(seqs) / (end - t0))
+    return Side(end - t0, cpu, used, len(seqs) / (end - t0), procs)
 
 
 def first_tensor(comparison) -> str:
@@ -148,17 +174,37 @@ def _wait_step(r, n: int, seqs=None) -> None:
         time.sleep(POLL if f.step < goal - 50 else 0.001)
 
 
-def same_as_bare(runs, n: int) -> bool:
-    """Every run of a comparison (``n`` lockstep steps, untimed) torch.equal to its bare loop."""
-    c = Comparison(runs)
-    c.run(n)
-    for rs, run in zip(runs, c.runs):
+def same_as_bare(runs, n: int, process: bool) -> bool:
+    """Every run of a comparison (``n`` lockstep steps, untimed; in a runner process with
+    ``process``, its runs in processes of their own as there) torch.equal to its bare loop."""
+    if process:
+        r = ProcessRunner(None, max_hz=SNAPSHOT_HZ)
+        try:
+            r.replace(compare_edits.build, runs).result(300)
+            _wait_step(r, n)
+            got = r.call(params_of_runs).result(300)
+        finally:
+            r.stop()
+    else:
+        c = Comparison(runs)
+        c.run(n)
+        got = [params_of(run) for run in c.runs]
+    for rs, params in zip(runs, got):
         step, s = bare_step(rs.spec)
         for _ in range(n):
             step()
-        if not all(torch.equal(s.params[k], run.session.params[k]) for k in s.params):
+        if not all(torch.equal(s.params[k], params[k]) for k in s.params):
             return False
     return True
+
+
+def params_of(run) -> dict:
+    return {k: v.detach().clone() for k, v in run.session.params.items()}
+
+
+def params_of_runs(c) -> list:
+    got = c.in_runs({r.id: (params_of, ()) for r in c.runs})
+    return [got[r.id] for r in c.runs]
 
 
 def main() -> None:
@@ -170,10 +216,16 @@ def main() -> None:
                     help="torch threads of both sides (default: this process's count; the runner process's rule "
                          "with --process)")
     ap.add_argument("--quick", action="store_true", help="300 steps, 3 pairs (a smoke run, noisy)")
+    ap.add_argument("--sequential", action="store_true",
+                    help="the runs one after another in the comparison's process (no processes of their own)")
     args = ap.parse_args()
+    if args.sequential:
+        os.environ["OPTIMLAB_COMPARE_PROCESSES"] = "0"  # read by the runner process at its start
+        compare_mod.PROCESSES = "0"
     n, pairs = (300, 3) if args.quick else (args.steps, args.pairs)
     runs = run_specs()
     c = Comparison(runs)
+    c.processes = args.process and not args.sequential  # as in the runner process (threads_for reads it)
     threads = args.threads or (threads_for(c) if args.process else torch.get_num_threads())
     if args.process and args.threads:
         os.environ["OPTIMLAB_THREADS"] = str(args.threads)  # the runner process's rule reads it
@@ -199,8 +251,11 @@ def main() -> None:
           f"bare {med(b.seconds for b in bare):.2f} s ({4 * n / med(b.seconds for b in bare):.0f} steps/s); "
           f"lockstep {med(c.seconds for c in comp):.2f} s ({4 * n / med(c.seconds for c in comp):.0f} run-steps/s)")
     print(f"ratio bare/lockstep (target >= 0.9): {ratio_summary(ratios)}")
+    procs = {c.processes for c in comp}
+    print(f"runs stepped in {'/'.join(map(str, sorted(procs)))} processes of their own" if procs != {0}
+          else "runs stepped one after another in the comparison's process")
     print(f"cpu ratio: {ratio_summary(cpu)}; frames/s {med(c.frames_per_s for c in comp):.1f}")
-    print(f"every run torch.equal to its bare loop ({min(n, 300)} steps): {'yes' if same_as_bare(runs, min(n, 300)) else 'NO'}")
+    print(f"every run torch.equal to its bare loop ({min(n, 300)} steps): {'yes' if same_as_bare(runs, min(n, 300), args.process) else 'NO'}")
 
 
 if __name__ == "__main__":
