@@ -18,6 +18,7 @@ from core.task_spec import TaskSpec
 
 from .test_compare import (COSINE, SCRIPT, STEP_LR, digits_base, equal_state, manual_base, rosenbrock_base,
                            specs_of)
+from .test_compare_runner import wait_for
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or compare_pool.cores() < 2,
                                 reason="runs in processes of their own need fork and two cores")
@@ -257,12 +258,12 @@ def test_the_runner_ends_the_runs_processes_with_the_comparison():
     try:
         r.replace(_build_in_processes, [RunSpec("", s) for s in specs_of("sgd-vs-adam-manual")]).result(30)
         r.step(40)
-        _wait(lambda: r.latest().step == 40 and not r.latest().running)
+        wait_for(lambda: r.latest().step == 40 and not r.latest().running)
         assert len(children() - before) == 2
         assert [x.snapshot.step for x in r.latest().runs] == [40, 40]
         assert r.call(compare_edits.recovery_runs).result(30)
         r.replace(compare_edits.build, [RunSpec("", s) for s in specs_of("sgd-vs-adam-manual")]).result(30)
-        _wait(lambda: children() <= before)
+        wait_for(lambda: children() <= before)
     finally:
         r.stop()
 
@@ -272,11 +273,3 @@ def _build_in_processes(current, runs):
     c.processes = True
     return c
 
-
-def _wait(cond, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError("timed out")
