@@ -105,6 +105,7 @@ class Run:
         self.shared_bytes = 0
         self.next_at: int | None = None  # the step of its next branch action (remote)
         self.rebuild: RunSpec | None = None  # what builds it again should its process end
+        self._sent_view = None  # the curves it last sent (_w_history)
 
     def send_away(self, pool) -> None:
         """Move this run's session to a process of its own; keep here what does not change."""
@@ -277,17 +278,13 @@ class Comparison:
         self.processes = processes_wanted()  # step the runs in processes of their own where usable
         self._workers: compare_pool.Pool | None = None
         self._force = self._reset = self._hold = False
-        self._views: dict = {}  # run id -> the last history view its process sent
+        self._views: dict = {}  # run id -> the last history view it sent (_w_history)
 
     def _share_budgets(self) -> None:
         """Each run's observer measures, and its session checkpoints, within its share of the
         time: its clock runs while the other runs step too, so a whole share each would spend
         n times what the same runs made alone spend."""
-        for r in self.runs:
-            if not r.remote:
-                _w_share(r, len(self.runs))
-        if self._workers is not None:
-            self._workers.ask({r.id: (_w_share, (len(self.runs),)) for r in self.runs if r.remote})
+        self.in_runs({r.id: (_w_share, (len(self.runs),)) for r in self.runs})
 
     @property
     def hold_checkpoints(self) -> bool:
@@ -297,19 +294,11 @@ class Comparison:
     @hold_checkpoints.setter
     def hold_checkpoints(self, on: bool) -> None:
         self._hold = on
-        for r in self.runs:
-            if not r.remote:
-                r.session.hold_checkpoints = on
-        if self._workers is not None:
-            self._workers.ask({r.id: (_w_hold, (on,)) for r in self.runs if r.remote})
+        self.in_runs({r.id: (_w_hold, (on,)) for r in self.runs})
 
     def checkpoint_if_due(self) -> None:
         """Each run's held checkpoint, if due: together, with the runner's flush and frame."""
-        for r in self.runs:
-            if not r.remote:
-                r.session.checkpoint_if_due()
-        if self._workers is not None:
-            self._workers.ask({r.id: (_w_checkpoint_if_due, ()) for r in self.runs if r.remote})
+        self.in_runs({r.id: (_w_checkpoint_if_due, ()) for r in self.runs})
 
     @classmethod
     def restore(cls, runs: list[Run], step: int, watch: CrossWatch, next_id: int) -> "Comparison":
@@ -487,6 +476,7 @@ class Comparison:
         run.session.hold_checkpoints = self._hold
         _w_share(run, len(self.runs))
         self._views.pop(run.id, None)
+        run._sent_view = None  # its new session's curves are sent whole
         run.send_away(self._workers)
 
     def close(self) -> None:
@@ -509,8 +499,6 @@ class Comparison:
         k = max(1, k)
         per_point = 2 * len(active) * max(r.shared_bytes for r in active)
         chosen, k = self.watch.plan(len(active), k0, k, KEEP_BYTES // max(1, per_point))
-        if len(active) < 2:
-            chosen = []
         stands = frozenset(chosen) | {s - 1 for s in chosen}
         force, reset, self._force, self._reset = self._force, self._reset, False, False
         got, lost = self._workers.ask({r.id: (_w_turn, (k0 + k, stands, force, reset)) for r in active}, lost=True)
@@ -631,13 +619,9 @@ class Comparison:
     def flush(self) -> Hit | None:
         """Read every pending measurement (a breakpoint found late on a GPU halts its run)."""
         first = None
-        remote = {r.id: (_w_flush, ()) for r in self.runs if r.remote}
-        got = self._workers.ask(remote) if remote else {}
+        got = self.in_runs({r.id: (_w_flush, ()) for r in self.runs})
         for r in self.runs:
-            if r.remote:
-                hit, r.halted = got[r.id]
-            else:
-                hit = r.flush()
+            hit, r.halted = got[r.id]
             if hit is not None and first is None:
                 first = hit
         self.watch.resolve()
@@ -675,8 +659,7 @@ class Comparison:
         (the step, the tensors) update several times as often."""
         if not self._history_due(fresh):
             return self._hist
-        remote = {r.id: (_w_history, ()) for r in self.runs if r.remote}
-        return self._history_from(self._workers.ask(remote) if remote else {})
+        return self._history_from(self.in_runs({r.id: (_w_history, ()) for r in self.runs}))
 
     def _history_due(self, fresh: bool) -> bool:
         ids = tuple(r.id for r in self.runs)
@@ -684,13 +667,13 @@ class Comparison:
             ids != self._hist_ids
 
     def _history_from(self, sent: dict) -> CompareHistory:
-        """The history from every run's view (``sent``: the views the runs' processes sent, None
-        where unchanged)."""
+        """The history from every run's view (``sent``: the views the runs sent, None where
+        unchanged: ``_w_history``)."""
         self._hist_at, self._hist_ids = time.perf_counter(), tuple(r.id for r in self.runs)
         for rid, v in sent.items():
             if v is not None:
                 self._views[rid] = v
-        runs = tuple(self._views[r.id] if r.remote else r.session.history.view() for r in self.runs)
+        runs = tuple(self._views[r.id] for r in self.runs)
         cross = self.watch.view()
         old = self._hist
         if old is None or old.cross is not cross or len(old.runs) != len(runs) or \
@@ -702,20 +685,10 @@ class Comparison:
                    steps_per_second: float = 0.0) -> ComparisonFrame:
         """The frame the window draws: each run's snapshot (without curves; the values of the
         tensors ``view`` names, the others' shapes and statistics) and the history."""
-        fresh = not running
-        if self._workers is None:
-            snaps = {r.id: make_snapshot(r.session, seq, history=_EMPTY, running=running, view=self.view)
-                     for r in self.runs}
-            history = self.history(fresh)
-        else:  # one question to every run's process: its snapshot, and its curves when due
-            want = self._history_due(fresh)
-            got = self._workers.ask({r.id: (_w_frame, (seq, running, self.view, want)) for r in self.runs if r.remote})
-            snaps = {rid: snap for rid, (snap, _) in got.items()}
-            for r in self.runs:
-                if not r.remote:
-                    snaps[r.id] = make_snapshot(r.session, seq, history=_EMPTY, running=running, view=self.view)
-            history = self._history_from({rid: v for rid, (_, v) in got.items()}) if want else self._hist
-        runs = tuple(RunFrame(r.id, r.label, snaps[r.id], r.halted, r.joined) for r in self.runs)
+        want = self._history_due(not running)  # one question to each run: its snapshot, its curves when due
+        got = self.in_runs({r.id: (_w_frame, (seq, running, self.view, want)) for r in self.runs})
+        history = self._history_from({rid: v for rid, (_, v) in got.items()}) if want else self._hist
+        runs = tuple(RunFrame(r.id, r.label, got[r.id][0], r.halted, r.joined) for r in self.runs)
         g = self.spec.gradient
         return ComparisonFrame(seq=seq, step=self._step, runs=runs, history=history,
                                running=running,
@@ -746,7 +719,7 @@ def _w_flush(run: Run) -> tuple:
 def _w_history(run: Run):
     """The run's curves, or None when they are the ones sent last."""
     v = run.session.history.view()
-    if getattr(run, "_sent_view", None) is v:
+    if run._sent_view is v:
         return None
     run._sent_view = v
     return v
@@ -765,24 +738,24 @@ def _w_turn(run: Run, end: int, stands, force: bool, reset: bool) -> dict:
         s.observer.reset_budget()
     if force:
         s.observer.force_next = True
-    kept, spent, stopped, hit = {}, 0.0, None, None
-    if not run.halted:
-        at = s.step_count
+    kept, spent, stopped, hit = {}, [0.0], None, None
+
+    def keep(at: int) -> None:
         if at in stands:
             t0 = time.perf_counter()
             kept[at] = flat(shared_params(run))
-            spent += time.perf_counter() - t0
-        for at in range(at + 1, end + 1):
+            spent[0] += time.perf_counter() - t0
+
+    if not run.halted:
+        keep(s.step_count)
+        for at in range(s.step_count + 1, end + 1):
             hit = run.advance()
             if hit is not None:
                 stopped = at
                 break
-            if at in stands:
-                t0 = time.perf_counter()
-                kept[at] = flat(shared_params(run))
-                spent += time.perf_counter() - t0
+            keep(at)
     acted, run.acted = run.acted, False
-    return {"stopped": stopped, "hit": hit, "kept": kept, "kept_s": spent, "acted": acted,
+    return {"stopped": stopped, "hit": hit, "kept": kept, "kept_s": spent[0], "acted": acted,
             "next_at": next_action(run), "halted": run.halted, "step": s.step_count}
 
 

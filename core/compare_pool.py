@@ -33,6 +33,7 @@ import pickle
 import signal
 import socket
 import sys
+import time
 import traceback
 from multiprocessing.connection import Connection
 
@@ -141,7 +142,6 @@ class Worker:
                 pid, _status = os.waitpid(self.pid, os.WNOHANG)
                 if pid:
                     break
-                import time
                 time.sleep(0.005)
             else:
                 os.kill(self.pid, signal.SIGKILL)

@@ -1,5 +1,6 @@
 """A comparison steps 2-6 runs in lockstep, and each run is bit for bit the same run made alone."""
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -187,16 +188,25 @@ def loss_fn(output, target):
 """
 
 
-def test_runs_whose_model_draws_from_the_global_rng_each_keep_their_own(tmp_path):
-    """pytorch#49593: dropout drawing from one shared generator would make lockstep runs differ
-    from the same runs made alone."""
+@contextmanager
+def dropout_specs(tmp_path):
+    """SGD and Adam on a trusted task script whose model has dropout (it draws from torch's
+    global generator)."""
     path = tmp_path / "dropout.py"
     path.write_text(SCRIPT)
     trust.trust_file(str(path))
     try:
         base = SessionSpec(zero_grad_each_step=True, gradient=GradientSpec("task", task=TaskSpec(
             kind="script", script=str(path), batch_size=16, eval_every=100, seed=2)))
-        specs = [config_spec(base, "SGD", {"lr": 0.01}, None), config_spec(base, "Adam", {}, None)]
+        yield [config_spec(base, "SGD", {"lr": 0.01}, None), config_spec(base, "Adam", {}, None)]
+    finally:
+        trust.forget()
+
+
+def test_runs_whose_model_draws_from_the_global_rng_each_keep_their_own(tmp_path):
+    """pytorch#49593: dropout drawing from one shared generator would make lockstep runs differ
+    from the same runs made alone."""
+    with dropout_specs(tmp_path) as specs:
         torch.manual_seed(11)
         c = Comparison([RunSpec("", s) for s in specs])
         c.run(8)
@@ -205,8 +215,6 @@ def test_runs_whose_model_draws_from_the_global_rng_each_keep_their_own(tmp_path
             alone = Session(spec)
             alone.run(8)
             assert same_run(run.session, alone), run.label
-    finally:
-        trust.forget()
 
 
 

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from core import compare_edits, compare_file, compare_pool, edits, trust
+from core import compare_edits, compare_file, compare_pool, edits
 from core.compare import Comparison, RunSpec, config_spec
 from core.runner import Runner
 from core.session import Session
 from core.spec import SetHparam, Step, ZeroGrad
-from core.task_spec import TaskSpec
 
-from .test_compare import (COSINE, SCRIPT, STEP_LR, digits_base, equal_state, manual_base, rosenbrock_base,
+from .test_compare import (COSINE, STEP_LR, digits_base, dropout_specs, equal_state, manual_base, rosenbrock_base,
                            specs_of)
 from .test_compare_runner import wait_for
 
@@ -178,14 +177,7 @@ def test_a_configuration_added_and_one_removed_mid_run():
 
 
 def test_runs_drawing_from_the_global_rng_keep_their_own_in_processes(tmp_path):
-    path = tmp_path / "dropout.py"
-    path.write_text(SCRIPT)
-    trust.trust_file(str(path))
-    try:
-        from core.spec import GradientSpec, SessionSpec
-        base = SessionSpec(zero_grad_each_step=True, gradient=GradientSpec("task", task=TaskSpec(
-            kind="script", script=str(path), batch_size=16, eval_every=100, seed=2)))
-        specs = [config_spec(base, "SGD", {"lr": 0.01}, None), config_spec(base, "Adam", {}, None)]
+    with dropout_specs(tmp_path) as specs:
         torch.manual_seed(11)
         c = in_processes([RunSpec("", s) for s in specs])
         try:
@@ -194,9 +186,6 @@ def test_runs_drawing_from_the_global_rng_keep_their_own_in_processes(tmp_path):
             assert all(equal_state(got, alone_state(spec, 40, seed=11)) for got, spec in zip(states(c), specs))
         finally:
             c.close()
-    finally:
-        trust.forget()
-
 
 def test_frames_saves_and_questions_are_answered_as_here(tmp_path):
     runs = [RunSpec("", s) for s in specs_of("digits-schedulers")]
