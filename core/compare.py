@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from contextlib import contextmanager
+from dataclasses import replace
 
 import time
 
@@ -279,6 +280,7 @@ class Comparison:
         self._workers: compare_pool.Pool | None = None
         self._force = self._reset = self._hold = False
         self._views: dict = {}  # run id -> the last history view it sent (_w_history)
+        self._ahead: dict = {}  # run id -> (step, view, snapshot, with curves) sent with its last turn
 
     def _share_budgets(self) -> None:
         """Each run's observer measures, and its session checkpoints, within its share of the
@@ -491,7 +493,7 @@ class Comparison:
         active = self.active()
         if not active:
             return 1, Hit(self._step, "every run has stopped", "every run has stopped")
-        k0 = self._step
+        k0, asked = self._step, k
         k = min(k, POOL_TURN_STEPS)
         for r in active:
             if r.next_at is not None:
@@ -501,7 +503,17 @@ class Comparison:
         chosen, k = self.watch.plan(len(active), k0, k, KEEP_BYTES // max(1, per_point))
         stands = frozenset(chosen) | {s - 1 for s in chosen}
         force, reset, self._force, self._reset = self._force, self._reset, False, False
-        got, lost = self._workers.ask({r.id: (_w_turn, (k0 + k, stands, force, reset)) for r in active}, lost=True)
+        # the last turn of what the runner asked is usually followed by a frame: each run sends its
+        # snapshot (and its curves when due) with its answer, made while slower runs still step
+        ahead = (self.view, self._history_due(False)) if k == asked else None
+        got, lost = self._workers.ask({r.id: (_w_turn, (k0 + k, stands, force, reset, ahead)) for r in active},
+                                      lost=True)
+        for rid, a in got.items():
+            if a.get("ahead") is not None:
+                snap, views = a["ahead"]
+                if views is not None:
+                    self._views[rid] = views
+                self._ahead[rid] = (a["step"], ahead[0], snap, ahead[1])
         for rid, why in lost.items():  # its process ended: rebuilt here, it stops where the turn began
             self._revive(self.get(rid), k0)
             got[rid] = {"stopped": k0, "hit": Hit(k0, why, why), "kept": {}, "kept_s": 0.0, "acted": False,
@@ -685,9 +697,14 @@ class Comparison:
                    steps_per_second: float = 0.0) -> ComparisonFrame:
         """The frame the window draws: each run's snapshot (without curves; the values of the
         tensors ``view`` names, the others' shapes and statistics) and the history."""
-        want = self._history_due(not running)  # one question to each run: its snapshot, its curves when due
-        got = self.in_runs({r.id: (_w_frame, (seq, running, self.view, want)) for r in self.runs})
+        want = self._history_due(not running)
+        ahead, self._ahead = (self._ahead if running else {}), {}
+        ready = {r.id: replace(a[2], seq=seq) for r in self.runs if (a := ahead.get(r.id)) is not None
+                 and a[0] == r.step_count and a[1] is self.view and (a[3] or not want)}
+        # one question to each other run: its snapshot, its curves when due
+        got = self.in_runs({r.id: (_w_frame, (seq, running, self.view, want)) for r in self.runs if r.id not in ready})
         history = self._history_from({rid: v for rid, (_, v) in got.items()}) if want else self._hist
+        got.update({rid: (snap, None) for rid, snap in ready.items()})
         runs = tuple(RunFrame(r.id, r.label, got[r.id][0], r.halted, r.joined) for r in self.runs)
         g = self.spec.gradient
         return ComparisonFrame(seq=seq, step=self._step, runs=runs, history=history,
@@ -730,9 +747,10 @@ def _w_frame(run: Run, seq: int, running: bool, view, with_history: bool) -> tup
     return snap, (_w_history(run) if with_history else None)
 
 
-def _w_turn(run: Run, end: int, stands, force: bool, reset: bool) -> dict:
+def _w_turn(run: Run, end: int, stands, force: bool, reset: bool, ahead=None) -> dict:
     """This run's part of a turn: its steps up to lockstep step ``end`` (fewer if it stops), its
-    shared parameters copied at the steps in ``stands`` (CrossWatch.keep)."""
+    shared parameters copied at the steps in ``stands`` (CrossWatch.keep); with ``ahead`` (view,
+    with curves), its running snapshot at the end (and its curves)."""
     s = run.session
     if reset:
         s.observer.reset_budget()
@@ -755,7 +773,11 @@ def _w_turn(run: Run, end: int, stands, force: bool, reset: bool) -> dict:
                 break
             keep(at)
     acted, run.acted = run.acted, False
-    return {"stopped": stopped, "hit": hit, "kept": kept, "kept_s": spent[0], "acted": acted,
+    if ahead is not None and hit is None:
+        ahead = _w_frame(run, 0, True, *ahead)
+    else:
+        ahead = None
+    return {"ahead": ahead, "stopped": stopped, "hit": hit, "kept": kept, "kept_s": spent[0], "acted": acted,
             "next_at": next_action(run), "halted": run.halted, "step": s.step_count}
 
 

@@ -262,3 +262,30 @@ def _build_in_processes(current, runs):
     c.processes = True
     return c
 
+
+
+def test_a_running_frame_after_a_turn_shows_what_asking_the_runs_shows():
+    """The last turn of what the runner asked brings each run's snapshot with its answer (made
+    while slower runs still step): the frame drawn from them is the one asking would give."""
+    import pickle
+    from dataclasses import replace
+    c = in_processes([RunSpec("", s) for s in specs_of("digits-schedulers")])
+    try:
+        c.run(20)
+        compare_edits.set_view(c, ["fc1.weight"])
+        took, _ = c.advance_many(8)
+        assert took == 8 and set(c._ahead) == {r.id for r in c.runs}
+        sent = c.make_frame(5, running=True)
+        assert not c._ahead  # used once
+        asked = c.make_frame(6, running=True)
+        assert [r.snapshot.seq for r in sent.runs] == [5] * 4 and sent.step == asked.step == 28
+        for a, b in zip(sent.runs, asked.runs):
+            assert pickle.dumps(replace(a.snapshot, seq=0)) == pickle.dumps(replace(b.snapshot, seq=0)), a.label
+        c.advance_many(8)
+        compare_edits.set_view(c, ["fc2.weight"])  # another tensor shown: what was sent does not show it
+        after, again = c.make_frame(7, running=True), c.make_frame(8, running=True)
+        assert after.step == 36
+        for a, b in zip(after.runs, again.runs):
+            assert pickle.dumps(replace(a.snapshot, seq=0)) == pickle.dumps(replace(b.snapshot, seq=0)), a.label
+    finally:
+        c.close()
