@@ -293,7 +293,8 @@ class CompareView(QTabWidget):
         self.frame = None
         self.slots: dict[int, int] = {}  # run id -> its colour slot (kept while the run stays)
         self._shown = None
-        self.currentChanged.connect(self._tell_shown)
+        self._drawn: dict = {}  # curves/pairs -> (the history, the labels) they last drew
+        self.currentChanged.connect(self._opened)
         self.tensors.tensor.currentTextChanged.connect(self._tell_shown)
 
     def shown(self) -> frozenset | None:
@@ -311,17 +312,34 @@ class CompareView(QTabWidget):
             self.shownChanged.emit(shown)
 
     def setFrame(self, frame) -> None:
-        old = self.frame
         self.frame = frame
-        order = self.slots = colour_slots(self.slots, [r.id for r in frame.runs])
-        labels = {r.id: r.label for r in frame.runs}
-        if old is None or old.history is not frame.history or [r.label for r in old.runs] != list(labels.values()):
-            self.curves.setRuns([(r.id, r.label) for r in frame.runs], frame.history.runs, order, live=frame.running)
-            self.pairs.setPairs(frame.history.cross, order, labels, live=frame.running)
-        self._draw_landscape(frame, order)
-        self.tensors.setFrame(frame)
-        self.table.setFrame(frame)
+        self.slots = colour_slots(self.slots, [r.id for r in frame.runs])
+        self._draw(frame)
         self._tell_shown()  # its tensor list may have been filled just now (without a signal)
+
+    def _opened(self, *_) -> None:
+        if self.frame is not None:
+            self._draw(self.frame)  # what it missed while another tab was open
+        self._tell_shown()
+
+    def _draw(self, frame) -> None:
+        """The open tab from ``frame`` (the others when they are opened: with four runs on the
+        Tensors tab, keeping the hidden curves up to date had cost the window more than the
+        heatmaps it showed), and the landscape's key (its grid is asked for once)."""
+        order, w = self.slots, self.currentWidget()
+        labels = {r.id: r.label for r in frame.runs}
+        last = self._drawn.get(w)
+        if w in (self.curves, self.pairs) and (last is None or last[0] is not frame.history or last[1] != labels):
+            self._drawn[w] = (frame.history, labels)
+            if w is self.curves:
+                self.curves.setRuns(list(labels.items()), frame.history.runs, order, live=frame.running)
+            else:
+                self.pairs.setPairs(frame.history.cross, order, labels, live=frame.running)
+        self._draw_landscape(frame, order)
+        if w is self.tensors:
+            self.tensors.setFrame(frame)
+        elif w is self.table:
+            self.table.setFrame(frame)
 
     def setLandscape(self, xs, ys, z) -> None:
         self.landscape.setLandscape(xs, ys, z)

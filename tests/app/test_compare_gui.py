@@ -57,6 +57,7 @@ def test_runs_are_overlaid_each_trajectory_drawn_and_their_numbers_equal_the_run
     w.step(25)
     qtbot.waitUntil(lambda: stands_at(w, 25))
     f = w.frame
+    w.view.setCurrentWidget(w.view.curves)  # a tab is drawn when it is open
     for rf, rs in zip(f.runs, runs):
         alone = Session(rs.spec)
         alone.run(25)
@@ -68,12 +69,15 @@ def test_runs_are_overlaid_each_trajectory_drawn_and_their_numbers_equal_the_run
         assert (px[0], py[0]) == tuple(alone.params["xy"].detach().double().numpy())
     assert w.view.curves.curve("lr", f.runs[0].id)[1][-1] == 0.01
     qtbot.waitUntil(lambda: w.view.landscape.isShowingMap())  # one map under both paths
+    w.view.setCurrentWidget(w.view.pairs)
     d, cos = w.view.pairs.distance.data((0, 1)), w.view.pairs.cosine.data((0, 1))
     assert d is not None and np.isfinite(d[1][-1]) and d[1][-1] > 0 and -1 <= cos[1][-1] <= 1
+    w.view.setCurrentWidget(w.view.tensors)
     w.view.tensors.which.setCurrentText("grad")
     assert [v.title.text() for v in w.view.tensors.views] == [f"{r.label} · xy grad" for r in f.runs]
     assert "steps/s" not in w.statusBar().currentMessage()  # a finished Step N has no rate (it said "0")
     assert w.statusBar().currentMessage().startswith("step 25 · 2 configurations · paused")
+    w.view.setCurrentWidget(w.view.table)
     w.view.table.steps.setText("10, 25")
     w.view.table.steps.editingFinished.emit()
     at10 = w.view.table.text(0, 0)
@@ -124,6 +128,7 @@ def test_a_configuration_added_mid_run_catches_up_and_is_drawn(compare_window, q
     alone = Session(config_spec(rosenbrock(), "RMSprop", {"lr": 0.001, "alpha": 0.9}, None))
     alone.run(10)
     assert np.array_equal(new.snapshot.tensor("xy").value.values, alone.params["xy"].detach().numpy())
+    w.view.setCurrentWidget(w.view.curves)
     qtbot.waitUntil(lambda: w.view.curves.curve("loss", new.id) is not None
                     and len(w.view.curves.curve("loss", new.id)[0]) == 10)
 
@@ -216,7 +221,11 @@ def test_a_removed_configuration_leaves_the_others_as_they_were_and_is_not_saved
     qtbot.waitUntil(lambda: len(w.frame.runs) == 2)
     assert [r.id for r in w.frame.runs] == [0, 2] and w.panel.runs.count() == 2
     assert w.view.slots == {0: colours[0], 2: colours[2]}  # each kept its colour
-    assert w.view.curves.curve("loss", 1) is None and set(w.view.pairs.distance.items) == {(0, 2)}
+    w.view.setCurrentWidget(w.view.curves)
+    assert w.view.curves.curve("loss", 1) is None
+    w.view.setCurrentWidget(w.view.pairs)
+    assert set(w.view.pairs.distance.items) == {(0, 2)}
+    w.view.setCurrentWidget(w.view.tensors)  # the frames carry its tensor's values
     w.step(5)
     qtbot.waitUntil(lambda: stands_at(w, 15))
     for rf, rs in zip(w.frame.runs, (runs[0], runs[2])):
@@ -261,6 +270,7 @@ def test_a_configuration_added_with_a_scheduler_equals_the_same_run_alone(compar
 
     # the table shows the quantities ticked: lr and the distance to the first run at step 9
     table = w.view.table
+    w.view.setCurrentWidget(table)
     for key, on in (("loss", False), ("val_accuracy", False), ("lr", True), ("distance", True)):
         table.columns[key].setChecked(on)
     table.steps.setText("9")
@@ -333,6 +343,7 @@ def test_a_resumed_session_compared_from_the_main_window_runs_every_configuratio
                 assert np.array_equal(shown.tensor(name).value.values, p.detach().numpy()), (i, name)
         assert w.frame.runs[2].snapshot.groups[0].hparams["lr"] == 0.002
         table = w.view.table  # its steps count from the checkpoint's: step 3 is before any run's first
+        w.view.setCurrentWidget(table)
         table.steps.setText("3, 9")
         table.steps.editingFinished.emit()
         heads = [table.header(c) for c in range(table.table.columnCount())]
@@ -590,3 +601,18 @@ def test_closing_an_unsaved_comparison_asks_and_cancel_keeps_it_open_with_the_ma
     qtbot.waitUntil(lambda: again.frame is not None and again.path == path)
     assert not again.dirty and again.windowTitle() == "optimlab · Compare — kept.optimlab-compare"
     assert again.close() and len(asked) == n  # nothing to ask
+
+
+def test_a_tab_opened_shows_the_last_frame_at_once(compare_window, qtbot):
+    """Only the open tab is drawn at each frame (the hidden curves had cost the window more than
+    the heatmaps shown); opening another draws it from the last frame, without waiting for one."""
+    w = compare_window(two_runs())
+    qtbot.waitUntil(lambda: w.frame is not None and w.base is not None, timeout=BUILD_MS)
+    w.step(12)
+    qtbot.waitUntil(lambda: stands_at(w, 12))
+    assert w.view.currentWidget() is w.view.tensors
+    assert w.view.curves.curve("loss", w.frame.runs[0].id) is None  # not drawn while hidden
+    w.view.setCurrentWidget(w.view.curves)
+    assert [len(w.view.curves.curve("loss", r.id)[0]) for r in w.frame.runs] == [12, 12]
+    w.view.setCurrentWidget(w.view.pairs)
+    assert set(w.view.pairs.distance.items) == {(0, 1)}
