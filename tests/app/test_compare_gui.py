@@ -73,8 +73,8 @@ def test_runs_are_overlaid_each_trajectory_drawn_and_their_numbers_equal_the_run
     d, cos = w.view.pairs.distance.data((0, 1)), w.view.pairs.cosine.data((0, 1))
     assert d is not None and np.isfinite(d[1][-1]) and d[1][-1] > 0 and -1 <= cos[1][-1] <= 1
     w.view.setCurrentWidget(w.view.tensors)
-    w.view.tensors.which.setCurrentText("grad")
-    assert [v.title.text() for v in w.view.tensors.views] == [f"{r.label} · xy grad" for r in f.runs]
+    w.view.tensors.which.setCurrentText("grad")  # drawn when the frame with its values comes
+    qtbot.waitUntil(lambda: [v.title.text() for v in w.view.tensors.views] == [f"{r.label} · xy grad" for r in f.runs])
     assert "steps/s" not in w.statusBar().currentMessage()  # a finished Step N has no rate (it said "0")
     assert w.statusBar().currentMessage().startswith("step 25 · 2 configurations · paused")
     w.view.setCurrentWidget(w.view.table)
