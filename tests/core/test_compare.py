@@ -103,14 +103,20 @@ def test_a_configuration_added_mid_run_catches_up_and_equals_the_run_alone():
     assert math.isnan(d02[0]) and math.isfinite(d02[-1])  # the late run's pairs start when it joined
 
 
-def test_a_promoted_branch_replays_its_edits_at_their_steps():
-    base = manual_base()
-    s = Session(config_spec(base, "SGD", {"lr": 0.1, "momentum": 0.9}, None))
+def edited_branch() -> tuple[Session, RunSpec]:
+    """A session whose branch steps 3, edits lr and zero_grad, steps 4; and the branch as a
+    configuration."""
+    s = Session(config_spec(manual_base(), "SGD", {"lr": 0.1, "momentum": 0.9}, None))
     s.apply(Step(3))
     s.apply(SetHparam(0, "lr", 0.02))
     s.apply(ZeroGrad(False))
     s.apply(Step(4))
-    rs = RunSpec.from_branch(s, s.timeline.current)
+    return s, RunSpec.from_branch(s, s.timeline.current)
+
+
+def test_a_promoted_branch_replays_its_edits_at_their_steps():
+    base = manual_base()
+    s, rs = edited_branch()
     assert [type(a) for _, a in rs.script] == [SetHparam, ZeroGrad]
     c = Comparison([rs, RunSpec("", config_spec(base, "Adam", {}, None))])
     c.run(7)

@@ -13,9 +13,8 @@ from core import compare_edits, compare_file, compare_pool, edits
 from core.compare import Comparison, RunSpec, config_spec
 from core.runner import Runner
 from core.session import Session
-from core.spec import SetHparam, Step, ZeroGrad
 
-from .test_compare import (COSINE, STEP_LR, digits_base, dropout_specs, equal_state, manual_base, rosenbrock_base,
+from .test_compare import (COSINE, STEP_LR, digits_base, dropout_specs, edited_branch, equal_state, manual_base, rosenbrock_base,
                            specs_of)
 from .test_compare_runner import wait_for
 
@@ -136,14 +135,8 @@ def test_a_diverging_run_stops_every_run_at_its_step_as_here():
 
 
 def test_a_promoted_branch_replays_its_edits_in_its_process():
-    base = manual_base()
-    s = Session(config_spec(base, "SGD", {"lr": 0.1, "momentum": 0.9}, None))
-    s.apply(Step(3))
-    s.apply(SetHparam(0, "lr", 0.02))
-    s.apply(ZeroGrad(False))
-    s.apply(Step(4))
-    rs = RunSpec.from_branch(s, s.timeline.current)
-    c = in_processes([rs, RunSpec("", config_spec(base, "Adam", {}, None))])
+    s, rs = edited_branch()
+    c = in_processes([rs, RunSpec("", config_spec(manual_base(), "Adam", {}, None))])
     try:
         c.run(10)
         s.run(3)
