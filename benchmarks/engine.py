@@ -12,8 +12,9 @@ load hardly moves; waits are not in it), the snapshots the runner published per 
 and whether the first pair ended on identical parameters (the same work on both sides).
 ``--ablate`` shows where the gap goes instead: interleaved rounds of the bare loop, the runner
 as shipped, and the runner without one thing each (frames at 1 a second instead of 40, no
-timeline checkpoints, no measuring) and without all three; ratios against the bare loop
-(medians of the rounds). See harness.py for how the sides are built (with ``--process`` the bare loop, too, runs in
+timeline checkpoints, no measuring) and without all three; then without frames too (only the
+last), and without the observer recording anything (not even the loss): what is left is the
+session's and the runner's own stepping. Ratios against the bare loop (medians of the rounds). See harness.py for how the sides are built (with ``--process`` the bare loop, too, runs in
 a runner process, on its runner thread).
 """
 from __future__ import annotations
@@ -116,7 +117,9 @@ def histograms(args) -> None:
 ABLATIONS = (("as shipped", None, harness.SNAPSHOT_HZ), ("frames 1/s", None, 1.0),
              ("no checkpoints", harness.checkpoints_off, harness.SNAPSHOT_HZ),
              ("no measuring", harness.measuring_off, harness.SNAPSHOT_HZ),
-             ("none of the three", harness.none_of_them, 1.0))
+             ("none of the three", harness.none_of_them, 1.0),
+             ("nor frames", harness.none_of_them, 0.01),
+             ("nor recording", harness.not_recording, 0.01))
 
 
 def ablate(args) -> None:

@@ -207,14 +207,27 @@ def checkpoints_off(session) -> None:
 
 
 def measuring_off(session) -> None:
-    """Runner function (ablation): no norms or histograms measured (the loss still is)."""
+    """Runner function (ablation): no norms or histograms measured (the loss still is): neither
+    the time budget's nor the floor's (its early points had a 50 ms allowance of their own)."""
     session.observer._budget.fraction = 1e-12
+    session.observer._floor_due = _never
 
 
 def none_of_them(session) -> None:
     """Runner function (ablation): neither checkpoints nor measuring (frames are the caller's)."""
     checkpoints_off(session)
     measuring_off(session)
+
+
+def not_recording(session) -> None:
+    """Runner function (ablation): none of the three, and the observer records nothing (not even
+    the loss): what is left is the session's and the runner's own stepping."""
+    none_of_them(session)
+    session.observer.recording = False
+
+
+def _never(now: float) -> bool:
+    return False
 
 
 def _nothing() -> None:
