@@ -22,6 +22,7 @@ from widgets.curve_layers import BranchOverlays, Envelope
 from widgets.held_ranges import HeldRanges
 from widgets.curves_export import CurvesExport
 from widgets.pg_setup import SameWidth, cache_axes, compact_ticks, configure
+from widgets.reset_view import ResetView
 from widgets.wheel_guard import guard
 
 configure()
@@ -196,6 +197,10 @@ class CurvesView(CurvesExport, QWidget):
             note.setVisible(False)
             vb.sigResized.connect(lambda vb, note=note: note.setPos(vb.width() - 2, 0))
             self.zeroNotes[name] = note
+        self.resetButton = ResetView(self.graphics, self.fitAll, tip="Back to every step and value (the wheel "
+                                     "zooms a plot, drag pans it; the steps move together)")
+        for plot in self.plots.values():
+            self.resetButton.watch(plot.getViewBox())
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.graphics.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self.smoothing.valueChanged.connect(self._on_smoothing)
@@ -456,6 +461,12 @@ class CurvesView(CurvesExport, QWidget):
     def _on_log(self, _on: bool = False) -> None:
         for name, plot in self.plots.items():
             plot.setLogMode(x=self.logX.isChecked(), y=self._log_y(name))
+        self.fitAll()
+
+    def fitAll(self) -> None:
+        """Every plot framed on its data again, following the run (after a zoom or a pan, which
+        pyqtgraph keeps: it turns the view's auto-range off)."""
+        self.resetButton.hide()
         self._forced_x = False
         self._forced_y.clear()
         self._held.clear()

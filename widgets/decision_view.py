@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QLabel, QStackedLayout, QVBoxLayout, QWidget
 from core.snapshot import Decision
 from widgets.landscape import contour_segments
 from widgets.pg_setup import configure, map_plot
+from widgets.reset_view import ResetView
 from widgets.tensor_view import to_uint8
 
 configure()
@@ -84,12 +85,18 @@ class DecisionView(QWidget):
         self.legend = QLabel()
         self.hover = QLabel()
         self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # two lines, always: one long hover line had widened the dock (and the window's other
+        # panels with it) as the mouse moved over the map; wrapping in a fixed height moves nothing
+        self.hover.setWordWrap(True)
+        self.hover.setMinimumHeight(2 * self.hover.fontMetrics().lineSpacing())
         page = QWidget()
         lay = QVBoxLayout(page)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.legend)
+        self.resetButton = ResetView(self.plot, self.resetView, tip="Back to the whole plane (the wheel zooms, drag pans)")
+        self.resetButton.watch(pi.getViewBox())
         lay.addWidget(self.hover)
 
         self.placeholder = QLabel(PLACEHOLDER)
@@ -114,6 +121,7 @@ class DecisionView(QWidget):
         if d is None:
             self._d = None
             self._extent = None
+            self.resetButton.hide()
             self.image.clear()
             self.boundary.setData([], [])
             self.scatter.setData([], [])
@@ -147,8 +155,15 @@ class DecisionView(QWidget):
             w, h = abs(dx) * len(xs), abs(dy) * len(ys)
             pi = self.plot.getPlotItem()
             pi.setAspectLocked(max(w, h) / min(w, h) <= MAX_ASPECT, ratio=1)
-            pi.getViewBox().setRange(xRange=sorted(extent[:2]), yRange=sorted(extent[2:]),
-                                     padding=0.02)
+            self.resetView()
+
+    def resetView(self) -> None:
+        """Frame the whole plane of the grid again (after a zoom or a pan)."""
+        self.resetButton.hide()
+        extent = self._extent
+        if extent is not None:
+            self.plot.getPlotItem().getViewBox().setRange(xRange=sorted(extent[:2]), yRange=sorted(extent[2:]),
+                                                          padding=0.02)
 
     def setValidationPoints(self, points: np.ndarray | None, labels: np.ndarray | None) -> None:
         """Draw validation points ``(n, 2)`` as hollow rings coloured by ``labels``."""

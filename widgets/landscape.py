@@ -12,6 +12,7 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QLabel, QStackedLayout, QVBoxLayout, QWidget
 
 from widgets.pg_setup import configure, map_plot
+from widgets.reset_view import ResetView
 from widgets.tensor_view import lut, to_uint8
 
 configure()
@@ -101,11 +102,17 @@ class LandscapeView(QWidget):
         self.plot.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self.hover = QLabel(self)
         self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # two lines, always: one long hover line had widened the dock (and the window's other
+        # panels with it) as the mouse moved over the map; wrapping in a fixed height moves nothing
+        self.hover.setWordWrap(True)
+        self.hover.setMinimumHeight(2 * self.hover.fontMetrics().lineSpacing())
         page = QWidget()
         lay = QVBoxLayout(page)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
         lay.addWidget(self.plot, 1)
+        self.resetButton = ResetView(self.plot, self.resetView, tip="Back to the whole map (the wheel zooms, drag pans)")
+        self.resetButton.watch(pi.getViewBox())
         lay.addWidget(self.hover)
         self.message = QLabel()
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -151,8 +158,14 @@ class LandscapeView(QWidget):
         w, h = abs(dx) * len(xs), abs(dy) * len(ys)
         pi = self.plot.getPlotItem()
         pi.setAspectLocked(max(w, h) / min(w, h) <= MAX_ASPECT, ratio=1)
-        pi.getViewBox().setRange(xRange=(xs.min(), xs.max()), yRange=(ys.min(), ys.max()),
-                                 padding=0.02)
+        self.resetView()
+
+    def resetView(self) -> None:
+        """Frame the whole map again (after a zoom or a pan)."""
+        self.resetButton.hide()
+        if self._xs is not None:
+            self.plot.getPlotItem().getViewBox().setRange(
+                xRange=(self._xs.min(), self._xs.max()), yRange=(self._ys.min(), self._ys.max()), padding=0.02)
 
     def setMessage(self, text: str) -> None:
         """Show ``text`` instead of the map and forget the map (it belonged to another objective)."""
@@ -161,6 +174,7 @@ class LandscapeView(QWidget):
         self.contours.setData([], [])
         self.minimum.setData([], [])
         self.setPath(None)
+        self.resetButton.hide()
         self.message.setText(text)
         self._stack.setCurrentIndex(1)
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QFontMetricsF
 
 from core.snapshot import History
 from widgets.curves import CurvesView
 
-from .keys import shown
+from .keys import shown, wheel
 
 
 def history(n: int = 50, groups: int = 2) -> History:
@@ -358,3 +358,28 @@ def test_a_ratio_that_rounds_to_zero_is_noted_on_its_log_axis_not_silently_ended
     r1[30:] = 0.0  # both groups at 0: since the later of their steps
     curves.setHistory(History(h.step, h.loss, h.grad_norm, h.update_norm, h.lr, update_ratio=(r0, r1)))
     assert note.toPlainText() == "groups 0, 1: 0 since step 30"
+
+
+def test_a_wheel_zoom_over_the_curves_has_a_way_back(curves, qtbot):
+    """The wheel zooms a row (its steps move every row); the plots have no pyqtgraph button or
+    menu, so "reset view" appears and frames every step and value again, following the run."""
+    curves.setHistory(history(n=100))
+    vb = curves.plots["loss"].getViewBox()
+    qtbot.waitUntil(lambda: 99 <= vb.viewRange()[0][1] < 110)
+    assert not curves.resetButton.isOffered()
+    port = curves.graphics.viewport()
+    centre = curves.graphics.mapFromScene(vb.sceneBoundingRect().center())
+    wheel(qtbot, port, centre, -120 * 4)  # out: steps far past the data, below 0 too
+    qtbot.waitUntil(curves.resetButton.isVisible)
+    zoomed = vb.viewRange()[0]
+    assert zoomed[1] - zoomed[0] > 1.5 * 99
+    curves.setHistory(history(n=200), live=True)  # the user's zoom stays theirs while running
+    assert vb.viewRange()[0] == zoomed
+    button = curves.resetButton
+    assert button.geometry().right() <= curves.graphics.width() and button.y() >= 0  # over the plots' corner
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert not button.isOffered()
+    x0, x1 = vb.viewRange()[0]
+    assert x0 <= 0 and 199 <= x1 < 199 * 1.3, (x0, x1)  # every step, with the room a live run keeps
+    curves.setHistory(history(n=400), live=True)
+    assert vb.viewRange()[0][1] >= 399  # following the run again

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
 from core.snapshot import Decision
 from widgets.decision_view import CLASS_COLORS, PLACEHOLDER, RING_COLORS, DecisionView, diverging_lut
 
-from .keys import shown
+from .keys import shown, wheel
 
 
 def sigmoid(z):
@@ -162,3 +162,17 @@ def test_the_drawn_map_shows_both_classes_the_boundary_and_the_points(view, tmp_
     for (x, y), label in zip(d.points[alone], d.labels[alone]):  # each point filled with its class colour
         got = colour_at(x, y).getRgb()[:3]
         assert max(abs(a - b) for a, b in zip(got, CLASS_COLORS[int(label)])) < 40, (x, y, got)
+
+
+def test_a_wheel_zoom_over_the_plane_has_a_way_back(view, qtbot):
+    view.setDecision(make_decision())
+    vb = view.plot.getPlotItem().getViewBox()
+    framed = vb.viewRect()
+    wheel(qtbot, view.plot.viewport(), view.plot.viewport().rect().center(), 120 * 3)  # in
+    qtbot.waitUntil(view.resetButton.isVisible)
+    assert vb.viewRect().width() < 0.8 * framed.width()
+    view.setDecision(make_decision(shift=0.5))  # the next frame, the same grid: the zoom stays
+    assert vb.viewRect().width() < 0.8 * framed.width()
+    qtbot.mouseClick(view.resetButton, Qt.MouseButton.LeftButton)
+    assert not view.resetButton.isOffered()
+    assert abs(vb.viewRect().width() - framed.width()) < 1e-6 * framed.width()

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QPointF, Qt
 
 from widgets.landscape import LandscapeView, contour_segments, log_scaled
 
-from .keys import shown
+from .keys import shown, wheel
 
 
 def bowl(nx: int = 41, ny: int = 31):
@@ -102,3 +102,37 @@ def test_widget_renders_something(land, tmp_path):
     assert img.save(str(tmp_path / "landscape.png"))
     colours = {img.pixel(x, y) for x in range(0, img.width(), 5) for y in range(0, img.height(), 5)}
     assert len(colours) > 20
+
+
+def test_a_wheel_zoom_over_the_map_has_a_way_back(land, qtbot):
+    land.setLandscape(*bowl())
+    vb = land.plot.getPlotItem().getViewBox()
+    framed = vb.viewRect()
+    assert not land.resetButton.isOffered()
+    wheel(qtbot, land.plot.viewport(), land.plot.viewport().rect().center(), -120 * 3)
+    qtbot.waitUntil(land.resetButton.isVisible)
+    assert vb.viewRect().width() > 1.3 * framed.width()
+    land.setPath(np.array([[-1.5, 0.0], [0.2, 0.9]]))  # steps go on: the zoom stays
+    assert vb.viewRect().width() > 1.3 * framed.width()
+    qtbot.mouseClick(land.resetButton, Qt.MouseButton.LeftButton)
+    assert not land.resetButton.isOffered()
+    r = vb.viewRect()
+    assert r.left() <= -2.0 and r.right() >= 2.0 and r.top() <= -1.0 and r.bottom() >= 2.0  # the whole map
+    assert r.width() < 1.2 * framed.width()
+    land.setMessage("No landscape")
+    assert not land.resetButton.isOffered()
+
+
+def test_hovering_the_map_never_widens_the_view(land, qtbot):
+    """The hover line wraps within two lines: one long line had widened the dock (and shrunk the
+    window's other panels) while the mouse moved over the map."""
+    land.setLandscape(*bowl())
+    land.CLICK_STARTS = True  # the main window's map: "· click to start here" makes the line longest
+    land._set_hint()
+    qtbot.wait(20)  # layouts follow a changed text at the next turn of the event loop
+    idle = land.minimumSizeHint().width()
+    land.hoverAt(-0.123456, 1.234567)
+    qtbot.wait(20)
+    assert "f ≈" in land.hover.text() and "click" in land.hover.text()
+    assert land.minimumSizeHint().width() == idle
+    assert land.minimumSizeHint().width() < land.hover.fontMetrics().horizontalAdvance(land.hover.text())

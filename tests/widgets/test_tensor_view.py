@@ -11,7 +11,7 @@ from core.snapshot import ArrayView, TensorSnapshot
 from widgets.tensor_panel import TensorPanel
 from widgets.tensor_view import TensorView
 
-from .keys import shown
+from .keys import shown, wheel
 
 
 def av(full, stride=None) -> ArrayView:
@@ -453,17 +453,6 @@ def test_ticks_of_a_long_axis_are_thinned_so_labels_never_run_together(view, qtb
         room = (b - a) * px
         assert room >= (fm.horizontalAdvance(la) + fm.horizontalAdvance(lb)) / 2 + 4, (la, lb, room)
     assert len(values) >= 2
-
-
-def wheel(qtbot, widget, pos, dy: int, ctrl: bool = False):
-    """A real wheel event at ``pos`` of ``widget`` (what a mouse wheel sends)."""
-    from PySide6.QtCore import QPoint
-    from PySide6.QtGui import QWheelEvent
-    from PySide6.QtCore import Qt as _Qt
-    mods = _Qt.KeyboardModifier.ControlModifier if ctrl else _Qt.KeyboardModifier.NoModifier
-    ev = QWheelEvent(QPointF(pos), QPointF(widget.mapToGlobal(pos)), QPoint(0, 0), QPoint(0, dy),
-                     _Qt.MouseButton.NoButton, mods, _Qt.ScrollPhase.NoScrollPhase, False)
-    QApplication.sendEvent(widget, ev)
 
 
 def four_views(n=6):
