@@ -286,7 +286,15 @@ class Comparison:
         """Each run's observer measures, and its session checkpoints, within its share of the
         time: its clock runs while the other runs step too, so a whole share each would spend
         n times what the same runs made alone spend."""
-        self.in_runs({r.id: (_w_share, (len(self.runs),)) for r in self.runs})
+        share = self._time_share()
+        self.in_runs({r.id: (_w_share, (share,)) for r in self.runs})
+
+    def _time_share(self) -> float:
+        """The share of its clock's time each run steps in: 1/n of it in one process; in processes
+        of their own, the runs step side by side, one core each while there are enough (a share of
+        1/n there had held their curves without a point for seconds)."""
+        n = len(self.runs)
+        return min(1.0, compare_pool.cores() / n) if self._workers is not None else 1.0 / n
 
     @property
     def hold_checkpoints(self) -> bool:
@@ -463,6 +471,7 @@ class Comparison:
             # a fork that failed (out of memory): the runs sent away so far are lost here
             self._workers.close()
             raise
+        self._share_budgets()
         return True
 
     def _revive(self, run: Run, step: int) -> None:
@@ -476,7 +485,7 @@ class Comparison:
         run.run_to(step)
         run.flush()
         run.session.hold_checkpoints = self._hold
-        _w_share(run, len(self.runs))
+        _w_share(run, self._time_share())
         self._views.pop(run.id, None)
         run._sent_view = None  # its new session's curves are sent whole
         run.send_away(self._workers)
@@ -716,9 +725,9 @@ class Comparison:
 
 # ----- what a run's own process does (core.compare_pool: fn(run, *args) there) -----
 
-def _w_share(run: Run, n: int) -> None:
-    run.session.observer._budget.fraction = MEASURE_BUDGET / n
-    run.session.time_share = 1.0 / n
+def _w_share(run: Run, share: float) -> None:
+    run.session.observer._budget.fraction = MEASURE_BUDGET * share
+    run.session.time_share = share
 
 
 def _w_hold(run: Run, on: bool) -> None:

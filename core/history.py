@@ -22,6 +22,7 @@ class Budget:
     def reset(self) -> None:
         self.start = time.perf_counter()
         self.spent = 0.0
+        self.early = 0.0  # what the measuring floor's early points took since (observer.floor_wait)
 
     def due(self, now: float, fraction: float | None = None) -> bool:
         """Whether the work done so far is within ``fraction`` (default: the budget's) of the time."""

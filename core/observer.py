@@ -82,11 +82,20 @@ def floor_wait(budget: Budget, now: float, step: int) -> float:
     a Run pressed late in a run spent it anew on points one in 64 steps apart, 50 ms of a 0.75 s
     run of a 2x2 tensor. A budget shared with other runs (a comparison's: a smaller fraction,
     its clock running while the others step too) gets the same share of the time, and the whole
-    allowance (each run has its early points to measure)."""
+    allowance (each run has its early points to measure).
+
+    Past the early points, what they cost (up to the allowance) stays paid for: counted against
+    the later floor, it had held a run's curves without a point for seconds after step 1,024 (a
+    comparison's runs, each with half the share: 30 ms of early points waited 3 s, the last point
+    at step 984 of a 3-second run). A budget reset past them (a Run pressed late) has none."""
     share = min(1.0, budget.fraction / MEASURE_BUDGET)
     if share <= 0:
         return math.inf
-    allowance = FLOOR_ALLOWANCE if floor_every(step) < MEASURE_AT_LEAST_EVERY else 0.0
+    if floor_every(step) < MEASURE_AT_LEAST_EVERY:
+        allowance = FLOOR_ALLOWANCE
+        budget.early = min(budget.spent, FLOOR_ALLOWANCE)  # what the early points took so far
+    else:
+        allowance = budget.early
     return (budget.spent - allowance) / (share * FLOOR_SHARE) - (now - budget.start)
 
 

@@ -273,6 +273,29 @@ def test_the_norms_floor_is_close_early_and_yields_to_their_budget_later():
     assert not obs._floor_due(now)  # early points too yield past it
 
 
+def test_the_early_points_cost_does_not_hold_back_the_floor_after_them():
+    """A comparison's run (half the share each) had spent 30 ms on its early points: counted
+    against the floor after step 1,024, its curves had no point for 3 s (the last at step 984 of
+    a 3-second run). What the early points took, up to the allowance, stays paid for; a budget
+    reset past them (Run pressed late) gets no allowance."""
+    import time
+    from core.observer import FLOOR_ALLOWANCE, FLOOR_SHARE, floor_every
+    obs = Session(make_spec("SGD", "manual")).observer
+    now = time.perf_counter()
+    b = obs._budget
+    b.start, b.spent = now - 1.0, 0.8 * FLOOR_ALLOWANCE  # the early points' cost
+    obs._step, obs._unmeasured = 900, floor_every(901) - 1
+    assert obs._floor_due(now)
+    b.spent += 0.5 * FLOOR_SHARE  # and then within the floor's share of the second since
+    obs._step, obs._unmeasured = 3000, 63
+    assert obs._floor_due(now)  # was held: (0.04 + 0.01) / 0.02 = 2.5 s of share for 1 s of run
+    b.spent += 1.0 * FLOOR_SHARE  # over the share past the early points: it yields as before
+    assert not obs._floor_due(now)
+    b.reset()  # Run pressed at step 3,000: no early points of its own
+    b.start, b.spent = now - 1.0, 0.8 * FLOOR_ALLOWANCE
+    assert not obs._floor_due(now)
+
+
 # ----- files -----
 
 def fresh_steps(journal) -> int:
