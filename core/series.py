@@ -198,6 +198,11 @@ class SeriesSet:
         self._low = 0
         self._derived.clear()
 
+    def _groups(self, prefix: str) -> int:
+        """How many groups' ``prefix{g}`` series there are: 1 + the highest ``g`` recorded."""
+        return 1 + max((int(k[len(prefix):]) for k in self.cols
+                        if k.startswith(prefix) and k[len(prefix):].isdigit()), default=-1)
+
     def _derive(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``column(name)`` as fresh arrays, recomputing only the buckets from ``_low`` on."""
         n, low = self.n, self._low
@@ -233,16 +238,11 @@ class SeriesSet:
             def env(name):
                 _, lo, hi = get(name)
                 return frozen(lo), frozen(hi)
-            lrs = []
-            g = 0
-            while f"lr{g}" in self.cols:
-                lrs.append(mean(f"lr{g}"))
-                g += 1
-            ratios = []
-            g = 0
-            while f"update_ratio{g}" in self.cols:
-                ratios.append(mean(f"update_ratio{g}"))
-                g += 1
+            # one series a group, by its index: a group with none recorded (the update ratio of a
+            # tensor that stays 0 is 0/0 at every step) is all NaN, and the groups after it keep
+            # their places (they had been left out of the view)
+            lrs = [mean(f"lr{g}") for g in range(self._groups("lr"))]
+            ratios = [mean(f"update_ratio{g}") for g in range(self._groups("update_ratio"))]
             loss_lo, loss_hi = env("loss")
             g_lo, g_hi = env("grad_norm")
             u_lo, u_hi = env("update_norm")

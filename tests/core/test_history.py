@@ -106,3 +106,16 @@ def test_the_path_is_rebuilt_after_thinning_even_at_the_same_length():
         s.add_xy(k, float(k), 0.0)
     after = s.path_array().tolist()  # 8 points again, other ones
     assert len(after) == len(before) == 8 and after[-1] == [12.0, 0.0] and after[1] == [3.0, 0.0]
+
+
+def test_a_group_with_no_update_ratio_keeps_the_later_groups_in_their_places():
+    """The multi_group example's bias stays 0 (its update ratio is 0/0 at every step): its group
+    has no recorded ratio, and groups after it had been left out of the curves altogether."""
+    from core.series import SeriesSet
+    s = SeriesSet()
+    s.add_many([1, 2, 3], [{"lr0": 0.1, "lr1": 0.1, "lr2": 0.01, "update_ratio0": 0.2, "update_ratio1": None,
+                            "update_ratio2": 0.01 * k} for k in (1, 2, 3)])
+    v = s.view()
+    assert len(v.lr) == 3 and len(v.update_ratio) == 3
+    assert np.isnan(v.update_ratio[1]).all()
+    assert list(v.update_ratio[2]) == [0.01, 0.02, 0.03] and list(v.update_ratio[0]) == [0.2] * 3
