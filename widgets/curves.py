@@ -21,7 +21,7 @@ from core.snapshot import History
 from widgets.curve_layers import BranchOverlays, Envelope
 from widgets.held_ranges import HeldRanges
 from widgets.curves_export import CurvesExport
-from widgets.pg_setup import SameWidth, cache_axes, compact_ticks, configure
+from widgets.pg_setup import SameWidth, cache_axes, compact_ticks, configure, relax_title
 from widgets.reset_view import ResetView
 from widgets.wheel_guard import guard
 
@@ -182,6 +182,7 @@ class CurvesView(CurvesExport, QWidget):
                                        symbolBrush=VAL_COLOR, symbolPen=None, connect="finite")
         self.plots["loss"].addItem(self.valLoss)
         self.plots["loss"].setTitle(None)
+        relax_title(self.plots["loss"])
         self.overlays = BranchOverlays(self.plots)
         self.plots["update_ratio"].setLogMode(x=False, y=True)
         # a log axis has no 0: a measured curve whose latest values are exactly 0 (an update that

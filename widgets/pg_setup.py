@@ -242,3 +242,18 @@ def map_plot(parent, x_label: str, y_label: str, left_width: int, bottom_height:
     compact_ticks(pi.getAxis("left"), left_width)
     pi.getAxis("bottom").setHeight(bottom_height)
     return widget, pi
+
+
+def relax_title(plot) -> None:
+    """``plot``'s title asks for no width: pyqtgraph's title label makes its whole text's width
+    the plot's minimum (on every text and resize), and a long title ("no loss: the gradients are
+    set by hand") made the Curves dock's plots wider than the dock, their right part cut off.
+    A title wider than its plot now overflows its own row instead."""
+    label = plot.titleLabel
+    fit = label.updateMin
+
+    def update_min() -> None:
+        fit()
+        label.setMinimumWidth(0)
+    label.updateMin = update_min
+    update_min()

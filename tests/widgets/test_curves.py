@@ -383,3 +383,18 @@ def test_a_wheel_zoom_over_the_curves_has_a_way_back(curves, qtbot):
     assert x0 <= 0 and 199 <= x1 < 199 * 1.3, (x0, x1)  # every step, with the room a live run keeps
     curves.setHistory(history(n=400), live=True)
     assert vb.viewRange()[0][1] >= 399  # following the run again
+
+
+def test_a_long_title_never_pushes_the_plots_past_the_panel(qtbot):
+    """The seed walkthrough's note "no loss: the gradients are set by hand" made the loss plot's
+    title ask for its whole width: in the 270-px Curves dock the plots came out wider than the
+    dock, their right part (and the notes anchored there) cut off."""
+    cv = shown(qtbot, CurvesView(), 270, 420)
+    n = 40
+    step = np.arange(1.0, n + 1)  # a ratio falling over decades, as the seed's: wide tick labels
+    cv.setHistory(History(step, np.full(n, np.nan), np.sqrt(step), step * 1e-3, (np.full(n, 0.1),),
+                          update_ratio=(np.geomspace(1e-4, 1e-8, n),)))
+    assert "no loss" in cv.plots["loss"].titleLabel.text
+    port = cv.graphics.viewport()
+    qtbot.wait(100)  # the layout takes the title's size at a later turn of the event loop
+    assert all(p.getViewBox().sceneBoundingRect().right() <= port.width() for p in cv.plots.values())
