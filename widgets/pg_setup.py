@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
@@ -250,10 +251,12 @@ def relax_title(plot) -> None:
     set by hand") made the Curves dock's plots wider than the dock, their right part cut off.
     A title wider than its plot now overflows its own row instead."""
     label = plot.titleLabel
-    fit = label.updateMin
+    ref, fit = weakref.ref(label), type(label).updateMin  # no cycle through the label (gui_gc.py)
 
     def update_min() -> None:
-        fit()
-        label.setMinimumWidth(0)
+        item = ref()
+        if item is not None:
+            fit(item)
+            item.setMinimumWidth(0)
     label.updateMin = update_min
     update_min()

@@ -10,9 +10,9 @@ at 1280x800 (the row's labels cannot shrink).
 """
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
-from PySide6.QtCore import QEvent, QObject
 from PySide6.QtWidgets import QToolButton, QWidget
 
 MARGIN = 4  # px from the plot's top and right edges
@@ -28,26 +28,28 @@ class ResetView(QToolButton):
     def __init__(self, host: QWidget, reset: Callable[[], None], text: str = "reset view",
                  tip: str = "Back to the whole plot (the wheel zooms, drag pans)") -> None:
         super().__init__(host)
-        self._reset = reset
+        # weakly: the owner holds this button, and a cycle through Qt objects is freed whenever the
+        # collector runs (widgets/gui_gc.py), not when the owner goes
+        self._reset = weakref.WeakMethod(reset) if hasattr(reset, "__self__") else (lambda: reset)
         self.setText(text)
         self.setToolTip(tip)
         self.setStyleSheet(STYLE)
         self.hide()
         self.clicked.connect(self._clicked)
-        host.installEventFilter(self)
 
     def watch(self, vb) -> None:
-        """Show the button when ``vb`` (a pyqtgraph ViewBox) is moved by the mouse (not by code)."""
+        """Show the button when ``vb`` (a pyqtgraph ViewBox) is moved by the mouse (not by code);
+        keep it in the corner when the plot is resized."""
         vb.sigRangeChangedManually.connect(self._moved)
+        vb.sigResized.connect(self._follow)
 
     def isOffered(self) -> bool:
         """Whether a view is zoomed or panned by hand (the button is offered)."""
         return not self.isHidden()
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
-        if event.type() == QEvent.Type.Resize and not self.isHidden():
+    def _follow(self, *_) -> None:
+        if not self.isHidden():
             self._place()
-        return False
 
     def _place(self) -> None:
         host = self.parentWidget()
@@ -62,4 +64,6 @@ class ResetView(QToolButton):
 
     def _clicked(self) -> None:
         self.hide()
-        self._reset()
+        reset = self._reset()
+        if reset is not None:
+            reset()

@@ -377,6 +377,8 @@ def test_a_wheel_zoom_over_the_curves_has_a_way_back(curves, qtbot):
     assert vb.viewRange()[0] == zoomed
     button = curves.resetButton
     assert button.geometry().right() <= curves.graphics.width() and button.y() >= 0  # over the plots' corner
+    curves.resize(520, 500)  # a wider dock: the button stays in the corner
+    qtbot.waitUntil(lambda: abs(button.geometry().right() - curves.graphics.width()) < 12)
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert not button.isOffered()
     x0, x1 = vb.viewRange()[0]
