@@ -15,6 +15,7 @@ from pyqtgraph.Qt import QtGui
 BAND_ALPHA = 55
 OVERLAY_ALPHA = 120
 OVERLAID = ("loss", "grad_norm", "update_norm")
+MEASURED_OVERLAID = ("grad_norm", "update_norm")  # measured on a budget: NaN between the measured steps
 
 
 def _edge(color) -> pg.PlotDataItem:
@@ -111,7 +112,12 @@ class BranchOverlays:
                     item.setZValue(-5)
                     self._plots[name].addItem(item)
                     self._items[(b, name)] = item
-                item.setData(x, np.asarray(getattr(h, name), dtype=np.float64))
+                y = np.asarray(getattr(h, name), dtype=np.float64)
+                if name in MEASURED_OVERLAID:  # NaN between the measured steps: join the measured points,
+                    seen = ~np.isnan(y)  # as the branch's own curve does (with NaN left in, points
+                    item.setData(x[seen], y[seen])  # two or more steps apart were drawn as nothing)
+                else:  # a loss's NaN is a gap (a closure that returned none)
+                    item.setData(x, y)
 
     def shown(self) -> dict[int, dict[str, np.ndarray]]:
         """What is drawn: branch -> series name -> y values."""

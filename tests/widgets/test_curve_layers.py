@@ -69,6 +69,22 @@ def test_other_branches_are_overlaid_in_their_colour_and_removed(curves):
     assert item not in curves.plots["loss"].items
 
 
+def test_an_overlaid_branch_joins_its_measured_norms_like_its_own_curve(curves):
+    """The moons example's branch 0, overlaid after a fork at step 15: its norms, measured every 2-6
+    steps past step 31 (NaN between), were drawn as nothing from there on."""
+    n = 100
+    step = np.arange(1.0, n + 1)
+    grad = np.full(n, np.nan)
+    grad[::5] = np.linspace(1.0, 0.1, len(grad[::5]))  # measured one step in five
+    loss = 1.0 / step
+    loss[40:43] = np.nan  # a loss's gap stays a gap
+    curves.setHistory(bucketed(n=10, bucket=1))
+    curves.setOverlays({0: ((213, 94, 0), History(step, loss, grad, grad * 0.1, (np.full(n, 0.1),)))})
+    x, y = curves.overlays._items[(0, "grad_norm")].getData()
+    assert len(x) == 20 and np.isfinite(y).all() and x[-1] == 96  # a line through every measured point
+    assert np.isnan(curves.overlays.shown()[0]["loss"][40:43]).all()
+
+
 def test_csv_export_keeps_the_bucket_ranges_and_ratios(curves, tmp_path):
     curves.setHistory(bucketed(n=3))
     path = tmp_path / "c.csv"
