@@ -11,7 +11,7 @@ at 1280x800 (the row's labels cannot shrink).
 from __future__ import annotations
 
 import weakref
-from typing import Callable
+from types import MethodType
 
 from PySide6.QtWidgets import QToolButton, QWidget
 
@@ -23,14 +23,15 @@ STYLE = ("QToolButton { background: rgba(245, 245, 245, 215); color: black; bord
 
 class ResetView(QToolButton):
     """Over ``host``'s top-right corner, hidden until a watched view box is zoomed or panned by
-    hand; a click calls ``reset`` (which frames the plots again) and hides the button."""
+    hand; a click calls ``reset`` (the owner's method that frames the plots again) and hides the
+    button."""
 
-    def __init__(self, host: QWidget, reset: Callable[[], None], text: str = "reset view",
+    def __init__(self, host: QWidget, reset: MethodType, text: str = "reset view",
                  tip: str = "Back to the whole plot (the wheel zooms, drag pans)") -> None:
         super().__init__(host)
         # weakly: the owner holds this button, and a cycle through Qt objects is freed whenever the
         # collector runs (widgets/gui_gc.py), not when the owner goes
-        self._reset = weakref.WeakMethod(reset) if hasattr(reset, "__self__") else (lambda: reset)
+        self._reset = weakref.WeakMethod(reset)
         self.setText(text)
         self.setToolTip(tip)
         self.setStyleSheet(STYLE)
