@@ -85,10 +85,6 @@ class DecisionView(QWidget):
         self.legend = QLabel()
         self.hover = QLabel()
         self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        # two lines, always: one long hover line had widened the dock (and the window's other
-        # panels with it) as the mouse moved over the map; wrapping in a fixed height moves nothing
-        self.hover.setWordWrap(True)
-        self.hover.setMinimumHeight(2 * self.hover.fontMetrics().lineSpacing())
         page = QWidget()
         lay = QVBoxLayout(page)
         lay.setContentsMargins(0, 0, 0, 0)

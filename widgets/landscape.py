@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtWidgets import QLabel, QStackedLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QStackedLayout, QVBoxLayout, QWidget
 
 from widgets.pg_setup import configure, map_plot
 from widgets.reset_view import ResetView
@@ -83,6 +83,7 @@ class LandscapeView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._xs = self._ys = self._z = None
+        self._hinting = True  # the hover line shows the hint (refitted on resize)
         self.plot, pi = map_plot(self, "x", "y", 52, 40)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setLookupTable(lut(COLORMAP))
@@ -102,10 +103,10 @@ class LandscapeView(QWidget):
         self.plot.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self.hover = QLabel(self)
         self.hover.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        # two lines, always: one long hover line had widened the dock (and the window's other
-        # panels with it) as the mouse moved over the map; wrapping in a fixed height moves nothing
-        self.hover.setWordWrap(True)
-        self.hover.setMinimumHeight(2 * self.hover.fontMetrics().lineSpacing())
+        # one line that asks for no width: a long hover line had widened the dock (and shrunk the
+        # window's other panels) as the mouse moved over the map; the line says what fits (_fit).
+        # Not two wrapped lines: their height pushed the 1024x700 window past its screen
+        self.hover.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         page = QWidget()
         lay = QVBoxLayout(page)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -205,8 +206,12 @@ class LandscapeView(QWidget):
         """Show the position (and f there, if on the map) for data coordinates ``(x, y)``."""
         f = self.valueAt(x, y)
         text = f"x = {x:.4g}, y = {y:.4g}"
-        click = " · click to start here" if self.CLICK_STARTS else ""
-        self.hover.setText(text if f is None else f"{text}, f ≈ {f:.6g}{click}")
+        if f is not None:
+            text = f"{text}, f ≈ {f:.6g}"
+            if self.CLICK_STARTS:
+                text = self._fit(f"{text} · click to start here", text)
+        self._hinting = False
+        self.hover.setText(text)
 
     # -------------------------------------------------------------- internals
     def _on_mouse_moved(self, pos: QPointF) -> None:
@@ -226,6 +231,19 @@ class LandscapeView(QWidget):
         ev.accept()
         self.startRequested.emit(float(p.x()), float(p.y()))
 
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        if self._hinting:  # the hint that fits the new width
+            self._set_hint()
+
     def _set_hint(self) -> None:
+        self._hinting = True
         click = " · click to start the run there" if self.CLICK_STARTS else ""
-        self.hover.setText(f"<span style='color: grey'>hover for x, y{click}</span>")
+        self.hover.setText(f"<span style='color: grey'>{self._fit(f'hover for x, y{click}', 'hover for x, y')}</span>")
+
+    def _fit(self, text: str, short: str) -> str:
+        """``text`` where the hover line holds it (or before it is laid out), else ``short``."""
+        if not self.hover.isVisible():
+            return text  # not laid out yet: refitted when it is (resizeEvent)
+        fits = self.hover.fontMetrics().horizontalAdvance(text) <= self.hover.contentsRect().width()
+        return text if fits else short
